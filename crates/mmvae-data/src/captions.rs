@@ -1,0 +1,208 @@
+//! Captions generated from class labels.
+//!
+//! Each class gets one caption per image, drawn from several templates
+//! ("a handwritten seven", "a photo of a sneaker", ...) by a seeded hash of
+//! the image index, so the same seed always gives the same captions. A second
+//! set of templates is held out: they never appear in training and are used to
+//! test whether the model generalises to new phrasings of known words.
+
+use crate::dataset::DatasetKind;
+use serde::{Deserialize, Serialize};
+
+/// Which template family to draw captions from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptionSet {
+    /// Templates seen in training.
+    Train,
+    /// Templates never seen in training (same words, new combinations).
+    HeldOut,
+}
+
+/// `{a}` is the class's indefinite article, `{c}` its name.
+fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
+    match (kind, set) {
+        (DatasetKind::Mnist, CaptionSet::Train) => &[
+            "{c}",
+            "a handwritten {c}",
+            "the digit {c}",
+            "this is the digit {c}",
+            "an image of the number {c}",
+            "a picture of {a} {c}",
+            "{a} {c} written by hand",
+            "the number {c} in white ink",
+        ],
+        (DatasetKind::Mnist, CaptionSet::HeldOut) => &[
+            "a picture of the digit {c}",
+            "this is a handwritten {c}",
+            "an image of the digit {c}",
+        ],
+        (DatasetKind::FashionMnist, CaptionSet::Train) => &[
+            "{c}",
+            "a photo of {a} {c}",
+            "this is {a} {c}",
+            "a picture of {a} {c}",
+            "{a} {c} on a black background",
+            "a grayscale image of {a} {c}",
+            "a product photo showing {a} {c}",
+        ],
+        (DatasetKind::FashionMnist, CaptionSet::HeldOut) => &[
+            "this is a photo of {a} {c}",
+            "a grayscale picture of {a} {c}",
+            "a picture showing {a} {c}",
+        ],
+    }
+}
+
+fn article(name: &str) -> &'static str {
+    match name.as_bytes().first() {
+        Some(b'a' | b'e' | b'i' | b'o' | b'u') => "an",
+        _ => "a",
+    }
+}
+
+/// SplitMix64: a small, well-mixed hash for deterministic choices.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Turns class labels into captions and captions back into classes.
+#[derive(Debug, Clone, Copy)]
+pub struct Captioner {
+    pub kind: DatasetKind,
+    pub seed: u64,
+}
+
+impl Captioner {
+    pub fn new(kind: DatasetKind, seed: u64) -> Self {
+        Self { kind, seed }
+    }
+
+    pub fn templates(&self, set: CaptionSet) -> &'static [&'static str] {
+        templates(self.kind, set)
+    }
+
+    /// Render template `t` of `set` for class `label`.
+    pub fn render(&self, set: CaptionSet, t: usize, label: usize) -> String {
+        let name = self.kind.class_names()[label];
+        let tpl = templates(self.kind, set)[t];
+        tpl.replace("{a}", article(name)).replace("{c}", name)
+    }
+
+    /// The caption of item `index` (with class `label`) under `set`; `stream`
+    /// separates e.g. the train and test splits so they draw independently.
+    pub fn caption(&self, set: CaptionSet, stream: u64, index: usize, label: usize) -> String {
+        let n = templates(self.kind, set).len() as u64;
+        let h = splitmix64(
+            self.seed ^ splitmix64(stream.wrapping_mul(0x1000_0000_01B3) ^ index as u64),
+        );
+        self.render(set, (h % n) as usize, label)
+    }
+
+    /// Every caption of every template in `set`, for building a vocabulary.
+    pub fn all_captions(&self, set: CaptionSet) -> Vec<String> {
+        let mut out = Vec::new();
+        for label in 0..self.kind.num_classes() {
+            for t in 0..templates(self.kind, set).len() {
+                out.push(self.render(set, t, label));
+            }
+        }
+        out
+    }
+
+    /// The class a caption names: `Some(c)` if exactly one class name occurs
+    /// in it as a whole word sequence, `None` if none or several do.
+    pub fn class_of(&self, caption: &str) -> Option<usize> {
+        let words: Vec<&str> = caption.split_whitespace().collect();
+        let mut found: Option<usize> = None;
+        for (c, name) in self.kind.class_names().iter().enumerate() {
+            let nw: Vec<&str> = name.split_whitespace().collect();
+            if words.windows(nw.len()).any(|w| w == nw.as_slice()) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(c);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn captions_are_deterministic_and_name_their_class() {
+        for kind in DatasetKind::ALL {
+            let c = Captioner::new(kind, 7);
+            for set in [CaptionSet::Train, CaptionSet::HeldOut] {
+                for i in 0..200 {
+                    let label = i % kind.num_classes();
+                    let a = c.caption(set, 0, i, label);
+                    assert_eq!(a, c.caption(set, 0, i, label));
+                    assert_eq!(c.class_of(&a), Some(label), "{a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seed_changes_captions_and_all_templates_are_used() {
+        let a = Captioner::new(DatasetKind::Mnist, 1);
+        let b = Captioner::new(DatasetKind::Mnist, 2);
+        let ca: Vec<_> = (0..100)
+            .map(|i| a.caption(CaptionSet::Train, 0, i, 3))
+            .collect();
+        let cb: Vec<_> = (0..100)
+            .map(|i| b.caption(CaptionSet::Train, 0, i, 3))
+            .collect();
+        assert_ne!(ca, cb);
+        let distinct: HashSet<_> = ca.iter().collect();
+        assert_eq!(distinct.len(), a.templates(CaptionSet::Train).len());
+    }
+
+    #[test]
+    fn held_out_templates_are_new_sentences_over_known_words() {
+        for kind in DatasetKind::ALL {
+            let c = Captioner::new(kind, 0);
+            let train: HashSet<String> = c.all_captions(CaptionSet::Train).into_iter().collect();
+            let words: HashSet<String> = train
+                .iter()
+                .flat_map(|s| s.split_whitespace().map(String::from))
+                .collect();
+            for h in c.all_captions(CaptionSet::HeldOut) {
+                assert!(
+                    !train.contains(&h),
+                    "held-out caption `{h}` appears in training"
+                );
+                for w in h.split_whitespace() {
+                    assert!(
+                        words.contains(w),
+                        "held-out word `{w}` never seen in training"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn class_of_handles_ambiguity_and_multiword_names() {
+        let c = Captioner::new(DatasetKind::FashionMnist, 0);
+        assert_eq!(c.class_of("an ankle boot"), Some(9));
+        assert_eq!(c.class_of("a t-shirt"), Some(0));
+        assert_eq!(c.class_of("a shirt"), Some(6));
+        assert_eq!(c.class_of("a shirt and a bag"), None);
+        assert_eq!(c.class_of("a photo of a"), None);
+        assert_eq!(
+            c.render(CaptionSet::Train, 1, 9),
+            "a photo of an ankle boot"
+        );
+        let m = Captioner::new(DatasetKind::Mnist, 0);
+        assert_eq!(m.render(CaptionSet::Train, 5, 8), "a picture of an eight");
+    }
+}

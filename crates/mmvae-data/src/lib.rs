@@ -1,0 +1,19 @@
+//! Data for mmvae: IDX image/label files (MNIST, Fashion-MNIST), captions
+//! generated from class labels, a word-level tokenizer, image files, and
+//! atomic file output.
+//!
+//! Nothing here depends on the tensor framework, so it builds and tests fast.
+
+pub mod captions;
+pub mod dataset;
+pub mod error;
+pub mod fetch;
+pub mod fsutil;
+pub mod idx;
+pub mod imageio;
+pub mod tokenizer;
+
+pub use captions::{CaptionSet, Captioner};
+pub use dataset::{DatasetKind, ImageLabelSet, Split};
+pub use error::DataError;
+pub use tokenizer::Vocab;
