@@ -1,1 +1,74 @@
-fn main() {}
+//! `mmvae`: train and use multimodal VAEs over images and text.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod commands;
+
+/// Multimodal variational autoencoders over images and text: train one latent
+/// space shared by images and captions, then generate, caption, reconstruct,
+/// sample and evaluate.
+#[derive(Parser, Debug)]
+#[command(name = "mmvae", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model from a TOML config; writes best/ and last/ checkpoints
+    /// and metrics.jsonl under --out.
+    Train(commands::TrainArgs),
+    /// Generate images from a caption (text → image) as a PNG grid.
+    Generate(commands::GenerateArgs),
+    /// Caption an image, or every PNG in a folder (image → text).
+    Caption(commands::CaptionArgs),
+    /// Reconstruct an image through the latent space (image → image), and
+    /// print the caption read from the same latent.
+    Reconstruct(commands::ReconstructArgs),
+    /// Sample images and captions jointly from the prior.
+    Sample(commands::SampleArgs),
+    /// Measure a checkpoint on the test split (coherence, test loss).
+    Eval(commands::EvalArgs),
+    /// The evaluation classifier that scores generated images.
+    Classifier {
+        #[command(subcommand)]
+        command: commands::ClassifierCommand,
+    },
+    /// Datasets: download and verify.
+    Data {
+        #[command(subcommand)]
+        command: commands::DataCommand,
+    },
+    /// Train briefly on an available dataset, then generate, caption and
+    /// evaluate: the whole pipeline in a few minutes.
+    Quickstart(commands::QuickstartArgs),
+    /// Training-step throughput and peak memory of the reference models.
+    Bench(commands::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Train(a) => commands::train(a),
+        Command::Generate(a) => commands::generate(a),
+        Command::Caption(a) => commands::caption(a),
+        Command::Reconstruct(a) => commands::reconstruct(a),
+        Command::Sample(a) => commands::sample(a),
+        Command::Eval(a) => commands::eval(a),
+        Command::Classifier { command } => commands::classifier(command),
+        Command::Data { command } => commands::data(command),
+        Command::Quickstart(a) => commands::quickstart(a),
+        Command::Bench(a) => commands::bench(a),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}

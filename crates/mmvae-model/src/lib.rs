@@ -1,1 +1,26 @@
+//! Multimodal VAEs over images and text on burn: model components, the
+//! training loop, checkpoints, the evaluation classifier and metrics.
+
 pub use burn;
+
+pub mod batch;
+pub mod bench;
+pub mod checkpoint;
+pub mod classifier;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod gaussian;
+pub mod eval;
+pub mod image;
+pub mod image_conv;
+pub mod image_mlp;
+pub mod infer;
+pub mod mvae;
+pub mod text;
+pub mod text_gru;
+pub mod train;
+
+pub use config::TrainConfig;
+pub use error::{ModelError, Result};

@@ -1,0 +1,489 @@
+//! Subcommand arguments and their thin handlers: parse, call the libraries,
+//! print. All logic lives in `mmvae-data` and `mmvae-model`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use mmvae_data::dataset::{self, DatasetKind, ImageLabelSet, Split};
+use mmvae_data::imageio::{self, GrayImage};
+use mmvae_data::{fetch, fsutil};
+use mmvae_model::classifier::{self, ClassifierTrainOptions};
+use mmvae_model::device::Compute;
+use mmvae_model::eval::{self, EvalOptions};
+use mmvae_model::infer::{self, Draw};
+use mmvae_model::train::{self, EpochReport, TrainOptions};
+use mmvae_model::TrainConfig;
+use std::path::{Path, PathBuf};
+
+fn compute(s: &str) -> Result<Compute> {
+    Ok(Compute::parse(s)?)
+}
+
+fn print_epoch(r: &EpochReport) {
+    eprintln!(
+        "epoch {:>3}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2})  {:.0} samples/s  {:.0}s{}",
+        r.epoch,
+        r.step,
+        r.train["loss"],
+        r.val["loss"],
+        r.val["img_nll"],
+        r.val["txt_nll"],
+        r.val["kl"],
+        r.val["img2txt_nll"],
+        r.val["txt2img_nll"],
+        r.samples_per_s,
+        r.elapsed_s,
+        if r.best { "  *best" } else { "" }
+    );
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// TOML configuration (see configs/).
+    #[arg(long)]
+    config: PathBuf,
+    /// Output folder (default: runs/<dataset>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Folder with the dataset's IDX files (overrides data.dir and $MMVAE_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Override optim.epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override data.train_limit (use the first N training images).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let mut cfg = TrainConfig::load(&a.config)?;
+    if let Some(e) = a.epochs {
+        cfg.optim.epochs = e;
+    }
+    if let Some(n) = a.train_limit {
+        cfg.data.train_limit = Some(n);
+    }
+    cfg.validate()?;
+    let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join(cfg.data.dataset.name()));
+    let opts = TrainOptions { out_dir: out.clone(), data_dir: a.data_dir, resume: a.resume, progress: !a.quiet, compute: compute(&a.device)? };
+    let s = train::train(&cfg, &opts, print_epoch).with_context(|| format!("training {}", a.config.display()))?;
+    println!(
+        "trained {} epochs ({} steps) in {:.0}s; best validation loss {:.3}\ncheckpoints: {}/best {}/last\nmetrics: {}/metrics.jsonl",
+        s.epochs,
+        s.steps,
+        s.elapsed_s,
+        s.best_val_loss,
+        out.display(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Checkpoint folder (e.g. runs/mnist/best).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The caption to generate images for.
+    #[arg(long)]
+    text: String,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Output PNG grid.
+    #[arg(long, default_value = "generated.png")]
+    out: PathBuf,
+    /// Use the posterior mean instead of samples (all images equal).
+    #[arg(long)]
+    mean: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn check_n(n: usize) -> Result<()> {
+    if !(1..=1024).contains(&n) {
+        bail!("--n must be in 1..=1024 (got {n})");
+    }
+    Ok(())
+}
+
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    check_n(a.n)?;
+    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    m.seed(a.seed);
+    let imgs = m.generate(&a.text, a.n, if a.mean { Draw::Mean } else { Draw::Sample })?;
+    let cols = (a.n as f64).sqrt().ceil() as usize;
+    imageio::save_grid(&a.out, &imgs, cols)?;
+    println!("{}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct CaptionArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A PNG image, or a folder: every *.png in it is captioned.
+    #[arg(long)]
+    image: PathBuf,
+    /// Sample words at this temperature instead of greedy decoding.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Use the posterior mean of q(z|image) instead of a sample.
+    #[arg(long)]
+    mean: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        bail!("{}: no .png files in this folder", dir.display());
+    }
+    Ok(v)
+}
+
+pub fn caption(a: CaptionArgs) -> Result<()> {
+    if let Some(t) = a.temperature {
+        if !(t.is_finite() && t > 0.0) {
+            bail!("--temperature must be > 0 (got {t})");
+        }
+    }
+    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    m.seed(a.seed);
+    let side = m.side();
+    let how = if a.mean { Draw::Mean } else { Draw::Sample };
+    if a.image.is_dir() {
+        let files = png_files(&a.image)?;
+        for chunk in files.chunks(256) {
+            let imgs: Vec<GrayImage> = chunk.iter().map(|p| imageio::load_gray(p, side, side)).collect::<Result<_, _>>()?;
+            for (p, c) in chunk.iter().zip(m.caption(&imgs, how, a.temperature)?) {
+                println!("{}\t{}", p.display(), c);
+            }
+        }
+    } else {
+        let img = imageio::load_gray(&a.image, side, side)?;
+        println!("{}", m.caption(&[img], how, a.temperature)?.remove(0));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A PNG image.
+    #[arg(long)]
+    image: PathBuf,
+    /// Output PNG: the input, then `n` reconstructions.
+    #[arg(long, default_value = "reconstruction.png")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
+    check_n(a.n)?;
+    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    m.seed(a.seed);
+    let side = m.side();
+    let img = imageio::load_gray(&a.image, side, side)?;
+    let (recon, caps) = m.reconstruct(&vec![img.clone(); a.n], Draw::Sample)?;
+    let mut all = vec![img];
+    all.extend(recon);
+    imageio::save_grid(&a.out, &all, all.len())?;
+    println!("{}\ncaption from the same latent: {}", a.out.display(), caps[0]);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Output PNG grid; the captions are printed in grid order.
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn sample(a: SampleArgs) -> Result<()> {
+    check_n(a.n)?;
+    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    m.seed(a.seed);
+    let (imgs, caps) = m.sample(a.n, a.temperature);
+    let cols = (a.n as f64).sqrt().ceil() as usize;
+    imageio::save_grid(&a.out, &imgs, cols)?;
+    println!("{}", a.out.display());
+    for (i, c) in caps.iter().enumerate() {
+        println!("{i:>3}\t{c}");
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Classifier folder (default: runs/classifier-<dataset>).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Score only the first N test items.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// JSON report (default: <checkpoint>/eval.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    let kind = m.checkpoint.config.data.dataset;
+    let cdir = a.classifier.unwrap_or_else(|| classifier::default_dir(kind));
+    let (clf, info) = classifier::load(&cdir, kind, &m.device)?;
+    let test = mmvae_model::data::load_test(kind, a.data_dir.as_deref(), m.checkpoint.config.data.dir.as_deref())?;
+    let opts = EvalOptions { limit: a.limit, seed: a.seed, ..EvalOptions::default() };
+    let report = eval::evaluate(&m, &clf, &info, &test, &opts);
+    let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval.json"));
+    fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    print!("{}", report.table());
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClassifierCommand {
+    /// Train the evaluation classifier of a dataset and record its test accuracy.
+    Train {
+        /// mnist or fashion-mnist.
+        #[arg(long)]
+        dataset: String,
+        /// Output folder (default: runs/classifier-<dataset>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        train_limit: Option<usize>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+pub fn classifier(c: ClassifierCommand) -> Result<()> {
+    match c {
+        ClassifierCommand::Train { dataset: name, out, data_dir, epochs, train_limit, seed, quiet } => {
+            let kind = DatasetKind::parse(&name)?;
+            let dir = dataset::locate(kind, data_dir.as_deref())?;
+            let train = ImageLabelSet::load(kind, &dir, Split::Train)?;
+            let test = ImageLabelSet::load(kind, &dir, Split::Test)?;
+            let mut opts = ClassifierTrainOptions::for_dataset(kind);
+            if let Some(e) = epochs {
+                if e == 0 {
+                    bail!("--epochs must be at least 1");
+                }
+                opts.epochs = e;
+            }
+            opts.train_limit = train_limit;
+            opts.seed = seed;
+            opts.progress = !quiet;
+            let out = out.unwrap_or_else(|| classifier::default_dir(kind));
+            let t = std::time::Instant::now();
+            let (_, info) = classifier::train_classifier(&train, &test, &opts, &out)?;
+            println!(
+                "{} classifier: test accuracy {:.2}% after {} epochs ({:.0}s); saved in {}",
+                kind,
+                100.0 * info.test_accuracy,
+                info.epochs,
+                t.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download a dataset from its canonical mirror and verify its SHA-256 sums.
+    Fetch {
+        /// mnist or fashion-mnist.
+        name: String,
+        /// Destination folder (default: $MMVAE_DATA/<name>, else data/<name>).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+        /// Another base URL serving the same files.
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+}
+
+pub fn data(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Fetch { name, dest, mirror } => {
+            let kind = DatasetKind::parse(&name)?;
+            let dest = dest.unwrap_or_else(|| {
+                std::env::var_os(dataset::DATA_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")).join(kind.name())
+            });
+            for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
+                match f {
+                    fetch::Fetched::Downloaded(p) => println!("downloaded and verified {}", p.display()),
+                    fetch::Fetched::AlreadyPresent(p) => println!("already present and verified {}", p.display()),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct QuickstartArgs {
+    /// Dataset (default: the first found of fashion-mnist, mnist).
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output folder; an earlier quickstart there is replaced.
+    #[arg(long, default_value = "runs/quickstart")]
+    out: PathBuf,
+    /// Training images used (more = better and slower).
+    #[arg(long, default_value_t = 20000)]
+    train_limit: usize,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+}
+
+pub fn quickstart(a: QuickstartArgs) -> Result<()> {
+    let kind = match &a.dataset {
+        Some(n) => DatasetKind::parse(n)?,
+        None => {
+            let found = [DatasetKind::FashionMnist, DatasetKind::Mnist].into_iter().find(|k| dataset::locate(*k, a.data_dir.as_deref()).is_ok());
+            match found {
+                Some(k) => k,
+                None => {
+                    // Report where Fashion-MNIST was looked for and how to get it.
+                    dataset::locate(DatasetKind::FashionMnist, a.data_dir.as_deref())?;
+                    unreachable!("locate failed above")
+                }
+            }
+        }
+    };
+    let cfg_text = match kind {
+        DatasetKind::Mnist => include_str!("../../../configs/mnist.toml"),
+        DatasetKind::FashionMnist => include_str!("../../../configs/fashion-mnist.toml"),
+    };
+    let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
+    cfg.optim.epochs = a.epochs;
+    cfg.data.train_limit = Some(a.train_limit);
+    cfg.loss.kl_anneal_steps = 500;
+    if a.out.exists() {
+        std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
+    }
+    eprintln!("[1/4] training an MVAE on {kind} ({} images, {} epochs)", a.train_limit, a.epochs);
+    let opts = TrainOptions { out_dir: a.out.clone(), data_dir: a.data_dir.clone(), resume: false, progress: true, compute: Compute::Cpu };
+    train::train(&cfg, &opts, print_epoch)?;
+
+    eprintln!("[2/4] training the evaluation classifier (1 epoch)");
+    let dir = dataset::locate(kind, a.data_dir.as_deref())?;
+    let train_set = ImageLabelSet::load(kind, &dir, Split::Train)?;
+    let test = ImageLabelSet::load(kind, &dir, Split::Test)?;
+    let mut copts = ClassifierTrainOptions::for_dataset(kind);
+    copts.epochs = 1;
+    copts.train_limit = Some(a.train_limit);
+    let cdir = a.out.join("classifier");
+    let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;
+
+    eprintln!("[3/4] generating and captioning");
+    let ck = a.out.join("best");
+    let m = infer::load(&ck, Compute::Cpu)?;
+    m.seed(0);
+    let captioner = m.captioner();
+    let mut grid = Vec::new();
+    for c in 0..kind.num_classes() {
+        let text = captioner.render(mmvae_data::captions::CaptionSet::Train, 1, c);
+        grid.extend(m.generate(&text, 8, Draw::Sample)?);
+    }
+    let gen = a.out.join("text-to-image.png");
+    imageio::save_grid(&gen, &grid, 8)?;
+    let imgs: Vec<GrayImage> = (0..8).map(|i| GrayImage::from_bytes(test.cols, test.rows, test.image(i))).collect();
+    let caps = m.caption(&imgs, Draw::Sample, None)?;
+    let inputs = a.out.join("test-images.png");
+    imageio::save_grid(&inputs, &imgs, 8)?;
+    let (samples, sample_caps) = m.sample(16, None);
+    let samples_png = a.out.join("joint-samples.png");
+    imageio::save_grid(&samples_png, &samples, 4)?;
+
+    eprintln!("[4/4] evaluating on 1000 test items");
+    let report = eval::evaluate(&m, &clf, &info, &test, &EvalOptions { limit: Some(1000), joint_samples: 1000, ..EvalOptions::default() });
+    let eval_json = a.out.join("eval.json");
+    fsutil::write_atomic(&eval_json, serde_json::to_string_pretty(&report)?.as_bytes())?;
+
+    println!("\nquickstart on {kind} done (a short run; see the README for full training).");
+    println!("text -> image, one row per class ('{}', ...): {}", captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0), gen.display());
+    println!("captions of the test images in {}:", inputs.display());
+    for (i, c) in caps.iter().enumerate() {
+        println!("  {i}: {c}  (true: {})", kind.class_names()[test.labels[i] as usize]);
+    }
+    println!("joint prior samples: {} (first captions: {})", samples_png.display(), sample_caps[..4].join(" | "));
+    print!("{}", report.table());
+    println!("outputs: {}  (checkpoint {}, metrics {}, report {})", a.out.display(), ck.display(), a.out.join("metrics.jsonl").display(), eval_json.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// mvae-mlp (MNIST MVAE, batch 100, latent 64, 512 wide) or conv-vae (64×64 conv VAE).
+    #[arg(long, default_value = "mvae-mlp")]
+    model: String,
+    /// Timed training steps (after warm-up).
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let kind = mmvae_model::bench::BenchModel::parse(&a.model)?;
+    let r = mmvae_model::bench::run(kind, a.batch_size, a.steps)?;
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Training-step benchmarks of the reference models on synthetic data:
+//! throughput (samples/s) and the process's peak resident memory. The
+//! PyTorch twin of each model is `bench/torch_bench.py`.
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use serde::Serialize;
+use std::time::Instant;
+
+use crate::batch::Batch;
+use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel, UnimodalTarget};
+use crate::error::{ModelError, Result};
+use crate::gaussian::Gaussian;
+use crate::image::{ImageDecoder, ImageEncoder};
+use crate::mvae::bernoulli_nll;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchModel {
+    /// MNIST MVAE: 784-512-512-64 MLP image expert, GRU caption expert
+    /// (embed 64, hidden 128, 10 tokens, 32 words), joint + unimodal ELBOs.
+    MvaeMlp,
+    /// 64×64 single-channel conv VAE: 4 stride-2 convs (32-64-128-256
+    /// channels), 256-wide hidden layer, latent 64, mirrored decoder.
+    ConvVae,
+}
+
+impl BenchModel {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "mvae-mlp" => Ok(BenchModel::MvaeMlp),
+            "conv-vae" => Ok(BenchModel::ConvVae),
+            o => Err(ModelError::Invalid(format!("unknown bench model `{o}` (expected mvae-mlp or conv-vae)"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub framework: &'static str,
+    pub model: BenchModel,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    pub samples_per_s: f64,
+    pub peak_rss_mib: f64,
+    pub threads: usize,
+}
+
+/// Peak resident set size of this process (Linux), MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+#[derive(Module, Debug)]
+struct ConvVae {
+    enc: ImageEncoder,
+    dec: ImageDecoder,
+}
+
+pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchReport> {
+    if batch_size == 0 || steps == 0 {
+        return Err(ModelError::Invalid("batch size and steps must be at least 1".into()));
+    }
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let warmup = 3;
+    let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
+    let t = match model {
+        BenchModel::MvaeMlp => {
+            let cfg = ModelConfig {
+                latent: 64,
+                fusion: Fusion::Poe,
+                image: ImageModel::Mlp { hidden: 512 },
+                text: TextModel::Gru { embed: 64, hidden: 128 },
+                max_len: 10,
+            };
+            let loss_cfg =
+                LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 50.0, unimodal_target: UnimodalTarget::All };
+            let vocab = 32;
+            let mut m = cfg.init(28, vocab, &device);
+            let images = Tensor::<2>::random([batch_size, 784], Distribution::Default, &device);
+            let mut toks = Vec::new();
+            for i in 0..batch_size {
+                toks.push(1i64);
+                for j in 0..7 {
+                    toks.push(4 + ((i * 7 + j) % (vocab - 4)) as i64);
+                }
+                toks.extend([2, 0]);
+            }
+            let batch = Batch {
+                images,
+                tokens: Tensor::from_data(TensorData::new(toks, [batch_size, 10]), &device),
+                last: Tensor::from_data(TensorData::new(vec![8i64; batch_size], [batch_size]), &device),
+            };
+            let mut start = Instant::now();
+            for s in 0..warmup + steps {
+                if s == warmup {
+                    start = Instant::now();
+                }
+                let out = m.loss(&batch, &loss_cfg, Fusion::Poe, 1.0);
+                let _ = out.report.try_into_vec_as::<f32>();
+                let g = GradientsParams::from_grads(out.total.backward(), &m);
+                m = optim.step(1e-3, m.clone(), g);
+            }
+            start.elapsed()
+        }
+        BenchModel::ConvVae => {
+            let (enc, dec) = ImageModel::Conv { channels: 32, hidden: 256 }.init(64, 64, &device);
+            let mut m = ConvVae { enc, dec };
+            let x = Tensor::<2>::random([batch_size, 64 * 64], Distribution::Default, &device);
+            let mut start = Instant::now();
+            for s in 0..warmup + steps {
+                if s == warmup {
+                    start = Instant::now();
+                }
+                let q: Gaussian = m.enc.forward(x.clone());
+                let z = q.rsample();
+                let nll = bernoulli_nll(m.dec.forward(z), x.clone()).sum_dim(1).squeeze_dim::<1>(1);
+                let loss = (nll + q.kl_standard()).mean();
+                let _ = loss.clone().try_into_vec_as::<f32>();
+                let g = GradientsParams::from_grads(loss.backward(), &m);
+                m = optim.step(1e-3, m.clone(), g);
+            }
+            start.elapsed()
+        }
+    };
+    let seconds = t.as_secs_f64();
+    Ok(BenchReport {
+        framework: "burn-flex",
+        model,
+        batch_size,
+        steps,
+        seconds,
+        samples_per_s: (steps * batch_size) as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    })
+}

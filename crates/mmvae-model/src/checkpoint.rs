@@ -1,0 +1,122 @@
+//! Checkpoints: a folder holding the weights (`model.bpk`), the exact
+//! configuration (`config.toml`), the vocabulary (`vocab.json`), the
+//! training state (`state.json`) and, for resuming, the optimizer state
+//! (`optim.bpk`). A checkpoint is written to a temporary folder and renamed
+//! into place, so a reader never sees a half-written one.
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use mmvae_data::{fsutil, DatasetKind, Vocab};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::config::TrainConfig;
+use crate::error::{ModelError, Result};
+use crate::mvae::Mvae;
+
+/// Where training stands, saved with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub dataset: DatasetKind,
+    /// Image side length in pixels.
+    pub side: usize,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed optimizer steps.
+    pub step: usize,
+    /// Validation loss after the last completed epoch.
+    pub val_loss: f64,
+    /// Best validation loss so far.
+    pub best_val_loss: f64,
+    /// Training wall time so far, seconds.
+    pub elapsed_s: f64,
+}
+
+/// A loaded checkpoint's metadata.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub vocab: Vocab,
+    pub state: TrainState,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |e| ModelError::Io { path: path.to_path_buf(), source: e }
+}
+
+/// Save a checkpoint folder atomically (replacing any previous one).
+pub fn save(dir: &Path, model: &Mvae, optim: Option<&ModuleOptimizer>, cfg: &TrainConfig, vocab: &Vocab, state: &TrainState) -> Result<()> {
+    let tmp = fsutil::temp_sibling(dir);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let res = (|| -> Result<()> {
+        model
+            .clone()
+            .save_file(tmp.join("model.bpk"))
+            .map_err(|e| ModelError::checkpoint(&tmp, format!("cannot write weights: {e}")))?;
+        if let Some(o) = optim {
+            o.save(tmp.join("optim.bpk")).map_err(|e| ModelError::checkpoint(&tmp, format!("cannot write optimizer state: {e}")))?;
+        }
+        fsutil::write_atomic(&tmp.join("config.toml"), cfg.to_toml().as_bytes())?;
+        vocab.save(&tmp.join("vocab.json"))?;
+        fsutil::write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state).expect("state serialises").as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let old = dir.with_file_name(format!(".{}.old-{}", dir.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    if old.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Read a checkpoint's metadata (config, vocabulary, state) without weights.
+pub fn read_meta(dir: &Path) -> Result<Checkpoint> {
+    if !dir.is_dir() {
+        return Err(ModelError::checkpoint(dir, "not a folder (expected the output of `mmvae train`, e.g. runs/mnist/best)"));
+    }
+    for f in ["model.bpk", "config.toml", "vocab.json", "state.json"] {
+        if !dir.join(f).is_file() {
+            return Err(ModelError::checkpoint(dir, format!("{f} is missing; is this a checkpoint folder?")));
+        }
+    }
+    let config = TrainConfig::load(&dir.join("config.toml"))?;
+    let vocab = Vocab::load(&dir.join("vocab.json"))?;
+    let sp = dir.join("state.json");
+    let state: TrainState = serde_json::from_slice(&std::fs::read(&sp).map_err(io(&sp))?)
+        .map_err(|e| ModelError::checkpoint(dir, format!("state.json is unreadable: {e}")))?;
+    if state.dataset != config.data.dataset {
+        return Err(ModelError::checkpoint(dir, "state.json and config.toml name different datasets"));
+    }
+    Ok(Checkpoint { dir: dir.to_path_buf(), config, vocab, state })
+}
+
+/// Load a checkpoint and rebuild its model on `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
+    let ck = read_meta(dir)?;
+    let model = ck.config.model.init(ck.state.side, ck.vocab.len(), device);
+    let model = model
+        .try_load_file(dir.join("model.bpk"))
+        .map_err(|e| ModelError::checkpoint(dir, format!("weights do not match config.toml/vocab.json: {e}")))?;
+    Ok((ck, model))
+}
+
+/// Load the optimizer state saved with a checkpoint, if any.
+pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
+    let p = dir.join("optim.bpk");
+    if !p.is_file() {
+        return Err(ModelError::checkpoint(dir, "optim.bpk is missing: this checkpoint cannot be resumed"));
+    }
+    optim.load(&p).map_err(|e| ModelError::checkpoint(dir, format!("cannot read optimizer state: {e}")))
+}

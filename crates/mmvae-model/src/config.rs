@@ -1,0 +1,237 @@
+//! Run configuration, read from TOML and saved beside every checkpoint so
+//! `generate`/`eval` rebuild exactly the model that was trained.
+//!
+//! `TrainConfig { model, optim, data, loss, seed }` nests the component
+//! configs; each component config has an `init(&device)` that builds it.
+
+use mmvae_data::DatasetKind;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::error::{ModelError, Result};
+
+/// How the modality posteriors are fused into the joint posterior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// Product of Gaussian experts with a standard-normal prior expert (MVAE).
+    #[default]
+    Poe,
+}
+
+/// Image encoder/decoder architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ImageModel {
+    /// Fully connected: pixels → hidden → hidden → latent, and back.
+    Mlp { hidden: usize },
+    /// DCGAN-style: two stride-2 convolutions (28→14→7), then a linear layer.
+    Conv { channels: usize, hidden: usize },
+}
+
+/// Caption encoder/decoder architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum TextModel {
+    /// GRU encoder (last hidden state) and autoregressive GRU decoder
+    /// conditioned on z at every step.
+    Gru { embed: usize, hidden: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Latent dimensionality.
+    pub latent: usize,
+    #[serde(default)]
+    pub fusion: Fusion,
+    pub image: ImageModel,
+    pub text: TextModel,
+    /// Longest caption in tokens, counting `<bos>` and `<eos>`.
+    pub max_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Clip each gradient tensor's norm to this value (none if absent).
+    #[serde(default)]
+    pub grad_clip: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Folder with the IDX files; if absent, `--data-dir`, `$MMVAE_DATA`, then
+    /// system folders are searched.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Use only the first N training images (all if absent).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Images taken from the end of the training split for validation.
+    pub val_size: usize,
+    /// Seed of the caption templates drawn for each image.
+    pub caption_seed: u64,
+}
+
+/// Which modalities a single-modality ELBO term reconstructs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnimodalTarget {
+    /// Only the observed modality (the original MVAE sub-sampled ELBO).
+    Observed,
+    /// Both modalities from the one observed (E_q(z|x)[log p(x,y|z)] − KL):
+    /// still a lower bound on log p(x,y), and it trains cross-generation.
+    #[default]
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// Weight of the KL term after annealing.
+    pub beta: f32,
+    /// Steps over which β rises linearly from 0 (0 = no annealing).
+    pub kl_anneal_steps: usize,
+    /// Likelihood weight of the image (sum of per-pixel Bernoulli terms).
+    pub image_weight: f32,
+    /// Likelihood weight of the caption (sum of per-token terms).
+    pub text_weight: f32,
+    #[serde(default)]
+    pub unimodal_target: UnimodalTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of weight initialisation, shuffling and sampling.
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    pub data: DataConfig,
+    pub loss: LossConfig,
+}
+
+fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!("`{field}` {msg}")))
+    }
+}
+
+impl TrainConfig {
+    pub fn from_toml_str(s: &str, origin: &Path) -> Result<Self> {
+        let cfg: TrainConfig = toml::from_str(s)
+            .map_err(|e| ModelError::Config(format!("{}: {}", origin.display(), e.to_string().replace('\n', " "))))?;
+        cfg.validate().map_err(|e| ModelError::Config(format!("{}: {e}", origin.display())))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let s = std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })?;
+        Self::from_toml_str(&s, path)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises to TOML")
+    }
+
+    /// Reject values that would crash or silently do nothing.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        check((1..=4096).contains(&m.latent), "model.latent", "must be in 1..=4096")?;
+        check((3..=256).contains(&m.max_len), "model.max_len", "must be in 3..=256")?;
+        match m.image {
+            ImageModel::Mlp { hidden } => check((1..=16384).contains(&hidden), "model.image.hidden", "must be in 1..=16384")?,
+            ImageModel::Conv { channels, hidden } => {
+                check((1..=1024).contains(&channels), "model.image.channels", "must be in 1..=1024")?;
+                check((1..=16384).contains(&hidden), "model.image.hidden", "must be in 1..=16384")?;
+            }
+        }
+        match m.text {
+            TextModel::Gru { embed, hidden } => {
+                check((1..=4096).contains(&embed), "model.text.embed", "must be in 1..=4096")?;
+                check((1..=4096).contains(&hidden), "model.text.hidden", "must be in 1..=4096")?;
+            }
+        }
+        let o = &self.optim;
+        check(o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0, "optim.lr", "must be in (0, 1)")?;
+        check((1..=100_000).contains(&o.batch_size), "optim.batch_size", "must be in 1..=100000")?;
+        check((1..=100_000).contains(&o.epochs), "optim.epochs", "must be in 1..=100000")?;
+        if let Some(c) = o.grad_clip {
+            check(c.is_finite() && c > 0.0, "optim.grad_clip", "must be positive")?;
+        }
+        let d = &self.data;
+        check(d.val_size >= 1, "data.val_size", "must be at least 1")?;
+        if let Some(n) = d.train_limit {
+            check(n >= 1, "data.train_limit", "must be at least 1")?;
+        }
+        let l = &self.loss;
+        check(l.beta.is_finite() && l.beta >= 0.0, "loss.beta", "must be >= 0")?;
+        check(l.image_weight.is_finite() && l.image_weight > 0.0, "loss.image_weight", "must be > 0")?;
+        check(l.text_weight.is_finite() && l.text_weight > 0.0, "loss.text_weight", "must be > 0")?;
+        Ok(())
+    }
+
+    /// A tiny configuration for tests and smoke runs.
+    pub fn tiny(dataset: DatasetKind) -> Self {
+        TrainConfig {
+            seed: 1,
+            model: ModelConfig {
+                latent: 8,
+                fusion: Fusion::Poe,
+                image: ImageModel::Mlp { hidden: 32 },
+                text: TextModel::Gru { embed: 8, hidden: 16 },
+                max_len: 10,
+            },
+            optim: OptimConfig { lr: 1e-3, batch_size: 16, epochs: 1, grad_clip: None },
+            data: DataConfig { dataset, dir: None, train_limit: Some(64), val_size: 16, caption_seed: 0 },
+            loss: LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 10.0, unimodal_target: UnimodalTarget::All },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip() {
+        let c = TrainConfig::tiny(DatasetKind::Mnist);
+        let s = c.to_toml();
+        assert_eq!(TrainConfig::from_toml_str(&s, Path::new("x.toml")).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+        c.optim.lr = -1.0;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("optim.lr") && e.contains("c.toml"), "{e}");
+        let e = TrainConfig::from_toml_str("seed = 1\n[model\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && !e.contains('\n'), "{e}");
+        let bad = c.to_toml().replace("epochs = 1", "epochs = 1\nepochz = 3");
+        let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("epochz"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected the shipped configs in {}", dir.display());
+    }
+}

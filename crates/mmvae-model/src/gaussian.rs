@@ -1,0 +1,119 @@
+//! Diagonal Gaussians: product of experts, KL to the standard normal, and
+//! reparameterised sampling.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+/// A batch of diagonal Gaussians.
+///
+/// # Shapes
+/// `mu`, `logvar`: `[batch, latent]`
+#[derive(Debug, Clone)]
+pub struct Gaussian {
+    pub mu: Tensor<2>,
+    pub logvar: Tensor<2>,
+}
+
+impl Gaussian {
+    pub fn new(mu: Tensor<2>, logvar: Tensor<2>) -> Self {
+        Self { mu, logvar }
+    }
+
+    /// Product of Gaussian experts together with a standard-normal prior
+    /// expert (Wu & Goodman 2018): precisions add, and the mean is the
+    /// precision-weighted mean of the experts' means.
+    pub fn product_with_prior(experts: &[Gaussian]) -> Gaussian {
+        let first = experts.first().expect("at least one expert");
+        let dims = first.mu.dims();
+        let device = first.mu.device();
+        // The prior expert: mu 0, precision 1.
+        let mut precision = Tensor::<2>::ones(dims, &device);
+        let mut weighted = Tensor::<2>::zeros(dims, &device);
+        for e in experts {
+            // Clamp for numerical safety: precisions in [e^-10, e^10].
+            let p = e.logvar.clone().clamp(-10.0, 10.0).neg().exp();
+            weighted = weighted + e.mu.clone() * p.clone();
+            precision = precision + p;
+        }
+        let var = precision.recip();
+        Gaussian { mu: weighted * var.clone(), logvar: var.log() }
+    }
+
+    /// The unimodal posterior used at inference: one expert with the prior.
+    pub fn with_prior(self) -> Gaussian {
+        Gaussian::product_with_prior(&[self])
+    }
+
+    /// KL(q ‖ N(0, I)) summed over the latent dimensions.
+    ///
+    /// # Shapes
+    /// returns `[batch]`
+    pub fn kl_standard(&self) -> Tensor<1> {
+        let kl = (self.mu.clone().powf_scalar(2.0) + self.logvar.clone().exp() - self.logvar.clone() - 1.0) * 0.5;
+        kl.sum_dim(1).squeeze_dim::<1>(1)
+    }
+
+    /// z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar.
+    pub fn rsample(&self) -> Tensor<2> {
+        let eps = self.mu.random_like(Distribution::Normal(0.0, 1.0));
+        self.mu.clone() + (self.logvar.clone() * 0.5).exp() * eps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32], dev: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [1, v.len()]), dev)
+    }
+    fn vals(x: Tensor<2>) -> Vec<f32> {
+        x.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn product_of_two_gaussians_matches_closed_form() {
+        let dev = Device::flex();
+        // N(1, 0.5) × N(-2, 2) × N(0, 1).
+        let (m1, v1, m2, v2) = (1.0f32, 0.5f32, -2.0f32, 2.0f32);
+        let a = Gaussian::new(t(&[m1], &dev), t(&[v1.ln()], &dev));
+        let b = Gaussian::new(t(&[m2], &dev), t(&[v2.ln()], &dev));
+        let p = Gaussian::product_with_prior(&[a, b]);
+        let prec = 1.0 / v1 + 1.0 / v2 + 1.0;
+        let mu = (m1 / v1 + m2 / v2) / prec;
+        assert!((vals(p.mu)[0] - mu).abs() < 1e-5);
+        assert!((vals(p.logvar)[0] - (1.0 / prec).ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn kl_matches_numeric_integral() {
+        let dev = Device::flex();
+        let (mu, var) = (0.7f64, 0.3f64);
+        let g = Gaussian::new(t(&[mu as f32, 0.0], &dev), t(&[(var as f32).ln(), 0.0], &dev));
+        let kl = g.kl_standard().into_data().try_into_vec::<f32>().unwrap()[0] as f64;
+        // ∫ q log(q/p) dz by the trapezoidal rule on [-12, 12].
+        let (n, lo, hi) = (200_000, -12.0f64, 12.0f64);
+        let h = (hi - lo) / n as f64;
+        let mut acc = 0.0;
+        for i in 0..=n {
+            let z = lo + i as f64 * h;
+            let lq = -0.5 * ((z - mu).powi(2) / var + var.ln() + (2.0 * std::f64::consts::PI).ln());
+            let lp = -0.5 * (z * z + (2.0 * std::f64::consts::PI).ln());
+            let w = if i == 0 || i == n { 0.5 } else { 1.0 };
+            acc += w * lq.exp() * (lq - lp) * h;
+        }
+        assert!((kl - acc).abs() < 1e-4, "closed form {kl} vs integral {acc}");
+    }
+
+    #[test]
+    fn rsample_has_the_right_moments() {
+        let dev = Device::flex();
+        dev.seed(3);
+        let n = 20_000;
+        let g = Gaussian::new(Tensor::full([n, 1], 2.0, &dev), Tensor::full([n, 1], (0.25f32).ln(), &dev));
+        let z = vals(g.rsample());
+        let mean = z.iter().sum::<f32>() / n as f32;
+        let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32;
+        assert!((mean - 2.0).abs() < 0.02 && (var - 0.25).abs() < 0.02, "{mean} {var}");
+    }
+}

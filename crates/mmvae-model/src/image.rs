@@ -1,0 +1,59 @@
+//! The image modality: encoder/decoder chosen by [`ImageModel`].
+
+use burn::prelude::*;
+
+use crate::config::ImageModel;
+use crate::gaussian::Gaussian;
+use crate::image_conv::{ConvImageDecoder, ConvImageEncoder};
+use crate::image_mlp::{MlpImageDecoder, MlpImageEncoder};
+
+#[derive(Module, Debug)]
+pub enum ImageEncoder {
+    Mlp(MlpImageEncoder),
+    Conv(ConvImageEncoder),
+}
+
+#[derive(Module, Debug)]
+pub enum ImageDecoder {
+    Mlp(MlpImageDecoder),
+    Conv(ConvImageDecoder),
+}
+
+impl ImageModel {
+    /// Build the encoder and decoder for `side`×`side` images.
+    pub fn init(&self, side: usize, latent: usize, device: &Device) -> (ImageEncoder, ImageDecoder) {
+        let pixels = side * side;
+        match *self {
+            ImageModel::Mlp { hidden } => (
+                ImageEncoder::Mlp(MlpImageEncoder::new(pixels, hidden, latent, device)),
+                ImageDecoder::Mlp(MlpImageDecoder::new(pixels, hidden, latent, device)),
+            ),
+            ImageModel::Conv { channels, hidden } => (
+                ImageEncoder::Conv(ConvImageEncoder::new(side, channels, hidden, latent, device)),
+                ImageDecoder::Conv(ConvImageDecoder::new(side, channels, hidden, latent, device)),
+            ),
+        }
+    }
+}
+
+impl ImageEncoder {
+    /// # Shapes
+    /// `x`: `[batch, pixels]` → posterior over `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>) -> Gaussian {
+        match self {
+            ImageEncoder::Mlp(m) => m.forward(x),
+            ImageEncoder::Conv(m) => m.forward(x),
+        }
+    }
+}
+
+impl ImageDecoder {
+    /// # Shapes
+    /// `z`: `[batch, latent]` → logits `[batch, pixels]`
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        match self {
+            ImageDecoder::Mlp(m) => m.forward(z),
+            ImageDecoder::Conv(m) => m.forward(z),
+        }
+    }
+}

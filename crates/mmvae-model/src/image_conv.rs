@@ -1,0 +1,147 @@
+//! DCGAN-style convolutional image encoder and decoder for square
+//! single-channel images: stride-2 4×4 convolutions halve the side while it
+//! stays even and at least 4 (28 → 14 → 7; 64 → 32 → 16 → 8 → 4), doubling
+//! the channels each time.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::gaussian::Gaussian;
+
+fn down(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [4, 4])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
+    // (H - 1) * 2 - 2 + 4 = 2H
+    ConvTranspose2dConfig::new([c_in, c_out], [4, 4]).with_stride([2, 2]).with_padding([1, 1]).init(device)
+}
+
+/// The side lengths after each stride-2 layer, e.g. `[14, 7]` for 28.
+pub fn down_sides(side: usize) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut s = side;
+    while s % 2 == 0 && s / 2 >= 4 && v.len() < 4 {
+        s /= 2;
+        v.push(s);
+    }
+    v
+}
+
+/// conv(1→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar).
+#[derive(Module, Debug)]
+pub struct ConvImageEncoder {
+    convs: Vec<Conv2d>,
+    fc: Linear,
+    out: Linear,
+    side: usize,
+    latent: usize,
+}
+
+impl ConvImageEncoder {
+    pub fn new(side: usize, channels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        let sides = down_sides(side);
+        let (mut c_in, mut c_out) = (1, channels);
+        let mut convs = Vec::new();
+        for _ in &sides {
+            convs.push(down(c_in, c_out, device));
+            c_in = c_out;
+            c_out *= 2;
+        }
+        let last = sides.last().copied().unwrap_or(side);
+        Self {
+            convs,
+            fc: LinearConfig::new(c_in * last * last, hidden).init(device),
+            out: LinearConfig::new(hidden, 2 * latent).init(device),
+            side,
+            latent,
+        }
+    }
+
+    /// # Shapes
+    /// `x`: `[batch, side * side]` → posterior over `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>) -> Gaussian {
+        let [b, _] = x.dims();
+        let x = x.reshape([b, 1, self.side, self.side]);
+        let mut h = x;
+        for c in &self.convs {
+            h = relu(c.forward(h)); // [b, c_k, side / 2^k, side / 2^k]
+        }
+        let h = relu(self.fc.forward(h.flatten::<2>(1, 3)));
+        let o = self.out.forward(h);
+        Gaussian::new(o.clone().narrow(1, 0, self.latent), o.narrow(1, self.latent, self.latent))
+    }
+}
+
+/// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → 1 × side × side.
+#[derive(Module, Debug)]
+pub struct ConvImageDecoder {
+    fc1: Linear,
+    fc2: Linear,
+    deconvs: Vec<ConvTranspose2d>,
+    side: usize,
+    /// Channels and side of the lowest resolution.
+    c0: usize,
+    s0: usize,
+}
+
+impl ConvImageDecoder {
+    pub fn new(side: usize, channels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        let sides = down_sides(side);
+        let k = sides.len();
+        let c0 = if k == 0 { 1 } else { channels << (k - 1) };
+        let s0 = sides.last().copied().unwrap_or(side);
+        let deconvs = (0..k)
+            .rev()
+            .map(|i| {
+                let c_in = channels << i;
+                let c_out = if i == 0 { 1 } else { channels << (i - 1) };
+                up(c_in, c_out, device)
+            })
+            .collect();
+        Self {
+            fc1: LinearConfig::new(latent, hidden).init(device),
+            fc2: LinearConfig::new(hidden, c0 * s0 * s0).init(device),
+            deconvs,
+            side,
+            c0,
+            s0,
+        }
+    }
+
+    /// # Shapes
+    /// `z`: `[batch, latent]` → Bernoulli logits `[batch, side * side]`
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        let [b, _] = z.dims();
+        let h = relu(self.fc1.forward(z));
+        let mut h = self.fc2.forward(h).reshape([b, self.c0, self.s0, self.s0]);
+        for d in &self.deconvs {
+            h = d.forward(relu(h)); // side doubles
+        }
+        h.reshape([b, self.side * self.side])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_for_28_and_64() {
+        assert_eq!(down_sides(28), vec![14, 7]);
+        assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
+        let dev = Device::flex();
+        for side in [28, 64] {
+            let e = ConvImageEncoder::new(side, 4, 16, 3, &dev);
+            let d = ConvImageDecoder::new(side, 4, 16, 3, &dev);
+            let q = e.forward(Tensor::zeros([2, side * side], &dev));
+            assert_eq!(q.mu.dims(), [2, 3]);
+            assert_eq!(d.forward(q.mu).dims(), [2, side * side]);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Fully connected image encoder and decoder.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::gaussian::Gaussian;
+
+/// pixels → hidden → hidden → (mu, logvar).
+#[derive(Module, Debug)]
+pub struct MlpImageEncoder {
+    l1: Linear,
+    l2: Linear,
+    out: Linear,
+    latent: usize,
+}
+
+impl MlpImageEncoder {
+    pub fn new(pixels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        Self {
+            l1: LinearConfig::new(pixels, hidden).init(device),
+            l2: LinearConfig::new(hidden, hidden).init(device),
+            out: LinearConfig::new(hidden, 2 * latent).init(device),
+            latent,
+        }
+    }
+
+    /// # Shapes
+    /// `x`: `[batch, pixels]` in `[0, 1]` → posterior over `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>) -> Gaussian {
+        let h = relu(self.l1.forward(x));
+        let h = relu(self.l2.forward(h));
+        let o = self.out.forward(h); // [batch, 2 * latent]
+        Gaussian::new(o.clone().narrow(1, 0, self.latent), o.narrow(1, self.latent, self.latent))
+    }
+}
+
+/// latent → hidden → hidden → pixel logits.
+#[derive(Module, Debug)]
+pub struct MlpImageDecoder {
+    l1: Linear,
+    l2: Linear,
+    out: Linear,
+}
+
+impl MlpImageDecoder {
+    pub fn new(pixels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        Self {
+            l1: LinearConfig::new(latent, hidden).init(device),
+            l2: LinearConfig::new(hidden, hidden).init(device),
+            out: LinearConfig::new(hidden, pixels).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// `z`: `[batch, latent]` → Bernoulli logits `[batch, pixels]`
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        let h = relu(self.l1.forward(z));
+        let h = relu(self.l2.forward(h));
+        self.out.forward(h)
+    }
+}

@@ -1,0 +1,124 @@
+//! GRU caption encoder and autoregressive GRU caption decoder.
+
+use burn::nn::gru::{Gru, GruConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use mmvae_data::tokenizer::{BOS, EOS, PAD};
+
+use crate::gaussian::Gaussian;
+
+/// Embedding → GRU; the hidden state at each caption's `<eos>` gives
+/// (mu, logvar).
+#[derive(Module, Debug)]
+pub struct GruTextEncoder {
+    embed: Embedding,
+    gru: Gru,
+    out: Linear,
+    latent: usize,
+}
+
+impl GruTextEncoder {
+    pub fn new(vocab: usize, embed: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        Self {
+            embed: EmbeddingConfig::new(vocab, embed).init(device),
+            gru: GruConfig::new(embed, hidden, true).init(device),
+            out: LinearConfig::new(hidden, 2 * latent).init(device),
+            latent,
+        }
+    }
+
+    /// # Shapes
+    /// `tokens`: `[batch, time]` framed as `<bos> words <eos> <pad>…`;
+    /// `last`: `[batch]` index of each `<eos>` → posterior over `[batch, latent]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
+        let [b, _t] = tokens.dims();
+        let e = self.embed.forward(tokens); // [b, t, embed]
+        let hs = self.gru.forward(e, None); // [b, t, hidden]
+        let hidden = hs.dims()[2];
+        let idx = last.reshape([b, 1, 1]).expand([b, 1, hidden]);
+        let h = hs.gather(1, idx).reshape([b, hidden]);
+        let o = self.out.forward(h);
+        Gaussian::new(o.clone().narrow(1, 0, self.latent), o.narrow(1, self.latent, self.latent))
+    }
+}
+
+/// h0 = tanh(W z); each step reads the previous token's embedding
+/// concatenated with z, and predicts the next token.
+#[derive(Module, Debug)]
+pub struct GruTextDecoder {
+    embed: Embedding,
+    init: Linear,
+    gru: Gru,
+    out: Linear,
+}
+
+impl GruTextDecoder {
+    pub fn new(vocab: usize, embed: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        Self {
+            embed: EmbeddingConfig::new(vocab, embed).init(device),
+            init: LinearConfig::new(latent, hidden).init(device),
+            gru: GruConfig::new(embed + latent, hidden, true).init(device),
+            out: LinearConfig::new(hidden, vocab).init(device),
+        }
+    }
+
+    /// Teacher-forced negative log-likelihood of each caption.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]` (summed over tokens)
+    pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
+        let [b, t] = tokens.dims();
+        let latent = z.dims()[1];
+        let inputs = tokens.clone().narrow(1, 0, t - 1); // [b, t-1]
+        let targets = tokens.narrow(1, 1, t - 1); // [b, t-1]
+        let h0 = self.init.forward(z.clone()).tanh();
+        let e = self.embed.forward(inputs); // [b, t-1, embed]
+        let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
+        let hs = self.gru.forward(Tensor::cat(vec![e, zs], 2), Some(h0)); // [b, t-1, hidden]
+        let logp = log_softmax(self.out.forward(hs), 2); // [b, t-1, vocab]
+        let picked = logp.gather(2, targets.clone().unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2); // [b, t-1]
+        let mask = targets.not_equal_elem(PAD as i64).float();
+        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+    }
+
+    /// Decode up to `max_len - 1` tokens from each z: greedily when
+    /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
+    pub fn decode(&self, z: Tensor<2>, max_len: usize, temperature: Option<f32>) -> Vec<Vec<usize>> {
+        let [b, _] = z.dims();
+        let device = z.device();
+        let mut h = self.init.forward(z.clone()).tanh(); // [b, hidden]
+        let mut tok = Tensor::<1, Int>::full([b], BOS as i64, &device);
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); b];
+        let mut done = vec![false; b];
+        for _ in 0..max_len.saturating_sub(1) {
+            let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
+            let x = Tensor::cat(vec![e, z.clone().unsqueeze_dim::<3>(1)], 2);
+            let hs = self.gru.forward(x, Some(h)); // [b, 1, hidden]
+            h = hs.reshape([b, self.init.weight.dims()[1]]);
+            let logits = self.out.forward(h.clone()); // [b, vocab]
+            tok = match temperature {
+                None => logits.argmax(1).reshape([b]),
+                Some(temp) => burn::tensor::activation::softmax(logits / temp.max(1e-4), 1).categorical(1).reshape([b]),
+            };
+            let ids: Vec<i64> = tok.clone().try_into_vec_as::<i64>().unwrap_or_default();
+            for (i, &id) in ids.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                if id as usize == EOS || id as usize == PAD {
+                    done[i] = true;
+                } else if id as usize != BOS {
+                    out[i].push(id as usize);
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,294 @@
+//! The training loop: seeded, with a progress bar, validation each epoch,
+//! metrics appended to `metrics.jsonl`, atomic `best/` and `last/`
+//! checkpoints, resuming, and a clean stop if the loss stops being finite.
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use mmvae_data::captions::CaptionSet;
+use mmvae_data::ImageLabelSet;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::batch::{shuffled, CaptionSource, HostBatch};
+use crate::checkpoint::{self, TrainState};
+use crate::config::TrainConfig;
+use crate::data::{load_train_data, VAL_STREAM};
+use crate::device::Compute;
+use crate::error::{ModelError, Result};
+use crate::mvae::{Mvae, REPORT_NAMES};
+
+/// Options of a run that are not part of the model's configuration.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub out_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub resume: bool,
+    pub progress: bool,
+    pub compute: Compute,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub step: usize,
+    pub beta: f32,
+    pub train: std::collections::BTreeMap<String, f64>,
+    pub val: std::collections::BTreeMap<String, f64>,
+    pub elapsed_s: f64,
+    pub samples_per_s: f64,
+    pub best: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub out_dir: PathBuf,
+    pub epochs: usize,
+    pub steps: usize,
+    pub best_val_loss: f64,
+    pub elapsed_s: f64,
+    pub reports: Vec<EpochReport>,
+}
+
+/// Force every parameter to materialise now, so initial weights depend only
+/// on the seed and not on what else draws random numbers first.
+struct ForceInit;
+impl ModuleVisitor for ForceInit {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let _ = p.val();
+    }
+}
+
+/// Build a freshly initialised model, seeded.
+pub fn init_model(cfg: &TrainConfig, side: usize, vocab: usize, device: &Device) -> Mvae {
+    device.seed(cfg.seed);
+    let model = cfg.model.init(side, vocab, device);
+    model.visit(&mut ForceInit);
+    model
+}
+
+pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_epsilon(1e-8)
+        .with_grad_clipping(cfg.optim.grad_clip.map(GradientClippingConfig::Norm))
+        .init()
+}
+
+/// β for step `step` under linear KL annealing.
+pub fn beta_at(cfg: &TrainConfig, step: usize) -> f32 {
+    let l = &cfg.loss;
+    if l.kl_anneal_steps == 0 {
+        l.beta
+    } else {
+        l.beta * ((step as f32 + 1.0) / l.kl_anneal_steps as f32).min(1.0)
+    }
+}
+
+/// Mean loss report of `model` over a dataset, in batches (no gradients).
+pub fn evaluate_loss(
+    model: &Mvae,
+    cfg: &TrainConfig,
+    data: &ImageLabelSet,
+    source: CaptionSource,
+    vocab: &mmvae_data::Vocab,
+    device: &Device,
+) -> Vec<f64> {
+    let bs = cfg.optim.batch_size.max(1);
+    let mut sums = vec![0.0f64; REPORT_NAMES.len()];
+    let mut n = 0usize;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(bs) {
+        let hb = HostBatch::gather(data, chunk, source, vocab, cfg.model.max_len);
+        let out = model.loss(&hb.to_device(device), &cfg.loss, cfg.model.fusion, cfg.loss.beta);
+        let r = out.report.try_into_vec_as::<f32>().unwrap_or_default();
+        for (s, v) in sums.iter_mut().zip(r) {
+            *s += v as f64 * chunk.len() as f64;
+        }
+        n += chunk.len();
+    }
+    sums.iter().map(|s| s / n.max(1) as f64).collect()
+}
+
+fn named(v: &[f64]) -> std::collections::BTreeMap<String, f64> {
+    REPORT_NAMES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect()
+}
+
+fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
+    a.model == b.model && a.data == b.data && a.loss == b.loss && a.seed == b.seed && a.optim.batch_size == b.optim.batch_size
+}
+
+/// Train a model as configured; `on_epoch` sees each epoch's report.
+pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&EpochReport)) -> Result<TrainSummary> {
+    cfg.validate()?;
+    let data = load_train_data(cfg, opts.data_dir.as_deref())?;
+    let side = data.train.rows;
+    let device = opts.compute.device()?.autodiff();
+    let eval_device = device.clone().without_autodiff();
+    let out = &opts.out_dir;
+    let last_dir = out.join("last");
+    let best_dir = out.join("best");
+    let metrics_path = out.join("metrics.jsonl");
+
+    let (mut model, mut optim, mut state) = if opts.resume {
+        let ck = checkpoint::read_meta(&last_dir)?;
+        if !same_run(&ck.config, cfg) {
+            return Err(ModelError::checkpoint(
+                &last_dir,
+                "was trained with a different configuration (only optim.epochs and optim.lr may change on --resume)",
+            ));
+        }
+        if ck.vocab != data.vocab {
+            return Err(ModelError::checkpoint(&last_dir, "vocabulary differs from this dataset's"));
+        }
+        let (_, m) = checkpoint::load(&last_dir, &device)?;
+        let o = checkpoint::load_optim(&last_dir, optimizer(cfg))?;
+        device.seed(cfg.seed ^ (ck.state.step as u64).wrapping_mul(0x9E37_79B9));
+        (m, o, ck.state)
+    } else {
+        if last_dir.exists() {
+            return Err(ModelError::Invalid(format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                out.display()
+            )));
+        }
+        std::fs::create_dir_all(out).map_err(|e| ModelError::Io { path: out.clone(), source: e })?;
+        let m = init_model(cfg, side, data.vocab.len(), &device);
+        let state = TrainState {
+            dataset: cfg.data.dataset,
+            side,
+            epoch: 0,
+            step: 0,
+            val_loss: f64::INFINITY,
+            best_val_loss: f64::INFINITY,
+            elapsed_s: 0.0,
+        };
+        (m, optimizer(cfg), state)
+    };
+
+    let bs = cfg.optim.batch_size;
+    let n = data.train.len();
+    let steps_per_epoch = n.div_ceil(bs);
+    let mut reports = Vec::new();
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+
+    for epoch in state.epoch..cfg.optim.epochs {
+        let epoch_start = Instant::now();
+        let order = shuffled(n, cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+        let source = CaptionSource { captioner: data.captioner, set: CaptionSet::Train, stream: epoch as u64 + 1 };
+        let pb = if opts.progress { ProgressBar::new(steps_per_epoch as u64) } else { ProgressBar::hidden() };
+        pb.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(format!("{}/{}", epoch + 1, cfg.optim.epochs));
+        let mut sums = vec![0.0f64; REPORT_NAMES.len()];
+        let mut seen = 0usize;
+        let mut failure: Option<String> = None;
+
+        std::thread::scope(|s| {
+            // Batches are gathered on their own thread, two ahead of the step.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(2);
+            let train_set = &data.train;
+            let vocab = &data.vocab;
+            let order = &order;
+            s.spawn(move || {
+                for chunk in order.chunks(bs) {
+                    if tx.send(HostBatch::gather(train_set, chunk, source, vocab, cfg.model.max_len)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for hb in rx.iter() {
+                let beta = beta_at(cfg, state.step);
+                let batch = hb.to_device(&device);
+                let out = model.loss(&batch, &cfg.loss, cfg.model.fusion, beta);
+                let r = out.report.clone().try_into_vec_as::<f32>().unwrap_or_default();
+                if r.iter().any(|v| !v.is_finite()) {
+                    failure = Some(format!(
+                        "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
+                        epoch + 1,
+                        state.step,
+                        r,
+                        last_dir.display()
+                    ));
+                    break;
+                }
+                let grads = GradientsParams::from_grads(out.total.backward(), &model);
+                model = optim.step(cfg.optim.lr, model.clone(), grads);
+                state.step += 1;
+                for (s, v) in sums.iter_mut().zip(&r) {
+                    *s += *v as f64 * hb.size as f64;
+                }
+                seen += hb.size;
+                pb.inc(1);
+                pb.set_message(format!("loss {:.2} img {:.1} txt {:.3} kl {:.2}", r[0], r[1], r[2], r[3]));
+            }
+        });
+        pb.finish_and_clear();
+        if let Some(msg) = failure {
+            return Err(ModelError::Diverged(msg));
+        }
+        let train_time = epoch_start.elapsed().as_secs_f64();
+        let train_means: Vec<f64> = sums.iter().map(|s| s / seen.max(1) as f64).collect();
+
+        let valid = model.valid();
+        let val_source = CaptionSource { captioner: data.captioner, set: CaptionSet::Train, stream: VAL_STREAM };
+        let val = evaluate_loss(&valid, cfg, &data.val, val_source, &data.vocab, &eval_device);
+        if !val[0].is_finite() {
+            return Err(ModelError::Diverged(format!(
+                "validation loss is non-finite after epoch {}; the last good checkpoint is kept in {}",
+                epoch + 1,
+                last_dir.display()
+            )));
+        }
+        state.epoch = epoch + 1;
+        state.val_loss = val[0];
+        state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        let best = val[0] < state.best_val_loss;
+        if best {
+            state.best_val_loss = val[0];
+        }
+        checkpoint::save(&last_dir, &model, Some(&optim), cfg, &data.vocab, &state)?;
+        if best {
+            checkpoint::save(&best_dir, &model, None, cfg, &data.vocab, &state)?;
+        }
+        let report = EpochReport {
+            epoch: epoch + 1,
+            step: state.step,
+            beta: beta_at(cfg, state.step),
+            train: named(&train_means),
+            val: named(&val),
+            elapsed_s: state.elapsed_s,
+            samples_per_s: seen as f64 / train_time.max(1e-9),
+            best,
+        };
+        append_jsonl(&metrics_path, &report)?;
+        on_epoch(&report);
+        reports.push(report);
+    }
+    Ok(TrainSummary {
+        out_dir: out.clone(),
+        epochs: state.epoch,
+        steps: state.step,
+        best_val_loss: state.best_val_loss,
+        elapsed_s: state.elapsed_s,
+        reports,
+    })
+}
+
+fn append_jsonl(path: &Path, value: &impl Serialize) -> Result<()> {
+    let line = serde_json::to_string(value).expect("report serialises");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })?;
+    writeln!(f, "{line}").map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })
+}
