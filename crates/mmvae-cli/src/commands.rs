@@ -73,9 +73,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cfg.data.train_limit = Some(n);
     }
     cfg.validate()?;
-    let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join(cfg.data.dataset.name()));
-    let opts = TrainOptions { out_dir: out.clone(), data_dir: a.data_dir, resume: a.resume, progress: !a.quiet, compute: compute(&a.device)? };
-    let s = train::train(&cfg, &opts, print_epoch).with_context(|| format!("training {}", a.config.display()))?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(cfg.data.dataset.name()));
+    let opts = TrainOptions {
+        out_dir: out.clone(),
+        data_dir: a.data_dir,
+        resume: a.resume,
+        progress: !a.quiet,
+        compute: compute(&a.device)?,
+    };
+    let s = train::train(&cfg, &opts, print_epoch)
+        .with_context(|| format!("training {}", a.config.display()))?;
     println!(
         "trained {} epochs ({} steps) in {:.0}s; best validation loss {:.3}\ncheckpoints: {}/best {}/last\nmetrics: {}/metrics.jsonl",
         s.epochs,
@@ -175,7 +184,10 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
     if a.image.is_dir() {
         let files = png_files(&a.image)?;
         for chunk in files.chunks(256) {
-            let imgs: Vec<GrayImage> = chunk.iter().map(|p| imageio::load_gray(p, side, side)).collect::<Result<_, _>>()?;
+            let imgs: Vec<GrayImage> = chunk
+                .iter()
+                .map(|p| imageio::load_gray(p, side, side))
+                .collect::<Result<_, _>>()?;
             for (p, c) in chunk.iter().zip(m.caption(&imgs, how, a.temperature)?) {
                 println!("{}\t{}", p.display(), c);
             }
@@ -215,7 +227,11 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     let mut all = vec![img];
     all.extend(recon);
     imageio::save_grid(&a.out, &all, all.len())?;
-    println!("{}\ncaption from the same latent: {}", a.out.display(), caps[0]);
+    println!(
+        "{}\ncaption from the same latent: {}",
+        a.out.display(),
+        caps[0]
+    );
     Ok(())
 }
 
@@ -274,10 +290,20 @@ pub struct EvalArgs {
 pub fn eval(a: EvalArgs) -> Result<()> {
     let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
     let kind = m.checkpoint.config.data.dataset;
-    let cdir = a.classifier.unwrap_or_else(|| classifier::default_dir(kind));
+    let cdir = a
+        .classifier
+        .unwrap_or_else(|| classifier::default_dir(kind));
     let (clf, info) = classifier::load(&cdir, kind, &m.device)?;
-    let test = mmvae_model::data::load_test(kind, a.data_dir.as_deref(), m.checkpoint.config.data.dir.as_deref())?;
-    let opts = EvalOptions { limit: a.limit, seed: a.seed, ..EvalOptions::default() };
+    let test = mmvae_model::data::load_test(
+        kind,
+        a.data_dir.as_deref(),
+        m.checkpoint.config.data.dir.as_deref(),
+    )?;
+    let opts = EvalOptions {
+        limit: a.limit,
+        seed: a.seed,
+        ..EvalOptions::default()
+    };
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);
     let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval.json"));
     fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -311,7 +337,15 @@ pub enum ClassifierCommand {
 
 pub fn classifier(c: ClassifierCommand) -> Result<()> {
     match c {
-        ClassifierCommand::Train { dataset: name, out, data_dir, epochs, train_limit, seed, quiet } => {
+        ClassifierCommand::Train {
+            dataset: name,
+            out,
+            data_dir,
+            epochs,
+            train_limit,
+            seed,
+            quiet,
+        } => {
             let kind = DatasetKind::parse(&name)?;
             let dir = dataset::locate(kind, data_dir.as_deref())?;
             let train = ImageLabelSet::load(kind, &dir, Split::Train)?;
@@ -362,12 +396,19 @@ pub fn data(c: DataCommand) -> Result<()> {
         DataCommand::Fetch { name, dest, mirror } => {
             let kind = DatasetKind::parse(&name)?;
             let dest = dest.unwrap_or_else(|| {
-                std::env::var_os(dataset::DATA_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")).join(kind.name())
+                std::env::var_os(dataset::DATA_ENV)
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("data"))
+                    .join(kind.name())
             });
             for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
                 match f {
-                    fetch::Fetched::Downloaded(p) => println!("downloaded and verified {}", p.display()),
-                    fetch::Fetched::AlreadyPresent(p) => println!("already present and verified {}", p.display()),
+                    fetch::Fetched::Downloaded(p) => {
+                        println!("downloaded and verified {}", p.display())
+                    }
+                    fetch::Fetched::AlreadyPresent(p) => {
+                        println!("already present and verified {}", p.display())
+                    }
                 }
             }
             Ok(())
@@ -396,7 +437,9 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let kind = match &a.dataset {
         Some(n) => DatasetKind::parse(n)?,
         None => {
-            let found = [DatasetKind::FashionMnist, DatasetKind::Mnist].into_iter().find(|k| dataset::locate(*k, a.data_dir.as_deref()).is_ok());
+            let found = [DatasetKind::FashionMnist, DatasetKind::Mnist]
+                .into_iter()
+                .find(|k| dataset::locate(*k, a.data_dir.as_deref()).is_ok());
             match found {
                 Some(k) => k,
                 None => {
@@ -418,8 +461,17 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     if a.out.exists() {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
     }
-    eprintln!("[1/4] training an MVAE on {kind} ({} images, {} epochs)", a.train_limit, a.epochs);
-    let opts = TrainOptions { out_dir: a.out.clone(), data_dir: a.data_dir.clone(), resume: false, progress: true, compute: Compute::Cpu };
+    eprintln!(
+        "[1/4] training an MVAE on {kind} ({} images, {} epochs)",
+        a.train_limit, a.epochs
+    );
+    let opts = TrainOptions {
+        out_dir: a.out.clone(),
+        data_dir: a.data_dir.clone(),
+        resume: false,
+        progress: true,
+        compute: Compute::Cpu,
+    };
     train::train(&cfg, &opts, print_epoch)?;
 
     eprintln!("[2/4] training the evaluation classifier (1 epoch)");
@@ -444,7 +496,9 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     }
     let gen = a.out.join("text-to-image.png");
     imageio::save_grid(&gen, &grid, 8)?;
-    let imgs: Vec<GrayImage> = (0..8).map(|i| GrayImage::from_bytes(test.cols, test.rows, test.image(i))).collect();
+    let imgs: Vec<GrayImage> = (0..8)
+        .map(|i| GrayImage::from_bytes(test.cols, test.rows, test.image(i)))
+        .collect();
     let caps = m.caption(&imgs, Draw::Sample, None)?;
     let inputs = a.out.join("test-images.png");
     imageio::save_grid(&inputs, &imgs, 8)?;
@@ -453,19 +507,49 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     imageio::save_grid(&samples_png, &samples, 4)?;
 
     eprintln!("[4/4] evaluating on 1000 test items");
-    let report = eval::evaluate(&m, &clf, &info, &test, &EvalOptions { limit: Some(1000), joint_samples: 1000, ..EvalOptions::default() });
+    let report = eval::evaluate(
+        &m,
+        &clf,
+        &info,
+        &test,
+        &EvalOptions {
+            limit: Some(1000),
+            joint_samples: 1000,
+            ..EvalOptions::default()
+        },
+    );
     let eval_json = a.out.join("eval.json");
-    fsutil::write_atomic(&eval_json, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    fsutil::write_atomic(
+        &eval_json,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
 
     println!("\nquickstart on {kind} done (a short run; see the README for full training).");
-    println!("text -> image, one row per class ('{}', ...): {}", captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0), gen.display());
+    println!(
+        "text -> image, one row per class ('{}', ...): {}",
+        captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0),
+        gen.display()
+    );
     println!("captions of the test images in {}:", inputs.display());
     for (i, c) in caps.iter().enumerate() {
-        println!("  {i}: {c}  (true: {})", kind.class_names()[test.labels[i] as usize]);
+        println!(
+            "  {i}: {c}  (true: {})",
+            kind.class_names()[test.labels[i] as usize]
+        );
     }
-    println!("joint prior samples: {} (first captions: {})", samples_png.display(), sample_caps[..4].join(" | "));
+    println!(
+        "joint prior samples: {} (first captions: {})",
+        samples_png.display(),
+        sample_caps[..4].join(" | ")
+    );
     print!("{}", report.table());
-    println!("outputs: {}  (checkpoint {}, metrics {}, report {})", a.out.display(), ck.display(), a.out.join("metrics.jsonl").display(), eval_json.display());
+    println!(
+        "outputs: {}  (checkpoint {}, metrics {}, report {})",
+        a.out.display(),
+        ck.display(),
+        a.out.join("metrics.jsonl").display(),
+        eval_json.display()
+    );
     Ok(())
 }
 

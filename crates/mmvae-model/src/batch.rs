@@ -51,7 +51,13 @@ pub struct CaptionSource {
 
 impl HostBatch {
     /// Gather dataset items `indices` with their captions.
-    pub fn gather(data: &ImageLabelSet, indices: &[usize], captions: CaptionSource, vocab: &Vocab, max_len: usize) -> Self {
+    pub fn gather(
+        data: &ImageLabelSet,
+        indices: &[usize],
+        captions: CaptionSource,
+        vocab: &Vocab,
+        max_len: usize,
+    ) -> Self {
         let pixels = data.pixels();
         let mut images = Vec::with_capacity(indices.len() * pixels);
         let mut tokens = Vec::with_capacity(indices.len() * max_len);
@@ -61,20 +67,37 @@ impl HostBatch {
         for &i in indices {
             images.extend(data.image(i).iter().map(|&b| b as f32 / 255.0));
             let label = data.labels[i] as usize;
-            let cap = captions.captioner.caption(captions.set, captions.stream, i, label);
+            let cap = captions
+                .captioner
+                .caption(captions.set, captions.stream, i, label);
             let (t, l) = frame(vocab, &vocab.encode_lossy(&cap), max_len);
             tokens.extend(t);
             last.push(l);
             labels.push(label);
             caps.push(cap);
         }
-        HostBatch { size: indices.len(), pixels, max_len, images, tokens, last, labels, captions: caps }
+        HostBatch {
+            size: indices.len(),
+            pixels,
+            max_len,
+            images,
+            tokens,
+            last,
+            labels,
+            captions: caps,
+        }
     }
 
     pub fn to_device(&self, device: &Device) -> Batch {
         Batch {
-            images: Tensor::from_data(TensorData::new(self.images.clone(), [self.size, self.pixels]), device),
-            tokens: Tensor::from_data(TensorData::new(self.tokens.clone(), [self.size, self.max_len]), device),
+            images: Tensor::from_data(
+                TensorData::new(self.images.clone(), [self.size, self.pixels]),
+                device,
+            ),
+            tokens: Tensor::from_data(
+                TensorData::new(self.tokens.clone(), [self.size, self.max_len]),
+                device,
+            ),
             last: Tensor::from_data(TensorData::new(self.last.clone(), [self.size]), device),
         }
     }

@@ -31,7 +31,9 @@ impl BenchModel {
         match s {
             "mvae-mlp" => Ok(BenchModel::MvaeMlp),
             "conv-vae" => Ok(BenchModel::ConvVae),
-            o => Err(ModelError::Invalid(format!("unknown bench model `{o}` (expected mvae-mlp or conv-vae)"))),
+            o => Err(ModelError::Invalid(format!(
+                "unknown bench model `{o}` (expected mvae-mlp or conv-vae)"
+            ))),
         }
     }
 }
@@ -52,7 +54,11 @@ pub struct BenchReport {
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -65,7 +71,9 @@ struct ConvVae {
 
 pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchReport> {
     if batch_size == 0 || steps == 0 {
-        return Err(ModelError::Invalid("batch size and steps must be at least 1".into()));
+        return Err(ModelError::Invalid(
+            "batch size and steps must be at least 1".into(),
+        ));
     }
     let device = Device::flex().autodiff();
     device.seed(0);
@@ -77,11 +85,19 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
                 latent: 64,
                 fusion: Fusion::Poe,
                 image: ImageModel::Mlp { hidden: 512 },
-                text: TextModel::Gru { embed: 64, hidden: 128 },
+                text: TextModel::Gru {
+                    embed: 64,
+                    hidden: 128,
+                },
                 max_len: 10,
             };
-            let loss_cfg =
-                LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 50.0, unimodal_target: UnimodalTarget::All };
+            let loss_cfg = LossConfig {
+                beta: 1.0,
+                kl_anneal_steps: 0,
+                image_weight: 1.0,
+                text_weight: 50.0,
+                unimodal_target: UnimodalTarget::All,
+            };
             let vocab = 32;
             let mut m = cfg.init(28, vocab, &device);
             let images = Tensor::<2>::random([batch_size, 784], Distribution::Default, &device);
@@ -96,7 +112,10 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
             let batch = Batch {
                 images,
                 tokens: Tensor::from_data(TensorData::new(toks, [batch_size, 10]), &device),
-                last: Tensor::from_data(TensorData::new(vec![8i64; batch_size], [batch_size]), &device),
+                last: Tensor::from_data(
+                    TensorData::new(vec![8i64; batch_size], [batch_size]),
+                    &device,
+                ),
             };
             let mut start = Instant::now();
             for s in 0..warmup + steps {
@@ -111,7 +130,11 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
             start.elapsed()
         }
         BenchModel::ConvVae => {
-            let (enc, dec) = ImageModel::Conv { channels: 32, hidden: 256 }.init(64, 64, &device);
+            let (enc, dec) = ImageModel::Conv {
+                channels: 32,
+                hidden: 256,
+            }
+            .init(64, 64, &device);
             let mut m = ConvVae { enc, dec };
             let x = Tensor::<2>::random([batch_size, 64 * 64], Distribution::Default, &device);
             let mut start = Instant::now();
@@ -121,7 +144,9 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
                 }
                 let q: Gaussian = m.enc.forward(x.clone());
                 let z = q.rsample();
-                let nll = bernoulli_nll(m.dec.forward(z), x.clone()).sum_dim(1).squeeze_dim::<1>(1);
+                let nll = bernoulli_nll(m.dec.forward(z), x.clone())
+                    .sum_dim(1)
+                    .squeeze_dim::<1>(1);
                 let loss = (nll + q.kl_standard()).mean();
                 let _ = loss.clone().try_into_vec_as::<f32>();
                 let g = GradientsParams::from_grads(loss.backward(), &m);
@@ -139,6 +164,8 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
         seconds,
         samples_per_s: (steps * batch_size) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     })
 }

@@ -4,7 +4,7 @@
 //! (`optim.bpk`). A checkpoint is written to a temporary folder and renamed
 //! into place, so a reader never sees a half-written one.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use mmvae_data::{fsutil, DatasetKind, Vocab};
@@ -43,11 +43,21 @@ pub struct Checkpoint {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |e| ModelError::Io { path: path.to_path_buf(), source: e }
+    move |e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Save a checkpoint folder atomically (replacing any previous one).
-pub fn save(dir: &Path, model: &Mvae, optim: Option<&ModuleOptimizer>, cfg: &TrainConfig, vocab: &Vocab, state: &TrainState) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    model: &Mvae,
+    optim: Option<&ModuleOptimizer>,
+    cfg: &TrainConfig,
+    vocab: &Vocab,
+    state: &TrainState,
+) -> Result<()> {
     let tmp = fsutil::temp_sibling(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -59,18 +69,29 @@ pub fn save(dir: &Path, model: &Mvae, optim: Option<&ModuleOptimizer>, cfg: &Tra
             .save_file(tmp.join("model.bpk"))
             .map_err(|e| ModelError::checkpoint(&tmp, format!("cannot write weights: {e}")))?;
         if let Some(o) = optim {
-            o.save(tmp.join("optim.bpk")).map_err(|e| ModelError::checkpoint(&tmp, format!("cannot write optimizer state: {e}")))?;
+            o.save(tmp.join("optim.bpk")).map_err(|e| {
+                ModelError::checkpoint(&tmp, format!("cannot write optimizer state: {e}"))
+            })?;
         }
         fsutil::write_atomic(&tmp.join("config.toml"), cfg.to_toml().as_bytes())?;
         vocab.save(&tmp.join("vocab.json"))?;
-        fsutil::write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state).expect("state serialises").as_bytes())?;
+        fsutil::write_atomic(
+            &tmp.join("state.json"),
+            serde_json::to_string_pretty(state)
+                .expect("state serialises")
+                .as_bytes(),
+        )?;
         Ok(())
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let old = dir.with_file_name(format!(".{}.old-{}", dir.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let old = dir.with_file_name(format!(
+        ".{}.old-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(io(dir))?;
     }
@@ -84,11 +105,17 @@ pub fn save(dir: &Path, model: &Mvae, optim: Option<&ModuleOptimizer>, cfg: &Tra
 /// Read a checkpoint's metadata (config, vocabulary, state) without weights.
 pub fn read_meta(dir: &Path) -> Result<Checkpoint> {
     if !dir.is_dir() {
-        return Err(ModelError::checkpoint(dir, "not a folder (expected the output of `mmvae train`, e.g. runs/mnist/best)"));
+        return Err(ModelError::checkpoint(
+            dir,
+            "not a folder (expected the output of `mmvae train`, e.g. runs/mnist/best)",
+        ));
     }
     for f in ["model.bpk", "config.toml", "vocab.json", "state.json"] {
         if !dir.join(f).is_file() {
-            return Err(ModelError::checkpoint(dir, format!("{f} is missing; is this a checkpoint folder?")));
+            return Err(ModelError::checkpoint(
+                dir,
+                format!("{f} is missing; is this a checkpoint folder?"),
+            ));
         }
     }
     let config = TrainConfig::load(&dir.join("config.toml"))?;
@@ -97,18 +124,69 @@ pub fn read_meta(dir: &Path) -> Result<Checkpoint> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(&sp).map_err(io(&sp))?)
         .map_err(|e| ModelError::checkpoint(dir, format!("state.json is unreadable: {e}")))?;
     if state.dataset != config.data.dataset {
-        return Err(ModelError::checkpoint(dir, "state.json and config.toml name different datasets"));
+        return Err(ModelError::checkpoint(
+            dir,
+            "state.json and config.toml name different datasets",
+        ));
     }
-    Ok(Checkpoint { dir: dir.to_path_buf(), config, vocab, state })
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        config,
+        vocab,
+        state,
+    })
+}
+
+struct Shapes(Vec<Vec<usize>>);
+impl ModuleVisitor for Shapes {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.0.push(p.val().dims().to_vec());
+    }
+}
+
+fn shapes<M: Module>(m: &M) -> Vec<Vec<usize>> {
+    let mut s = Shapes(Vec::new());
+    m.visit(&mut s);
+    s.0
+}
+
+/// Load weights into `model`, refusing a file whose tensors do not have
+/// exactly the shapes the model was built with.
+pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
+    let expected = shapes(&model);
+    let loaded = model.try_load_file(path).map_err(|e| e.to_string())?;
+    let got = shapes(&loaded);
+    if got != expected {
+        let msg = match expected
+            .iter()
+            .zip(&got)
+            .enumerate()
+            .find(|(_, (e, g))| e != g)
+        {
+            Some((i, (e, g))) => format!(
+                "tensor shape mismatch at parameter {i}: file has {g:?}, model expects {e:?}"
+            ),
+            None => format!(
+                "tensor shape mismatch: file has {} tensors, model expects {}",
+                got.len(),
+                expected.len()
+            ),
+        };
+        return Err(msg);
+    }
+    Ok(loaded)
 }
 
 /// Load a checkpoint and rebuild its model on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
     let ck = read_meta(dir)?;
     let model = ck.config.model.init(ck.state.side, ck.vocab.len(), device);
-    let model = model
-        .try_load_file(dir.join("model.bpk"))
-        .map_err(|e| ModelError::checkpoint(dir, format!("weights do not match config.toml/vocab.json: {e}")))?;
+    let model = load_weights(model, &dir.join("model.bpk")).map_err(|e| {
+        ModelError::checkpoint(
+            dir,
+            format!("weights do not match config.toml/vocab.json: {e}"),
+        )
+    })?;
     Ok((ck, model))
 }
 
@@ -116,7 +194,12 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
 pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let p = dir.join("optim.bpk");
     if !p.is_file() {
-        return Err(ModelError::checkpoint(dir, "optim.bpk is missing: this checkpoint cannot be resumed"));
+        return Err(ModelError::checkpoint(
+            dir,
+            "optim.bpk is missing: this checkpoint cannot be resumed",
+        ));
     }
-    optim.load(&p).map_err(|e| ModelError::checkpoint(dir, format!("cannot read optimizer state: {e}")))
+    optim
+        .load(&p)
+        .map_err(|e| ModelError::checkpoint(dir, format!("cannot read optimizer state: {e}")))
 }

@@ -31,7 +31,11 @@ pub struct Classifier {
 
 impl Classifier {
     pub fn new(side: usize, classes: usize, device: &Device) -> Self {
-        let conv = |i, o| Conv2dConfig::new([i, o], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device);
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
         let s4 = side / 4;
         Self {
             c1: conv(1, 32),
@@ -58,7 +62,12 @@ impl Classifier {
     /// Most likely class of each image.
     pub fn predict(&self, x: Tensor<2>) -> Vec<usize> {
         let [b, _] = x.dims();
-        let ids = self.forward(x).argmax(1).reshape([b]).try_into_vec_as::<i64>().unwrap_or_default();
+        let ids = self
+            .forward(x)
+            .argmax(1)
+            .reshape([b])
+            .try_into_vec_as::<i64>()
+            .unwrap_or_default();
         ids.into_iter().map(|i| i as usize).collect()
     }
 }
@@ -93,7 +102,14 @@ impl ClassifierTrainOptions {
             DatasetKind::Mnist => 4,
             DatasetKind::FashionMnist => 10,
         };
-        Self { epochs, batch_size: 128, lr: 1e-3, seed: 7, progress: true, train_limit: None }
+        Self {
+            epochs,
+            batch_size: 128,
+            lr: 1e-3,
+            seed: 7,
+            progress: true,
+            train_limit: None,
+        }
     }
 }
 
@@ -111,7 +127,11 @@ pub fn accuracy(model: &Classifier, data: &ImageLabelSet, device: &Device) -> f6
     let mut right = 0usize;
     for chunk in idx.chunks(500) {
         let pred = model.predict(images_tensor(data, chunk, device));
-        right += chunk.iter().zip(pred).filter(|(&i, p)| data.labels[i] as usize == *p).count();
+        right += chunk
+            .iter()
+            .zip(pred)
+            .filter(|(&i, p)| data.labels[i] as usize == *p)
+            .count();
     }
     right as f64 / data.len().max(1) as f64
 }
@@ -127,15 +147,32 @@ pub fn train_classifier(
     device.seed(opts.seed);
     let classes = train.kind.num_classes();
     let mut model = Classifier::new(train.rows, classes, &device);
+    crate::mvae::force_init(&model);
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let n = opts.train_limit.unwrap_or(train.len()).min(train.len());
     for epoch in 0..opts.epochs {
-        let order = shuffled(n, opts.seed ^ (epoch as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
-        let pb = if opts.progress { ProgressBar::new(n.div_ceil(opts.batch_size) as u64) } else { ProgressBar::hidden() };
-        pb.set_style(ProgressStyle::with_template("classifier epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}").expect("template"));
+        let order = shuffled(
+            n,
+            opts.seed ^ (epoch as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D),
+        );
+        let pb = if opts.progress {
+            ProgressBar::new(n.div_ceil(opts.batch_size) as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        pb.set_style(
+            ProgressStyle::with_template(
+                "classifier epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            .expect("template"),
+        );
         pb.set_prefix(format!("{}/{}", epoch + 1, opts.epochs));
         // Halve the learning rate for the last third of training.
-        let lr = if epoch * 3 >= opts.epochs * 2 { opts.lr * 0.3 } else { opts.lr };
+        let lr = if epoch * 3 >= opts.epochs * 2 {
+            opts.lr * 0.3
+        } else {
+            opts.lr
+        };
         for chunk in order.chunks(opts.batch_size) {
             let x = images_tensor(train, chunk, &device);
             let y: Vec<i64> = chunk.iter().map(|&i| train.labels[i] as i64).collect();
@@ -150,20 +187,37 @@ pub fn train_classifier(
     }
     let valid = model.valid();
     let test_accuracy = accuracy(&valid, test, &device.clone().without_autodiff());
-    let info = ClassifierInfo { dataset: train.kind, side: train.rows, classes, epochs: opts.epochs, seed: opts.seed, test_accuracy };
+    let info = ClassifierInfo {
+        dataset: train.kind,
+        side: train.rows,
+        classes,
+        epochs: opts.epochs,
+        seed: opts.seed,
+        test_accuracy,
+    };
     save(out, &valid, &info)?;
     Ok((valid, info))
 }
 
 fn save(dir: &Path, model: &Classifier, info: &ClassifierInfo) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io { path: dir.to_path_buf(), source: e })?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     // Weights first (burn writes them atomically), then the info file that
     // marks the folder complete.
     model
         .clone()
         .save_file(dir.join("classifier.bpk"))
-        .map_err(|e| ModelError::checkpoint(dir, format!("cannot write classifier weights: {e}")))?;
-    fsutil::write_atomic(&dir.join("classifier.json"), serde_json::to_string_pretty(info).expect("serialises").as_bytes())?;
+        .map_err(|e| {
+            ModelError::checkpoint(dir, format!("cannot write classifier weights: {e}"))
+        })?;
+    fsutil::write_atomic(
+        &dir.join("classifier.json"),
+        serde_json::to_string_pretty(info)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -173,18 +227,27 @@ pub fn default_dir(kind: DatasetKind) -> PathBuf {
 }
 
 /// Load a classifier, checking it was trained on `kind`.
-pub fn load(dir: &Path, kind: DatasetKind, device: &Device) -> Result<(Classifier, ClassifierInfo)> {
+pub fn load(
+    dir: &Path,
+    kind: DatasetKind,
+    device: &Device,
+) -> Result<(Classifier, ClassifierInfo)> {
     let ip = dir.join("classifier.json");
     let bytes = std::fs::read(&ip).map_err(|_| {
         ModelError::checkpoint(dir, format!("no classifier here; train one with `mmvae classifier train --dataset {kind} --out {}`", dir.display()))
     })?;
-    let info: ClassifierInfo =
-        serde_json::from_slice(&bytes).map_err(|e| ModelError::checkpoint(dir, format!("classifier.json is unreadable: {e}")))?;
+    let info: ClassifierInfo = serde_json::from_slice(&bytes)
+        .map_err(|e| ModelError::checkpoint(dir, format!("classifier.json is unreadable: {e}")))?;
     if info.dataset != kind {
-        return Err(ModelError::checkpoint(dir, format!("classifier was trained on {}, not {kind}", info.dataset)));
+        return Err(ModelError::checkpoint(
+            dir,
+            format!("classifier was trained on {}, not {kind}", info.dataset),
+        ));
     }
-    let model = Classifier::new(info.side, info.classes, device)
-        .try_load_file(dir.join("classifier.bpk"))
-        .map_err(|e| ModelError::checkpoint(dir, format!("classifier weights are unreadable: {e}")))?;
+    let model = crate::checkpoint::load_weights(
+        Classifier::new(info.side, info.classes, device),
+        &dir.join("classifier.bpk"),
+    )
+    .map_err(|e| ModelError::checkpoint(dir, format!("classifier weights are unreadable: {e}")))?;
     Ok((model, info))
 }

@@ -127,14 +127,23 @@ fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
 
 impl TrainConfig {
     pub fn from_toml_str(s: &str, origin: &Path) -> Result<Self> {
-        let cfg: TrainConfig = toml::from_str(s)
-            .map_err(|e| ModelError::Config(format!("{}: {}", origin.display(), e.to_string().replace('\n', " "))))?;
-        cfg.validate().map_err(|e| ModelError::Config(format!("{}: {e}", origin.display())))?;
+        let cfg: TrainConfig = toml::from_str(s).map_err(|e| {
+            ModelError::Config(format!(
+                "{}: {}",
+                origin.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })?;
+        cfg.validate()
+            .map_err(|e| ModelError::Config(format!("{}: {e}", origin.display())))?;
         Ok(cfg)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })?;
+        let s = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         Self::from_toml_str(&s, path)
     }
 
@@ -145,27 +154,71 @@ impl TrainConfig {
     /// Reject values that would crash or silently do nothing.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
-        check((1..=4096).contains(&m.latent), "model.latent", "must be in 1..=4096")?;
-        check((3..=256).contains(&m.max_len), "model.max_len", "must be in 3..=256")?;
+        check(
+            (1..=4096).contains(&m.latent),
+            "model.latent",
+            "must be in 1..=4096",
+        )?;
+        check(
+            (3..=256).contains(&m.max_len),
+            "model.max_len",
+            "must be in 3..=256",
+        )?;
         match m.image {
-            ImageModel::Mlp { hidden } => check((1..=16384).contains(&hidden), "model.image.hidden", "must be in 1..=16384")?,
+            ImageModel::Mlp { hidden } => check(
+                (1..=16384).contains(&hidden),
+                "model.image.hidden",
+                "must be in 1..=16384",
+            )?,
             ImageModel::Conv { channels, hidden } => {
-                check((1..=1024).contains(&channels), "model.image.channels", "must be in 1..=1024")?;
-                check((1..=16384).contains(&hidden), "model.image.hidden", "must be in 1..=16384")?;
+                check(
+                    (1..=1024).contains(&channels),
+                    "model.image.channels",
+                    "must be in 1..=1024",
+                )?;
+                check(
+                    (1..=16384).contains(&hidden),
+                    "model.image.hidden",
+                    "must be in 1..=16384",
+                )?;
             }
         }
         match m.text {
             TextModel::Gru { embed, hidden } => {
-                check((1..=4096).contains(&embed), "model.text.embed", "must be in 1..=4096")?;
-                check((1..=4096).contains(&hidden), "model.text.hidden", "must be in 1..=4096")?;
+                check(
+                    (1..=4096).contains(&embed),
+                    "model.text.embed",
+                    "must be in 1..=4096",
+                )?;
+                check(
+                    (1..=4096).contains(&hidden),
+                    "model.text.hidden",
+                    "must be in 1..=4096",
+                )?;
             }
         }
         let o = &self.optim;
-        check(o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0, "optim.lr", "must be in (0, 1)")?;
-        check((1..=100_000).contains(&o.batch_size), "optim.batch_size", "must be in 1..=100000")?;
-        check((1..=100_000).contains(&o.epochs), "optim.epochs", "must be in 1..=100000")?;
+        check(
+            o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0,
+            "optim.lr",
+            "must be in (0, 1)",
+        )?;
+        check(
+            (1..=100_000).contains(&o.batch_size),
+            "optim.batch_size",
+            "must be in 1..=100000",
+        )?;
+        check(
+            (1..=100_000).contains(&o.epochs),
+            "optim.epochs",
+            "must be in 1..=100000",
+        )?;
         if let Some(c) = o.grad_clip {
-            check(c.is_finite() && c > 0.0, "optim.grad_clip", "must be positive")?;
+            check(
+                c.is_finite() && c > 0.0,
+                "optim.grad_clip",
+                "must be positive",
+            )?;
         }
         let d = &self.data;
         check(d.val_size >= 1, "data.val_size", "must be at least 1")?;
@@ -173,9 +226,21 @@ impl TrainConfig {
             check(n >= 1, "data.train_limit", "must be at least 1")?;
         }
         let l = &self.loss;
-        check(l.beta.is_finite() && l.beta >= 0.0, "loss.beta", "must be >= 0")?;
-        check(l.image_weight.is_finite() && l.image_weight > 0.0, "loss.image_weight", "must be > 0")?;
-        check(l.text_weight.is_finite() && l.text_weight > 0.0, "loss.text_weight", "must be > 0")?;
+        check(
+            l.beta.is_finite() && l.beta >= 0.0,
+            "loss.beta",
+            "must be >= 0",
+        )?;
+        check(
+            l.image_weight.is_finite() && l.image_weight > 0.0,
+            "loss.image_weight",
+            "must be > 0",
+        )?;
+        check(
+            l.text_weight.is_finite() && l.text_weight > 0.0,
+            "loss.text_weight",
+            "must be > 0",
+        )?;
         Ok(())
     }
 
@@ -187,12 +252,32 @@ impl TrainConfig {
                 latent: 8,
                 fusion: Fusion::Poe,
                 image: ImageModel::Mlp { hidden: 32 },
-                text: TextModel::Gru { embed: 8, hidden: 16 },
+                text: TextModel::Gru {
+                    embed: 8,
+                    hidden: 16,
+                },
                 max_len: 10,
             },
-            optim: OptimConfig { lr: 1e-3, batch_size: 16, epochs: 1, grad_clip: None },
-            data: DataConfig { dataset, dir: None, train_limit: Some(64), val_size: 16, caption_seed: 0 },
-            loss: LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 10.0, unimodal_target: UnimodalTarget::All },
+            optim: OptimConfig {
+                lr: 1e-3,
+                batch_size: 16,
+                epochs: 1,
+                grad_clip: None,
+            },
+            data: DataConfig {
+                dataset,
+                dir: None,
+                train_limit: Some(64),
+                val_size: 16,
+                caption_seed: 0,
+            },
+            loss: LossConfig {
+                beta: 1.0,
+                kl_anneal_steps: 0,
+                image_weight: 1.0,
+                text_weight: 10.0,
+                unimodal_target: UnimodalTarget::All,
+            },
         }
     }
 }
@@ -205,19 +290,28 @@ mod tests {
     fn toml_round_trip() {
         let c = TrainConfig::tiny(DatasetKind::Mnist);
         let s = c.to_toml();
-        assert_eq!(TrainConfig::from_toml_str(&s, Path::new("x.toml")).unwrap(), c);
+        assert_eq!(
+            TrainConfig::from_toml_str(&s, Path::new("x.toml")).unwrap(),
+            c
+        );
     }
 
     #[test]
     fn bad_values_name_the_field() {
         let mut c = TrainConfig::tiny(DatasetKind::Mnist);
         c.optim.lr = -1.0;
-        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).unwrap_err().to_string();
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("optim.lr") && e.contains("c.toml"), "{e}");
-        let e = TrainConfig::from_toml_str("seed = 1\n[model\n", Path::new("c.toml")).unwrap_err().to_string();
+        let e = TrainConfig::from_toml_str("seed = 1\n[model\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("c.toml") && !e.contains('\n'), "{e}");
         let bad = c.to_toml().replace("epochs = 1", "epochs = 1\nepochz = 3");
-        let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml")).unwrap_err().to_string();
+        let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("epochz"), "{e}");
     }
 

@@ -50,10 +50,20 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
     }
     let captioner = Captioner::new(kind, cfg.data.caption_seed);
     let vocab = build_vocab(&captioner);
-    Ok(TrainData { dir, train, val, vocab, captioner })
+    Ok(TrainData {
+        dir,
+        train,
+        val,
+        vocab,
+        captioner,
+    })
 }
 
-pub fn load_test(kind: DatasetKind, cli_dir: Option<&Path>, cfg_dir: Option<&Path>) -> Result<ImageLabelSet> {
+pub fn load_test(
+    kind: DatasetKind,
+    cli_dir: Option<&Path>,
+    cfg_dir: Option<&Path>,
+) -> Result<ImageLabelSet> {
     let dir = data_dir(kind, cli_dir, cfg_dir)?;
     Ok(ImageLabelSet::load(kind, &dir, Split::Test)?)
 }

@@ -19,7 +19,9 @@ impl Compute {
         match s {
             "cpu" => Ok(Compute::Cpu),
             "wgpu" => Ok(Compute::Wgpu),
-            other => Err(crate::error::ModelError::Invalid(format!("unknown device `{other}` (expected cpu or wgpu)"))),
+            other => Err(crate::error::ModelError::Invalid(format!(
+                "unknown device `{other}` (expected cpu or wgpu)"
+            ))),
         }
     }
 

@@ -22,7 +22,10 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        ModelError::Checkpoint { path: path.into(), msg: msg.into() }
+        ModelError::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

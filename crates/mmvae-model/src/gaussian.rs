@@ -36,7 +36,10 @@ impl Gaussian {
             precision = precision + p;
         }
         let var = precision.recip();
-        Gaussian { mu: weighted * var.clone(), logvar: var.log() }
+        Gaussian {
+            mu: weighted * var.clone(),
+            logvar: var.log(),
+        }
     }
 
     /// The unimodal posterior used at inference: one expert with the prior.
@@ -49,7 +52,10 @@ impl Gaussian {
     /// # Shapes
     /// returns `[batch]`
     pub fn kl_standard(&self) -> Tensor<1> {
-        let kl = (self.mu.clone().powf_scalar(2.0) + self.logvar.clone().exp() - self.logvar.clone() - 1.0) * 0.5;
+        let kl = (self.mu.clone().powf_scalar(2.0) + self.logvar.clone().exp()
+            - self.logvar.clone()
+            - 1.0)
+            * 0.5;
         kl.sum_dim(1).squeeze_dim::<1>(1)
     }
 
@@ -89,7 +95,10 @@ mod tests {
     fn kl_matches_numeric_integral() {
         let dev = Device::flex();
         let (mu, var) = (0.7f64, 0.3f64);
-        let g = Gaussian::new(t(&[mu as f32, 0.0], &dev), t(&[(var as f32).ln(), 0.0], &dev));
+        let g = Gaussian::new(
+            t(&[mu as f32, 0.0], &dev),
+            t(&[(var as f32).ln(), 0.0], &dev),
+        );
         let kl = g.kl_standard().into_data().try_into_vec::<f32>().unwrap()[0] as f64;
         // ∫ q log(q/p) dz by the trapezoidal rule on [-12, 12].
         let (n, lo, hi) = (200_000, -12.0f64, 12.0f64);
@@ -102,18 +111,28 @@ mod tests {
             let w = if i == 0 || i == n { 0.5 } else { 1.0 };
             acc += w * lq.exp() * (lq - lp) * h;
         }
-        assert!((kl - acc).abs() < 1e-4, "closed form {kl} vs integral {acc}");
+        assert!(
+            (kl - acc).abs() < 1e-4,
+            "closed form {kl} vs integral {acc}"
+        );
     }
 
     #[test]
     fn rsample_has_the_right_moments() {
+        let _rng = crate::testutil::rng_lock();
         let dev = Device::flex();
         dev.seed(3);
         let n = 20_000;
-        let g = Gaussian::new(Tensor::full([n, 1], 2.0, &dev), Tensor::full([n, 1], (0.25f32).ln(), &dev));
+        let g = Gaussian::new(
+            Tensor::full([n, 1], 2.0, &dev),
+            Tensor::full([n, 1], (0.25f32).ln(), &dev),
+        );
         let z = vals(g.rsample());
         let mean = z.iter().sum::<f32>() / n as f32;
         let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32;
-        assert!((mean - 2.0).abs() < 0.02 && (var - 0.25).abs() < 0.02, "{mean} {var}");
+        assert!(
+            (mean - 2.0).abs() < 0.02 && (var - 0.25).abs() < 0.02,
+            "{mean} {var}"
+        );
     }
 }

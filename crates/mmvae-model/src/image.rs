@@ -21,7 +21,12 @@ pub enum ImageDecoder {
 
 impl ImageModel {
     /// Build the encoder and decoder for `side`×`side` images.
-    pub fn init(&self, side: usize, latent: usize, device: &Device) -> (ImageEncoder, ImageDecoder) {
+    pub fn init(
+        &self,
+        side: usize,
+        latent: usize,
+        device: &Device,
+    ) -> (ImageEncoder, ImageDecoder) {
         let pixels = side * side;
         match *self {
             ImageModel::Mlp { hidden } => (
@@ -29,8 +34,12 @@ impl ImageModel {
                 ImageDecoder::Mlp(MlpImageDecoder::new(pixels, hidden, latent, device)),
             ),
             ImageModel::Conv { channels, hidden } => (
-                ImageEncoder::Conv(ConvImageEncoder::new(side, channels, hidden, latent, device)),
-                ImageDecoder::Conv(ConvImageDecoder::new(side, channels, hidden, latent, device)),
+                ImageEncoder::Conv(ConvImageEncoder::new(
+                    side, channels, hidden, latent, device,
+                )),
+                ImageDecoder::Conv(ConvImageDecoder::new(
+                    side, channels, hidden, latent, device,
+                )),
             ),
         }
     }

@@ -19,7 +19,10 @@ fn down(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
 
 fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
     // (H - 1) * 2 - 2 + 4 = 2H
-    ConvTranspose2dConfig::new([c_in, c_out], [4, 4]).with_stride([2, 2]).with_padding([1, 1]).init(device)
+    ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .init(device)
 }
 
 /// The side lengths after each stride-2 layer, e.g. `[14, 7]` for 28.
@@ -44,7 +47,13 @@ pub struct ConvImageEncoder {
 }
 
 impl ConvImageEncoder {
-    pub fn new(side: usize, channels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+    pub fn new(
+        side: usize,
+        channels: usize,
+        hidden: usize,
+        latent: usize,
+        device: &Device,
+    ) -> Self {
         let sides = down_sides(side);
         let (mut c_in, mut c_out) = (1, channels);
         let mut convs = Vec::new();
@@ -74,7 +83,10 @@ impl ConvImageEncoder {
         }
         let h = relu(self.fc.forward(h.flatten::<2>(1, 3)));
         let o = self.out.forward(h);
-        Gaussian::new(o.clone().narrow(1, 0, self.latent), o.narrow(1, self.latent, self.latent))
+        Gaussian::new(
+            o.clone().narrow(1, 0, self.latent),
+            o.narrow(1, self.latent, self.latent),
+        )
     }
 }
 
@@ -91,7 +103,13 @@ pub struct ConvImageDecoder {
 }
 
 impl ConvImageDecoder {
-    pub fn new(side: usize, channels: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+    pub fn new(
+        side: usize,
+        channels: usize,
+        hidden: usize,
+        latent: usize,
+        device: &Device,
+    ) -> Self {
         let sides = down_sides(side);
         let k = sides.len();
         let c0 = if k == 0 { 1 } else { channels << (k - 1) };

@@ -33,7 +33,11 @@ pub enum Draw {
 pub fn load(dir: &Path, compute: Compute) -> Result<Loaded> {
     let device = compute.device()?;
     let (checkpoint, model) = checkpoint::load(dir, &device)?;
-    Ok(Loaded { checkpoint, model, device })
+    Ok(Loaded {
+        checkpoint,
+        model,
+        device,
+    })
 }
 
 fn floats(t: Tensor<2>) -> Vec<f32> {
@@ -46,7 +50,10 @@ impl Loaded {
     }
 
     pub fn captioner(&self) -> Captioner {
-        Captioner::new(self.checkpoint.config.data.dataset, self.checkpoint.config.data.caption_seed)
+        Captioner::new(
+            self.checkpoint.config.data.dataset,
+            self.checkpoint.config.data.caption_seed,
+        )
     }
 
     pub fn seed(&self, seed: u64) {
@@ -62,13 +69,21 @@ impl Loaded {
 
     /// Tokenise captions for the model. Unknown words are an error (`strict`)
     /// or become `<unk>`.
-    pub fn text_batch(&self, texts: &[String], strict: bool) -> Result<(Tensor<2, Int>, Tensor<1, Int>)> {
+    pub fn text_batch(
+        &self,
+        texts: &[String],
+        strict: bool,
+    ) -> Result<(Tensor<2, Int>, Tensor<1, Int>)> {
         let vocab = &self.checkpoint.vocab;
         let max_len = self.model.max_len;
         let mut toks = Vec::with_capacity(texts.len() * max_len);
         let mut last = Vec::with_capacity(texts.len());
         for t in texts {
-            let ids = if strict { vocab.encode(t)? } else { vocab.encode_lossy(t) };
+            let ids = if strict {
+                vocab.encode(t)?
+            } else {
+                vocab.encode_lossy(t)
+            };
             let (f, l) = frame(vocab, &ids, max_len);
             toks.extend(f);
             last.push(l);
@@ -84,24 +99,44 @@ impl Loaded {
         let mut v = Vec::with_capacity(images.len() * side * side);
         for im in images {
             if im.width != side || im.height != side {
-                return Err(ModelError::Invalid(format!("image is {}x{}, the model expects {side}x{side}", im.width, im.height)));
+                return Err(ModelError::Invalid(format!(
+                    "image is {}x{}, the model expects {side}x{side}",
+                    im.width, im.height
+                )));
             }
             v.extend_from_slice(&im.pixels);
         }
-        Ok(Tensor::from_data(TensorData::new(v, [images.len(), side * side]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(v, [images.len(), side * side]),
+            &self.device,
+        ))
     }
 
     fn to_images(&self, probs: Tensor<2>) -> Vec<GrayImage> {
         let side = self.side();
-        floats(probs).chunks(side * side).map(|c| GrayImage { width: side, height: side, pixels: c.to_vec() }).collect()
+        floats(probs)
+            .chunks(side * side)
+            .map(|c| GrayImage {
+                width: side,
+                height: side,
+                pixels: c.to_vec(),
+            })
+            .collect()
     }
 
     fn to_captions(&self, ids: Vec<Vec<usize>>) -> Vec<String> {
-        ids.iter().map(|t| self.checkpoint.vocab.decode(t)).collect()
+        ids.iter()
+            .map(|t| self.checkpoint.vocab.decode(t))
+            .collect()
     }
 
     /// Pixel probabilities of images generated from captions.
-    pub fn text_to_image_probs(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>, how: Draw) -> Tensor<2> {
+    pub fn text_to_image_probs(
+        &self,
+        tokens: Tensor<2, Int>,
+        last: Tensor<1, Int>,
+        how: Draw,
+    ) -> Tensor<2> {
         let q = self.model.encode_text(tokens, last);
         self.model.decode_image(Self::draw(&q, how))
     }
@@ -114,17 +149,31 @@ impl Loaded {
     }
 
     /// Captions of images (greedy decoding unless a temperature is given).
-    pub fn caption_tensor(&self, images: Tensor<2>, how: Draw, temperature: Option<f32>) -> Vec<String> {
+    pub fn caption_tensor(
+        &self,
+        images: Tensor<2>,
+        how: Draw,
+        temperature: Option<f32>,
+    ) -> Vec<String> {
         let q = self.model.encode_image(images);
         self.to_captions(self.model.decode_text(Self::draw(&q, how), temperature))
     }
 
-    pub fn caption(&self, images: &[GrayImage], how: Draw, temperature: Option<f32>) -> Result<Vec<String>> {
+    pub fn caption(
+        &self,
+        images: &[GrayImage],
+        how: Draw,
+        temperature: Option<f32>,
+    ) -> Result<Vec<String>> {
         Ok(self.caption_tensor(self.image_batch(images)?, how, temperature))
     }
 
     /// Image → latent → (image, caption).
-    pub fn reconstruct(&self, images: &[GrayImage], how: Draw) -> Result<(Vec<GrayImage>, Vec<String>)> {
+    pub fn reconstruct(
+        &self,
+        images: &[GrayImage],
+        how: Draw,
+    ) -> Result<(Vec<GrayImage>, Vec<String>)> {
         let q = self.model.encode_image(self.image_batch(images)?);
         let z = Self::draw(&q, how);
         let caps = self.to_captions(self.model.decode_text(z.clone(), None));
@@ -133,7 +182,11 @@ impl Loaded {
 
     /// z ~ N(0, I) → (image, caption) pairs from one shared draw each.
     pub fn sample(&self, n: usize, temperature: Option<f32>) -> (Vec<GrayImage>, Vec<String>) {
-        let z = Tensor::<2>::random([n, self.model.latent], Distribution::Normal(0.0, 1.0), &self.device);
+        let z = Tensor::<2>::random(
+            [n, self.model.latent],
+            Distribution::Normal(0.0, 1.0),
+            &self.device,
+        );
         let caps = self.to_captions(self.model.decode_text(z.clone(), temperature));
         (self.to_images(self.model.decode_image(z)), caps)
     }

@@ -11,8 +11,8 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod gaussian;
 pub mod eval;
+pub mod gaussian;
 pub mod image;
 pub mod image_conv;
 pub mod image_mlp;
@@ -21,6 +21,9 @@ pub mod mvae;
 pub mod text;
 pub mod text_gru;
 pub mod train;
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use config::TrainConfig;
 pub use error::{ModelError, Result};

@@ -20,17 +20,49 @@ pub struct Mvae {
     pub max_len: usize,
 }
 
+/// burn initialises parameters lazily, on first use, drawing from the same
+/// random generator as the model's noise. Materialising them all at build
+/// time makes the initial weights depend only on the seed.
+struct ForceInit;
+impl burn::module::ModuleVisitor for ForceInit {
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+        let _ = p.val();
+    }
+}
+
+/// Materialise every parameter of `m` now (see [`ForceInit`]).
+pub fn force_init<M: Module>(m: &M) {
+    m.visit(&mut ForceInit);
+}
+
 impl ModelConfig {
-    /// Build the model for `side`×`side` images and a vocabulary of `vocab` words.
+    /// Build the model for `side`×`side` images and a vocabulary of `vocab`
+    /// words, with every parameter initialised now.
     pub fn init(&self, side: usize, vocab: usize, device: &Device) -> Mvae {
         let (image_encoder, image_decoder) = self.image.init(side, self.latent, device);
         let (text_encoder, text_decoder) = self.text.init(vocab, self.latent, device);
-        Mvae { image_encoder, image_decoder, text_encoder, text_decoder, latent: self.latent, max_len: self.max_len }
+        let m = Mvae {
+            image_encoder,
+            image_decoder,
+            text_encoder,
+            text_decoder,
+            latent: self.latent,
+            max_len: self.max_len,
+        };
+        force_init(&m);
+        m
     }
 }
 
 /// Names of the values in [`LossOutput::report`], in order.
-pub const REPORT_NAMES: [&str; 6] = ["loss", "img_nll", "txt_nll", "kl", "img2txt_nll", "txt2img_nll"];
+pub const REPORT_NAMES: [&str; 6] = [
+    "loss",
+    "img_nll",
+    "txt_nll",
+    "kl",
+    "img2txt_nll",
+    "txt2img_nll",
+];
 
 /// The objective and the terms worth logging.
 pub struct LossOutput {
@@ -55,7 +87,9 @@ impl Mvae {
     pub fn loss(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32) -> LossOutput {
         let [b, _] = batch.images.dims();
         let qx = self.image_encoder.forward(batch.images.clone());
-        let qy = self.text_encoder.forward(batch.tokens.clone(), batch.last.clone());
+        let qy = self
+            .text_encoder
+            .forward(batch.tokens.clone(), batch.last.clone());
         let (q_joint, q_x, q_y) = match fusion {
             Fusion::Poe => (
                 Gaussian::product_with_prior(&[qx.clone(), qy.clone()]),
@@ -63,12 +97,19 @@ impl Mvae {
                 qy.with_prior(),
             ),
         };
-        let kl = Tensor::cat(vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()], 0); // [3b]
+        let kl = Tensor::cat(
+            vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
+            0,
+        ); // [3b]
         let z = Tensor::cat(vec![q_joint.rsample(), q_x.rsample(), q_y.rsample()], 0); // [3b, latent]
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
-        let img_nll = bernoulli_nll(self.image_decoder.forward(z.clone()), x3).sum_dim(1).squeeze_dim::<1>(1); // [3b]
-        let txt_nll = self.text_decoder.nll(z, batch.tokens.clone().repeat_dim(0, 3)); // [3b]
+        let img_nll = bernoulli_nll(self.image_decoder.forward(z.clone()), x3)
+            .sum_dim(1)
+            .squeeze_dim::<1>(1); // [3b]
+        let txt_nll = self
+            .text_decoder
+            .nll(z, batch.tokens.clone().repeat_dim(0, 3)); // [3b]
 
         let img_nll = img_nll.reshape([3, b]);
         let txt_nll = txt_nll.reshape([3, b]);
@@ -113,7 +154,9 @@ impl Mvae {
     /// q(z|x,y).
     pub fn encode_joint(&self, batch: &Batch) -> Gaussian {
         let qx = self.image_encoder.forward(batch.images.clone());
-        let qy = self.text_encoder.forward(batch.tokens.clone(), batch.last.clone());
+        let qy = self
+            .text_encoder
+            .forward(batch.tokens.clone(), batch.last.clone());
         Gaussian::product_with_prior(&[qx, qy])
     }
 
@@ -125,5 +168,254 @@ impl Mvae {
     /// Token ids of captions decoded from `[batch, latent]`.
     pub fn decode_text(&self, z: Tensor<2>, temperature: Option<f32>) -> Vec<Vec<usize>> {
         self.text_decoder.decode(z, self.max_len, temperature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ImageModel, TextModel};
+    use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::tensor::Gradients;
+
+    const SIDE: usize = 4;
+    const VOCAB: usize = 9;
+
+    fn tiny_cfg(image: ImageModel) -> (ModelConfig, LossConfig) {
+        (
+            ModelConfig {
+                latent: 3,
+                fusion: Fusion::Poe,
+                image,
+                text: TextModel::Gru {
+                    embed: 4,
+                    hidden: 5,
+                },
+                max_len: 6,
+            },
+            LossConfig {
+                beta: 1.0,
+                kl_anneal_steps: 0,
+                image_weight: 1.0,
+                text_weight: 1.0,
+                unimodal_target: UnimodalTarget::All,
+            },
+        )
+    }
+
+    fn tiny_batch(device: &Device) -> Batch {
+        let b = 4;
+        let px: Vec<f32> = (0..b * SIDE * SIDE)
+            .map(|i| ((i * 37) % 11) as f32 / 10.0)
+            .collect();
+        // <bos> w w (w) <eos> <pad>
+        let toks: Vec<i64> = vec![
+            1, 4, 5, 2, 0, 0, 1, 6, 7, 8, 2, 0, 1, 4, 8, 2, 0, 0, 1, 5, 5, 6, 2, 0,
+        ];
+        Batch {
+            images: Tensor::from_data(TensorData::new(px, [b, SIDE * SIDE]), device),
+            tokens: Tensor::from_data(TensorData::new(toks, [b, 6]), device),
+            last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
+        }
+    }
+
+    fn scalar(t: Tensor<1>) -> f64 {
+        t.try_into_vec_as::<f32>().unwrap()[0] as f64
+    }
+
+    /// All parameter values, flattened, in visiting order.
+    struct Values(Vec<Vec<f32>>);
+    impl ModuleVisitor for Values {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.val().try_into_vec_as::<f32>().unwrap());
+        }
+    }
+    fn values(m: &Mvae) -> Vec<Vec<f32>> {
+        let mut v = Values(Vec::new());
+        m.visit(&mut v);
+        v.0
+    }
+
+    struct GradsOf<'a>(&'a Gradients, Vec<Vec<f32>>);
+    impl ModuleVisitor for GradsOf<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let n = p.val().shape().num_elements();
+            let g = p
+                .val()
+                .grad(self.0)
+                .map(|g| g.try_into_vec_as::<f32>().unwrap())
+                .unwrap_or(vec![0.0; n]);
+            self.1.push(g);
+        }
+    }
+
+    /// Adds `h` to element `index` of the `target`-th float parameter.
+    struct Perturb {
+        target: usize,
+        index: usize,
+        h: f32,
+        seen: usize,
+    }
+    impl ModuleMapper for Perturb {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let k = self.seen;
+            self.seen += 1;
+            if k != self.target {
+                return p;
+            }
+            let (index, h) = (self.index, self.h);
+            p.map(move |t| {
+                let shape = t.shape();
+                let mut d = vec![0f32; shape.num_elements()];
+                d[index] = h;
+                let dev = t.device();
+                t + Tensor::from_data(TensorData::new(d, shape), &dev)
+            })
+        }
+    }
+
+    fn gradient_check(image: ImageModel) {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, loss_cfg) = tiny_cfg(image);
+        let ad = Device::flex().autodiff();
+        ad.seed(11);
+        let model = cfg.init(SIDE, VOCAB, &ad);
+        let batch_ad = tiny_batch(&ad);
+        ad.seed(5);
+        let out = model.loss(&batch_ad, &loss_cfg, Fusion::Poe, 0.7);
+        let ad_value = scalar(out.total.clone());
+        let grads = out.total.backward();
+        let mut gv = GradsOf(&grads, Vec::new());
+        model.visit(&mut gv);
+        let analytic = gv.1;
+
+        let plain = Device::flex();
+        let base = model.valid();
+        let batch = tiny_batch(&plain);
+        let loss_of = |m: &Mvae| {
+            plain.seed(5);
+            scalar(m.loss(&batch, &loss_cfg, Fusion::Poe, 0.7).total)
+        };
+        assert!(
+            (loss_of(&base) - ad_value).abs() < 1e-4,
+            "{} vs {ad_value}",
+            loss_of(&base)
+        );
+        assert_eq!(loss_of(&base), loss_of(&base));
+        let h = 1e-2f32;
+        let (mut checked, mut bad) = (0, Vec::new());
+        for (target, g) in analytic.iter().enumerate() {
+            // Three elements spread over each parameter tensor.
+            for index in [0, g.len() / 2, g.len() - 1] {
+                let plus = base.clone().map(&mut Perturb {
+                    target,
+                    index,
+                    h,
+                    seen: 0,
+                });
+                let minus = base.clone().map(&mut Perturb {
+                    target,
+                    index,
+                    h: -h,
+                    seen: 0,
+                });
+                let fd = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h as f64);
+                let an = g[index] as f64;
+                checked += 1;
+                if (fd - an).abs() > 0.05 * fd.abs().max(an.abs()) + 1e-2 {
+                    bad.push((target, index, an, fd));
+                }
+            }
+        }
+        assert!(checked > 60, "only {checked} elements checked");
+        // ReLU kinks can make an isolated central difference disagree.
+        assert!(
+            bad.len() * 50 <= checked,
+            "{} of {checked} gradients disagree with finite differences: {bad:?}",
+            bad.len()
+        );
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_mlp() {
+        gradient_check(ImageModel::Mlp { hidden: 6 });
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_conv() {
+        gradient_check(ImageModel::Conv {
+            channels: 2,
+            hidden: 6,
+        });
+    }
+
+    #[test]
+    fn train_step_changes_weights_and_eval_does_not() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
+        let ad = Device::flex().autodiff();
+        ad.seed(1);
+        let model = cfg.init(SIDE, VOCAB, &ad);
+        let before = values(&model);
+        // Inference leaves weights alone.
+        let valid = model.valid();
+        let _ = valid.loss(&tiny_batch(&Device::flex()), &loss_cfg, Fusion::Poe, 1.0);
+        let _ = valid.decode_text(Tensor::zeros([2, 3], &Device::flex()), None);
+        assert_eq!(values(&model), before);
+        // One optimizer step moves every parameter that the loss touches.
+        let mut optim = AdamConfig::new().init();
+        let out = model.loss(&tiny_batch(&ad), &loss_cfg, Fusion::Poe, 1.0);
+        let grads = GradientsParams::from_grads(out.total.backward(), &model);
+        let stepped = optim.step(1e-2, model, grads);
+        let after = values(&stepped);
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, before.len(), "every parameter should move");
+    }
+
+    #[test]
+    fn save_load_round_trip_gives_identical_outputs() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, loss_cfg) = tiny_cfg(ImageModel::Conv {
+            channels: 2,
+            hidden: 6,
+        });
+        let dev = Device::flex();
+        dev.seed(4);
+        let model = cfg.init(SIDE, VOCAB, &dev);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.bpk");
+        model.clone().save_file(&p).unwrap();
+        let loaded = cfg.init(SIDE, VOCAB, &dev).try_load_file(&p).unwrap();
+        assert_eq!(values(&model), values(&loaded));
+        let batch = tiny_batch(&dev);
+        dev.seed(9);
+        let a = scalar(model.loss(&batch, &loss_cfg, Fusion::Poe, 1.0).total);
+        dev.seed(9);
+        let b = scalar(loaded.loss(&batch, &loss_cfg, Fusion::Poe, 1.0).total);
+        assert_eq!(a, b);
+        // A model of another shape refuses these weights.
+        let (other, _) = tiny_cfg(ImageModel::Conv {
+            channels: 2,
+            hidden: 7,
+        });
+        let e = crate::checkpoint::load_weights(other.init(SIDE, VOCAB, &dev), &p).unwrap_err();
+        assert!(e.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn decoding_is_greedy_and_bounded() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, _) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
+        let dev = Device::flex();
+        dev.seed(2);
+        let model = cfg.init(SIDE, VOCAB, &dev);
+        let z = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let a = model.decode_text(z.clone(), None);
+        let b = model.decode_text(z, None);
+        assert_eq!(a, b);
+        assert!(a
+            .iter()
+            .all(|t| t.len() <= cfg.max_len - 1 && t.iter().all(|&id| id < VOCAB)));
     }
 }

@@ -46,7 +46,12 @@ impl TextDecoder {
         }
     }
 
-    pub fn decode(&self, z: Tensor<2>, max_len: usize, temperature: Option<f32>) -> Vec<Vec<usize>> {
+    pub fn decode(
+        &self,
+        z: Tensor<2>,
+        max_len: usize,
+        temperature: Option<f32>,
+    ) -> Vec<Vec<usize>> {
         match self {
             TextDecoder::Gru(m) => m.decode(z, max_len, temperature),
         }

@@ -39,7 +39,10 @@ impl GruTextEncoder {
         let idx = last.reshape([b, 1, 1]).expand([b, 1, hidden]);
         let h = hs.gather(1, idx).reshape([b, hidden]);
         let o = self.out.forward(h);
-        Gaussian::new(o.clone().narrow(1, 0, self.latent), o.narrow(1, self.latent, self.latent))
+        Gaussian::new(
+            o.clone().narrow(1, 0, self.latent),
+            o.narrow(1, self.latent, self.latent),
+        )
     }
 }
 
@@ -77,7 +80,9 @@ impl GruTextDecoder {
         let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
         let hs = self.gru.forward(Tensor::cat(vec![e, zs], 2), Some(h0)); // [b, t-1, hidden]
         let logp = log_softmax(self.out.forward(hs), 2); // [b, t-1, vocab]
-        let picked = logp.gather(2, targets.clone().unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2); // [b, t-1]
+        let picked = logp
+            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2); // [b, t-1]
         let mask = targets.not_equal_elem(PAD as i64).float();
         (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
     }
@@ -87,7 +92,12 @@ impl GruTextDecoder {
     ///
     /// # Shapes
     /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
-    pub fn decode(&self, z: Tensor<2>, max_len: usize, temperature: Option<f32>) -> Vec<Vec<usize>> {
+    pub fn decode(
+        &self,
+        z: Tensor<2>,
+        max_len: usize,
+        temperature: Option<f32>,
+    ) -> Vec<Vec<usize>> {
         let [b, _] = z.dims();
         let device = z.device();
         let mut h = self.init.forward(z.clone()).tanh(); // [b, hidden]
@@ -102,7 +112,9 @@ impl GruTextDecoder {
             let logits = self.out.forward(h.clone()); // [b, vocab]
             tok = match temperature {
                 None => logits.argmax(1).reshape([b]),
-                Some(temp) => burn::tensor::activation::softmax(logits / temp.max(1e-4), 1).categorical(1).reshape([b]),
+                Some(temp) => burn::tensor::activation::softmax(logits / temp.max(1e-4), 1)
+                    .categorical(1)
+                    .reshape([b]),
             };
             let ids: Vec<i64> = tok.clone().try_into_vec_as::<i64>().unwrap_or_default();
             for (i, &id) in ids.iter().enumerate() {

@@ -3,7 +3,6 @@
 //! checkpoints, resuming, and a clean stop if the loss stops being finite.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::{ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,21 +54,10 @@ pub struct TrainSummary {
     pub reports: Vec<EpochReport>,
 }
 
-/// Force every parameter to materialise now, so initial weights depend only
-/// on the seed and not on what else draws random numbers first.
-struct ForceInit;
-impl ModuleVisitor for ForceInit {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        let _ = p.val();
-    }
-}
-
 /// Build a freshly initialised model, seeded.
 pub fn init_model(cfg: &TrainConfig, side: usize, vocab: usize, device: &Device) -> Mvae {
     device.seed(cfg.seed);
-    let model = cfg.model.init(side, vocab, device);
-    model.visit(&mut ForceInit);
-    model
+    cfg.model.init(side, vocab, device)
 }
 
 pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -104,7 +92,12 @@ pub fn evaluate_loss(
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(data, chunk, source, vocab, cfg.model.max_len);
-        let out = model.loss(&hb.to_device(device), &cfg.loss, cfg.model.fusion, cfg.loss.beta);
+        let out = model.loss(
+            &hb.to_device(device),
+            &cfg.loss,
+            cfg.model.fusion,
+            cfg.loss.beta,
+        );
         let r = out.report.try_into_vec_as::<f32>().unwrap_or_default();
         for (s, v) in sums.iter_mut().zip(r) {
             *s += v as f64 * chunk.len() as f64;
@@ -115,15 +108,27 @@ pub fn evaluate_loss(
 }
 
 fn named(v: &[f64]) -> std::collections::BTreeMap<String, f64> {
-    REPORT_NAMES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect()
+    REPORT_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .zip(v.iter().copied())
+        .collect()
 }
 
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
-    a.model == b.model && a.data == b.data && a.loss == b.loss && a.seed == b.seed && a.optim.batch_size == b.optim.batch_size
+    a.model == b.model
+        && a.data == b.data
+        && a.loss == b.loss
+        && a.seed == b.seed
+        && a.optim.batch_size == b.optim.batch_size
 }
 
 /// Train a model as configured; `on_epoch` sees each epoch's report.
-pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&EpochReport)) -> Result<TrainSummary> {
+pub fn train(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> Result<TrainSummary> {
     cfg.validate()?;
     let data = load_train_data(cfg, opts.data_dir.as_deref())?;
     let side = data.train.rows;
@@ -143,7 +148,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
             ));
         }
         if ck.vocab != data.vocab {
-            return Err(ModelError::checkpoint(&last_dir, "vocabulary differs from this dataset's"));
+            return Err(ModelError::checkpoint(
+                &last_dir,
+                "vocabulary differs from this dataset's",
+            ));
         }
         let (_, m) = checkpoint::load(&last_dir, &device)?;
         let o = checkpoint::load_optim(&last_dir, optimizer(cfg))?;
@@ -156,7 +164,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
                 out.display()
             )));
         }
-        std::fs::create_dir_all(out).map_err(|e| ModelError::Io { path: out.clone(), source: e })?;
+        std::fs::create_dir_all(out).map_err(|e| ModelError::Io {
+            path: out.clone(),
+            source: e,
+        })?;
         let m = init_model(cfg, side, data.vocab.len(), &device);
         let state = TrainState {
             dataset: cfg.data.dataset,
@@ -179,13 +190,26 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
 
     for epoch in state.epoch..cfg.optim.epochs {
         let epoch_start = Instant::now();
-        let order = shuffled(n, cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-        let source = CaptionSource { captioner: data.captioner, set: CaptionSet::Train, stream: epoch as u64 + 1 };
-        let pb = if opts.progress { ProgressBar::new(steps_per_epoch as u64) } else { ProgressBar::hidden() };
+        let order = shuffled(
+            n,
+            cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
+        let source = CaptionSource {
+            captioner: data.captioner,
+            set: CaptionSet::Train,
+            stream: epoch as u64 + 1,
+        };
+        let pb = if opts.progress {
+            ProgressBar::new(steps_per_epoch as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         pb.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         pb.set_prefix(format!("{}/{}", epoch + 1, cfg.optim.epochs));
         let mut sums = vec![0.0f64; REPORT_NAMES.len()];
@@ -200,7 +224,16 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
             let order = &order;
             s.spawn(move || {
                 for chunk in order.chunks(bs) {
-                    if tx.send(HostBatch::gather(train_set, chunk, source, vocab, cfg.model.max_len)).is_err() {
+                    if tx
+                        .send(HostBatch::gather(
+                            train_set,
+                            chunk,
+                            source,
+                            vocab,
+                            cfg.model.max_len,
+                        ))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -209,7 +242,11 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
                 let beta = beta_at(cfg, state.step);
                 let batch = hb.to_device(&device);
                 let out = model.loss(&batch, &cfg.loss, cfg.model.fusion, beta);
-                let r = out.report.clone().try_into_vec_as::<f32>().unwrap_or_default();
+                let r = out
+                    .report
+                    .clone()
+                    .try_into_vec_as::<f32>()
+                    .unwrap_or_default();
                 if r.iter().any(|v| !v.is_finite()) {
                     failure = Some(format!(
                         "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
@@ -228,7 +265,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
                 }
                 seen += hb.size;
                 pb.inc(1);
-                pb.set_message(format!("loss {:.2} img {:.1} txt {:.3} kl {:.2}", r[0], r[1], r[2], r[3]));
+                pb.set_message(format!(
+                    "loss {:.2} img {:.1} txt {:.3} kl {:.2}",
+                    r[0], r[1], r[2], r[3]
+                ));
             }
         });
         pb.finish_and_clear();
@@ -239,8 +279,19 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&E
         let train_means: Vec<f64> = sums.iter().map(|s| s / seen.max(1) as f64).collect();
 
         let valid = model.valid();
-        let val_source = CaptionSource { captioner: data.captioner, set: CaptionSet::Train, stream: VAL_STREAM };
-        let val = evaluate_loss(&valid, cfg, &data.val, val_source, &data.vocab, &eval_device);
+        let val_source = CaptionSource {
+            captioner: data.captioner,
+            set: CaptionSet::Train,
+            stream: VAL_STREAM,
+        };
+        let val = evaluate_loss(
+            &valid,
+            cfg,
+            &data.val,
+            val_source,
+            &data.vocab,
+            &eval_device,
+        );
         if !val[0].is_finite() {
             return Err(ModelError::Diverged(format!(
                 "validation loss is non-finite after epoch {}; the last good checkpoint is kept in {}",
@@ -289,6 +340,12 @@ fn append_jsonl(path: &Path, value: &impl Serialize) -> Result<()> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })?;
-    writeln!(f, "{line}").map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e })
+        .map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    writeln!(f, "{line}").map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }

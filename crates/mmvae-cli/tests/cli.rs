@@ -1,0 +1,494 @@
+//! Runs the real `mmvae` binary in temporary folders.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mmvae"));
+    c.env_remove("MMVAE_DATA");
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = run(dir, args);
+    assert!(
+        o.status.success(),
+        "mmvae {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs a failing command; returns its stderr after checking it is one
+/// `error:` line with exit code 1 and no panic.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = run(dir, args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "mmvae {args:?} should fail cleanly: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    err
+}
+
+fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&(*d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// A small synthetic MNIST-format dataset: class `c` is a bright bar at row
+/// band `c`, so a model can learn it in a few steps.
+fn write_dataset(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for split in ["train", "t10k"] {
+        let mut imgs = vec![0u8; n * 784];
+        let mut lbls = Vec::new();
+        for i in 0..n {
+            let c = i % 10;
+            for y in (c * 2 + 3)..(c * 2 + 6) {
+                for x in 4..24 {
+                    imgs[i * 784 + y * 28 + x] = 200 + (i % 50) as u8;
+                }
+            }
+            lbls.push(c as u8);
+        }
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            idx(&[n, 28, 28], &imgs),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            idx(&[n], &lbls),
+        )
+        .unwrap();
+    }
+}
+
+const TINY: &str = r#"
+seed = 3
+[model]
+latent = 8
+max_len = 10
+image = { kind = "mlp", hidden = 64 }
+text = { kind = "gru", embed = 16, hidden = 32 }
+[optim]
+lr = 0.005
+batch_size = 20
+epochs = 2
+[data]
+dataset = "mnist"
+val_size = 50
+caption_seed = 0
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+image_weight = 1.0
+text_weight = 20.0
+"#;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    write_dataset(&root.join("data/mnist"), 1000);
+    std::fs::write(root.join("tiny.toml"), TINY).unwrap();
+    Fixture { _tmp: tmp, root }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = ok(Path::new("."), &["--help"]);
+    for c in [
+        "train",
+        "generate",
+        "caption",
+        "reconstruct",
+        "sample",
+        "eval",
+        "classifier",
+        "data",
+        "quickstart",
+        "bench",
+    ] {
+        assert!(out.contains(c), "help lacks {c}: {out}");
+    }
+}
+
+#[test]
+fn train_generate_caption_reconstruct_sample_eval_resume() {
+    let f = fixture();
+    let d = &f.root;
+    let out = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+        ],
+    );
+    assert!(out.contains("run/best"), "{out}");
+    for file in [
+        "model.bpk",
+        "config.toml",
+        "vocab.json",
+        "state.json",
+        "optim.bpk",
+    ] {
+        assert!(d.join("run/last").join(file).is_file(), "last/{file}");
+    }
+    assert!(d.join("run/best/model.bpk").is_file());
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+
+    // A second train into the same folder is refused; --resume continues.
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+        ],
+    );
+    assert!(e.contains("--resume"), "{e}");
+    ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+            "--resume",
+            "--epochs",
+            "3",
+        ],
+    );
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    assert!(metrics.lines().last().unwrap().contains("\"epoch\":3"));
+
+    // Text -> image grid.
+    ok(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a handwritten seven",
+            "--n",
+            "4",
+            "--out",
+            "g/seven.png",
+        ],
+    );
+    let png = std::fs::read(d.join("g/seven.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // Same seed, same picture.
+    ok(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a handwritten seven",
+            "--n",
+            "4",
+            "--out",
+            "g/seven2.png",
+        ],
+    );
+    assert_eq!(png, std::fs::read(d.join("g/seven2.png")).unwrap());
+
+    // Unknown words are reported, and nothing is written.
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a zebra",
+            "--out",
+            "g/z.png",
+        ],
+    );
+    assert!(e.contains("zebra"), "{e}");
+    assert!(!d.join("g/z.png").exists());
+
+    // Image -> text: the reconstruction grid's first tile is the input.
+    ok(
+        d,
+        &[
+            "sample",
+            "--checkpoint",
+            "run/best",
+            "--n",
+            "4",
+            "--out",
+            "s.png",
+        ],
+    );
+    let img = mmvae_data::imageio::GrayImage::from_bytes(28, 28, &[0u8; 784]);
+    mmvae_data::imageio::save_gray(&d.join("in/a.png"), &img).unwrap();
+    mmvae_data::imageio::save_gray(&d.join("in/b.png"), &img).unwrap();
+    let cap = ok(
+        d,
+        &["caption", "--checkpoint", "run/best", "--image", "in/a.png"],
+    );
+    assert_eq!(cap.lines().count(), 1);
+    let caps = ok(d, &["caption", "--checkpoint", "run/best", "--image", "in"]);
+    assert_eq!(caps.lines().count(), 2);
+    assert!(
+        caps.contains("a.png\t") && caps.contains("b.png\t"),
+        "{caps}"
+    );
+    let rec = ok(
+        d,
+        &[
+            "reconstruct",
+            "--checkpoint",
+            "run/best",
+            "--image",
+            "in/a.png",
+            "--out",
+            "r.png",
+        ],
+    );
+    assert!(rec.contains("caption from the same latent"));
+
+    // Wrong image size or format at `caption`.
+    mmvae_data::imageio::save_gray(
+        &d.join("small.png"),
+        &mmvae_data::imageio::GrayImage::from_bytes(5, 5, &[0; 25]),
+    )
+    .unwrap();
+    let e = fails(
+        d,
+        &[
+            "caption",
+            "--checkpoint",
+            "run/best",
+            "--image",
+            "small.png",
+        ],
+    );
+    assert!(e.contains("small.png") && e.contains("5x5"), "{e}");
+    std::fs::write(d.join("fake.png"), "not an image").unwrap();
+    let e = fails(
+        d,
+        &["caption", "--checkpoint", "run/best", "--image", "fake.png"],
+    );
+    assert!(e.contains("fake.png") && e.contains("decode"), "{e}");
+
+    // Eval needs a classifier; train a quick one, then eval writes JSON.
+    let e = fails(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--classifier",
+            "clf",
+        ],
+    );
+    assert!(e.contains("mmvae classifier train"), "{e}");
+    ok(
+        d,
+        &[
+            "classifier",
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            "data",
+            "--out",
+            "clf",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+    );
+    let table = ok(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--classifier",
+            "clf",
+            "--limit",
+            "100",
+        ],
+    );
+    assert!(table.contains("text -> image coherence"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    for k in [
+        "text_to_image",
+        "text_to_image_heldout",
+        "image_to_text",
+        "joint",
+    ] {
+        let v = json[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    // These bars are trivially separable: after 3 short epochs the
+    // classifier and the cross-modal generation are far above chance (10%).
+    assert!(
+        json["classifier_test_accuracy"].as_f64().unwrap() > 0.5,
+        "{json}"
+    );
+    assert!(json["image_to_text"].as_f64().unwrap() > 0.3, "{json}");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let f = fixture();
+    let d = &f.root;
+    // Missing dataset: says where it looked and how to get it.
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "r",
+            "--data-dir",
+            "empty",
+        ],
+    );
+    assert!(e.contains("empty") && e.contains("mmvae data fetch"), "{e}");
+    // Invalid TOML and out-of-range values.
+    std::fs::write(d.join("bad.toml"), "seed = [").unwrap();
+    let e = fails(d, &["train", "--config", "bad.toml"]);
+    assert!(e.contains("bad.toml"), "{e}");
+    std::fs::write(d.join("neg.toml"), TINY.replace("lr = 0.005", "lr = -2.0")).unwrap();
+    let e = fails(d, &["train", "--config", "neg.toml", "--data-dir", "data"]);
+    assert!(e.contains("optim.lr"), "{e}");
+    // Corrupt gzip and wrong magic in the data.
+    let bad = d.join("bad/mnist");
+    write_dataset(&bad, 100);
+    std::fs::remove_file(bad.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::write(
+        bad.join("train-images-idx3-ubyte.gz"),
+        [0x1f, 0x8b, 8, 0, 0, 0],
+    )
+    .unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "r2",
+            "--data-dir",
+            "bad",
+        ],
+    );
+    assert!(e.contains("gzip") && e.contains("train-images"), "{e}");
+    std::fs::remove_file(bad.join("train-images-idx3-ubyte.gz")).unwrap();
+    let mut f2 = std::fs::File::create(bad.join("train-images-idx3-ubyte")).unwrap();
+    f2.write_all(&[1, 2, 3, 4, 0, 0, 0, 0]).unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "r3",
+            "--data-dir",
+            "bad",
+        ],
+    );
+    assert!(e.contains("magic"), "{e}");
+    assert!(!d.join("r3/last").exists());
+    // Not a checkpoint; a checkpoint with corrupt weights.
+    let e = fails(
+        d,
+        &["generate", "--checkpoint", "nowhere", "--text", "seven"],
+    );
+    assert!(e.contains("nowhere"), "{e}");
+    // Unknown dataset name.
+    let e = fails(d, &["classifier", "train", "--dataset", "cifar"]);
+    assert!(e.contains("cifar"), "{e}");
+}
+
+#[test]
+fn corrupt_checkpoint_is_refused() {
+    let f = fixture();
+    let d = &f.root;
+    ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+            "--epochs",
+            "1",
+        ],
+    );
+    std::fs::write(d.join("run/best/model.bpk"), b"garbage").unwrap();
+    let e = fails(d, &["sample", "--checkpoint", "run/best", "--out", "s.png"]);
+    assert!(e.contains("run/best") && e.contains("weights"), "{e}");
+    assert!(!d.join("s.png").exists());
+    // A config that no longer matches the weights.
+    let cfg = std::fs::read_to_string(d.join("run/last/config.toml")).unwrap();
+    std::fs::write(
+        d.join("run/last/config.toml"),
+        cfg.replace("latent = 8", "latent = 9"),
+    )
+    .unwrap();
+    let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
+    assert!(e.contains("shape"), "{e}");
+}
