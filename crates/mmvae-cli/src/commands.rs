@@ -10,9 +10,23 @@ use mmvae_model::classifier::{self, ClassifierTrainOptions};
 use mmvae_model::device::Compute;
 use mmvae_model::eval::{self, EvalOptions};
 use mmvae_model::infer::{self, Draw};
+use mmvae_model::parallel::default_threads;
 use mmvae_model::train::{self, EpochReport, TrainOptions};
 use mmvae_model::TrainConfig;
 use std::path::{Path, PathBuf};
+
+/// `println!` that ends the program quietly when stdout is a closed pipe
+/// (e.g. `mmvae caption ... | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 fn compute(s: &str) -> Result<Compute> {
     Ok(Compute::parse(s)?)
@@ -62,6 +76,9 @@ pub struct TrainArgs {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Data-parallel threads per step (default: one per core, at most 4).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
@@ -82,10 +99,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         progress: !a.quiet,
         compute: compute(&a.device)?,
+        threads: a.threads.unwrap_or_else(default_threads),
     };
     let s = train::train(&cfg, &opts, print_epoch)
         .with_context(|| format!("training {}", a.config.display()))?;
-    println!(
+    outln!(
         "trained {} epochs ({} steps) in {:.0}s; best validation loss {:.3}\ncheckpoints: {}/best {}/last\nmetrics: {}/metrics.jsonl",
         s.epochs,
         s.steps,
@@ -135,7 +153,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     let imgs = m.generate(&a.text, a.n, if a.mean { Draw::Mean } else { Draw::Sample })?;
     let cols = (a.n as f64).sqrt().ceil() as usize;
     imageio::save_grid(&a.out, &imgs, cols)?;
-    println!("{}", a.out.display());
+    outln!("{}", a.out.display());
     Ok(())
 }
 
@@ -189,12 +207,12 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
                 .map(|p| imageio::load_gray(p, side, side))
                 .collect::<Result<_, _>>()?;
             for (p, c) in chunk.iter().zip(m.caption(&imgs, how, a.temperature)?) {
-                println!("{}\t{}", p.display(), c);
+                outln!("{}\t{}", p.display(), c);
             }
         }
     } else {
         let img = imageio::load_gray(&a.image, side, side)?;
-        println!("{}", m.caption(&[img], how, a.temperature)?.remove(0));
+        outln!("{}", m.caption(&[img], how, a.temperature)?.remove(0));
     }
     Ok(())
 }
@@ -227,7 +245,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     let mut all = vec![img];
     all.extend(recon);
     imageio::save_grid(&a.out, &all, all.len())?;
-    println!(
+    outln!(
         "{}\ncaption from the same latent: {}",
         a.out.display(),
         caps[0]
@@ -259,9 +277,9 @@ pub fn sample(a: SampleArgs) -> Result<()> {
     let (imgs, caps) = m.sample(a.n, a.temperature);
     let cols = (a.n as f64).sqrt().ceil() as usize;
     imageio::save_grid(&a.out, &imgs, cols)?;
-    println!("{}", a.out.display());
+    outln!("{}", a.out.display());
     for (i, c) in caps.iter().enumerate() {
-        println!("{i:>3}\t{c}");
+        outln!("{i:>3}\t{c}");
     }
     Ok(())
 }
@@ -307,8 +325,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);
     let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval.json"));
     fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    print!("{}", report.table());
-    println!("report: {}", out.display());
+    outln!("{}", report.table().trim_end());
+    outln!("report: {}", out.display());
     Ok(())
 }
 
@@ -363,7 +381,7 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             let out = out.unwrap_or_else(|| classifier::default_dir(kind));
             let t = std::time::Instant::now();
             let (_, info) = classifier::train_classifier(&train, &test, &opts, &out)?;
-            println!(
+            outln!(
                 "{} classifier: test accuracy {:.2}% after {} epochs ({:.0}s); saved in {}",
                 kind,
                 100.0 * info.test_accuracy,
@@ -404,10 +422,10 @@ pub fn data(c: DataCommand) -> Result<()> {
             for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
                 match f {
                     fetch::Fetched::Downloaded(p) => {
-                        println!("downloaded and verified {}", p.display())
+                        outln!("downloaded and verified {}", p.display())
                     }
                     fetch::Fetched::AlreadyPresent(p) => {
-                        println!("already present and verified {}", p.display())
+                        outln!("already present and verified {}", p.display())
                     }
                 }
             }
@@ -471,6 +489,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         resume: false,
         progress: true,
         compute: Compute::Cpu,
+        threads: default_threads(),
     };
     train::train(&cfg, &opts, print_epoch)?;
 
@@ -524,26 +543,26 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
 
-    println!("\nquickstart on {kind} done (a short run; see the README for full training).");
-    println!(
+    outln!("\nquickstart on {kind} done (a short run; see the README for full training).");
+    outln!(
         "text -> image, one row per class ('{}', ...): {}",
         captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0),
         gen.display()
     );
-    println!("captions of the test images in {}:", inputs.display());
+    outln!("captions of the test images in {}:", inputs.display());
     for (i, c) in caps.iter().enumerate() {
-        println!(
+        outln!(
             "  {i}: {c}  (true: {})",
             kind.class_names()[test.labels[i] as usize]
         );
     }
-    println!(
+    outln!(
         "joint prior samples: {} (first captions: {})",
         samples_png.display(),
         sample_caps[..4].join(" | ")
     );
-    print!("{}", report.table());
-    println!(
+    outln!("{}", report.table().trim_end());
+    outln!(
         "outputs: {}  (checkpoint {}, metrics {}, report {})",
         a.out.display(),
         ck.display(),
@@ -563,11 +582,14 @@ pub struct BenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    /// Data-parallel threads per step (default: one per core, at most 4).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     let kind = mmvae_model::bench::BenchModel::parse(&a.model)?;
-    let r = mmvae_model::bench::run(kind, a.batch_size, a.steps)?;
-    println!("{}", serde_json::to_string(&r)?);
+    let r = mmvae_model::bench::run(kind, a.batch_size, a.steps, a.threads.unwrap_or_else(default_threads))?;
+    outln!("{}", serde_json::to_string(&r)?);
     Ok(())
 }

@@ -2,13 +2,13 @@
 //! throughput (samples/s) and the process's peak resident memory. The
 //! PyTorch twin of each model is `bench/torch_bench.py`.
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::Serialize;
 use std::time::Instant;
 
-use crate::batch::Batch;
+use crate::batch::HostBatch;
+use crate::parallel::{parallel_gradients, sharded_gradients};
 use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel, UnimodalTarget};
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
@@ -47,6 +47,7 @@ pub struct BenchReport {
     pub seconds: f64,
     pub samples_per_s: f64,
     pub peak_rss_mib: f64,
+    /// Data-parallel shards per step.
     pub threads: usize,
 }
 
@@ -69,7 +70,7 @@ struct ConvVae {
     dec: ImageDecoder,
 }
 
-pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchReport> {
+pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -> Result<BenchReport> {
     if batch_size == 0 || steps == 0 {
         return Err(ModelError::Invalid(
             "batch size and steps must be at least 1".into(),
@@ -100,7 +101,6 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
             };
             let vocab = 32;
             let mut m = cfg.init(28, vocab, &device);
-            let images = Tensor::<2>::random([batch_size, 784], Distribution::Default, &device);
             let mut toks = Vec::new();
             for i in 0..batch_size {
                 toks.push(1i64);
@@ -109,22 +109,22 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
                 }
                 toks.extend([2, 0]);
             }
-            let batch = Batch {
-                images,
-                tokens: Tensor::from_data(TensorData::new(toks, [batch_size, 10]), &device),
-                last: Tensor::from_data(
-                    TensorData::new(vec![8i64; batch_size], [batch_size]),
-                    &device,
-                ),
+            let hb = HostBatch {
+                size: batch_size,
+                pixels: 784,
+                max_len: 10,
+                images: (0..batch_size * 784).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect(),
+                tokens: toks,
+                last: vec![8i64; batch_size],
+                labels: vec![0; batch_size],
+                captions: vec![String::new(); batch_size],
             };
             let mut start = Instant::now();
             for s in 0..warmup + steps {
                 if s == warmup {
                     start = Instant::now();
                 }
-                let out = m.loss(&batch, &loss_cfg, Fusion::Poe, 1.0);
-                let _ = out.report.try_into_vec_as::<f32>();
-                let g = GradientsParams::from_grads(out.total.backward(), &m);
+                let (g, _report) = sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, &device);
                 m = optim.step(1e-3, m.clone(), g);
             }
             start.elapsed()
@@ -136,20 +136,31 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
             }
             .init(64, 64, &device);
             let mut m = ConvVae { enc, dec };
-            let x = Tensor::<2>::random([batch_size, 64 * 64], Distribution::Default, &device);
+            let pixels: Vec<f32> = (0..batch_size * 4096).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+            let total = batch_size as f32;
             let mut start = Instant::now();
             for s in 0..warmup + steps {
                 if s == warmup {
                     start = Instant::now();
                 }
-                let q: Gaussian = m.enc.forward(x.clone());
-                let z = q.rsample();
-                let nll = bernoulli_nll(m.dec.forward(z), x.clone())
-                    .sum_dim(1)
-                    .squeeze_dim::<1>(1);
-                let loss = (nll + q.kl_standard()).mean();
-                let _ = loss.clone().try_into_vec_as::<f32>();
-                let g = GradientsParams::from_grads(loss.backward(), &m);
+                // Shards of the batch with their noise, drawn on this thread.
+                let n = threads.clamp(1, batch_size);
+                let work: Vec<(Tensor<2>, Tensor<2>, usize)> = (0..n)
+                    .map(|i| {
+                        let (a, b) = (i * batch_size / n, (i + 1) * batch_size / n);
+                        let x = Tensor::from_data(TensorData::new(pixels[a * 4096..b * 4096].to_vec(), [b - a, 4096]), &device);
+                        (x, Tensor::random([b - a, 64], Distribution::Normal(0.0, 1.0), &device), b - a)
+                    })
+                    .collect();
+                let (g, _) = parallel_gradients(&m, work, &device, |m: &ConvVae, (x, eps, len)| {
+                    let q: Gaussian = m.enc.forward(x.clone());
+                    let z = q.rsample_with(eps);
+                    let nll = bernoulli_nll(m.dec.forward(z), x).sum_dim(1).squeeze_dim::<1>(1);
+                    let loss = (nll + q.kl_standard()).sum() / total;
+                    let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
+                    let _ = len;
+                    (loss, v)
+                });
                 m = optim.step(1e-3, m.clone(), g);
             }
             start.elapsed()
@@ -164,8 +175,6 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize) -> Result<BenchRe
         seconds,
         samples_per_s: (steps * batch_size) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
-        threads: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        threads,
     })
 }

@@ -61,7 +61,11 @@ impl Gaussian {
 
     /// z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar.
     pub fn rsample(&self) -> Tensor<2> {
-        let eps = self.mu.random_like(Distribution::Normal(0.0, 1.0));
+        self.rsample_with(self.mu.random_like(Distribution::Normal(0.0, 1.0)))
+    }
+
+    /// z = mu + sigma * eps for given standard-normal noise `eps` (same shape).
+    pub fn rsample_with(&self, eps: Tensor<2>) -> Tensor<2> {
         self.mu.clone() + (self.logvar.clone() * 0.5).exp() * eps
     }
 }

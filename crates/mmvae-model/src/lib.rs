@@ -18,6 +18,7 @@ pub mod image_conv;
 pub mod image_mlp;
 pub mod infer;
 pub mod mvae;
+pub mod parallel;
 pub mod text;
 pub mod text_gru;
 pub mod train;

@@ -86,6 +86,14 @@ impl Mvae {
     /// latent draws go through each decoder as one `3·batch` batch.
     pub fn loss(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32) -> LossOutput {
         let [b, _] = batch.images.dims();
+        let eps = Tensor::random([3 * b, self.latent], burn::tensor::Distribution::Normal(0.0, 1.0), &batch.images.device());
+        self.loss_with_noise(batch, cfg, fusion, beta, eps)
+    }
+
+    /// [`Mvae::loss`] with the reparameterisation noise given:
+    /// `eps`: `[3 * batch, latent]` (joint, image-only, text-only rows).
+    pub fn loss_with_noise(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32, eps: Tensor<2>) -> LossOutput {
+        let [b, _] = batch.images.dims();
         let qx = self.image_encoder.forward(batch.images.clone());
         let qy = self
             .text_encoder
@@ -101,7 +109,14 @@ impl Mvae {
             vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
             0,
         ); // [3b]
-        let z = Tensor::cat(vec![q_joint.rsample(), q_x.rsample(), q_y.rsample()], 0); // [3b, latent]
+        let z = Tensor::cat(
+            vec![
+                q_joint.rsample_with(eps.clone().narrow(0, 0, b)),
+                q_x.rsample_with(eps.clone().narrow(0, b, b)),
+                q_y.rsample_with(eps.narrow(0, 2 * b, b)),
+            ],
+            0,
+        ); // [3b, latent]
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
         let img_nll = bernoulli_nll(self.image_decoder.forward(z.clone()), x3)

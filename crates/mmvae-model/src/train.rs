@@ -3,7 +3,7 @@
 //! checkpoints, resuming, and a clean stop if the loss stops being finite.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmvae_data::captions::CaptionSet;
@@ -20,6 +20,7 @@ use crate::data::{load_train_data, VAL_STREAM};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::mvae::{Mvae, REPORT_NAMES};
+use crate::parallel::sharded_gradients;
 
 /// Options of a run that are not part of the model's configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct TrainOptions {
     pub resume: bool,
     pub progress: bool,
     pub compute: Compute,
+    /// Data-parallel shards per step (threads); 1 = no sharding. Results are
+    /// repeatable for a fixed value.
+    pub threads: usize,
 }
 
 /// One line of `metrics.jsonl`.
@@ -182,6 +186,10 @@ pub fn train(
     };
 
     let bs = cfg.optim.batch_size;
+    let threads = match opts.compute {
+        Compute::Cpu => opts.threads.clamp(1, bs),
+        Compute::Wgpu => 1,
+    };
     let n = data.train.len();
     let steps_per_epoch = n.div_ceil(bs);
     let mut reports = Vec::new();
@@ -240,13 +248,7 @@ pub fn train(
             });
             for hb in rx.iter() {
                 let beta = beta_at(cfg, state.step);
-                let batch = hb.to_device(&device);
-                let out = model.loss(&batch, &cfg.loss, cfg.model.fusion, beta);
-                let r = out
-                    .report
-                    .clone()
-                    .try_into_vec_as::<f32>()
-                    .unwrap_or_default();
+                let (grads, r) = sharded_gradients(&model, &hb, threads, &cfg.loss, cfg.model.fusion, beta, &device);
                 if r.iter().any(|v| !v.is_finite()) {
                     failure = Some(format!(
                         "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
@@ -257,7 +259,6 @@ pub fn train(
                     ));
                     break;
                 }
-                let grads = GradientsParams::from_grads(out.total.backward(), &model);
                 model = optim.step(cfg.optim.lr, model.clone(), grads);
                 state.step += 1;
                 for (s, v) in sums.iter_mut().zip(&r) {

@@ -1,0 +1,201 @@
+//! Data-parallel training steps on the CPU: a batch is split into shards,
+//! each shard's forward and backward pass runs on its own thread with its
+//! own autodiff graph, and the gradients are summed. burn's CPU kernels for
+//! these layer sizes keep about one core busy, so two shards on two cores
+//! nearly double throughput. The noise is drawn on the calling thread
+//! before the shards start, so a run stays repeatable for a given number of
+//! shards.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::batch::HostBatch;
+use crate::config::{Fusion, LossConfig};
+use crate::mvae::Mvae;
+
+/// The default number of shards: one per available core, at most 4.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+}
+
+/// Split a host batch into up to `n` contiguous shards of near-equal size.
+pub fn shard(hb: &HostBatch, n: usize) -> Vec<HostBatch> {
+    let n = n.clamp(1, hb.size.max(1));
+    let base = hb.size / n;
+    let extra = hb.size % n;
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    for i in 0..n {
+        let len = base + usize::from(i < extra);
+        let rows = start..start + len;
+        out.push(HostBatch {
+            size: len,
+            pixels: hb.pixels,
+            max_len: hb.max_len,
+            images: hb.images[rows.start * hb.pixels..rows.end * hb.pixels].to_vec(),
+            tokens: hb.tokens[rows.start * hb.max_len..rows.end * hb.max_len].to_vec(),
+            last: hb.last[rows.clone()].to_vec(),
+            labels: hb.labels[rows.clone()].to_vec(),
+            captions: hb.captions[rows].to_vec(),
+        });
+        start += len;
+    }
+    out
+}
+
+/// Adds every parameter's gradient from `parts` into one [`GradientsParams`].
+struct Merge {
+    parts: Vec<GradientsParams>,
+    merged: GradientsParams,
+}
+
+impl ModuleVisitor for Merge {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let id: ParamId = p.id;
+        let mut sum: Option<Tensor<D>> = None;
+        for g in self.parts.iter_mut() {
+            if let Some(t) = g.remove::<D>(id) {
+                sum = Some(match sum {
+                    Some(s) => s + t,
+                    None => t,
+                });
+            }
+        }
+        if let Some(s) = sum {
+            self.merged.register(id, s);
+        }
+    }
+}
+
+/// Run `loss` on each shard in its own thread, on its own fork of `model`,
+/// and return the summed gradients and the summed reports. `loss` returns
+/// the shard's (already weighted) scalar loss and its report values.
+pub fn parallel_gradients<M, S, F>(model: &M, shards: Vec<S>, device: &Device, loss: F) -> (GradientsParams, Vec<f32>)
+where
+    M: Module,
+    S: Send,
+    F: Fn(&M, S) -> (Tensor<1>, Vec<f32>) + Sync,
+{
+    let many = shards.len() > 1;
+    let loss = &loss;
+    let results: Vec<(GradientsParams, Vec<f32>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = shards
+            .into_iter()
+            .map(|part| {
+                // A fork has its own autodiff graph, so the shards do not
+                // serialise on one graph lock.
+                let m = if many { model.clone().fork(device) } else { model.clone() };
+                s.spawn(move || {
+                    let (l, report) = loss(&m, part);
+                    (GradientsParams::from_grads(l.backward(), &m), report)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("training shard panicked")).collect()
+    });
+    let mut report = vec![0.0f32; results.first().map(|r| r.1.len()).unwrap_or(0)];
+    let mut grads = Vec::with_capacity(results.len());
+    for (g, r) in results {
+        for (a, b) in report.iter_mut().zip(r) {
+            *a += b;
+        }
+        grads.push(g);
+    }
+    if grads.len() == 1 {
+        return (grads.pop().expect("one shard"), report);
+    }
+    let mut merge = Merge { parts: grads, merged: GradientsParams::new() };
+    model.visit(&mut merge);
+    (merge.merged, report)
+}
+
+/// One MVAE step's gradients and loss report, computed over `shards`
+/// threads. The result equals the gradient of the whole batch's loss (each
+/// shard's loss is weighted by its share of the batch).
+pub fn sharded_gradients(
+    model: &Mvae,
+    hb: &HostBatch,
+    shards: usize,
+    cfg: &LossConfig,
+    fusion: Fusion,
+    beta: f32,
+    device: &Device,
+) -> (GradientsParams, Vec<f32>) {
+    let parts = shard(hb, shards);
+    let total = hb.size as f32;
+    // Noise first, in a fixed order, on this thread.
+    let work: Vec<(HostBatch, Tensor<2>)> = parts
+        .into_iter()
+        .map(|p| {
+            let eps = Tensor::random([3 * p.size, model.latent], Distribution::Normal(0.0, 1.0), device);
+            (p, eps)
+        })
+        .collect();
+    parallel_gradients(model, work, device, |m, (part, eps)| {
+        let out = m.loss_with_noise(&part.to_device(device), cfg, fusion, beta, eps);
+        let w = part.size as f32 / total;
+        let report = out.report.try_into_vec_as::<f32>().unwrap_or_default();
+        (out.total * w, report.into_iter().map(|v| v * w).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ImageModel, ModelConfig, TextModel, UnimodalTarget};
+
+    #[test]
+    fn sharded_gradients_equal_whole_batch_gradients() {
+        let _rng = crate::testutil::rng_lock();
+        let cfg = ModelConfig { latent: 3, fusion: Fusion::Poe, image: ImageModel::Mlp { hidden: 8 }, text: TextModel::Gru { embed: 4, hidden: 5 }, max_len: 5 };
+        let loss = LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 2.0, unimodal_target: UnimodalTarget::All };
+        let dev = Device::flex().autodiff();
+        dev.seed(1);
+        let model = cfg.init(4, 8, &dev);
+        let n = 5;
+        let hb = HostBatch {
+            size: n,
+            pixels: 16,
+            max_len: 5,
+            images: (0..n * 16).map(|i| (i % 7) as f32 / 7.0).collect(),
+            tokens: (0..n).flat_map(|i| [1, 4 + (i % 4) as i64, 5, 2, 0]).collect(),
+            last: vec![3; n],
+            labels: vec![0; n],
+            captions: vec![String::new(); n],
+        };
+        let parts = shard(&hb, 2);
+        assert_eq!(parts.iter().map(|p| p.size).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(parts[1].tokens[..5], hb.tokens[15..20]);
+
+        dev.seed(9);
+        let (g2, r2) = sharded_gradients(&model, &hb, 2, &loss, Fusion::Poe, 1.0, &dev);
+        // The same noise, drawn as the sharded step drew it, for the whole batch.
+        dev.seed(9);
+        let e1 = Tensor::<2>::random([9, 3], Distribution::Normal(0.0, 1.0), &dev);
+        let e2 = Tensor::<2>::random([6, 3], Distribution::Normal(0.0, 1.0), &dev);
+        // Rows are [joint, x, y] per shard; reassemble them for the whole batch.
+        let pick = |e: &Tensor<2>, k: usize, len: usize| e.clone().narrow(0, k * len, len);
+        let eps = Tensor::cat(vec![pick(&e1, 0, 3), pick(&e2, 0, 2), pick(&e1, 1, 3), pick(&e2, 1, 2), pick(&e1, 2, 3), pick(&e2, 2, 2)], 0);
+        let out = model.loss_with_noise(&hb.to_device(&dev), &loss, Fusion::Poe, 1.0, eps);
+        let r1 = out.report.try_into_vec_as::<f32>().unwrap();
+        let g1 = GradientsParams::from_grads(out.total.backward(), &model);
+        assert!((r1[0] - r2[0]).abs() < 1e-3 * r1[0].abs(), "{r1:?} vs {r2:?}");
+
+        struct Cmp<'a>(&'a GradientsParams, &'a GradientsParams, usize);
+        impl ModuleVisitor for Cmp<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let a = self.0.get::<D>(p.id).unwrap().try_into_vec_as::<f32>().unwrap();
+                let b = self.1.get::<D>(p.id).unwrap().try_into_vec_as::<f32>().unwrap();
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-4 + 1e-3 * x.abs().max(y.abs()), "{x} vs {y}");
+                }
+                self.2 += 1;
+            }
+        }
+        let mut c = Cmp(&g1, &g2, 0);
+        model.visit(&mut c);
+        assert!(c.2 > 30);
+    }
+}
