@@ -36,6 +36,7 @@ fn trains_on_real_mnist_then_generates_and_captions() {
         resume: false,
         progress: false,
         compute: Compute::Cpu,
+        threads: 2,
     };
     let s = train(&cfg, &opts, |_| {}).unwrap();
     assert_eq!(s.steps, 3 * 60);
