@@ -19,6 +19,12 @@ impl Gaussian {
         Self { mu, logvar }
     }
 
+    /// Split an encoder output `[batch, 2 * latent]` into mu and logvar.
+    pub fn from_concat(o: Tensor<2>) -> Self {
+        let latent = o.dims()[1] / 2;
+        Self { mu: o.clone().narrow(1, 0, latent), logvar: o.narrow(1, latent, latent) }
+    }
+
     /// Product of Gaussian experts together with a standard-normal prior
     /// expert (Wu & Goodman 2018): precisions add, and the mean is the
     /// precision-weighted mean of the experts' means.

@@ -83,10 +83,7 @@ impl ConvImageEncoder {
         }
         let h = relu(self.fc.forward(h.flatten::<2>(1, 3)));
         let o = self.out.forward(h);
-        Gaussian::new(
-            o.clone().narrow(1, 0, self.latent),
-            o.narrow(1, self.latent, self.latent),
-        )
+        Gaussian::from_concat(o)
     }
 }
 

@@ -31,10 +31,7 @@ impl MlpImageEncoder {
         let h = relu(self.l1.forward(x));
         let h = relu(self.l2.forward(h));
         let o = self.out.forward(h); // [batch, 2 * latent]
-        Gaussian::new(
-            o.clone().narrow(1, 0, self.latent),
-            o.narrow(1, self.latent, self.latent),
-        )
+        Gaussian::from_concat(o)
     }
 }
 

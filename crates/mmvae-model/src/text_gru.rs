@@ -39,10 +39,7 @@ impl GruTextEncoder {
         let idx = last.reshape([b, 1, 1]).expand([b, 1, hidden]);
         let h = hs.gather(1, idx).reshape([b, hidden]);
         let o = self.out.forward(h);
-        Gaussian::new(
-            o.clone().narrow(1, 0, self.latent),
-            o.narrow(1, self.latent, self.latent),
-        )
+        Gaussian::from_concat(o)
     }
 }
 
