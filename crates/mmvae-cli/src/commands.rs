@@ -589,7 +589,12 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     let kind = mmvae_model::bench::BenchModel::parse(&a.model)?;
-    let r = mmvae_model::bench::run(kind, a.batch_size, a.steps, a.threads.unwrap_or_else(default_threads))?;
+    let r = mmvae_model::bench::run(
+        kind,
+        a.batch_size,
+        a.steps,
+        a.threads.unwrap_or_else(default_threads),
+    )?;
     outln!("{}", serde_json::to_string(&r)?);
     Ok(())
 }

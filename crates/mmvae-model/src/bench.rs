@@ -8,12 +8,12 @@ use serde::Serialize;
 use std::time::Instant;
 
 use crate::batch::HostBatch;
-use crate::parallel::{parallel_gradients, sharded_gradients};
 use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel, UnimodalTarget};
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
 use crate::mvae::bernoulli_nll;
+use crate::parallel::{parallel_gradients, sharded_gradients};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -70,7 +70,12 @@ struct ConvVae {
     dec: ImageDecoder,
 }
 
-pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -> Result<BenchReport> {
+pub fn run(
+    model: BenchModel,
+    batch_size: usize,
+    steps: usize,
+    threads: usize,
+) -> Result<BenchReport> {
     if batch_size == 0 || steps == 0 {
         return Err(ModelError::Invalid(
             "batch size and steps must be at least 1".into(),
@@ -113,7 +118,9 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -
                 size: batch_size,
                 pixels: 784,
                 max_len: 10,
-                images: (0..batch_size * 784).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect(),
+                images: (0..batch_size * 784)
+                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+                    .collect(),
                 tokens: toks,
                 last: vec![8i64; batch_size],
                 labels: vec![0; batch_size],
@@ -124,7 +131,8 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -
                 if s == warmup {
                     start = Instant::now();
                 }
-                let (g, _report) = sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, &device);
+                let (g, _report) =
+                    sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, &device);
                 m = optim.step(1e-3, m.clone(), g);
             }
             start.elapsed()
@@ -136,7 +144,9 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -
             }
             .init(64, 64, &device);
             let mut m = ConvVae { enc, dec };
-            let pixels: Vec<f32> = (0..batch_size * 4096).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+            let pixels: Vec<f32> = (0..batch_size * 4096)
+                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+                .collect();
             let total = batch_size as f32;
             let mut start = Instant::now();
             for s in 0..warmup + steps {
@@ -148,14 +158,23 @@ pub fn run(model: BenchModel, batch_size: usize, steps: usize, threads: usize) -
                 let work: Vec<(Tensor<2>, Tensor<2>, usize)> = (0..n)
                     .map(|i| {
                         let (a, b) = (i * batch_size / n, (i + 1) * batch_size / n);
-                        let x = Tensor::from_data(TensorData::new(pixels[a * 4096..b * 4096].to_vec(), [b - a, 4096]), &device);
-                        (x, Tensor::random([b - a, 64], Distribution::Normal(0.0, 1.0), &device), b - a)
+                        let x = Tensor::from_data(
+                            TensorData::new(pixels[a * 4096..b * 4096].to_vec(), [b - a, 4096]),
+                            &device,
+                        );
+                        (
+                            x,
+                            Tensor::random([b - a, 64], Distribution::Normal(0.0, 1.0), &device),
+                            b - a,
+                        )
                     })
                     .collect();
                 let (g, _) = parallel_gradients(&m, work, &device, |m: &ConvVae, (x, eps, len)| {
                     let q: Gaussian = m.enc.forward(x.clone());
                     let z = q.rsample_with(eps);
-                    let nll = bernoulli_nll(m.dec.forward(z), x).sum_dim(1).squeeze_dim::<1>(1);
+                    let nll = bernoulli_nll(m.dec.forward(z), x)
+                        .sum_dim(1)
+                        .squeeze_dim::<1>(1);
                     let loss = (nll + q.kl_standard()).sum() / total;
                     let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
                     let _ = len;

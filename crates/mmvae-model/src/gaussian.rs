@@ -22,7 +22,10 @@ impl Gaussian {
     /// Split an encoder output `[batch, 2 * latent]` into mu and logvar.
     pub fn from_concat(o: Tensor<2>) -> Self {
         let latent = o.dims()[1] / 2;
-        Self { mu: o.clone().narrow(1, 0, latent), logvar: o.narrow(1, latent, latent) }
+        Self {
+            mu: o.clone().narrow(1, 0, latent),
+            logvar: o.narrow(1, latent, latent),
+        }
     }
 
     /// Product of Gaussian experts together with a standard-normal prior

@@ -86,13 +86,24 @@ impl Mvae {
     /// latent draws go through each decoder as one `3·batch` batch.
     pub fn loss(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32) -> LossOutput {
         let [b, _] = batch.images.dims();
-        let eps = Tensor::random([3 * b, self.latent], burn::tensor::Distribution::Normal(0.0, 1.0), &batch.images.device());
+        let eps = Tensor::random(
+            [3 * b, self.latent],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &batch.images.device(),
+        );
         self.loss_with_noise(batch, cfg, fusion, beta, eps)
     }
 
     /// [`Mvae::loss`] with the reparameterisation noise given:
     /// `eps`: `[3 * batch, latent]` (joint, image-only, text-only rows).
-    pub fn loss_with_noise(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32, eps: Tensor<2>) -> LossOutput {
+    pub fn loss_with_noise(
+        &self,
+        batch: &Batch,
+        cfg: &LossConfig,
+        fusion: Fusion,
+        beta: f32,
+        eps: Tensor<2>,
+    ) -> LossOutput {
         let [b, _] = batch.images.dims();
         let qx = self.image_encoder.forward(batch.images.clone());
         let qy = self

@@ -17,7 +17,10 @@ use crate::mvae::Mvae;
 
 /// The default number of shards: one per available core, at most 4.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
 }
 
 /// Split a host batch into up to `n` contiguous shards of near-equal size.
@@ -72,7 +75,12 @@ impl ModuleVisitor for Merge {
 /// Run `loss` on each shard in its own thread, on its own fork of `model`,
 /// and return the summed gradients and the summed reports. `loss` returns
 /// the shard's (already weighted) scalar loss and its report values.
-pub fn parallel_gradients<M, S, F>(model: &M, shards: Vec<S>, device: &Device, loss: F) -> (GradientsParams, Vec<f32>)
+pub fn parallel_gradients<M, S, F>(
+    model: &M,
+    shards: Vec<S>,
+    device: &Device,
+    loss: F,
+) -> (GradientsParams, Vec<f32>)
 where
     M: Module,
     S: Send,
@@ -86,14 +94,21 @@ where
             .map(|part| {
                 // A fork has its own autodiff graph, so the shards do not
                 // serialise on one graph lock.
-                let m = if many { model.clone().fork(device) } else { model.clone() };
+                let m = if many {
+                    model.clone().fork(device)
+                } else {
+                    model.clone()
+                };
                 s.spawn(move || {
                     let (l, report) = loss(&m, part);
                     (GradientsParams::from_grads(l.backward(), &m), report)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("training shard panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("training shard panicked"))
+            .collect()
     });
     let mut report = vec![0.0f32; results.first().map(|r| r.1.len()).unwrap_or(0)];
     let mut grads = Vec::with_capacity(results.len());
@@ -106,7 +121,10 @@ where
     if grads.len() == 1 {
         return (grads.pop().expect("one shard"), report);
     }
-    let mut merge = Merge { parts: grads, merged: GradientsParams::new() };
+    let mut merge = Merge {
+        parts: grads,
+        merged: GradientsParams::new(),
+    };
     model.visit(&mut merge);
     (merge.merged, report)
 }
@@ -129,7 +147,11 @@ pub fn sharded_gradients(
     let work: Vec<(HostBatch, Tensor<2>)> = parts
         .into_iter()
         .map(|p| {
-            let eps = Tensor::random([3 * p.size, model.latent], Distribution::Normal(0.0, 1.0), device);
+            let eps = Tensor::random(
+                [3 * p.size, model.latent],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            );
             (p, eps)
         })
         .collect();
@@ -149,8 +171,23 @@ mod tests {
     #[test]
     fn sharded_gradients_equal_whole_batch_gradients() {
         let _rng = crate::testutil::rng_lock();
-        let cfg = ModelConfig { latent: 3, fusion: Fusion::Poe, image: ImageModel::Mlp { hidden: 8 }, text: TextModel::Gru { embed: 4, hidden: 5 }, max_len: 5 };
-        let loss = LossConfig { beta: 1.0, kl_anneal_steps: 0, image_weight: 1.0, text_weight: 2.0, unimodal_target: UnimodalTarget::All };
+        let cfg = ModelConfig {
+            latent: 3,
+            fusion: Fusion::Poe,
+            image: ImageModel::Mlp { hidden: 8 },
+            text: TextModel::Gru {
+                embed: 4,
+                hidden: 5,
+            },
+            max_len: 5,
+        };
+        let loss = LossConfig {
+            beta: 1.0,
+            kl_anneal_steps: 0,
+            image_weight: 1.0,
+            text_weight: 2.0,
+            unimodal_target: UnimodalTarget::All,
+        };
         let dev = Device::flex().autodiff();
         dev.seed(1);
         let model = cfg.init(4, 8, &dev);
@@ -160,7 +197,9 @@ mod tests {
             pixels: 16,
             max_len: 5,
             images: (0..n * 16).map(|i| (i % 7) as f32 / 7.0).collect(),
-            tokens: (0..n).flat_map(|i| [1, 4 + (i % 4) as i64, 5, 2, 0]).collect(),
+            tokens: (0..n)
+                .flat_map(|i| [1, 4 + (i % 4) as i64, 5, 2, 0])
+                .collect(),
             last: vec![3; n],
             labels: vec![0; n],
             captions: vec![String::new(); n],
@@ -177,19 +216,45 @@ mod tests {
         let e2 = Tensor::<2>::random([6, 3], Distribution::Normal(0.0, 1.0), &dev);
         // Rows are [joint, x, y] per shard; reassemble them for the whole batch.
         let pick = |e: &Tensor<2>, k: usize, len: usize| e.clone().narrow(0, k * len, len);
-        let eps = Tensor::cat(vec![pick(&e1, 0, 3), pick(&e2, 0, 2), pick(&e1, 1, 3), pick(&e2, 1, 2), pick(&e1, 2, 3), pick(&e2, 2, 2)], 0);
+        let eps = Tensor::cat(
+            vec![
+                pick(&e1, 0, 3),
+                pick(&e2, 0, 2),
+                pick(&e1, 1, 3),
+                pick(&e2, 1, 2),
+                pick(&e1, 2, 3),
+                pick(&e2, 2, 2),
+            ],
+            0,
+        );
         let out = model.loss_with_noise(&hb.to_device(&dev), &loss, Fusion::Poe, 1.0, eps);
         let r1 = out.report.try_into_vec_as::<f32>().unwrap();
         let g1 = GradientsParams::from_grads(out.total.backward(), &model);
-        assert!((r1[0] - r2[0]).abs() < 1e-3 * r1[0].abs(), "{r1:?} vs {r2:?}");
+        assert!(
+            (r1[0] - r2[0]).abs() < 1e-3 * r1[0].abs(),
+            "{r1:?} vs {r2:?}"
+        );
 
         struct Cmp<'a>(&'a GradientsParams, &'a GradientsParams, usize);
         impl ModuleVisitor for Cmp<'_> {
             fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-                let a = self.0.get::<D>(p.id).unwrap().try_into_vec_as::<f32>().unwrap();
-                let b = self.1.get::<D>(p.id).unwrap().try_into_vec_as::<f32>().unwrap();
+                let a = self
+                    .0
+                    .get::<D>(p.id)
+                    .unwrap()
+                    .try_into_vec_as::<f32>()
+                    .unwrap();
+                let b = self
+                    .1
+                    .get::<D>(p.id)
+                    .unwrap()
+                    .try_into_vec_as::<f32>()
+                    .unwrap();
                 for (x, y) in a.iter().zip(&b) {
-                    assert!((x - y).abs() <= 1e-4 + 1e-3 * x.abs().max(y.abs()), "{x} vs {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-4 + 1e-3 * x.abs().max(y.abs()),
+                        "{x} vs {y}"
+                    );
                 }
                 self.2 += 1;
             }

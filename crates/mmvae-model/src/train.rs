@@ -248,7 +248,15 @@ pub fn train(
             });
             for hb in rx.iter() {
                 let beta = beta_at(cfg, state.step);
-                let (grads, r) = sharded_gradients(&model, &hb, threads, &cfg.loss, cfg.model.fusion, beta, &device);
+                let (grads, r) = sharded_gradients(
+                    &model,
+                    &hb,
+                    threads,
+                    &cfg.loss,
+                    cfg.model.fusion,
+                    beta,
+                    &device,
+                );
                 if r.iter().any(|v| !v.is_finite()) {
                     failure = Some(format!(
                         "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
