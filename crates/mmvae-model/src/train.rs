@@ -358,3 +358,111 @@ fn append_jsonl(path: &Path, value: &impl Serialize) -> Result<()> {
         source: e,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmvae_data::{idx, DatasetKind};
+
+    fn fixture(dir: &Path, n: usize) {
+        std::fs::create_dir_all(dir).unwrap();
+        for split in ["train", "t10k"] {
+            let imgs: Vec<u8> = (0..n * 784).map(|i| ((i * 31) % 256) as u8).collect();
+            let lbls: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+            std::fs::write(
+                dir.join(format!("{split}-images-idx3-ubyte")),
+                idx::encode(&[n, 28, 28], &imgs),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join(format!("{split}-labels-idx1-ubyte")),
+                idx::encode(&[n], &lbls),
+            )
+            .unwrap();
+        }
+    }
+
+    fn opts(out: PathBuf, data: PathBuf) -> TrainOptions {
+        TrainOptions {
+            out_dir: out,
+            data_dir: Some(data),
+            resume: false,
+            progress: false,
+            compute: Compute::Cpu,
+            threads: 2,
+        }
+    }
+
+    #[test]
+    fn non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        let out = d.path().join("run");
+        train(&cfg, &opts(out.clone(), d.path().join("data")), |_| {}).unwrap();
+        let good = std::fs::read(out.join("last/model.bpk")).unwrap();
+
+        // An overflowing likelihood weight makes the very first loss infinite.
+        cfg.loss.image_weight = 1e38;
+        let out2 = d.path().join("run2");
+        let e = train(&cfg, &opts(out2.clone(), d.path().join("data")), |_| {}).unwrap_err();
+        assert!(matches!(e, ModelError::Diverged(_)), "{e}");
+        assert!(e.to_string().contains("non-finite"), "{e}");
+        assert!(
+            !out2.join("last").exists(),
+            "no checkpoint is written for a diverged step"
+        );
+        // The earlier run is untouched.
+        assert_eq!(std::fs::read(out.join("last/model.bpk")).unwrap(), good);
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        let a = train(
+            &cfg,
+            &opts(d.path().join("a"), d.path().join("data")),
+            |_| {},
+        )
+        .unwrap();
+        let b = train(
+            &cfg,
+            &opts(d.path().join("b"), d.path().join("data")),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(a.reports[0].train, b.reports[0].train);
+        assert_eq!(a.reports[0].val, b.reports[0].val);
+        // Identical weights (the files differ only in parameter ids).
+        struct Values(Vec<f32>);
+        impl burn::module::ModuleVisitor for Values {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                self.0.extend(p.val().try_into_vec_as::<f32>().unwrap());
+            }
+        }
+        let weights = |dir: &str| {
+            let (_, m) = checkpoint::load(&d.path().join(dir), &Device::flex()).unwrap();
+            let mut v = Values(Vec::new());
+            burn::module::Module::visit(&m, &mut v);
+            v.0
+        };
+        let (wa, wb) = (weights("a/last"), weights("b/last"));
+        assert!(wa.len() > 1000);
+        assert_eq!(wa, wb);
+    }
+
+    #[test]
+    fn kl_annealing_is_linear_then_flat() {
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.loss.beta = 2.0;
+        cfg.loss.kl_anneal_steps = 10;
+        assert!((beta_at(&cfg, 0) - 0.2).abs() < 1e-6);
+        assert!((beta_at(&cfg, 4) - 1.0).abs() < 1e-6);
+        assert_eq!(beta_at(&cfg, 9), 2.0);
+        assert_eq!(beta_at(&cfg, 1000), 2.0);
+    }
+}
