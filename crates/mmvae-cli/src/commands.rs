@@ -116,11 +116,33 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// What every command that uses a trained model takes.
 #[derive(Args, Debug)]
-pub struct GenerateArgs {
+pub struct ModelArgs {
     /// Checkpoint folder (e.g. runs/mnist/best).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Seed of the latent draws and sampled words.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl ModelArgs {
+    /// Load the checkpoint and seed its device.
+    fn load(&self) -> Result<infer::Loaded> {
+        let m = infer::load(&self.checkpoint, compute(&self.device)?)?;
+        m.seed(self.seed);
+        Ok(m)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
     /// The caption to generate images for.
     #[arg(long)]
     text: String,
@@ -133,10 +155,6 @@ pub struct GenerateArgs {
     /// Use the posterior mean instead of samples (all images equal).
     #[arg(long)]
     mean: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 fn check_n(n: usize) -> Result<()> {
@@ -148,8 +166,7 @@ fn check_n(n: usize) -> Result<()> {
 
 pub fn generate(a: GenerateArgs) -> Result<()> {
     check_n(a.n)?;
-    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
-    m.seed(a.seed);
+    let m = a.model.load()?;
     let imgs = m.generate(&a.text, a.n, if a.mean { Draw::Mean } else { Draw::Sample })?;
     let cols = (a.n as f64).sqrt().ceil() as usize;
     imageio::save_grid(&a.out, &imgs, cols)?;
@@ -159,8 +176,8 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct CaptionArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// A PNG image, or a folder: every *.png in it is captioned.
     #[arg(long)]
     image: PathBuf,
@@ -170,10 +187,6 @@ pub struct CaptionArgs {
     /// Use the posterior mean of q(z|image) instead of a sample.
     #[arg(long)]
     mean: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -195,8 +208,7 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
             bail!("--temperature must be > 0 (got {t})");
         }
     }
-    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
-    m.seed(a.seed);
+    let m = a.model.load()?;
     let side = m.side();
     let how = if a.mean { Draw::Mean } else { Draw::Sample };
     if a.image.is_dir() {
@@ -219,8 +231,8 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ReconstructArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// A PNG image.
     #[arg(long)]
     image: PathBuf,
@@ -229,16 +241,11 @@ pub struct ReconstructArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 7)]
     n: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     check_n(a.n)?;
-    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
-    m.seed(a.seed);
+    let m = a.model.load()?;
     let side = m.side();
     let img = imageio::load_gray(&a.image, side, side)?;
     let (recon, caps) = m.reconstruct(&vec![img.clone(); a.n], Draw::Sample)?;
@@ -255,8 +262,8 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, default_value_t = 16)]
     n: usize,
     /// Output PNG grid; the captions are printed in grid order.
@@ -264,16 +271,11 @@ pub struct SampleArgs {
     out: PathBuf,
     #[arg(long)]
     temperature: Option<f32>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 pub fn sample(a: SampleArgs) -> Result<()> {
     check_n(a.n)?;
-    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
-    m.seed(a.seed);
+    let m = a.model.load()?;
     let (imgs, caps) = m.sample(a.n, a.temperature);
     let cols = (a.n as f64).sqrt().ceil() as usize;
     imageio::save_grid(&a.out, &imgs, cols)?;
@@ -286,8 +288,8 @@ pub fn sample(a: SampleArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Classifier folder (default: runs/classifier-<dataset>).
     #[arg(long)]
     classifier: Option<PathBuf>,
@@ -296,17 +298,13 @@ pub struct EvalArgs {
     /// Score only the first N test items.
     #[arg(long)]
     limit: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// JSON report (default: <checkpoint>/eval.json).
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let m = infer::load(&a.checkpoint, compute(&a.device)?)?;
+    let m = a.model.load()?;
     let kind = m.checkpoint.config.data.dataset;
     let cdir = a
         .classifier
@@ -319,11 +317,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     )?;
     let opts = EvalOptions {
         limit: a.limit,
-        seed: a.seed,
+        seed: a.model.seed,
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);
-    let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval.json"));
+    let out = a
+        .out
+        .unwrap_or_else(|| a.model.checkpoint.join("eval.json"));
     fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     outln!("{}", report.table().trim_end());
     outln!("report: {}", out.display());

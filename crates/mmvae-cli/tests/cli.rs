@@ -105,6 +105,22 @@ image_weight = 1.0
 text_weight = 20.0
 "#;
 
+/// `train` on the fixture's tiny config and data, quietly, into `out`.
+fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        out,
+        "--data-dir",
+        "data",
+        "--quiet",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -141,19 +157,7 @@ fn help_lists_the_commands() {
 fn train_generate_caption_reconstruct_sample_eval_resume() {
     let f = fixture();
     let d = &f.root;
-    let out = ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-        ],
-    );
+    let out = ok(d, &train_args("run", &[]));
     assert!(out.contains("run/best"), "{out}");
     for file in [
         "model.bpk",
@@ -169,36 +173,9 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     assert_eq!(metrics.lines().count(), 2);
 
     // A second train into the same folder is refused; --resume continues.
-    let e = fails(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-        ],
-    );
+    let e = fails(d, &train_args("run", &[]));
     assert!(e.contains("--resume"), "{e}");
-    ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-            "--resume",
-            "--epochs",
-            "3",
-        ],
-    );
+    ok(d, &train_args("run", &["--resume", "--epochs", "3"]));
     let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 3);
     assert!(metrics.lines().last().unwrap().contains("\"epoch\":3"));
@@ -463,21 +440,7 @@ fn bad_inputs_fail_with_one_line() {
 fn corrupt_checkpoint_is_refused() {
     let f = fixture();
     let d = &f.root;
-    ok(
-        d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-            "--epochs",
-            "1",
-        ],
-    );
+    ok(d, &train_args("run", &["--epochs", "1"]));
     std::fs::write(d.join("run/best/model.bpk"), b"garbage").unwrap();
     let e = fails(d, &["sample", "--checkpoint", "run/best", "--out", "s.png"]);
     assert!(e.contains("run/best") && e.contains("weights"), "{e}");

@@ -43,7 +43,6 @@ pub struct ConvImageEncoder {
     fc: Linear,
     out: Linear,
     side: usize,
-    latent: usize,
 }
 
 impl ConvImageEncoder {
@@ -68,7 +67,6 @@ impl ConvImageEncoder {
             fc: LinearConfig::new(c_in * last * last, hidden).init(device),
             out: LinearConfig::new(hidden, 2 * latent).init(device),
             side,
-            latent,
         }
     }
 

@@ -12,7 +12,6 @@ pub struct MlpImageEncoder {
     l1: Linear,
     l2: Linear,
     out: Linear,
-    latent: usize,
 }
 
 impl MlpImageEncoder {
@@ -21,7 +20,6 @@ impl MlpImageEncoder {
             l1: LinearConfig::new(pixels, hidden).init(device),
             l2: LinearConfig::new(hidden, hidden).init(device),
             out: LinearConfig::new(hidden, 2 * latent).init(device),
-            latent,
         }
     }
 

@@ -15,7 +15,6 @@ pub struct GruTextEncoder {
     embed: Embedding,
     gru: Gru,
     out: Linear,
-    latent: usize,
 }
 
 impl GruTextEncoder {
@@ -24,7 +23,6 @@ impl GruTextEncoder {
             embed: EmbeddingConfig::new(vocab, embed).init(device),
             gru: GruConfig::new(embed, hidden, true).init(device),
             out: LinearConfig::new(hidden, 2 * latent).init(device),
-            latent,
         }
     }
 
