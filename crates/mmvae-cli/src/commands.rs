@@ -3,10 +3,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use mmvae_data::dataset::{self, DatasetKind, ImageLabelSet, Split};
-use mmvae_data::imageio::{self, GrayImage};
+use mmvae_data::dataset::{self, DatasetKind, Split};
+use mmvae_data::imageio::{self, Image};
+use mmvae_data::shapes::Level;
 use mmvae_data::{fetch, fsutil};
 use mmvae_model::classifier::{self, ClassifierTrainOptions};
+use mmvae_model::data::load_split;
 use mmvae_model::device::Compute;
 use mmvae_model::eval::{self, EvalOptions};
 use mmvae_model::infer::{self, Draw};
@@ -209,21 +211,21 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
         }
     }
     let m = a.model.load()?;
-    let side = m.side();
+    let (side, colours) = (m.side(), m.colours());
     let how = if a.mean { Draw::Mean } else { Draw::Sample };
     if a.image.is_dir() {
         let files = png_files(&a.image)?;
         for chunk in files.chunks(256) {
-            let imgs: Vec<GrayImage> = chunk
+            let imgs: Vec<Image> = chunk
                 .iter()
-                .map(|p| imageio::load_gray(p, side, side))
+                .map(|p| imageio::load_image(p, colours, side, side))
                 .collect::<Result<_, _>>()?;
             for (p, c) in chunk.iter().zip(m.caption(&imgs, how, a.temperature)?) {
                 outln!("{}\t{}", p.display(), c);
             }
         }
     } else {
-        let img = imageio::load_gray(&a.image, side, side)?;
+        let img = imageio::load_image(&a.image, colours, side, side)?;
         outln!("{}", m.caption(&[img], how, a.temperature)?.remove(0));
     }
     Ok(())
@@ -246,8 +248,8 @@ pub struct ReconstructArgs {
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     check_n(a.n)?;
     let m = a.model.load()?;
-    let side = m.side();
-    let img = imageio::load_gray(&a.image, side, side)?;
+    let (side, colours) = (m.side(), m.colours());
+    let img = imageio::load_image(&a.image, colours, side, side)?;
     let (recon, caps) = m.reconstruct(&vec![img.clone(); a.n], Draw::Sample)?;
     let mut all = vec![img];
     all.extend(recon);
@@ -301,6 +303,9 @@ pub struct EvalArgs {
     /// JSON report (default: <checkpoint>/eval.json).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Cross-generate from the posterior mean instead of one sample of q(z|input).
+    #[arg(long)]
+    mean: bool,
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -318,6 +323,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let opts = EvalOptions {
         limit: a.limit,
         seed: a.model.seed,
+        draw: if a.mean { Draw::Mean } else { Draw::Sample },
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);
@@ -334,7 +340,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 pub enum ClassifierCommand {
     /// Train the evaluation classifier of a dataset and record its test accuracy.
     Train {
-        /// mnist or fashion-mnist.
+        /// mnist, fashion-mnist or shapes-l1 … shapes-l5.
         #[arg(long)]
         dataset: String,
         /// Output folder (default: runs/classifier-<dataset>).
@@ -365,9 +371,8 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             quiet,
         } => {
             let kind = DatasetKind::parse(&name)?;
-            let dir = dataset::locate(kind, data_dir.as_deref())?;
-            let train = ImageLabelSet::load(kind, &dir, Split::Train)?;
-            let test = ImageLabelSet::load(kind, &dir, Split::Test)?;
+            let train = load_split(kind, Split::Train, data_dir.as_deref(), None)?;
+            let test = load_split(kind, Split::Test, data_dir.as_deref(), None)?;
             let mut opts = ClassifierTrainOptions::for_dataset(kind);
             if let Some(e) = epochs {
                 if e == 0 {
@@ -381,8 +386,19 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             let out = out.unwrap_or_else(|| classifier::default_dir(kind));
             let t = std::time::Instant::now();
             let (_, info) = classifier::train_classifier(&train, &test, &opts, &out)?;
+            let per_slot = if info.test_slot_accuracy.len() > 1 {
+                let names = kind.slots();
+                let parts: Vec<String> = names
+                    .iter()
+                    .zip(&info.test_slot_accuracy)
+                    .map(|((n, _), a)| format!("{n} {:.2}%", 100.0 * a))
+                    .collect();
+                format!(" (all attributes right; {})", parts.join(", "))
+            } else {
+                String::new()
+            };
             outln!(
-                "{} classifier: test accuracy {:.2}% after {} epochs ({:.0}s); saved in {}",
+                "{} classifier: test accuracy {:.2}%{per_slot} after {} epochs ({:.0}s); saved in {}",
                 kind,
                 100.0 * info.test_accuracy,
                 info.epochs,
@@ -436,52 +452,60 @@ pub fn data(c: DataCommand) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
-    /// Dataset (default: the first found of fashion-mnist, mnist).
-    #[arg(long)]
-    dataset: Option<String>,
+    /// Dataset: shapes-l1 … shapes-l5 (rendered in code, nothing to
+    /// download), mnist or fashion-mnist.
+    #[arg(long, default_value = "shapes-l2")]
+    dataset: String,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Output folder; an earlier quickstart there is replaced.
     #[arg(long, default_value = "runs/quickstart")]
     out: PathBuf,
-    /// Training images used (more = better and slower).
-    #[arg(long, default_value_t = 20000)]
-    train_limit: usize,
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
+    /// Training images used (more = better and slower; default: the
+    /// dataset's whole training split for shapes, 20,000 otherwise).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Epochs (default: the shipped config's for shapes, 3 otherwise).
+    #[arg(long)]
+    epochs: Option<usize>,
+}
+
+/// The shipped configuration of a dataset.
+pub fn shipped_config(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::Mnist => include_str!("../../../configs/mnist.toml"),
+        DatasetKind::FashionMnist => include_str!("../../../configs/fashion-mnist.toml"),
+        DatasetKind::Shapes(Level::L1) => include_str!("../../../configs/shapes-l1.toml"),
+        DatasetKind::Shapes(Level::L2) => include_str!("../../../configs/shapes-l2.toml"),
+        DatasetKind::Shapes(Level::L3) => include_str!("../../../configs/shapes-l3.toml"),
+        DatasetKind::Shapes(Level::L4) => include_str!("../../../configs/shapes-l4.toml"),
+        DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
+    }
 }
 
 pub fn quickstart(a: QuickstartArgs) -> Result<()> {
-    let kind = match &a.dataset {
-        Some(n) => DatasetKind::parse(n)?,
-        None => {
-            let found = [DatasetKind::FashionMnist, DatasetKind::Mnist]
-                .into_iter()
-                .find(|k| dataset::locate(*k, a.data_dir.as_deref()).is_ok());
-            match found {
-                Some(k) => k,
-                None => {
-                    // Report where Fashion-MNIST was looked for and how to get it.
-                    dataset::locate(DatasetKind::FashionMnist, a.data_dir.as_deref())?;
-                    unreachable!("locate failed above")
-                }
-            }
-        }
-    };
-    let cfg_text = match kind {
-        DatasetKind::Mnist => include_str!("../../../configs/mnist.toml"),
-        DatasetKind::FashionMnist => include_str!("../../../configs/fashion-mnist.toml"),
-    };
+    let kind = DatasetKind::parse(&a.dataset)?;
+    let cfg_text = shipped_config(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
-    cfg.optim.epochs = a.epochs;
-    cfg.data.train_limit = Some(a.train_limit);
-    cfg.loss.kl_anneal_steps = 500;
+    let synthetic = kind.is_synthetic();
+    if let Some(e) = a.epochs.or((!synthetic).then_some(3)) {
+        cfg.optim.epochs = e;
+    }
+    let train_limit = a.train_limit.or((!synthetic).then_some(20_000));
+    if train_limit.is_some() {
+        cfg.data.train_limit = train_limit;
+    }
+    if !synthetic {
+        cfg.loss.kl_anneal_steps = 500;
+    }
+    cfg.validate()?;
     if a.out.exists() {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
     }
     eprintln!(
         "[1/4] training an MVAE on {kind} ({} images, {} epochs)",
-        a.train_limit, a.epochs
+        train_limit.map_or("all training".to_string(), |n| n.to_string()),
+        cfg.optim.epochs
     );
     let opts = TrainOptions {
         out_dir: a.out.clone(),
@@ -494,12 +518,11 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     train::train(&cfg, &opts, print_epoch)?;
 
     eprintln!("[2/4] training the evaluation classifier (1 epoch)");
-    let dir = dataset::locate(kind, a.data_dir.as_deref())?;
-    let train_set = ImageLabelSet::load(kind, &dir, Split::Train)?;
-    let test = ImageLabelSet::load(kind, &dir, Split::Test)?;
+    let train_set = load_split(kind, Split::Train, a.data_dir.as_deref(), None)?;
+    let test = load_split(kind, Split::Test, a.data_dir.as_deref(), None)?;
     let mut copts = ClassifierTrainOptions::for_dataset(kind);
     copts.epochs = 1;
-    copts.train_limit = Some(a.train_limit);
+    copts.train_limit = train_limit;
     let cdir = a.out.join("classifier");
     let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;
 
@@ -509,14 +532,16 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     m.seed(0);
     let captioner = m.captioner();
     let mut grid = Vec::new();
-    for c in 0..kind.num_classes() {
+    // One row per class (at most 12 classes, spread over all of them).
+    let shown = kind.num_classes().min(12);
+    for c in (0..shown).map(|k| k * kind.num_classes() / shown) {
         let text = captioner.render(mmvae_data::captions::CaptionSet::Train, 1, c);
         grid.extend(m.generate(&text, 8, Draw::Sample)?);
     }
     let gen = a.out.join("text-to-image.png");
     imageio::save_grid(&gen, &grid, 8)?;
-    let imgs: Vec<GrayImage> = (0..8)
-        .map(|i| GrayImage::from_bytes(test.cols, test.rows, test.image(i)))
+    let imgs: Vec<Image> = (0..8)
+        .map(|i| Image::from_bytes(test.channels, test.cols, test.rows, test.image(i)))
         .collect();
     let caps = m.caption(&imgs, Draw::Sample, None)?;
     let inputs = a.out.join("test-images.png");
@@ -553,7 +578,11 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     for (i, c) in caps.iter().enumerate() {
         outln!(
             "  {i}: {c}  (true: {})",
-            kind.class_names()[test.labels[i] as usize]
+            captioner.render(
+                mmvae_data::captions::CaptionSet::Train,
+                0,
+                test.labels[i] as usize
+            )
         );
     }
     outln!(

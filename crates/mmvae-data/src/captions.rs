@@ -22,6 +22,10 @@ pub enum CaptionSet {
 /// `{a}` is the class's indefinite article, `{c}` its name.
 fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
     match (kind, set) {
+        // A shapes caption is its class name, word for word (the benchmark's
+        // fixed grammar); there are no held-out phrasings.
+        (DatasetKind::Shapes(_), CaptionSet::Train) => &["{c}"],
+        (DatasetKind::Shapes(_), CaptionSet::HeldOut) => &[],
         (DatasetKind::Mnist, CaptionSet::Train) => &[
             "{c}",
             "a handwritten {c}",
@@ -85,16 +89,45 @@ impl Captioner {
         templates(self.kind, set)
     }
 
+    /// The class name as it appears in captions.
+    fn name(&self, label: usize) -> String {
+        match self.kind {
+            DatasetKind::Shapes(l) => l.caption(label),
+            k => k
+                .static_class_names()
+                .map_or_else(String::new, |n| n[label].to_string()),
+        }
+    }
+
+    /// Whether `set` has any templates (shapes have no held-out phrasings).
+    pub fn has(&self, set: CaptionSet) -> bool {
+        !templates(self.kind, set).is_empty()
+    }
+
     /// Render template `t` of `set` for class `label`.
     pub fn render(&self, set: CaptionSet, t: usize, label: usize) -> String {
-        let name = self.kind.class_names()[label];
+        let name = self.name(label);
         let tpl = templates(self.kind, set)[t];
-        tpl.replace("{a}", article(name)).replace("{c}", name)
+        tpl.replace("{a}", article(&name)).replace("{c}", &name)
+    }
+
+    /// The one canonical caption of a class, where the dataset has one (shapes).
+    pub fn reference(&self, label: usize) -> Option<String> {
+        match self.kind {
+            DatasetKind::Shapes(l) => Some(l.caption(label)),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => None,
+        }
     }
 
     /// The caption of item `index` (with class `label`) under `set`; `stream`
     /// separates e.g. the train and test splits so they draw independently.
+    /// A set without templates falls back to the training templates.
     pub fn caption(&self, set: CaptionSet, stream: u64, index: usize, label: usize) -> String {
+        let set = if self.has(set) {
+            set
+        } else {
+            CaptionSet::Train
+        };
         let n = templates(self.kind, set).len() as u64;
         let h = splitmix64(
             self.seed ^ splitmix64(stream.wrapping_mul(0x1000_0000_01B3) ^ index as u64),
@@ -113,12 +146,31 @@ impl Captioner {
         out
     }
 
+    /// The value of each attribute slot a caption names (see
+    /// [`DatasetKind::slots`]); `None` where a slot is missing or ambiguous.
+    pub fn slots_of(&self, caption: &str) -> Vec<Option<usize>> {
+        match self.kind {
+            DatasetKind::Shapes(l) => l.parse_caption(caption),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
+        }
+    }
+
     /// The class a caption names: `Some(c)` if exactly one class name occurs
-    /// in it as a whole word sequence, `None` if none or several do.
+    /// in it as a whole word sequence, `None` if none or several do (shapes:
+    /// the caption must be exactly a class's caption).
     pub fn class_of(&self, caption: &str) -> Option<usize> {
+        if let DatasetKind::Shapes(l) = self.kind {
+            return l.class_of_caption(caption);
+        }
         let words: Vec<&str> = caption.split_whitespace().collect();
         let mut found: Option<usize> = None;
-        for (c, name) in self.kind.class_names().iter().enumerate() {
+        for (c, name) in self
+            .kind
+            .static_class_names()
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let nw: Vec<&str> = name.split_whitespace().collect();
             if words.windows(nw.len()).any(|w| w == nw.as_slice()) {
                 if found.is_some() {

@@ -1,32 +1,52 @@
-//! MNIST and Fashion-MNIST: where the files are looked for, and loading a
-//! split into memory as bytes.
+//! The datasets: MNIST and Fashion-MNIST (where the files are looked for,
+//! loading a split into memory as bytes) and the synthetic shapes levels
+//! (rendered in code).
 
 use crate::error::{DataError, Result};
 use crate::idx;
+use crate::shapes::{self, Level};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The seed the shapes levels are rendered with: fixed, so that every model
+/// and evaluation classifier of a level sees the same benchmark.
+pub const SHAPES_SEED: u64 = 0;
 
 /// Environment variable naming a data directory (a dataset folder, or a folder
 /// holding `mnist/` and `fashion-mnist/`).
 pub const DATA_ENV: &str = "MMVAE_DATA";
 
 /// The image–label datasets the toolkit knows. Adding one means adding a
-/// variant here and its class names; everything else is shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// variant here; everything else is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DatasetKind {
     Mnist,
     FashionMnist,
+    /// The CdSprites+-style shapes benchmark at one level (see [`shapes`]).
+    Shapes(Level),
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 2] = [DatasetKind::Mnist, DatasetKind::FashionMnist];
+    pub const ALL: [DatasetKind; 7] = [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Shapes(Level::L1),
+        DatasetKind::Shapes(Level::L2),
+        DatasetKind::Shapes(Level::L3),
+        DatasetKind::Shapes(Level::L4),
+        DatasetKind::Shapes(Level::L5),
+    ];
 
     /// The name used on the command line, in configs and as a folder name.
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Shapes(Level::L1) => "shapes-l1",
+            DatasetKind::Shapes(Level::L2) => "shapes-l2",
+            DatasetKind::Shapes(Level::L3) => "shapes-l3",
+            DatasetKind::Shapes(Level::L4) => "shapes-l4",
+            DatasetKind::Shapes(Level::L5) => "shapes-l5",
         }
     }
 
@@ -35,15 +55,64 @@ impl DatasetKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
                 DataError::Invalid(format!(
-                    "unknown dataset `{s}` (expected one of: mnist, fashion-mnist)"
+                    "unknown dataset `{s}` (expected one of: {})",
+                    names.join(", ")
                 ))
             })
     }
 
-    /// Human-readable class names in label order, as they appear in captions.
-    pub fn class_names(self) -> &'static [&'static str] {
+    /// Rendered in code: nothing to locate or download.
+    pub fn is_synthetic(self) -> bool {
+        matches!(self, DatasetKind::Shapes(_))
+    }
+
+    /// The attribute slots a class is made of, as (name, number of values).
+    /// A plain labelled dataset has one slot, its class.
+    pub fn slots(self) -> Vec<(&'static str, usize)> {
         match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+                vec![("class", self.num_classes())]
+            }
+            DatasetKind::Shapes(l) => l
+                .slots()
+                .iter()
+                .map(|s| (s.name(), s.values().len()))
+                .collect(),
+        }
+    }
+
+    /// The value of each slot for `class` (see [`DatasetKind::slots`]).
+    pub fn attributes(self, class: usize) -> Vec<usize> {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![class],
+            DatasetKind::Shapes(l) => l.attributes(class),
+        }
+    }
+
+    /// Image channels: 1 grey, 3 RGB.
+    pub fn channels(self) -> usize {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => 1,
+            DatasetKind::Shapes(_) => shapes::CHANNELS,
+        }
+    }
+
+    /// Human-readable class names in label order, as they appear in captions
+    /// (for shapes: each class's caption).
+    pub fn class_names(self) -> Vec<String> {
+        self.static_class_names()
+            .map(|n| n.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_else(|| match self {
+                DatasetKind::Shapes(l) => (0..l.num_classes()).map(|c| l.caption(c)).collect(),
+                _ => Vec::new(),
+            })
+    }
+
+    /// Class names of the labelled datasets (None for shapes).
+    pub fn static_class_names(self) -> Option<&'static [&'static str]> {
+        Some(match self {
             DatasetKind::Mnist => &[
                 "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
             ],
@@ -59,22 +128,29 @@ impl DatasetKind {
                 "bag",
                 "ankle boot",
             ],
-        }
+            DatasetKind::Shapes(_) => return None,
+        })
     }
 
     pub fn num_classes(self) -> usize {
-        self.class_names().len()
+        match self {
+            DatasetKind::Shapes(l) => l.num_classes(),
+            _ => self.static_class_names().map_or(0, |n| n.len()),
+        }
     }
 
     /// Image side length in pixels.
     pub fn image_size(self) -> (usize, usize) {
-        (28, 28)
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
+            DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
+        }
     }
 
     /// Extra places where an OS package installs the files.
     fn system_dirs(self) -> &'static [&'static str] {
         match self {
-            DatasetKind::Mnist => &[],
+            DatasetKind::Mnist | DatasetKind::Shapes(_) => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
         }
     }
@@ -88,6 +164,19 @@ impl DatasetKind {
             s.push_str(" (on Debian/Ubuntu: `apt-get install dataset-fashion-mnist`)");
         }
         s
+    }
+}
+
+impl Serialize for DatasetKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatasetKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DatasetKind::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -192,9 +281,12 @@ pub fn locate_in(
 #[derive(Debug, Clone)]
 pub struct ImageLabelSet {
     pub kind: DatasetKind,
+    /// 1 grey, 3 RGB.
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
-    /// `[n, rows * cols]`, row-major, 0 = background.
+    /// `[n, channels * rows * cols]`, planar (all of channel 0, then 1, …),
+    /// row-major, 0 = background.
     pub images: Vec<u8>,
     /// `[n]`, each `< kind.num_classes()`.
     pub labels: Vec<u8>,
@@ -207,8 +299,9 @@ impl ImageLabelSet {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+    /// Values per image: `channels * rows * cols`.
     pub fn pixels(&self) -> usize {
-        self.rows * self.cols
+        self.channels * self.rows * self.cols
     }
     pub fn image(&self, i: usize) -> &[u8] {
         let p = self.pixels();
@@ -226,6 +319,7 @@ impl ImageLabelSet {
         let at = self.len() - n;
         ImageLabelSet {
             kind: self.kind,
+            channels: self.channels,
             rows: self.rows,
             cols: self.cols,
             images: self.images.split_off(at * self.pixels()),
@@ -304,11 +398,46 @@ impl ImageLabelSet {
         }
         Ok(ImageLabelSet {
             kind,
+            channels: 1,
             rows,
             cols,
             images: images.data,
             labels: labels.data,
         })
+    }
+
+    /// Render `split` of a shapes level (see [`shapes`]) on `threads` threads.
+    pub fn shapes(level: Level, split: Split, threads: usize) -> Self {
+        let idx = match split {
+            Split::Train => level.train_indices(),
+            Split::Test => level.test_indices(),
+        };
+        let (images, classes) = shapes::render_many(level, SHAPES_SEED, &idx, threads);
+        ImageLabelSet {
+            kind: DatasetKind::Shapes(level),
+            channels: shapes::CHANNELS,
+            rows: shapes::SIDE,
+            cols: shapes::SIDE,
+            images,
+            labels: classes.into_iter().map(|c| c as u8).collect(),
+        }
+    }
+
+    /// Load `split` of any dataset: render a shapes level, or find and read
+    /// the IDX files (`explicit` folder first, see [`locate`]).
+    pub fn open(
+        kind: DatasetKind,
+        explicit: Option<&Path>,
+        split: Split,
+        threads: usize,
+    ) -> Result<Self> {
+        match kind {
+            DatasetKind::Shapes(level) => Ok(Self::shapes(level, split, threads)),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+                let dir = locate(kind, explicit)?;
+                Self::load(kind, &dir, split)
+            }
+        }
     }
 }
 

@@ -14,9 +14,11 @@ pub struct Pinned {
     pub sha256: &'static str,
 }
 
-/// The canonical mirror and pinned checksums of each dataset's files.
-pub fn source(kind: DatasetKind) -> (&'static str, [Pinned; 4]) {
-    match kind {
+/// The canonical mirror and pinned checksums of a downloadable dataset's
+/// files (`None` for the shapes levels, which are rendered in code).
+pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
+    Some(match kind {
+        DatasetKind::Shapes(_) => return None,
         DatasetKind::Mnist => (
             "https://ossci-datasets.s3.amazonaws.com/mnist",
             [
@@ -59,7 +61,7 @@ pub fn source(kind: DatasetKind) -> (&'static str, [Pinned; 4]) {
                 },
             ],
         ),
-    }
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -104,7 +106,11 @@ pub fn fetch_files(base_url: &str, files: &[Pinned], dest: &Path) -> Result<Vec<
 
 /// Download `kind` into `dest` (a folder named after the dataset is usual).
 pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Result<Vec<Fetched>> {
-    let (base, files) = source(kind);
+    let (base, files) = source(kind).ok_or_else(|| {
+        DataError::Invalid(format!(
+            "{kind} is rendered in code; there is nothing to download"
+        ))
+    })?;
     fetch_files(mirror.unwrap_or(base), &files, dest)
 }
 

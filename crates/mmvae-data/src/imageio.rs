@@ -4,75 +4,128 @@ use crate::error::{DataError, Result};
 use crate::fsutil;
 use std::path::Path;
 
-/// A grayscale image with values in `[0, 1]`, row-major.
+/// An image with values in `[0, 1]`: 1 channel (grey) or 3 (RGB), planar
+/// (all of channel 0 row-major, then channel 1, …).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GrayImage {
+pub struct Image {
+    pub channels: usize,
     pub width: usize,
     pub height: usize,
+    /// `[channels * height * width]`
     pub pixels: Vec<f32>,
 }
 
-impl GrayImage {
-    pub fn from_bytes(width: usize, height: usize, bytes: &[u8]) -> Self {
+impl Image {
+    /// From planar bytes `[channels * height * width]`.
+    pub fn from_bytes(channels: usize, width: usize, height: usize, bytes: &[u8]) -> Self {
         Self {
+            channels,
             width,
             height,
             pixels: bytes.iter().map(|&b| b as f32 / 255.0).collect(),
         }
     }
+
+    /// Interleaved 8-bit samples (`[h, w, c]`), as image files store them.
+    fn interleaved(&self) -> Vec<u8> {
+        let plane = self.width * self.height;
+        let mut out = vec![0u8; plane * self.channels];
+        for c in 0..self.channels {
+            for i in 0..plane {
+                out[i * self.channels + c] =
+                    (self.pixels[c * plane + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+            }
+        }
+        out
+    }
 }
 
-/// Load a PNG as grayscale, requiring exactly `width`×`height` pixels.
-/// Colour images are converted to luminance; the format is detected from the
-/// content, not the extension.
-pub fn load_gray(path: &Path, width: usize, height: usize) -> Result<GrayImage> {
+/// Planar bytes from interleaved `[h, w, c]` samples.
+fn planar(raw: &[u8], channels: usize) -> Vec<u8> {
+    let plane = raw.len() / channels;
+    let mut out = vec![0u8; raw.len()];
+    for i in 0..plane {
+        for c in 0..channels {
+            out[c * plane + i] = raw[i * channels + c];
+        }
+    }
+    out
+}
+
+/// Load an image file (PNG or JPEG, detected from the content) with
+/// `channels` channels (1: converted to luminance, 3: RGB), requiring exactly
+/// `width`×`height` pixels.
+pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let img = image::load_from_memory(&bytes)
         .map_err(|e| DataError::format(path, format!("cannot decode image (PNG expected): {e}")))?;
     if img.width() as usize != width || img.height() as usize != height {
+        let kind = if channels == 1 {
+            "white on black, like its training data"
+        } else {
+            "RGB, like its training data"
+        };
         return Err(DataError::format(
             path,
-            format!("image is {}x{}, the model expects {width}x{height} (white on black, like its training data)", img.width(), img.height()),
+            format!(
+                "image is {}x{}, the model expects {width}x{height} ({kind})",
+                img.width(),
+                img.height()
+            ),
         ));
     }
-    let g = img.to_luma8();
-    Ok(GrayImage::from_bytes(width, height, g.as_raw()))
+    let raw = match channels {
+        1 => img.to_luma8().into_raw(),
+        3 => planar(img.to_rgb8().as_raw(), 3),
+        c => {
+            return Err(DataError::Invalid(format!(
+                "images with {c} channels are not supported (1 or 3)"
+            )))
+        }
+    };
+    Ok(Image::from_bytes(channels, width, height, &raw))
 }
 
-/// Encode a grayscale image as PNG bytes.
-fn encode_png(width: usize, height: usize, bytes: Vec<u8>) -> Vec<u8> {
-    let buf = image::GrayImage::from_raw(width as u32, height as u32, bytes)
-        .expect("buffer size matches");
+/// Encode an image as PNG bytes.
+fn encode_png(img: &Image) -> Vec<u8> {
+    let (w, h) = (img.width as u32, img.height as u32);
+    let raw = img.interleaved();
     let mut out = std::io::Cursor::new(Vec::new());
-    buf.write_to(&mut out, image::ImageFormat::Png)
-        .expect("PNG encoding to memory cannot fail");
+    let r = if img.channels == 3 {
+        image::RgbImage::from_raw(w, h, raw)
+            .expect("buffer size matches")
+            .write_to(&mut out, image::ImageFormat::Png)
+    } else {
+        image::GrayImage::from_raw(w, h, raw)
+            .expect("buffer size matches")
+            .write_to(&mut out, image::ImageFormat::Png)
+    };
+    r.expect("PNG encoding to memory cannot fail");
     out.into_inner()
 }
 
 /// Save one image as PNG (atomically).
-pub fn save_gray(path: &Path, img: &GrayImage) -> Result<()> {
-    let bytes = img
-        .pixels
-        .iter()
-        .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
-        .collect();
-    fsutil::write_atomic(path, &encode_png(img.width, img.height, bytes))
+pub fn save_image(path: &Path, img: &Image) -> Result<()> {
+    fsutil::write_atomic(path, &encode_png(img))
 }
 
 /// Tile images (all the same size) into a grid with `cols` columns and a
 /// 2-pixel gray border, and save it as PNG (atomically).
-pub fn save_grid(path: &Path, images: &[GrayImage], cols: usize) -> Result<()> {
+pub fn save_grid(path: &Path, images: &[Image], cols: usize) -> Result<()> {
     let grid = make_grid(images, cols)?;
-    save_gray(path, &grid)
+    save_image(path, &grid)
 }
 
 /// Tile images into one grid image.
-pub fn make_grid(images: &[GrayImage], cols: usize) -> Result<GrayImage> {
+pub fn make_grid(images: &[Image], cols: usize) -> Result<Image> {
     let first = images
         .first()
         .ok_or_else(|| DataError::Invalid("no images to tile".into()))?;
-    let (w, h) = (first.width, first.height);
-    if images.iter().any(|i| i.width != w || i.height != h) {
+    let (ch, w, h) = (first.channels, first.width, first.height);
+    if images
+        .iter()
+        .any(|i| i.width != w || i.height != h || i.channels != ch)
+    {
         return Err(DataError::Invalid(
             "images in a grid must share one size".into(),
         ));
@@ -81,16 +134,20 @@ pub fn make_grid(images: &[GrayImage], cols: usize) -> Result<GrayImage> {
     let rows = images.len().div_ceil(cols);
     let pad = 2;
     let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
-    let mut px = vec![0.5f32; gw * gh];
+    let mut px = vec![0.5f32; ch * gw * gh];
     for (k, img) in images.iter().enumerate() {
         let (r, c) = (k / cols, k % cols);
         let (x0, y0) = (pad + c * (w + pad), pad + r * (h + pad));
-        for y in 0..h {
-            px[(y0 + y) * gw + x0..(y0 + y) * gw + x0 + w]
-                .copy_from_slice(&img.pixels[y * w..(y + 1) * w]);
+        for p in 0..ch {
+            for y in 0..h {
+                let dst = p * gw * gh + (y0 + y) * gw + x0;
+                let src = p * w * h + y * w;
+                px[dst..dst + w].copy_from_slice(&img.pixels[src..src + w]);
+            }
         }
     }
-    Ok(GrayImage {
+    Ok(Image {
+        channels: ch,
         width: gw,
         height: gh,
         pixels: px,
@@ -104,26 +161,27 @@ mod tests {
     #[test]
     fn save_then_load_round_trips() {
         let d = tempfile::tempdir().unwrap();
-        let img = GrayImage::from_bytes(
+        let img = Image::from_bytes(
+            1,
             28,
             28,
             &(0..784).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
         );
         let p = d.path().join("x.png");
-        save_gray(&p, &img).unwrap();
-        assert_eq!(load_gray(&p, 28, 28).unwrap(), img);
+        save_image(&p, &img).unwrap();
+        assert_eq!(load_image(&p, 1, 28, 28).unwrap(), img);
     }
 
     #[test]
     fn wrong_size_and_format_are_errors() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("small.png");
-        save_gray(&p, &GrayImage::from_bytes(10, 12, &[0; 120])).unwrap();
-        let e = load_gray(&p, 28, 28).unwrap_err().to_string();
+        save_image(&p, &Image::from_bytes(1, 10, 12, &[0; 120])).unwrap();
+        let e = load_image(&p, 1, 28, 28).unwrap_err().to_string();
         assert!(e.contains("10x12") && e.contains("small.png"), "{e}");
         let q = d.path().join("text.png");
         std::fs::write(&q, "hello").unwrap();
-        assert!(load_gray(&q, 28, 28)
+        assert!(load_image(&q, 1, 28, 28)
             .unwrap_err()
             .to_string()
             .contains("cannot decode"));
@@ -132,12 +190,33 @@ mod tests {
     #[test]
     fn grid_layout() {
         let imgs: Vec<_> = (0..5)
-            .map(|k| GrayImage::from_bytes(3, 2, &[k as u8 * 50; 6]))
+            .map(|k| Image::from_bytes(1, 3, 2, &[k as u8 * 50; 6]))
             .collect();
         let g = make_grid(&imgs, 2).unwrap();
         assert_eq!((g.width, g.height), (2 * 5 + 2, 3 * 4 + 2));
         // Image 3 sits at row 1, column 1.
         let (x, y) = (2 + 5, 2 + 4);
         assert!((g.pixels[y * g.width + x] - 150.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rgb_round_trips_planar() {
+        let d = tempfile::tempdir().unwrap();
+        // Channel planes 10, 20, 30 (+ position) on a 4×3 image.
+        let bytes: Vec<u8> = (0..3)
+            .flat_map(|c| (0..12).map(move |i| (10 * (c + 1) + i) as u8))
+            .collect();
+        let img = Image::from_bytes(3, 4, 3, &bytes);
+        let p = d.path().join("rgb.png");
+        save_image(&p, &img).unwrap();
+        assert_eq!(load_image(&p, 3, 4, 3).unwrap(), img);
+        // The same file read as grey is one plane of luminance.
+        let g = load_image(&p, 1, 4, 3).unwrap();
+        assert_eq!((g.channels, g.pixels.len()), (1, 12));
+        // A grid keeps channels apart.
+        let grid = make_grid(&[img.clone(), img], 2).unwrap();
+        assert_eq!(grid.channels, 3);
+        let plane = grid.width * grid.height;
+        assert!((grid.pixels[2 * plane + 2 * grid.width + 2] - 30.0 / 255.0).abs() < 1e-6);
     }
 }

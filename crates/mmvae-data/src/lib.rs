@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod idx;
 pub mod imageio;
+pub mod shapes;
 pub mod tokenizer;
 
 pub use captions::{CaptionSet, Captioner};

@@ -103,9 +103,10 @@ pub fn run(
                 image_weight: 1.0,
                 text_weight: 50.0,
                 unimodal_target: UnimodalTarget::All,
+                align_weight: 0.0,
             };
             let vocab = 32;
-            let mut m = cfg.init(28, vocab, &device);
+            let mut m = cfg.init(28, 1, vocab, &device);
             let mut toks = Vec::new();
             for i in 0..batch_size {
                 toks.push(1i64);
@@ -142,7 +143,7 @@ pub fn run(
                 channels: 32,
                 hidden: 256,
             }
-            .init(64, 64, &device);
+            .init(64, 1, 64, &device);
             let mut m = ConvVae { enc, dec };
             let pixels: Vec<f32> = (0..batch_size * 4096)
                 .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)

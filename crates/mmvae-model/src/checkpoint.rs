@@ -21,6 +21,9 @@ pub struct TrainState {
     pub dataset: DatasetKind,
     /// Image side length in pixels.
     pub side: usize,
+    /// Image channels: 1 grey, 3 RGB.
+    #[serde(default = "one")]
+    pub colours: usize,
     /// Completed epochs.
     pub epoch: usize,
     /// Completed optimizer steps.
@@ -40,6 +43,10 @@ pub struct Checkpoint {
     pub config: TrainConfig,
     pub vocab: Vocab,
     pub state: TrainState,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -180,7 +187,10 @@ pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, 
 /// Load a checkpoint and rebuild its model on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
     let ck = read_meta(dir)?;
-    let model = ck.config.model.init(ck.state.side, ck.vocab.len(), device);
+    let model = ck
+        .config
+        .model
+        .init(ck.state.side, ck.state.colours, ck.vocab.len(), device);
     let model = load_weights(model, &dir.join("model.bpk")).map_err(|e| {
         ModelError::checkpoint(
             dir,

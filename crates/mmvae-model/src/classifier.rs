@@ -1,6 +1,9 @@
 //! The evaluation classifier: a small CNN trained in-repo per dataset, used
-//! to score generated images (text → image coherence). Its own test accuracy
-//! is measured and stored beside its weights.
+//! to score generated images (text → image coherence). It has one softmax
+//! head per attribute slot of the dataset (one, the class, for MNIST; shape,
+//! size, colour, … for the shapes levels), i.e. one classifier per attribute
+//! sharing a trunk. Its own test accuracy is measured and stored beside its
+//! weights.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -17,58 +20,111 @@ use std::path::{Path, PathBuf};
 use crate::batch::shuffled;
 use crate::error::{ModelError, Result};
 
-/// conv3×3(32) → pool → conv3×3(64) → pool → fc(128) → dropout → fc(classes).
+/// Up to 28 px: conv3×3(32) → pool → conv3×3(64) → pool; larger images
+/// (64 px): conv3×3(16) → pool → conv3×3(32) → pool → conv3×3(64) → pool;
+/// then fc(128) → dropout → one linear head per attribute slot.
 #[derive(Module, Debug)]
 pub struct Classifier {
     c1: Conv2d,
     c2: Conv2d,
+    c3: Option<Conv2d>,
     pool: MaxPool2d,
     fc1: Linear,
     fc2: Linear,
     dropout: Dropout,
     side: usize,
+    colours: usize,
+    /// Number of values of each head, in slot order.
+    heads: Vec<usize>,
 }
 
 impl Classifier {
-    pub fn new(side: usize, classes: usize, device: &Device) -> Self {
+    pub fn new(side: usize, colours: usize, heads: &[usize], device: &Device) -> Self {
         let conv = |i, o| {
             Conv2dConfig::new([i, o], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device)
         };
-        let s4 = side / 4;
+        let (c1, c2, c3, s) = if side > 32 {
+            (
+                conv(colours, 16),
+                conv(16, 32),
+                Some(conv(32, 64)),
+                side / 8,
+            )
+        } else {
+            (conv(colours, 32), conv(32, 64), None, side / 4)
+        };
         Self {
-            c1: conv(1, 32),
-            c2: conv(32, 64),
+            c1,
+            c2,
+            c3,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            fc1: LinearConfig::new(64 * s4 * s4, 128).init(device),
-            fc2: LinearConfig::new(128, classes).init(device),
+            fc1: LinearConfig::new(64 * s * s, 128).init(device),
+            fc2: LinearConfig::new(128, heads.iter().sum()).init(device),
             dropout: DropoutConfig::new(0.3).init(),
             side,
+            colours,
+            heads: heads.to_vec(),
         }
     }
 
     /// # Shapes
-    /// `x`: `[batch, side * side]` in `[0, 1]` → logits `[batch, classes]`
+    /// `x`: `[batch, colours * side * side]` in `[0, 1]` → logits of all
+    /// heads side by side `[batch, sum(heads)]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let [b, _] = x.dims();
-        let x = x.reshape([b, 1, self.side, self.side]);
+        let x = x.reshape([b, self.colours, self.side, self.side]);
         let h = self.pool.forward(relu(self.c1.forward(x)));
-        let h = self.pool.forward(relu(self.c2.forward(h)));
+        let mut h = self.pool.forward(relu(self.c2.forward(h)));
+        if let Some(c3) = &self.c3 {
+            h = self.pool.forward(relu(c3.forward(h)));
+        }
         let h = relu(self.fc1.forward(h.flatten::<2>(1, 3)));
         self.fc2.forward(self.dropout.forward(h))
     }
 
-    /// Most likely class of each image.
-    pub fn predict(&self, x: Tensor<2>) -> Vec<usize> {
+    /// Summed cross-entropy of all heads, mean over the batch.
+    ///
+    /// # Shapes
+    /// `logits`: `[batch, sum(heads)]`, `targets`: `[batch, heads]`
+    pub fn loss(&self, logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
+        let [b, _] = logits.dims();
+        let mut off = 0;
+        let mut total: Option<Tensor<1>> = None;
+        for (k, &n) in self.heads.iter().enumerate() {
+            let logp = log_softmax(logits.clone().narrow(1, off, n), 1);
+            let t = targets.clone().narrow(1, k, 1); // [b, 1]
+            let nll = logp.gather(1, t).sum().neg() / b as f32;
+            total = Some(match total {
+                Some(s) => s + nll,
+                None => nll,
+            });
+            off += n;
+        }
+        total.expect("at least one head")
+    }
+
+    /// Most likely value of each head for each image: `[batch][heads]`.
+    pub fn predict(&self, x: Tensor<2>) -> Vec<Vec<usize>> {
         let [b, _] = x.dims();
-        let ids = self
-            .forward(x)
-            .argmax(1)
-            .reshape([b])
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default();
-        ids.into_iter().map(|i| i as usize).collect()
+        let logits = self.forward(x);
+        let mut out = vec![Vec::with_capacity(self.heads.len()); b];
+        let mut off = 0;
+        for &n in &self.heads {
+            let ids = logits
+                .clone()
+                .narrow(1, off, n)
+                .argmax(1)
+                .reshape([b])
+                .try_into_vec_as::<i64>()
+                .unwrap_or_default();
+            for (o, i) in out.iter_mut().zip(ids) {
+                o.push(i as usize);
+            }
+            off += n;
+        }
+        out
     }
 }
 
@@ -77,11 +133,34 @@ impl Classifier {
 pub struct ClassifierInfo {
     pub dataset: DatasetKind,
     pub side: usize,
+    #[serde(default = "one")]
+    pub colours: usize,
     pub classes: usize,
+    /// Values per head (attribute slot); empty in files from before heads
+    /// existed, meaning one head over all classes.
+    #[serde(default)]
+    pub heads: Vec<usize>,
     pub epochs: usize,
     pub seed: u64,
-    /// Accuracy on the dataset's test split.
+    /// Accuracy on the dataset's test split (every attribute right).
     pub test_accuracy: f64,
+    /// Accuracy of each head on the test split.
+    #[serde(default)]
+    pub test_slot_accuracy: Vec<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl ClassifierInfo {
+    fn heads(&self) -> Vec<usize> {
+        if self.heads.is_empty() {
+            vec![self.classes]
+        } else {
+            self.heads.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +180,7 @@ impl ClassifierTrainOptions {
         let epochs = match kind {
             DatasetKind::Mnist => 4,
             DatasetKind::FashionMnist => 10,
+            DatasetKind::Shapes(_) => 4,
         };
         Self {
             epochs,
@@ -121,19 +201,46 @@ fn images_tensor(data: &ImageLabelSet, idx: &[usize], device: &Device) -> Tensor
     Tensor::from_data(TensorData::new(v, [idx.len(), data.pixels()]), device)
 }
 
-/// Accuracy of `model` on `data`.
-pub fn accuracy(model: &Classifier, data: &ImageLabelSet, device: &Device) -> f64 {
+fn targets(data: &ImageLabelSet, idx: &[usize], device: &Device) -> Tensor<2, Int> {
+    let slots = data.kind.slots().len();
+    let mut v = Vec::with_capacity(idx.len() * slots);
+    for &i in idx {
+        v.extend(
+            data.kind
+                .attributes(data.labels[i] as usize)
+                .into_iter()
+                .map(|a| a as i64),
+        );
+    }
+    Tensor::from_data(TensorData::new(v, [idx.len(), slots]), device)
+}
+
+/// Accuracy of `model` on `data`: (all attributes right, each attribute).
+pub fn accuracy(model: &Classifier, data: &ImageLabelSet, device: &Device) -> (f64, Vec<f64>) {
     let idx: Vec<usize> = (0..data.len()).collect();
-    let mut right = 0usize;
+    let slots = data.kind.slots().len();
+    let mut strict = 0usize;
+    let mut per = vec![0usize; slots];
     for chunk in idx.chunks(500) {
         let pred = model.predict(images_tensor(data, chunk, device));
-        right += chunk
-            .iter()
-            .zip(pred)
-            .filter(|(&i, p)| data.labels[i] as usize == *p)
-            .count();
+        for (&i, p) in chunk.iter().zip(pred) {
+            let truth = data.kind.attributes(data.labels[i] as usize);
+            let mut all = true;
+            for (k, (a, b)) in truth.iter().zip(&p).enumerate() {
+                if a == b {
+                    per[k] += 1;
+                } else {
+                    all = false;
+                }
+            }
+            strict += all as usize;
+        }
     }
-    right as f64 / data.len().max(1) as f64
+    let n = data.len().max(1) as f64;
+    (
+        strict as f64 / n,
+        per.into_iter().map(|c| c as f64 / n).collect(),
+    )
 }
 
 /// Train on the training split, measure on the test split, save to `out`.
@@ -146,7 +253,8 @@ pub fn train_classifier(
     let device = Device::flex().autodiff();
     device.seed(opts.seed);
     let classes = train.kind.num_classes();
-    let mut model = Classifier::new(train.rows, classes, &device);
+    let heads: Vec<usize> = train.kind.slots().iter().map(|s| s.1).collect();
+    let mut model = Classifier::new(train.rows, train.channels, &heads, &device);
     crate::mvae::force_init(&model);
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let n = opts.train_limit.unwrap_or(train.len()).min(train.len());
@@ -175,10 +283,8 @@ pub fn train_classifier(
         };
         for chunk in order.chunks(opts.batch_size) {
             let x = images_tensor(train, chunk, &device);
-            let y: Vec<i64> = chunk.iter().map(|&i| train.labels[i] as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(y, [chunk.len()]), &device);
-            let logp = log_softmax(model.forward(x), 1);
-            let loss = logp.gather(1, y.reshape([chunk.len(), 1])).mean().neg();
+            let y = targets(train, chunk, &device);
+            let loss = model.loss(model.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model.clone(), grads);
             pb.inc(1);
@@ -186,14 +292,18 @@ pub fn train_classifier(
         pb.finish_and_clear();
     }
     let valid = model.valid();
-    let test_accuracy = accuracy(&valid, test, &device.clone().without_autodiff());
+    let (test_accuracy, test_slot_accuracy) =
+        accuracy(&valid, test, &device.clone().without_autodiff());
     let info = ClassifierInfo {
         dataset: train.kind,
         side: train.rows,
+        colours: train.channels,
         classes,
+        heads,
         epochs: opts.epochs,
         seed: opts.seed,
         test_accuracy,
+        test_slot_accuracy,
     };
     save(out, &valid, &info)?;
     Ok((valid, info))
@@ -245,7 +355,7 @@ pub fn load(
         ));
     }
     let model = crate::checkpoint::load_weights(
-        Classifier::new(info.side, info.classes, device),
+        Classifier::new(info.side, info.colours, &info.heads(), device),
         &dir.join("classifier.bpk"),
     )
     .map_err(|e| ModelError::checkpoint(dir, format!("classifier weights are unreadable: {e}")))?;

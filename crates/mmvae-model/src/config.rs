@@ -89,6 +89,9 @@ pub enum UnimodalTarget {
     /// still a lower bound on log p(x,y), and it trains cross-generation.
     #[default]
     All,
+    /// No single-modality ELBO terms: only the joint ELBO (with
+    /// `align_weight`, the JMVAE-KL objective of Suzuki et al. 2016).
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +107,12 @@ pub struct LossConfig {
     pub text_weight: f32,
     #[serde(default)]
     pub unimodal_target: UnimodalTarget,
+    /// Weight α of the posterior-matching term
+    /// α·[KL(q(z|x,y) ‖ q(z|x)) + KL(q(z|x,y) ‖ q(z|y))] (JMVAE-KL). It makes
+    /// each unimodal posterior cover the joint posteriors of its inputs, so
+    /// cross-generation samples land where the decoders were trained.
+    #[serde(default)]
+    pub align_weight: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +250,11 @@ impl TrainConfig {
             "loss.text_weight",
             "must be > 0",
         )?;
+        check(
+            l.align_weight.is_finite() && l.align_weight >= 0.0,
+            "loss.align_weight",
+            "must be >= 0",
+        )?;
         Ok(())
     }
 
@@ -277,6 +291,7 @@ impl TrainConfig {
                 image_weight: 1.0,
                 text_weight: 10.0,
                 unimodal_target: UnimodalTarget::All,
+                align_weight: 0.0,
             },
         }
     }

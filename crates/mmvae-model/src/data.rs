@@ -1,9 +1,9 @@
 //! Loading the splits a run needs, and the vocabulary built from them.
 
 use mmvae_data::captions::{CaptionSet, Captioner};
-use mmvae_data::dataset::{self, DatasetKind, ImageLabelSet, Split};
+use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
 use mmvae_data::Vocab;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::TrainConfig;
 use crate::error::Result;
@@ -15,7 +15,6 @@ pub const TEST_STREAM: u64 = 2 << 40;
 
 /// The training and validation splits of a run.
 pub struct TrainData {
-    pub dir: PathBuf,
     pub train: ImageLabelSet,
     pub val: ImageLabelSet,
     pub vocab: Vocab,
@@ -28,15 +27,30 @@ pub fn build_vocab(captioner: &Captioner) -> Vocab {
     Vocab::build(captioner.all_captions(CaptionSet::Train))
 }
 
-/// Resolve the data folder: the CLI's `--data-dir` wins over the config's `data.dir`.
-pub fn data_dir(kind: DatasetKind, cli: Option<&Path>, cfg: Option<&Path>) -> Result<PathBuf> {
-    Ok(dataset::locate(kind, cli.or(cfg))?)
+/// Threads used to render synthetic data.
+fn render_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Load (or render) one split. The CLI's `--data-dir` wins over the config's
+/// `data.dir`; synthetic datasets ignore both.
+pub fn load_split(
+    kind: DatasetKind,
+    split: Split,
+    cli: Option<&Path>,
+    cfg: Option<&Path>,
+) -> Result<ImageLabelSet> {
+    Ok(ImageLabelSet::open(
+        kind,
+        cli.or(cfg),
+        split,
+        render_threads(),
+    )?)
 }
 
 pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<TrainData> {
     let kind = cfg.data.dataset;
-    let dir = data_dir(kind, cli_dir, cfg.data.dir.as_deref())?;
-    let mut train = ImageLabelSet::load(kind, &dir, Split::Train)?;
+    let mut train = load_split(kind, Split::Train, cli_dir, cfg.data.dir.as_deref())?;
     if train.len() <= cfg.data.val_size {
         return Err(crate::error::ModelError::Config(format!(
             "`data.val_size` = {} leaves no training data ({} images)",
@@ -51,7 +65,6 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
     let captioner = Captioner::new(kind, cfg.data.caption_seed);
     let vocab = build_vocab(&captioner);
     Ok(TrainData {
-        dir,
         train,
         val,
         vocab,
@@ -64,6 +77,5 @@ pub fn load_test(
     cli_dir: Option<&Path>,
     cfg_dir: Option<&Path>,
 ) -> Result<ImageLabelSet> {
-    let dir = data_dir(kind, cli_dir, cfg_dir)?;
-    Ok(ImageLabelSet::load(kind, &dir, Split::Test)?)
+    load_split(kind, Split::Test, cli_dir, cfg_dir)
 }

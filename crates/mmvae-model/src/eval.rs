@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::{CaptionSet, Captioner};
-use mmvae_data::ImageLabelSet;
+use mmvae_data::{DatasetKind, ImageLabelSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -22,6 +22,8 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// Prior samples for joint coherence.
     pub joint_samples: usize,
+    /// How the latent is drawn from q(z|input) for cross-generation.
+    pub draw: Draw,
 }
 
 impl Default for EvalOptions {
@@ -31,8 +33,90 @@ impl Default for EvalOptions {
             seed: 0,
             batch_size: 500,
             joint_samples: 10_000,
+            draw: Draw::Sample,
         }
     }
+}
+
+/// Agreement between the attributes something should have and those it has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Coherence {
+    /// Fraction of items with every attribute slot right.
+    pub strict: f64,
+    /// Mean fraction of slots right per item.
+    pub features: f64,
+    /// Fraction right of each slot.
+    pub per_slot: BTreeMap<String, f64>,
+    /// Character accuracy of generated captions against the reference
+    /// caption (position by position, over the longer of the two), where the
+    /// dataset has one caption per class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub letters: Option<f64>,
+}
+
+/// Running counts behind a [`Coherence`].
+struct Tally {
+    names: Vec<&'static str>,
+    n: usize,
+    strict: usize,
+    features: f64,
+    per: Vec<usize>,
+    letters: Option<f64>,
+}
+
+impl Tally {
+    fn new(kind: DatasetKind) -> Self {
+        let names: Vec<&'static str> = kind.slots().iter().map(|s| s.0).collect();
+        let per = vec![0; names.len()];
+        Self {
+            names,
+            n: 0,
+            strict: 0,
+            features: 0.0,
+            per,
+            letters: None,
+        }
+    }
+
+    /// Score one item: `got[k]` against `want[k]` per slot (None = not recognised).
+    fn add(&mut self, want: &[usize], got: &[Option<usize>]) {
+        let mut right = 0;
+        for (k, w) in want.iter().enumerate() {
+            if got.get(k).copied().flatten() == Some(*w) {
+                self.per[k] += 1;
+                right += 1;
+            }
+        }
+        self.n += 1;
+        self.strict += (right == want.len()) as usize;
+        self.features += right as f64 / want.len().max(1) as f64;
+    }
+
+    fn add_letters(&mut self, reference: &str, got: &str) {
+        let (a, b): (Vec<char>, Vec<char>) = (reference.chars().collect(), got.chars().collect());
+        let len = a.len().max(b.len()).max(1);
+        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        *self.letters.get_or_insert(0.0) += same as f64 / len as f64;
+    }
+
+    fn finish(self) -> Coherence {
+        let n = self.n.max(1) as f64;
+        Coherence {
+            strict: self.strict as f64 / n,
+            features: self.features / n,
+            per_slot: self
+                .names
+                .iter()
+                .map(|s| s.to_string())
+                .zip(self.per.iter().map(|&c| c as f64 / n))
+                .collect(),
+            letters: self.letters.map(|l| l / n),
+        }
+    }
+}
+
+fn some(v: Vec<usize>) -> Vec<Option<usize>> {
+    v.into_iter().map(Some).collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,17 +125,24 @@ pub struct EvalReport {
     pub checkpoint: String,
     pub test_items: usize,
     pub seed: u64,
-    pub latent_draw: &'static str,
+    pub latent_draw: String,
     pub caption_decoding: &'static str,
+    /// The evaluation classifier's own test accuracy (every attribute right).
     pub classifier_test_accuracy: f64,
-    /// Classifier accuracy on images generated from training-template captions.
-    pub text_to_image: f64,
-    /// The same, with captions from held-out templates never seen in training.
-    pub text_to_image_heldout: f64,
-    /// Fraction of generated captions naming the image's class.
-    pub image_to_text: f64,
-    /// Prior samples whose image class equals the class named by their caption.
-    pub joint: f64,
+    /// Classifier attributes of images generated from training-template
+    /// captions, against the caption's attributes.
+    pub text_to_image: Coherence,
+    /// The same, with captions from held-out templates never seen in
+    /// training (datasets that have them).
+    pub text_to_image_heldout: Option<Coherence>,
+    /// Attributes named by generated captions, against the image's.
+    pub image_to_text: Coherence,
+    /// Prior samples: attributes of the image (classifier) against those
+    /// named by the caption decoded from the same latent.
+    pub joint: Coherence,
+    /// Classifier attributes of image reconstructions (image → z → image):
+    /// the ceiling the decoder puts on text → image.
+    pub image_reconstruction: Coherence,
     /// Mean negative ELBO terms on the test split (training templates).
     pub test_loss: BTreeMap<String, f64>,
 }
@@ -59,62 +150,80 @@ pub struct EvalReport {
 impl EvalReport {
     pub fn table(&self) -> String {
         let pct = |v: f64| format!("{:6.2}%", 100.0 * v);
+        let multi = self.text_to_image.per_slot.len() > 1;
+        let row = |name: &str, c: &Coherence| {
+            if multi {
+                let mut s = format!(
+                    "  {name:<35}{}  features {}",
+                    pct(c.strict),
+                    pct(c.features)
+                );
+                if let Some(l) = c.letters {
+                    s.push_str(&format!("  letters {}", pct(l)));
+                }
+                s.push('\n');
+                s
+            } else {
+                format!("  {name:<35}{}\n", pct(c.strict))
+            }
+        };
         let mut s = String::new();
         s.push_str(&format!(
-            "dataset {}  test items {}  seed {}\n",
-            self.dataset, self.test_items, self.seed
+            "dataset {}  test items {}  seed {}{}\n",
+            self.dataset,
+            self.test_items,
+            self.seed,
+            if multi {
+                "  (strict: all attributes right)"
+            } else {
+                ""
+            }
+        ));
+        s.push_str(&row("text -> image coherence", &self.text_to_image));
+        if let Some(h) = &self.text_to_image_heldout {
+            s.push_str(&row("text -> image (held-out templates)", h));
+        }
+        s.push_str(&row("image -> text coherence", &self.image_to_text));
+        s.push_str(&row("joint coherence (prior samples)", &self.joint));
+        s.push_str(&row(
+            "image reconstruction (classifier)",
+            &self.image_reconstruction,
         ));
         s.push_str(&format!(
-            "  text -> image coherence            {}\n",
-            pct(self.text_to_image)
-        ));
-        s.push_str(&format!(
-            "  text -> image (held-out templates) {}\n",
-            pct(self.text_to_image_heldout)
-        ));
-        s.push_str(&format!(
-            "  image -> text coherence            {}\n",
-            pct(self.image_to_text)
-        ));
-        s.push_str(&format!(
-            "  joint coherence (prior samples)    {}\n",
-            pct(self.joint)
-        ));
-        s.push_str(&format!(
-            "  classifier test accuracy           {}\n",
+            "  {:<35}{}\n",
+            "classifier test accuracy",
             pct(self.classifier_test_accuracy)
         ));
         s.push_str(&format!(
-            "  test negative ELBO objective       {:.2}\n",
+            "  {:<34}{:.2}\n",
+            "test negative ELBO objective",
             self.test_loss.get("loss").copied().unwrap_or(f64::NAN)
         ));
         s
     }
 }
 
-fn t2i_accuracy(
+fn t2i(
     m: &Loaded,
     clf: &Classifier,
     test: &ImageLabelSet,
     n: usize,
     source: CaptionSource,
     bs: usize,
-) -> f64 {
-    let max_len = m.model.max_len;
+    draw: Draw,
+) -> Coherence {
+    let kind = test.kind;
+    let mut tally = Tally::new(kind);
     let idx: Vec<usize> = (0..n).collect();
-    let mut right = 0;
     for chunk in idx.chunks(bs) {
-        let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, max_len);
+        let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, m.model.max_len);
         let b = hb.to_device(&m.device);
-        let probs = m.text_to_image_probs(b.tokens, b.last, Draw::Sample);
-        right += clf
-            .predict(probs)
-            .iter()
-            .zip(&hb.labels)
-            .filter(|(p, l)| p == l)
-            .count();
+        let probs = m.text_to_image_probs(b.tokens, b.last, draw);
+        for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
+            tally.add(&kind.attributes(l), &some(p));
+        }
     }
-    right as f64 / n.max(1) as f64
+    tally.finish()
 }
 
 /// Score a checkpoint on the test split.
@@ -126,6 +235,7 @@ pub fn evaluate(
     opts: &EvalOptions,
 ) -> EvalReport {
     let cfg = &m.checkpoint.config;
+    let kind = test.kind;
     let captioner: Captioner = m.captioner();
     let n = opts.limit.unwrap_or(test.len()).min(test.len());
     let bs = opts.batch_size.max(1);
@@ -141,23 +251,31 @@ pub fn evaluate(
         set: CaptionSet::HeldOut,
         stream: TEST_STREAM,
     };
-    let t2i = t2i_accuracy(m, clf, test, n, train_src, bs);
-    let t2i_held = t2i_accuracy(m, clf, test, n, held_src, bs);
+    let text_to_image = t2i(m, clf, test, n, train_src, bs, opts.draw);
+    let text_to_image_heldout = captioner
+        .has(CaptionSet::HeldOut)
+        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw));
 
     let idx: Vec<usize> = (0..n).collect();
-    let mut right = 0;
+    let mut i2t = Tally::new(kind);
+    let mut recon = Tally::new(kind);
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, train_src, &m.checkpoint.vocab, m.model.max_len);
-        let caps = m.caption_tensor(hb.to_device(&m.device).images, Draw::Sample, None);
-        right += caps
-            .iter()
-            .zip(&hb.labels)
-            .filter(|(c, &l)| captioner.class_of(c) == Some(l))
-            .count();
+        let images = hb.to_device(&m.device).images;
+        let caps = m.caption_tensor(images.clone(), opts.draw, None);
+        for (c, &l) in caps.iter().zip(&hb.labels) {
+            i2t.add(&kind.attributes(l), &captioner.slots_of(c));
+            if let Some(r) = captioner.reference(l) {
+                i2t.add_letters(&r, c);
+            }
+        }
+        let probs = m.image_to_image_probs(images, opts.draw);
+        for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
+            recon.add(&kind.attributes(l), &some(p));
+        }
     }
-    let i2t = right as f64 / n.max(1) as f64;
 
-    let mut joint_right = 0;
+    let mut joint = Tally::new(kind);
     let mut done = 0;
     while done < opts.joint_samples {
         let k = bs.min(opts.joint_samples - done);
@@ -169,9 +287,7 @@ pub fn evaluate(
         let caps = m.model.decode_text(z.clone(), None);
         let preds = clf.predict(m.model.decode_image(z));
         for (c, p) in caps.iter().zip(preds) {
-            if captioner.class_of(&m.checkpoint.vocab.decode(c)) == Some(p) {
-                joint_right += 1;
-            }
+            joint.add(&p, &captioner.slots_of(&m.checkpoint.vocab.decode(c)));
         }
         done += k;
     }
@@ -191,17 +307,42 @@ pub fn evaluate(
         checkpoint: m.checkpoint.dir.display().to_string(),
         test_items: n,
         seed: opts.seed,
-        latent_draw: "z ~ q(z|input) (one sample per item)",
+        latent_draw: match opts.draw {
+            Draw::Sample => "z ~ q(z|input) (one sample per item)".into(),
+            Draw::Mean => "z = mean of q(z|input)".into(),
+        },
         caption_decoding: "greedy",
         classifier_test_accuracy: clf_info.test_accuracy,
-        text_to_image: t2i,
-        text_to_image_heldout: t2i_held,
-        image_to_text: i2t,
-        joint: joint_right as f64 / opts.joint_samples.max(1) as f64,
+        text_to_image,
+        text_to_image_heldout,
+        image_to_text: i2t.finish(),
+        joint: joint.finish(),
+        image_reconstruction: recon.finish(),
         test_loss: REPORT_NAMES
             .iter()
             .map(|s| s.to_string())
             .zip(loss)
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_scores_strict_features_and_letters() {
+        let mut t = Tally::new(DatasetKind::Shapes(mmvae_data::shapes::Level::L3));
+        t.add(&[0, 1, 2], &[Some(0), Some(1), Some(2)]); // all right
+        t.add(&[0, 1, 2], &[Some(0), None, Some(1)]); // 1 of 3
+        t.add_letters("big red square", "big red square");
+        t.add_letters("abcd", "abxd"); // 3 of 4
+        let c = t.finish();
+        assert!((c.strict - 0.5).abs() < 1e-12);
+        assert!((c.features - (1.0 + 1.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(c.per_slot["size"], 1.0);
+        assert_eq!(c.per_slot["colour"], 0.5);
+        assert_eq!(c.per_slot["shape"], 0.5);
+        assert!((c.letters.unwrap() - (1.0 + 0.75) / 2.0).abs() < 1e-12);
     }
 }

@@ -68,6 +68,21 @@ impl Gaussian {
         kl.sum_dim(1).squeeze_dim::<1>(1)
     }
 
+    /// KL(self ‖ other) between diagonal Gaussians, summed over the latent
+    /// dimensions: ½ Σ [log σ₂² − log σ₁² + (σ₁² + (μ₁ − μ₂)²) / σ₂² − 1].
+    ///
+    /// # Shapes
+    /// returns `[batch]`
+    pub fn kl(&self, other: &Gaussian) -> Tensor<1> {
+        let d = self.mu.clone() - other.mu.clone();
+        let inv2 = other.logvar.clone().neg().exp();
+        let kl = (other.logvar.clone() - self.logvar.clone()
+            + (self.logvar.clone().exp() + d.powf_scalar(2.0)) * inv2
+            - 1.0)
+            * 0.5;
+        kl.sum_dim(1).squeeze_dim::<1>(1)
+    }
+
     /// z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar.
     pub fn rsample(&self) -> Tensor<2> {
         self.rsample_with(self.mu.random_like(Distribution::Normal(0.0, 1.0)))
@@ -128,6 +143,36 @@ mod tests {
             (kl - acc).abs() < 1e-4,
             "closed form {kl} vs integral {acc}"
         );
+    }
+
+    #[test]
+    fn kl_between_gaussians_matches_numeric_integral() {
+        let dev = Device::flex();
+        let (m1, v1, m2, v2) = (0.4f64, 0.3f64, -0.5f64, 1.7f64);
+        let a = Gaussian::new(t(&[m1 as f32], &dev), t(&[(v1 as f32).ln()], &dev));
+        let b = Gaussian::new(t(&[m2 as f32], &dev), t(&[(v2 as f32).ln()], &dev));
+        let kl = a.kl(&b).into_data().try_into_vec::<f32>().unwrap()[0] as f64;
+        let logn = |z: f64, m: f64, v: f64| {
+            -0.5 * ((z - m).powi(2) / v + v.ln() + (2.0 * std::f64::consts::PI).ln())
+        };
+        let (n, lo, hi) = (200_000, -12.0f64, 12.0f64);
+        let h = (hi - lo) / n as f64;
+        let mut acc = 0.0;
+        for i in 0..=n {
+            let z = lo + i as f64 * h;
+            let (la, lb) = (logn(z, m1, v1), logn(z, m2, v2));
+            let w = if i == 0 || i == n { 0.5 } else { 1.0 };
+            acc += w * la.exp() * (la - lb) * h;
+        }
+        assert!(
+            (kl - acc).abs() < 1e-4,
+            "closed form {kl} vs integral {acc}"
+        );
+        // Against N(0, 1) it equals kl_standard.
+        let std = Gaussian::new(t(&[0.0], &dev), t(&[0.0], &dev));
+        let k1 = a.kl(&std).into_data().try_into_vec::<f32>().unwrap()[0];
+        let k2 = a.kl_standard().into_data().try_into_vec::<f32>().unwrap()[0];
+        assert!((k1 - k2).abs() < 1e-6);
     }
 
     #[test]

@@ -20,14 +20,15 @@ pub enum ImageDecoder {
 }
 
 impl ImageModel {
-    /// Build the encoder and decoder for `side`×`side` images.
+    /// Build the encoder and decoder for `colours`×`side`×`side` images.
     pub fn init(
         &self,
         side: usize,
+        colours: usize,
         latent: usize,
         device: &Device,
     ) -> (ImageEncoder, ImageDecoder) {
-        let pixels = side * side;
+        let pixels = colours * side * side;
         match *self {
             ImageModel::Mlp { hidden } => (
                 ImageEncoder::Mlp(MlpImageEncoder::new(pixels, hidden, latent, device)),
@@ -35,10 +36,10 @@ impl ImageModel {
             ),
             ImageModel::Conv { channels, hidden } => (
                 ImageEncoder::Conv(ConvImageEncoder::new(
-                    side, channels, hidden, latent, device,
+                    side, colours, channels, hidden, latent, device,
                 )),
                 ImageDecoder::Conv(ConvImageDecoder::new(
-                    side, channels, hidden, latent, device,
+                    side, colours, channels, hidden, latent, device,
                 )),
             ),
         }

@@ -1,5 +1,5 @@
 //! DCGAN-style convolutional image encoder and decoder for square
-//! single-channel images: stride-2 4×4 convolutions halve the side while it
+//! images with `colours` channels (1 grey, 3 RGB): stride-2 4×4 convolutions halve the side while it
 //! stays even and at least 4 (28 → 14 → 7; 64 → 32 → 16 → 8 → 4), doubling
 //! the channels each time.
 
@@ -36,25 +36,27 @@ pub fn down_sides(side: usize) -> Vec<usize> {
     v
 }
 
-/// conv(1→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar).
+/// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar).
 #[derive(Module, Debug)]
 pub struct ConvImageEncoder {
     convs: Vec<Conv2d>,
     fc: Linear,
     out: Linear,
     side: usize,
+    colours: usize,
 }
 
 impl ConvImageEncoder {
     pub fn new(
         side: usize,
+        colours: usize,
         channels: usize,
         hidden: usize,
         latent: usize,
         device: &Device,
     ) -> Self {
         let sides = down_sides(side);
-        let (mut c_in, mut c_out) = (1, channels);
+        let (mut c_in, mut c_out) = (colours, channels);
         let mut convs = Vec::new();
         for _ in &sides {
             convs.push(down(c_in, c_out, device));
@@ -67,14 +69,15 @@ impl ConvImageEncoder {
             fc: LinearConfig::new(c_in * last * last, hidden).init(device),
             out: LinearConfig::new(hidden, 2 * latent).init(device),
             side,
+            colours,
         }
     }
 
     /// # Shapes
-    /// `x`: `[batch, side * side]` → posterior over `[batch, latent]`
+    /// `x`: `[batch, colours * side * side]` (planar) → posterior over `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> Gaussian {
         let [b, _] = x.dims();
-        let x = x.reshape([b, 1, self.side, self.side]);
+        let x = x.reshape([b, self.colours, self.side, self.side]);
         let mut h = x;
         for c in &self.convs {
             h = relu(c.forward(h)); // [b, c_k, side / 2^k, side / 2^k]
@@ -85,13 +88,14 @@ impl ConvImageEncoder {
     }
 }
 
-/// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → 1 × side × side.
+/// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → colours × side × side.
 #[derive(Module, Debug)]
 pub struct ConvImageDecoder {
     fc1: Linear,
     fc2: Linear,
     deconvs: Vec<ConvTranspose2d>,
     side: usize,
+    colours: usize,
     /// Channels and side of the lowest resolution.
     c0: usize,
     s0: usize,
@@ -100,6 +104,7 @@ pub struct ConvImageDecoder {
 impl ConvImageDecoder {
     pub fn new(
         side: usize,
+        colours: usize,
         channels: usize,
         hidden: usize,
         latent: usize,
@@ -107,13 +112,13 @@ impl ConvImageDecoder {
     ) -> Self {
         let sides = down_sides(side);
         let k = sides.len();
-        let c0 = if k == 0 { 1 } else { channels << (k - 1) };
+        let c0 = if k == 0 { colours } else { channels << (k - 1) };
         let s0 = sides.last().copied().unwrap_or(side);
         let deconvs = (0..k)
             .rev()
             .map(|i| {
                 let c_in = channels << i;
-                let c_out = if i == 0 { 1 } else { channels << (i - 1) };
+                let c_out = if i == 0 { colours } else { channels << (i - 1) };
                 up(c_in, c_out, device)
             })
             .collect();
@@ -122,13 +127,14 @@ impl ConvImageDecoder {
             fc2: LinearConfig::new(hidden, c0 * s0 * s0).init(device),
             deconvs,
             side,
+            colours,
             c0,
             s0,
         }
     }
 
     /// # Shapes
-    /// `z`: `[batch, latent]` → Bernoulli logits `[batch, side * side]`
+    /// `z`: `[batch, latent]` → Bernoulli logits `[batch, colours * side * side]` (planar)
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
         let h = relu(self.fc1.forward(z));
@@ -136,7 +142,7 @@ impl ConvImageDecoder {
         for d in &self.deconvs {
             h = d.forward(relu(h)); // side doubles
         }
-        h.reshape([b, self.side * self.side])
+        h.reshape([b, self.colours * self.side * self.side])
     }
 }
 
@@ -149,12 +155,12 @@ mod tests {
         assert_eq!(down_sides(28), vec![14, 7]);
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
-        for side in [28, 64] {
-            let e = ConvImageEncoder::new(side, 4, 16, 3, &dev);
-            let d = ConvImageDecoder::new(side, 4, 16, 3, &dev);
-            let q = e.forward(Tensor::zeros([2, side * side], &dev));
+        for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
+            let e = ConvImageEncoder::new(side, colours, 4, 16, 3, &dev);
+            let d = ConvImageDecoder::new(side, colours, 4, 16, 3, &dev);
+            let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
-            assert_eq!(d.forward(q.mu).dims(), [2, side * side]);
+            assert_eq!(d.forward(q.mu).dims(), [2, colours * side * side]);
         }
     }
 }

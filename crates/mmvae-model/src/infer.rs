@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::Captioner;
-use mmvae_data::imageio::GrayImage;
+use mmvae_data::imageio::Image;
 use std::path::Path;
 
 use crate::batch::frame;
@@ -47,6 +47,11 @@ fn floats(t: Tensor<2>) -> Vec<f32> {
 impl Loaded {
     pub fn side(&self) -> usize {
         self.checkpoint.state.side
+    }
+
+    /// Image channels: 1 grey, 3 RGB.
+    pub fn colours(&self) -> usize {
+        self.checkpoint.state.colours
     }
 
     pub fn captioner(&self) -> Captioner {
@@ -94,29 +99,31 @@ impl Loaded {
         ))
     }
 
-    pub fn image_batch(&self, images: &[GrayImage]) -> Result<Tensor<2>> {
-        let side = self.side();
-        let mut v = Vec::with_capacity(images.len() * side * side);
+    pub fn image_batch(&self, images: &[Image]) -> Result<Tensor<2>> {
+        let (side, colours) = (self.side(), self.colours());
+        let pixels = colours * side * side;
+        let mut v = Vec::with_capacity(images.len() * pixels);
         for im in images {
-            if im.width != side || im.height != side {
+            if im.width != side || im.height != side || im.channels != colours {
                 return Err(ModelError::Invalid(format!(
-                    "image is {}x{}, the model expects {side}x{side}",
-                    im.width, im.height
+                    "image is {}x{} with {} channel(s), the model expects {side}x{side} with {colours}",
+                    im.width, im.height, im.channels
                 )));
             }
             v.extend_from_slice(&im.pixels);
         }
         Ok(Tensor::from_data(
-            TensorData::new(v, [images.len(), side * side]),
+            TensorData::new(v, [images.len(), pixels]),
             &self.device,
         ))
     }
 
-    fn to_images(&self, probs: Tensor<2>) -> Vec<GrayImage> {
-        let side = self.side();
+    fn to_images(&self, probs: Tensor<2>) -> Vec<Image> {
+        let (side, colours) = (self.side(), self.colours());
         floats(probs)
-            .chunks(side * side)
-            .map(|c| GrayImage {
+            .chunks(colours * side * side)
+            .map(|c| Image {
+                channels: colours,
                 width: side,
                 height: side,
                 pixels: c.to_vec(),
@@ -141,8 +148,14 @@ impl Loaded {
         self.model.decode_image(Self::draw(&q, how))
     }
 
+    /// Pixel probabilities of image reconstructions (image → z → image).
+    pub fn image_to_image_probs(&self, images: Tensor<2>, how: Draw) -> Tensor<2> {
+        let q = self.model.encode_image(images);
+        self.model.decode_image(Self::draw(&q, how))
+    }
+
     /// `n` images generated from one caption.
-    pub fn generate(&self, text: &str, n: usize, how: Draw) -> Result<Vec<GrayImage>> {
+    pub fn generate(&self, text: &str, n: usize, how: Draw) -> Result<Vec<Image>> {
         let texts = vec![text.to_string(); n];
         let (t, l) = self.text_batch(&texts, true)?;
         Ok(self.to_images(self.text_to_image_probs(t, l, how)))
@@ -161,7 +174,7 @@ impl Loaded {
 
     pub fn caption(
         &self,
-        images: &[GrayImage],
+        images: &[Image],
         how: Draw,
         temperature: Option<f32>,
     ) -> Result<Vec<String>> {
@@ -169,11 +182,7 @@ impl Loaded {
     }
 
     /// Image → latent → (image, caption).
-    pub fn reconstruct(
-        &self,
-        images: &[GrayImage],
-        how: Draw,
-    ) -> Result<(Vec<GrayImage>, Vec<String>)> {
+    pub fn reconstruct(&self, images: &[Image], how: Draw) -> Result<(Vec<Image>, Vec<String>)> {
         let q = self.model.encode_image(self.image_batch(images)?);
         let z = Self::draw(&q, how);
         let caps = self.to_captions(self.model.decode_text(z.clone(), None));
@@ -181,7 +190,7 @@ impl Loaded {
     }
 
     /// z ~ N(0, I) → (image, caption) pairs from one shared draw each.
-    pub fn sample(&self, n: usize, temperature: Option<f32>) -> (Vec<GrayImage>, Vec<String>) {
+    pub fn sample(&self, n: usize, temperature: Option<f32>) -> (Vec<Image>, Vec<String>) {
         let z = Tensor::<2>::random(
             [n, self.model.latent],
             Distribution::Normal(0.0, 1.0),

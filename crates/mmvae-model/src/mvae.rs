@@ -36,10 +36,10 @@ pub fn force_init<M: Module>(m: &M) {
 }
 
 impl ModelConfig {
-    /// Build the model for `side`×`side` images and a vocabulary of `vocab`
-    /// words, with every parameter initialised now.
-    pub fn init(&self, side: usize, vocab: usize, device: &Device) -> Mvae {
-        let (image_encoder, image_decoder) = self.image.init(side, self.latent, device);
+    /// Build the model for `colours`×`side`×`side` images and a vocabulary of
+    /// `vocab` words, with every parameter initialised now.
+    pub fn init(&self, side: usize, colours: usize, vocab: usize, device: &Device) -> Mvae {
+        let (image_encoder, image_decoder) = self.image.init(side, colours, self.latent, device);
         let (text_encoder, text_decoder) = self.text.init(vocab, self.latent, device);
         let m = Mvae {
             image_encoder,
@@ -55,20 +55,21 @@ impl ModelConfig {
 }
 
 /// Names of the values in [`LossOutput::report`], in order.
-pub const REPORT_NAMES: [&str; 6] = [
+pub const REPORT_NAMES: [&str; 7] = [
     "loss",
     "img_nll",
     "txt_nll",
     "kl",
     "img2txt_nll",
     "txt2img_nll",
+    "align_kl",
 ];
 
 /// The objective and the terms worth logging.
 pub struct LossOutput {
     /// Mean over the batch of the summed negative ELBO terms: `[1]`.
     pub total: Tensor<1>,
-    /// Detached per-term batch means, named by [`REPORT_NAMES`]: `[6]`.
+    /// Detached per-term batch means, named by [`REPORT_NAMES`]: `[7]`.
     pub report: Tensor<1>,
 }
 
@@ -141,15 +142,19 @@ impl Mvae {
         let txt_nll = txt_nll.reshape([3, b]);
         let kl = kl.reshape([3, b]);
         // Which terms reconstruct which modality: rows are joint, x-only, y-only.
-        let (wx, wy) = match cfg.unimodal_target {
-            UnimodalTarget::All => ([1.0f32, 1.0, 1.0], [1.0f32, 1.0, 1.0]),
-            UnimodalTarget::Observed => ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0]),
+        let (wx, wy, wk) = match cfg.unimodal_target {
+            UnimodalTarget::All => ([1.0f32, 1.0, 1.0], [1.0f32, 1.0, 1.0], [1.0f32, 1.0, 1.0]),
+            UnimodalTarget::Observed => ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]),
+            UnimodalTarget::None => ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]),
         };
         let device = img_nll.device();
         let wx = Tensor::<1>::from_floats(wx, &device).reshape([3, 1]) * cfg.image_weight;
         let wy = Tensor::<1>::from_floats(wy, &device).reshape([3, 1]) * cfg.text_weight;
-        let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * beta; // [3, b]
-        let total = per.sum() / b as f32;
+        let wk = Tensor::<1>::from_floats(wk, &device).reshape([3, 1]) * beta;
+        let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * wk; // [3, b]
+                                                                                 // Posterior matching (JMVAE-KL): each unimodal posterior covers the joint.
+        let align = q_joint.kl(&q_x) + q_joint.kl(&q_y); // [b]
+        let total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
 
         let m = |t: Tensor<2>, row: usize| t.narrow(0, row, 1).mean();
         let report = Tensor::cat(
@@ -160,6 +165,7 @@ impl Mvae {
                 m(kl, 0),
                 m(txt_nll, 1),
                 m(img_nll, 2),
+                align.mean(),
             ],
             0,
         )
@@ -226,6 +232,8 @@ mod tests {
                 image_weight: 1.0,
                 text_weight: 1.0,
                 unimodal_target: UnimodalTarget::All,
+                // Non-zero so the gradient checks cover the alignment term.
+                align_weight: 0.5,
             },
         )
     }
@@ -306,7 +314,7 @@ mod tests {
         let (cfg, loss_cfg) = tiny_cfg(image);
         let ad = Device::flex().autodiff();
         ad.seed(11);
-        let model = cfg.init(SIDE, VOCAB, &ad);
+        let model = cfg.init(SIDE, 1, VOCAB, &ad);
         let batch_ad = tiny_batch(&ad);
         ad.seed(5);
         let out = model.loss(&batch_ad, &loss_cfg, Fusion::Poe, 0.7);
@@ -382,7 +390,7 @@ mod tests {
         let (cfg, loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
         let ad = Device::flex().autodiff();
         ad.seed(1);
-        let model = cfg.init(SIDE, VOCAB, &ad);
+        let model = cfg.init(SIDE, 1, VOCAB, &ad);
         let before = values(&model);
         // Inference leaves weights alone.
         let valid = model.valid();
@@ -408,11 +416,11 @@ mod tests {
         });
         let dev = Device::flex();
         dev.seed(4);
-        let model = cfg.init(SIDE, VOCAB, &dev);
+        let model = cfg.init(SIDE, 1, VOCAB, &dev);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("m.bpk");
         model.clone().save_file(&p).unwrap();
-        let loaded = cfg.init(SIDE, VOCAB, &dev).try_load_file(&p).unwrap();
+        let loaded = cfg.init(SIDE, 1, VOCAB, &dev).try_load_file(&p).unwrap();
         assert_eq!(values(&model), values(&loaded));
         let batch = tiny_batch(&dev);
         dev.seed(9);
@@ -425,7 +433,7 @@ mod tests {
             channels: 2,
             hidden: 7,
         });
-        let e = crate::checkpoint::load_weights(other.init(SIDE, VOCAB, &dev), &p).unwrap_err();
+        let e = crate::checkpoint::load_weights(other.init(SIDE, 1, VOCAB, &dev), &p).unwrap_err();
         assert!(e.contains("shape"), "{e}");
     }
 
@@ -435,7 +443,7 @@ mod tests {
         let (cfg, _) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
         let dev = Device::flex();
         dev.seed(2);
-        let model = cfg.init(SIDE, VOCAB, &dev);
+        let model = cfg.init(SIDE, 1, VOCAB, &dev);
         let z = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
         let a = model.decode_text(z.clone(), None);
         let b = model.decode_text(z, None);

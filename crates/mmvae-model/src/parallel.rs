@@ -187,10 +187,11 @@ mod tests {
             image_weight: 1.0,
             text_weight: 2.0,
             unimodal_target: UnimodalTarget::All,
+            align_weight: 0.0,
         };
         let dev = Device::flex().autodiff();
         dev.seed(1);
-        let model = cfg.init(4, 8, &dev);
+        let model = cfg.init(4, 1, 8, &dev);
         let n = 5;
         let hb = HostBatch {
             size: n,

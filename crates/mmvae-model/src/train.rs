@@ -59,9 +59,15 @@ pub struct TrainSummary {
 }
 
 /// Build a freshly initialised model, seeded.
-pub fn init_model(cfg: &TrainConfig, side: usize, vocab: usize, device: &Device) -> Mvae {
+pub fn init_model(
+    cfg: &TrainConfig,
+    side: usize,
+    colours: usize,
+    vocab: usize,
+    device: &Device,
+) -> Mvae {
     device.seed(cfg.seed);
-    cfg.model.init(side, vocab, device)
+    cfg.model.init(side, colours, vocab, device)
 }
 
 pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -135,7 +141,7 @@ pub fn train(
 ) -> Result<TrainSummary> {
     cfg.validate()?;
     let data = load_train_data(cfg, opts.data_dir.as_deref())?;
-    let side = data.train.rows;
+    let (side, colours) = (data.train.rows, data.train.channels);
     let device = opts.compute.device()?.autodiff();
     let eval_device = device.clone().without_autodiff();
     let out = &opts.out_dir;
@@ -172,10 +178,11 @@ pub fn train(
             path: out.clone(),
             source: e,
         })?;
-        let m = init_model(cfg, side, data.vocab.len(), &device);
+        let m = init_model(cfg, side, colours, data.vocab.len(), &device);
         let state = TrainState {
             dataset: cfg.data.dataset,
             side,
+            colours,
             epoch: 0,
             step: 0,
             val_loss: f64::INFINITY,
