@@ -461,13 +461,16 @@ pub struct QuickstartArgs {
     /// Output folder; an earlier quickstart there is replaced.
     #[arg(long, default_value = "runs/quickstart")]
     out: PathBuf,
-    /// Training images used (more = better and slower; default: the
-    /// dataset's whole training split for shapes, 20,000 otherwise).
+    /// Training images used (more = better and slower; default 8,000 for
+    /// shapes, 20,000 otherwise).
     #[arg(long)]
     train_limit: Option<usize>,
-    /// Epochs (default: the shipped config's for shapes, 3 otherwise).
-    #[arg(long)]
-    epochs: Option<usize>,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Epochs of the evaluation classifier (on the same training images).
+    #[arg(long, default_value_t = 3)]
+    classifier_epochs: usize,
 }
 
 /// The shipped configuration of a dataset.
@@ -487,24 +490,23 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let kind = DatasetKind::parse(&a.dataset)?;
     let cfg_text = shipped_config(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
-    let synthetic = kind.is_synthetic();
-    if let Some(e) = a.epochs.or((!synthetic).then_some(3)) {
-        cfg.optim.epochs = e;
-    }
-    let train_limit = a.train_limit.or((!synthetic).then_some(20_000));
-    if train_limit.is_some() {
-        cfg.data.train_limit = train_limit;
-    }
-    if !synthetic {
+    cfg.optim.epochs = a.epochs;
+    let train_limit = a
+        .train_limit
+        .unwrap_or(if kind.is_synthetic() { 8_000 } else { 20_000 });
+    cfg.data.train_limit = Some(train_limit);
+    if !kind.is_synthetic() {
         cfg.loss.kl_anneal_steps = 500;
     }
     cfg.validate()?;
+    if a.classifier_epochs == 0 {
+        bail!("--classifier-epochs must be at least 1");
+    }
     if a.out.exists() {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
     }
     eprintln!(
-        "[1/4] training an MVAE on {kind} ({} images, {} epochs)",
-        train_limit.map_or("all training".to_string(), |n| n.to_string()),
+        "[1/4] training an MVAE on {kind} ({train_limit} images, {} epochs)",
         cfg.optim.epochs
     );
     let opts = TrainOptions {
@@ -517,12 +519,15 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     };
     train::train(&cfg, &opts, print_epoch)?;
 
-    eprintln!("[2/4] training the evaluation classifier (1 epoch)");
+    eprintln!(
+        "[2/4] training the evaluation classifier ({} epochs)",
+        a.classifier_epochs
+    );
     let train_set = load_split(kind, Split::Train, a.data_dir.as_deref(), None)?;
     let test = load_split(kind, Split::Test, a.data_dir.as_deref(), None)?;
     let mut copts = ClassifierTrainOptions::for_dataset(kind);
-    copts.epochs = 1;
-    copts.train_limit = train_limit;
+    copts.epochs = a.classifier_epochs;
+    copts.train_limit = Some(train_limit);
     let cdir = a.out.join("classifier");
     let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;
 

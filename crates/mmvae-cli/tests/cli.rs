@@ -459,3 +459,55 @@ fn corrupt_checkpoint_is_refused() {
     let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
     assert!(e.contains("shape"), "{e}");
 }
+
+/// The README's first command on the built-in shapes benchmark: nothing to
+/// download, and a short run already generates and captions far above
+/// chance (3 shapes: 33%).
+#[test]
+fn quickstart_on_shapes_level_one() {
+    let d = tempfile::tempdir().unwrap();
+    let out = ok(
+        d.path(),
+        &[
+            "quickstart",
+            "--dataset",
+            "shapes-l1",
+            "--train-limit",
+            "8000",
+            "--epochs",
+            "3",
+            "--classifier-epochs",
+            "3",
+            "--out",
+            "qs",
+        ],
+    );
+    assert!(out.contains("text -> image coherence"), "{out}");
+    for f in [
+        "text-to-image.png",
+        "test-images.png",
+        "joint-samples.png",
+        "eval.json",
+    ] {
+        assert!(d.path().join("qs").join(f).is_file(), "{f} missing");
+    }
+    let img = image::open(d.path().join("qs/text-to-image.png")).unwrap();
+    assert_eq!(img.color().channel_count(), 3, "RGB grid");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("qs/eval.json")).unwrap()).unwrap();
+    let get = |k: &str| json[k]["strict"].as_f64().unwrap();
+    assert!(
+        json["classifier_test_accuracy"].as_f64().unwrap() > 0.9,
+        "{json}"
+    );
+    assert!(get("image_to_text") > 0.6, "{json}");
+    assert!(get("text_to_image") > 0.6, "{json}");
+    assert!(
+        json["text_to_image_heldout"].is_null(),
+        "shapes have no held-out phrasings"
+    );
+    assert!(
+        json["image_to_text"]["letters"].as_f64().unwrap() > 0.6,
+        "{json}"
+    );
+}

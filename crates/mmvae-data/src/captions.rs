@@ -104,10 +104,17 @@ impl Captioner {
         !templates(self.kind, set).is_empty()
     }
 
-    /// Render template `t` of `set` for class `label`.
+    /// Render template `t` (modulo the number of templates) of `set` for
+    /// class `label`; a set without templates falls back to the training set.
     pub fn render(&self, set: CaptionSet, t: usize, label: usize) -> String {
         let name = self.name(label);
-        let tpl = templates(self.kind, set)[t];
+        let set = if self.has(set) {
+            set
+        } else {
+            CaptionSet::Train
+        };
+        let all = templates(self.kind, set);
+        let tpl = all[t % all.len()];
         tpl.replace("{a}", article(&name)).replace("{c}", &name)
     }
 
@@ -256,5 +263,29 @@ mod tests {
         );
         let m = Captioner::new(DatasetKind::Mnist, 0);
         assert_eq!(m.render(CaptionSet::Train, 5, 8), "a picture of an eight");
+    }
+
+    #[test]
+    fn shapes_captions_are_the_class_caption_and_parse_per_slot() {
+        use crate::shapes::Level;
+        let c = Captioner::new(DatasetKind::Shapes(Level::L3), 0);
+        assert!(!c.has(CaptionSet::HeldOut));
+        for label in 0..30 {
+            let cap = c.caption(CaptionSet::Train, 3, 17, label);
+            assert_eq!(cap, Level::L3.caption(label));
+            // No held-out phrasings: the held-out set falls back to training.
+            assert_eq!(c.caption(CaptionSet::HeldOut, 3, 17, label), cap);
+            assert_eq!(c.class_of(&cap), Some(label));
+            assert_eq!(c.reference(label), Some(cap.clone()));
+            let want: Vec<Option<usize>> =
+                Level::L3.attributes(label).into_iter().map(Some).collect();
+            assert_eq!(c.slots_of(&cap), want);
+        }
+        assert_eq!(c.all_captions(CaptionSet::Train).len(), 30);
+        assert_eq!(c.slots_of("big red blob"), vec![Some(0), Some(0), None]);
+        // Plain datasets have one slot, the class.
+        let m = Captioner::new(DatasetKind::Mnist, 0);
+        assert_eq!(m.slots_of("a handwritten seven"), vec![Some(7)]);
+        assert_eq!(m.reference(7), None);
     }
 }

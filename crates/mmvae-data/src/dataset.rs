@@ -554,4 +554,46 @@ mod tests {
         s.truncate(2);
         assert_eq!(s.images.len(), 2 * 784);
     }
+
+    #[test]
+    fn dataset_names_round_trip_through_toml_and_parse() {
+        #[derive(Serialize, Deserialize)]
+        struct W {
+            d: DatasetKind,
+        }
+        for k in DatasetKind::ALL {
+            assert_eq!(DatasetKind::parse(k.name()).unwrap(), k);
+            let t = toml::to_string(&W { d: k }).unwrap();
+            assert_eq!(toml::from_str::<W>(&t).unwrap().d, k);
+        }
+        let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();
+        assert!(e.contains("shapes-l9") && e.contains("shapes-l1"), "{e}");
+        assert!(toml::from_str::<W>("d = \"cifar\"").is_err());
+    }
+
+    #[test]
+    fn shapes_split_is_rendered_with_balanced_classes_and_slots() {
+        let mut s =
+            ImageLabelSet::open(DatasetKind::Shapes(Level::L2), None, Split::Test, 2).unwrap();
+        assert_eq!((s.len(), s.channels, s.rows, s.cols), (3000, 3, 64, 64));
+        assert_eq!(s.images.len(), 3000 * 3 * 64 * 64);
+        let mut counts = [0; 6];
+        for &l in &s.labels {
+            counts[l as usize] += 1;
+        }
+        assert_eq!(counts, [500; 6]);
+        let k = s.kind;
+        assert_eq!(k.slots(), vec![("size", 2), ("shape", 3)]);
+        assert_eq!(k.attributes(5), vec![1, 2]);
+        assert_eq!(k.class_names()[5], "small heart");
+        // The validation tail keeps every class.
+        let v = s.split_off_tail(60);
+        let mut seen: Vec<u8> = v.labels.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 6);
+        assert_eq!(v.images.len(), 60 * v.pixels());
+        // Nothing to locate: a data folder is ignored.
+        assert!(ImageLabelSet::open(k, Some(Path::new("/nonexistent")), Split::Test, 1).is_ok());
+    }
 }

@@ -361,3 +361,38 @@ pub fn load(
     .map_err(|e| ModelError::checkpoint(dir, format!("classifier weights are unreadable: {e}")))?;
     Ok((model, info))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_the_sum_of_per_head_cross_entropies() {
+        let dev = Device::flex();
+        let clf = Classifier::new(8, 3, &[2, 3], &dev);
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(
+                vec![0.5f32, -1.0, 2.0, 0.0, 1.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                [2, 5],
+            ),
+            &dev,
+        );
+        let targets =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0, 0, 2], [2, 2]), &dev);
+        let got = clf.loss(logits, targets).into_scalar().elem::<f32>();
+        let ce = |l: &[f32], t: usize| {
+            let lse = l.iter().map(|v| v.exp()).sum::<f32>().ln();
+            lse - l[t]
+        };
+        let want = (ce(&[0.5, -1.0], 1)
+            + ce(&[2.0, 0.0, 1.0], 0)
+            + ce(&[0.1, 0.2], 0)
+            + ce(&[0.3, 0.4, 0.5], 2))
+            / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // One prediction per head, each in range.
+        let p = clf.predict(Tensor::zeros([4, 3 * 8 * 8], &dev));
+        assert_eq!(p.len(), 4);
+        assert!(p.iter().all(|h| h.len() == 2 && h[0] < 2 && h[1] < 3));
+    }
+}
