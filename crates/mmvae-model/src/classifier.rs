@@ -379,7 +379,7 @@ mod tests {
         );
         let targets =
             Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0, 0, 2], [2, 2]), &dev);
-        let got = clf.loss(logits, targets).into_scalar().elem::<f32>();
+        let got = clf.loss(logits, targets).into_scalar::<f32>();
         let ce = |l: &[f32], t: usize| {
             let lse = l.iter().map(|v| v.exp()).sum::<f32>().ln();
             lse - l[t]
