@@ -104,16 +104,21 @@ impl Captioner {
         !templates(self.kind, set).is_empty()
     }
 
-    /// Render template `t` (modulo the number of templates) of `set` for
-    /// class `label`; a set without templates falls back to the training set.
-    pub fn render(&self, set: CaptionSet, t: usize, label: usize) -> String {
-        let name = self.name(label);
+    /// The templates of `set`, or the training ones where `set` has none.
+    fn usable(&self, set: CaptionSet) -> &'static [&'static str] {
         let set = if self.has(set) {
             set
         } else {
             CaptionSet::Train
         };
-        let all = templates(self.kind, set);
+        templates(self.kind, set)
+    }
+
+    /// Render template `t` (modulo the number of templates) of `set` for
+    /// class `label`; a set without templates falls back to the training set.
+    pub fn render(&self, set: CaptionSet, t: usize, label: usize) -> String {
+        let name = self.name(label);
+        let all = self.usable(set);
         let tpl = all[t % all.len()];
         tpl.replace("{a}", article(&name)).replace("{c}", &name)
     }
@@ -130,12 +135,7 @@ impl Captioner {
     /// separates e.g. the train and test splits so they draw independently.
     /// A set without templates falls back to the training templates.
     pub fn caption(&self, set: CaptionSet, stream: u64, index: usize, label: usize) -> String {
-        let set = if self.has(set) {
-            set
-        } else {
-            CaptionSet::Train
-        };
-        let n = templates(self.kind, set).len() as u64;
+        let n = self.usable(set).len() as u64;
         let h = splitmix64(
             self.seed ^ splitmix64(stream.wrapping_mul(0x1000_0000_01B3) ^ index as u64),
         );
