@@ -89,6 +89,7 @@ pub fn run(
         BenchModel::MvaeMlp => {
             let cfg = ModelConfig {
                 latent: 64,
+                private_latent: 0,
                 fusion: Fusion::Poe,
                 image: ImageModel::Mlp { hidden: 512 },
                 text: TextModel::Gru {

@@ -14,9 +14,21 @@ use crate::error::{ModelError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fusion {
-    /// Product of Gaussian experts with a standard-normal prior expert (MVAE).
+    /// Product of Gaussian experts with a standard-normal prior expert (MVAE,
+    /// Wu & Goodman 2018): the joint ELBO plus the single-modality terms that
+    /// `loss.unimodal_target` selects.
     #[default]
     Poe,
+    /// Mixture of the unimodal experts (MMVAE, Shi et al. 2019): stratified,
+    /// one draw from each expert reconstructs both modalities, and the KL is
+    /// the one-sample estimate log q_mix(z) − log p(z) of the mixture.
+    Moe,
+    /// Mixture of the products of every modality subset (MoPoE, Sutter et
+    /// al. 2021): {image}, {text} and {image, text}, one stratified draw each,
+    /// every draw reconstructing both modalities; the mixture's KL is taken
+    /// as the mean of its components' KLs, as in the authors' code.
+    #[serde(rename = "mopoe")]
+    MoPoe,
 }
 
 /// Image encoder/decoder architecture.
@@ -43,6 +55,13 @@ pub enum TextModel {
 pub struct ModelConfig {
     /// Latent dimensionality.
     pub latent: usize,
+    /// Dimensionality of an image-only latent w beside the shared z
+    /// (modality-specific subspace, as in MMVAE+, Palumbo et al. 2023). The
+    /// image decoder reads [z, w]; text sees only z. w holds what a caption
+    /// does not say (pose, position, texture), so z can carry the shared
+    /// content alone and text→image samples w from its prior. 0 = none.
+    #[serde(default)]
+    pub private_latent: usize,
     #[serde(default)]
     pub fusion: Fusion,
     pub image: ImageModel,
@@ -169,6 +188,11 @@ impl TrainConfig {
             "must be in 1..=4096",
         )?;
         check(
+            m.private_latent <= 4096,
+            "model.private_latent",
+            "must be in 0..=4096",
+        )?;
+        check(
             (3..=256).contains(&m.max_len),
             "model.max_len",
             "must be in 3..=256",
@@ -236,6 +260,11 @@ impl TrainConfig {
         }
         let l = &self.loss;
         check(
+            m.fusion == Fusion::Poe || l.unimodal_target == UnimodalTarget::All,
+            "loss.unimodal_target",
+            "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct both modalities",
+        )?;
+        check(
             l.beta.is_finite() && l.beta >= 0.0,
             "loss.beta",
             "must be >= 0",
@@ -264,6 +293,7 @@ impl TrainConfig {
             seed: 1,
             model: ModelConfig {
                 latent: 8,
+                private_latent: 0,
                 fusion: Fusion::Poe,
                 image: ImageModel::Mlp { hidden: 32 },
                 text: TextModel::Gru {
@@ -328,6 +358,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("epochz"), "{e}");
+    }
+
+    #[test]
+    fn fusion_names_and_their_constraints() {
+        let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+        for (f, name) in [
+            (Fusion::Poe, "poe"),
+            (Fusion::Moe, "moe"),
+            (Fusion::MoPoe, "mopoe"),
+        ] {
+            c.model.fusion = f;
+            let s = c.to_toml();
+            assert!(s.contains(&format!("fusion = \"{name}\"")), "{s}");
+            assert_eq!(
+                TrainConfig::from_toml_str(&s, Path::new("c.toml")).unwrap(),
+                c
+            );
+        }
+        c.loss.unimodal_target = UnimodalTarget::Observed;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loss.unimodal_target"), "{e}");
     }
 
     #[test]

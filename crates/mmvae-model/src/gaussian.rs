@@ -28,6 +28,30 @@ impl Gaussian {
         }
     }
 
+    /// Dimensions `start..start + len` of every Gaussian in the batch.
+    pub fn narrow(&self, start: usize, len: usize) -> Gaussian {
+        Gaussian {
+            mu: self.mu.clone().narrow(1, start, len),
+            logvar: self.logvar.clone().narrow(1, start, len),
+        }
+    }
+
+    /// The batch tiled `n` times: `[b, latent]` → `[n·b, latent]`.
+    pub fn repeat_rows(&self, n: usize) -> Gaussian {
+        Gaussian {
+            mu: self.mu.clone().repeat_dim(0, n),
+            logvar: self.logvar.clone().repeat_dim(0, n),
+        }
+    }
+
+    /// Concatenate along the latent dimension: `[b, n] ++ [b, m]` → `[b, n + m]`.
+    pub fn concat(&self, other: &Gaussian) -> Gaussian {
+        Gaussian {
+            mu: Tensor::cat(vec![self.mu.clone(), other.mu.clone()], 1),
+            logvar: Tensor::cat(vec![self.logvar.clone(), other.logvar.clone()], 1),
+        }
+    }
+
     /// Product of Gaussian experts together with a standard-normal prior
     /// expert (Wu & Goodman 2018): precisions add, and the mean is the
     /// precision-weighted mean of the experts' means.
@@ -81,6 +105,35 @@ impl Gaussian {
             - 1.0)
             * 0.5;
         kl.sum_dim(1).squeeze_dim::<1>(1)
+    }
+
+    /// log q(z), summed over the latent dimensions.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `[batch]`
+    pub fn log_prob(&self, z: Tensor<2>) -> Tensor<1> {
+        let d = z - self.mu.clone();
+        let lp = (d.powf_scalar(2.0) * self.logvar.clone().neg().exp()
+            + self.logvar.clone()
+            + (2.0 * std::f32::consts::PI).ln())
+            * (-0.5);
+        lp.sum_dim(1).squeeze_dim::<1>(1)
+    }
+
+    /// log N(z; 0, I), summed over the latent dimensions: `[batch, latent]` → `[batch]`.
+    pub fn standard_log_prob(z: Tensor<2>) -> Tensor<1> {
+        let lp = (z.powf_scalar(2.0) + (2.0 * std::f32::consts::PI).ln()) * (-0.5);
+        lp.sum_dim(1).squeeze_dim::<1>(1)
+    }
+
+    /// log of the equal-weight mixture density ½(q_a(z) + q_b(z)), computed
+    /// stably: `[batch, latent]` → `[batch]`.
+    pub fn mixture_log_prob(a: &Gaussian, b: &Gaussian, z: Tensor<2>) -> Tensor<1> {
+        let la = a.log_prob(z.clone());
+        let lb = b.log_prob(z);
+        let m = la.clone().max_pair(lb.clone());
+        let s = (la - m.clone()).exp() + (lb - m.clone()).exp();
+        m + s.log() - std::f32::consts::LN_2
     }
 
     /// z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar.
@@ -173,6 +226,42 @@ mod tests {
         let k1 = a.kl(&std).into_data().try_into_vec::<f32>().unwrap()[0];
         let k2 = a.kl_standard().into_data().try_into_vec::<f32>().unwrap()[0];
         assert!((k1 - k2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn log_densities_match_closed_forms() {
+        let dev = Device::flex();
+        let (m, v, z) = (0.3f64, 0.6f64, -0.4f64);
+        let ln = |z: f64, m: f64, v: f64| {
+            -0.5 * ((z - m).powi(2) / v + v.ln() + (2.0 * std::f64::consts::PI).ln())
+        };
+        let g = Gaussian::new(t(&[m as f32], &dev), t(&[(v as f32).ln()], &dev));
+        let lp = g
+            .log_prob(t(&[z as f32], &dev))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()[0];
+        assert!((lp as f64 - ln(z, m, v)).abs() < 1e-5);
+        let sp = Gaussian::standard_log_prob(t(&[z as f32], &dev))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()[0];
+        assert!((sp as f64 - ln(z, 0.0, 1.0)).abs() < 1e-5);
+        // Mixture: log ½(N(z; m, v) + N(z; 2, 0.1)), even far in one tail.
+        let h = Gaussian::new(t(&[2.0], &dev), t(&[(0.1f32).ln()], &dev));
+        for z in [-0.4f64, 2.1, 40.0] {
+            let mx = Gaussian::mixture_log_prob(&g, &h, t(&[z as f32], &dev))
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()[0] as f64;
+            let (a, b) = (ln(z, m, v), ln(z, 2.0, 0.1));
+            let hi = a.max(b);
+            let want = hi + (0.5 * ((a - hi).exp() + (b - hi).exp())).ln();
+            assert!(
+                (mx - want).abs() < 1e-3 * want.abs().max(1.0),
+                "{z}: {mx} vs {want}"
+            );
+        }
     }
 
     #[test]

@@ -145,12 +145,17 @@ impl Loaded {
         how: Draw,
     ) -> Tensor<2> {
         let q = self.model.encode_text(tokens, last);
-        self.model.decode_image(Self::draw(&q, how))
+        // The image-only latent (if any) comes from its prior: sampled, or
+        // its mean for `Draw::Mean`.
+        let z = self
+            .model
+            .with_private(Self::draw(&q, how), how == Draw::Sample);
+        self.model.decode_image(z)
     }
 
     /// Pixel probabilities of image reconstructions (image → z → image).
     pub fn image_to_image_probs(&self, images: Tensor<2>, how: Draw) -> Tensor<2> {
-        let q = self.model.encode_image(images);
+        let q = self.model.encode_image_full(images);
         self.model.decode_image(Self::draw(&q, how))
     }
 
@@ -183,9 +188,10 @@ impl Loaded {
 
     /// Image → latent → (image, caption).
     pub fn reconstruct(&self, images: &[Image], how: Draw) -> Result<(Vec<Image>, Vec<String>)> {
-        let q = self.model.encode_image(self.image_batch(images)?);
-        let z = Self::draw(&q, how);
-        let caps = self.to_captions(self.model.decode_text(z.clone(), None));
+        let q = self.model.encode_image_full(self.image_batch(images)?);
+        let z = Self::draw(&q, how); // [n, latent + private]
+        let shared = self.model.shared_part(z.clone());
+        let caps = self.to_captions(self.model.decode_text(shared, None));
         Ok((self.to_images(self.model.decode_image(z)), caps))
     }
 

@@ -16,7 +16,10 @@ pub struct Mvae {
     pub image_decoder: ImageDecoder,
     pub text_encoder: TextEncoder,
     pub text_decoder: TextDecoder,
+    /// Shared latent dimensionality (z).
     pub latent: usize,
+    /// Image-only latent dimensionality (w); 0 = none.
+    pub private: usize,
     pub max_len: usize,
 }
 
@@ -39,7 +42,8 @@ impl ModelConfig {
     /// Build the model for `colours`×`side`×`side` images and a vocabulary of
     /// `vocab` words, with every parameter initialised now.
     pub fn init(&self, side: usize, colours: usize, vocab: usize, device: &Device) -> Mvae {
-        let (image_encoder, image_decoder) = self.image.init(side, colours, self.latent, device);
+        let image_latent = self.latent + self.private_latent;
+        let (image_encoder, image_decoder) = self.image.init(side, colours, image_latent, device);
         let (text_encoder, text_decoder) = self.text.init(vocab, self.latent, device);
         let m = Mvae {
             image_encoder,
@@ -47,6 +51,7 @@ impl ModelConfig {
             text_encoder,
             text_decoder,
             latent: self.latent,
+            private: self.private_latent,
             max_len: self.max_len,
         };
         force_init(&m);
@@ -85,18 +90,46 @@ impl Mvae {
     /// posterior q(z|x,y), and the unimodal posteriors q(z|x), q(z|y) (each a
     /// product with the prior expert). Each encoder runs once; the three
     /// latent draws go through each decoder as one `3·batch` batch.
+    ///
+    /// With an image-only latent w, the image decoder reads [z, w]: the joint
+    /// and image-only terms draw w ~ q(w|x) (and pay its KL); the text-only
+    /// term, which has no image to encode, draws w from the prior N(0, I), as
+    /// MMVAE+ does for cross-reconstruction. So z alone must say what the
+    /// caption says about the image.
     pub fn loss(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32) -> LossOutput {
         let [b, _] = batch.images.dims();
         let eps = Tensor::random(
-            [3 * b, self.latent],
+            [3 * b, self.noise_dim()],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &batch.images.device(),
         );
         self.loss_with_noise(batch, cfg, fusion, beta, eps)
     }
 
+    /// Columns of the noise one loss row needs: `latent + private`.
+    pub fn noise_dim(&self) -> usize {
+        self.latent + self.private
+    }
+
+    /// q(z|x) as the image expert (no prior) and, with an image-only latent,
+    /// q(w|x).
+    ///
+    /// # Shapes
+    /// `images`: `[batch, pixels]` → `[batch, latent]`, `[batch, private]`
+    pub fn image_experts(&self, images: Tensor<2>) -> (Gaussian, Option<Gaussian>) {
+        let q = self.image_encoder.forward(images);
+        if self.private == 0 {
+            (q, None)
+        } else {
+            (
+                q.narrow(0, self.latent),
+                Some(q.narrow(self.latent, self.private)),
+            )
+        }
+    }
+
     /// [`Mvae::loss`] with the reparameterisation noise given:
-    /// `eps`: `[3 * batch, latent]` (joint, image-only, text-only rows).
+    /// `eps`: `[3 * batch, latent + private]` (joint, image-only, text-only rows).
     pub fn loss_with_noise(
         &self,
         batch: &Batch,
@@ -106,21 +139,14 @@ impl Mvae {
         eps: Tensor<2>,
     ) -> LossOutput {
         let [b, _] = batch.images.dims();
-        let qx = self.image_encoder.forward(batch.images.clone());
+        let (qx, qw) = self.image_experts(batch.images.clone());
+        let eps_full = eps.clone();
+        let eps = eps.narrow(1, 0, self.latent);
         let qy = self
             .text_encoder
             .forward(batch.tokens.clone(), batch.last.clone());
-        let (q_joint, q_x, q_y) = match fusion {
-            Fusion::Poe => (
-                Gaussian::product_with_prior(&[qx.clone(), qy.clone()]),
-                qx.with_prior(),
-                qy.with_prior(),
-            ),
-        };
-        let kl = Tensor::cat(
-            vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
-            0,
-        ); // [3b]
+        let q_joint = Gaussian::product_with_prior(&[qx.clone(), qy.clone()]);
+        let (q_x, q_y) = (qx.with_prior(), qy.with_prior());
         let z = Tensor::cat(
             vec![
                 q_joint.rsample_with(eps.clone().narrow(0, 0, b)),
@@ -129,9 +155,46 @@ impl Mvae {
             ],
             0,
         ); // [3b, latent]
+        let mut kl = match fusion {
+            Fusion::Poe | Fusion::MoPoe => Tensor::cat(
+                vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
+                0,
+            ),
+            // log q_mix(z) − log p(z) at each expert's own draw; the joint
+            // row is unused (weight 0) and keeps its PoE KL for the report.
+            Fusion::Moe => {
+                let zm = z.clone().narrow(0, b, 2 * b); // [2b, latent]
+                let mix = Gaussian::mixture_log_prob(
+                    &q_x.repeat_rows(2),
+                    &q_y.repeat_rows(2),
+                    zm.clone(),
+                ) - Gaussian::standard_log_prob(zm);
+                Tensor::cat(vec![q_joint.kl_standard(), mix], 0)
+            }
+        }; // [3b]
+           // The image decoder's input: [z, w] with w ~ q(w|x) on the joint and
+           // image-only rows and w ~ N(0, I) on the text-only row.
+        let z_img = match &qw {
+            None => z.clone(),
+            Some(qw) => {
+                let eps_w = eps_full.narrow(1, self.latent, self.private);
+                let w = Tensor::cat(
+                    vec![
+                        qw.rsample_with(eps_w.clone().narrow(0, 0, b)),
+                        qw.rsample_with(eps_w.clone().narrow(0, b, b)),
+                        eps_w.narrow(0, 2 * b, b),
+                    ],
+                    0,
+                ); // [3b, private]
+                let kl_w = qw.kl_standard(); // [b]
+                let zero = Tensor::<1>::zeros([b], &kl_w.device());
+                kl = kl + Tensor::cat(vec![kl_w.clone(), kl_w, zero], 0);
+                Tensor::cat(vec![z.clone(), w], 1) // [3b, latent + private]
+            }
+        };
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
-        let img_nll = bernoulli_nll(self.image_decoder.forward(z.clone()), x3)
+        let img_nll = bernoulli_nll(self.image_decoder.forward(z_img), x3)
             .sum_dim(1)
             .squeeze_dim::<1>(1); // [3b]
         let txt_nll = self
@@ -142,10 +205,17 @@ impl Mvae {
         let txt_nll = txt_nll.reshape([3, b]);
         let kl = kl.reshape([3, b]);
         // Which terms reconstruct which modality: rows are joint, x-only, y-only.
-        let (wx, wy, wk) = match cfg.unimodal_target {
-            UnimodalTarget::All => ([1.0f32, 1.0, 1.0], [1.0f32, 1.0, 1.0], [1.0f32, 1.0, 1.0]),
-            UnimodalTarget::Observed => ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]),
-            UnimodalTarget::None => ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]),
+        let (wx, wy, wk) = match (fusion, cfg.unimodal_target) {
+            (Fusion::Poe, UnimodalTarget::All) => ([1.0f32; 3], [1.0f32; 3], [1.0f32; 3]),
+            (Fusion::Poe, UnimodalTarget::Observed) => {
+                ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
+            }
+            (Fusion::Poe, UnimodalTarget::None) => {
+                ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0])
+            }
+            // The mixtures' stratified ELBOs average their components.
+            (Fusion::MoPoe, _) => ([1.0 / 3.0; 3], [1.0 / 3.0; 3], [1.0 / 3.0; 3]),
+            (Fusion::Moe, _) => ([0.0, 0.5, 0.5], [0.0, 0.5, 0.5], [0.0, 0.5, 0.5]),
         };
         let device = img_nll.device();
         let wx = Tensor::<1>::from_floats(wx, &device).reshape([3, 1]) * cfg.image_weight;
@@ -175,7 +245,17 @@ impl Mvae {
 
     /// q(z|x) with the prior expert.
     pub fn encode_image(&self, images: Tensor<2>) -> Gaussian {
-        self.image_encoder.forward(images).with_prior()
+        self.image_experts(images).0.with_prior()
+    }
+
+    /// q(z|x) with the prior expert, followed by q(w|x) when the model has an
+    /// image-only latent: `[batch, latent + private]`. Decoding a draw from it
+    /// reconstructs the image with its own pose and style.
+    pub fn encode_image_full(&self, images: Tensor<2>) -> Gaussian {
+        match self.image_experts(images) {
+            (qz, None) => qz.with_prior(),
+            (qz, Some(qw)) => qz.with_prior().concat(&qw),
+        }
     }
 
     /// q(z|y) with the prior expert.
@@ -183,18 +263,39 @@ impl Mvae {
         self.text_encoder.forward(tokens, last).with_prior()
     }
 
-    /// q(z|x,y).
-    pub fn encode_joint(&self, batch: &Batch) -> Gaussian {
-        let qx = self.image_encoder.forward(batch.images.clone());
-        let qy = self
-            .text_encoder
-            .forward(batch.tokens.clone(), batch.last.clone());
-        Gaussian::product_with_prior(&[qx, qy])
+    /// Complete a shared latent with the image-only part: w drawn from its
+    /// prior N(0, I) when `sample`, else its mean 0. Returns `z` unchanged
+    /// when it already has `latent + private` columns.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `[batch, latent + private]`
+    pub fn with_private(&self, z: Tensor<2>, sample: bool) -> Tensor<2> {
+        let [n, d] = z.dims();
+        if self.private == 0 || d == self.latent + self.private {
+            return z;
+        }
+        let device = z.device();
+        let w = if sample {
+            Tensor::random(
+                [n, self.private],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+        } else {
+            Tensor::zeros([n, self.private], &device)
+        };
+        Tensor::cat(vec![z, w], 1)
     }
 
-    /// Pixel probabilities: `[batch, latent]` → `[batch, pixels]`.
+    /// Pixel probabilities: `[batch, latent]` (w then drawn from its prior)
+    /// or `[batch, latent + private]` → `[batch, pixels]`.
     pub fn decode_image(&self, z: Tensor<2>) -> Tensor<2> {
-        sigmoid(self.image_decoder.forward(z))
+        sigmoid(self.image_decoder.forward(self.with_private(z, true)))
+    }
+
+    /// Text needs only the shared part of a `[batch, latent + private]` draw.
+    pub fn shared_part(&self, z: Tensor<2>) -> Tensor<2> {
+        z.narrow(1, 0, self.latent)
     }
 
     /// Token ids of captions decoded from `[batch, latent]`.
@@ -215,9 +316,14 @@ mod tests {
     const VOCAB: usize = 9;
 
     fn tiny_cfg(image: ImageModel) -> (ModelConfig, LossConfig) {
+        tiny_cfg_private(image, 0)
+    }
+
+    fn tiny_cfg_private(image: ImageModel, private_latent: usize) -> (ModelConfig, LossConfig) {
         (
             ModelConfig {
                 latent: 3,
+                private_latent,
                 fusion: Fusion::Poe,
                 image,
                 text: TextModel::Gru {
@@ -309,15 +415,19 @@ mod tests {
         }
     }
 
-    fn gradient_check(image: ImageModel) {
+    fn gradient_check(image: ImageModel, private: usize) {
+        gradient_check_fusion(image, private, Fusion::Poe);
+    }
+
+    fn gradient_check_fusion(image: ImageModel, private: usize, fusion: Fusion) {
         let _rng = crate::testutil::rng_lock();
-        let (cfg, loss_cfg) = tiny_cfg(image);
+        let (cfg, loss_cfg) = tiny_cfg_private(image, private);
         let ad = Device::flex().autodiff();
         ad.seed(11);
         let model = cfg.init(SIDE, 1, VOCAB, &ad);
         let batch_ad = tiny_batch(&ad);
         ad.seed(5);
-        let out = model.loss(&batch_ad, &loss_cfg, Fusion::Poe, 0.7);
+        let out = model.loss(&batch_ad, &loss_cfg, fusion, 0.7);
         let ad_value = scalar(out.total.clone());
         let grads = out.total.backward();
         let mut gv = GradsOf(&grads, Vec::new());
@@ -329,7 +439,7 @@ mod tests {
         let batch = tiny_batch(&plain);
         let loss_of = |m: &Mvae| {
             plain.seed(5);
-            scalar(m.loss(&batch, &loss_cfg, Fusion::Poe, 0.7).total)
+            scalar(m.loss(&batch, &loss_cfg, fusion, 0.7).total)
         };
         assert!(
             (loss_of(&base) - ad_value).abs() < 1e-4,
@@ -373,15 +483,23 @@ mod tests {
 
     #[test]
     fn loss_gradients_match_finite_differences_mlp() {
-        gradient_check(ImageModel::Mlp { hidden: 6 });
+        gradient_check(ImageModel::Mlp { hidden: 6 }, 0);
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_with_image_only_latent() {
+        gradient_check(ImageModel::Mlp { hidden: 6 }, 2);
     }
 
     #[test]
     fn loss_gradients_match_finite_differences_conv() {
-        gradient_check(ImageModel::Conv {
-            channels: 2,
-            hidden: 6,
-        });
+        gradient_check(
+            ImageModel::Conv {
+                channels: 2,
+                hidden: 6,
+            },
+            0,
+        );
     }
 
     #[test]
@@ -435,6 +553,101 @@ mod tests {
         });
         let e = crate::checkpoint::load_weights(other.init(SIDE, 1, VOCAB, &dev), &p).unwrap_err();
         assert!(e.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_moe() {
+        gradient_check_fusion(ImageModel::Mlp { hidden: 6 }, 0, Fusion::Moe);
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_mopoe_with_image_only_latent() {
+        gradient_check_fusion(ImageModel::Mlp { hidden: 6 }, 2, Fusion::MoPoe);
+    }
+
+    #[test]
+    fn mixture_objectives_relate_to_the_poe_terms() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
+        loss_cfg.align_weight = 0.0;
+        let dev = Device::flex();
+        dev.seed(8);
+        let model = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        let eps = Tensor::<2>::random([12, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let total = |f: Fusion| {
+            scalar(
+                model
+                    .loss_with_noise(&batch, &loss_cfg, f, 0.9, eps.clone())
+                    .total,
+            )
+        };
+        // MoPoE's stratified ELBO is the mean of the three subset ELBOs,
+        // which PoE with every term reconstructing both modalities sums.
+        let (poe, mopoe, moe) = (total(Fusion::Poe), total(Fusion::MoPoe), total(Fusion::Moe));
+        assert!(
+            (mopoe - poe / 3.0).abs() < 1e-4 * poe.abs(),
+            "{mopoe} vs {poe}/3"
+        );
+        // MoE drops the joint term and swaps the unimodal KLs for the
+        // mixture estimate; its reconstructions match the PoE rows 1 and 2.
+        assert!(
+            moe.is_finite() && (moe - mopoe).abs() > 1e-3,
+            "{moe} {mopoe}"
+        );
+    }
+
+    #[test]
+    fn image_only_latent_feeds_the_image_decoder_alone() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, loss_cfg) = tiny_cfg_private(ImageModel::Mlp { hidden: 8 }, 2);
+        let dev = Device::flex();
+        dev.seed(6);
+        let model = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        assert_eq!(model.encode_image(batch.images.clone()).mu.dims(), [4, 3]);
+        let full = model.encode_image_full(batch.images.clone());
+        assert_eq!(full.mu.dims(), [4, 5]);
+        // The shared part of the full posterior is q(z|x) itself.
+        let a = model.encode_image(batch.images.clone()).mu;
+        let b = model.shared_part(full.mu.clone());
+        assert_eq!(
+            a.try_into_vec_as::<f32>().unwrap(),
+            b.try_into_vec_as::<f32>().unwrap()
+        );
+        // A shared latent is completed with w = 0 (mean) or w ~ N(0, I).
+        let z = Tensor::<2>::ones([4, 3], &dev);
+        let mean = model.with_private(z.clone(), false);
+        assert_eq!(mean.dims(), [4, 5]);
+        let w: Vec<f32> = mean.narrow(1, 3, 2).try_into_vec_as().unwrap();
+        assert!(w.iter().all(|&v| v == 0.0));
+        let s1 = model
+            .decode_image(z.clone())
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let s2 = model.decode_image(z).try_into_vec_as::<f32>().unwrap();
+        assert_ne!(s1, s2, "prior draws of w should change the image");
+        // The loss's text-only row sees w only through its noise columns:
+        // changing them moves the text→image term and nothing else's text.
+        let eps = Tensor::<2>::random([12, 5], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let r = |eps: Tensor<2>| {
+            model
+                .loss_with_noise(&batch, &loss_cfg, Fusion::Poe, 1.0, eps)
+                .report
+                .try_into_vec_as::<f32>()
+                .unwrap()
+        };
+        let base = r(eps.clone());
+        let mut d = eps.try_into_vec_as::<f32>().unwrap();
+        for row in 8..12 {
+            d[row * 5 + 3] += 1.0;
+        }
+        let moved = r(Tensor::from_data(TensorData::new(d, [12, 5]), &dev));
+        // [loss, img_nll, txt_nll, kl, img2txt_nll, txt2img_nll, align_kl]
+        assert_ne!(base[5], moved[5]);
+        for i in [1, 2, 3, 4, 6] {
+            assert_eq!(base[i], moved[i], "term {i}");
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn sharded_gradients(
         .into_iter()
         .map(|p| {
             let eps = Tensor::random(
-                [3 * p.size, model.latent],
+                [3 * p.size, model.noise_dim()],
                 Distribution::Normal(0.0, 1.0),
                 device,
             );
@@ -173,6 +173,8 @@ mod tests {
         let _rng = crate::testutil::rng_lock();
         let cfg = ModelConfig {
             latent: 3,
+            // Covers the image-only latent's noise columns in the shards.
+            private_latent: 2,
             fusion: Fusion::Poe,
             image: ImageModel::Mlp { hidden: 8 },
             text: TextModel::Gru {
@@ -213,8 +215,8 @@ mod tests {
         let (g2, r2) = sharded_gradients(&model, &hb, 2, &loss, Fusion::Poe, 1.0, &dev);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);
-        let e1 = Tensor::<2>::random([9, 3], Distribution::Normal(0.0, 1.0), &dev);
-        let e2 = Tensor::<2>::random([6, 3], Distribution::Normal(0.0, 1.0), &dev);
+        let e1 = Tensor::<2>::random([9, 5], Distribution::Normal(0.0, 1.0), &dev);
+        let e2 = Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 1.0), &dev);
         // Rows are [joint, x, y] per shard; reassemble them for the whole batch.
         let pick = |e: &Tensor<2>, k: usize, len: usize| e.clone().narrow(0, k * len, len);
         let eps = Tensor::cat(
