@@ -239,12 +239,12 @@ mod tests {
         let lp = g
             .log_prob(t(&[z as f32], &dev))
             .into_data()
-            .to_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap()[0];
         assert!((lp as f64 - ln(z, m, v)).abs() < 1e-5);
         let sp = Gaussian::standard_log_prob(t(&[z as f32], &dev))
             .into_data()
-            .to_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap()[0];
         assert!((sp as f64 - ln(z, 0.0, 1.0)).abs() < 1e-5);
         // Mixture: log ½(N(z; m, v) + N(z; 2, 0.1)), even far in one tail.
@@ -252,7 +252,7 @@ mod tests {
         for z in [-0.4f64, 2.1, 40.0] {
             let mx = Gaussian::mixture_log_prob(&g, &h, t(&[z as f32], &dev))
                 .into_data()
-                .to_vec::<f32>()
+                .try_into_vec::<f32>()
                 .unwrap()[0] as f64;
             let (a, b) = (ln(z, m, v), ln(z, 2.0, 0.1));
             let hi = a.max(b);
