@@ -31,6 +31,13 @@ enum Command {
     Sample(commands::SampleArgs),
     /// Measure a checkpoint on the test split (coherence, test loss).
     Eval(commands::EvalArgs),
+    /// Fit the consistency-check thresholds on the validation split, measure
+    /// them on the test split (precision, recall, F1, AUROC against random
+    /// and one-attribute mismatches), and save them with the checkpoint.
+    Calibrate(commands::CalibrateArgs),
+    /// Does a caption match an image? Scores one pair (--image, --text) or a
+    /// file of pairs (--pairs) and decides with the calibrated threshold.
+    Check(commands::CheckArgs),
     /// The evaluation classifier that scores generated images.
     Classifier {
         #[command(subcommand)]
@@ -57,6 +64,8 @@ fn main() -> ExitCode {
         Command::Reconstruct(a) => commands::reconstruct(a),
         Command::Sample(a) => commands::sample(a),
         Command::Eval(a) => commands::eval(a),
+        Command::Calibrate(a) => commands::calibrate(a),
+        Command::Check(a) => commands::check(a),
         Command::Classifier { command } => commands::classifier(command),
         Command::Data { command } => commands::data(command),
         Command::Quickstart(a) => commands::quickstart(a),

@@ -12,6 +12,7 @@ use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
 use crate::infer::{Draw, Loaded};
 use crate::mvae::REPORT_NAMES;
+use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
 
 #[derive(Debug, Clone)]
@@ -145,6 +146,8 @@ pub struct EvalReport {
     pub image_reconstruction: Coherence,
     /// Mean negative ELBO terms on the test split (training templates).
     pub test_loss: BTreeMap<String, f64>,
+    /// Cross-modal retrieval in the latent space (1,000-item subsets).
+    pub retrieval: Option<RetrievalReport>,
 }
 
 impl EvalReport {
@@ -199,6 +202,33 @@ impl EvalReport {
             "test negative ELBO objective",
             self.test_loss.get("loss").copied().unwrap_or(f64::NAN)
         ));
+        if let Some(r) = &self.retrieval {
+            for (name, d, class) in [
+                (
+                    "retrieval image -> text",
+                    &r.image_to_text,
+                    r.image_to_text_class_at_1,
+                ),
+                (
+                    "retrieval text -> image",
+                    &r.text_to_image,
+                    r.text_to_image_class_at_1,
+                ),
+            ] {
+                s.push_str(&format!(
+                    "  {name:<35}MedR {:.1}  R@1 {}  R@5 {}  R@10 {}  class@1 {}\n",
+                    d.median_rank,
+                    pct(d.recall_at_1),
+                    pct(d.recall_at_5),
+                    pct(d.recall_at_10),
+                    pct(class)
+                ));
+            }
+            s.push_str(&format!(
+                "  ({} subset(s) of {} items)\n",
+                r.subsets, r.subset_size
+            ));
+        }
         s
     }
 }
@@ -302,7 +332,9 @@ pub fn evaluate(
         &m.checkpoint.vocab,
         &m.device,
     );
+    let retrieval = retrieval(m, &sub, 1000, 10).ok();
     EvalReport {
+        retrieval,
         dataset: cfg.data.dataset.to_string(),
         checkpoint: m.checkpoint.dir.display().to_string(),
         test_items: n,

@@ -1,0 +1,529 @@
+//! Consistency checking: does this caption match this image?
+//!
+//! Three scores of an image–caption pair, each "higher = more likely a
+//! match":
+//! - [`Score::Overlap`]: −(KL(q(z|x) ‖ q(z|y)) + KL(q(z|y) ‖ q(z|x))), how much
+//!   the two unimodal posteriors agree;
+//! - [`Score::TextRatio`]: log p(y | z = mean of q(z|x)) − log p(y), the
+//!   caption's likelihood given the image against its prior likelihood
+//!   log p(y) ≈ log mean_k p(y | z_k), z_k ~ N(0, I);
+//! - [`Score::ImageRatio`]: the image-side counterpart,
+//!   log p(x | z = mean of q(z|y)) − log p(x).
+//!
+//! The decision threshold of each score is fitted on the validation split
+//! only (maximising F1 against random mismatches) and saved beside the
+//! weights as `consistency.json`; the test split is then only scored.
+
+use burn::prelude::*;
+use burn::tensor::activation::softplus;
+use burn::tensor::Distribution;
+use mmvae_data::captions::{splitmix64, CaptionSet, Captioner};
+use mmvae_data::{fsutil, DatasetKind, ImageLabelSet};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::batch::{CaptionSource, HostBatch};
+use crate::error::{ModelError, Result};
+use crate::gaussian::Gaussian;
+use crate::infer::Loaded;
+use crate::metrics::{self, Binary};
+
+/// A way to score an image–caption pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Score {
+    Overlap,
+    TextRatio,
+    ImageRatio,
+}
+
+impl Score {
+    pub const ALL: [Score; 3] = [Score::Overlap, Score::TextRatio, Score::ImageRatio];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Score::Overlap => "overlap",
+            Score::TextRatio => "text-ratio",
+            Score::ImageRatio => "image-ratio",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Score> {
+        Score::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "unknown score `{s}` (expected overlap, text-ratio or image-ratio)"
+                ))
+            })
+    }
+}
+
+/// Settings of the scores.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ScoreOptions {
+    /// Prior samples in the estimates of log p(x) and log p(y).
+    pub prior_samples: usize,
+    /// Seed of those samples (the same draws serve every pair).
+    pub seed: u64,
+    pub batch_size: usize,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self {
+            prior_samples: 64,
+            seed: 0,
+            batch_size: 256,
+        }
+    }
+}
+
+/// The three scores of each pair, indexed like [`Score::ALL`].
+pub type PairScores = [f32; 3];
+
+fn floats1(t: Tensor<1>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap_or_default()
+}
+
+/// log mean_k exp(v[k, i]) over the rows: `[k, n]` → `[n]`.
+fn log_mean_exp_rows(v: Tensor<2>) -> Tensor<1> {
+    let [k, _] = v.dims();
+    let m = v.clone().max_dim(0); // [1, n]
+    let s = (v - m.clone()).exp().sum_dim(0).log() + m; // [1, n]
+    (s - (k as f32).ln()).squeeze_dim::<1>(0)
+}
+
+/// Score pairs `(image i, caption j)`.
+///
+/// # Shapes
+/// `images`: `[n_images, pixels]` in `[0, 1]`; `captions`: any number.
+pub fn score_pairs(
+    m: &Loaded,
+    images: Tensor<2>,
+    captions: &[String],
+    pairs: &[(usize, usize)],
+    opts: ScoreOptions,
+) -> Result<Vec<PairScores>> {
+    let model = &m.model;
+    let dev = &m.device;
+    let bs = opts.batch_size.max(1);
+    let [n_img, _] = images.dims();
+    if let Some(&(i, j)) = pairs
+        .iter()
+        .find(|&&(i, j)| i >= n_img || j >= captions.len())
+    {
+        return Err(ModelError::Invalid(format!(
+            "pair ({i}, {j}) is out of range ({n_img} images, {} captions)",
+            captions.len()
+        )));
+    }
+    m.seed(opts.seed);
+    let k = opts.prior_samples.max(1);
+    // Prior draws shared by every estimate (common random numbers).
+    let z_prior = Tensor::<2>::random(
+        [k, model.latent + model.private],
+        Distribution::Normal(0.0, 1.0),
+        dev,
+    );
+    let z_prior_shared = model.shared_part(z_prior.clone()); // [k, latent]
+
+    // Images: posteriors, and log p(x) ≈ log mean_k p(x | z_k). With logits l,
+    // −log p(x|l) = Σ softplus(l) − x·l, so all images meet all k decodes in
+    // one matrix product.
+    let prior_logits = model.image_decoder.forward(z_prior); // [k, pixels]
+    let sp = softplus(prior_logits.clone(), 1.0)
+        .sum_dim(1)
+        .reshape([1, k]); // [1, k]
+    let mut qx: Vec<Gaussian> = Vec::new();
+    let mut log_px: Vec<f32> = Vec::with_capacity(n_img);
+    let mut start = 0;
+    while start < n_img {
+        let len = bs.min(n_img - start);
+        let x = images.clone().narrow(0, start, len);
+        qx.push(model.encode_image(x.clone()));
+        let ll = x.matmul(prior_logits.clone().transpose()) - sp.clone(); // [len, k]
+        log_px.extend(floats1(log_mean_exp_rows(ll.transpose())));
+        start += len;
+    }
+    let qx = Gaussian {
+        mu: Tensor::cat(qx.iter().map(|g| g.mu.clone()).collect(), 0),
+        logvar: Tensor::cat(qx.iter().map(|g| g.logvar.clone()).collect(), 0),
+    };
+
+    // Captions: posteriors, their image decodes, and log p(y).
+    let (tokens, last) = m.text_batch(captions, false)?;
+    let [n_cap, t] = tokens.dims();
+    let mut qy: Vec<Gaussian> = Vec::new();
+    let mut log_py: Vec<f32> = Vec::with_capacity(n_cap);
+    let mut start = 0;
+    while start < n_cap {
+        let len = bs.min(n_cap - start);
+        let tok = tokens.clone().narrow(0, start, len);
+        qy.push(
+            model
+                .text_encoder
+                .forward(tok.clone(), last.clone().narrow(0, start, len))
+                .with_prior(),
+        );
+        // [k·len] rows: draw-major, caption-minor.
+        let z = z_prior_shared
+            .clone()
+            .unsqueeze_dim::<3>(1)
+            .repeat_dim(1, len)
+            .reshape([k * len, model.latent]);
+        let toks = tok
+            .unsqueeze_dim::<3>(0)
+            .repeat_dim(0, k)
+            .reshape([k * len, t]);
+        let ll = model.text_decoder.nll(z, toks).neg().reshape([k, len]);
+        log_py.extend(floats1(log_mean_exp_rows(ll)));
+        start += len;
+    }
+    let qy = Gaussian {
+        mu: Tensor::cat(qy.iter().map(|g| g.mu.clone()).collect(), 0),
+        logvar: Tensor::cat(qy.iter().map(|g| g.logvar.clone()).collect(), 0),
+    };
+
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(bs) {
+        let n = chunk.len();
+        let ii: Vec<i64> = chunk.iter().map(|p| p.0 as i64).collect();
+        let jj: Vec<i64> = chunk.iter().map(|p| p.1 as i64).collect();
+        let ii = Tensor::<1, Int>::from_data(TensorData::new(ii, [n]), dev);
+        let jj = Tensor::<1, Int>::from_data(TensorData::new(jj, [n]), dev);
+        let a = Gaussian::new(
+            qx.mu.clone().select(0, ii.clone()),
+            qx.logvar.clone().select(0, ii.clone()),
+        );
+        let b = Gaussian::new(
+            qy.mu.clone().select(0, jj.clone()),
+            qy.logvar.clone().select(0, jj.clone()),
+        );
+        let overlap = floats1((a.kl(&b) + b.kl(&a)).neg());
+        let text_ll = floats1(
+            model
+                .text_decoder
+                .nll(a.mu.clone(), tokens.clone().select(0, jj.clone()))
+                .neg(),
+        );
+        let x = images.clone().select(0, ii);
+        let logits = model
+            .image_decoder
+            .forward(model.with_private(b.mu.clone(), false));
+        let img_ll = floats1(
+            (x * logits.clone() - softplus(logits, 1.0))
+                .sum_dim(1)
+                .squeeze_dim::<1>(1),
+        );
+        for (r, &(i, j)) in chunk.iter().enumerate() {
+            out.push([overlap[r], text_ll[r] - log_py[j], img_ll[r] - log_px[i]]);
+        }
+    }
+    Ok(out)
+}
+
+/// Matching pairs and two kinds of mismatches built from a labelled split.
+pub struct PairSuite {
+    /// `[n, pixels]` images in `[0, 1]`.
+    pub images: Tensor<2>,
+    /// The first `n` are the items' own captions, the next `n` their hard
+    /// negatives (one attribute or word changed).
+    pub captions: Vec<String>,
+    pub positives: Vec<(usize, usize)>,
+    /// Image i with the caption of a random item of another class.
+    pub random: Vec<(usize, usize)>,
+    /// Image i with its caption with exactly one attribute changed (datasets
+    /// with one slot: the class word changed, the phrasing kept).
+    pub hard: Vec<(usize, usize)>,
+}
+
+/// The class whose attributes are `attrs`.
+fn class_with(kind: DatasetKind, attrs: &[usize]) -> Option<usize> {
+    (0..kind.num_classes()).find(|&c| kind.attributes(c) == attrs)
+}
+
+/// Build the pairs of `n` items of `data` (the first `n`), deterministically
+/// from `seed`. Captions come from the training phrasings of `stream`.
+pub fn pair_suite(
+    m: &Loaded,
+    data: &ImageLabelSet,
+    n: usize,
+    stream: u64,
+    seed: u64,
+) -> Result<PairSuite> {
+    let kind = m.checkpoint.config.data.dataset;
+    let n = n.min(data.len());
+    if n < 2 {
+        return Err(ModelError::Invalid(format!(
+            "consistency checking needs at least 2 items, the split has {n}"
+        )));
+    }
+    let captioner = Captioner::new(kind, m.checkpoint.config.data.caption_seed);
+    let src = CaptionSource {
+        captioner,
+        set: CaptionSet::Train,
+        stream,
+    };
+    let idx: Vec<usize> = (0..n).collect();
+    let hb = HostBatch::gather(data, &idx, src, &m.checkpoint.vocab, m.model.max_len);
+    let images = Tensor::from_data(TensorData::new(hb.images, [n, hb.pixels]), &m.device);
+    let slots = kind.slots();
+    let mut captions = hb.captions.clone();
+    let mut random = Vec::with_capacity(n);
+    let mut hard = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = hb.labels[i];
+        let mut h = splitmix64(seed ^ splitmix64(i as u64 ^ 0xC0FFEE));
+        // Random mismatch: another item whose class differs.
+        let mut j = (h % n as u64) as usize;
+        let mut tries = 0;
+        while hb.labels[j] == label && tries < 4 * n {
+            h = splitmix64(h);
+            j = (h % n as u64) as usize;
+            tries += 1;
+        }
+        if hb.labels[j] == label {
+            return Err(ModelError::Invalid(
+                "every item has the same class: no mismatched pairs to score".into(),
+            ));
+        }
+        random.push((i, j));
+        // Hard mismatch: one slot changed to another value, same phrasing.
+        h = splitmix64(h);
+        let mut attrs = kind.attributes(label);
+        let s = (h % slots.len() as u64) as usize;
+        h = splitmix64(h);
+        let values = slots[s].1;
+        let shift = 1 + (h % (values as u64 - 1).max(1)) as usize;
+        attrs[s] = (attrs[s] + shift) % values;
+        let other = class_with(kind, &attrs)
+            .ok_or_else(|| ModelError::Invalid(format!("no class has attributes {attrs:?}")))?;
+        captions.push(src.captioner.caption(src.set, stream, i, other));
+        hard.push((i, n + i));
+    }
+    Ok(PairSuite {
+        images,
+        captions,
+        positives: (0..n).map(|i| (i, i)).collect(),
+        random,
+        hard,
+    })
+}
+
+/// One score's results against both kinds of mismatch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoreResult {
+    pub random: Binary,
+    pub hard: Binary,
+}
+
+/// Calibration and measurement of the consistency scores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    pub dataset: String,
+    /// The score `mmvae check` decides with: the best mean validation AUROC
+    /// over both kinds of mismatch.
+    pub default_score: Score,
+    /// Per score: "match" when score ≥ threshold, fitted on validation
+    /// positives against random mismatches (maximum F1).
+    pub thresholds: BTreeMap<Score, f32>,
+    pub options: ScoreOptions,
+    pub val_items: usize,
+    pub val: BTreeMap<Score, ScoreResult>,
+    /// Test-split results at the validation thresholds (absent if not run).
+    #[serde(default)]
+    pub test_items: usize,
+    #[serde(default)]
+    pub test: BTreeMap<Score, ScoreResult>,
+}
+
+/// The file a calibration is saved to inside a checkpoint folder.
+pub fn calibration_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("consistency.json")
+}
+
+/// Score a suite: per score, (positives, random, hard) score lists.
+fn suite_scores(
+    m: &Loaded,
+    s: &PairSuite,
+    opts: ScoreOptions,
+) -> Result<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> {
+    let all: Vec<(usize, usize)> = s
+        .positives
+        .iter()
+        .chain(&s.random)
+        .chain(&s.hard)
+        .copied()
+        .collect();
+    let sc = score_pairs(m, s.images.clone(), &s.captions, &all, opts)?;
+    let n = s.positives.len();
+    Ok((0..Score::ALL.len())
+        .map(|k| {
+            let col: Vec<f32> = sc.iter().map(|r| r[k]).collect();
+            (
+                col[..n].to_vec(),
+                col[n..2 * n].to_vec(),
+                col[2 * n..].to_vec(),
+            )
+        })
+        .collect())
+}
+
+/// Fit thresholds on `val` (first `val_n` items) and measure on `test`
+/// (first `test_n` items).
+pub fn calibrate(
+    m: &Loaded,
+    val: &ImageLabelSet,
+    val_n: usize,
+    test: &ImageLabelSet,
+    test_n: usize,
+    opts: ScoreOptions,
+) -> Result<Calibration> {
+    let vs = pair_suite(m, val, val_n, crate::data::VAL_STREAM, opts.seed)?;
+    let v = suite_scores(m, &vs, opts)?;
+    let mut thresholds = BTreeMap::new();
+    let mut val_res = BTreeMap::new();
+    for (k, score) in Score::ALL.into_iter().enumerate() {
+        let (pos, rnd, hard) = &v[k];
+        let t = metrics::best_f1_threshold(pos, rnd);
+        thresholds.insert(score, t);
+        val_res.insert(
+            score,
+            ScoreResult {
+                random: metrics::binary(pos, rnd, t),
+                hard: metrics::binary(pos, hard, t),
+            },
+        );
+    }
+    let default_score = *val_res
+        .iter()
+        .max_by(|a, b| {
+            let f = |r: &ScoreResult| r.random.auroc + r.hard.auroc;
+            f(a.1).total_cmp(&f(b.1))
+        })
+        .map(|(s, _)| s)
+        .unwrap_or(&Score::Overlap);
+    let ts = pair_suite(m, test, test_n, crate::data::TEST_STREAM, opts.seed)?;
+    let tv = suite_scores(m, &ts, opts)?;
+    let mut test_res = BTreeMap::new();
+    for (k, score) in Score::ALL.into_iter().enumerate() {
+        let (pos, rnd, hard) = &tv[k];
+        let t = thresholds[&score];
+        test_res.insert(
+            score,
+            ScoreResult {
+                random: metrics::binary(pos, rnd, t),
+                hard: metrics::binary(pos, hard, t),
+            },
+        );
+    }
+    Ok(Calibration {
+        dataset: m.checkpoint.config.data.dataset.to_string(),
+        default_score,
+        thresholds,
+        options: opts,
+        val_items: vs.positives.len(),
+        val: val_res,
+        test_items: ts.positives.len(),
+        test: test_res,
+    })
+}
+
+impl Calibration {
+    pub fn save(&self, checkpoint: &Path) -> Result<PathBuf> {
+        let p = calibration_path(checkpoint);
+        let json = serde_json::to_string_pretty(self).expect("calibration serialises");
+        fsutil::write_atomic(&p, json.as_bytes())?;
+        Ok(p)
+    }
+
+    /// The calibration saved with a checkpoint; refuses one fitted for
+    /// another dataset.
+    pub fn load(m: &Loaded) -> Result<Calibration> {
+        let p = calibration_path(&m.checkpoint.dir);
+        let s = std::fs::read_to_string(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ModelError::checkpoint(
+                    &m.checkpoint.dir,
+                    "no consistency calibration; run `mmvae calibrate --checkpoint DIR` first",
+                )
+            } else {
+                ModelError::Io {
+                    path: p.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let c: Calibration = serde_json::from_str(&s)
+            .map_err(|e| ModelError::checkpoint(&p, format!("unreadable calibration: {e}")))?;
+        let want = m.checkpoint.config.data.dataset.to_string();
+        if c.dataset != want {
+            return Err(ModelError::checkpoint(
+                &p,
+                format!("calibrated for {}, the model is for {want}", c.dataset),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// A readable table of validation and test results.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "consistency on {} (thresholds fitted on {} validation items; test {} items)\n",
+            self.dataset, self.val_items, self.test_items
+        );
+        s += &format!(
+            "  {:<12} {:>10}  {:>9} {:>9} {:>7} {:>7}  {:>10} {:>7}\n",
+            "score", "threshold", "precision", "recall", "F1", "AUROC", "hard F1", "AUROC"
+        );
+        for (score, r) in &self.test {
+            s += &format!(
+                "  {:<12} {:>10.3}  {:>9.4} {:>9.4} {:>7.4} {:>7.4}  {:>10.4} {:>7.4}{}\n",
+                score.name(),
+                self.thresholds[score],
+                r.random.precision,
+                r.random.recall,
+                r.random.f1,
+                r.random.auroc,
+                r.hard.f1,
+                r.hard.auroc,
+                if *score == self.default_score {
+                    "  (default)"
+                } else {
+                    ""
+                }
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_mean_exp_is_stable_and_exact() {
+        let dev = Device::flex();
+        let v = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, -1000.0, (3.0f32).ln(), -1000.0], [2, 2]),
+            &dev,
+        );
+        let r = floats1(log_mean_exp_rows(v));
+        assert!((r[0] - (2.0f32).ln()).abs() < 1e-5, "{r:?}");
+        assert!((r[1] + 1000.0).abs() < 1e-3, "{r:?}");
+    }
+
+    #[test]
+    fn score_names_round_trip() {
+        for s in Score::ALL {
+            assert_eq!(Score::parse(s.name()).unwrap(), s);
+            let j = serde_json::to_string(&s).unwrap();
+            assert_eq!(j, format!("\"{}\"", s.name()));
+        }
+        assert!(Score::parse("cosine").is_err());
+    }
+}

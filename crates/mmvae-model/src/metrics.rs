@@ -1,0 +1,232 @@
+//! Binary-decision and ranking metrics: precision/recall/F1 at a threshold,
+//! AUROC, the F1-optimal threshold, and retrieval ranks (MedR, Recall@K).
+
+use serde::{Deserialize, Serialize};
+
+/// Precision, recall and F1 of "score ≥ threshold ⇒ match" (positive class =
+/// match), and the threshold-free AUROC.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Binary {
+    pub threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub auroc: f64,
+}
+
+/// Scores of matching pairs (`pos`) and mismatched ones (`neg`) at a threshold.
+pub fn binary(pos: &[f32], neg: &[f32], threshold: f32) -> Binary {
+    let tp = pos.iter().filter(|&&s| s >= threshold).count() as f64;
+    let fp = neg.iter().filter(|&&s| s >= threshold).count() as f64;
+    let fneg = pos.len() as f64 - tp;
+    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+    let recall = if tp + fneg > 0.0 {
+        tp / (tp + fneg)
+    } else {
+        0.0
+    };
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    Binary {
+        threshold,
+        precision,
+        recall,
+        f1,
+        auroc: auroc(pos, neg),
+    }
+}
+
+/// Area under the ROC curve: the probability that a random positive scores
+/// above a random negative, ties counting one half (Mann–Whitney U).
+pub fn auroc(pos: &[f32], neg: &[f32]) -> f64 {
+    if pos.is_empty() || neg.is_empty() {
+        return f64::NAN;
+    }
+    // Rank all scores together (average ranks over ties).
+    let mut all: Vec<(f32, bool)> = pos
+        .iter()
+        .map(|&s| (s, true))
+        .chain(neg.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut rank_sum_pos = 0.0f64;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0; // 1-based average rank
+        rank_sum_pos += all[i..=j].iter().filter(|x| x.1).count() as f64 * avg;
+        i = j + 1;
+    }
+    let (np, nn) = (pos.len() as f64, neg.len() as f64);
+    (rank_sum_pos - np * (np + 1.0) / 2.0) / (np * nn)
+}
+
+/// The threshold that maximises F1 on these scores: one of the observed
+/// scores (so every candidate decision is tried).
+pub fn best_f1_threshold(pos: &[f32], neg: &[f32]) -> f32 {
+    let mut all: Vec<(f32, bool)> = pos
+        .iter()
+        .map(|&s| (s, true))
+        .chain(neg.iter().map(|&s| (s, false)))
+        .filter(|x| x.0.is_finite())
+        .collect();
+    if all.is_empty() {
+        return 0.0;
+    }
+    // Descending: sweeping the threshold down admits one more item at a time.
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let p_total = pos.len() as f64;
+    let (mut tp, mut fp) = (0.0f64, 0.0f64);
+    let (mut best, mut best_t) = (-1.0f64, all[0].0);
+    let mut i = 0;
+    while i < all.len() {
+        let t = all[i].0;
+        while i < all.len() && all[i].0 == t {
+            if all[i].1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        let f1 = 2.0 * tp / (tp + fp + p_total);
+        if f1 > best {
+            best = f1;
+            best_t = t;
+        }
+    }
+    best_t
+}
+
+/// Retrieval quality of one query direction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Retrieval {
+    /// Median rank (1 = first) of the paired item.
+    pub median_rank: f64,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub recall_at_10: f64,
+}
+
+/// Ranks of the true item of each query. `sim[q][c]`: similarity of query
+/// `q` to candidate `c`; the true candidate of query `q` is `c = q`. Ties
+/// rank the true item after the others that score the same (pessimistic).
+pub fn true_ranks(sim: &[Vec<f32>]) -> Vec<usize> {
+    sim.iter()
+        .enumerate()
+        .map(|(q, row)| {
+            let s = row[q];
+            1 + row
+                .iter()
+                .enumerate()
+                .filter(|&(c, &v)| c != q && v >= s)
+                .count()
+        })
+        .collect()
+}
+
+/// MedR and Recall@1/5/10 from the ranks of the true items.
+pub fn retrieval(ranks: &[usize]) -> Retrieval {
+    if ranks.is_empty() {
+        return Retrieval::default();
+    }
+    let mut r = ranks.to_vec();
+    r.sort_unstable();
+    let n = r.len();
+    let median_rank = if n % 2 == 1 {
+        r[n / 2] as f64
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) as f64 / 2.0
+    };
+    let at = |k: usize| r.iter().filter(|&&x| x <= k).count() as f64 / n as f64;
+    Retrieval {
+        median_rank,
+        recall_at_1: at(1),
+        recall_at_5: at(5),
+        recall_at_10: at(10),
+    }
+}
+
+/// The mean of several retrieval results (e.g. over disjoint subsets).
+pub fn mean_retrieval(rs: &[Retrieval]) -> Retrieval {
+    let n = rs.len().max(1) as f64;
+    Retrieval {
+        median_rank: rs.iter().map(|r| r.median_rank).sum::<f64>() / n,
+        recall_at_1: rs.iter().map(|r| r.recall_at_1).sum::<f64>() / n,
+        recall_at_5: rs.iter().map(|r| r.recall_at_5).sum::<f64>() / n,
+        recall_at_10: rs.iter().map(|r| r.recall_at_10).sum::<f64>() / n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auroc_matches_pair_counting() {
+        // Perfect, reversed and chance separations.
+        assert_eq!(auroc(&[3.0, 4.0], &[1.0, 2.0]), 1.0);
+        assert_eq!(auroc(&[1.0, 2.0], &[3.0, 4.0]), 0.0);
+        assert_eq!(auroc(&[1.0], &[1.0]), 0.5);
+        // Brute force on a mixed case with ties.
+        let pos = [0.9f32, 0.4, 0.4, 0.7, 0.1];
+        let neg = [0.4f32, 0.2, 0.8, 0.05];
+        let mut wins = 0.0;
+        for p in pos {
+            for n in neg {
+                wins += if p > n {
+                    1.0
+                } else if p == n {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let want = wins / (pos.len() * neg.len()) as f64;
+        assert!((auroc(&pos, &neg) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn f1_threshold_is_the_best_of_all_cuts() {
+        let pos = [0.9f32, 0.8, 0.35, 0.7, 0.6];
+        let neg = [0.5f32, 0.4, 0.3, 0.75, 0.1, 0.2];
+        let t = best_f1_threshold(&pos, &neg);
+        let best = binary(&pos, &neg, t).f1;
+        for c in pos.iter().chain(&neg) {
+            assert!(
+                binary(&pos, &neg, *c).f1 <= best + 1e-12,
+                "cut {c} beats {t}"
+            );
+        }
+        // Here: ≥ 0.6 gives tp 4, fp 1 → P 0.8, R 0.8.
+        assert_eq!(t, 0.6);
+        let b = binary(&pos, &neg, t);
+        assert!((b.precision - 0.8).abs() < 1e-12 && (b.recall - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranks_and_recall() {
+        // Query 0 finds itself first; query 1 second; query 2 third (a tie
+        // counts against it).
+        let sim = vec![
+            vec![0.9, 0.1, 0.2],
+            vec![0.5, 0.4, 0.3],
+            vec![0.7, 0.7, 0.7],
+        ];
+        let r = true_ranks(&sim);
+        assert_eq!(r, vec![1, 2, 3]);
+        let m = retrieval(&r);
+        assert_eq!(m.median_rank, 2.0);
+        assert!((m.recall_at_1 - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.recall_at_5, 1.0);
+        let avg = mean_retrieval(&[m, retrieval(&[1, 1, 1])]);
+        assert_eq!(avg.median_rank, 1.5);
+    }
+}
