@@ -144,6 +144,8 @@ fn help_lists_the_commands() {
         "reconstruct",
         "sample",
         "eval",
+        "calibrate",
+        "check",
         "classifier",
         "data",
         "quickstart",
@@ -362,6 +364,140 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         json["image_to_text"]["strict"].as_f64().unwrap() > 0.3,
         "{json}"
     );
+    // Retrieval: recalls are fractions, ranks start at 1; the bars' classes
+    // are found far above chance (10%).
+    let r = &json["retrieval"];
+    for dir in ["image_to_text", "text_to_image"] {
+        let r10 = r[dir]["recall_at_10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r10) && r[dir]["median_rank"].as_f64().unwrap() >= 1.0);
+    }
+    assert!(r["image_to_text_class_at_1"].as_f64().unwrap() > 0.3, "{r}");
+
+    consistency_commands(d);
+}
+
+/// A bar image of class `c`, as in [`write_dataset`].
+fn bar(c: usize) -> mmvae_data::imageio::Image {
+    let mut px = vec![0u8; 784];
+    for y in (c * 2 + 3)..(c * 2 + 6) {
+        for x in 4..24 {
+            px[y * 28 + x] = 220;
+        }
+    }
+    mmvae_data::imageio::Image::from_bytes(1, 28, 28, &px)
+}
+
+/// `calibrate` and `check` on the trained fixture model in `d`.
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+fn consistency_commands(d: &Path) {
+    let ck = ["--checkpoint", "run/best"];
+    std::fs::create_dir_all(d.join("pairs")).unwrap();
+    mmvae_data::imageio::save_image(&d.join("pairs/three.png"), &bar(3)).unwrap();
+    mmvae_data::imageio::save_image(&d.join("pairs/eight.png"), &bar(8)).unwrap();
+    let one = |text: &str| {
+        let mut v = vec![
+            "check",
+            ck[0],
+            ck[1],
+            "--image",
+            "pairs/three.png",
+            "--text",
+        ];
+        v.push(text);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // Not calibrated yet: say how to.
+    let e = fails(d, &as_refs(&one("the digit three")));
+    assert!(e.contains("mmvae calibrate"), "{e}");
+    let table = ok(
+        d,
+        &[
+            "calibrate",
+            ck[0],
+            ck[1],
+            "--data-dir",
+            "data",
+            "--val-items",
+            "50",
+            "--test-items",
+            "100",
+            "--prior-samples",
+            "8",
+        ],
+    );
+    assert!(
+        table.contains("text-ratio") && table.contains("(default)"),
+        "{table}"
+    );
+    let cal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/consistency.json")).unwrap())
+            .unwrap();
+    let def = cal["default_score"].as_str().unwrap().to_string();
+    let auroc = cal["test"][&def]["random"]["auroc"].as_f64().unwrap();
+    assert!(auroc > 0.7, "bars are easy to tell apart: {cal}");
+    // One pair: the three scores and a decision; its own caption scores
+    // above another class's under the default score.
+    let yes = ok(d, &as_refs(&one("the digit three")));
+    let no = ok(d, &as_refs(&one("the digit eight")));
+    let score_of = |out: &str| -> f64 {
+        out.lines()
+            .find(|l| l.starts_with(&def))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(score_of(&yes) > score_of(&no), "{yes}\n{no}");
+    assert!(yes.contains("match"), "{yes}");
+    // Unknown words are refused, not guessed.
+    let e = fails(d, &as_refs(&one("the digit zebra")));
+    assert!(e.contains("zebra"), "{e}");
+    // A pairs file with bad lines: each listed with its line, nothing written.
+    std::fs::write(
+        d.join("pairs/p.csv"),
+        "image,text\nthree.png,the digit three\neight.png,\"a handwritten eight\"\nmissing.png,the digit one\nthree.png,\n",
+    )
+    .unwrap();
+    let o = run(
+        d,
+        &[
+            "check",
+            ck[0],
+            ck[1],
+            "--pairs",
+            "pairs/p.csv",
+            "--out",
+            "scores.csv",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("p.csv line 4") && err.contains("missing.png"),
+        "{err}"
+    );
+    assert!(err.contains("p.csv line 5: empty text"), "{err}");
+    assert!(!d.join("scores.csv").exists());
+    let out = ok(
+        d,
+        &[
+            "check",
+            ck[0],
+            ck[1],
+            "--pairs",
+            "pairs/p.csv",
+            "--out",
+            "scores.csv",
+            "--skip-bad",
+        ],
+    );
+    assert!(out.contains("2 pairs scored"), "{out}");
+    let csv = std::fs::read_to_string(d.join("scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("image,text,overlap,text_ratio,image_ratio,match"));
 }
 
 #[test]
