@@ -11,6 +11,7 @@ use crate::batch::{CaptionSource, HostBatch};
 use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
 use crate::infer::{Draw, Loaded};
+use crate::metrics;
 use crate::mvae::REPORT_NAMES;
 use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
@@ -146,6 +147,13 @@ pub struct EvalReport {
     pub image_reconstruction: Coherence,
     /// Mean negative ELBO terms on the test split (training templates).
     pub test_loss: BTreeMap<String, f64>,
+    /// Corpus BLEU-1..4 of the generated captions, the references being every
+    /// training phrasing of the image's class.
+    pub caption_bleu: [f64; 4],
+    /// Mean PSNR (dB, capped at 100) and SSIM of image reconstructions
+    /// (pixel probabilities against the input).
+    pub reconstruction_psnr_db: f64,
+    pub reconstruction_ssim: f64,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
     pub retrieval: Option<RetrievalReport>,
 }
@@ -201,6 +209,15 @@ impl EvalReport {
             "  {:<34}{:.2}\n",
             "test negative ELBO objective",
             self.test_loss.get("loss").copied().unwrap_or(f64::NAN)
+        ));
+        let b = self.caption_bleu;
+        s.push_str(&format!(
+            "  {:<35}{:.3} / {:.3} / {:.3} / {:.3}\n",
+            "caption BLEU-1/2/3/4", b[0], b[1], b[2], b[3]
+        ));
+        s.push_str(&format!(
+            "  {:<35}PSNR {:.2} dB  SSIM {:.4}\n",
+            "image reconstruction quality", self.reconstruction_psnr_db, self.reconstruction_ssim
         ));
         if let Some(r) = &self.retrieval {
             for (name, d, class) in [
@@ -289,6 +306,18 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..n).collect();
     let mut i2t = Tally::new(kind);
     let mut recon = Tally::new(kind);
+    // BLEU references: every training phrasing of the item's class.
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let refs_of: Vec<Vec<Vec<String>>> = (0..kind.num_classes())
+        .map(|c| {
+            (0..captioner.templates(CaptionSet::Train).len())
+                .map(|t| words(&captioner.render(CaptionSet::Train, t, c)))
+                .collect()
+        })
+        .collect();
+    let (mut cands, mut refs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut psnr_sum, mut ssim_sum) = (0.0f64, 0.0f64);
+    let (side, colours) = (m.side(), m.colours());
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, train_src, &m.checkpoint.vocab, m.model.max_len);
         let images = hb.to_device(&m.device).images;
@@ -298,8 +327,17 @@ pub fn evaluate(
             if let Some(r) = captioner.reference(l) {
                 i2t.add_letters(&r, c);
             }
+            cands.push(words(c));
+            refs.push(refs_of[l].clone());
         }
         let probs = m.image_to_image_probs(images, opts.draw);
+        let got = probs.clone().try_into_vec_as::<f32>().unwrap_or_default();
+        let px = colours * side * side;
+        for (k, g) in got.chunks(px).enumerate() {
+            let want = &hb.images[k * px..(k + 1) * px];
+            psnr_sum += metrics::psnr(want, g).min(100.0);
+            ssim_sum += metrics::ssim(want, g, colours, side);
+        }
         for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
             recon.add(&kind.attributes(l), &some(p));
         }
@@ -333,8 +371,12 @@ pub fn evaluate(
         &m.device,
     );
     let retrieval = retrieval(m, &sub, 1000, 10).ok();
+    let nn = n.max(1) as f64;
     EvalReport {
         retrieval,
+        caption_bleu: metrics::corpus_bleu(&cands, &refs),
+        reconstruction_psnr_db: psnr_sum / nn,
+        reconstruction_ssim: ssim_sum / nn,
         dataset: cfg.data.dataset.to_string(),
         checkpoint: m.checkpoint.dir.display().to_string(),
         test_items: n,

@@ -164,9 +164,178 @@ pub fn mean_retrieval(rs: &[Retrieval]) -> Retrieval {
     }
 }
 
+/// Peak signal-to-noise ratio (dB) of images in `[0, 1]`: 10·log10(1/MSE).
+pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / a.len().max(1) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        -10.0 * mse.log10()
+    }
+}
+
+/// Structural similarity (Wang et al. 2004) of two planar images with values
+/// in `[0, 1]`: an 11×11 Gaussian window (σ = 1.5), C1 = 0.01², C2 = 0.03²,
+/// averaged over valid window positions and channels.
+pub fn ssim(a: &[f32], b: &[f32], channels: usize, side: usize) -> f64 {
+    const W: usize = 11;
+    let win = side.min(W);
+    let sigma = 1.5f64;
+    let half = (win as f64 - 1.0) / 2.0;
+    let g: Vec<f64> = (0..win)
+        .map(|i| (-((i as f64 - half).powi(2)) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let gs: f64 = g.iter().sum();
+    let g: Vec<f64> = g.iter().map(|v| v / gs).collect();
+    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+    let plane = side * side;
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for c in 0..channels {
+        let pa = &a[c * plane..(c + 1) * plane];
+        let pb = &b[c * plane..(c + 1) * plane];
+        for y0 in 0..=side - win {
+            for x0 in 0..=side - win {
+                let (mut ma, mut mb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                for dy in 0..win {
+                    for dx in 0..win {
+                        let w = g[dy] * g[dx];
+                        let i = (y0 + dy) * side + x0 + dx;
+                        let (u, v) = (pa[i] as f64, pb[i] as f64);
+                        ma += w * u;
+                        mb += w * v;
+                        saa += w * u * u;
+                        sbb += w * v * v;
+                        sab += w * u * v;
+                    }
+                }
+                let (va, vb, cov) = (saa - ma * ma, sbb - mb * mb, sab - ma * mb);
+                total += ((2.0 * ma * mb + c1) * (2.0 * cov + c2))
+                    / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+                count += 1;
+            }
+        }
+    }
+    total / count.max(1) as f64
+}
+
+/// Corpus BLEU-1..4 (Papineni et al. 2002): clipped n-gram precisions
+/// pooled over the corpus, geometric mean up to n, times the brevity penalty
+/// (reference length: the closest per candidate). `refs[i]` are the
+/// references of candidate `i`.
+pub fn corpus_bleu(cands: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> [f64; 4] {
+    use std::collections::HashMap;
+    let mut hit = [0usize; 4];
+    let mut tot = [0usize; 4];
+    let (mut c_len, mut r_len) = (0usize, 0usize);
+    for (c, rs) in cands.iter().zip(refs) {
+        c_len += c.len();
+        r_len += rs
+            .iter()
+            .map(|r| r.len())
+            .min_by_key(|&l| ((l as i64 - c.len() as i64).abs(), l))
+            .unwrap_or(0);
+        for n in 1..=4 {
+            if c.len() < n {
+                continue;
+            }
+            let mut counts: HashMap<&[String], usize> = HashMap::new();
+            for g in c.windows(n) {
+                *counts.entry(g).or_default() += 1;
+            }
+            let mut max_ref: HashMap<&[String], usize> = HashMap::new();
+            for r in rs {
+                let mut rc: HashMap<&[String], usize> = HashMap::new();
+                for g in r.windows(n.min(r.len().max(1))) {
+                    if g.len() == n {
+                        *rc.entry(g).or_default() += 1;
+                    }
+                }
+                for (g, k) in rc {
+                    let e = max_ref.entry(g).or_default();
+                    *e = (*e).max(k);
+                }
+            }
+            for (g, k) in counts {
+                hit[n - 1] += k.min(max_ref.get(g).copied().unwrap_or(0));
+            }
+            tot[n - 1] += c.len() + 1 - n;
+        }
+    }
+    let bp = if c_len == 0 {
+        0.0
+    } else if c_len > r_len {
+        1.0
+    } else {
+        (1.0 - r_len as f64 / c_len as f64).exp()
+    };
+    let mut out = [0.0; 4];
+    let mut log_sum = 0.0;
+    for n in 0..4 {
+        let p = if tot[n] == 0 {
+            0.0
+        } else {
+            hit[n] as f64 / tot[n] as f64
+        };
+        log_sum += if p > 0.0 { p.ln() } else { f64::NEG_INFINITY };
+        out[n] = bp * (log_sum / (n + 1) as f64).exp();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn bleu_matches_hand_counts() {
+        // Identical to a reference: 1 at every order.
+        let b = corpus_bleu(
+            &[words("a big red square")],
+            &[vec![words("a big red square")]],
+        );
+        assert!(b.iter().all(|v| (v - 1.0).abs() < 1e-12), "{b:?}");
+        // "the the the the" vs "the cat": clipped unigram precision 1/4, no
+        // bigrams, brevity penalty 1 (4 > 2).
+        let b = corpus_bleu(&[words("the the the the")], &[vec![words("the cat")]]);
+        assert!((b[0] - 0.25).abs() < 1e-12 && b[1] == 0.0, "{b:?}");
+        // Shorter than the closest reference: p1 = 1, p2 = 1, BP = e^(1 - 3/2).
+        let b = corpus_bleu(&[words("red square")], &[vec![words("big red square")]]);
+        let bp = (1.0f64 - 1.5).exp();
+        assert!(
+            (b[0] - bp).abs() < 1e-12 && (b[1] - bp).abs() < 1e-12,
+            "{b:?}"
+        );
+    }
+
+    #[test]
+    fn psnr_and_ssim_closed_forms() {
+        let a = vec![0.5f32; 2 * 16 * 16];
+        let mut b = a.clone();
+        assert_eq!(ssim(&a, &b, 2, 16), 1.0);
+        assert_eq!(psnr(&a, &b), f64::INFINITY);
+        for v in &mut b {
+            *v += 0.1;
+        }
+        // MSE 0.01 → 20 dB.
+        assert!((psnr(&a, &b) - 20.0).abs() < 1e-4);
+        // Constant images: SSIM = (2μaμb + C1) / (μa² + μb² + C1).
+        let (ma, mb, c1) = (0.5f64, 0.6f64, 1e-4f64);
+        let want = (2.0 * ma * mb + c1) / (ma * ma + mb * mb + c1);
+        assert!((ssim(&a, &b, 2, 16) - want).abs() < 1e-5);
+        // Structure destroyed: a checkerboard against its inverse.
+        let c: Vec<f32> = (0..256).map(|i| ((i / 16 + i % 16) % 2) as f32).collect();
+        let d: Vec<f32> = c.iter().map(|v| 1.0 - v).collect();
+        assert!(ssim(&c, &d, 1, 16) < -0.9);
+    }
 
     #[test]
     fn auroc_matches_pair_counting() {

@@ -40,6 +40,37 @@ pub fn neg_sym_kl_matrix(a: &Gaussian, b: &Gaussian) -> Tensor<2> {
     s * (-0.5)
 }
 
+/// log ∫ q_a(z) q_b(z) dz for every pair of rows: the Gaussian overlap
+/// integral (expected-likelihood kernel),
+/// log N(μa − μb; 0, σa² + σb²) summed over dimensions. Computed on the host.
+///
+/// # Shapes
+/// `a`: `[n, latent]`, `b`: `[m, latent]` → `n` rows of `m`
+pub fn log_overlap_matrix(a: &Gaussian, b: &Gaussian) -> Vec<Vec<f32>> {
+    let host = |t: &Tensor<2>| rows(t.clone());
+    let (ma, mb) = (host(&a.mu), host(&b.mu));
+    let va: Vec<Vec<f32>> = host(&a.logvar.clone().exp());
+    let vb: Vec<Vec<f32>> = host(&b.logvar.clone().exp());
+    let ln2pi = (2.0 * std::f32::consts::PI).ln();
+    ma.iter()
+        .zip(&va)
+        .map(|(mi, vi)| {
+            mb.iter()
+                .zip(&vb)
+                .map(|(mj, vj)| {
+                    let mut s = 0.0f32;
+                    for d in 0..mi.len() {
+                        let v = vi[d] + vj[d];
+                        let diff = mi[d] - mj[d];
+                        s += diff * diff / v + v.ln() + ln2pi;
+                    }
+                    -0.5 * s
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Retrieval results on the test split.
 #[derive(Debug, Clone, Serialize)]
 pub struct RetrievalReport {
@@ -99,7 +130,7 @@ pub fn retrieval(
         let b = hb.to_device(&m.device);
         let qx = m.model.encode_image(b.images);
         let qy = m.model.encode_text(b.tokens, b.last);
-        let sim = rows(neg_sym_kl_matrix(&qx, &qy)); // [images, captions]
+        let sim = log_overlap_matrix(&qx, &qy); // [images, captions]
         let sim_t: Vec<Vec<f32>> = (0..size)
             .map(|j| (0..size).map(|i| sim[i][j]).collect())
             .collect();
@@ -120,7 +151,7 @@ pub fn retrieval(
     }
     let total = (size * subsets) as f64;
     Ok(RetrievalReport {
-        similarity: "negative symmetric KL between q(z|image) and q(z|caption)",
+        similarity: "log overlap integral of q(z|image) and q(z|caption)",
         subset_size: size,
         subsets,
         image_to_text: metrics::mean_retrieval(&i2t),
@@ -147,6 +178,7 @@ mod tests {
         };
         let (a, b) = (g(3), g(5));
         let mat = rows(neg_sym_kl_matrix(&a, &b));
+        let ov = log_overlap_matrix(&a, &b);
         for i in 0..3 {
             for j in 0..5 {
                 let ai = Gaussian::new(
@@ -157,6 +189,14 @@ mod tests {
                     b.mu.clone().narrow(0, j, 1),
                     b.logvar.clone().narrow(0, j, 1),
                 );
+                // The overlap integral of two Gaussians is N(μa − μb; 0, σa² + σb²).
+                let joint = Gaussian::new(
+                    ai.mu.clone() - bj.mu.clone(),
+                    (ai.logvar.clone().exp() + bj.logvar.clone().exp()).log(),
+                );
+                let z = Tensor::<2>::zeros([1, 4], &dev);
+                let lo = joint.log_prob(z).into_scalar::<f32>();
+                assert!((ov[i][j] - lo).abs() < 1e-4 * lo.abs().max(1.0));
                 let want = -(ai.kl(&bj) + bj.kl(&ai)).into_scalar::<f32>();
                 assert!(
                     (mat[i][j] - want).abs() < 1e-3 * want.abs().max(1.0),
