@@ -390,7 +390,20 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "toml") {
-                TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                // And each builds its model for its dataset.
+                let kind = c.data.dataset;
+                let vocab = crate::data::build_vocab(&mmvae_data::Captioner::new(
+                    kind,
+                    c.data.caption_seed,
+                ));
+                let m = c.model.init(
+                    kind.image_size().0,
+                    kind.channels(),
+                    vocab.len(),
+                    &burn::prelude::Device::flex(),
+                );
+                assert_eq!(m.latent, c.model.latent, "{}", p.display());
                 n += 1;
             }
         }

@@ -463,6 +463,42 @@ mod tests {
     }
 
     #[test]
+    fn every_fusion_trains_and_its_checkpoint_reloads() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        for (fusion, private) in [
+            (crate::config::Fusion::Poe, 0),
+            (crate::config::Fusion::Moe, 0),
+            (crate::config::Fusion::MoPoe, 0),
+            (crate::config::Fusion::Poe, 3),
+        ] {
+            let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+            cfg.model.fusion = fusion;
+            cfg.model.private_latent = private;
+            cfg.optim.epochs = 2;
+            let name = format!("{fusion:?}-{private}");
+            let r = train(
+                &cfg,
+                &opts(d.path().join(&name), d.path().join("data")),
+                |_| {},
+            )
+            .unwrap();
+            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
+            assert!(
+                last.train["loss"] < first.train["loss"] && last.val["loss"].is_finite(),
+                "{name}: {} -> {}",
+                first.train["loss"],
+                last.train["loss"]
+            );
+            let (ck, m) =
+                checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
+            assert_eq!(ck.config.model.fusion, fusion);
+            assert_eq!(m.private, private);
+        }
+    }
+
+    #[test]
     fn kl_annealing_is_linear_then_flat() {
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.loss.beta = 2.0;
