@@ -307,6 +307,15 @@ pub struct EvalArgs {
     /// Cross-generate from the posterior mean instead of one sample of q(z|input).
     #[arg(long)]
     mean: bool,
+    /// Also estimate log p(x), log p(y) and log p(x,y) by importance sampling.
+    #[arg(long)]
+    loglik: bool,
+    /// Importance samples per item for --loglik.
+    #[arg(long, default_value_t = 1000)]
+    loglik_samples: usize,
+    /// Test items for --loglik.
+    #[arg(long, default_value_t = 100)]
+    loglik_items: usize,
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -325,6 +334,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         limit: a.limit,
         seed: a.model.seed,
         draw: if a.mean { Draw::Mean } else { Draw::Sample },
+        loglik: a
+            .loglik
+            .then_some((a.loglik_items.max(1), a.loglik_samples.max(1))),
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);

@@ -372,6 +372,39 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         assert!((0.0..=1.0).contains(&r10) && r[dir]["median_rank"].as_f64().unwrap() >= 1.0);
     }
     assert!(r["image_to_text_class_at_1"].as_f64().unwrap() > 0.3, "{r}");
+    for k in ["bleu", "psnr", "ssim"] {
+        assert!(table.contains(&k.to_uppercase()), "{k}: {table}");
+    }
+    // Importance-sampled log-likelihoods: more samples, a tighter (higher)
+    // bound than the one-sample ELBO estimate.
+    let ll = |k: &str| -> f64 {
+        ok(
+            d,
+            &[
+                "eval",
+                "--checkpoint",
+                "run/best",
+                "--data-dir",
+                "data",
+                "--classifier",
+                "clf",
+                "--limit",
+                "20",
+                "--out",
+                "ll.json",
+                "--loglik",
+                "--loglik-items",
+                "10",
+                "--loglik-samples",
+                k,
+            ],
+        );
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("ll.json")).unwrap()).unwrap();
+        j["log_likelihood"]["log_p_joint"].as_f64().unwrap()
+    };
+    let (one, many) = (ll("1"), ll("100"));
+    assert!(many.is_finite() && many > one, "K=100 {many} vs K=1 {one}");
 
     consistency_commands(d);
 }

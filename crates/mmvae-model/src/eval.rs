@@ -11,6 +11,7 @@ use crate::batch::{CaptionSource, HostBatch};
 use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
 use crate::infer::{Draw, Loaded};
+use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
 use crate::metrics;
 use crate::mvae::REPORT_NAMES;
 use crate::retrieval::{retrieval, RetrievalReport};
@@ -26,6 +27,8 @@ pub struct EvalOptions {
     pub joint_samples: usize,
     /// How the latent is drawn from q(z|input) for cross-generation.
     pub draw: Draw,
+    /// Importance-sampled log-likelihoods on (items, samples per item).
+    pub loglik: Option<(usize, usize)>,
 }
 
 impl Default for EvalOptions {
@@ -36,6 +39,7 @@ impl Default for EvalOptions {
             batch_size: 500,
             joint_samples: 10_000,
             draw: Draw::Sample,
+            loglik: None,
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct EvalReport {
     pub reconstruction_ssim: f64,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
     pub retrieval: Option<RetrievalReport>,
+    /// Importance-sampled log p(x), log p(y), log p(x, y) (if asked for).
+    pub log_likelihood: Option<LogLikelihood>,
 }
 
 impl EvalReport {
@@ -219,6 +225,17 @@ impl EvalReport {
             "  {:<35}PSNR {:.2} dB  SSIM {:.4}\n",
             "image reconstruction quality", self.reconstruction_psnr_db, self.reconstruction_ssim
         ));
+        if let Some(l) = &self.log_likelihood {
+            s.push_str(&format!(
+                "  {:<35}log p(x) {:.2}  log p(y) {:.3}  log p(x,y) {:.2}  (K={}, {} items)\n",
+                "marginal log-likelihood (nats)",
+                l.log_p_image,
+                l.log_p_text,
+                l.log_p_joint,
+                l.samples,
+                l.items
+            ));
+        }
         if let Some(r) = &self.retrieval {
             for (name, d, class) in [
                 (
@@ -371,9 +388,14 @@ pub fn evaluate(
         &m.device,
     );
     let retrieval = retrieval(m, &sub, 1000, 10).ok();
+    let log_likelihood = opts.loglik.map(|(items, k)| {
+        m.seed(opts.seed);
+        marginal_log_likelihood(m, &sub, items, k)
+    });
     let nn = n.max(1) as f64;
     EvalReport {
         retrieval,
+        log_likelihood,
         caption_bleu: metrics::corpus_bleu(&cands, &refs),
         reconstruction_psnr_db: psnr_sum / nn,
         reconstruction_ssim: ssim_sum / nn,

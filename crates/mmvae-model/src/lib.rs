@@ -18,6 +18,7 @@ pub mod image;
 pub mod image_conv;
 pub mod image_mlp;
 pub mod infer;
+pub mod likelihood;
 pub mod metrics;
 pub mod mvae;
 pub mod parallel;
