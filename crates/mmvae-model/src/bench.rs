@@ -105,6 +105,7 @@ pub fn run(
                 text_weight: 50.0,
                 unimodal_target: UnimodalTarget::All,
                 align_weight: 0.0,
+                cross_weight: 1.0,
             };
             let vocab = 32;
             let mut m = cfg.init(28, 1, vocab, &device);

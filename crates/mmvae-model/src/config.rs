@@ -132,6 +132,16 @@ pub struct LossConfig {
     /// cross-generation samples land where the decoders were trained.
     #[serde(default)]
     pub align_weight: f32,
+    /// Scale of the cross-modal reconstructions inside the single-modality
+    /// terms (the image from q(z|text), the caption from q(z|image)) when
+    /// `unimodal_target = "all"` with `poe`. Below 1 it eases the pull of a
+    /// pixel likelihood towards one class-average image per caption.
+    #[serde(default = "one")]
+    pub cross_weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +290,11 @@ impl TrainConfig {
             "must be > 0",
         )?;
         check(
+            l.cross_weight.is_finite() && l.cross_weight >= 0.0,
+            "loss.cross_weight",
+            "must be >= 0",
+        )?;
+        check(
             l.align_weight.is_finite() && l.align_weight >= 0.0,
             "loss.align_weight",
             "must be >= 0",
@@ -322,6 +337,7 @@ impl TrainConfig {
                 text_weight: 10.0,
                 unimodal_target: UnimodalTarget::All,
                 align_weight: 0.0,
+                cross_weight: 1.0,
             },
         }
     }

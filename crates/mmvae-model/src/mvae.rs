@@ -206,7 +206,10 @@ impl Mvae {
         let kl = kl.reshape([3, b]);
         // Which terms reconstruct which modality: rows are joint, x-only, y-only.
         let (wx, wy, wk) = match (fusion, cfg.unimodal_target) {
-            (Fusion::Poe, UnimodalTarget::All) => ([1.0f32; 3], [1.0f32; 3], [1.0f32; 3]),
+            (Fusion::Poe, UnimodalTarget::All) => {
+                let c = cfg.cross_weight;
+                ([1.0, 1.0, c], [1.0, c, 1.0], [1.0f32; 3])
+            }
             (Fusion::Poe, UnimodalTarget::Observed) => {
                 ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
             }
@@ -340,6 +343,7 @@ mod tests {
                 unimodal_target: UnimodalTarget::All,
                 // Non-zero so the gradient checks cover the alignment term.
                 align_weight: 0.5,
+                cross_weight: 0.7,
             },
         )
     }
@@ -570,6 +574,7 @@ mod tests {
         let _rng = crate::testutil::rng_lock();
         let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
         loss_cfg.align_weight = 0.0;
+        loss_cfg.cross_weight = 1.0;
         let dev = Device::flex();
         dev.seed(8);
         let model = cfg.init(SIDE, 1, VOCAB, &dev);

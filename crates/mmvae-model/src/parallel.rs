@@ -190,6 +190,7 @@ mod tests {
             text_weight: 2.0,
             unimodal_target: UnimodalTarget::All,
             align_weight: 0.0,
+            cross_weight: 1.0,
         };
         let dev = Device::flex().autodiff();
         dev.seed(1);
