@@ -115,36 +115,45 @@ pub struct Retrieval {
 }
 
 /// Ranks of the true item of each query. `sim[q][c]`: similarity of query
-/// `q` to candidate `c`; the true candidate of query `q` is `c = q`. Ties
-/// rank the true item after the others that score the same (pessimistic).
-pub fn true_ranks(sim: &[Vec<f32>]) -> Vec<usize> {
+/// `q` to candidate `c`; the true candidate of query `q` is `c = q`. Ties are
+/// split evenly: the true item's rank is its expected rank under random
+/// tie-breaking, 1 + (# scoring higher) + (# others scoring the same) / 2,
+/// so identical captions (common when captions come from labels) neither
+/// help nor hurt.
+pub fn true_ranks(sim: &[Vec<f32>]) -> Vec<f64> {
     sim.iter()
         .enumerate()
         .map(|(q, row)| {
             let s = row[q];
-            1 + row
-                .iter()
-                .enumerate()
-                .filter(|&(c, &v)| c != q && v >= s)
-                .count()
+            let (mut above, mut tied) = (0usize, 0usize);
+            for (c, &v) in row.iter().enumerate() {
+                if c != q {
+                    if v > s {
+                        above += 1;
+                    } else if v == s {
+                        tied += 1;
+                    }
+                }
+            }
+            1.0 + above as f64 + tied as f64 / 2.0
         })
         .collect()
 }
 
 /// MedR and Recall@1/5/10 from the ranks of the true items.
-pub fn retrieval(ranks: &[usize]) -> Retrieval {
+pub fn retrieval(ranks: &[f64]) -> Retrieval {
     if ranks.is_empty() {
         return Retrieval::default();
     }
     let mut r = ranks.to_vec();
-    r.sort_unstable();
+    r.sort_by(f64::total_cmp);
     let n = r.len();
     let median_rank = if n % 2 == 1 {
-        r[n / 2] as f64
+        r[n / 2]
     } else {
-        (r[n / 2 - 1] + r[n / 2]) as f64 / 2.0
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
     };
-    let at = |k: usize| r.iter().filter(|&&x| x <= k).count() as f64 / n as f64;
+    let at = |k: usize| r.iter().filter(|&&x| x <= k as f64).count() as f64 / n as f64;
     Retrieval {
         median_rank,
         recall_at_1: at(1),
@@ -382,20 +391,20 @@ mod tests {
 
     #[test]
     fn ranks_and_recall() {
-        // Query 0 finds itself first; query 1 second; query 2 third (a tie
-        // counts against it).
+        // Query 0 finds itself first; query 1 second; query 2 ties with
+        // both others: expected rank 1 + 2/2 = 2.
         let sim = vec![
             vec![0.9, 0.1, 0.2],
             vec![0.5, 0.4, 0.3],
             vec![0.7, 0.7, 0.7],
         ];
         let r = true_ranks(&sim);
-        assert_eq!(r, vec![1, 2, 3]);
+        assert_eq!(r, vec![1.0, 2.0, 2.0]);
         let m = retrieval(&r);
         assert_eq!(m.median_rank, 2.0);
         assert!((m.recall_at_1 - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(m.recall_at_5, 1.0);
-        let avg = mean_retrieval(&[m, retrieval(&[1, 1, 1])]);
+        let avg = mean_retrieval(&[m, retrieval(&[1.0, 1.0, 1.0])]);
         assert_eq!(avg.median_rank, 1.5);
     }
 }
