@@ -132,10 +132,11 @@ pub struct LossConfig {
     /// cross-generation samples land where the decoders were trained.
     #[serde(default)]
     pub align_weight: f32,
-    /// Scale of the cross-modal reconstructions inside the single-modality
-    /// terms (the image from q(z|text), the caption from q(z|image)) when
-    /// `unimodal_target = "all"` with `poe`. Below 1 it eases the pull of a
-    /// pixel likelihood towards one class-average image per caption.
+    /// Scale of the image reconstruction from q(z|text) inside the text-only
+    /// term when `unimodal_target = "all"` with `poe`. A caption leaves pose
+    /// and position open, so a pixel likelihood pulls every image drawn from
+    /// q(z|text) towards one class-average blur; below 1 this pull eases
+    /// (the caption from q(z|image) keeps its full weight).
     #[serde(default = "one")]
     pub cross_weight: f32,
 }

@@ -208,7 +208,7 @@ impl Mvae {
         let (wx, wy, wk) = match (fusion, cfg.unimodal_target) {
             (Fusion::Poe, UnimodalTarget::All) => {
                 let c = cfg.cross_weight;
-                ([1.0, 1.0, c], [1.0, c, 1.0], [1.0f32; 3])
+                ([1.0, 1.0, c], [1.0f32; 3], [1.0f32; 3])
             }
             (Fusion::Poe, UnimodalTarget::Observed) => {
                 ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
