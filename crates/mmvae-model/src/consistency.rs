@@ -149,10 +149,7 @@ pub fn score_pairs(
         log_px.extend(floats1(log_mean_exp_rows(ll.transpose())));
         start += len;
     }
-    let qx = Gaussian {
-        mu: Tensor::cat(qx.iter().map(|g| g.mu.clone()).collect(), 0),
-        logvar: Tensor::cat(qx.iter().map(|g| g.logvar.clone()).collect(), 0),
-    };
+    let qx = Gaussian::cat_rows(&qx);
 
     // Captions: posteriors, their image decodes, and log p(y).
     let (tokens, last) = m.text_batch(captions, false)?;
@@ -183,10 +180,7 @@ pub fn score_pairs(
         log_py.extend(floats1(log_mean_exp_rows(ll)));
         start += len;
     }
-    let qy = Gaussian {
-        mu: Tensor::cat(qy.iter().map(|g| g.mu.clone()).collect(), 0),
-        logvar: Tensor::cat(qy.iter().map(|g| g.logvar.clone()).collect(), 0),
-    };
+    let qy = Gaussian::cat_rows(&qy);
 
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(bs) {

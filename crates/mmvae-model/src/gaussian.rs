@@ -44,6 +44,14 @@ impl Gaussian {
         }
     }
 
+    /// Stack batches of Gaussians: `[b1, l] ++ [b2, l] ++ …` → `[Σb, l]`.
+    pub fn cat_rows(parts: &[Gaussian]) -> Gaussian {
+        Gaussian {
+            mu: Tensor::cat(parts.iter().map(|g| g.mu.clone()).collect(), 0),
+            logvar: Tensor::cat(parts.iter().map(|g| g.logvar.clone()).collect(), 0),
+        }
+    }
+
     /// Concatenate along the latent dimension: `[b, n] ++ [b, m]` → `[b, n + m]`.
     pub fn concat(&self, other: &Gaussian) -> Gaussian {
         Gaussian {
