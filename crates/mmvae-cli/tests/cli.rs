@@ -372,6 +372,10 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         assert!((0.0..=1.0).contains(&r10) && r[dir]["median_rank"].as_f64().unwrap() >= 1.0);
     }
     assert!(r["image_to_text_class_at_1"].as_f64().unwrap() > 0.3, "{r}");
+    for k in ["text_to_image", "reconstruction", "joint"] {
+        let v = json["fid"][k].as_f64().unwrap();
+        assert!(v.is_finite() && v >= 0.0, "fid {k} = {v}");
+    }
     for k in ["bleu", "psnr", "ssim"] {
         assert!(table.contains(&k.to_uppercase()), "{k}: {table}");
     }

@@ -60,8 +60,8 @@ impl Classifier {
             c2,
             c3,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            fc1: LinearConfig::new(64 * s * s, 128).init(device),
-            fc2: LinearConfig::new(128, heads.iter().sum()).init(device),
+            fc1: LinearConfig::new(64 * s * s, Self::FEATURES).init(device),
+            fc2: LinearConfig::new(Self::FEATURES, heads.iter().sum()).init(device),
             dropout: DropoutConfig::new(0.3).init(),
             side,
             colours,
@@ -73,6 +73,17 @@ impl Classifier {
     /// `x`: `[batch, colours * side * side]` in `[0, 1]` → logits of all
     /// heads side by side `[batch, sum(heads)]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(self.dropout.forward(self.features(x)))
+    }
+
+    /// Width of [`Classifier::features`].
+    pub const FEATURES: usize = 128;
+
+    /// The penultimate layer (after ReLU), the feature space of FID.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, colours * side * side]` → `[batch, 128]`
+    pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.colours, self.side, self.side]);
         let h = self.pool.forward(relu(self.c1.forward(x)));
@@ -80,8 +91,7 @@ impl Classifier {
         if let Some(c3) = &self.c3 {
             h = self.pool.forward(relu(c3.forward(h)));
         }
-        let h = relu(self.fc1.forward(h.flatten::<2>(1, 3)));
-        self.fc2.forward(self.dropout.forward(h))
+        relu(self.fc1.forward(h.flatten::<2>(1, 3)))
     }
 
     /// Summed cross-entropy of all heads, mean over the batch.

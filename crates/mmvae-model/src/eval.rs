@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use crate::batch::{CaptionSource, HostBatch};
 use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
+use crate::fid::{frechet_distance, FeatureStats};
 use crate::infer::{Draw, Loaded};
 use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
 use crate::metrics;
@@ -158,6 +159,8 @@ pub struct EvalReport {
     /// (pixel probabilities against the input).
     pub reconstruction_psnr_db: f64,
     pub reconstruction_ssim: f64,
+    /// Fréchet distances of generated images to the test images.
+    pub fid: FidReport,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
     pub retrieval: Option<RetrievalReport>,
     /// Importance-sampled log p(x), log p(y), log p(x, y) (if asked for).
@@ -225,6 +228,13 @@ impl EvalReport {
             "  {:<35}PSNR {:.2} dB  SSIM {:.4}\n",
             "image reconstruction quality", self.reconstruction_psnr_db, self.reconstruction_ssim
         ));
+        s.push_str(&format!(
+            "  {:<35}text->image {:.3}  reconstruction {:.3}  joint {:.3}\n",
+            "FID (classifier features)",
+            self.fid.text_to_image,
+            self.fid.reconstruction,
+            self.fid.joint
+        ));
         if let Some(l) = &self.log_likelihood {
             s.push_str(&format!(
                 "  {:<35}log p(x) {:.2}  log p(y) {:.3}  log p(x,y) {:.2}  (K={}, {} items)\n",
@@ -275,19 +285,36 @@ fn t2i(
     source: CaptionSource,
     bs: usize,
     draw: Draw,
-) -> Coherence {
+) -> (Coherence, Vec<f32>) {
     let kind = test.kind;
     let mut tally = Tally::new(kind);
+    let mut features = Vec::with_capacity(n * Classifier::FEATURES);
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, m.model.max_len);
         let b = hb.to_device(&m.device);
         let probs = m.text_to_image_probs(b.tokens, b.last, draw);
+        features.extend(host(clf.features(probs.clone())));
         for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
             tally.add(&kind.attributes(l), &some(p));
         }
     }
-    tally.finish()
+    (tally.finish(), features)
+}
+
+fn host(t: Tensor<2>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap_or_default()
+}
+
+/// Fréchet distances to the test images in the evaluation classifier's
+/// feature space (see [`crate::fid`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FidReport {
+    pub features: &'static str,
+    pub items: usize,
+    pub text_to_image: f64,
+    pub reconstruction: f64,
+    pub joint: f64,
 }
 
 /// Score a checkpoint on the test split.
@@ -315,10 +342,12 @@ pub fn evaluate(
         set: CaptionSet::HeldOut,
         stream: TEST_STREAM,
     };
-    let text_to_image = t2i(m, clf, test, n, train_src, bs, opts.draw);
+    let (text_to_image, t2i_features) = t2i(m, clf, test, n, train_src, bs, opts.draw);
     let text_to_image_heldout = captioner
         .has(CaptionSet::HeldOut)
-        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw));
+        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw).0);
+    let (mut real_features, mut recon_features, mut joint_features) =
+        (Vec::new(), Vec::new(), Vec::new());
 
     let idx: Vec<usize> = (0..n).collect();
     let mut i2t = Tally::new(kind);
@@ -347,7 +376,9 @@ pub fn evaluate(
             cands.push(words(c));
             refs.push(refs_of[l].clone());
         }
+        real_features.extend(host(clf.features(images.clone())));
         let probs = m.image_to_image_probs(images, opts.draw);
+        recon_features.extend(host(clf.features(probs.clone())));
         let got = probs.clone().try_into_vec_as::<f32>().unwrap_or_default();
         let px = colours * side * side;
         for (k, g) in got.chunks(px).enumerate() {
@@ -370,7 +401,9 @@ pub fn evaluate(
             &m.device,
         );
         let caps = m.model.decode_text(z.clone(), None);
-        let preds = clf.predict(m.model.decode_image(z));
+        let imgs = m.model.decode_image(z);
+        joint_features.extend(host(clf.features(imgs.clone())));
+        let preds = clf.predict(imgs);
         for (c, p) in caps.iter().zip(preds) {
             joint.add(&p, &captioner.slots_of(&m.checkpoint.vocab.decode(c)));
         }
@@ -393,7 +426,18 @@ pub fn evaluate(
         marginal_log_likelihood(m, &sub, items, k)
     });
     let nn = n.max(1) as f64;
+    let dim = Classifier::FEATURES;
+    let real = FeatureStats::new(&real_features, dim);
+    let fd = |f: &[f32]| frechet_distance(&real, &FeatureStats::new(f, dim));
+    let fid = FidReport {
+        features: "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
+        items: n,
+        text_to_image: fd(&t2i_features),
+        reconstruction: fd(&recon_features),
+        joint: fd(&joint_features),
+    };
     EvalReport {
+        fid,
         retrieval,
         log_likelihood,
         caption_bleu: metrics::corpus_bleu(&cands, &refs),

@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod fid;
 pub mod gaussian;
 pub mod image;
 pub mod image_conv;
