@@ -376,6 +376,10 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         let v = json["fid"][k].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "fid {k} = {v}");
     }
+    for k in ["generated", "real"] {
+        let v = json["caption_perplexity"][k].as_f64().unwrap();
+        assert!(v.is_finite() && v >= 1.0, "perplexity {k} = {v}");
+    }
     for k in ["bleu", "psnr", "ssim"] {
         assert!(table.contains(&k.to_uppercase()), "{k}: {table}");
     }

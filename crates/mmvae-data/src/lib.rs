@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod idx;
 pub mod imageio;
+pub mod lm;
 pub mod pairs;
 pub mod shapes;
 pub mod tokenizer;

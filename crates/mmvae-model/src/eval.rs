@@ -3,6 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::{CaptionSet, Captioner};
+use mmvae_data::lm::BigramLm;
 use mmvae_data::{DatasetKind, ImageLabelSet};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -159,6 +160,9 @@ pub struct EvalReport {
     /// (pixel probabilities against the input).
     pub reconstruction_psnr_db: f64,
     pub reconstruction_ssim: f64,
+    /// Perplexity of generated and of real test captions under a reference
+    /// language model trained on the training captions.
+    pub caption_perplexity: Perplexity,
     /// Fréchet distances of generated images to the test images.
     pub fid: FidReport,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
@@ -223,6 +227,12 @@ impl EvalReport {
         s.push_str(&format!(
             "  {:<35}{:.3} / {:.3} / {:.3} / {:.3}\n",
             "caption BLEU-1/2/3/4", b[0], b[1], b[2], b[3]
+        ));
+        s.push_str(&format!(
+            "  {:<35}generated {:.3}  real {:.3}\n",
+            "caption perplexity (bigram LM)",
+            self.caption_perplexity.generated,
+            self.caption_perplexity.real
         ));
         s.push_str(&format!(
             "  {:<35}PSNR {:.2} dB  SSIM {:.4}\n",
@@ -306,6 +316,13 @@ fn host(t: Tensor<2>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap_or_default()
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct Perplexity {
+    pub reference_model: &'static str,
+    pub generated: f64,
+    pub real: f64,
+}
+
 /// Fréchet distances to the test images in the evaluation classifier's
 /// feature space (see [`crate::fid`]).
 #[derive(Debug, Clone, Serialize)]
@@ -362,6 +379,7 @@ pub fn evaluate(
         })
         .collect();
     let (mut cands, mut refs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut generated, mut real_caps) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut psnr_sum, mut ssim_sum) = (0.0f64, 0.0f64);
     let (side, colours) = (m.side(), m.colours());
     for chunk in idx.chunks(bs) {
@@ -376,6 +394,8 @@ pub fn evaluate(
             cands.push(words(c));
             refs.push(refs_of[l].clone());
         }
+        generated.extend(caps.iter().cloned());
+        real_caps.extend(hb.captions.iter().cloned());
         real_features.extend(host(clf.features(images.clone())));
         let probs = m.image_to_image_probs(images, opts.draw);
         recon_features.extend(host(clf.features(probs.clone())));
@@ -436,7 +456,21 @@ pub fn evaluate(
         reconstruction: fd(&recon_features),
         joint: fd(&joint_features),
     };
+    let lm = BigramLm::train(
+        captioner
+            .all_captions(CaptionSet::Train)
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        0.9,
+    );
+    let caption_perplexity = Perplexity {
+        reference_model: "interpolated bigram (λ = 0.9) trained on the training captions",
+        generated: lm.perplexity(generated.iter().map(|c| c.as_str())),
+        real: lm.perplexity(real_caps.iter().map(|c| c.as_str())),
+    };
     EvalReport {
+        caption_perplexity,
         fid,
         retrieval,
         log_likelihood,
