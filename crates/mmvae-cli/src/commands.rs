@@ -330,7 +330,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         a.data_dir.as_deref(),
         m.checkpoint.config.data.dir.as_deref(),
     )?;
+    // The linear probes train on the training split's first items.
+    let probe_train = mmvae_model::data::load_split(
+        kind,
+        Split::Train,
+        a.data_dir.as_deref(),
+        m.checkpoint.config.data.dir.as_deref(),
+    )?;
     let opts = EvalOptions {
+        probe_train: Some(probe_train),
         limit: a.limit,
         seed: a.model.seed,
         draw: if a.mean { Draw::Mean } else { Draw::Sample },

@@ -376,6 +376,11 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         let v = json["fid"][k].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "fid {k} = {v}");
     }
+    // Linear probes: the bars' class is linearly readable from both posteriors.
+    for k in ["image", "text"] {
+        let v = json["linear_probe"][k]["strict"].as_f64().unwrap();
+        assert!(v > 0.5, "probe {k} = {v}");
+    }
     for k in ["generated", "real"] {
         let v = json["caption_perplexity"][k].as_f64().unwrap();
         assert!(v.is_finite() && v >= 1.0, "perplexity {k} = {v}");

@@ -31,6 +31,8 @@ pub struct EvalOptions {
     pub draw: Draw,
     /// Importance-sampled log-likelihoods on (items, samples per item).
     pub loglik: Option<(usize, usize)>,
+    /// Training items for the linear probes (their first 5,000 are used).
+    pub probe_train: Option<ImageLabelSet>,
 }
 
 impl Default for EvalOptions {
@@ -42,6 +44,7 @@ impl Default for EvalOptions {
             joint_samples: 10_000,
             draw: Draw::Sample,
             loglik: None,
+            probe_train: None,
         }
     }
 }
@@ -165,6 +168,9 @@ pub struct EvalReport {
     pub caption_perplexity: Perplexity,
     /// Fréchet distances of generated images to the test images.
     pub fid: FidReport,
+    /// Linear probes of the unimodal posterior means (if training items
+    /// were given).
+    pub linear_probe: Option<crate::probe::ProbeReport>,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
     pub retrieval: Option<RetrievalReport>,
     /// Importance-sampled log p(x), log p(y), log p(x, y) (if asked for).
@@ -245,6 +251,15 @@ impl EvalReport {
             self.fid.reconstruction,
             self.fid.joint
         ));
+        if let Some(p) = &self.linear_probe {
+            s.push_str(&format!(
+                "  {:<35}from q(z|image) {}  from q(z|text) {}  ({} train items)\n",
+                "linear probe accuracy",
+                pct(p.image.strict),
+                pct(p.text.strict),
+                p.train_items
+            ));
+        }
         if let Some(l) = &self.log_likelihood {
             s.push_str(&format!(
                 "  {:<35}log p(x) {:.2}  log p(y) {:.3}  log p(x,y) {:.2}  (K={}, {} items)\n",
@@ -469,7 +484,12 @@ pub fn evaluate(
         generated: lm.perplexity(generated.iter().map(|c| c.as_str())),
         real: lm.perplexity(real_caps.iter().map(|c| c.as_str())),
     };
+    let linear_probe = opts
+        .probe_train
+        .as_ref()
+        .map(|tr| crate::probe::probe_latents(m, tr, 5000, &sub, n));
     EvalReport {
+        linear_probe,
         caption_perplexity,
         fid,
         retrieval,

@@ -23,6 +23,7 @@ pub mod likelihood;
 pub mod metrics;
 pub mod mvae;
 pub mod parallel;
+pub mod probe;
 pub mod retrieval;
 pub mod text;
 pub mod text_gru;
