@@ -106,6 +106,7 @@ pub fn run(
                 unimodal_target: UnimodalTarget::All,
                 align_weight: 0.0,
                 cross_weight: 1.0,
+                cycle_weight: 0.0,
             };
             let vocab = 32;
             let mut m = cfg.init(28, 1, vocab, &device);

@@ -139,6 +139,13 @@ pub struct LossConfig {
     /// (the caption from q(z|image) keeps its full weight).
     #[serde(default = "one")]
     pub cross_weight: f32,
+    /// Weight of a caption cycle on text→image: the image decoded from
+    /// [z ~ q(z|text), w ~ prior] is encoded again and must be captioned as
+    /// the text (the caption's NLL from that image's posterior mean). It asks
+    /// generated images to show what the caption says without asking them to
+    /// match one particular image's pixels. 0 = off.
+    #[serde(default)]
+    pub cycle_weight: f32,
 }
 
 fn one() -> f32 {
@@ -291,6 +298,11 @@ impl TrainConfig {
             "must be > 0",
         )?;
         check(
+            l.cycle_weight.is_finite() && l.cycle_weight >= 0.0,
+            "loss.cycle_weight",
+            "must be >= 0",
+        )?;
+        check(
             l.cross_weight.is_finite() && l.cross_weight >= 0.0,
             "loss.cross_weight",
             "must be >= 0",
@@ -339,6 +351,7 @@ impl TrainConfig {
                 unimodal_target: UnimodalTarget::All,
                 align_weight: 0.0,
                 cross_weight: 1.0,
+                cycle_weight: 0.0,
             },
         }
     }

@@ -194,9 +194,17 @@ impl Mvae {
         };
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
-        let img_nll = bernoulli_nll(self.image_decoder.forward(z_img), x3)
-            .sum_dim(1)
-            .squeeze_dim::<1>(1); // [3b]
+        let logits = self.image_decoder.forward(z_img); // [3b, pixels]
+                                                        // Caption cycle: text → image → q(z|image) → the same caption.
+        let cycle = (cfg.cycle_weight > 0.0).then(|| {
+            let generated = sigmoid(logits.clone().narrow(0, 2 * b, b));
+            let (qg, _) = self.image_experts(generated);
+            self.text_decoder
+                .nll(qg.with_prior().mu, batch.tokens.clone())
+                .sum()
+                * (cfg.cycle_weight / b as f32)
+        });
+        let img_nll = bernoulli_nll(logits, x3).sum_dim(1).squeeze_dim::<1>(1); // [3b]
         let txt_nll = self
             .text_decoder
             .nll(z, batch.tokens.clone().repeat_dim(0, 3)); // [3b]
@@ -227,7 +235,10 @@ impl Mvae {
         let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * wk; // [3, b]
                                                                                  // Posterior matching (JMVAE-KL): each unimodal posterior covers the joint.
         let align = q_joint.kl(&q_x) + q_joint.kl(&q_y); // [b]
-        let total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
+        let mut total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
+        if let Some(c) = cycle {
+            total = total + c;
+        }
 
         let m = |t: Tensor<2>, row: usize| t.narrow(0, row, 1).mean();
         let report = Tensor::cat(
@@ -344,6 +355,8 @@ mod tests {
                 // Non-zero so the gradient checks cover the alignment term.
                 align_weight: 0.5,
                 cross_weight: 0.7,
+                // Non-zero so the gradient checks cover the caption cycle.
+                cycle_weight: 0.3,
             },
         )
     }
@@ -575,6 +588,7 @@ mod tests {
         let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
         loss_cfg.align_weight = 0.0;
         loss_cfg.cross_weight = 1.0;
+        loss_cfg.cycle_weight = 0.0;
         let dev = Device::flex();
         dev.seed(8);
         let model = cfg.init(SIDE, 1, VOCAB, &dev);

@@ -191,6 +191,7 @@ mod tests {
             unimodal_target: UnimodalTarget::All,
             align_weight: 0.0,
             cross_weight: 1.0,
+            cycle_weight: 0.0,
         };
         let dev = Device::flex().autodiff();
         dev.seed(1);
