@@ -35,24 +35,65 @@ impl FeatureStats {
 /// eigenvalues from rounding are clamped to 0).
 fn sqrt_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
     let sym = (m + m.transpose()) * 0.5;
-    let e = sym.symmetric_eigen();
+    let e = sym
+        .clone()
+        .try_symmetric_eigen(1e-12, 100_000)
+        .unwrap_or_else(|| {
+            // Rare non-convergence: a relative jitter on the diagonal.
+            let n = sym.nrows();
+            let j = 1e-9 * sym.trace().abs().max(1e-30) / n.max(1) as f64;
+            (sym + DMatrix::identity(n, n) * j).symmetric_eigen()
+        });
     let d = DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()));
     &e.eigenvectors * d * e.eigenvectors.transpose()
 }
 
 /// The Fréchet distance between two Gaussians fitted to features.
 /// Tr((Σ₁Σ₂)^½) is computed as Tr((Σ₁^½ Σ₂ Σ₁^½)^½), which is symmetric.
+/// Dimensions constant in both sets (dead ReLU units) add only their mean
+/// difference, so they are left out of the matrix square roots, whose
+/// eigen-solver can return NaN on exactly zero rows.
 pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> f64 {
     let d = &a.mean - &b.mean;
-    let s1 = sqrt_psd(&a.cov);
-    let inner = &s1 * &b.cov * &s1;
+    let live: Vec<usize> = (0..a.cov.nrows())
+        .filter(|&i| a.cov[(i, i)] > 0.0 || b.cov[(i, i)] > 0.0)
+        .collect();
+    let pick =
+        |m: &DMatrix<f64>| DMatrix::from_fn(live.len(), live.len(), |r, c| m[(live[r], live[c])]);
+    let (ca, cb) = (pick(&a.cov), pick(&b.cov));
+    let s1 = sqrt_psd(&ca);
+    let inner = &s1 * &cb * &s1;
     let cross = sqrt_psd(&inner).trace();
-    (d.dot(&d) + a.cov.trace() + b.cov.trace() - 2.0 * cross).max(0.0)
+    d.dot(&d) + ca.trace() + cb.trace() - 2.0 * cross
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_dimensions_do_not_break_the_square_root() {
+        // Every third feature is 0 everywhere (a dead unit).
+        let dim = 12;
+        let rows = |n: usize, s: usize| -> Vec<f32> {
+            (0..n * dim)
+                .map(|i| {
+                    if (i % dim) % 3 == 0 {
+                        0.0
+                    } else {
+                        ((i * 7919 + s) % 101) as f32 / 10.0
+                    }
+                })
+                .collect()
+        };
+        let (a, b) = (
+            FeatureStats::new(&rows(50, 1), dim),
+            FeatureStats::new(&rows(80, 5), dim),
+        );
+        let fd = frechet_distance(&a, &b);
+        assert!(fd.is_finite() && fd >= -1e-6, "{fd}");
+        assert!(frechet_distance(&a, &a).abs() < 1e-6);
+    }
 
     #[test]
     fn frechet_distance_closed_forms() {
