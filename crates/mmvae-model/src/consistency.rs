@@ -345,12 +345,15 @@ pub fn calibration_path(checkpoint: &Path) -> PathBuf {
     checkpoint.join("consistency.json")
 }
 
+/// One score's values on (positives, random mismatches, hard mismatches).
+type SuiteScores = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// Score a suite: per score, (positives, random, hard) score lists.
 fn suite_scores(
     m: &Loaded,
     s: &PairSuite,
     opts: ScoreOptions,
-) -> Result<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> {
+) -> Result<Vec<SuiteScores>> {
     let all: Vec<(usize, usize)> = s
         .positives
         .iter()
