@@ -349,11 +349,7 @@ pub fn calibration_path(checkpoint: &Path) -> PathBuf {
 type SuiteScores = (Vec<f32>, Vec<f32>, Vec<f32>);
 
 /// Score a suite: per score, (positives, random, hard) score lists.
-fn suite_scores(
-    m: &Loaded,
-    s: &PairSuite,
-    opts: ScoreOptions,
-) -> Result<Vec<SuiteScores>> {
+fn suite_scores(m: &Loaded, s: &PairSuite, opts: ScoreOptions) -> Result<Vec<SuiteScores>> {
     let all: Vec<(usize, usize)> = s
         .positives
         .iter()
