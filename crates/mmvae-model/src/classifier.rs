@@ -11,7 +11,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::activation::relu;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmvae_data::{fsutil, DatasetKind, ImageLabelSet};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::shuffled;
 use crate::error::{ModelError, Result};
+use crate::heads::{multi_head_argmax, multi_head_nll};
 
 /// Up to 28 px: conv3×3(32) → pool → conv3×3(64) → pool; larger images
 /// (64 px): conv3×3(16) → pool → conv3×3(32) → pool → conv3×3(64) → pool;
@@ -99,42 +100,21 @@ impl Classifier {
     /// # Shapes
     /// `logits`: `[batch, sum(heads)]`, `targets`: `[batch, heads]`
     pub fn loss(&self, logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
-        let [b, _] = logits.dims();
-        let mut off = 0;
-        let mut total: Option<Tensor<1>> = None;
-        for (k, &n) in self.heads.iter().enumerate() {
-            let logp = log_softmax(logits.clone().narrow(1, off, n), 1);
-            let t = targets.clone().narrow(1, k, 1); // [b, 1]
-            let nll = logp.gather(1, t).sum().neg() / b as f32;
-            total = Some(match total {
-                Some(s) => s + nll,
-                None => nll,
-            });
-            off += n;
-        }
-        total.expect("at least one head")
+        multi_head_nll(logits, targets, &self.heads)
     }
 
     /// Most likely value of each head for each image: `[batch][heads]`.
     pub fn predict(&self, x: Tensor<2>) -> Vec<Vec<usize>> {
-        let [b, _] = x.dims();
-        let logits = self.forward(x);
-        let mut out = vec![Vec::with_capacity(self.heads.len()); b];
-        let mut off = 0;
-        for &n in &self.heads {
-            let ids = logits
-                .clone()
-                .narrow(1, off, n)
-                .argmax(1)
-                .reshape([b])
-                .try_into_vec_as::<i64>()
-                .unwrap_or_default();
-            for (o, i) in out.iter_mut().zip(ids) {
-                o.push(i as usize);
-            }
-            off += n;
-        }
-        out
+        multi_head_argmax(self.forward(x), &self.heads)
+    }
+
+    /// [`Classifier::predict`] and [`Classifier::features`] from one pass
+    /// through the trunk (inference: dropout is the identity on a `valid()`
+    /// or plain-device model).
+    pub fn predict_with_features(&self, x: Tensor<2>) -> (Vec<Vec<usize>>, Tensor<2>) {
+        let f = self.features(x);
+        let logits = self.fc2.forward(self.dropout.forward(f.clone()));
+        (multi_head_argmax(logits, &self.heads), f)
     }
 }
 

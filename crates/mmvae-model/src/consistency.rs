@@ -197,12 +197,7 @@ pub fn score_pairs(
             qy.mu.clone().select(0, jj.clone()),
             qy.logvar.clone().select(0, jj.clone()),
         );
-        // log ∫ q(z|x) q(z|y) dz = log N(μx − μy; 0, σx² + σy²).
-        let diff = Gaussian::new(
-            a.mu.clone() - b.mu.clone(),
-            (a.logvar.clone().exp() + b.logvar.clone().exp()).log(),
-        );
-        let overlap = floats1(diff.log_prob(Tensor::zeros([n, model.latent], dev)));
+        let overlap = floats1(a.log_overlap(&b));
         let text_ll = floats1(
             model
                 .text_decoder

@@ -319,8 +319,9 @@ fn t2i(
         let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, m.model.max_len);
         let b = hb.to_device(&m.device);
         let probs = m.text_to_image_probs(b.tokens, b.last, draw);
-        features.extend(host(clf.features(probs.clone())));
-        for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
+        let (preds, f) = clf.predict_with_features(probs);
+        features.extend(host(f));
+        for (p, &l) in preds.into_iter().zip(&hb.labels) {
             tally.add(&kind.attributes(l), &some(p));
         }
     }
@@ -413,15 +414,16 @@ pub fn evaluate(
         real_caps.extend(hb.captions.iter().cloned());
         real_features.extend(host(clf.features(images.clone())));
         let probs = m.image_to_image_probs(images, opts.draw);
-        recon_features.extend(host(clf.features(probs.clone())));
-        let got = probs.clone().try_into_vec_as::<f32>().unwrap_or_default();
+        let (recon_preds, f) = clf.predict_with_features(probs.clone());
+        recon_features.extend(host(f));
+        let got = probs.try_into_vec_as::<f32>().unwrap_or_default();
         let px = colours * side * side;
         for (k, g) in got.chunks(px).enumerate() {
             let want = &hb.images[k * px..(k + 1) * px];
             psnr_sum += metrics::psnr(want, g).min(100.0);
             ssim_sum += metrics::ssim(want, g, colours, side);
         }
-        for (p, &l) in clf.predict(probs).into_iter().zip(&hb.labels) {
+        for (p, &l) in recon_preds.into_iter().zip(&hb.labels) {
             recon.add(&kind.attributes(l), &some(p));
         }
     }
@@ -437,8 +439,8 @@ pub fn evaluate(
         );
         let caps = m.model.decode_text(z.clone(), None);
         let imgs = m.model.decode_image(z);
-        joint_features.extend(host(clf.features(imgs.clone())));
-        let preds = clf.predict(imgs);
+        let (preds, f) = clf.predict_with_features(imgs);
+        joint_features.extend(host(f));
         for (c, p) in caps.iter().zip(preds) {
             joint.add(&p, &captioner.slots_of(&m.checkpoint.vocab.decode(c)));
         }

@@ -128,6 +128,20 @@ impl Gaussian {
         lp.sum_dim(1).squeeze_dim::<1>(1)
     }
 
+    /// log ∫ self(z) other(z) dz row by row, the overlap integral of two
+    /// Gaussians: log N(μ₁ − μ₂; 0, σ₁² + σ₂²), summed over dimensions.
+    ///
+    /// # Shapes
+    /// returns `[batch]`
+    pub fn log_overlap(&self, other: &Gaussian) -> Tensor<1> {
+        let diff = Gaussian::new(
+            self.mu.clone() - other.mu.clone(),
+            (self.logvar.clone().exp() + other.logvar.clone().exp()).log(),
+        );
+        let zero = Tensor::zeros(diff.mu.dims(), &diff.mu.device());
+        diff.log_prob(zero)
+    }
+
     /// log N(z; 0, I), summed over the latent dimensions: `[batch, latent]` → `[batch]`.
     pub fn standard_log_prob(z: Tensor<2>) -> Tensor<1> {
         let lp = (z.powf_scalar(2.0) + (2.0 * std::f32::consts::PI).ln()) * (-0.5);
@@ -270,6 +284,28 @@ mod tests {
                 "{z}: {mx} vs {want}"
             );
         }
+    }
+
+    #[test]
+    fn overlap_integral_matches_numeric_integral() {
+        let dev = Device::flex();
+        let (m1, v1, m2, v2) = (0.3f64, 0.5f64, -0.8f64, 1.4f64);
+        let a = Gaussian::new(t(&[m1 as f32], &dev), t(&[(v1 as f32).ln()], &dev));
+        let b = Gaussian::new(t(&[m2 as f32], &dev), t(&[(v2 as f32).ln()], &dev));
+        let got = a.log_overlap(&b).into_data().try_into_vec::<f32>().unwrap()[0] as f64;
+        let pdf = |z: f64, m: f64, v: f64| {
+            (-(z - m).powi(2) / (2.0 * v)).exp() / (2.0 * std::f64::consts::PI * v).sqrt()
+        };
+        let (n, lo, hi) = (200_000, -12.0f64, 12.0f64);
+        let h = (hi - lo) / n as f64;
+        let acc: f64 = (0..=n)
+            .map(|i| {
+                let z = lo + i as f64 * h;
+                let w = if i == 0 || i == n { 0.5 } else { 1.0 };
+                w * pdf(z, m1, v1) * pdf(z, m2, v2) * h
+            })
+            .sum();
+        assert!((got - acc.ln()).abs() < 1e-4, "{got} vs {}", acc.ln());
     }
 
     #[test]

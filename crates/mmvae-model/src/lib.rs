@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod fid;
 pub mod gaussian;
+pub mod heads;
 pub mod image;
 pub mod image_conv;
 pub mod image_mlp;

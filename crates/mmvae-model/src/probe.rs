@@ -8,8 +8,9 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use serde::Serialize;
+
+use crate::heads::{multi_head_argmax, multi_head_nll};
 
 /// One linear softmax head per attribute slot over `[batch, latent]` inputs.
 #[derive(Module, Debug)]
@@ -31,38 +32,12 @@ impl LinearProbe {
     /// # Shapes
     /// `z`: `[batch, latent]`, `targets`: `[batch, heads]`
     fn loss(&self, z: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
-        let [b, _] = z.dims();
-        let logits = self.linear.forward(z);
-        let mut off = 0;
-        let mut total = Tensor::<1>::zeros([1], &logits.device());
-        for (k, &n) in self.heads.iter().enumerate() {
-            let logp = log_softmax(logits.clone().narrow(1, off, n), 1);
-            total = total + logp.gather(1, targets.clone().narrow(1, k, 1)).sum().neg() / b as f32;
-            off += n;
-        }
-        total
+        multi_head_nll(self.linear.forward(z), targets, &self.heads)
     }
 
     /// Predicted value of every head: `[batch][heads]`.
     fn predict(&self, z: Tensor<2>) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let logits = self.linear.forward(z);
-        let mut out = vec![Vec::new(); b];
-        let mut off = 0;
-        for &n in &self.heads {
-            let ids = logits
-                .clone()
-                .narrow(1, off, n)
-                .argmax(1)
-                .reshape([b])
-                .try_into_vec_as::<i64>()
-                .unwrap_or_default();
-            for (o, i) in out.iter_mut().zip(ids) {
-                o.push(i as usize);
-            }
-            off += n;
-        }
-        out
+        multi_head_argmax(self.linear.forward(z), &self.heads)
     }
 }
 
