@@ -308,6 +308,12 @@ impl TrainConfig {
             "must be >= 0",
         )?;
         check(
+            l.cross_weight == 1.0
+                || (m.fusion == Fusion::Poe && l.unimodal_target == UnimodalTarget::All),
+            "loss.cross_weight",
+            "applies only with fusion \"poe\" and unimodal_target \"all\" (leave it at 1 otherwise)",
+        )?;
+        check(
             l.align_weight.is_finite() && l.align_weight >= 0.0,
             "loss.align_weight",
             "must be >= 0",
@@ -411,6 +417,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("loss.unimodal_target"), "{e}");
+        // cross_weight only has a meaning for poe with "all".
+        c.loss.unimodal_target = UnimodalTarget::All;
+        c.loss.cross_weight = 0.5;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loss.cross_weight"), "{e}");
+        c.model.fusion = Fusion::Poe;
+        assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
     }
 
     #[test]

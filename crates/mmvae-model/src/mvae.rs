@@ -172,8 +172,9 @@ impl Mvae {
                 Tensor::cat(vec![q_joint.kl_standard(), mix], 0)
             }
         }; // [3b]
-           // The image decoder's input: [z, w] with w ~ q(w|x) on the joint and
-           // image-only rows and w ~ N(0, I) on the text-only row.
+
+        // The image decoder's input: [z, w] with w ~ q(w|x) on the joint and
+        // image-only rows and w ~ N(0, I) on the text-only row.
         let z_img = match &qw {
             None => z.clone(),
             Some(qw) => {
@@ -195,7 +196,8 @@ impl Mvae {
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
         let logits = self.image_decoder.forward(z_img); // [3b, pixels]
-                                                        // Caption cycle: text → image → q(z|image) → the same caption.
+
+        // Caption cycle: text → image → q(z|image) → the same caption.
         let cycle = (cfg.cycle_weight > 0.0).then(|| {
             let generated = sigmoid(logits.clone().narrow(0, 2 * b, b));
             let (qg, _) = self.image_experts(generated);
@@ -233,7 +235,8 @@ impl Mvae {
         let wy = Tensor::<1>::from_floats(wy, &device).reshape([3, 1]) * cfg.text_weight;
         let wk = Tensor::<1>::from_floats(wk, &device).reshape([3, 1]) * beta;
         let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * wk; // [3, b]
-                                                                                 // Posterior matching (JMVAE-KL): each unimodal posterior covers the joint.
+
+        // Posterior matching (JMVAE-KL): each unimodal posterior covers the joint.
         let align = q_joint.kl(&q_x) + q_joint.kl(&q_y); // [b]
         let mut total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
         if let Some(c) = cycle {
