@@ -358,6 +358,7 @@ mod tests {
 
     #[test]
     fn loss_is_the_sum_of_per_head_cross_entropies() {
+        let _rng = crate::testutil::rng_lock();
         let dev = Device::flex();
         let clf = Classifier::new(8, 3, &[2, 3], &dev);
         let logits = Tensor::<2>::from_data(

@@ -430,6 +430,8 @@ mod tests {
 
     #[test]
     fn shipped_configs_parse() {
+        // Model init draws from the shared device RNG.
+        let _rng = crate::testutil::rng_lock();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {

@@ -152,6 +152,7 @@ mod tests {
 
     #[test]
     fn shapes_for_28_and_64() {
+        let _rng = crate::testutil::rng_lock();
         assert_eq!(down_sides(28), vec![14, 7]);
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
