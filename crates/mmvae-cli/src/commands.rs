@@ -11,11 +11,14 @@ use mmvae_model::classifier::{self, ClassifierTrainOptions};
 use mmvae_model::consistency::{self, ScoreOptions};
 use mmvae_model::data::load_split;
 use mmvae_model::device::Compute;
-use mmvae_model::eval::{self, EvalOptions};
-use mmvae_model::infer::{self, Draw};
+use mmvae_model::eval::{self, EvalOptions, Metric};
+use mmvae_model::infer::{self, Draw, Endpoint};
 use mmvae_model::parallel::default_threads;
 use mmvae_model::train::{self, EpochReport, TrainOptions};
 use mmvae_model::TrainConfig;
+use mmvae_report::plot::Chart;
+use mmvae_report::report::{self, ReportOptions, Saved};
+use mmvae_report::tsne::TsneConfig;
 use std::path::{Path, PathBuf};
 
 /// `println!` that ends the program quietly when stdout is a closed pipe
@@ -307,7 +310,13 @@ pub struct EvalArgs {
     /// Cross-generate from the posterior mean instead of one sample of q(z|input).
     #[arg(long)]
     mean: bool,
-    /// Also estimate log p(x), log p(y) and log p(x,y) by importance sampling.
+    /// Metric groups to compute, comma-separated: coherence, loss, bleu,
+    /// perplexity, reconstruction, fid, probe, retrieval, loglik, or all
+    /// (default: all but loglik).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Also estimate log p(x), log p(y) and log p(x,y) by importance sampling
+    /// (adds loglik to --metrics).
     #[arg(long)]
     loglik: bool,
     /// Importance samples per item for --loglik.
@@ -319,6 +328,16 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    let mut metrics = match &a.metrics {
+        Some(list) => Metric::parse_list(list).context("--metrics")?,
+        None => Metric::defaults(),
+    };
+    if a.loglik {
+        metrics.insert(Metric::Loglik);
+    }
+    if a.loglik_items == 0 || a.loglik_samples == 0 {
+        bail!("--loglik-items and --loglik-samples must be at least 1");
+    }
     let m = a.model.load()?;
     let kind = m.checkpoint.config.data.dataset;
     let cdir = a
@@ -331,20 +350,23 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         m.checkpoint.config.data.dir.as_deref(),
     )?;
     // The linear probes train on the training split's first items.
-    let probe_train = mmvae_model::data::load_split(
-        kind,
-        Split::Train,
-        a.data_dir.as_deref(),
-        m.checkpoint.config.data.dir.as_deref(),
-    )?;
+    let probe_train = if metrics.contains(&Metric::Probe) {
+        Some(mmvae_model::data::load_split(
+            kind,
+            Split::Train,
+            a.data_dir.as_deref(),
+            m.checkpoint.config.data.dir.as_deref(),
+        )?)
+    } else {
+        None
+    };
     let opts = EvalOptions {
-        probe_train: Some(probe_train),
+        metrics,
+        probe_train,
         limit: a.limit,
         seed: a.model.seed,
         draw: if a.mean { Draw::Mean } else { Draw::Sample },
-        loglik: a
-            .loglik
-            .then_some((a.loglik_items.max(1), a.loglik_samples.max(1))),
+        loglik: (a.loglik_items, a.loglik_samples),
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&m, &clf, &info, &test, &opts);
@@ -375,6 +397,9 @@ pub struct CalibrateArgs {
 }
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    if a.prior_samples == 0 {
+        bail!("--prior-samples must be at least 1");
+    }
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
     let data = mmvae_model::data::load_train_data(cfg, a.data_dir.as_deref())?;
@@ -384,7 +409,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         cfg.data.dir.as_deref(),
     )?;
     let opts = ScoreOptions {
-        prior_samples: a.prior_samples.max(1),
+        prior_samples: a.prior_samples,
         seed: a.model.seed,
         ..ScoreOptions::default()
     };
@@ -834,5 +859,183 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         a.threads.unwrap_or_else(default_threads),
     )?;
     outln!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output HTML file (self-contained: images and charts inline).
+    #[arg(long, default_value = "report.html")]
+    out: PathBuf,
+    /// Metrics JSON to show (default: eval.json in the checkpoint folder or
+    /// its parent, if there).
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Test items in the t-SNE plot.
+    #[arg(long, default_value_t = 500)]
+    tsne_items: usize,
+    /// Rows of the example tables.
+    #[arg(long, default_value_t = 12)]
+    examples: usize,
+}
+
+pub fn report(a: ReportArgs) -> Result<()> {
+    if a.tsne_items < 2 || a.examples == 0 {
+        bail!("--tsne-items must be at least 2 and --examples at least 1");
+    }
+    let m = a.model.load()?;
+    let cfg = &m.checkpoint.config;
+    let test = mmvae_model::data::load_test(
+        cfg.data.dataset,
+        a.data_dir.as_deref(),
+        cfg.data.dir.as_deref(),
+    )?;
+    let saved = Saved::read(&m, a.eval.as_deref())?;
+    let opts = ReportOptions {
+        tsne_items: a.tsne_items,
+        examples: a.examples,
+        seed: a.model.seed,
+        ..ReportOptions::default()
+    };
+    let html = report::build(&m, &test, &saved, &opts)?;
+    fsutil::write_atomic(&a.out, html.as_bytes())?;
+    outln!(
+        "report: {} ({} KiB; metrics from {})",
+        a.out.display(),
+        html.len() / 1024,
+        if saved.eval.is_some() {
+            "eval.json"
+        } else {
+            "nowhere yet: run mmvae eval"
+        }
+    );
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlotCommand {
+    /// t-SNE of the image and caption latent means of test items, coloured
+    /// by class (PNG, or SVG if --out ends in .svg).
+    Tsne {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "tsne.png")]
+        out: PathBuf,
+        /// Test items (each gives an image point and a caption point).
+        #[arg(long, default_value_t = 1000)]
+        items: usize,
+        #[arg(long, default_value_t = 30.0)]
+        perplexity: f64,
+        #[arg(long, default_value_t = 1000)]
+        iterations: usize,
+    },
+}
+
+pub fn plot(c: PlotCommand) -> Result<()> {
+    match c {
+        PlotCommand::Tsne {
+            model,
+            data_dir,
+            out,
+            items,
+            perplexity,
+            iterations,
+        } => {
+            if !(2..=5000).contains(&items) {
+                bail!("--items must be in 2..=5000 (t-SNE here is exact, O(n²)); got {items}");
+            }
+            if !(perplexity > 0.0) {
+                bail!("--perplexity must be positive");
+            }
+            let m = model.load()?;
+            let cfg = &m.checkpoint.config;
+            let test = mmvae_model::data::load_test(
+                cfg.data.dataset,
+                data_dir.as_deref(),
+                cfg.data.dir.as_deref(),
+            )?;
+            let tcfg = TsneConfig {
+                perplexity,
+                iterations,
+                seed: model.seed,
+                ..TsneConfig::default()
+            };
+            let scatter = report::tsne_scatter(&m, &test, items, &tcfg)?;
+            let svg = out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+            let bytes = if svg {
+                scatter.draw_svg((1100, 760))?.into_bytes()
+            } else {
+                scatter.draw_png((1100, 760))?
+            };
+            fsutil::write_atomic(&out, &bytes)?;
+            outln!(
+                "t-SNE of {} points: {}",
+                scatter.points.len(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["from_image", "from_text"])))]
+#[command(group(clap::ArgGroup::new("to").required(true).args(["to_image", "to_text"])))]
+pub struct InterpolateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Start at the posterior mean of this image (PNG/JPEG).
+    #[arg(long)]
+    from_image: Option<PathBuf>,
+    /// Start at the posterior mean of this caption.
+    #[arg(long)]
+    from_text: Option<String>,
+    /// End at the posterior mean of this image.
+    #[arg(long)]
+    to_image: Option<PathBuf>,
+    /// End at the posterior mean of this caption.
+    #[arg(long)]
+    to_text: Option<String>,
+    /// Points on the segment, both ends included.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Output PNG: one row of decoded images.
+    #[arg(long, default_value = "interpolation.png")]
+    out: PathBuf,
+}
+
+pub fn interpolate(a: InterpolateArgs) -> Result<()> {
+    if !(2..=64).contains(&a.steps) {
+        bail!("--steps must be in 2..=64 (got {})", a.steps);
+    }
+    let m = a.model.load()?;
+    let end = |img: &Option<PathBuf>, text: &Option<String>| -> Result<Endpoint> {
+        Ok(match (img, text) {
+            (Some(p), _) => Endpoint::Image(
+                imageio::load_image(p, m.colours(), m.side(), m.side())
+                    .with_context(|| format!("reading {}", p.display()))?,
+            ),
+            (None, Some(t)) => Endpoint::Text(t.clone()),
+            (None, None) => bail!("an endpoint needs an image or a text"),
+        })
+    };
+    let (from, to) = (
+        end(&a.from_image, &a.from_text)?,
+        end(&a.to_image, &a.to_text)?,
+    );
+    let (imgs, caps) = m.interpolate(&from, &to, a.steps)?;
+    imageio::save_grid(&a.out, &imgs, a.steps)?;
+    for (k, c) in caps.iter().enumerate() {
+        outln!("{k}: {c}");
+    }
+    outln!("interpolation: {}", a.out.display());
     Ok(())
 }

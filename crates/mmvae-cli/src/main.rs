@@ -38,6 +38,18 @@ enum Command {
     /// Does a caption match an image? Scores one pair (--image, --text) or a
     /// file of pairs (--pairs) and decides with the calibrated threshold.
     Check(commands::CheckArgs),
+    /// Write one self-contained HTML page about a checkpoint: config,
+    /// training curves, metrics, sample grids, captions, consistency and
+    /// retrieval examples, an interpolation and a t-SNE of the latent space.
+    Report(commands::ReportArgs),
+    /// Plots of a checkpoint's latent space.
+    Plot {
+        #[command(subcommand)]
+        command: commands::PlotCommand,
+    },
+    /// Decode points on the line between two inputs' latents (images or
+    /// captions) into a row of images and their captions.
+    Interpolate(commands::InterpolateArgs),
     /// The evaluation classifier that scores generated images.
     Classifier {
         #[command(subcommand)]
@@ -66,6 +78,9 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a),
         Command::Calibrate(a) => commands::calibrate(a),
         Command::Check(a) => commands::check(a),
+        Command::Report(a) => commands::report(a),
+        Command::Plot { command } => commands::plot(command),
+        Command::Interpolate(a) => commands::interpolate(a),
         Command::Classifier { command } => commands::classifier(command),
         Command::Data { command } => commands::data(command),
         Command::Quickstart(a) => commands::quickstart(a),

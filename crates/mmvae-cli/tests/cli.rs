@@ -146,6 +146,9 @@ fn help_lists_the_commands() {
         "eval",
         "calibrate",
         "check",
+        "report",
+        "plot",
+        "interpolate",
         "classifier",
         "data",
         "quickstart",
@@ -405,7 +408,8 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
                 "20",
                 "--out",
                 "ll.json",
-                "--loglik",
+                "--metrics",
+                "loglik",
                 "--loglik-items",
                 "10",
                 "--loglik-samples",
@@ -414,12 +418,230 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         );
         let j: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.join("ll.json")).unwrap()).unwrap();
+        // Only the selected metric is computed; the settings say which.
+        assert!(
+            j.get("text_to_image").is_none() && j.get("fid").is_none(),
+            "{j}"
+        );
+        assert_eq!(j["settings"]["metrics"], serde_json::json!(["loglik"]));
+        assert_eq!(
+            j["settings"]["loglik_samples"].as_u64(),
+            Some(k.parse().unwrap())
+        );
         j["log_likelihood"]["log_p_joint"].as_f64().unwrap()
     };
     let (one, many) = (ll("1"), ll("100"));
     assert!(many.is_finite() && many > one, "K=100 {many} vs K=1 {one}");
+    let e = fails(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--metrics",
+            "coherence,fdi",
+        ],
+    );
+    assert!(e.contains("unknown metric 'fdi'"), "{e}");
 
     consistency_commands(d);
+    report_commands(d);
+}
+
+/// Headless Chromium, if installed (`MMVAE_CHROMIUM` names another binary).
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MMVAE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser", "google-chrome"].map(|b| d.join(b)))
+        .find(|p| p.is_file())
+}
+
+/// `report`, `plot tsne` and `interpolate` on the trained, evaluated and
+/// calibrated fixture model in `d`; the report is rendered in headless
+/// Chromium where there is one (CI installs it and sets
+/// MMVAE_REQUIRE_CHROMIUM=1, so there it cannot be skipped).
+fn report_commands(d: &Path) {
+    let out = ok(
+        d,
+        &[
+            "report",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--out",
+            "rep/report.html",
+            "--tsne-items",
+            "60",
+            "--examples",
+            "6",
+        ],
+    );
+    assert!(out.contains("metrics from eval.json"), "{out}");
+    let html = std::fs::read_to_string(d.join("rep/report.html")).unwrap();
+    for id in [
+        "id=\"model\"",
+        "id=\"curves\"",
+        "id=\"metrics-table\"",
+        "id=\"consistency-table\"",
+        "id=\"t2i-table\"",
+        "id=\"i2t-table\"",
+        "id=\"consistency-examples\"",
+        "id=\"retrieval-examples\"",
+        "id=\"interpolation\"",
+        "id=\"tsne\"",
+    ] {
+        assert!(html.contains(id), "{id} missing");
+    }
+    // Self-contained: images inline, no fetched resources.
+    assert!(html.matches("data:image/png;base64,").count() >= 10 + 6);
+    assert!(html.matches("<svg").count() >= 2, "curves and t-SNE");
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    // One row per class in the text -> image table.
+    let t2i = &html[html.find("id=\"t2i-table\"").unwrap()..];
+    let t2i = &t2i[..t2i.find("</table>").unwrap()];
+    assert_eq!(t2i.matches("<tr>").count(), 1 + 10);
+
+    match chromium() {
+        Some(chrome) => {
+            let page = format!("file://{}", d.join("rep/report.html").display());
+            let shot = d.join("rep/shot.png");
+            let o = std::process::Command::new(&chrome)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    "--window-size=1200,2400",
+                    &format!("--screenshot={}", shot.display()),
+                    &page,
+                ])
+                .output()
+                .expect("chromium runs");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let img = image::open(&shot).unwrap().to_rgb8();
+            assert_eq!(img.dimensions(), (1200, 2400));
+            // A rendered page, not a blank or error page: many distinct
+            // colours (charts, sample images) and plenty of dark ink.
+            let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+            assert!(colours.len() > 200, "{} colours", colours.len());
+            let dark = img.pixels().filter(|p| p.0.iter().all(|&v| v < 80)).count();
+            assert!(dark > 20_000, "{dark} dark pixels");
+            let o = std::process::Command::new(&chrome)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--dump-dom",
+                    &page,
+                ])
+                .output()
+                .expect("chromium runs");
+            let dom = String::from_utf8_lossy(&o.stdout);
+            for t in [
+                "Training curves",
+                "Latent space (t-SNE)",
+                "q(z|caption)",
+                "id=\"metrics-table\"",
+            ] {
+                assert!(dom.contains(t), "{t} not in the rendered DOM");
+            }
+        }
+        None => {
+            assert!(
+                std::env::var_os("MMVAE_REQUIRE_CHROMIUM").is_none(),
+                "MMVAE_REQUIRE_CHROMIUM is set but no chromium was found"
+            );
+            eprintln!("note: chromium not found; the report was not rendered in a browser");
+        }
+    }
+
+    let out = ok(
+        d,
+        &[
+            "plot",
+            "tsne",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--items",
+            "40",
+            "--iterations",
+            "250",
+            "--out",
+            "rep/tsne.png",
+        ],
+    );
+    assert!(out.contains("t-SNE of 80 points"), "{out}");
+    let img = image::open(d.join("rep/tsne.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (1100, 760));
+
+    // Caption to image: both ends decode to their own class.
+    let out = ok(
+        d,
+        &[
+            "interpolate",
+            "--checkpoint",
+            "run/best",
+            "--from-text",
+            "the digit three",
+            "--to-image",
+            "pairs/eight.png",
+            "--steps",
+            "5",
+            "--out",
+            "rep/interp.png",
+        ],
+    );
+    let caps: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(caps.len(), 5, "{out}");
+    assert!(
+        caps[0].contains("three") && caps[4].contains("eight"),
+        "{out}"
+    );
+    let img = image::open(d.join("rep/interp.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (5 * 30 + 2, 32));
+    let e = fails(
+        d,
+        &[
+            "interpolate",
+            "--checkpoint",
+            "run/best",
+            "--from-text",
+            "the digit zzz",
+            "--to-text",
+            "the digit one",
+        ],
+    );
+    assert!(e.contains("zzz"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "interpolate",
+            "--checkpoint",
+            "run/best",
+            "--from-text",
+            "the digit one",
+            "--to-text",
+            "the digit two",
+            "--steps",
+            "1",
+        ],
+    );
+    assert!(e.contains("--steps"), "{e}");
+    let e = fails(
+        d,
+        &["report", "--checkpoint", "nowhere", "--out", "rep/x.html"],
+    );
+    assert!(e.contains("nowhere"), "{e}");
+    assert!(!d.join("rep/x.html").exists());
 }
 
 /// A bar image of class `c`, as in [`write_dataset`].

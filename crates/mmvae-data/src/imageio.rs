@@ -87,7 +87,8 @@ pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> 
 }
 
 /// Encode an image as PNG bytes.
-fn encode_png(img: &Image) -> Vec<u8> {
+/// PNG bytes of an image.
+pub fn encode_png(img: &Image) -> Vec<u8> {
     let (w, h) = (img.width as u32, img.height as u32);
     let raw = img.interleaved();
     let mut out = std::io::Cursor::new(Vec::new());

@@ -6,11 +6,12 @@ use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::lm::BigramLm;
 use mmvae_data::{DatasetKind, ImageLabelSet};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::batch::{CaptionSource, HostBatch};
 use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
+use crate::error::{ModelError, Result};
 use crate::fid::{frechet_distance, FeatureStats};
 use crate::infer::{Draw, Loaded};
 use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
@@ -19,8 +20,97 @@ use crate::mvae::REPORT_NAMES;
 use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
 
+/// A group of metrics `evaluate` can compute (`mmvae eval --metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// Text → image, image → text, joint and reconstruction coherence.
+    Coherence,
+    /// Negative ELBO terms on the test split.
+    Loss,
+    /// BLEU-1..4 of generated captions.
+    Bleu,
+    /// Perplexity of generated and real captions under a reference LM.
+    Perplexity,
+    /// PSNR and SSIM of image reconstructions.
+    Reconstruction,
+    /// Fréchet distances in the evaluation classifier's feature space.
+    Fid,
+    /// Linear probes of the unimodal posterior means.
+    Probe,
+    /// Cross-modal retrieval (MedR, Recall@K).
+    Retrieval,
+    /// Importance-sampled marginal log-likelihoods (slow; not a default).
+    Loglik,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 9] = [
+        Metric::Coherence,
+        Metric::Loss,
+        Metric::Bleu,
+        Metric::Perplexity,
+        Metric::Reconstruction,
+        Metric::Fid,
+        Metric::Probe,
+        Metric::Retrieval,
+        Metric::Loglik,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Coherence => "coherence",
+            Metric::Loss => "loss",
+            Metric::Bleu => "bleu",
+            Metric::Perplexity => "perplexity",
+            Metric::Reconstruction => "reconstruction",
+            Metric::Fid => "fid",
+            Metric::Probe => "probe",
+            Metric::Retrieval => "retrieval",
+            Metric::Loglik => "loglik",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Metric> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "unknown metric '{s}' (expected one of: {}, or all)",
+                    Metric::ALL.map(Metric::name).join(", ")
+                ))
+            })
+    }
+
+    /// Parse a comma-separated list; `all` selects every metric.
+    pub fn parse_list(s: &str) -> Result<BTreeSet<Metric>> {
+        let mut set = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == "all" {
+                set.extend(Metric::ALL);
+            } else {
+                set.insert(Metric::parse(part)?);
+            }
+        }
+        if set.is_empty() {
+            return Err(ModelError::Invalid("--metrics selects nothing".into()));
+        }
+        Ok(set)
+    }
+
+    /// Everything but the slow log-likelihoods.
+    pub fn defaults() -> BTreeSet<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|m| *m != Metric::Loglik)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Which metrics to compute.
+    pub metrics: BTreeSet<Metric>,
     /// Score only the first N test items.
     pub limit: Option<usize>,
     pub seed: u64,
@@ -29,8 +119,9 @@ pub struct EvalOptions {
     pub joint_samples: usize,
     /// How the latent is drawn from q(z|input) for cross-generation.
     pub draw: Draw,
-    /// Importance-sampled log-likelihoods on (items, samples per item).
-    pub loglik: Option<(usize, usize)>,
+    /// Importance-sampled log-likelihoods (if selected) on (items,
+    /// samples per item).
+    pub loglik: (usize, usize),
     /// Training items for the linear probes (their first 5,000 are used).
     pub probe_train: Option<ImageLabelSet>,
 }
@@ -38,12 +129,13 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
+            metrics: Metric::defaults(),
             limit: None,
             seed: 0,
             batch_size: 500,
             joint_samples: 10_000,
             draw: Draw::Sample,
-            loglik: None,
+            loglik: (100, 1000),
             probe_train: None,
         }
     }
@@ -130,6 +222,22 @@ fn some(v: Vec<usize>) -> Vec<Option<usize>> {
     v.into_iter().map(Some).collect()
 }
 
+/// The exact settings an evaluation ran with, saved in its JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSettings {
+    pub metrics: Vec<&'static str>,
+    pub limit: Option<usize>,
+    pub batch_size: usize,
+    pub joint_samples: usize,
+    pub retrieval_subset_size: usize,
+    pub retrieval_subsets: usize,
+    pub probe_train_items: usize,
+    pub loglik_items: usize,
+    pub loglik_samples: usize,
+}
+
+/// What `evaluate` measured; a metric group that was not selected is absent
+/// (`None`, left out of the JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub dataset: String,
@@ -138,49 +246,67 @@ pub struct EvalReport {
     pub seed: u64,
     pub latent_draw: String,
     pub caption_decoding: &'static str,
+    pub settings: EvalSettings,
     /// The evaluation classifier's own test accuracy (every attribute right).
     pub classifier_test_accuracy: f64,
     /// Classifier attributes of images generated from training-template
     /// captions, against the caption's attributes.
-    pub text_to_image: Coherence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_to_image: Option<Coherence>,
     /// The same, with captions from held-out templates never seen in
     /// training (datasets that have them).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text_to_image_heldout: Option<Coherence>,
     /// Attributes named by generated captions, against the image's.
-    pub image_to_text: Coherence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_to_text: Option<Coherence>,
     /// Prior samples: attributes of the image (classifier) against those
     /// named by the caption decoded from the same latent.
-    pub joint: Coherence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joint: Option<Coherence>,
     /// Classifier attributes of image reconstructions (image → z → image):
     /// the ceiling the decoder puts on text → image.
-    pub image_reconstruction: Coherence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_reconstruction: Option<Coherence>,
     /// Mean negative ELBO terms on the test split (training templates).
-    pub test_loss: BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<BTreeMap<String, f64>>,
     /// Corpus BLEU-1..4 of the generated captions, the references being every
     /// training phrasing of the image's class.
-    pub caption_bleu: [f64; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_bleu: Option<[f64; 4]>,
     /// Mean PSNR (dB, capped at 100) and SSIM of image reconstructions
     /// (pixel probabilities against the input).
-    pub reconstruction_psnr_db: f64,
-    pub reconstruction_ssim: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconstruction_psnr_db: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconstruction_ssim: Option<f64>,
     /// Perplexity of generated and of real test captions under a reference
     /// language model trained on the training captions.
-    pub caption_perplexity: Perplexity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_perplexity: Option<Perplexity>,
     /// Fréchet distances of generated images to the test images.
-    pub fid: FidReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fid: Option<FidReport>,
     /// Linear probes of the unimodal posterior means (if training items
     /// were given).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub linear_probe: Option<crate::probe::ProbeReport>,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalReport>,
-    /// Importance-sampled log p(x), log p(y), log p(x, y) (if asked for).
+    /// Importance-sampled log p(x), log p(y), log p(x, y).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_likelihood: Option<LogLikelihood>,
 }
 
 impl EvalReport {
     pub fn table(&self) -> String {
         let pct = |v: f64| format!("{:6.2}%", 100.0 * v);
-        let multi = self.text_to_image.per_slot.len() > 1;
+        let multi = [&self.text_to_image, &self.image_to_text]
+            .into_iter()
+            .flatten()
+            .any(|c| c.per_slot.len() > 1);
         let row = |name: &str, c: &Coherence| {
             if multi {
                 let mut s = format!(
@@ -209,48 +335,59 @@ impl EvalReport {
                 ""
             }
         ));
-        s.push_str(&row("text -> image coherence", &self.text_to_image));
-        if let Some(h) = &self.text_to_image_heldout {
-            s.push_str(&row("text -> image (held-out templates)", h));
+        for (name, c) in [
+            ("text -> image coherence", &self.text_to_image),
+            (
+                "text -> image (held-out templates)",
+                &self.text_to_image_heldout,
+            ),
+            ("image -> text coherence", &self.image_to_text),
+            ("joint coherence (prior samples)", &self.joint),
+            (
+                "image reconstruction (classifier)",
+                &self.image_reconstruction,
+            ),
+        ] {
+            if let Some(c) = c {
+                s.push_str(&row(name, c));
+            }
         }
-        s.push_str(&row("image -> text coherence", &self.image_to_text));
-        s.push_str(&row("joint coherence (prior samples)", &self.joint));
-        s.push_str(&row(
-            "image reconstruction (classifier)",
-            &self.image_reconstruction,
-        ));
         s.push_str(&format!(
             "  {:<35}{}\n",
             "classifier test accuracy",
             pct(self.classifier_test_accuracy)
         ));
-        s.push_str(&format!(
-            "  {:<34}{:.2}\n",
-            "test negative ELBO objective",
-            self.test_loss.get("loss").copied().unwrap_or(f64::NAN)
-        ));
-        let b = self.caption_bleu;
-        s.push_str(&format!(
-            "  {:<35}{:.3} / {:.3} / {:.3} / {:.3}\n",
-            "caption BLEU-1/2/3/4", b[0], b[1], b[2], b[3]
-        ));
-        s.push_str(&format!(
-            "  {:<35}generated {:.3}  real {:.3}\n",
-            "caption perplexity (bigram LM)",
-            self.caption_perplexity.generated,
-            self.caption_perplexity.real
-        ));
-        s.push_str(&format!(
-            "  {:<35}PSNR {:.2} dB  SSIM {:.4}\n",
-            "image reconstruction quality", self.reconstruction_psnr_db, self.reconstruction_ssim
-        ));
-        s.push_str(&format!(
-            "  {:<35}text->image {:.3}  reconstruction {:.3}  joint {:.3}\n",
-            "FID (classifier features)",
-            self.fid.text_to_image,
-            self.fid.reconstruction,
-            self.fid.joint
-        ));
+        if let Some(l) = &self.test_loss {
+            s.push_str(&format!(
+                "  {:<34}{:.2}\n",
+                "test negative ELBO objective",
+                l.get("loss").copied().unwrap_or(f64::NAN)
+            ));
+        }
+        if let Some(b) = self.caption_bleu {
+            s.push_str(&format!(
+                "  {:<35}{:.3} / {:.3} / {:.3} / {:.3}\n",
+                "caption BLEU-1/2/3/4", b[0], b[1], b[2], b[3]
+            ));
+        }
+        if let Some(p) = &self.caption_perplexity {
+            s.push_str(&format!(
+                "  {:<35}generated {:.3}  real {:.3}\n",
+                "caption perplexity (bigram LM)", p.generated, p.real
+            ));
+        }
+        if let (Some(p), Some(q)) = (self.reconstruction_psnr_db, self.reconstruction_ssim) {
+            s.push_str(&format!(
+                "  {:<35}PSNR {p:.2} dB  SSIM {q:.4}\n",
+                "image reconstruction quality"
+            ));
+        }
+        if let Some(f) = &self.fid {
+            s.push_str(&format!(
+                "  {:<35}text->image {:.3}  reconstruction {:.3}  joint {:.3}\n",
+                "FID (classifier features)", f.text_to_image, f.reconstruction, f.joint
+            ));
+        }
         if let Some(p) = &self.linear_probe {
             s.push_str(&format!(
                 "  {:<35}from q(z|image) {}  from q(z|text) {}  ({} train items)\n",
@@ -350,7 +487,8 @@ pub struct FidReport {
     pub joint: f64,
 }
 
-/// Score a checkpoint on the test split.
+/// Score a checkpoint on the test split: the metric groups in
+/// `opts.metrics`, each computed only if selected.
 pub fn evaluate(
     m: &Loaded,
     clf: &Classifier,
@@ -363,6 +501,9 @@ pub fn evaluate(
     let captioner: Captioner = m.captioner();
     let n = opts.limit.unwrap_or(test.len()).min(test.len());
     let bs = opts.batch_size.max(1);
+    let on = |metric: Metric| opts.metrics.contains(&metric);
+    let coherence = on(Metric::Coherence);
+    let fid_on = on(Metric::Fid);
     m.seed(opts.seed);
 
     let train_src = CaptionSource {
@@ -375,14 +516,25 @@ pub fn evaluate(
         set: CaptionSet::HeldOut,
         stream: TEST_STREAM,
     };
-    let (text_to_image, t2i_features) = t2i(m, clf, test, n, train_src, bs, opts.draw);
-    let text_to_image_heldout = captioner
-        .has(CaptionSet::HeldOut)
+    let (text_to_image, t2i_features) = if coherence || fid_on {
+        let (c, f) = t2i(m, clf, test, n, train_src, bs, opts.draw);
+        (Some(c), f)
+    } else {
+        (None, Vec::new())
+    };
+    let text_to_image_heldout = (coherence && captioner.has(CaptionSet::HeldOut))
         .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw).0);
     let (mut real_features, mut recon_features, mut joint_features) =
         (Vec::new(), Vec::new(), Vec::new());
 
-    let idx: Vec<usize> = (0..n).collect();
+    // One pass over the test images serves coherence, BLEU, perplexity,
+    // reconstruction quality and FID.
+    let pass = coherence
+        || fid_on
+        || on(Metric::Bleu)
+        || on(Metric::Perplexity)
+        || on(Metric::Reconstruction);
+    let idx: Vec<usize> = if pass { (0..n).collect() } else { Vec::new() };
     let mut i2t = Tally::new(kind);
     let mut recon = Tally::new(kind);
     // BLEU references: every training phrasing of the item's class.
@@ -412,7 +564,9 @@ pub fn evaluate(
         }
         generated.extend(caps.iter().cloned());
         real_caps.extend(hb.captions.iter().cloned());
-        real_features.extend(host(clf.features(images.clone())));
+        if fid_on {
+            real_features.extend(host(clf.features(images.clone())));
+        }
         let probs = m.image_to_image_probs(images, opts.draw);
         let (recon_preds, f) = clf.predict_with_features(probs.clone());
         recon_features.extend(host(f));
@@ -430,8 +584,13 @@ pub fn evaluate(
 
     let mut joint = Tally::new(kind);
     let mut done = 0;
-    while done < opts.joint_samples {
-        let k = bs.min(opts.joint_samples - done);
+    let joint_samples = if coherence || fid_on {
+        opts.joint_samples
+    } else {
+        0
+    };
+    while done < joint_samples {
+        let k = bs.min(joint_samples - done);
         let z = Tensor::<2>::random(
             [k, m.model.latent],
             Distribution::Normal(0.0, 1.0),
@@ -449,56 +608,92 @@ pub fn evaluate(
 
     let mut sub = test.clone();
     sub.truncate(n);
-    let loss = evaluate_loss(
-        &m.model,
-        cfg,
-        &sub,
-        train_src,
-        &m.checkpoint.vocab,
-        &m.device,
-    );
-    let retrieval = retrieval(m, &sub, 1000, 10).ok();
-    let log_likelihood = opts.loglik.map(|(items, k)| {
+    let test_loss = on(Metric::Loss).then(|| {
+        let loss = evaluate_loss(
+            &m.model,
+            cfg,
+            &sub,
+            train_src,
+            &m.checkpoint.vocab,
+            &m.device,
+        );
+        REPORT_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .zip(loss)
+            .collect()
+    });
+    let (subset_size, subsets) = (1000, 10);
+    let retrieval = on(Metric::Retrieval)
+        .then(|| retrieval(m, &sub, subset_size, subsets).ok())
+        .flatten();
+    let (loglik_items, loglik_samples) = opts.loglik;
+    let log_likelihood = on(Metric::Loglik).then(|| {
         m.seed(opts.seed);
-        marginal_log_likelihood(m, &sub, items, k)
+        marginal_log_likelihood(m, &sub, loglik_items.max(1), loglik_samples.max(1))
     });
     let nn = n.max(1) as f64;
-    let dim = Classifier::FEATURES;
-    let real = FeatureStats::new(&real_features, dim);
-    let fd = |f: &[f32]| frechet_distance(&real, &FeatureStats::new(f, dim));
-    let fid = FidReport {
-        features: "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
-        items: n,
-        text_to_image: fd(&t2i_features),
-        reconstruction: fd(&recon_features),
-        joint: fd(&joint_features),
-    };
-    let lm = BigramLm::train(
-        captioner
-            .all_captions(CaptionSet::Train)
-            .iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>(),
-        0.9,
-    );
-    let caption_perplexity = Perplexity {
-        reference_model: "interpolated bigram (λ = 0.9) trained on the training captions",
-        generated: lm.perplexity(generated.iter().map(|c| c.as_str())),
-        real: lm.perplexity(real_caps.iter().map(|c| c.as_str())),
-    };
-    let linear_probe = opts
-        .probe_train
-        .as_ref()
-        .map(|tr| crate::probe::probe_latents(m, tr, 5000, &sub, n));
+    let fid = fid_on.then(|| {
+        let dim = Classifier::FEATURES;
+        let real = FeatureStats::new(&real_features, dim);
+        let fd = |f: &[f32]| frechet_distance(&real, &FeatureStats::new(f, dim));
+        FidReport {
+            features: "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
+            items: n,
+            text_to_image: fd(&t2i_features),
+            reconstruction: fd(&recon_features),
+            joint: fd(&joint_features),
+        }
+    });
+    let caption_perplexity = on(Metric::Perplexity).then(|| {
+        let lm = BigramLm::train(
+            captioner
+                .all_captions(CaptionSet::Train)
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>(),
+            0.9,
+        );
+        Perplexity {
+            reference_model: "interpolated bigram (λ = 0.9) trained on the training captions",
+            generated: lm.perplexity(generated.iter().map(|c| c.as_str())),
+            real: lm.perplexity(real_caps.iter().map(|c| c.as_str())),
+        }
+    });
+    let probe_items = 5000;
+    let linear_probe = on(Metric::Probe)
+        .then_some(opts.probe_train.as_ref())
+        .flatten()
+        .map(|tr| crate::probe::probe_latents(m, tr, probe_items, &sub, n));
+    let reconstruction = on(Metric::Reconstruction);
     EvalReport {
+        settings: EvalSettings {
+            metrics: opts.metrics.iter().map(|m| m.name()).collect(),
+            limit: opts.limit,
+            batch_size: bs,
+            joint_samples,
+            retrieval_subset_size: subset_size.min(n),
+            retrieval_subsets: subsets,
+            probe_train_items: linear_probe.as_ref().map_or(0, |p| p.train_items),
+            loglik_items: if log_likelihood.is_some() {
+                loglik_items.max(1)
+            } else {
+                0
+            },
+            loglik_samples: if log_likelihood.is_some() {
+                loglik_samples.max(1)
+            } else {
+                0
+            },
+        },
         linear_probe,
         caption_perplexity,
         fid,
         retrieval,
         log_likelihood,
-        caption_bleu: metrics::corpus_bleu(&cands, &refs),
-        reconstruction_psnr_db: psnr_sum / nn,
-        reconstruction_ssim: ssim_sum / nn,
+        caption_bleu: on(Metric::Bleu).then(|| metrics::corpus_bleu(&cands, &refs)),
+        reconstruction_psnr_db: reconstruction.then_some(psnr_sum / nn),
+        reconstruction_ssim: reconstruction.then_some(ssim_sum / nn),
         dataset: cfg.data.dataset.to_string(),
         checkpoint: m.checkpoint.dir.display().to_string(),
         test_items: n,
@@ -509,16 +704,12 @@ pub fn evaluate(
         },
         caption_decoding: "greedy",
         classifier_test_accuracy: clf_info.test_accuracy,
-        text_to_image,
+        text_to_image: text_to_image.filter(|_| coherence),
         text_to_image_heldout,
-        image_to_text: i2t.finish(),
-        joint: joint.finish(),
-        image_reconstruction: recon.finish(),
-        test_loss: REPORT_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .zip(loss)
-            .collect(),
+        image_to_text: coherence.then(|| i2t.finish()),
+        joint: coherence.then(|| joint.finish()),
+        image_reconstruction: coherence.then(|| recon.finish()),
+        test_loss,
     }
 }
 
@@ -540,5 +731,22 @@ mod tests {
         assert_eq!(c.per_slot["colour"], 0.5);
         assert_eq!(c.per_slot["shape"], 0.5);
         assert!((c.letters.unwrap() - (1.0 + 0.75) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn metric_lists_parse_and_refuse_unknown_names() {
+        let s = Metric::parse_list("fid, coherence").unwrap();
+        assert_eq!(
+            s.into_iter().collect::<Vec<_>>(),
+            vec![Metric::Coherence, Metric::Fid]
+        );
+        assert_eq!(Metric::parse_list("all").unwrap().len(), Metric::ALL.len());
+        assert!(!Metric::defaults().contains(&Metric::Loglik));
+        let e = Metric::parse_list("coherence,fdi").unwrap_err().to_string();
+        assert!(e.contains("unknown metric 'fdi'"), "{e}");
+        assert!(Metric::parse_list(" , ").is_err());
+        for m in Metric::ALL {
+            assert_eq!(Metric::parse(m.name()).unwrap(), m);
+        }
     }
 }

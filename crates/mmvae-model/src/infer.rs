@@ -14,6 +14,13 @@ use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::mvae::Mvae;
 
+/// One end of a latent interpolation.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Image(Image),
+    Text(String),
+}
+
 /// A checkpoint loaded for inference.
 pub struct Loaded {
     pub checkpoint: Checkpoint,
@@ -192,6 +199,71 @@ impl Loaded {
         let z = Self::draw(&q, how); // [n, latent + private]
         let shared = self.model.shared_part(z.clone());
         let caps = self.to_captions(self.model.decode_text(shared, None));
+        Ok((self.to_images(self.model.decode_image(z)), caps))
+    }
+
+    /// Posterior means of the shared latent, q(z|image) and q(z|caption),
+    /// on the host.
+    ///
+    /// # Shapes
+    /// `images`: `[n, pixels]` → (`n` rows of `latent`, `captions.len()` rows
+    /// of `latent`)
+    pub fn latent_means(
+        &self,
+        images: Tensor<2>,
+        captions: &[String],
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let latent = self.model.latent;
+        let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+            floats(t).chunks(latent).map(|c| c.to_vec()).collect()
+        };
+        let qx = self.model.encode_image(images);
+        let (t, l) = self.text_batch(captions, false)?;
+        let qy = self.model.encode_text(t, l);
+        Ok((rows(qx.mu), rows(qy.mu)))
+    }
+
+    /// The posterior mean of one endpoint over the whole latent
+    /// `[1, latent + private]`; a caption leaves the image-only part at its
+    /// prior mean 0.
+    fn endpoint_latent(&self, e: &Endpoint) -> Result<Tensor<2>> {
+        Ok(match e {
+            Endpoint::Image(img) => {
+                self.model
+                    .encode_image_full(self.image_batch(std::slice::from_ref(img))?)
+                    .mu
+            }
+            Endpoint::Text(t) => {
+                let (t, l) = self.text_batch(std::slice::from_ref(t), true)?;
+                let mu = self.model.encode_text(t, l).mu;
+                self.model.with_private(mu, false)
+            }
+        })
+    }
+
+    /// Decode `steps` evenly spaced points of the segment between the
+    /// posterior means of `from` and `to` (both ends included): the image
+    /// and the greedy caption at each.
+    pub fn interpolate(
+        &self,
+        from: &Endpoint,
+        to: &Endpoint,
+        steps: usize,
+    ) -> Result<(Vec<Image>, Vec<String>)> {
+        if steps < 2 {
+            return Err(ModelError::Invalid(format!(
+                "an interpolation needs at least 2 steps (got {steps})"
+            )));
+        }
+        let (a, b) = (self.endpoint_latent(from)?, self.endpoint_latent(to)?);
+        let ts: Vec<f32> = (0..steps).map(|k| k as f32 / (steps - 1) as f32).collect();
+        let t = Tensor::<1>::from_data(TensorData::new(ts, [steps]), &self.device)
+            .unsqueeze_dim::<2>(1); // [steps, 1]
+        let z = a.clone() + (b - a) * t; // [steps, latent + private]
+        let caps = self.to_captions(
+            self.model
+                .decode_text(self.model.shared_part(z.clone()), None),
+        );
         Ok((self.to_images(self.model.decode_image(z)), caps))
     }
 

@@ -1,0 +1,693 @@
+//! `mmvae report`: one self-contained HTML page about a checkpoint — its
+//! config, training curves, metrics, text → image grids per class,
+//! image → text examples, consistency examples (matches and near-misses),
+//! retrieval examples, a latent interpolation and a t-SNE of the latent
+//! means. Everything that needs the model is computed here, seeded; the
+//! metrics table comes from a saved `eval.json` (and `consistency.json`).
+
+use mmvae_data::captions::CaptionSet;
+use mmvae_data::imageio::{self, Image};
+use mmvae_data::ImageLabelSet;
+use mmvae_model::batch::{CaptionSource, HostBatch};
+use mmvae_model::consistency::{self, Calibration, Score, ScoreOptions};
+use mmvae_model::data::TEST_STREAM;
+use mmvae_model::infer::{Draw, Endpoint, Loaded};
+use mmvae_model::retrieval::log_overlap_matrix;
+use std::path::Path;
+
+use crate::error::{ReportError, Result};
+use crate::html::{escape, png_img, table, Page};
+use crate::plot::{Chart, Lines, Scatter, ScatterPoint, Series};
+use crate::tsne::{self, TsneConfig};
+
+/// What goes into a report.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Test items in the t-SNE (each gives an image and a caption point).
+    pub tsne_items: usize,
+    pub tsne: TsneConfig,
+    /// Images per class in the text → image grids.
+    pub per_class: usize,
+    /// At most this many classes get a grid.
+    pub max_classes: usize,
+    /// Rows of the example tables.
+    pub examples: usize,
+    /// Test items the retrieval examples search.
+    pub retrieval_pool: usize,
+    pub seed: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            tsne_items: 500,
+            tsne: TsneConfig::default(),
+            per_class: 8,
+            max_classes: 30,
+            examples: 12,
+            retrieval_pool: 200,
+            seed: 0,
+        }
+    }
+}
+
+/// Saved results a report shows next to what it computes.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    /// `mmvae eval`'s JSON.
+    pub eval: Option<serde_json::Value>,
+    pub calibration: Option<Calibration>,
+    /// `metrics.jsonl` of the training run, one value per epoch.
+    pub epochs: Vec<serde_json::Value>,
+}
+
+impl Saved {
+    /// Read what exists: `eval.json` and `consistency.json` in the
+    /// checkpoint (or `eval` if given), `metrics.jsonl` beside the
+    /// checkpoint folder. A file that exists but cannot be parsed is an
+    /// error naming it; a missing one is left out.
+    pub fn read(m: &Loaded, eval: Option<&Path>) -> Result<Saved> {
+        let dir = &m.checkpoint.dir;
+        let eval_path = eval.map(Path::to_path_buf).or_else(|| {
+            [dir.join("eval.json"), dir.join("../eval.json")]
+                .into_iter()
+                .find(|p| p.is_file())
+        });
+        let eval = match eval_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| ReportError::file(&p, e))?;
+                Some(serde_json::from_str(&text).map_err(|e| ReportError::file(&p, e))?)
+            }
+            None => None,
+        };
+        let calibration = if consistency::calibration_path(dir).is_file() {
+            Some(Calibration::load(m)?)
+        } else {
+            None
+        };
+        let jsonl = dir.join("../metrics.jsonl");
+        let mut epochs = Vec::new();
+        if jsonl.is_file() {
+            let text = std::fs::read_to_string(&jsonl).map_err(|e| ReportError::file(&jsonl, e))?;
+            for (k, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                epochs.push(
+                    serde_json::from_str(line)
+                        .map_err(|e| ReportError::file(&jsonl, format!("line {}: {e}", k + 1)))?,
+                );
+            }
+        }
+        Ok(Saved {
+            eval,
+            calibration,
+            epochs,
+        })
+    }
+}
+
+fn png(img: &Image) -> Vec<u8> {
+    imageio::encode_png(img)
+}
+
+/// Nearest-neighbour enlargement by an integer factor.
+fn upscale(img: &Image, k: usize) -> Image {
+    let (w, h) = (img.width * k, img.height * k);
+    let mut pixels = Vec::with_capacity(img.channels * w * h);
+    for c in 0..img.channels {
+        let plane = &img.pixels[c * img.width * img.height..];
+        for y in 0..h {
+            for x in 0..w {
+                pixels.push(plane[(y / k) * img.width + x / k]);
+            }
+        }
+    }
+    Image {
+        channels: img.channels,
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+/// A grid of images as PNG; small images (≤ 32 px) are shown twice as large.
+fn grid_png(images: &[Image], cols: usize) -> Result<Vec<u8>> {
+    let grid = imageio::make_grid(images, cols)?;
+    let k = if images[0].width <= 32 { 2 } else { 1 };
+    Ok(png(&upscale(&grid, k)))
+}
+
+/// `n` test items spread over the split (it may be stored class by class).
+fn spread(len: usize, n: usize) -> Vec<usize> {
+    let n = n.min(len);
+    (0..n).map(|k| k * len / n.max(1)).collect()
+}
+
+fn test_image(test: &ImageLabelSet, i: usize) -> Image {
+    Image::from_bytes(test.channels, test.cols, test.rows, test.image(i))
+}
+
+fn source(m: &Loaded) -> CaptionSource {
+    CaptionSource {
+        captioner: m.captioner(),
+        set: CaptionSet::Train,
+        stream: TEST_STREAM,
+    }
+}
+
+/// Numeric leaves of a JSON value as (dotted path, value), `settings` and
+/// per-slot breakdowns left out.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.push((prefix.to_string(), x));
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (k, x) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{}]", k + 1), x, out);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if k == "settings" || k == "per_slot" {
+                    continue;
+                }
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn config_section(m: &Loaded) -> String {
+    let st = &m.checkpoint.state;
+    let toml = std::fs::read_to_string(m.checkpoint.dir.join("config.toml")).unwrap_or_default();
+    format!(
+        "<p>dataset <b>{}</b>, {} epoch(s), {} steps, {:.0} s of training; validation loss {:.3} (best {:.3}).</p><pre id=\"config-toml\">{}</pre>",
+        escape(&st.dataset.to_string()),
+        st.epoch,
+        st.step,
+        st.elapsed_s,
+        st.val_loss,
+        st.best_val_loss,
+        escape(&toml)
+    )
+}
+
+fn curves_section(saved: &Saved) -> Result<String> {
+    if saved.epochs.is_empty() {
+        return Ok("<p class=\"note\">No metrics.jsonl beside the checkpoint folder.</p>".into());
+    }
+    let series = |split: &str, key: &str, name: &str| Series {
+        name: name.to_string(),
+        points: saved
+            .epochs
+            .iter()
+            .filter_map(|e| Some((e["epoch"].as_f64()?, e[split][key].as_f64()?)))
+            .collect(),
+    };
+    let charts = [
+        Lines {
+            title: "negative ELBO objective".into(),
+            x_label: "epoch".into(),
+            y_label: "nats per item".into(),
+            series: vec![
+                series("train", "loss", "train"),
+                series("val", "loss", "validation"),
+            ],
+        },
+        Lines {
+            title: "validation image terms".into(),
+            x_label: "epoch".into(),
+            y_label: "nats per image".into(),
+            series: vec![
+                series("val", "img_nll", "image | image"),
+                series("val", "txt2img_nll", "image | text"),
+            ],
+        },
+        Lines {
+            title: "validation text terms".into(),
+            x_label: "epoch".into(),
+            y_label: "nats per caption".into(),
+            series: vec![
+                series("val", "txt_nll", "text | text"),
+                series("val", "img2txt_nll", "text | image"),
+            ],
+        },
+    ];
+    let mut s = String::new();
+    for c in charts
+        .iter()
+        .filter(|c| c.series.iter().any(|s| !s.points.is_empty()))
+    {
+        s.push_str(&c.draw_svg((520, 300))?);
+    }
+    Ok(s)
+}
+
+fn metrics_section(saved: &Saved) -> String {
+    let mut s = String::new();
+    match &saved.eval {
+        Some(e) => {
+            let mut rows = Vec::new();
+            flatten("", e, &mut rows);
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .filter(|(k, _)| k != "seed" && k != "test_items")
+                .map(|(k, v)| vec![k, format!("{v:.4}")])
+                .collect();
+            s.push_str(&format!(
+                "<p>From <code>mmvae eval</code> on {} test items, seed {} (settings: <code>{}</code>).</p>",
+                e["test_items"],
+                e["seed"],
+                escape(&e["settings"].to_string())
+            ));
+            s.push_str(&table("metrics-table", &["metric", "value"], &rows));
+        }
+        None => s.push_str(
+            "<p class=\"note\">No eval.json yet: run <code>mmvae eval --checkpoint DIR</code> and build the report again.</p>",
+        ),
+    }
+    if let Some(c) = &saved.calibration {
+        let rows: Vec<Vec<String>> = c
+            .test
+            .iter()
+            .map(|(score, r)| {
+                vec![
+                    score.name().to_string(),
+                    format!(
+                        "{:.4}",
+                        c.thresholds.get(score).copied().unwrap_or(f32::NAN)
+                    ),
+                    format!("{:.4}", r.random.f1),
+                    format!("{:.4}", r.random.auroc),
+                    format!("{:.4}", r.hard.auroc),
+                ]
+            })
+            .collect();
+        s.push_str(&format!(
+            "<p>Consistency checking on {} test pairs per kind, thresholds fitted on {} validation items (default score: {}).</p>",
+            c.test_items,
+            c.val_items,
+            c.default_score.name()
+        ));
+        s.push_str(&table(
+            "consistency-table",
+            &[
+                "score",
+                "threshold",
+                "F1 (random)",
+                "AUROC (random)",
+                "AUROC (hard)",
+            ],
+            &rows,
+        ));
+    }
+    s
+}
+
+fn text_to_image_section(m: &Loaded, opts: &ReportOptions) -> Result<String> {
+    let kind = m.checkpoint.config.data.dataset;
+    let captioner = m.captioner();
+    let mut rows = String::new();
+    let classes = kind.num_classes().min(opts.max_classes);
+    for c in 0..classes {
+        let caption = captioner.render(CaptionSet::Train, 0, c);
+        let imgs = m.generate(&caption, opts.per_class.max(1), Draw::Sample)?;
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(&caption),
+            png_img(&grid_png(&imgs, opts.per_class.max(1))?, &caption, "grid")
+        ));
+    }
+    let more = if kind.num_classes() > classes {
+        format!(
+            "<p class=\"note\">The first {classes} of {} classes.</p>",
+            kind.num_classes()
+        )
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "<p>{} images per caption, z ~ q(z|caption).</p>{more}<table id=\"t2i-table\"><thead><tr><th>caption</th><th>generated images</th></tr></thead><tbody>{rows}</tbody></table>",
+        opts.per_class
+    ))
+}
+
+fn image_to_text_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> Result<String> {
+    let captioner = m.captioner();
+    let kind = test.kind;
+    let idx = spread(test.len(), opts.examples);
+    let imgs: Vec<Image> = idx.iter().map(|&i| test_image(test, i)).collect();
+    let caps = m.caption(&imgs, Draw::Mean, None)?;
+    let mut rows = String::new();
+    let mut right = 0;
+    for ((&i, img), cap) in idx.iter().zip(&imgs).zip(&caps) {
+        let label = test.labels[i] as usize;
+        let truth: Vec<Option<usize>> = kind.attributes(label).into_iter().map(Some).collect();
+        let ok = captioner.slots_of(cap) == truth;
+        right += ok as usize;
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            png_img(&png(img), "test image", "thumb"),
+            escape(cap),
+            escape(&captioner.render(CaptionSet::Train, 0, label)),
+            if ok { "ok" } else { "no" },
+            if ok { "right" } else { "wrong" }
+        ));
+    }
+    Ok(format!(
+        "<p>Greedy captions of {} test images from the mean of q(z|image): {right} right.</p><table id=\"i2t-table\"><thead><tr><th>image</th><th>generated caption</th><th>true class</th><th></th></tr></thead><tbody>{rows}</tbody></table>",
+        idx.len()
+    ))
+}
+
+fn consistency_section(
+    m: &Loaded,
+    test: &ImageLabelSet,
+    saved: &Saved,
+    opts: &ReportOptions,
+) -> Result<String> {
+    let n = (opts.examples * 4).min(test.len());
+    // The suite takes the first n items; spread them over the split first.
+    let mut sub = test.clone();
+    let idx = spread(test.len(), n);
+    sub.images = idx.iter().flat_map(|&i| test.image(i).to_vec()).collect();
+    sub.labels = idx.iter().map(|&i| test.labels[i]).collect();
+    let suite = consistency::pair_suite(m, &sub, n, TEST_STREAM, opts.seed)?;
+    let score_opts = saved
+        .calibration
+        .as_ref()
+        .map_or(ScoreOptions::default(), |c| c.options);
+    let score = saved
+        .calibration
+        .as_ref()
+        .map_or(Score::TextRatio, |c| c.default_score);
+    let threshold = saved
+        .calibration
+        .as_ref()
+        .and_then(|c| c.thresholds.get(&score).copied());
+    let k = Score::ALL.iter().position(|s| *s == score).unwrap_or(0);
+    let pos = consistency::score_pairs(
+        m,
+        suite.images.clone(),
+        &suite.captions,
+        &suite.positives,
+        score_opts,
+    )?;
+    let hard = consistency::score_pairs(
+        m,
+        suite.images.clone(),
+        &suite.captions,
+        &suite.hard,
+        score_opts,
+    )?;
+    // The positives that score lowest and the one-attribute mismatches that
+    // score highest: where the decision is closest to going wrong.
+    let mut rows: Vec<(bool, usize, f32)> = Vec::new();
+    let order = |v: &[[f32; 3]], asc: bool| {
+        let mut o: Vec<usize> = (0..v.len()).collect();
+        o.sort_by(|&a, &b| {
+            let c = v[a][k].total_cmp(&v[b][k]);
+            if asc {
+                c
+            } else {
+                c.reverse()
+            }
+        });
+        o
+    };
+    let half = (opts.examples / 2).max(1);
+    for i in order(&pos, true).into_iter().take(half) {
+        rows.push((true, i, pos[i][k]));
+    }
+    for i in order(&hard, false).into_iter().take(half) {
+        rows.push((false, i, hard[i][k]));
+    }
+    let images = suite.images.clone();
+    let [_, px] = images.dims();
+    let host: Vec<f32> = images.try_into_vec_as::<f32>().unwrap_or_default();
+    let mut html = String::new();
+    for (is_match, i, v) in rows {
+        let img = Image {
+            channels: m.colours(),
+            width: m.side(),
+            height: m.side(),
+            pixels: host[i * px..(i + 1) * px].to_vec(),
+        };
+        let (_, cap_idx) = if is_match {
+            suite.positives[i]
+        } else {
+            suite.hard[i]
+        };
+        let decision = threshold.map(|t| v >= t);
+        let (class, verdict) = match decision {
+            Some(d) if d == is_match => (
+                "ok",
+                if d {
+                    "match (right)"
+                } else {
+                    "mismatch (right)"
+                },
+            ),
+            Some(d) => (
+                "no",
+                if d {
+                    "match (wrong)"
+                } else {
+                    "mismatch (wrong)"
+                },
+            ),
+            None => ("", "no calibration"),
+        };
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{v:.3}</td><td class=\"{class}\">{verdict}</td></tr>",
+            png_img(&png(&img), "image", "thumb"),
+            escape(&suite.captions[cap_idx]),
+            if is_match { "true caption" } else { "one attribute changed" },
+        ));
+    }
+    let thr = threshold.map_or("none (run mmvae calibrate)".to_string(), |t| {
+        format!("{t:.3}")
+    });
+    Ok(format!(
+        "<p>Score <b>{}</b>, threshold {}. Of {n} test images: the true captions that score lowest and the one-attribute changes that score highest.</p><table id=\"consistency-examples\"><thead><tr><th>image</th><th>caption</th><th>pair</th><th>score</th><th>decision</th></tr></thead><tbody>{html}</tbody></table>",
+        score.name(),
+        escape(&thr)
+    ))
+}
+
+fn retrieval_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> Result<String> {
+    let idx = spread(test.len(), opts.retrieval_pool.max(2));
+    let hb = HostBatch::gather(test, &idx, source(m), &m.checkpoint.vocab, m.model.max_len);
+    let captions = hb.captions.clone();
+    let b = hb.to_device(&m.device);
+    let qx = m.model.encode_image(b.images);
+    let qy = m.model.encode_text(b.tokens, b.last);
+    let sim = log_overlap_matrix(&qy, &qx); // [captions, images]
+    let top = 5.min(idx.len());
+    let queries = spread(idx.len(), (opts.examples / 2).max(1));
+    let mut rows = String::new();
+    for &q in &queries {
+        let mut order: Vec<usize> = (0..idx.len()).collect();
+        order.sort_by(|&a, &b| sim[q][b].total_cmp(&sim[q][a]));
+        let imgs: Vec<Image> = order[..top]
+            .iter()
+            .map(|&j| test_image(test, idx[j]))
+            .collect();
+        let hits = order[..top]
+            .iter()
+            .filter(|&&j| test.labels[idx[j]] == test.labels[idx[q]])
+            .count();
+        let rank = order.iter().position(|&j| j == q).map_or(0, |r| r + 1);
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{rank}</td><td>{hits} of {top}</td></tr>",
+            escape(&captions[q]),
+            png_img(&grid_png(&imgs, top)?, "top images", "grid"),
+        ));
+    }
+    Ok(format!(
+        "<p>Caption queries against {} test images, ranked by the overlap of q(z|caption) and q(z|image).</p><table id=\"retrieval-examples\"><thead><tr><th>query caption</th><th>top {top} images</th><th>rank of its own image</th><th>same class in top {top}</th></tr></thead><tbody>{rows}</tbody></table>",
+        idx.len()
+    ))
+}
+
+fn interpolation_section(m: &Loaded, test: &ImageLabelSet) -> Result<String> {
+    // Two test items of different classes.
+    let a = 0;
+    let Some(b) = (1..test.len()).find(|&i| test.labels[i] != test.labels[a]) else {
+        return Ok("<p class=\"note\">The test split has one class.</p>".into());
+    };
+    let steps = 8;
+    let (imgs, caps) = m.interpolate(
+        &Endpoint::Image(test_image(test, a)),
+        &Endpoint::Image(test_image(test, b)),
+        steps,
+    )?;
+    let list: Vec<String> = caps
+        .iter()
+        .map(|c| format!("<li>{}</li>", escape(c)))
+        .collect();
+    Ok(format!(
+        "<p>Decoded from {steps} evenly spaced points between the posterior means of two test images (left and right ends).</p><div id=\"interpolation\">{}</div><ol>{}</ol>",
+        png_img(&grid_png(&imgs, steps)?, "interpolation", "grid"),
+        list.join("")
+    ))
+}
+
+/// The t-SNE scatter of image and caption latent means of `items` test items.
+pub fn tsne_scatter(
+    m: &Loaded,
+    test: &ImageLabelSet,
+    items: usize,
+    cfg: &TsneConfig,
+) -> Result<Scatter> {
+    let idx = spread(test.len(), items);
+    if idx.len() < 2 {
+        return Err(ReportError::Invalid(format!(
+            "a t-SNE needs at least 2 test items, there are {}",
+            idx.len()
+        )));
+    }
+    let hb = HostBatch::gather(test, &idx, source(m), &m.checkpoint.vocab, m.model.max_len);
+    let captions = hb.captions.clone();
+    let labels = hb.labels.clone();
+    let images = hb.to_device(&m.device).images;
+    let (mx, my) = m.latent_means(images, &captions)?;
+    let n = mx.len();
+    let mut all = mx;
+    all.extend(my);
+    let y = tsne::embed(&all, cfg)?;
+    let points = y
+        .iter()
+        .enumerate()
+        .map(|(k, xy)| ScatterPoint {
+            xy: *xy,
+            class: labels[k % n],
+            group: k / n,
+        })
+        .collect();
+    Ok(Scatter {
+        title: format!("t-SNE of latent means ({n} test items)"),
+        points,
+        class_names: test.kind.class_names(),
+        groups: vec!["q(z|image)".into(), "q(z|caption)".into()],
+    })
+}
+
+/// Build the report page.
+pub fn build(
+    m: &Loaded,
+    test: &ImageLabelSet,
+    saved: &Saved,
+    opts: &ReportOptions,
+) -> Result<String> {
+    m.seed(opts.seed);
+    let kind = m.checkpoint.config.data.dataset;
+    let mut page = Page::new(&format!(
+        "mmvae report: {} ({})",
+        kind,
+        m.checkpoint.dir.display()
+    ));
+    page.section("model", "Model and training", config_section(m));
+    page.section("curves", "Training curves", curves_section(saved)?);
+    page.section("metrics", "Metrics", metrics_section(saved));
+    page.section(
+        "text-to-image",
+        "Text → image",
+        text_to_image_section(m, opts)?,
+    );
+    page.section(
+        "image-to-text",
+        "Image → text",
+        image_to_text_section(m, test, opts)?,
+    );
+    page.section(
+        "consistency",
+        "Consistency checks",
+        consistency_section(m, test, saved, opts)?,
+    );
+    page.section("retrieval", "Retrieval", retrieval_section(m, test, opts)?);
+    page.section(
+        "interpolation-section",
+        "Latent interpolation",
+        interpolation_section(m, test)?,
+    );
+    let scatter = tsne_scatter(
+        m,
+        test,
+        opts.tsne_items,
+        &TsneConfig {
+            seed: opts.seed,
+            ..opts.tsne
+        },
+    )?;
+    page.section(
+        "tsne",
+        "Latent space (t-SNE)",
+        format!(
+            "<p>Posterior means of q(z|image) (circles) and q(z|caption) (triangles), coloured by class; perplexity {}.</p>{}",
+            opts.tsne.perplexity,
+            scatter.draw_svg((900, 620))?
+        ),
+    );
+    Ok(page.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upscale_repeats_pixels() {
+        let img = Image {
+            channels: 2,
+            width: 2,
+            height: 1,
+            pixels: vec![0.1, 0.2, 0.3, 0.4],
+        };
+        let u = upscale(&img, 2);
+        assert_eq!((u.width, u.height), (4, 2));
+        assert_eq!(
+            u.pixels,
+            vec![0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.3, 0.3, 0.4, 0.4]
+        );
+    }
+
+    #[test]
+    fn flatten_lists_numeric_leaves_without_settings() {
+        let v = serde_json::json!({
+            "seed": 1,
+            "settings": {"batch_size": 500},
+            "text_to_image": {"strict": 0.5, "per_slot": {"digit": 0.5}},
+            "caption_bleu": [0.9, 0.8],
+            "dataset": "mnist"
+        });
+        let mut out = Vec::new();
+        flatten("", &v, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                ("caption_bleu[1]".to_string(), 0.9),
+                ("caption_bleu[2]".to_string(), 0.8),
+                ("seed".to_string(), 1.0),
+                ("text_to_image.strict".to_string(), 0.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn spread_covers_the_split() {
+        assert_eq!(spread(10, 5), vec![0, 2, 4, 6, 8]);
+        assert_eq!(spread(3, 5), vec![0, 1, 2]);
+    }
+}
