@@ -443,6 +443,58 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         ],
     );
     assert!(e.contains("unknown metric 'fdi'"), "{e}");
+    // FID in Inception-v3 features, with (random) weights in the format a
+    // user supplies.
+    let net =
+        mmvae_model::inception::InceptionV3::init(&mmvae_model::burn::prelude::Device::flex());
+    net.save_safetensors(&d.join("inception.safetensors"))
+        .unwrap();
+    ok(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--classifier",
+            "clf",
+            "--limit",
+            "8",
+            "--metrics",
+            "fid",
+            "--inception",
+            "inception.safetensors",
+            "--out",
+            "fid.json",
+        ],
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("fid.json")).unwrap()).unwrap();
+    assert!(
+        j["fid_inception"]["features"]
+            .as_str()
+            .unwrap()
+            .contains("Inception"),
+        "{j}"
+    );
+    for k in ["text_to_image", "reconstruction", "joint"] {
+        let v = j["fid_inception"][k].as_f64().unwrap();
+        assert!(v.is_finite() && v >= 0.0, "inception fid {k} = {v}");
+    }
+    let e = fails(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--metrics",
+            "coherence",
+            "--inception",
+            "inception.safetensors",
+        ],
+    );
+    assert!(e.contains("needs the fid metric"), "{e}");
 
     consistency_commands(d);
     report_commands(d);

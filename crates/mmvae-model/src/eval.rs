@@ -13,6 +13,7 @@ use crate::classifier::{Classifier, ClassifierInfo};
 use crate::data::TEST_STREAM;
 use crate::error::{ModelError, Result};
 use crate::fid::{frechet_distance, FeatureStats};
+use crate::inception::{self, InceptionV3};
 use crate::infer::{Draw, Loaded};
 use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
 use crate::metrics;
@@ -124,6 +125,9 @@ pub struct EvalOptions {
     pub loglik: (usize, usize),
     /// Training items for the linear probes (their first 5,000 are used).
     pub probe_train: Option<ImageLabelSet>,
+    /// With `Metric::Fid`: also Fréchet distances in the pool3 features of
+    /// this Inception-v3 (user-supplied FID weights).
+    pub inception: Option<InceptionV3>,
 }
 
 impl Default for EvalOptions {
@@ -137,6 +141,7 @@ impl Default for EvalOptions {
             draw: Draw::Sample,
             loglik: (100, 1000),
             probe_train: None,
+            inception: None,
         }
     }
 }
@@ -288,6 +293,9 @@ pub struct EvalReport {
     /// Fréchet distances of generated images to the test images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fid: Option<FidReport>,
+    /// The same in Inception-v3 features (if weights were supplied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fid_inception: Option<FidReport>,
     /// Linear probes of the unimodal posterior means (if training items
     /// were given).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -382,11 +390,16 @@ impl EvalReport {
                 "image reconstruction quality"
             ));
         }
-        if let Some(f) = &self.fid {
-            s.push_str(&format!(
-                "  {:<35}text->image {:.3}  reconstruction {:.3}  joint {:.3}\n",
-                "FID (classifier features)", f.text_to_image, f.reconstruction, f.joint
-            ));
+        for (name, f) in [
+            ("FID (classifier features)", &self.fid),
+            ("FID (Inception-v3 pool3)", &self.fid_inception),
+        ] {
+            if let Some(f) = f {
+                s.push_str(&format!(
+                    "  {name:<35}text->image {:.3}  reconstruction {:.3}  joint {:.3}\n",
+                    f.text_to_image, f.reconstruction, f.joint
+                ));
+            }
         }
         if let Some(p) = &self.linear_probe {
             s.push_str(&format!(
@@ -439,6 +452,37 @@ impl EvalReport {
     }
 }
 
+/// Pool3 features of `[n, pixels]` images, 32 at a time (299×299 inputs).
+fn inception_features(net: &InceptionV3, m: &Loaded, images: Tensor<2>) -> Vec<f32> {
+    let [n, _] = images.dims();
+    let mut out = Vec::with_capacity(n * inception::FEATURES);
+    let mut start = 0;
+    while start < n {
+        let k = 32.min(n - start);
+        let chunk = images.clone().narrow(0, start, k);
+        out.extend(host(net.features(chunk, m.colours(), m.side())));
+        start += k;
+    }
+    out
+}
+
+/// Optional Inception features alongside the classifier's.
+#[derive(Default)]
+struct Feats {
+    clf: Vec<f32>,
+    inception: Vec<f32>,
+}
+
+impl Feats {
+    fn add(&mut self, clf: Tensor<2>, net: Option<&InceptionV3>, m: &Loaded, images: Tensor<2>) {
+        self.clf.extend(host(clf));
+        if let Some(net) = net {
+            self.inception.extend(inception_features(net, m, images));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn t2i(
     m: &Loaded,
     clf: &Classifier,
@@ -447,17 +491,18 @@ fn t2i(
     source: CaptionSource,
     bs: usize,
     draw: Draw,
-) -> (Coherence, Vec<f32>) {
+    net: Option<&InceptionV3>,
+) -> (Coherence, Feats) {
     let kind = test.kind;
     let mut tally = Tally::new(kind);
-    let mut features = Vec::with_capacity(n * Classifier::FEATURES);
+    let mut features = Feats::default();
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, m.model.max_len);
         let b = hb.to_device(&m.device);
         let probs = m.text_to_image_probs(b.tokens, b.last, draw);
-        let (preds, f) = clf.predict_with_features(probs);
-        features.extend(host(f));
+        let (preds, f) = clf.predict_with_features(probs.clone());
+        features.add(f, net, m, probs);
         for (p, &l) in preds.into_iter().zip(&hb.labels) {
             tally.add(&kind.attributes(l), &some(p));
         }
@@ -504,6 +549,7 @@ pub fn evaluate(
     let on = |metric: Metric| opts.metrics.contains(&metric);
     let coherence = on(Metric::Coherence);
     let fid_on = on(Metric::Fid);
+    let net = opts.inception.as_ref().filter(|_| fid_on);
     m.seed(opts.seed);
 
     let train_src = CaptionSource {
@@ -517,15 +563,15 @@ pub fn evaluate(
         stream: TEST_STREAM,
     };
     let (text_to_image, t2i_features) = if coherence || fid_on {
-        let (c, f) = t2i(m, clf, test, n, train_src, bs, opts.draw);
+        let (c, f) = t2i(m, clf, test, n, train_src, bs, opts.draw, net);
         (Some(c), f)
     } else {
-        (None, Vec::new())
+        (None, Feats::default())
     };
     let text_to_image_heldout = (coherence && captioner.has(CaptionSet::HeldOut))
-        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw).0);
+        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw, None).0);
     let (mut real_features, mut recon_features, mut joint_features) =
-        (Vec::new(), Vec::new(), Vec::new());
+        (Feats::default(), Feats::default(), Feats::default());
 
     // One pass over the test images serves coherence, BLEU, perplexity,
     // reconstruction quality and FID.
@@ -565,11 +611,13 @@ pub fn evaluate(
         generated.extend(caps.iter().cloned());
         real_caps.extend(hb.captions.iter().cloned());
         if fid_on {
-            real_features.extend(host(clf.features(images.clone())));
+            real_features.add(clf.features(images.clone()), net, m, images.clone());
         }
         let probs = m.image_to_image_probs(images, opts.draw);
         let (recon_preds, f) = clf.predict_with_features(probs.clone());
-        recon_features.extend(host(f));
+        if fid_on {
+            recon_features.add(f, net, m, probs.clone());
+        }
         let got = probs.try_into_vec_as::<f32>().unwrap_or_default();
         let px = colours * side * side;
         for (k, g) in got.chunks(px).enumerate() {
@@ -598,8 +646,16 @@ pub fn evaluate(
         );
         let caps = m.model.decode_text(z.clone(), None);
         let imgs = m.model.decode_image(z);
-        let (preds, f) = clf.predict_with_features(imgs);
-        joint_features.extend(host(f));
+        let (preds, f) = clf.predict_with_features(imgs.clone());
+        // Inception features of as many prior samples as test items.
+        let want = n.saturating_sub(done).min(k);
+        let net_imgs = (want > 0).then(|| imgs.clone().narrow(0, 0, want));
+        joint_features.clf.extend(host(f));
+        if let (Some(net), Some(x)) = (net, net_imgs) {
+            joint_features
+                .inception
+                .extend(inception_features(net, m, x));
+        }
         for (c, p) in caps.iter().zip(preds) {
             joint.add(&p, &captioner.slots_of(&m.checkpoint.vocab.decode(c)));
         }
@@ -633,17 +689,30 @@ pub fn evaluate(
         marginal_log_likelihood(m, &sub, loglik_items.max(1), loglik_samples.max(1))
     });
     let nn = n.max(1) as f64;
-    let fid = fid_on.then(|| {
-        let dim = Classifier::FEATURES;
-        let real = FeatureStats::new(&real_features, dim);
-        let fd = |f: &[f32]| frechet_distance(&real, &FeatureStats::new(f, dim));
+    let fid_in = |features: &'static str, dim: usize, pick: fn(&Feats) -> &[f32]| {
+        let real = FeatureStats::new(pick(&real_features), dim);
+        let fd = |f: &Feats| frechet_distance(&real, &FeatureStats::new(pick(f), dim));
         FidReport {
-            features: "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
+            features,
             items: n,
             text_to_image: fd(&t2i_features),
             reconstruction: fd(&recon_features),
             joint: fd(&joint_features),
         }
+    };
+    let fid = fid_on.then(|| {
+        fid_in(
+            "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
+            Classifier::FEATURES,
+            |f| &f.clf,
+        )
+    });
+    let fid_inception = net.map(|_| {
+        fid_in(
+            "Inception-v3 pool3 (2048), pytorch-fid network, user-supplied weights",
+            inception::FEATURES,
+            |f| &f.inception,
+        )
     });
     let caption_perplexity = on(Metric::Perplexity).then(|| {
         let lm = BigramLm::train(
@@ -689,6 +758,7 @@ pub fn evaluate(
         linear_probe,
         caption_perplexity,
         fid,
+        fid_inception,
         retrieval,
         log_likelihood,
         caption_bleu: on(Metric::Bleu).then(|| metrics::corpus_bleu(&cands, &refs)),

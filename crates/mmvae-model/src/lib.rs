@@ -19,6 +19,7 @@ pub mod heads;
 pub mod image;
 pub mod image_conv;
 pub mod image_mlp;
+pub mod inception;
 pub mod infer;
 pub mod likelihood;
 pub mod metrics;
