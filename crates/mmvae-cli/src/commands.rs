@@ -188,8 +188,11 @@ pub struct CaptionArgs {
     #[arg(long)]
     image: PathBuf,
     /// Sample words at this temperature instead of greedy decoding.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "beam")]
     temperature: Option<f32>,
+    /// Beam search of this width instead of greedy decoding.
+    #[arg(long)]
+    beam: Option<usize>,
     /// Use the posterior mean of q(z|image) instead of a sample.
     #[arg(long)]
     mean: bool,
@@ -214,9 +217,18 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
             bail!("--temperature must be > 0 (got {t})");
         }
     }
+    if let Some(w) = a.beam {
+        if !(1..=64).contains(&w) {
+            bail!("--beam must be in 1..=64 (got {w})");
+        }
+    }
     let m = a.model.load()?;
     let (side, colours) = (m.side(), m.colours());
     let how = if a.mean { Draw::Mean } else { Draw::Sample };
+    let run = |imgs: &[Image]| match a.beam {
+        Some(w) => m.caption_beam(imgs, how, w),
+        None => m.caption(imgs, how, a.temperature),
+    };
     if a.image.is_dir() {
         let files = png_files(&a.image)?;
         for chunk in files.chunks(256) {
@@ -224,13 +236,13 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
                 .iter()
                 .map(|p| imageio::load_image(p, colours, side, side))
                 .collect::<Result<_, _>>()?;
-            for (p, c) in chunk.iter().zip(m.caption(&imgs, how, a.temperature)?) {
+            for (p, c) in chunk.iter().zip(run(&imgs)?) {
                 outln!("{}\t{}", p.display(), c);
             }
         }
     } else {
         let img = imageio::load_image(&a.image, colours, side, side)?;
-        outln!("{}", m.caption(&[img], how, a.temperature)?.remove(0));
+        outln!("{}", run(&[img])?.remove(0));
     }
     Ok(())
 }
@@ -324,6 +336,9 @@ pub struct EvalArgs {
     /// pool3 features. Slow on a CPU (about 0.1 s per image and set).
     #[arg(long)]
     inception: Option<PathBuf>,
+    /// Caption by beam search of this width instead of greedily.
+    #[arg(long)]
+    beam: Option<usize>,
     /// Importance samples per item for --loglik.
     #[arg(long, default_value_t = 1000)]
     loglik_samples: usize,
@@ -339,6 +354,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     };
     if a.loglik {
         metrics.insert(Metric::Loglik);
+    }
+    if a.beam.is_some_and(|w| !(1..=64).contains(&w)) {
+        bail!("--beam must be in 1..=64");
     }
     if a.inception.is_some() && !metrics.contains(&Metric::Fid) {
         bail!("--inception needs the fid metric (see --metrics)");
@@ -376,6 +394,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         metrics,
         probe_train,
         inception,
+        beam: a.beam,
         limit: a.limit,
         seed: a.model.seed,
         draw: if a.mean { Draw::Mean } else { Draw::Sample },
@@ -748,7 +767,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
     }
     eprintln!(
-        "[1/4] training an MVAE on {kind} ({train_limit} images, {} epochs)",
+        "[1/5] training an MVAE on {kind} ({train_limit} images, {} epochs)",
         cfg.optim.epochs
     );
     let opts = TrainOptions {
@@ -762,7 +781,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     train::train(&cfg, &opts, print_epoch)?;
 
     eprintln!(
-        "[2/4] training the evaluation classifier ({} epochs)",
+        "[2/5] training the evaluation classifier ({} epochs)",
         a.classifier_epochs
     );
     let train_set = load_split(kind, Split::Train, a.data_dir.as_deref(), None)?;
@@ -773,7 +792,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let cdir = a.out.join("classifier");
     let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;
 
-    eprintln!("[3/4] generating and captioning");
+    eprintln!("[3/5] generating and captioning");
     let ck = a.out.join("best");
     let m = infer::load(&ck, Compute::Cpu)?;
     m.seed(0);
@@ -797,7 +816,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let samples_png = a.out.join("joint-samples.png");
     imageio::save_grid(&samples_png, &samples, 4)?;
 
-    eprintln!("[4/4] evaluating on 1000 test items");
+    eprintln!("[4/5] evaluating on 1000 test items");
     let report = eval::evaluate(
         &m,
         &clf,
@@ -814,6 +833,19 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         &eval_json,
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
+
+    eprintln!("[5/5] writing the HTML report");
+    let html_path = a.out.join("report.html");
+    let html = mmvae_report::report::build(
+        &m,
+        &test,
+        &Saved::read(&m, Some(&eval_json))?,
+        &ReportOptions {
+            tsne_items: 300,
+            ..ReportOptions::default()
+        },
+    )?;
+    fsutil::write_atomic(&html_path, html.as_bytes())?;
 
     outln!("\nquickstart on {kind} done (a short run; see the README for full training).");
     outln!(
@@ -839,11 +871,12 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     );
     outln!("{}", report.table().trim_end());
     outln!(
-        "outputs: {}  (checkpoint {}, metrics {}, report {})",
+        "outputs: {}  (checkpoint {}, metrics {}, eval {}, HTML report {})",
         a.out.display(),
         ck.display(),
         a.out.join("metrics.jsonl").display(),
-        eval_json.display()
+        eval_json.display(),
+        html_path.display()
     );
     Ok(())
 }

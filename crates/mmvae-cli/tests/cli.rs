@@ -944,9 +944,12 @@ fn quickstart_on_shapes_level_one() {
         "test-images.png",
         "joint-samples.png",
         "eval.json",
+        "report.html",
     ] {
         assert!(d.path().join("qs").join(f).is_file(), "{f} missing");
     }
+    let html = std::fs::read_to_string(d.path().join("qs/report.html")).unwrap();
+    assert!(html.contains("id=\"metrics-table\"") && html.contains("id=\"tsne\""));
     let img = image::open(d.path().join("qs/text-to-image.png")).unwrap();
     assert_eq!(img.color().channel_count(), 3, "RGB grid");
     let json: serde_json::Value =

@@ -48,6 +48,20 @@ pub enum TextModel {
     /// GRU encoder (last hidden state) and autoregressive GRU decoder
     /// conditioned on z at every step.
     Gru { embed: usize, hidden: usize },
+    /// LSTM encoder (last output, or with `bidirectional` the mean of both
+    /// directions' outputs over the caption) and autoregressive LSTM decoder
+    /// conditioned on z at every step.
+    Lstm {
+        embed: usize,
+        hidden: usize,
+        #[serde(default)]
+        bidirectional: bool,
+    },
+    /// xLSTM (Beck et al. 2024): an mLSTM block then an sLSTM block, each
+    /// pre-LayerNorm and residual, `hidden` wide; the encoder reads the
+    /// output at `<eos>`, the decoder is conditioned on z at every step.
+    #[serde(rename = "xlstm")]
+    XLstm { embed: usize, hidden: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,7 +249,9 @@ impl TrainConfig {
             }
         }
         match m.text {
-            TextModel::Gru { embed, hidden } => {
+            TextModel::Gru { embed, hidden }
+            | TextModel::Lstm { embed, hidden, .. }
+            | TextModel::XLstm { embed, hidden } => {
                 check(
                     (1..=4096).contains(&embed),
                     "model.text.embed",

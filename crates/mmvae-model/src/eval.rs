@@ -125,6 +125,8 @@ pub struct EvalOptions {
     pub loglik: (usize, usize),
     /// Training items for the linear probes (their first 5,000 are used).
     pub probe_train: Option<ImageLabelSet>,
+    /// Caption by beam search of this width instead of greedily.
+    pub beam: Option<usize>,
     /// With `Metric::Fid`: also Fréchet distances in the pool3 features of
     /// this Inception-v3 (user-supplied FID weights).
     pub inception: Option<InceptionV3>,
@@ -142,6 +144,7 @@ impl Default for EvalOptions {
             loglik: (100, 1000),
             probe_train: None,
             inception: None,
+            beam: None,
         }
     }
 }
@@ -250,7 +253,7 @@ pub struct EvalReport {
     pub test_items: usize,
     pub seed: u64,
     pub latent_draw: String,
-    pub caption_decoding: &'static str,
+    pub caption_decoding: String,
     pub settings: EvalSettings,
     /// The evaluation classifier's own test accuracy (every attribute right).
     pub classifier_test_accuracy: f64,
@@ -599,7 +602,10 @@ pub fn evaluate(
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, train_src, &m.checkpoint.vocab, m.model.max_len);
         let images = hb.to_device(&m.device).images;
-        let caps = m.caption_tensor(images.clone(), opts.draw, None);
+        let caps = match opts.beam {
+            Some(w) => m.caption_tensor_beam(images.clone(), opts.draw, w),
+            None => m.caption_tensor(images.clone(), opts.draw, None),
+        };
         for (c, &l) in caps.iter().zip(&hb.labels) {
             i2t.add(&kind.attributes(l), &captioner.slots_of(c));
             if let Some(r) = captioner.reference(l) {
@@ -772,7 +778,10 @@ pub fn evaluate(
             Draw::Sample => "z ~ q(z|input) (one sample per item)".into(),
             Draw::Mean => "z = mean of q(z|input)".into(),
         },
-        caption_decoding: "greedy",
+        caption_decoding: match opts.beam {
+            Some(w) => format!("beam search, width {w}"),
+            None => "greedy".into(),
+        },
         classifier_test_accuracy: clf_info.test_accuracy,
         text_to_image: text_to_image.filter(|_| coherence),
         text_to_image_heldout,

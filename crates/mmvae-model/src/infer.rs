@@ -193,6 +193,22 @@ impl Loaded {
         Ok(self.caption_tensor(self.image_batch(images)?, how, temperature))
     }
 
+    /// The most probable captions found by beam search of width `width`.
+    pub fn caption_beam(&self, images: &[Image], how: Draw, width: usize) -> Result<Vec<String>> {
+        Ok(self.caption_tensor_beam(self.image_batch(images)?, how, width))
+    }
+
+    /// Beam-search captions of `[n, pixels]` images.
+    pub fn caption_tensor_beam(&self, images: Tensor<2>, how: Draw, width: usize) -> Vec<String> {
+        let q = self.model.encode_image(images);
+        let z = Self::draw(&q, how);
+        self.to_captions(
+            self.model
+                .text_decoder
+                .decode_beam(z, self.model.max_len, width),
+        )
+    }
+
     /// Image → latent → (image, caption).
     pub fn reconstruct(&self, images: &[Image], how: Draw) -> Result<(Vec<Image>, Vec<String>)> {
         let q = self.model.encode_image_full(self.image_batch(images)?);

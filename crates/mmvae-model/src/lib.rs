@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod config;
 pub mod consistency;
 pub mod data;
+pub mod decoding;
 pub mod device;
 pub mod error;
 pub mod eval;
@@ -29,6 +30,8 @@ pub mod probe;
 pub mod retrieval;
 pub mod text;
 pub mod text_gru;
+pub mod text_lstm;
+pub mod text_xlstm;
 pub mod train;
 
 #[cfg(test)]

@@ -440,8 +440,44 @@ mod tests {
     }
 
     fn gradient_check_fusion(image: ImageModel, private: usize, fusion: Fusion) {
-        let _rng = crate::testutil::rng_lock();
         let (cfg, loss_cfg) = tiny_cfg_private(image, private);
+        gradient_check_cfg(cfg, loss_cfg, fusion);
+    }
+
+    fn gradient_check_text(text: TextModel) {
+        let (mut cfg, loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        cfg.text = text;
+        gradient_check_cfg(cfg, loss_cfg, Fusion::Poe);
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_lstm() {
+        gradient_check_text(TextModel::Lstm {
+            embed: 4,
+            hidden: 5,
+            bidirectional: false,
+        });
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_bilstm() {
+        gradient_check_text(TextModel::Lstm {
+            embed: 4,
+            hidden: 5,
+            bidirectional: true,
+        });
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_xlstm() {
+        gradient_check_text(TextModel::XLstm {
+            embed: 4,
+            hidden: 5,
+        });
+    }
+
+    fn gradient_check_cfg(cfg: ModelConfig, loss_cfg: LossConfig, fusion: Fusion) {
+        let _rng = crate::testutil::rng_lock();
         let ad = Device::flex().autodiff();
         ad.seed(11);
         let model = cfg.init(SIDE, 1, VOCAB, &ad);

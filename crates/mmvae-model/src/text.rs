@@ -5,15 +5,21 @@ use burn::prelude::*;
 use crate::config::TextModel;
 use crate::gaussian::Gaussian;
 use crate::text_gru::{GruTextDecoder, GruTextEncoder};
+use crate::text_lstm::{LstmTextDecoder, LstmTextEncoder};
+use crate::text_xlstm::{XLstmTextDecoder, XLstmTextEncoder};
 
 #[derive(Module, Debug)]
 pub enum TextEncoder {
     Gru(GruTextEncoder),
+    Lstm(LstmTextEncoder),
+    XLstm(XLstmTextEncoder),
 }
 
 #[derive(Module, Debug)]
 pub enum TextDecoder {
     Gru(GruTextDecoder),
+    Lstm(LstmTextDecoder),
+    XLstm(XLstmTextDecoder),
 }
 
 impl TextModel {
@@ -22,6 +28,25 @@ impl TextModel {
             TextModel::Gru { embed, hidden } => (
                 TextEncoder::Gru(GruTextEncoder::new(vocab, embed, hidden, latent, device)),
                 TextDecoder::Gru(GruTextDecoder::new(vocab, embed, hidden, latent, device)),
+            ),
+            TextModel::Lstm {
+                embed,
+                hidden,
+                bidirectional,
+            } => (
+                TextEncoder::Lstm(LstmTextEncoder::new(
+                    vocab,
+                    embed,
+                    hidden,
+                    bidirectional,
+                    latent,
+                    device,
+                )),
+                TextDecoder::Lstm(LstmTextDecoder::new(vocab, embed, hidden, latent, device)),
+            ),
+            TextModel::XLstm { embed, hidden } => (
+                TextEncoder::XLstm(XLstmTextEncoder::new(vocab, embed, hidden, latent, device)),
+                TextDecoder::XLstm(XLstmTextDecoder::new(vocab, embed, hidden, latent, device)),
             ),
         }
     }
@@ -33,6 +58,8 @@ impl TextEncoder {
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
         match self {
             TextEncoder::Gru(m) => m.forward(tokens, last),
+            TextEncoder::Lstm(m) => m.forward(tokens, last),
+            TextEncoder::XLstm(m) => m.forward(tokens, last),
         }
     }
 }
@@ -43,6 +70,8 @@ impl TextDecoder {
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
         match self {
             TextDecoder::Gru(m) => m.nll(z, tokens),
+            TextDecoder::Lstm(m) => m.nll(z, tokens),
+            TextDecoder::XLstm(m) => m.nll(z, tokens),
         }
     }
 
@@ -54,6 +83,17 @@ impl TextDecoder {
     ) -> Vec<Vec<usize>> {
         match self {
             TextDecoder::Gru(m) => m.decode(z, max_len, temperature),
+            TextDecoder::Lstm(m) => m.decode(z, max_len, temperature),
+            TextDecoder::XLstm(m) => m.decode(z, max_len, temperature),
+        }
+    }
+
+    /// The most probable caption of each z found by beam search.
+    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
+        match self {
+            TextDecoder::Gru(m) => m.decode_beam(z, max_len, width),
+            TextDecoder::Lstm(m) => m.decode_beam(z, max_len, width),
+            TextDecoder::XLstm(m) => m.decode_beam(z, max_len, width),
         }
     }
 }

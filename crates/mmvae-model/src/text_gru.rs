@@ -4,8 +4,9 @@ use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use mmvae_data::tokenizer::{BOS, EOS, PAD};
+use mmvae_data::tokenizer::PAD;
 
+use crate::decoding::{beam_search, collect_tokens};
 use crate::gaussian::Gaussian;
 
 /// Embedding → GRU; the hidden state at each caption's `<eos>` gives
@@ -82,6 +83,21 @@ impl GruTextDecoder {
         (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
     }
 
+    /// One decoding step: log-probabilities of the next token and the new
+    /// hidden state.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `h`: `[batch, hidden]`, `tok`: `[batch]` →
+    /// (`[batch, vocab]`, `[batch, hidden]`)
+    pub fn step(&self, z: Tensor<2>, h: Tensor<2>, tok: Tensor<1, Int>) -> (Tensor<2>, Tensor<2>) {
+        let [b] = tok.dims();
+        let hidden = h.dims()[1];
+        let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
+        let x = Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1)], 2);
+        let h = self.gru.forward(x, Some(h)).reshape([b, hidden]); // [b, hidden]
+        (log_softmax(self.out.forward(h.clone()), 1), h)
+    }
+
     /// Decode up to `max_len - 1` tokens from each z: greedily when
     /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
     ///
@@ -93,39 +109,38 @@ impl GruTextDecoder {
         max_len: usize,
         temperature: Option<f32>,
     ) -> Vec<Vec<usize>> {
+        let mut h = self.init.forward(z.clone()).tanh(); // [b, hidden]
+        collect_tokens(z.clone(), max_len, temperature, |tok| {
+            let (logp, next) = self.step(z.clone(), h.clone(), tok);
+            h = next;
+            logp
+        })
+    }
+
+    /// Beam search of width `width` (see [`beam_search`]).
+    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
         let [b, _] = z.dims();
         let device = z.device();
-        let mut h = self.init.forward(z.clone()).tanh(); // [b, hidden]
-        let mut tok = Tensor::<1, Int>::full([b], BOS as i64, &device);
-        let mut out: Vec<Vec<usize>> = vec![Vec::new(); b];
-        let mut done = vec![false; b];
-        for _ in 0..max_len.saturating_sub(1) {
-            let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
-            let x = Tensor::cat(vec![e, z.clone().unsqueeze_dim::<3>(1)], 2);
-            let hs = self.gru.forward(x, Some(h)); // [b, 1, hidden]
-            h = hs.reshape([b, self.init.weight.dims()[1]]);
-            let logits = self.out.forward(h.clone()); // [b, vocab]
-            tok = match temperature {
-                None => logits.argmax(1).reshape([b]),
-                Some(temp) => burn::tensor::activation::softmax(logits / temp.max(1e-4), 1)
-                    .categorical(1)
-                    .reshape([b]),
-            };
-            let ids: Vec<i64> = tok.clone().try_into_vec_as::<i64>().unwrap_or_default();
-            for (i, &id) in ids.iter().enumerate() {
-                if done[i] {
-                    continue;
-                }
-                if id as usize == EOS || id as usize == PAD {
-                    done[i] = true;
-                } else if id as usize != BOS {
-                    out[i].push(id as usize);
-                }
-            }
-            if done.iter().all(|&d| d) {
-                break;
-            }
-        }
-        out
+        let z = repeat_rows(z, width); // [b * width, latent]
+        let mut h = self.init.forward(z.clone()).tanh();
+        beam_search(b, width, max_len, &device, |rows, tok| {
+            let h_in = h.clone().select(0, row_index(rows, &device));
+            let (logp, next) = self.step(z.clone(), h_in, tok);
+            h = next;
+            logp
+        })
     }
+}
+
+/// Each row `width` times in a row: `[b, d]` → `[b * width, d]`.
+pub(crate) fn repeat_rows(z: Tensor<2>, width: usize) -> Tensor<2> {
+    let [b, d] = z.dims();
+    z.unsqueeze_dim::<3>(1)
+        .expand([b, width, d])
+        .reshape([b * width, d])
+}
+
+pub(crate) fn row_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    Tensor::from_data(TensorData::new(v, [rows.len()]), device)
 }

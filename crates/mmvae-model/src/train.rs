@@ -463,21 +463,38 @@ mod tests {
     }
 
     #[test]
-    fn every_fusion_trains_and_its_checkpoint_reloads() {
+    fn every_fusion_and_text_model_trains_and_its_checkpoint_reloads() {
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();
         fixture(&d.path().join("data"), 80);
-        for (fusion, private) in [
-            (crate::config::Fusion::Poe, 0),
-            (crate::config::Fusion::Moe, 0),
-            (crate::config::Fusion::MoPoe, 0),
-            (crate::config::Fusion::Poe, 3),
+        let gru = TrainConfig::tiny(DatasetKind::Mnist).model.text;
+        let lstm = |bidirectional| crate::config::TextModel::Lstm {
+            embed: 8,
+            hidden: 16,
+            bidirectional,
+        };
+        for (fusion, private, text) in [
+            (crate::config::Fusion::Poe, 0, gru),
+            (crate::config::Fusion::Moe, 0, gru),
+            (crate::config::Fusion::MoPoe, 0, gru),
+            (crate::config::Fusion::Poe, 3, gru),
+            (crate::config::Fusion::Poe, 0, lstm(false)),
+            (crate::config::Fusion::Moe, 0, lstm(true)),
+            (
+                crate::config::Fusion::Poe,
+                0,
+                crate::config::TextModel::XLstm {
+                    embed: 8,
+                    hidden: 16,
+                },
+            ),
         ] {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
             cfg.model.fusion = fusion;
             cfg.model.private_latent = private;
+            cfg.model.text = text;
             cfg.optim.epochs = 2;
-            let name = format!("{fusion:?}-{private}");
+            let name = format!("{fusion:?}-{private}-{text:?}");
             let r = train(
                 &cfg,
                 &opts(d.path().join(&name), d.path().join("data")),
@@ -494,6 +511,7 @@ mod tests {
             let (ck, m) =
                 checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
             assert_eq!(ck.config.model.fusion, fusion);
+            assert_eq!(ck.config.model.text, text);
             assert_eq!(m.private, private);
         }
     }

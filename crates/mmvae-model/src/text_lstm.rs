@@ -1,0 +1,194 @@
+//! LSTM caption encoder (one direction or both) and autoregressive LSTM
+//! caption decoder, from burn's `Lstm`/`BiLstm`.
+
+use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig, LstmState};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use mmvae_data::tokenizer::PAD;
+
+use crate::decoding::{beam_search, collect_tokens};
+use crate::gaussian::Gaussian;
+use crate::text_gru::{repeat_rows, row_index};
+
+#[derive(Module, Debug)]
+pub enum LstmLayer {
+    Forward(Lstm),
+    Both(BiLstm),
+}
+
+/// Embedding → LSTM. One direction: the output at each caption's `<eos>`
+/// gives (mu, logvar). Both directions: the mean of the outputs over the
+/// caption's tokens (`<bos>` … `<eos>`), so neither direction's summary
+/// depends on the padding after `<eos>` being read last.
+#[derive(Module, Debug)]
+pub struct LstmTextEncoder {
+    embed: Embedding,
+    lstm: LstmLayer,
+    out: Linear,
+}
+
+impl LstmTextEncoder {
+    pub fn new(
+        vocab: usize,
+        embed: usize,
+        hidden: usize,
+        bidirectional: bool,
+        latent: usize,
+        device: &Device,
+    ) -> Self {
+        let (lstm, width) = if bidirectional {
+            (
+                LstmLayer::Both(BiLstmConfig::new(embed, hidden, true).init(device)),
+                2 * hidden,
+            )
+        } else {
+            (
+                LstmLayer::Forward(LstmConfig::new(embed, hidden, true).init(device)),
+                hidden,
+            )
+        };
+        Self {
+            embed: EmbeddingConfig::new(vocab, embed).init(device),
+            lstm,
+            out: LinearConfig::new(width, 2 * latent).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// `tokens`: `[batch, time]` framed as `<bos> words <eos> <pad>…`;
+    /// `last`: `[batch]` index of each `<eos>` → posterior over `[batch, latent]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
+        let [b, t] = tokens.dims();
+        let device = tokens.device();
+        let e = self.embed.forward(tokens); // [b, t, embed]
+        let h = match &self.lstm {
+            LstmLayer::Forward(l) => {
+                let (hs, _) = l.forward(e, None); // [b, t, hidden]
+                let width = hs.dims()[2];
+                let idx = last.reshape([b, 1, 1]).expand([b, 1, width]);
+                hs.gather(1, idx).reshape([b, width])
+            }
+            LstmLayer::Both(l) => {
+                let (hs, _) = l.forward(e, None); // [b, t, 2 hidden]
+                let width = hs.dims()[2];
+                let pos = Tensor::<1, Int>::arange(0..t as i64, &device)
+                    .reshape([1, t])
+                    .expand([b, t]);
+                let mask = pos
+                    .lower_equal(last.clone().reshape([b, 1]).expand([b, t]))
+                    .float(); // [b, t]
+                let count = mask.clone().sum_dim(1); // [b, 1]
+                let summed = (hs * mask.unsqueeze_dim::<3>(2).expand([b, t, width]))
+                    .sum_dim(1)
+                    .reshape([b, width]);
+                summed / count.expand([b, width])
+            }
+        };
+        Gaussian::from_concat(self.out.forward(h))
+    }
+}
+
+/// (h0, c0) = (tanh(W z), 0); each step reads the previous token's
+/// embedding concatenated with z, and predicts the next token.
+#[derive(Module, Debug)]
+pub struct LstmTextDecoder {
+    embed: Embedding,
+    init: Linear,
+    lstm: Lstm,
+    out: Linear,
+}
+
+impl LstmTextDecoder {
+    pub fn new(vocab: usize, embed: usize, hidden: usize, latent: usize, device: &Device) -> Self {
+        Self {
+            embed: EmbeddingConfig::new(vocab, embed).init(device),
+            init: LinearConfig::new(latent, hidden).init(device),
+            lstm: LstmConfig::new(embed + latent, hidden, true).init(device),
+            out: LinearConfig::new(hidden, vocab).init(device),
+        }
+    }
+
+    fn start(&self, z: Tensor<2>) -> LstmState<2> {
+        let h = self.init.forward(z).tanh();
+        LstmState::new(h.zeros_like(), h)
+    }
+
+    /// Teacher-forced negative log-likelihood of each caption.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]` (summed over tokens)
+    pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
+        let [b, t] = tokens.dims();
+        let latent = z.dims()[1];
+        let inputs = tokens.clone().narrow(1, 0, t - 1); // [b, t-1]
+        let targets = tokens.narrow(1, 1, t - 1); // [b, t-1]
+        let state = self.start(z.clone());
+        let e = self.embed.forward(inputs); // [b, t-1, embed]
+        let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
+        let (hs, _) = self.lstm.forward(Tensor::cat(vec![e, zs], 2), Some(state));
+        let logp = log_softmax(self.out.forward(hs), 2); // [b, t-1, vocab]
+        let picked = logp
+            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2); // [b, t-1]
+        let mask = targets.not_equal_elem(PAD as i64).float();
+        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+    }
+
+    /// One decoding step: log-probabilities of the next token and the new
+    /// state.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `tok`: `[batch]` → `[batch, vocab]`
+    pub fn step(
+        &self,
+        z: Tensor<2>,
+        state: LstmState<2>,
+        tok: Tensor<1, Int>,
+    ) -> (Tensor<2>, LstmState<2>) {
+        let [b] = tok.dims();
+        let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
+        let x = Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1)], 2);
+        let (hs, state) = self.lstm.forward(x, Some(state)); // [b, 1, hidden]
+        let hidden = hs.dims()[2];
+        let logits = self.out.forward(hs.reshape([b, hidden]));
+        (log_softmax(logits, 1), state)
+    }
+
+    /// Decode up to `max_len - 1` tokens from each z: greedily when
+    /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
+    pub fn decode(
+        &self,
+        z: Tensor<2>,
+        max_len: usize,
+        temperature: Option<f32>,
+    ) -> Vec<Vec<usize>> {
+        let mut state = self.start(z.clone());
+        collect_tokens(z.clone(), max_len, temperature, |tok| {
+            let (logp, s) = self.step(z.clone(), state.clone(), tok);
+            state = s;
+            logp
+        })
+    }
+
+    /// Beam search of width `width` (see [`beam_search`]).
+    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
+        let [b, _] = z.dims();
+        let device = z.device();
+        let z = repeat_rows(z, width); // [b * width, latent]
+        let mut state = self.start(z.clone());
+        beam_search(b, width, max_len, &device, |rows, tok| {
+            let idx = row_index(rows, &device);
+            let picked = LstmState::new(
+                state.cell.clone().select(0, idx.clone()),
+                state.hidden.clone().select(0, idx),
+            );
+            let (logp, next) = self.step(z.clone(), picked, tok);
+            state = next;
+            logp
+        })
+    }
+}
