@@ -8,6 +8,16 @@ use crate::shapes::{self, Level};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// `0..len` in a seeded pseudo-random order. Subsets taken from it mix the
+/// classes whatever order a split stores its items in (the shapes splits
+/// cycle through the classes, so strided subsets would hold few of them).
+pub fn shuffled(len: usize, seed: u64) -> Vec<usize> {
+    let key = crate::captions::splitmix64(seed ^ 0x5EED_5EED);
+    let mut v: Vec<usize> = (0..len).collect();
+    v.sort_by_key(|&i| crate::captions::splitmix64(key ^ i as u64));
+    v
+}
+
 /// The seed the shapes levels are rendered with: fixed, so that every model
 /// and evaluation classifier of a level sees the same benchmark.
 pub const SHAPES_SEED: u64 = 0;
@@ -444,6 +454,20 @@ impl ImageLabelSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shuffled_is_a_seeded_permutation_that_mixes_cycled_classes() {
+        let v = shuffled(3000, 0);
+        let mut sorted = v.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..3000).collect::<Vec<_>>());
+        assert_eq!(v, shuffled(3000, 0));
+        assert_ne!(v, shuffled(3000, 1));
+        // A split that cycles through 30 classes: any 300 shuffled items
+        // hold (nearly) all of them; a stride of 10 would hold 3.
+        let classes: std::collections::BTreeSet<usize> = v[..300].iter().map(|i| i % 30).collect();
+        assert!(classes.len() >= 29, "{}", classes.len());
+    }
 
     /// Write a tiny, valid dataset folder (n items per split).
     pub fn write_fixture(dir: &Path, n: usize) {

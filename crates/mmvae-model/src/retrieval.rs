@@ -94,12 +94,13 @@ pub fn retrieval(
         set: CaptionSet::Train,
         stream: TEST_STREAM,
     };
-    // Test items are stored class by class for some datasets: take each
-    // subset as a stride through the split so every subset mixes classes.
+    // Disjoint subsets of a seeded shuffle of the split, so that each mixes
+    // the classes however the split orders them.
+    let order = mmvae_data::dataset::shuffled(test.len(), 0);
     let (mut i2t, mut t2i) = (Vec::new(), Vec::new());
     let (mut i2t_class, mut t2i_class) = (0usize, 0usize);
     for s in 0..subsets {
-        let idx: Vec<usize> = (0..size).map(|k| k * subsets + s).collect();
+        let idx: Vec<usize> = order[s * size..(s + 1) * size].to_vec();
         let hb = HostBatch::gather(test, &idx, src, &m.checkpoint.vocab, m.model.max_len);
         let labels = hb.labels.clone();
         let b = hb.to_device(&m.device);

@@ -139,10 +139,15 @@ fn grid_png(images: &[Image], cols: usize) -> Result<Vec<u8>> {
     Ok(png(&upscale(&grid, k)))
 }
 
-/// `n` test items spread over the split (it may be stored class by class).
+/// `n` test items drawn from a seeded shuffle of the split (which may store
+/// its items class by class or cycle through the classes), in split order.
 fn spread(len: usize, n: usize) -> Vec<usize> {
-    let n = n.min(len);
-    (0..n).map(|k| k * len / n.max(1)).collect()
+    let mut v: Vec<usize> = mmvae_data::dataset::shuffled(len, 0)
+        .into_iter()
+        .take(n)
+        .collect();
+    v.sort();
+    v
 }
 
 fn test_image(test: &ImageLabelSet, i: usize) -> Image {
@@ -686,8 +691,12 @@ mod tests {
     }
 
     #[test]
-    fn spread_covers_the_split() {
-        assert_eq!(spread(10, 5), vec![0, 2, 4, 6, 8]);
+    fn spread_mixes_classes_of_a_cycled_split() {
         assert_eq!(spread(3, 5), vec![0, 1, 2]);
+        let v = spread(3000, 300);
+        assert_eq!(v.len(), 300);
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        let classes: std::collections::BTreeSet<usize> = v.iter().map(|i| i % 30).collect();
+        assert!(classes.len() >= 29);
     }
 }
