@@ -62,6 +62,15 @@ pub enum TextModel {
     /// output at `<eos>`, the decoder is conditioned on z at every step.
     #[serde(rename = "xlstm")]
     XLstm { embed: usize, hidden: usize },
+    /// Transformer encoder (output at `<eos>`) and causal transformer
+    /// decoder with W z added to every input position; pre-LayerNorm,
+    /// `heads` must divide `d_model`.
+    Transformer {
+        d_model: usize,
+        heads: usize,
+        layers: usize,
+        ff: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +272,38 @@ impl TrainConfig {
                     "must be in 1..=4096",
                 )?;
             }
+            TextModel::Transformer {
+                d_model,
+                heads,
+                layers,
+                ff,
+            } => {
+                check(
+                    (1..=4096).contains(&d_model),
+                    "model.text.d_model",
+                    "must be in 1..=4096",
+                )?;
+                check(
+                    heads >= 1 && d_model % heads == 0,
+                    "model.text.heads",
+                    "must be at least 1 and divide d_model",
+                )?;
+                check(
+                    (1..=24).contains(&layers),
+                    "model.text.layers",
+                    "must be in 1..=24",
+                )?;
+                check(
+                    (1..=16384).contains(&ff),
+                    "model.text.ff",
+                    "must be in 1..=16384",
+                )?;
+                check(
+                    m.max_len <= crate::text_transformer::MAX_POSITIONS,
+                    "model.max_len",
+                    "must be at most 64 with the transformer text model",
+                )?;
+            }
         }
         let o = &self.optim;
         check(
@@ -410,6 +451,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("epochz"), "{e}");
+        // Text models: every kind round-trips; a transformer's heads must
+        // divide its width.
+        for text in [
+            TextModel::Lstm {
+                embed: 8,
+                hidden: 16,
+                bidirectional: true,
+            },
+            TextModel::XLstm {
+                embed: 8,
+                hidden: 16,
+            },
+            TextModel::Transformer {
+                d_model: 16,
+                heads: 4,
+                layers: 2,
+                ff: 32,
+            },
+        ] {
+            let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+            t.model.text = text;
+            let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+            assert_eq!(back.model.text, text);
+        }
+        let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+        t.model.text = TextModel::Transformer {
+            d_model: 10,
+            heads: 4,
+            layers: 1,
+            ff: 8,
+        };
+        let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.text.heads"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use burn::tensor::activation::softmax;
 use mmvae_data::tokenizer::{BOS, EOS, PAD};
 
 /// Greedy (`temperature` `None`) or sampled decoding of up to `max_len - 1`
-/// tokens; `step` maps the previous tokens `[batch]` to log-probabilities
+/// tokens, `<bos>` ruled out and `<pad>` ending a caption as `<eos>` does;
+/// `step` maps the previous tokens `[batch]` to log-probabilities
 /// `[batch, vocab]` and keeps its own state.
 ///
 /// # Shapes
@@ -24,7 +25,7 @@ pub fn collect_tokens(
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
     for _ in 0..max_len.saturating_sub(1) {
-        let logp = step(tok); // [b, vocab]
+        let logp = without_bos(step(tok)); // [b, vocab]
         tok = match temperature {
             None => logp.argmax(1).reshape([b]),
             Some(temp) => softmax(logp / temp.max(1e-4), 1)
@@ -38,7 +39,7 @@ pub fn collect_tokens(
             }
             if id as usize == EOS || id as usize == PAD {
                 done[i] = true;
-            } else if id as usize != BOS {
+            } else {
                 out[i].push(id as usize);
             }
         }
@@ -47,6 +48,20 @@ pub fn collect_tokens(
         }
     }
     out
+}
+
+/// `<bos>` is never a next token: rule it out.
+///
+/// # Shapes
+/// `[batch, vocab]` → the same
+fn without_bos(logp: Tensor<2>) -> Tensor<2> {
+    let [b, v] = logp.dims();
+    let mut bias = vec![0f32; v];
+    if BOS < v {
+        bias[BOS] = -1e30;
+    }
+    let bias = Tensor::<1>::from_data(TensorData::new(bias, [v]), &logp.device());
+    logp + bias.reshape([1, v]).expand([b, v])
 }
 
 /// One hypothesis of a beam.
@@ -118,7 +133,7 @@ pub fn beam_search(
                 }
                 let row = &lp[(r * width + k) * vocab..(r * width + k + 1) * vocab];
                 for (v, &l) in row.iter().enumerate() {
-                    if v == BOS || v == PAD {
+                    if v == BOS {
                         continue;
                     }
                     cands.push((h.logp + l as f64, k, Some(v)));
@@ -132,7 +147,8 @@ pub fn beam_search(
                 h.logp = score;
                 match tok {
                     None => {}
-                    Some(v) if v == EOS => h.done = true,
+                    // <pad> ends a caption as <eos> does (as in greedy decoding).
+                    Some(v) if v == EOS || v == PAD => h.done = true,
                     Some(v) => h.tokens.push(v),
                 }
                 next_rows.push(r * width + k);

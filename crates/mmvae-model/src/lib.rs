@@ -31,6 +31,7 @@ pub mod retrieval;
 pub mod text;
 pub mod text_gru;
 pub mod text_lstm;
+pub mod text_transformer;
 pub mod text_xlstm;
 pub mod train;
 

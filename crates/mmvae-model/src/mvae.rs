@@ -476,6 +476,16 @@ mod tests {
         });
     }
 
+    #[test]
+    fn loss_gradients_match_finite_differences_transformer() {
+        gradient_check_text(TextModel::Transformer {
+            d_model: 4,
+            heads: 2,
+            layers: 1,
+            ff: 6,
+        });
+    }
+
     fn gradient_check_cfg(cfg: ModelConfig, loss_cfg: LossConfig, fusion: Fusion) {
         let _rng = crate::testutil::rng_lock();
         let ad = Device::flex().autodiff();
@@ -711,16 +721,65 @@ mod tests {
     #[test]
     fn decoding_is_greedy_and_bounded() {
         let _rng = crate::testutil::rng_lock();
-        let (cfg, _) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
-        let dev = Device::flex();
-        dev.seed(2);
-        let model = cfg.init(SIDE, 1, VOCAB, &dev);
-        let z = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
-        let a = model.decode_text(z.clone(), None);
-        let b = model.decode_text(z, None);
-        assert_eq!(a, b);
-        assert!(a
-            .iter()
-            .all(|t| t.len() <= cfg.max_len - 1 && t.iter().all(|&id| id < VOCAB)));
+        for text in [
+            TextModel::Gru {
+                embed: 4,
+                hidden: 5,
+            },
+            TextModel::Lstm {
+                embed: 4,
+                hidden: 5,
+                bidirectional: true,
+            },
+            TextModel::XLstm {
+                embed: 4,
+                hidden: 5,
+            },
+            TextModel::Transformer {
+                d_model: 4,
+                heads: 2,
+                layers: 1,
+                ff: 6,
+            },
+        ] {
+            let (mut cfg, _) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
+            cfg.text = text;
+            let dev = Device::flex();
+            dev.seed(2);
+            let model = cfg.init(SIDE, 1, VOCAB, &dev);
+            let z = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let a = model.decode_text(z.clone(), None);
+            let b = model.decode_text(z.clone(), None);
+            assert_eq!(a, b, "{text:?}");
+            assert!(a
+                .iter()
+                .all(|t| t.len() <= cfg.max_len - 1 && t.iter().all(|&id| id < VOCAB)));
+            // Beam search of width 1 is greedy decoding; wider beams find
+            // captions at least as probable as greedy ones.
+            let one = model.text_decoder.decode_beam(z.clone(), cfg.max_len, 1);
+
+            assert_eq!(one, a, "{text:?}");
+            let wide = model.text_decoder.decode_beam(z.clone(), cfg.max_len, 3);
+            let vocab = mmvae_data::Vocab::build(["a b c d e"]);
+            let logp = |caps: &[Vec<usize>]| -> Vec<f32> {
+                // <bos> caption <eos>, padded: max_len - 1 tokens fit.
+                let len = cfg.max_len + 1;
+                let ids: Vec<i64> = caps
+                    .iter()
+                    .flat_map(|c| vocab.frame(c, len).into_iter().map(|t| t as i64))
+                    .collect();
+                let toks =
+                    Tensor::<2, Int>::from_data(TensorData::new(ids, [caps.len(), len]), &dev);
+                model
+                    .text_decoder
+                    .nll(z.clone(), toks)
+                    .neg()
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            };
+            for (w, g) in logp(&wide).iter().zip(logp(&a)) {
+                assert!(*w >= g - 1e-4, "{text:?}: beam {w} < greedy {g}");
+            }
+        }
     }
 }

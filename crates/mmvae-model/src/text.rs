@@ -6,6 +6,7 @@ use crate::config::TextModel;
 use crate::gaussian::Gaussian;
 use crate::text_gru::{GruTextDecoder, GruTextEncoder};
 use crate::text_lstm::{LstmTextDecoder, LstmTextEncoder};
+use crate::text_transformer::{TransformerTextDecoder, TransformerTextEncoder};
 use crate::text_xlstm::{XLstmTextDecoder, XLstmTextEncoder};
 
 #[derive(Module, Debug)]
@@ -13,6 +14,7 @@ pub enum TextEncoder {
     Gru(GruTextEncoder),
     Lstm(LstmTextEncoder),
     XLstm(XLstmTextEncoder),
+    Transformer(TransformerTextEncoder),
 }
 
 #[derive(Module, Debug)]
@@ -20,6 +22,7 @@ pub enum TextDecoder {
     Gru(GruTextDecoder),
     Lstm(LstmTextDecoder),
     XLstm(XLstmTextDecoder),
+    Transformer(TransformerTextDecoder),
 }
 
 impl TextModel {
@@ -48,6 +51,19 @@ impl TextModel {
                 TextEncoder::XLstm(XLstmTextEncoder::new(vocab, embed, hidden, latent, device)),
                 TextDecoder::XLstm(XLstmTextDecoder::new(vocab, embed, hidden, latent, device)),
             ),
+            TextModel::Transformer {
+                d_model,
+                heads,
+                layers,
+                ff,
+            } => (
+                TextEncoder::Transformer(TransformerTextEncoder::new(
+                    vocab, d_model, heads, layers, ff, latent, device,
+                )),
+                TextDecoder::Transformer(TransformerTextDecoder::new(
+                    vocab, d_model, heads, layers, ff, latent, device,
+                )),
+            ),
         }
     }
 }
@@ -60,6 +76,7 @@ impl TextEncoder {
             TextEncoder::Gru(m) => m.forward(tokens, last),
             TextEncoder::Lstm(m) => m.forward(tokens, last),
             TextEncoder::XLstm(m) => m.forward(tokens, last),
+            TextEncoder::Transformer(m) => m.forward(tokens, last),
         }
     }
 }
@@ -72,6 +89,7 @@ impl TextDecoder {
             TextDecoder::Gru(m) => m.nll(z, tokens),
             TextDecoder::Lstm(m) => m.nll(z, tokens),
             TextDecoder::XLstm(m) => m.nll(z, tokens),
+            TextDecoder::Transformer(m) => m.nll(z, tokens),
         }
     }
 
@@ -85,6 +103,7 @@ impl TextDecoder {
             TextDecoder::Gru(m) => m.decode(z, max_len, temperature),
             TextDecoder::Lstm(m) => m.decode(z, max_len, temperature),
             TextDecoder::XLstm(m) => m.decode(z, max_len, temperature),
+            TextDecoder::Transformer(m) => m.decode(z, max_len, temperature),
         }
     }
 
@@ -94,6 +113,7 @@ impl TextDecoder {
             TextDecoder::Gru(m) => m.decode_beam(z, max_len, width),
             TextDecoder::Lstm(m) => m.decode_beam(z, max_len, width),
             TextDecoder::XLstm(m) => m.decode_beam(z, max_len, width),
+            TextDecoder::Transformer(m) => m.decode_beam(z, max_len, width),
         }
     }
 }

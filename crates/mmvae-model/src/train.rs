@@ -488,6 +488,16 @@ mod tests {
                     hidden: 16,
                 },
             ),
+            (
+                crate::config::Fusion::Poe,
+                0,
+                crate::config::TextModel::Transformer {
+                    d_model: 16,
+                    heads: 2,
+                    layers: 1,
+                    ff: 32,
+                },
+            ),
         ] {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
             cfg.model.fusion = fusion;

@@ -1,0 +1,210 @@
+//! Transformer caption encoder and decoder (pre-LayerNorm, GELU, no
+//! dropout), from burn's `TransformerEncoder`. The decoder is a causal
+//! (decoder-only) transformer whose every input position gets W z added to
+//! its token and position embeddings; decoding re-runs the prefix each step
+//! (captions are short).
+
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use mmvae_data::tokenizer::PAD;
+
+use crate::decoding::{beam_search, collect_tokens};
+use crate::gaussian::Gaussian;
+use crate::text_gru::{repeat_rows, row_index};
+
+/// Longest caption (in tokens, `<bos>` and `<eos>` included) the position
+/// embeddings cover.
+pub const MAX_POSITIONS: usize = 64;
+
+fn stack(
+    d_model: usize,
+    heads: usize,
+    layers: usize,
+    ff: usize,
+    device: &Device,
+) -> TransformerEncoder {
+    TransformerEncoderConfig::new(d_model, ff, heads, layers)
+        .with_dropout(0.0)
+        .with_norm_first(true)
+        .init(device)
+}
+
+/// Token + position embeddings `[batch, time, d_model]`.
+fn embed(tok: &Embedding, pos: &Embedding, tokens: Tensor<2, Int>) -> Tensor<3> {
+    let [b, t] = tokens.dims();
+    let device = tokens.device();
+    let positions = Tensor::<1, Int>::arange(0..t as i64, &device)
+        .reshape([1, t])
+        .expand([b, t]);
+    tok.forward(tokens) + pos.forward(positions)
+}
+
+/// Embeddings → transformer (padding masked); the output at each caption's
+/// `<eos>` gives (mu, logvar).
+#[derive(Module, Debug)]
+pub struct TransformerTextEncoder {
+    tok: Embedding,
+    pos: Embedding,
+    body: TransformerEncoder,
+    out: Linear,
+}
+
+impl TransformerTextEncoder {
+    pub fn new(
+        vocab: usize,
+        d_model: usize,
+        heads: usize,
+        layers: usize,
+        ff: usize,
+        latent: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            tok: EmbeddingConfig::new(vocab, d_model).init(device),
+            pos: EmbeddingConfig::new(MAX_POSITIONS, d_model).init(device),
+            body: stack(d_model, heads, layers, ff, device),
+            out: LinearConfig::new(d_model, 2 * latent).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// `tokens`: `[batch, time]`, `last`: `[batch]` → posterior over `[batch, latent]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
+        let [b, _] = tokens.dims();
+        let pad = tokens.clone().equal_elem(PAD as i64); // [b, t], true = masked
+        let x = embed(&self.tok, &self.pos, tokens);
+        let hs = self
+            .body
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad)); // [b, t, d]
+        let d = hs.dims()[2];
+        let idx = last.reshape([b, 1, 1]).expand([b, 1, d]);
+        Gaussian::from_concat(self.out.forward(hs.gather(1, idx).reshape([b, d])))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TransformerTextDecoder {
+    tok: Embedding,
+    pos: Embedding,
+    latent: Linear,
+    body: TransformerEncoder,
+    out: Linear,
+}
+
+impl TransformerTextDecoder {
+    pub fn new(
+        vocab: usize,
+        d_model: usize,
+        heads: usize,
+        layers: usize,
+        ff: usize,
+        latent: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            tok: EmbeddingConfig::new(vocab, d_model).init(device),
+            pos: EmbeddingConfig::new(MAX_POSITIONS, d_model).init(device),
+            latent: LinearConfig::new(latent, d_model).init(device),
+            body: stack(d_model, heads, layers, ff, device),
+            out: LinearConfig::new(d_model, vocab).init(device),
+        }
+    }
+
+    /// Next-token log-probabilities at every position of `inputs`.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `inputs`: `[batch, time]` → `[batch, time, vocab]`
+    fn logp(&self, z: Tensor<2>, inputs: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = inputs.dims();
+        let device = inputs.device();
+        let d = self.latent.weight.dims()[1];
+        let zc = self
+            .latent
+            .forward(z)
+            .unsqueeze_dim::<3>(1)
+            .expand([b, t, d]);
+        let x = embed(&self.tok, &self.pos, inputs) + zc;
+        let mask = generate_autoregressive_mask(b, t, &device);
+        let hs = self
+            .body
+            .forward(TransformerEncoderInput::new(x).mask_attn(mask));
+        log_softmax(self.out.forward(hs), 2)
+    }
+
+    /// Teacher-forced negative log-likelihood of each caption.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]`
+    pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
+        let [_, t] = tokens.dims();
+        let inputs = tokens.clone().narrow(1, 0, t - 1);
+        let targets = tokens.narrow(1, 1, t - 1);
+        let picked = self
+            .logp(z, inputs)
+            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2); // [b, t-1]
+        let mask = targets.not_equal_elem(PAD as i64).float();
+        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+    }
+
+    /// Log-probabilities of the token after each prefix.
+    ///
+    /// # Shapes
+    /// `prefix`: `[batch, time]` → `[batch, vocab]`
+    fn next(&self, z: Tensor<2>, prefix: Tensor<2, Int>) -> Tensor<2> {
+        let [b, t] = prefix.dims();
+        let lp = self.logp(z, prefix);
+        let vocab = lp.dims()[2];
+        lp.narrow(1, t - 1, 1).reshape([b, vocab])
+    }
+
+    /// Greedy (`temperature` `None`) or sampled decoding.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `batch` token lists
+    pub fn decode(
+        &self,
+        z: Tensor<2>,
+        max_len: usize,
+        temperature: Option<f32>,
+    ) -> Vec<Vec<usize>> {
+        let [b, _] = z.dims();
+        let max_len = max_len.min(MAX_POSITIONS);
+        let mut prefix: Option<Tensor<2, Int>> = None;
+        collect_tokens(z.clone(), max_len, temperature, |tok| {
+            // The first call gets <bos>; later ones the token chosen last.
+            let p = match prefix.take() {
+                None => tok.reshape([b, 1]),
+                Some(p) => Tensor::cat(vec![p, tok.reshape([b, 1])], 1),
+            };
+            prefix = Some(p.clone());
+            self.next(z.clone(), p)
+        })
+    }
+
+    /// Beam search of width `width` (see [`beam_search`]).
+    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
+        let [b, _] = z.dims();
+        let device = z.device();
+        let max_len = max_len.min(MAX_POSITIONS);
+        let z = repeat_rows(z, width);
+        let mut prefix: Option<Tensor<2, Int>> = None;
+        beam_search(b, width, max_len, &device, |rows, tok| {
+            let n = rows.len();
+            let p = match prefix.take() {
+                None => tok.reshape([n, 1]),
+                Some(p) => Tensor::cat(
+                    vec![p.select(0, row_index(rows, &device)), tok.reshape([n, 1])],
+                    1,
+                ),
+            };
+            prefix = Some(p.clone());
+            self.next(z.clone(), p)
+        })
+    }
+}
