@@ -561,11 +561,15 @@ fn report_commands(d: &Path) {
         Some(chrome) => {
             let page = format!("file://{}", d.join("rep/report.html").display());
             let shot = d.join("rep/shot.png");
+            // A fresh profile: no lock shared with another browser.
+            let profile = format!("--user-data-dir={}", d.join("rep/chromium").display());
             let o = std::process::Command::new(&chrome)
                 .args([
                     "--headless",
                     "--no-sandbox",
                     "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    &profile,
                     "--hide-scrollbars",
                     "--window-size=1200,2400",
                     &format!("--screenshot={}", shot.display()),
@@ -587,6 +591,8 @@ fn report_commands(d: &Path) {
                     "--headless",
                     "--no-sandbox",
                     "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    &profile,
                     "--dump-dom",
                     &page,
                 ])
