@@ -50,6 +50,52 @@ pub fn collect_tokens(
     out
 }
 
+/// Framed captions `<bos> w… <eos> <pad>…` as decoder inputs (all but the
+/// last position) and targets (all but the first).
+///
+/// # Shapes
+/// `[batch, time]` → (`[batch, time - 1]`, `[batch, time - 1]`)
+pub fn shift(tokens: Tensor<2, Int>) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let [_, t] = tokens.dims();
+    (
+        tokens.clone().narrow(1, 0, t - 1),
+        tokens.narrow(1, 1, t - 1),
+    )
+}
+
+/// Input embeddings with z appended at every position.
+///
+/// # Shapes
+/// `e`: `[batch, time, embed]`, `z`: `[batch, latent]` → `[batch, time, embed + latent]`
+pub fn with_latent(e: Tensor<3>, z: Tensor<2>) -> Tensor<3> {
+    let [b, t, _] = e.dims();
+    let latent = z.dims()[1];
+    Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1).expand([b, t, latent])], 2)
+}
+
+/// Negative log-likelihood of each caption's targets, summed over the
+/// tokens that are not padding.
+///
+/// # Shapes
+/// `logp`: `[batch, time, vocab]`, `targets`: `[batch, time]` → `[batch]`
+pub fn caption_nll(logp: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let picked = logp
+        .gather(2, targets.clone().unsqueeze_dim::<3>(2))
+        .squeeze_dim::<2>(2); // [b, t]
+    let mask = targets.not_equal_elem(PAD as i64).float();
+    (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+}
+
+/// Each row's output at its own position (e.g. its `<eos>`).
+///
+/// # Shapes
+/// `hs`: `[batch, time, d]`, `at`: `[batch]` → `[batch, d]`
+pub fn at_positions(hs: Tensor<3>, at: Tensor<1, Int>) -> Tensor<2> {
+    let [b, _, d] = hs.dims();
+    hs.gather(1, at.reshape([b, 1, 1]).expand([b, 1, d]))
+        .reshape([b, d])
+}
+
 /// `<bos>` is never a next token: rule it out.
 ///
 /// # Shapes

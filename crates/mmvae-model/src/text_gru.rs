@@ -1,13 +1,11 @@
 //! GRU caption encoder and autoregressive GRU caption decoder.
 
+use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::gaussian::Gaussian;
 use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use mmvae_data::tokenizer::PAD;
-
-use crate::decoding::{beam_search, collect_tokens};
-use crate::gaussian::Gaussian;
 
 /// Embedding → GRU; the hidden state at each caption's `<eos>` gives
 /// (mu, logvar).
@@ -31,14 +29,9 @@ impl GruTextEncoder {
     /// `tokens`: `[batch, time]` framed as `<bos> words <eos> <pad>…`;
     /// `last`: `[batch]` index of each `<eos>` → posterior over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
-        let [b, _t] = tokens.dims();
         let e = self.embed.forward(tokens); // [b, t, embed]
         let hs = self.gru.forward(e, None); // [b, t, hidden]
-        let hidden = hs.dims()[2];
-        let idx = last.reshape([b, 1, 1]).expand([b, 1, hidden]);
-        let h = hs.gather(1, idx).reshape([b, hidden]);
-        let o = self.out.forward(h);
-        Gaussian::from_concat(o)
+        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
     }
 }
 
@@ -67,20 +60,11 @@ impl GruTextDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]` (summed over tokens)
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
-        let [b, t] = tokens.dims();
-        let latent = z.dims()[1];
-        let inputs = tokens.clone().narrow(1, 0, t - 1); // [b, t-1]
-        let targets = tokens.narrow(1, 1, t - 1); // [b, t-1]
+        let (inputs, targets) = shift(tokens); // [b, t-1] each
         let h0 = self.init.forward(z.clone()).tanh();
-        let e = self.embed.forward(inputs); // [b, t-1, embed]
-        let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
-        let hs = self.gru.forward(Tensor::cat(vec![e, zs], 2), Some(h0)); // [b, t-1, hidden]
-        let logp = log_softmax(self.out.forward(hs), 2); // [b, t-1, vocab]
-        let picked = logp
-            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
-            .squeeze_dim::<2>(2); // [b, t-1]
-        let mask = targets.not_equal_elem(PAD as i64).float();
-        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+        let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
+        let hs = self.gru.forward(x, Some(h0)); // [b, t-1, hidden]
+        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
 
     /// One decoding step: log-probabilities of the next token and the new

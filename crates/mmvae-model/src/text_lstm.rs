@@ -1,15 +1,13 @@
 //! LSTM caption encoder (one direction or both) and autoregressive LSTM
 //! caption decoder, from burn's `Lstm`/`BiLstm`.
 
+use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::gaussian::Gaussian;
+use crate::text_gru::{repeat_rows, row_index};
 use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use mmvae_data::tokenizer::PAD;
-
-use crate::decoding::{beam_search, collect_tokens};
-use crate::gaussian::Gaussian;
-use crate::text_gru::{repeat_rows, row_index};
 
 #[derive(Module, Debug)]
 pub enum LstmLayer {
@@ -63,12 +61,7 @@ impl LstmTextEncoder {
         let device = tokens.device();
         let e = self.embed.forward(tokens); // [b, t, embed]
         let h = match &self.lstm {
-            LstmLayer::Forward(l) => {
-                let (hs, _) = l.forward(e, None); // [b, t, hidden]
-                let width = hs.dims()[2];
-                let idx = last.reshape([b, 1, 1]).expand([b, 1, width]);
-                hs.gather(1, idx).reshape([b, width])
-            }
+            LstmLayer::Forward(l) => at_positions(l.forward(e, None).0, last),
             LstmLayer::Both(l) => {
                 let (hs, _) = l.forward(e, None); // [b, t, 2 hidden]
                 let width = hs.dims()[2];
@@ -119,20 +112,11 @@ impl LstmTextDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]` (summed over tokens)
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
-        let [b, t] = tokens.dims();
-        let latent = z.dims()[1];
-        let inputs = tokens.clone().narrow(1, 0, t - 1); // [b, t-1]
-        let targets = tokens.narrow(1, 1, t - 1); // [b, t-1]
+        let (inputs, targets) = shift(tokens); // [b, t-1] each
         let state = self.start(z.clone());
-        let e = self.embed.forward(inputs); // [b, t-1, embed]
-        let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
-        let (hs, _) = self.lstm.forward(Tensor::cat(vec![e, zs], 2), Some(state));
-        let logp = log_softmax(self.out.forward(hs), 2); // [b, t-1, vocab]
-        let picked = logp
-            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
-            .squeeze_dim::<2>(2); // [b, t-1]
-        let mask = targets.not_equal_elem(PAD as i64).float();
-        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+        let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
+        let (hs, _) = self.lstm.forward(x, Some(state)); // [b, t-1, hidden]
+        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
 
     /// One decoding step: log-probabilities of the next token and the new

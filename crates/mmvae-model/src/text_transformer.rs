@@ -13,7 +13,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use mmvae_data::tokenizer::PAD;
 
-use crate::decoding::{beam_search, collect_tokens};
+use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift};
 use crate::gaussian::Gaussian;
 use crate::text_gru::{repeat_rows, row_index};
 
@@ -75,15 +75,12 @@ impl TransformerTextEncoder {
     /// # Shapes
     /// `tokens`: `[batch, time]`, `last`: `[batch]` → posterior over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
-        let [b, _] = tokens.dims();
         let pad = tokens.clone().equal_elem(PAD as i64); // [b, t], true = masked
         let x = embed(&self.tok, &self.pos, tokens);
         let hs = self
             .body
             .forward(TransformerEncoderInput::new(x).mask_pad(pad)); // [b, t, d]
-        let d = hs.dims()[2];
-        let idx = last.reshape([b, 1, 1]).expand([b, 1, d]);
-        Gaussian::from_concat(self.out.forward(hs.gather(1, idx).reshape([b, d])))
+        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
     }
 }
 
@@ -141,15 +138,8 @@ impl TransformerTextDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]`
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
-        let [_, t] = tokens.dims();
-        let inputs = tokens.clone().narrow(1, 0, t - 1);
-        let targets = tokens.narrow(1, 1, t - 1);
-        let picked = self
-            .logp(z, inputs)
-            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
-            .squeeze_dim::<2>(2); // [b, t-1]
-        let mask = targets.not_equal_elem(PAD as i64).float();
-        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+        let (inputs, targets) = shift(tokens); // [b, t-1] each
+        caption_nll(self.logp(z, inputs), targets)
     }
 
     /// Log-probabilities of the token after each prefix.

@@ -13,14 +13,12 @@
 //!   i = exp(ĩ − m'), f = exp(log f + m − m'),
 //!   C' = f C + i v kᵀ, n' = f n + i k, h = o ⊙ C' q / max(|n'ᵀ q|, 1).
 
+use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::gaussian::Gaussian;
+use crate::text_gru::{repeat_rows, row_index};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid};
-use mmvae_data::tokenizer::PAD;
-
-use crate::decoding::{beam_search, collect_tokens};
-use crate::gaussian::Gaussian;
-use crate::text_gru::{repeat_rows, row_index};
 
 /// sLSTM state, each `[batch, hidden]`.
 #[derive(Debug, Clone)]
@@ -254,11 +252,8 @@ impl XLstmTextEncoder {
     /// # Shapes
     /// `tokens`: `[batch, time]`, `last`: `[batch]` → posterior over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
-        let [b, _] = tokens.dims();
         let hs = self.stack.forward(self.embed.forward(tokens)); // [b, t, hidden]
-        let hidden = hs.dims()[2];
-        let idx = last.reshape([b, 1, 1]).expand([b, 1, hidden]);
-        Gaussian::from_concat(self.out.forward(hs.gather(1, idx).reshape([b, hidden])))
+        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
     }
 }
 
@@ -284,19 +279,10 @@ impl XLstmTextDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]`
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
-        let [b, t] = tokens.dims();
-        let latent = z.dims()[1];
-        let inputs = tokens.clone().narrow(1, 0, t - 1);
-        let targets = tokens.narrow(1, 1, t - 1);
-        let e = self.embed.forward(inputs); // [b, t-1, embed]
-        let zs = z.unsqueeze_dim::<3>(1).expand([b, t - 1, latent]);
-        let hs = self.stack.forward(Tensor::cat(vec![e, zs], 2)); // [b, t-1, hidden]
-        let logp = log_softmax(self.out.forward(hs), 2);
-        let picked = logp
-            .gather(2, targets.clone().unsqueeze_dim::<3>(2))
-            .squeeze_dim::<2>(2); // [b, t-1]
-        let mask = targets.not_equal_elem(PAD as i64).float();
-        (picked * mask).sum_dim(1).squeeze_dim::<1>(1).neg()
+        let (inputs, targets) = shift(tokens); // [b, t-1] each
+        let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
+        let hs = self.stack.forward(x); // [b, t-1, hidden]
+        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
 
     fn step(&self, z: Tensor<2>, st: XState, tok: Tensor<1, Int>) -> (Tensor<2>, XState) {
