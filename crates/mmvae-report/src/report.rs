@@ -616,12 +616,26 @@ pub fn build(
         "Image → text",
         image_to_text_section(m, test, opts)?,
     );
+    // Sections that need several classes or items say why they are empty
+    // instead of failing the whole page.
+    let or_note = |r: Result<String>| {
+        r.unwrap_or_else(|e| {
+            format!(
+                "<p class=\"note\">Not shown: {}</p>",
+                escape(&e.to_string())
+            )
+        })
+    };
     page.section(
         "consistency",
         "Consistency checks",
-        consistency_section(m, test, saved, opts)?,
+        or_note(consistency_section(m, test, saved, opts)),
     );
-    page.section("retrieval", "Retrieval", retrieval_section(m, test, opts)?);
+    page.section(
+        "retrieval",
+        "Retrieval",
+        or_note(retrieval_section(m, test, opts)),
+    );
     page.section(
         "interpolation-section",
         "Latent interpolation",
