@@ -24,8 +24,11 @@ pub fn collect_tokens(
     let mut tok = Tensor::<1, Int>::full([b], BOS as i64, &device);
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
+    let mut no_bos: Option<Tensor<2>> = None;
     for _ in 0..max_len.saturating_sub(1) {
-        let logp = without_bos(step(tok)); // [b, vocab]
+        let logp = step(tok); // [b, vocab]
+        let bias = no_bos.get_or_insert_with(|| bos_bias(logp.dims(), &device));
+        let logp = logp + bias.clone();
         tok = match temperature {
             None => logp.argmax(1).reshape([b]),
             Some(temp) => softmax(logp / temp.max(1e-4), 1)
@@ -48,6 +51,78 @@ pub fn collect_tokens(
         }
     }
     out
+}
+
+/// A caption decoder that extends captions one token at a time. Greedy,
+/// sampled and beam-search decoding are written once, here, on top of
+/// [`StepDecoder::step`].
+pub trait StepDecoder {
+    /// What one step hands to the next, row by row.
+    type State: Clone;
+    /// The longest caption (tokens, `<bos>` included) the decoder can read.
+    const MAX_LEN: usize = usize::MAX;
+
+    /// The state before the first token.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`
+    fn start(&self, z: Tensor<2>) -> Self::State;
+
+    /// Log-probabilities of the token after `tok`, and the new state.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]`, `tok`: `[batch]` → `[batch, vocab]`
+    fn step(
+        &self,
+        z: Tensor<2>,
+        state: Self::State,
+        tok: Tensor<1, Int>,
+    ) -> (Tensor<2>, Self::State);
+
+    /// The state's rows `idx`, in that order.
+    fn select(state: Self::State, idx: Tensor<1, Int>) -> Self::State;
+
+    /// Decode up to `max_len - 1` tokens from each z: greedily when
+    /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
+    fn decode(&self, z: Tensor<2>, max_len: usize, temperature: Option<f32>) -> Vec<Vec<usize>> {
+        let mut state = self.start(z.clone());
+        collect_tokens(z.clone(), max_len.min(Self::MAX_LEN), temperature, |tok| {
+            let (logp, next) = self.step(z.clone(), state.clone(), tok);
+            state = next;
+            logp
+        })
+    }
+
+    /// The most probable caption of each z found by beam search of width
+    /// `width` (see [`beam_search`]).
+    fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
+        let [b, d] = z.dims();
+        let device = z.device();
+        let width = width.max(1);
+        // Each row `width` times in a row: [b * width, latent].
+        let z = z
+            .unsqueeze_dim::<3>(1)
+            .expand([b, width, d])
+            .reshape([b * width, d]);
+        let mut state = self.start(z.clone());
+        beam_search(
+            b,
+            width,
+            max_len.min(Self::MAX_LEN),
+            &device,
+            |rows, tok| {
+                let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+                let idx = Tensor::from_data(TensorData::new(v, [rows.len()]), &device);
+                let picked = Self::select(state.clone(), idx);
+                let (logp, next) = self.step(z.clone(), picked, tok);
+                state = next;
+                logp
+            },
+        )
+    }
 }
 
 /// Framed captions `<bos> w… <eos> <pad>…` as decoder inputs (all but the
@@ -96,18 +171,18 @@ pub fn at_positions(hs: Tensor<3>, at: Tensor<1, Int>) -> Tensor<2> {
         .reshape([b, d])
 }
 
-/// `<bos>` is never a next token: rule it out.
+/// `<bos>` is never a next token: a bias of −10³⁰ on its log-probability.
 ///
 /// # Shapes
-/// `[batch, vocab]` → the same
-fn without_bos(logp: Tensor<2>) -> Tensor<2> {
-    let [b, v] = logp.dims();
+/// `[batch, vocab]`
+fn bos_bias([b, v]: [usize; 2], device: &Device) -> Tensor<2> {
     let mut bias = vec![0f32; v];
     if BOS < v {
         bias[BOS] = -1e30;
     }
-    let bias = Tensor::<1>::from_data(TensorData::new(bias, [v]), &logp.device());
-    logp + bias.reshape([1, v]).expand([b, v])
+    Tensor::<1>::from_data(TensorData::new(bias, [v]), device)
+        .reshape([1, v])
+        .expand([b, v])
 }
 
 /// One hypothesis of a beam.

@@ -3,6 +3,7 @@
 use burn::prelude::*;
 
 use crate::config::TextModel;
+use crate::decoding::StepDecoder;
 use crate::gaussian::Gaussian;
 use crate::text_gru::{GruTextDecoder, GruTextEncoder};
 use crate::text_lstm::{LstmTextDecoder, LstmTextEncoder};

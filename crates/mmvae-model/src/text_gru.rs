@@ -1,6 +1,6 @@
 //! GRU caption encoder and autoregressive GRU caption decoder.
 
-use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::gaussian::Gaussian;
 use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
@@ -61,19 +61,22 @@ impl GruTextDecoder {
     /// `z`: `[batch, latent]`, `tokens`: `[batch, time]` → `[batch]` (summed over tokens)
     pub fn nll(&self, z: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<1> {
         let (inputs, targets) = shift(tokens); // [b, t-1] each
-        let h0 = self.init.forward(z.clone()).tanh();
+        let h0 = self.start(z.clone());
         let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
         let hs = self.gru.forward(x, Some(h0)); // [b, t-1, hidden]
         caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
+}
 
-    /// One decoding step: log-probabilities of the next token and the new
-    /// hidden state.
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]`, `h`: `[batch, hidden]`, `tok`: `[batch]` →
-    /// (`[batch, vocab]`, `[batch, hidden]`)
-    pub fn step(&self, z: Tensor<2>, h: Tensor<2>, tok: Tensor<1, Int>) -> (Tensor<2>, Tensor<2>) {
+impl StepDecoder for GruTextDecoder {
+    /// The hidden state `[batch, hidden]`.
+    type State = Tensor<2>;
+
+    fn start(&self, z: Tensor<2>) -> Tensor<2> {
+        self.init.forward(z).tanh()
+    }
+
+    fn step(&self, z: Tensor<2>, h: Tensor<2>, tok: Tensor<1, Int>) -> (Tensor<2>, Tensor<2>) {
         let [b] = tok.dims();
         let hidden = h.dims()[1];
         let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
@@ -82,49 +85,7 @@ impl GruTextDecoder {
         (log_softmax(self.out.forward(h.clone()), 1), h)
     }
 
-    /// Decode up to `max_len - 1` tokens from each z: greedily when
-    /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
-    pub fn decode(
-        &self,
-        z: Tensor<2>,
-        max_len: usize,
-        temperature: Option<f32>,
-    ) -> Vec<Vec<usize>> {
-        let mut h = self.init.forward(z.clone()).tanh(); // [b, hidden]
-        collect_tokens(z.clone(), max_len, temperature, |tok| {
-            let (logp, next) = self.step(z.clone(), h.clone(), tok);
-            h = next;
-            logp
-        })
+    fn select(h: Tensor<2>, idx: Tensor<1, Int>) -> Tensor<2> {
+        h.select(0, idx)
     }
-
-    /// Beam search of width `width` (see [`beam_search`]).
-    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let device = z.device();
-        let z = repeat_rows(z, width); // [b * width, latent]
-        let mut h = self.init.forward(z.clone()).tanh();
-        beam_search(b, width, max_len, &device, |rows, tok| {
-            let h_in = h.clone().select(0, row_index(rows, &device));
-            let (logp, next) = self.step(z.clone(), h_in, tok);
-            h = next;
-            logp
-        })
-    }
-}
-
-/// Each row `width` times in a row: `[b, d]` → `[b * width, d]`.
-pub(crate) fn repeat_rows(z: Tensor<2>, width: usize) -> Tensor<2> {
-    let [b, d] = z.dims();
-    z.unsqueeze_dim::<3>(1)
-        .expand([b, width, d])
-        .reshape([b * width, d])
-}
-
-pub(crate) fn row_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-    Tensor::from_data(TensorData::new(v, [rows.len()]), device)
 }

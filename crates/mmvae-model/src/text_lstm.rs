@@ -1,9 +1,8 @@
 //! LSTM caption encoder (one direction or both) and autoregressive LSTM
 //! caption decoder, from burn's `Lstm`/`BiLstm`.
 
-use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::gaussian::Gaussian;
-use crate::text_gru::{repeat_rows, row_index};
 use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -102,11 +101,6 @@ impl LstmTextDecoder {
         }
     }
 
-    fn start(&self, z: Tensor<2>) -> LstmState<2> {
-        let h = self.init.forward(z).tanh();
-        LstmState::new(h.zeros_like(), h)
-    }
-
     /// Teacher-forced negative log-likelihood of each caption.
     ///
     /// # Shapes
@@ -118,13 +112,18 @@ impl LstmTextDecoder {
         let (hs, _) = self.lstm.forward(x, Some(state)); // [b, t-1, hidden]
         caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
+}
 
-    /// One decoding step: log-probabilities of the next token and the new
-    /// state.
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]`, `tok`: `[batch]` → `[batch, vocab]`
-    pub fn step(
+impl StepDecoder for LstmTextDecoder {
+    /// (h, c), each `[batch, hidden]`: h0 = tanh(W z), c0 = 0.
+    type State = LstmState<2>;
+
+    fn start(&self, z: Tensor<2>) -> LstmState<2> {
+        let h = self.init.forward(z).tanh();
+        LstmState::new(h.zeros_like(), h)
+    }
+
+    fn step(
         &self,
         z: Tensor<2>,
         state: LstmState<2>,
@@ -139,40 +138,7 @@ impl LstmTextDecoder {
         (log_softmax(logits, 1), state)
     }
 
-    /// Decode up to `max_len - 1` tokens from each z: greedily when
-    /// `temperature` is `None`, otherwise by sampling from softmax(logits / T).
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]` → `batch` token lists (without `<bos>`/`<eos>`)
-    pub fn decode(
-        &self,
-        z: Tensor<2>,
-        max_len: usize,
-        temperature: Option<f32>,
-    ) -> Vec<Vec<usize>> {
-        let mut state = self.start(z.clone());
-        collect_tokens(z.clone(), max_len, temperature, |tok| {
-            let (logp, s) = self.step(z.clone(), state.clone(), tok);
-            state = s;
-            logp
-        })
-    }
-
-    /// Beam search of width `width` (see [`beam_search`]).
-    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let device = z.device();
-        let z = repeat_rows(z, width); // [b * width, latent]
-        let mut state = self.start(z.clone());
-        beam_search(b, width, max_len, &device, |rows, tok| {
-            let idx = row_index(rows, &device);
-            let picked = LstmState::new(
-                state.cell.clone().select(0, idx.clone()),
-                state.hidden.clone().select(0, idx),
-            );
-            let (logp, next) = self.step(z.clone(), picked, tok);
-            state = next;
-            logp
-        })
+    fn select(s: LstmState<2>, idx: Tensor<1, Int>) -> LstmState<2> {
+        LstmState::new(s.cell.select(0, idx.clone()), s.hidden.select(0, idx))
     }
 }

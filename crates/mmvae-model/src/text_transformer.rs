@@ -13,9 +13,8 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use mmvae_data::tokenizer::PAD;
 
-use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift};
+use crate::decoding::{at_positions, caption_nll, shift, StepDecoder};
 use crate::gaussian::Gaussian;
-use crate::text_gru::{repeat_rows, row_index};
 
 /// Longest caption (in tokens, `<bos>` and `<eos>` included) the position
 /// embeddings cover.
@@ -141,60 +140,36 @@ impl TransformerTextDecoder {
         let (inputs, targets) = shift(tokens); // [b, t-1] each
         caption_nll(self.logp(z, inputs), targets)
     }
+}
 
-    /// Log-probabilities of the token after each prefix.
-    ///
-    /// # Shapes
-    /// `prefix`: `[batch, time]` → `[batch, vocab]`
-    fn next(&self, z: Tensor<2>, prefix: Tensor<2, Int>) -> Tensor<2> {
-        let [b, t] = prefix.dims();
-        let lp = self.logp(z, prefix);
-        let vocab = lp.dims()[2];
-        lp.narrow(1, t - 1, 1).reshape([b, vocab])
+impl StepDecoder for TransformerTextDecoder {
+    /// The tokens read so far `[batch, time]` (none before the first step):
+    /// each step re-runs the prefix, which is cheap for short captions.
+    type State = Option<Tensor<2, Int>>;
+    const MAX_LEN: usize = MAX_POSITIONS;
+
+    fn start(&self, _z: Tensor<2>) -> Self::State {
+        None
     }
 
-    /// Greedy (`temperature` `None`) or sampled decoding.
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]` → `batch` token lists
-    pub fn decode(
+    fn step(
         &self,
         z: Tensor<2>,
-        max_len: usize,
-        temperature: Option<f32>,
-    ) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let max_len = max_len.min(MAX_POSITIONS);
-        let mut prefix: Option<Tensor<2, Int>> = None;
-        collect_tokens(z.clone(), max_len, temperature, |tok| {
-            // The first call gets <bos>; later ones the token chosen last.
-            let p = match prefix.take() {
-                None => tok.reshape([b, 1]),
-                Some(p) => Tensor::cat(vec![p, tok.reshape([b, 1])], 1),
-            };
-            prefix = Some(p.clone());
-            self.next(z.clone(), p)
-        })
+        prefix: Self::State,
+        tok: Tensor<1, Int>,
+    ) -> (Tensor<2>, Self::State) {
+        let [b] = tok.dims();
+        let prefix = match prefix {
+            None => tok.reshape([b, 1]),
+            Some(p) => Tensor::cat(vec![p, tok.reshape([b, 1])], 1),
+        };
+        let t = prefix.dims()[1];
+        let lp = self.logp(z, prefix.clone()); // [b, t, vocab]
+        let vocab = lp.dims()[2];
+        (lp.narrow(1, t - 1, 1).reshape([b, vocab]), Some(prefix))
     }
 
-    /// Beam search of width `width` (see [`beam_search`]).
-    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let device = z.device();
-        let max_len = max_len.min(MAX_POSITIONS);
-        let z = repeat_rows(z, width);
-        let mut prefix: Option<Tensor<2, Int>> = None;
-        beam_search(b, width, max_len, &device, |rows, tok| {
-            let n = rows.len();
-            let p = match prefix.take() {
-                None => tok.reshape([n, 1]),
-                Some(p) => Tensor::cat(
-                    vec![p.select(0, row_index(rows, &device)), tok.reshape([n, 1])],
-                    1,
-                ),
-            };
-            prefix = Some(p.clone());
-            self.next(z.clone(), p)
-        })
+    fn select(prefix: Self::State, idx: Tensor<1, Int>) -> Self::State {
+        prefix.map(|p| p.select(0, idx))
     }
 }

@@ -13,9 +13,8 @@
 //!   i = exp(ĩ − m'), f = exp(log f + m − m'),
 //!   C' = f C + i v kᵀ, n' = f n + i k, h = o ⊙ C' q / max(|n'ᵀ q|, 1).
 
-use crate::decoding::{at_positions, beam_search, caption_nll, collect_tokens, shift, with_latent};
+use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::gaussian::Gaussian;
-use crate::text_gru::{repeat_rows, row_index};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid};
@@ -284,6 +283,15 @@ impl XLstmTextDecoder {
         let hs = self.stack.forward(x); // [b, t-1, hidden]
         caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
+}
+
+impl StepDecoder for XLstmTextDecoder {
+    /// Both blocks' states, zero at the start (z enters with every input).
+    type State = XState;
+
+    fn start(&self, z: Tensor<2>) -> XState {
+        self.stack.zero_state(z.dims()[0], &z.device())
+    }
 
     fn step(&self, z: Tensor<2>, st: XState, tok: Tensor<1, Int>) -> (Tensor<2>, XState) {
         let [b] = tok.dims();
@@ -292,37 +300,8 @@ impl XLstmTextDecoder {
         (log_softmax(self.out.forward(y), 1), st)
     }
 
-    /// Greedy (`temperature` `None`) or sampled decoding.
-    ///
-    /// # Shapes
-    /// `z`: `[batch, latent]` → `batch` token lists
-    pub fn decode(
-        &self,
-        z: Tensor<2>,
-        max_len: usize,
-        temperature: Option<f32>,
-    ) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let mut st = self.stack.zero_state(b, &z.device());
-        collect_tokens(z.clone(), max_len, temperature, |tok| {
-            let (logp, next) = self.step(z.clone(), st.clone(), tok);
-            st = next;
-            logp
-        })
-    }
-
-    /// Beam search of width `width` (see [`beam_search`]).
-    pub fn decode_beam(&self, z: Tensor<2>, max_len: usize, width: usize) -> Vec<Vec<usize>> {
-        let [b, _] = z.dims();
-        let device = z.device();
-        let z = repeat_rows(z, width);
-        let mut st = self.stack.zero_state(b * width, &device);
-        beam_search(b, width, max_len, &device, |rows, tok| {
-            let picked = st.clone().select(row_index(rows, &device));
-            let (logp, next) = self.step(z.clone(), picked, tok);
-            st = next;
-            logp
-        })
+    fn select(st: XState, idx: Tensor<1, Int>) -> XState {
+        st.select(idx)
     }
 }
 
