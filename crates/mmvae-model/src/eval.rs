@@ -578,12 +578,13 @@ pub fn evaluate(
 
     // One pass over the test images serves coherence, BLEU, perplexity,
     // reconstruction quality and FID.
-    let pass = coherence
-        || fid_on
-        || on(Metric::Bleu)
-        || on(Metric::Perplexity)
-        || on(Metric::Reconstruction);
-    let idx: Vec<usize> = if pass { (0..n).collect() } else { Vec::new() };
+    let captions_needed = coherence || on(Metric::Bleu) || on(Metric::Perplexity);
+    let recon_needed = coherence || fid_on || on(Metric::Reconstruction);
+    let idx: Vec<usize> = if captions_needed || recon_needed {
+        (0..n).collect()
+    } else {
+        Vec::new()
+    };
     let mut i2t = Tally::new(kind);
     let mut recon = Tally::new(kind);
     // BLEU references: every training phrasing of the item's class.
@@ -602,7 +603,9 @@ pub fn evaluate(
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(test, chunk, train_src, &m.checkpoint.vocab, m.model.max_len);
         let images = hb.to_device(&m.device).images;
+        // Captions only for the metrics that read them.
         let caps = match opts.beam {
+            _ if !captions_needed => Vec::new(),
             Some(w) => m.caption_tensor_beam(images.clone(), opts.draw, w),
             None => m.caption_tensor(images.clone(), opts.draw, None),
         };
@@ -618,6 +621,9 @@ pub fn evaluate(
         real_caps.extend(hb.captions.iter().cloned());
         if fid_on {
             real_features.add(clf.features(images.clone()), net, m, images.clone());
+        }
+        if !recon_needed {
+            continue;
         }
         let probs = m.image_to_image_probs(images, opts.draw);
         let (recon_preds, f) = clf.predict_with_features(probs.clone());

@@ -402,20 +402,11 @@ fn consistency_section(
         .as_ref()
         .and_then(|c| c.thresholds.get(&score).copied());
     let k = Score::ALL.iter().position(|s| *s == score).unwrap_or(0);
-    let pos = consistency::score_pairs(
-        m,
-        suite.images.clone(),
-        &suite.captions,
-        &suite.positives,
-        score_opts,
-    )?;
-    let hard = consistency::score_pairs(
-        m,
-        suite.images.clone(),
-        &suite.captions,
-        &suite.hard,
-        score_opts,
-    )?;
+    // One call scores both kinds, so the prior draws are decoded once.
+    let pairs: Vec<(usize, usize)> = suite.positives.iter().chain(&suite.hard).copied().collect();
+    let mut pos =
+        consistency::score_pairs(m, suite.images.clone(), &suite.captions, &pairs, score_opts)?;
+    let hard = pos.split_off(suite.positives.len());
     // The positives that score lowest and the one-attribute mismatches that
     // score highest: where the decision is closest to going wrong.
     let mut rows: Vec<(bool, usize, f32)> = Vec::new();
