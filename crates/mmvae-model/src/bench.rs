@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 use crate::batch::HostBatch;
-use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel, UnimodalTarget};
+use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel};
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
@@ -99,14 +99,8 @@ pub fn run(
                 max_len: 10,
             };
             let loss_cfg = LossConfig {
-                beta: 1.0,
-                kl_anneal_steps: 0,
-                image_weight: 1.0,
                 text_weight: 50.0,
-                unimodal_target: UnimodalTarget::All,
-                align_weight: 0.0,
-                cross_weight: 1.0,
-                cycle_weight: 0.0,
+                ..LossConfig::default()
             };
             let vocab = 32;
             let mut m = cfg.init(28, 1, vocab, &device);
@@ -135,9 +129,9 @@ pub fn run(
                 if s == warmup {
                     start = Instant::now();
                 }
-                let (g, _report) =
-                    sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, &device);
-                m = optim.step(1e-3, m.clone(), g);
+                let step =
+                    sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, None, &device);
+                m = optim.step(1e-3, m.clone(), step.grads);
             }
             start.elapsed()
         }
@@ -173,17 +167,18 @@ pub fn run(
                         )
                     })
                     .collect();
-                let (g, _) = parallel_gradients(&m, work, &device, |m: &ConvVae, (x, eps, len)| {
-                    let q: Gaussian = m.enc.forward(x.clone());
-                    let z = q.rsample_with(eps);
-                    let nll = bernoulli_nll(m.dec.forward(z), x)
-                        .sum_dim(1)
-                        .squeeze_dim::<1>(1);
-                    let loss = (nll + q.kl_standard()).sum() / total;
-                    let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
-                    let _ = len;
-                    (loss, v)
-                });
+                let (g, _, _) =
+                    parallel_gradients(&m, work, &device, |m: &ConvVae, (x, eps, len)| {
+                        let q: Gaussian = m.enc.forward(x.clone());
+                        let z = q.rsample_with(eps);
+                        let nll = bernoulli_nll(m.dec.forward(z), x)
+                            .sum_dim(1)
+                            .squeeze_dim::<1>(1);
+                        let loss = (nll + q.kl_standard()).sum() / total;
+                        let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
+                        let _ = len;
+                        (loss, v, ())
+                    });
                 m = optim.step(1e-3, m.clone(), g);
             }
             start.elapsed()

@@ -65,6 +65,20 @@ pub fn save(
     vocab: &Vocab,
     state: &TrainState,
 ) -> Result<()> {
+    save_with(dir, model, optim, cfg, vocab, state, |_| Ok(()))
+}
+
+/// [`save`], with `extra` writing further files into the folder before it
+/// replaces the previous one (the discriminator of adversarial training).
+pub fn save_with(
+    dir: &Path,
+    model: &Mvae,
+    optim: Option<&ModuleOptimizer>,
+    cfg: &TrainConfig,
+    vocab: &Vocab,
+    state: &TrainState,
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let tmp = fsutil::temp_sibling(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -88,7 +102,7 @@ pub fn save(
                 .expect("state serialises")
                 .as_bytes(),
         )?;
-        Ok(())
+        extra(&tmp)
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&tmp);

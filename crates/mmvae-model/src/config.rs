@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
+pub use crate::schedule::Anneal;
 
 /// How the modality posteriors are fused into the joint posterior.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -136,13 +137,137 @@ pub enum UnimodalTarget {
     None,
 }
 
+/// Which alignment term `loss.align_weight` weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Alignment {
+    /// JMVAE-KL posterior matching: KL(q(z|x,y) ‖ q(z|x)) + KL(q(z|x,y) ‖ q(z|y)).
+    #[default]
+    Jmvae,
+    /// KL(q(z|image) ‖ q(z|text)) between the unimodal posteriors.
+    ImageTextKl,
+    /// ‖μ_image − μ_text‖² + ‖σ_image − σ_text‖² between the unimodal
+    /// posteriors, summed over latent dimensions.
+    Mse,
+}
+
+/// The loss of a GAN discriminator and of the generator against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdversarialLoss {
+    /// D: relu(1 − D(real)) + relu(1 + D(fake)); G: −D(fake).
+    #[default]
+    Hinge,
+    /// D: softplus(−D(real)) + softplus(D(fake)); G: softplus(−D(fake)).
+    NonSaturating,
+}
+
+/// The patch discriminator of adversarial refinement and its optimizer.
+/// Its loss enters the model's objective with `loss.adversarial_weight`
+/// (usually set only in a late phase).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdversarialConfig {
+    #[serde(default)]
+    pub loss: AdversarialLoss,
+    /// Channels of the discriminator's first convolution (doubling after).
+    #[serde(default = "default_disc_channels")]
+    pub channels: usize,
+    /// The discriminator's Adam learning rate.
+    #[serde(default = "default_disc_lr")]
+    pub lr: f64,
+    /// The discriminator's Adam β1 (0.5 is the usual GAN choice).
+    #[serde(default = "default_disc_beta1")]
+    pub beta1: f32,
+}
+
+fn default_disc_channels() -> usize {
+    32
+}
+fn default_disc_lr() -> f64 {
+    2e-4
+}
+fn default_disc_beta1() -> f32 {
+    0.5
+}
+
+impl Default for AdversarialConfig {
+    fn default() -> Self {
+        Self {
+            loss: AdversarialLoss::Hinge,
+            channels: default_disc_channels(),
+            lr: default_disc_lr(),
+            beta1: default_disc_beta1(),
+        }
+    }
+}
+
+/// One phase of phased training: the epochs it lasts and the loss weights
+/// (and learning rate) that replace the base `[loss]`/`[optim]` values
+/// while it runs, e.g. unimodal reconstruction → cross-modal alignment →
+/// adversarial refinement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: String,
+    pub epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub loss: LossOverride,
+}
+
+/// Loss weights a [`Phase`] replaces; absent ones keep the `[loss]` value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversarial_weight: Option<f32>,
+}
+
+impl LossOverride {
+    /// `base` with these values put in.
+    pub fn apply(&self, base: &LossConfig) -> LossConfig {
+        let mut l = base.clone();
+        let set = |dst: &mut f32, v: Option<f32>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut l.beta, self.beta);
+        set(&mut l.image_weight, self.image_weight);
+        set(&mut l.text_weight, self.text_weight);
+        set(&mut l.cross_weight, self.cross_weight);
+        set(&mut l.cycle_weight, self.cycle_weight);
+        set(&mut l.align_weight, self.align_weight);
+        set(&mut l.adversarial_weight, self.adversarial_weight);
+        l
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossConfig {
     /// Weight of the KL term after annealing.
     pub beta: f32,
-    /// Steps over which β rises linearly from 0 (0 = no annealing).
+    /// Steps over which β warms up from 0 (0 = no annealing); with
+    /// `kl_anneal = "cyclical"`, the length of one cycle.
     pub kl_anneal_steps: usize,
+    /// Shape of β's warm-up: `linear` (default), `sigmoid` or `cyclical`.
+    #[serde(default)]
+    pub kl_anneal: Anneal,
     /// Likelihood weight of the image (sum of per-pixel Bernoulli terms).
     pub image_weight: f32,
     /// Likelihood weight of the caption (sum of per-token terms).
@@ -155,6 +280,16 @@ pub struct LossConfig {
     /// cross-generation samples land where the decoders were trained.
     #[serde(default)]
     pub align_weight: f32,
+    /// The alignment term `align_weight` weighs: `jmvae` (default),
+    /// `image-text-kl` or `mse`.
+    #[serde(default)]
+    pub align: Alignment,
+    /// Steps over which the alignment weight warms up (0 = none).
+    #[serde(default)]
+    pub align_anneal_steps: usize,
+    /// Shape of the alignment weight's warm-up.
+    #[serde(default)]
+    pub align_anneal: Anneal,
     /// Scale of the image reconstruction from q(z|text) inside the text-only
     /// term when `unimodal_target = "all"` with `poe`. A caption leaves pose
     /// and position open, so a pixel likelihood pulls every image drawn from
@@ -169,10 +304,38 @@ pub struct LossConfig {
     /// match one particular image's pixels. 0 = off.
     #[serde(default)]
     pub cycle_weight: f32,
+    /// Weight of the generator's adversarial loss against the patch
+    /// discriminator of `[adversarial]`, on the joint reconstructions and
+    /// on the images drawn from q(z|text) (per image: the sum over its
+    /// patches). 0 = off, and no discriminator is trained.
+    #[serde(default)]
+    pub adversarial_weight: f32,
 }
 
 fn one() -> f32 {
     1.0
+}
+
+impl Default for LossConfig {
+    /// β = 1 without annealing, unit likelihood weights, `"all"`, no
+    /// alignment, cycle or adversarial term.
+    fn default() -> Self {
+        Self {
+            beta: 1.0,
+            kl_anneal_steps: 0,
+            kl_anneal: Anneal::Linear,
+            image_weight: 1.0,
+            text_weight: 1.0,
+            unimodal_target: UnimodalTarget::All,
+            align_weight: 0.0,
+            align: Alignment::Jmvae,
+            align_anneal_steps: 0,
+            align_anneal: Anneal::Linear,
+            cross_weight: 1.0,
+            cycle_weight: 0.0,
+            adversarial_weight: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +347,14 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     pub data: DataConfig,
     pub loss: LossConfig,
+    /// The patch discriminator, for `adversarial_weight > 0` in `[loss]` or
+    /// in a phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialConfig>,
+    /// Phased training: when given, the phases run in order and their epochs
+    /// must add up to `optim.epochs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
 }
 
 fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
@@ -192,6 +363,57 @@ fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
     } else {
         Err(ModelError::Config(format!("`{field}` {msg}")))
     }
+}
+
+/// The checks of one loss configuration; `at` names it in messages.
+fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
+    check(
+        m.fusion == Fusion::Poe || l.unimodal_target == UnimodalTarget::All,
+        &format!("{at}.unimodal_target"),
+        "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct both modalities",
+    )?;
+    check(
+        l.beta.is_finite() && l.beta >= 0.0,
+        &format!("{at}.beta"),
+        "must be >= 0",
+    )?;
+    check(
+        l.image_weight.is_finite() && l.image_weight > 0.0,
+        &format!("{at}.image_weight"),
+        "must be > 0",
+    )?;
+    check(
+        l.text_weight.is_finite() && l.text_weight > 0.0,
+        &format!("{at}.text_weight"),
+        "must be > 0",
+    )?;
+    check(
+        l.cycle_weight.is_finite() && l.cycle_weight >= 0.0,
+        &format!("{at}.cycle_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.cross_weight.is_finite() && l.cross_weight >= 0.0,
+        &format!("{at}.cross_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.cross_weight == 1.0
+            || (m.fusion == Fusion::Poe && l.unimodal_target == UnimodalTarget::All),
+        &format!("{at}.cross_weight"),
+        "applies only with fusion \"poe\" and unimodal_target \"all\" (leave it at 1 otherwise)",
+    )?;
+    check(
+        l.align_weight.is_finite() && l.align_weight >= 0.0,
+        &format!("{at}.align_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.adversarial_weight.is_finite() && l.adversarial_weight >= 0.0,
+        &format!("{at}.adversarial_weight"),
+        "must be >= 0",
+    )?;
+    Ok(())
 }
 
 impl TrainConfig {
@@ -333,48 +555,64 @@ impl TrainConfig {
         if let Some(n) = d.train_limit {
             check(n >= 1, "data.train_limit", "must be at least 1")?;
         }
-        let l = &self.loss;
+        check_loss(&self.loss, m, "loss")?;
+        let mut total = 0usize;
+        for (i, p) in self.phases.iter().enumerate() {
+            let at = format!("phases[{i}]");
+            check(
+                !p.name.trim().is_empty(),
+                &format!("{at}.name"),
+                "must not be empty",
+            )?;
+            check(
+                (1..=100_000).contains(&p.epochs),
+                &format!("{at}.epochs"),
+                "must be in 1..=100000",
+            )?;
+            if let Some(lr) = p.lr {
+                check(
+                    lr.is_finite() && lr > 0.0 && lr < 1.0,
+                    &format!("{at}.lr"),
+                    "must be in (0, 1)",
+                )?;
+            }
+            check_loss(&p.loss.apply(&self.loss), m, &format!("{at}.loss"))?;
+            total += p.epochs;
+        }
+        if !self.phases.is_empty() {
+            check(
+                total == o.epochs,
+                "optim.epochs",
+                &format!("must equal the sum of the phases' epochs ({total})"),
+            )?;
+        }
+        let adversarial = self.loss.adversarial_weight > 0.0
+            || self
+                .phases
+                .iter()
+                .any(|p| p.loss.adversarial_weight.is_some_and(|w| w > 0.0));
         check(
-            m.fusion == Fusion::Poe || l.unimodal_target == UnimodalTarget::All,
-            "loss.unimodal_target",
-            "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct both modalities",
+            !adversarial || self.adversarial.is_some(),
+            "adversarial",
+            "section is needed when an adversarial_weight is above 0 (add `[adversarial]`; every field has a default)",
         )?;
-        check(
-            l.beta.is_finite() && l.beta >= 0.0,
-            "loss.beta",
-            "must be >= 0",
-        )?;
-        check(
-            l.image_weight.is_finite() && l.image_weight > 0.0,
-            "loss.image_weight",
-            "must be > 0",
-        )?;
-        check(
-            l.text_weight.is_finite() && l.text_weight > 0.0,
-            "loss.text_weight",
-            "must be > 0",
-        )?;
-        check(
-            l.cycle_weight.is_finite() && l.cycle_weight >= 0.0,
-            "loss.cycle_weight",
-            "must be >= 0",
-        )?;
-        check(
-            l.cross_weight.is_finite() && l.cross_weight >= 0.0,
-            "loss.cross_weight",
-            "must be >= 0",
-        )?;
-        check(
-            l.cross_weight == 1.0
-                || (m.fusion == Fusion::Poe && l.unimodal_target == UnimodalTarget::All),
-            "loss.cross_weight",
-            "applies only with fusion \"poe\" and unimodal_target \"all\" (leave it at 1 otherwise)",
-        )?;
-        check(
-            l.align_weight.is_finite() && l.align_weight >= 0.0,
-            "loss.align_weight",
-            "must be >= 0",
-        )?;
+        if let Some(a) = &self.adversarial {
+            check(
+                (1..=1024).contains(&a.channels),
+                "adversarial.channels",
+                "must be in 1..=1024",
+            )?;
+            check(
+                a.lr.is_finite() && a.lr > 0.0 && a.lr < 1.0,
+                "adversarial.lr",
+                "must be in (0, 1)",
+            )?;
+            check(
+                a.beta1.is_finite() && (0.0..1.0).contains(&a.beta1),
+                "adversarial.beta1",
+                "must be in [0, 1)",
+            )?;
+        }
         Ok(())
     }
 
@@ -407,16 +645,44 @@ impl TrainConfig {
                 caption_seed: 0,
             },
             loss: LossConfig {
-                beta: 1.0,
-                kl_anneal_steps: 0,
-                image_weight: 1.0,
                 text_weight: 10.0,
-                unimodal_target: UnimodalTarget::All,
-                align_weight: 0.0,
-                cross_weight: 1.0,
-                cycle_weight: 0.0,
+                ..LossConfig::default()
             },
+            adversarial: None,
+            phases: Vec::new(),
         }
+    }
+
+    /// The phase that epoch `epoch` (0-based) belongs to, with its index.
+    pub fn phase_at(&self, epoch: usize) -> Option<(usize, &Phase)> {
+        let mut end = 0;
+        for (i, p) in self.phases.iter().enumerate() {
+            end += p.epochs;
+            if epoch < end {
+                return Some((i, p));
+            }
+        }
+        None
+    }
+
+    /// The loss configuration in force during epoch `epoch` (0-based).
+    pub fn loss_at(&self, epoch: usize) -> LossConfig {
+        match self.phase_at(epoch) {
+            Some((_, p)) => p.loss.apply(&self.loss),
+            None => self.loss.clone(),
+        }
+    }
+
+    /// The learning rate in force during epoch `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.phase_at(epoch)
+            .and_then(|(_, p)| p.lr)
+            .unwrap_or(self.optim.lr)
+    }
+
+    /// Whether any epoch trains against a discriminator.
+    pub fn uses_adversary(&self) -> bool {
+        (0..self.optim.epochs.max(1)).any(|e| self.loss_at(e).adversarial_weight > 0.0)
     }
 }
 
@@ -518,6 +784,82 @@ mod tests {
         assert!(e.contains("loss.cross_weight"), "{e}");
         c.model.fusion = Fusion::Poe;
         assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+    }
+
+    #[test]
+    fn phases_schedule_the_loss_and_are_checked() {
+        let base = TrainConfig::tiny(DatasetKind::Mnist);
+        let text = format!(
+            "{}\n[adversarial]\nloss = \"non-saturating\"\n\n[[phases]]\nname = \"vae\"\nepochs = 2\n\n[[phases]]\nname = \"refine\"\nepochs = 1\nlr = 0.0005\nloss = {{ adversarial_weight = 0.5, beta = 2.0 }}\n",
+            base.to_toml().replace("epochs = 1", "epochs = 3")
+        );
+        let c = TrainConfig::from_toml_str(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(c.phases.len(), 2);
+        assert_eq!(
+            c.adversarial.as_ref().unwrap().loss,
+            AdversarialLoss::NonSaturating
+        );
+        assert_eq!(c.phase_at(1).unwrap().1.name, "vae");
+        assert_eq!(c.phase_at(2).unwrap().1.name, "refine");
+        assert!(c.phase_at(3).is_none());
+        assert_eq!(c.loss_at(0), c.loss);
+        let l = c.loss_at(2);
+        assert_eq!((l.adversarial_weight, l.beta), (0.5, 2.0));
+        assert_eq!(l.text_weight, c.loss.text_weight);
+        assert_eq!((c.lr_at(0), c.lr_at(2)), (c.optim.lr, 0.0005));
+        assert!(c.uses_adversary());
+        // Round trip through TOML (as saved beside the weights).
+        assert_eq!(
+            TrainConfig::from_toml_str(&c.to_toml(), Path::new("x")).unwrap(),
+            c
+        );
+
+        let bad = |edit: &dyn Fn(&mut TrainConfig), field: &str| {
+            let mut b = c.clone();
+            edit(&mut b);
+            let e = TrainConfig::from_toml_str(&b.to_toml(), Path::new("p.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("p.toml"), "{field}: {e}");
+        };
+        bad(&|b| b.optim.epochs = 4, "optim.epochs");
+        bad(&|b| b.adversarial = None, "adversarial");
+        bad(
+            &|b| b.phases[1].loss.beta = Some(-1.0),
+            "phases[1].loss.beta",
+        );
+        bad(&|b| b.phases[0].epochs = 0, "phases[0].epochs");
+        bad(&|b| b.phases[1].lr = Some(2.0), "phases[1].lr");
+        bad(&|b| b.phases[0].name = " ".into(), "phases[0].name");
+        let e = TrainConfig::from_toml_str(
+            &text.replace("beta = 2.0", "betta = 2.0"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("betta"), "{e}");
+    }
+
+    #[test]
+    fn schedules_and_alignments_by_name() {
+        let base = TrainConfig::tiny(DatasetKind::Mnist).to_toml();
+        let text = base
+            .replace("kl_anneal = \"linear\"", "kl_anneal = \"cyclical\"")
+            .replace("align = \"jmvae\"", "align = \"image-text-kl\"")
+            .replace("align_anneal = \"linear\"", "align_anneal = \"sigmoid\"")
+            .replace("align_anneal_steps = 0", "align_anneal_steps = 7");
+        let c = TrainConfig::from_toml_str(&text, Path::new("s.toml")).unwrap();
+        assert_eq!(c.loss.kl_anneal, Anneal::Cyclical);
+        assert_eq!(c.loss.align, Alignment::ImageTextKl);
+        assert_eq!(c.loss.align_anneal, Anneal::Sigmoid);
+        assert_eq!(c.loss.align_anneal_steps, 7);
+        let e = TrainConfig::from_toml_str(
+            &text.replace("\"cyclical\"", "\"cosine\""),
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cosine") && e.contains("s.toml"), "{e}");
     }
 
     #[test]

@@ -677,9 +677,12 @@ pub fn evaluate(
     let mut sub = test.clone();
     sub.truncate(n);
     let test_loss = on(Metric::Loss).then(|| {
+        // The objective of the last epoch (the final phase's weights).
+        let final_loss = cfg.loss_at(cfg.optim.epochs.saturating_sub(1));
         let loss = evaluate_loss(
             &m.model,
             cfg,
+            &final_loss,
             &sub,
             train_src,
             &m.checkpoint.vocab,

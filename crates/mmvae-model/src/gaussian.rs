@@ -115,6 +115,15 @@ impl Gaussian {
         kl.sum_dim(1).squeeze_dim::<1>(1)
     }
 
+    /// ‖μ_a − μ_b‖² + ‖σ_a − σ_b‖² per row: `[batch]`.
+    pub fn moment_mse(&self, other: &Gaussian) -> Tensor<1> {
+        let d_mu = self.mu.clone() - other.mu.clone();
+        let d_sd = (self.logvar.clone() * 0.5).exp() - (other.logvar.clone() * 0.5).exp();
+        (d_mu.powi_scalar(2) + d_sd.powi_scalar(2))
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
+    }
+
     /// log q(z), summed over the latent dimensions.
     ///
     /// # Shapes
@@ -171,6 +180,22 @@ impl Gaussian {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn moment_mse_is_the_squared_distance_of_means_and_deviations() {
+        let dev = Device::flex();
+        let a = Gaussian::new(
+            Tensor::from_floats([[0.0, 1.0]], &dev),
+            Tensor::from_floats([[0.0, (4.0f32).ln()]], &dev),
+        );
+        let b = Gaussian::new(
+            Tensor::from_floats([[3.0, 1.0]], &dev),
+            Tensor::from_floats([[(9.0f32).ln(), 0.0]], &dev),
+        );
+        // (0-3)² + (1-1)² + (1-3)² + (2-1)² = 9 + 0 + 4 + 1.
+        let v = a.moment_mse(&b).try_into_vec_as::<f32>().unwrap()[0];
+        assert!((v - 14.0).abs() < 1e-5, "{v}");
+    }
     use super::*;
 
     fn t(v: &[f32], dev: &Device) -> Tensor<2> {

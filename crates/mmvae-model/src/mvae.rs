@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softplus};
 
 use crate::batch::Batch;
-use crate::config::{Fusion, LossConfig, ModelConfig, UnimodalTarget};
+use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, UnimodalTarget};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
 use crate::text::{TextDecoder, TextEncoder};
@@ -76,6 +76,10 @@ pub struct LossOutput {
     pub total: Tensor<1>,
     /// Detached per-term batch means, named by [`REPORT_NAMES`]: `[7]`.
     pub report: Tensor<1>,
+    /// Image-decoder logits of the three rows (joint, image-only,
+    /// text-only), still attached to the graph, for losses that judge the
+    /// generated images (adversarial refinement): `[3 * batch, pixels]`.
+    pub image_logits: Tensor<2>,
 }
 
 /// Elementwise Bernoulli negative log-likelihood from logits (stable).
@@ -196,6 +200,7 @@ impl Mvae {
 
         let x3 = batch.images.clone().repeat_dim(0, 3); // [3b, pixels]
         let logits = self.image_decoder.forward(z_img); // [3b, pixels]
+        let image_logits = logits.clone();
 
         // Caption cycle: text → image → q(z|image) → the same caption.
         let cycle = (cfg.cycle_weight > 0.0).then(|| {
@@ -236,8 +241,12 @@ impl Mvae {
         let wk = Tensor::<1>::from_floats(wk, &device).reshape([3, 1]) * beta;
         let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * wk; // [3, b]
 
-        // Posterior matching (JMVAE-KL): each unimodal posterior covers the joint.
-        let align = q_joint.kl(&q_x) + q_joint.kl(&q_y); // [b]
+        let align = match cfg.align {
+            // JMVAE-KL: each unimodal posterior covers the joint.
+            Alignment::Jmvae => q_joint.kl(&q_x) + q_joint.kl(&q_y),
+            Alignment::ImageTextKl => q_x.kl(&q_y),
+            Alignment::Mse => q_x.moment_mse(&q_y),
+        }; // [b]
         let mut total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
         if let Some(c) = cycle {
             total = total + c;
@@ -257,7 +266,11 @@ impl Mvae {
             0,
         )
         .detach();
-        LossOutput { total, report }
+        LossOutput {
+            total,
+            report,
+            image_logits,
+        }
     }
 
     /// q(z|x) with the prior expert.
@@ -350,16 +363,12 @@ mod tests {
                 max_len: 6,
             },
             LossConfig {
-                beta: 1.0,
-                kl_anneal_steps: 0,
-                image_weight: 1.0,
-                text_weight: 1.0,
-                unimodal_target: UnimodalTarget::All,
                 // Non-zero so the gradient checks cover the alignment term.
                 align_weight: 0.5,
                 cross_weight: 0.7,
                 // Non-zero so the gradient checks cover the caption cycle.
                 cycle_weight: 0.3,
+                ..LossConfig::default()
             },
         )
     }
@@ -555,6 +564,48 @@ mod tests {
     #[test]
     fn loss_gradients_match_finite_differences_with_image_only_latent() {
         gradient_check(ImageModel::Mlp { hidden: 6 }, 2);
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_for_each_alignment() {
+        for align in [Alignment::ImageTextKl, Alignment::Mse] {
+            let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+            loss_cfg.align = align;
+            loss_cfg.align_weight = 2.0;
+            gradient_check_cfg(cfg, loss_cfg, Fusion::Poe);
+        }
+    }
+
+    #[test]
+    fn alignment_terms_are_the_named_divergences() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        dev.seed(2);
+        let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        let m = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        let qx = m.encode_image(batch.images.clone());
+        let qy = m.encode_text(batch.tokens.clone(), batch.last.clone());
+        let qj = Gaussian::product_with_prior(&[
+            m.image_experts(batch.images.clone()).0,
+            m.text_encoder
+                .forward(batch.tokens.clone(), batch.last.clone()),
+        ]);
+        let mean = |t: Tensor<1>| scalar(t.mean());
+        for (align, want) in [
+            (Alignment::Jmvae, mean(qj.kl(&qx) + qj.kl(&qy))),
+            (Alignment::ImageTextKl, mean(qx.kl(&qy))),
+            (Alignment::Mse, mean(qx.moment_mse(&qy))),
+        ] {
+            loss_cfg.align = align;
+            let r = m.loss(&batch, &loss_cfg, Fusion::Poe, 1.0).report;
+            let got = r.try_into_vec_as::<f32>().unwrap()[6] as f64;
+            assert!(
+                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{align:?}: {got} vs {want}"
+            );
+            assert!(want > 0.0, "{align:?}");
+        }
     }
 
     #[test]

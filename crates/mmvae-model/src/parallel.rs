@@ -11,8 +11,11 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use burn::tensor::activation::sigmoid;
+
 use crate::batch::HostBatch;
-use crate::config::{Fusion, LossConfig};
+use crate::config::{AdversarialLoss, Fusion, LossConfig};
+use crate::discriminator::{generator_loss, PatchDiscriminator};
 use crate::mvae::Mvae;
 
 /// The default number of shards: one per available core, at most 4.
@@ -73,22 +76,25 @@ impl ModuleVisitor for Merge {
 }
 
 /// Run `loss` on each shard in its own thread, on its own fork of `model`,
-/// and return the summed gradients and the summed reports. `loss` returns
-/// the shard's (already weighted) scalar loss and its report values.
-pub fn parallel_gradients<M, S, F>(
+/// and return the summed gradients, the summed reports and each shard's
+/// extra output, in shard order. `loss` returns the shard's (already
+/// weighted) scalar loss, its report values and anything else the caller
+/// wants back from the shard.
+pub fn parallel_gradients<M, S, T, F>(
     model: &M,
     shards: Vec<S>,
     device: &Device,
     loss: F,
-) -> (GradientsParams, Vec<f32>)
+) -> (GradientsParams, Vec<f32>, Vec<T>)
 where
     M: Module,
     S: Send,
-    F: Fn(&M, S) -> (Tensor<1>, Vec<f32>) + Sync,
+    T: Send,
+    F: Fn(&M, S) -> (Tensor<1>, Vec<f32>, T) + Sync,
 {
     let many = shards.len() > 1;
     let loss = &loss;
-    let results: Vec<(GradientsParams, Vec<f32>)> = std::thread::scope(|s| {
+    let results: Vec<(GradientsParams, Vec<f32>, T)> = std::thread::scope(|s| {
         let handles: Vec<_> = shards
             .into_iter()
             .map(|part| {
@@ -100,8 +106,8 @@ where
                     model.clone()
                 };
                 s.spawn(move || {
-                    let (l, report) = loss(&m, part);
-                    (GradientsParams::from_grads(l.backward(), &m), report)
+                    let (l, report, extra) = loss(&m, part);
+                    (GradientsParams::from_grads(l.backward(), &m), report, extra)
                 })
             })
             .collect();
@@ -112,26 +118,55 @@ where
     });
     let mut report = vec![0.0f32; results.first().map(|r| r.1.len()).unwrap_or(0)];
     let mut grads = Vec::with_capacity(results.len());
-    for (g, r) in results {
+    let mut extras = Vec::with_capacity(results.len());
+    for (g, r, e) in results {
         for (a, b) in report.iter_mut().zip(r) {
             *a += b;
         }
         grads.push(g);
+        extras.push(e);
     }
     if grads.len() == 1 {
-        return (grads.pop().expect("one shard"), report);
+        return (grads.pop().expect("one shard"), report, extras);
     }
     let mut merge = Merge {
         parts: grads,
         merged: GradientsParams::new(),
     };
     model.visit(&mut merge);
-    (merge.merged, report)
+    (merge.merged, report, extras)
+}
+
+/// The discriminator a training step's generated images are judged by,
+/// held fixed during the model's step.
+#[derive(Clone)]
+pub struct Adversary {
+    pub discriminator: PatchDiscriminator,
+    pub loss: AdversarialLoss,
+    /// Weight of the generator loss in the model's objective.
+    pub weight: f32,
+}
+
+/// One step's gradients and what the step computed besides.
+pub struct StepGradients {
+    pub grads: GradientsParams,
+    /// The loss report, named by [`crate::mvae::REPORT_NAMES`].
+    pub report: Vec<f32>,
+    /// With an [`Adversary`]: the generator loss (per image, before its
+    /// weight), a batch mean.
+    pub generator_loss: f32,
+    /// With an [`Adversary`]: the judged images, detached, row-major
+    /// `[2 * batch, pixels]` (each shard's joint reconstructions, then its
+    /// images drawn from q(z|text)).
+    pub generated: Vec<f32>,
 }
 
 /// One MVAE step's gradients and loss report, computed over `shards`
 /// threads. The result equals the gradient of the whole batch's loss (each
-/// shard's loss is weighted by its share of the batch).
+/// shard's loss is weighted by its share of the batch). With an
+/// `adversary`, the objective adds its weighted generator loss on the joint
+/// reconstructions and on the images drawn from q(z|text).
+#[allow(clippy::too_many_arguments)]
 pub fn sharded_gradients(
     model: &Mvae,
     hb: &HostBatch,
@@ -139,12 +174,13 @@ pub fn sharded_gradients(
     cfg: &LossConfig,
     fusion: Fusion,
     beta: f32,
+    adversary: Option<&Adversary>,
     device: &Device,
-) -> (GradientsParams, Vec<f32>) {
+) -> StepGradients {
     let parts = shard(hb, shards);
     let total = hb.size as f32;
     // Noise first, in a fixed order, on this thread.
-    let work: Vec<(HostBatch, Tensor<2>)> = parts
+    let work: Vec<(HostBatch, Tensor<2>, Option<Adversary>)> = parts
         .into_iter()
         .map(|p| {
             let eps = Tensor::random(
@@ -152,15 +188,42 @@ pub fn sharded_gradients(
                 Distribution::Normal(0.0, 1.0),
                 device,
             );
-            (p, eps)
+            (p, eps, adversary.cloned())
         })
         .collect();
-    parallel_gradients(model, work, device, |m, (part, eps)| {
+    let (grads, report, extras) = parallel_gradients(model, work, device, |m, (part, eps, adv)| {
         let out = m.loss_with_noise(&part.to_device(device), cfg, fusion, beta, eps);
         let w = part.size as f32 / total;
         let report = out.report.try_into_vec_as::<f32>().unwrap_or_default();
-        (out.total * w, report.into_iter().map(|v| v * w).collect())
-    })
+        let report = report.into_iter().map(|v| v * w).collect();
+        let mut loss = out.total;
+        let mut extra = (0.0f32, Vec::new());
+        if let Some(a) = adv {
+            let b = part.size;
+            let logits = out.image_logits;
+            let judged = sigmoid(Tensor::cat(
+                vec![logits.clone().narrow(0, 0, b), logits.narrow(0, 2 * b, b)],
+                0,
+            )); // [2b, pixels]
+            let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
+            let g_value = g.clone().into_scalar::<f32>();
+            loss = loss + g * a.weight;
+            let pixels = judged.detach().try_into_vec_as::<f32>().unwrap_or_default();
+            extra = (g_value * w, pixels);
+        }
+        (loss * w, report, extra)
+    });
+    let mut out = StepGradients {
+        grads,
+        report,
+        generator_loss: 0.0,
+        generated: Vec::new(),
+    };
+    for (g, px) in extras {
+        out.generator_loss += g;
+        out.generated.extend(px);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -184,14 +247,9 @@ mod tests {
             max_len: 5,
         };
         let loss = LossConfig {
-            beta: 1.0,
-            kl_anneal_steps: 0,
-            image_weight: 1.0,
             text_weight: 2.0,
             unimodal_target: UnimodalTarget::All,
-            align_weight: 0.0,
-            cross_weight: 1.0,
-            cycle_weight: 0.0,
+            ..LossConfig::default()
         };
         let dev = Device::flex().autodiff();
         dev.seed(1);
@@ -214,7 +272,8 @@ mod tests {
         assert_eq!(parts[1].tokens[..5], hb.tokens[15..20]);
 
         dev.seed(9);
-        let (g2, r2) = sharded_gradients(&model, &hb, 2, &loss, Fusion::Poe, 1.0, &dev);
+        let step = sharded_gradients(&model, &hb, 2, &loss, Fusion::Poe, 1.0, None, &dev);
+        let (g2, r2) = (step.grads, step.report);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);
         let e1 = Tensor::<2>::random([9, 5], Distribution::Normal(0.0, 1.0), &dev);

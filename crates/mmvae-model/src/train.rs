@@ -3,7 +3,7 @@
 //! checkpoints, resuming, and a clean stop if the loss stops being finite.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmvae_data::captions::CaptionSet;
@@ -15,12 +15,13 @@ use std::time::Instant;
 
 use crate::batch::{shuffled, CaptionSource, HostBatch};
 use crate::checkpoint::{self, TrainState};
-use crate::config::TrainConfig;
+use crate::config::{AdversarialConfig, LossConfig, TrainConfig};
 use crate::data::{load_train_data, VAL_STREAM};
 use crate::device::Compute;
+use crate::discriminator::{discriminator_loss, PatchDiscriminator};
 use crate::error::{ModelError, Result};
 use crate::mvae::{Mvae, REPORT_NAMES};
-use crate::parallel::sharded_gradients;
+use crate::parallel::{sharded_gradients, Adversary};
 
 /// Options of a run that are not part of the model's configuration.
 #[derive(Debug, Clone)]
@@ -39,8 +40,12 @@ pub struct TrainOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochReport {
     pub epoch: usize,
+    /// The phase this epoch belonged to, in phased training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     pub step: usize,
     pub beta: f32,
+    pub lr: f64,
     pub train: std::collections::BTreeMap<String, f64>,
     pub val: std::collections::BTreeMap<String, f64>,
     pub elapsed_s: f64,
@@ -77,20 +82,101 @@ pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// β for step `step` under linear KL annealing.
-pub fn beta_at(cfg: &TrainConfig, step: usize) -> f32 {
-    let l = &cfg.loss;
-    if l.kl_anneal_steps == 0 {
-        l.beta
-    } else {
-        l.beta * ((step as f32 + 1.0) / l.kl_anneal_steps as f32).min(1.0)
+/// β for step `step` under the loss's KL annealing schedule.
+pub fn beta_at(loss: &LossConfig, step: usize) -> f32 {
+    loss.beta * loss.kl_anneal.factor(loss.kl_anneal_steps, step)
+}
+
+/// The loss configuration of one training step: the phase's weights for
+/// `epoch`, with the alignment weight annealed to `step`; and β at `step`.
+pub fn step_loss(cfg: &TrainConfig, epoch: usize, step: usize) -> (LossConfig, f32) {
+    let mut l = cfg.loss_at(epoch);
+    l.align_weight *= l.align_anneal.factor(l.align_anneal_steps, step);
+    let beta = beta_at(&l, step);
+    (l, beta)
+}
+
+/// The adversarial part of a run: the discriminator and its optimizer.
+struct Refiner {
+    cfg: AdversarialConfig,
+    discriminator: PatchDiscriminator,
+    optim: ModuleOptimizer,
+}
+
+const DISC_WEIGHTS: &str = "discriminator.bpk";
+const DISC_OPTIM: &str = "discriminator-optim.bpk";
+
+impl Refiner {
+    fn new(cfg: &AdversarialConfig, side: usize, colours: usize, device: &Device) -> Self {
+        Refiner {
+            cfg: cfg.clone(),
+            discriminator: cfg.init(side, colours, device),
+            optim: Self::optimizer(cfg),
+        }
+    }
+
+    fn optimizer(cfg: &AdversarialConfig) -> ModuleOptimizer {
+        AdamConfig::new()
+            .with_beta_1(cfg.beta1)
+            .with_epsilon(1e-8)
+            .init()
+    }
+
+    /// The discriminator and its optimizer state saved in `dir` by a run.
+    fn load(
+        cfg: &AdversarialConfig,
+        side: usize,
+        colours: usize,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let fresh = cfg.init(side, colours, device);
+        let discriminator = checkpoint::load_weights(fresh, &dir.join(DISC_WEIGHTS))
+            .map_err(|e| ModelError::checkpoint(dir, format!("{DISC_WEIGHTS}: {e}")))?;
+        let p = dir.join(DISC_OPTIM);
+        let optim = Self::optimizer(cfg)
+            .load(&p)
+            .map_err(|e| ModelError::checkpoint(dir, format!("cannot read {DISC_OPTIM}: {e}")))?;
+        Ok(Refiner {
+            cfg: cfg.clone(),
+            discriminator,
+            optim,
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.discriminator
+            .clone()
+            .save_file(dir.join(DISC_WEIGHTS))
+            .map_err(|e| {
+                ModelError::checkpoint(dir, format!("cannot write {DISC_WEIGHTS}: {e}"))
+            })?;
+        self.optim
+            .save(dir.join(DISC_OPTIM))
+            .map_err(|e| ModelError::checkpoint(dir, format!("cannot write {DISC_OPTIM}: {e}")))
+    }
+
+    /// One discriminator step on the real `images` against `generated`
+    /// (`[n, pixels]`, row-major); returns its loss.
+    fn step(&mut self, images: Tensor<2>, generated: Vec<f32>, device: &Device) -> f32 {
+        let [_, pixels] = images.dims();
+        let n = generated.len() / pixels.max(1);
+        let fake = Tensor::<2>::from_data(TensorData::new(generated, [n, pixels]), device);
+        let d = &self.discriminator;
+        let loss = discriminator_loss(self.cfg.loss, d.forward(images), d.forward(fake));
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), d);
+        self.discriminator = self.optim.step(self.cfg.lr, d.clone(), grads);
+        value
     }
 }
 
-/// Mean loss report of `model` over a dataset, in batches (no gradients).
+/// Mean loss report of `model` over a dataset under the `loss` weights (at
+/// full β), in batches (no gradients).
 pub fn evaluate_loss(
     model: &Mvae,
     cfg: &TrainConfig,
+    loss: &LossConfig,
     data: &ImageLabelSet,
     source: CaptionSource,
     vocab: &mmvae_data::Vocab,
@@ -102,12 +188,7 @@ pub fn evaluate_loss(
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(bs) {
         let hb = HostBatch::gather(data, chunk, source, vocab, cfg.model.max_len);
-        let out = model.loss(
-            &hb.to_device(device),
-            &cfg.loss,
-            cfg.model.fusion,
-            cfg.loss.beta,
-        );
+        let out = model.loss(&hb.to_device(device), loss, cfg.model.fusion, loss.beta);
         let r = out.report.try_into_vec_as::<f32>().unwrap_or_default();
         for (s, v) in sums.iter_mut().zip(r) {
             *s += v as f64 * chunk.len() as f64;
@@ -129,6 +210,8 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
     a.model == b.model
         && a.data == b.data
         && a.loss == b.loss
+        && a.adversarial == b.adversarial
+        && a.phases == b.phases
         && a.seed == b.seed
         && a.optim.batch_size == b.optim.batch_size
 }
@@ -149,12 +232,12 @@ pub fn train(
     let best_dir = out.join("best");
     let metrics_path = out.join("metrics.jsonl");
 
-    let (mut model, mut optim, mut state) = if opts.resume {
+    let (mut model, mut optim, mut refiner, mut state) = if opts.resume {
         let ck = checkpoint::read_meta(&last_dir)?;
         if !same_run(&ck.config, cfg) {
             return Err(ModelError::checkpoint(
                 &last_dir,
-                "was trained with a different configuration (only optim.epochs and optim.lr may change on --resume)",
+                "was trained with a different configuration (only optim.epochs and optim.lr may change on --resume, and not with phases)",
             ));
         }
         if ck.vocab != data.vocab {
@@ -165,8 +248,14 @@ pub fn train(
         }
         let (_, m) = checkpoint::load(&last_dir, &device)?;
         let o = checkpoint::load_optim(&last_dir, optimizer(cfg))?;
+        let r = match &cfg.adversarial {
+            Some(a) if cfg.uses_adversary() => {
+                Some(Refiner::load(a, side, colours, &last_dir, &device)?)
+            }
+            _ => None,
+        };
         device.seed(cfg.seed ^ (ck.state.step as u64).wrapping_mul(0x9E37_79B9));
-        (m, o, ck.state)
+        (m, o, r, ck.state)
     } else {
         if last_dir.exists() {
             return Err(ModelError::Invalid(format!(
@@ -179,6 +268,10 @@ pub fn train(
             source: e,
         })?;
         let m = init_model(cfg, side, colours, data.vocab.len(), &device);
+        let r = match &cfg.adversarial {
+            Some(a) if cfg.uses_adversary() => Some(Refiner::new(a, side, colours, &device)),
+            _ => None,
+        };
         let state = TrainState {
             dataset: cfg.data.dataset,
             side,
@@ -189,7 +282,7 @@ pub fn train(
             best_val_loss: f64::INFINITY,
             elapsed_s: 0.0,
         };
-        (m, optimizer(cfg), state)
+        (m, optimizer(cfg), r, state)
     };
 
     let bs = cfg.optim.batch_size;
@@ -205,6 +298,16 @@ pub fn train(
 
     for epoch in state.epoch..cfg.optim.epochs {
         let epoch_start = Instant::now();
+        let phase = cfg.phase_at(epoch);
+        // Each phase has its own objective, so `best/` is the best epoch of
+        // the phase reached last.
+        if let Some((i, _)) = phase {
+            if i > 0 && cfg.phase_at(epoch.wrapping_sub(1)).map(|(j, _)| j) != Some(i) {
+                state.best_val_loss = f64::INFINITY;
+            }
+        }
+        let lr = cfg.lr_at(epoch);
+        let mut adv_sums = (0.0f64, 0.0f64);
         let order = shuffled(
             n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
@@ -226,7 +329,10 @@ pub fn train(
             .expect("valid template")
             .progress_chars("=> "),
         );
-        pb.set_prefix(format!("{}/{}", epoch + 1, cfg.optim.epochs));
+        pb.set_prefix(match phase {
+            Some((_, p)) => format!("{}/{} ({})", epoch + 1, cfg.optim.epochs, p.name),
+            None => format!("{}/{}", epoch + 1, cfg.optim.epochs),
+        });
         let mut sums = vec![0.0f64; REPORT_NAMES.len()];
         let mut seen = 0usize;
         let mut failure: Option<String> = None;
@@ -254,16 +360,26 @@ pub fn train(
                 }
             });
             for hb in rx.iter() {
-                let beta = beta_at(cfg, state.step);
-                let (grads, r) = sharded_gradients(
+                let (loss_cfg, beta) = step_loss(cfg, epoch, state.step);
+                let adversary = match &refiner {
+                    Some(r) if loss_cfg.adversarial_weight > 0.0 => Some(Adversary {
+                        discriminator: r.discriminator.clone().no_grad(),
+                        loss: r.cfg.loss,
+                        weight: loss_cfg.adversarial_weight,
+                    }),
+                    _ => None,
+                };
+                let step = sharded_gradients(
                     &model,
                     &hb,
                     threads,
-                    &cfg.loss,
+                    &loss_cfg,
                     cfg.model.fusion,
                     beta,
+                    adversary.as_ref(),
                     &device,
                 );
+                let r = step.report;
                 if r.iter().any(|v| !v.is_finite()) {
                     failure = Some(format!(
                         "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
@@ -274,7 +390,13 @@ pub fn train(
                     ));
                     break;
                 }
-                model = optim.step(cfg.optim.lr, model.clone(), grads);
+                model = optim.step(lr, model.clone(), step.grads);
+                if let (Some(refiner), Some(_)) = (refiner.as_mut(), &adversary) {
+                    let images = hb.to_device(&device).images;
+                    let d = refiner.step(images, step.generated, &device);
+                    adv_sums.0 += step.generator_loss as f64 * hb.size as f64;
+                    adv_sums.1 += d as f64 * hb.size as f64;
+                }
                 state.step += 1;
                 for (s, v) in sums.iter_mut().zip(&r) {
                     *s += *v as f64 * hb.size as f64;
@@ -293,6 +415,7 @@ pub fn train(
         }
         let train_time = epoch_start.elapsed().as_secs_f64();
         let train_means: Vec<f64> = sums.iter().map(|s| s / seen.max(1) as f64).collect();
+        let epoch_loss = cfg.loss_at(epoch);
 
         let valid = model.valid();
         let val_source = CaptionSource {
@@ -303,6 +426,7 @@ pub fn train(
         let val = evaluate_loss(
             &valid,
             cfg,
+            &epoch_loss,
             &data.val,
             val_source,
             &data.vocab,
@@ -322,15 +446,31 @@ pub fn train(
         if best {
             state.best_val_loss = val[0];
         }
-        checkpoint::save(&last_dir, &model, Some(&optim), cfg, &data.vocab, &state)?;
+        checkpoint::save_with(
+            &last_dir,
+            &model,
+            Some(&optim),
+            cfg,
+            &data.vocab,
+            &state,
+            |tmp| refiner.as_ref().map_or(Ok(()), |r| r.save(tmp)),
+        )?;
         if best {
             checkpoint::save(&best_dir, &model, None, cfg, &data.vocab, &state)?;
         }
+        let mut train_named = named(&train_means);
+        if epoch_loss.adversarial_weight > 0.0 && refiner.is_some() {
+            let n = seen.max(1) as f64;
+            train_named.insert("adv_g".into(), adv_sums.0 / n);
+            train_named.insert("adv_d".into(), adv_sums.1 / n);
+        }
         let report = EpochReport {
             epoch: epoch + 1,
+            phase: phase.map(|(_, p)| p.name.clone()),
             step: state.step,
-            beta: beta_at(cfg, state.step),
-            train: named(&train_means),
+            beta: beta_at(&epoch_loss, state.step),
+            lr,
+            train: train_named,
             val: named(&val),
             elapsed_s: state.elapsed_s,
             samples_per_s: seen as f64 / train_time.max(1e-9),
@@ -527,13 +667,105 @@ mod tests {
     }
 
     #[test]
+    fn phased_adversarial_training_runs_its_phases_and_resumes() {
+        use crate::config::{AdversarialConfig, LossOverride, Phase};
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.optim.epochs = 3;
+        cfg.adversarial = Some(AdversarialConfig {
+            channels: 4,
+            ..AdversarialConfig::default()
+        });
+        cfg.phases = vec![
+            Phase {
+                name: "vae".into(),
+                epochs: 1,
+                lr: None,
+                loss: LossOverride::default(),
+            },
+            Phase {
+                name: "refine".into(),
+                epochs: 2,
+                lr: Some(5e-4),
+                loss: LossOverride {
+                    adversarial_weight: Some(0.5),
+                    ..LossOverride::default()
+                },
+            },
+        ];
+        let out = d.path().join("run");
+        let r = train(&cfg, &opts(out.clone(), d.path().join("data")), |_| {}).unwrap();
+        let phases: Vec<_> = r.reports.iter().map(|e| e.phase.clone().unwrap()).collect();
+        assert_eq!(phases, ["vae", "refine", "refine"]);
+        assert_eq!(r.reports[1].lr, 5e-4);
+        assert!(!r.reports[0].train.contains_key("adv_d"));
+        for e in &r.reports[1..] {
+            let (g, dl) = (e.train["adv_g"], e.train["adv_d"]);
+            assert!(g.is_finite() && dl.is_finite() && dl > 0.0, "{g} {dl}");
+        }
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert!(metrics.contains("\"phase\":\"refine\""), "{metrics}");
+        let saved = std::fs::read(out.join("last").join(DISC_WEIGHTS)).unwrap();
+        assert!(out.join("last").join(DISC_OPTIM).is_file());
+        assert!(!out.join("best").join(DISC_WEIGHTS).exists());
+
+        // The discriminator trained: its weights differ from a fresh one's.
+        let dev = Device::flex();
+        dev.seed(77);
+        let fresh = cfg.adversarial.as_ref().unwrap().init(28, 1, &dev);
+        let loaded =
+            checkpoint::load_weights(fresh.clone(), &out.join("last").join(DISC_WEIGHTS)).unwrap();
+        let x = Tensor::<2>::full([1, 784], 0.5, &dev);
+        assert_ne!(
+            loaded.forward(x.clone()).try_into_vec_as::<f32>().unwrap(),
+            fresh.forward(x).try_into_vec_as::<f32>().unwrap()
+        );
+
+        // An interrupted run resumes with its discriminator: pretend the
+        // last epoch never finished.
+        let state_path = out.join("last/state.json");
+        let state = std::fs::read_to_string(&state_path).unwrap();
+        std::fs::write(&state_path, state.replace("\"epoch\": 3", "\"epoch\": 2")).unwrap();
+        let mut o = opts(out.clone(), d.path().join("data"));
+        o.resume = true;
+        let again = train(&cfg, &o, |_| {}).unwrap();
+        assert_eq!(again.reports.len(), 1);
+        assert_eq!(again.reports[0].phase.as_deref(), Some("refine"));
+        assert_ne!(
+            std::fs::read(out.join("last").join(DISC_WEIGHTS)).unwrap(),
+            saved
+        );
+        // A different phase plan is refused.
+        cfg.phases[1].loss.adversarial_weight = Some(1.0);
+        let e = train(&cfg, &o, |_| {}).unwrap_err().to_string();
+        assert!(e.contains("different configuration"), "{e}");
+    }
+
+    #[test]
+    fn annealed_alignment_weight_by_step() {
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.loss.align_weight = 4.0;
+        cfg.loss.align_anneal_steps = 4;
+        cfg.loss.kl_anneal = crate::config::Anneal::Cyclical;
+        cfg.loss.kl_anneal_steps = 2;
+        let (l, beta) = step_loss(&cfg, 0, 0);
+        assert_eq!((l.align_weight, beta), (1.0, 0.0));
+        let (l, beta) = step_loss(&cfg, 0, 1);
+        assert_eq!((l.align_weight, beta), (2.0, 1.0));
+        let (l, beta) = step_loss(&cfg, 0, 10);
+        assert_eq!((l.align_weight, beta), (4.0, 0.0));
+    }
+
+    #[test]
     fn kl_annealing_is_linear_then_flat() {
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.loss.beta = 2.0;
         cfg.loss.kl_anneal_steps = 10;
-        assert!((beta_at(&cfg, 0) - 0.2).abs() < 1e-6);
-        assert!((beta_at(&cfg, 4) - 1.0).abs() < 1e-6);
-        assert_eq!(beta_at(&cfg, 9), 2.0);
-        assert_eq!(beta_at(&cfg, 1000), 2.0);
+        assert!((beta_at(&cfg.loss, 0) - 0.2).abs() < 1e-6);
+        assert!((beta_at(&cfg.loss, 4) - 1.0).abs() < 1e-6);
+        assert_eq!(beta_at(&cfg.loss, 9), 2.0);
+        assert_eq!(beta_at(&cfg.loss, 1000), 2.0);
     }
 }
