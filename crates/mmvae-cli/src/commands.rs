@@ -39,8 +39,17 @@ fn compute(s: &str) -> Result<Compute> {
 }
 
 fn print_epoch(r: &EpochReport) {
+    let phase = r
+        .phase
+        .as_ref()
+        .map(|p| format!(" [{p}]"))
+        .unwrap_or_default();
+    let adv = match (r.train.get("adv_g"), r.train.get("adv_d")) {
+        (Some(g), Some(d)) => format!("  adversarial G {g:.2} D {d:.3}"),
+        _ => String::new(),
+    };
     eprintln!(
-        "epoch {:>3}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2})  {:.0} samples/s  {:.0}s{}",
+        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2}){adv}  {:.0} samples/s  {:.0}s{}",
         r.epoch,
         r.step,
         r.train["loss"],

@@ -88,6 +88,7 @@ pub fn run(
     let t = match model {
         BenchModel::MvaeMlp => {
             let cfg = ModelConfig {
+                image_likelihood: Default::default(),
                 latent: 64,
                 private_latent: 0,
                 fusion: Fusion::Poe,

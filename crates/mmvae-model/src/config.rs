@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
+pub use crate::image_likelihood::ImageLikelihood;
 pub use crate::schedule::Anneal;
 
 /// How the modality posteriors are fused into the joint posterior.
@@ -38,8 +39,17 @@ pub enum Fusion {
 pub enum ImageModel {
     /// Fully connected: pixels → hidden → hidden → latent, and back.
     Mlp { hidden: usize },
-    /// DCGAN-style: two stride-2 convolutions (28→14→7), then a linear layer.
+    /// DCGAN-style: stride-2 convolutions (28→14→7, 64→…→4), then a linear layer.
     Conv { channels: usize, hidden: usize },
+    /// Residual: the DCGAN resolutions with a residual block with
+    /// Squeeze-and-Excitation at each, and with `attention` one
+    /// self-attention block at the lowest resolution.
+    Residual {
+        channels: usize,
+        hidden: usize,
+        #[serde(default)]
+        attention: bool,
+    },
 }
 
 /// Caption encoder/decoder architecture.
@@ -89,6 +99,11 @@ pub struct ModelConfig {
     #[serde(default)]
     pub fusion: Fusion,
     pub image: ImageModel,
+    /// The image decoder's pixel likelihood: `{ kind = "bernoulli" }`
+    /// (default), `{ kind = "gaussian", scale = 0.1 }` or `{ kind =
+    /// "laplace", scale = 0.1, learned = true }`.
+    #[serde(default)]
+    pub image_likelihood: ImageLikelihood,
     pub text: TextModel,
     /// Longest caption in tokens, counting `<bos>` and `<eos>`.
     pub max_len: usize,
@@ -466,7 +481,10 @@ impl TrainConfig {
                 "model.image.hidden",
                 "must be in 1..=16384",
             )?,
-            ImageModel::Conv { channels, hidden } => {
+            ImageModel::Conv { channels, hidden }
+            | ImageModel::Residual {
+                channels, hidden, ..
+            } => {
                 check(
                     (1..=1024).contains(&channels),
                     "model.image.channels",
@@ -527,6 +545,9 @@ impl TrainConfig {
                 )?;
             }
         }
+        m.image_likelihood
+            .check()
+            .map_err(|e| ModelError::Config(format!("`model.image_likelihood.scale` {e}")))?;
         let o = &self.optim;
         check(
             o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0,
@@ -621,6 +642,7 @@ impl TrainConfig {
         TrainConfig {
             seed: 1,
             model: ModelConfig {
+                image_likelihood: Default::default(),
                 latent: 8,
                 private_latent: 0,
                 fusion: Fusion::Poe,

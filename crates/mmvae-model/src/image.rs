@@ -6,17 +6,20 @@ use crate::config::ImageModel;
 use crate::gaussian::Gaussian;
 use crate::image_conv::{ConvImageDecoder, ConvImageEncoder};
 use crate::image_mlp::{MlpImageDecoder, MlpImageEncoder};
+use crate::image_residual::{ResidualImageDecoder, ResidualImageEncoder};
 
 #[derive(Module, Debug)]
 pub enum ImageEncoder {
     Mlp(MlpImageEncoder),
     Conv(ConvImageEncoder),
+    Residual(ResidualImageEncoder),
 }
 
 #[derive(Module, Debug)]
 pub enum ImageDecoder {
     Mlp(MlpImageDecoder),
     Conv(ConvImageDecoder),
+    Residual(ResidualImageDecoder),
 }
 
 impl ImageModel {
@@ -42,6 +45,18 @@ impl ImageModel {
                     side, colours, channels, hidden, latent, device,
                 )),
             ),
+            ImageModel::Residual {
+                channels,
+                hidden,
+                attention,
+            } => (
+                ImageEncoder::Residual(ResidualImageEncoder::new(
+                    side, colours, channels, hidden, latent, attention, device,
+                )),
+                ImageDecoder::Residual(ResidualImageDecoder::new(
+                    side, colours, channels, hidden, latent, attention, device,
+                )),
+            ),
         }
     }
 }
@@ -53,6 +68,7 @@ impl ImageEncoder {
         match self {
             ImageEncoder::Mlp(m) => m.forward(x),
             ImageEncoder::Conv(m) => m.forward(x),
+            ImageEncoder::Residual(m) => m.forward(x),
         }
     }
 }
@@ -64,6 +80,7 @@ impl ImageDecoder {
         match self {
             ImageDecoder::Mlp(m) => m.forward(z),
             ImageDecoder::Conv(m) => m.forward(z),
+            ImageDecoder::Residual(m) => m.forward(z),
         }
     }
 }

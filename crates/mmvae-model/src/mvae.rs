@@ -8,6 +8,7 @@ use crate::batch::Batch;
 use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, UnimodalTarget};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
+use crate::image_likelihood::{ImageLikelihood, PixelScale};
 use crate::text::{TextDecoder, TextEncoder};
 
 #[derive(Module, Debug)]
@@ -21,6 +22,11 @@ pub struct Mvae {
     /// Image-only latent dimensionality (w); 0 = none.
     pub private: usize,
     pub max_len: usize,
+    /// The image decoder's pixel likelihood.
+    #[module(skip)]
+    pub likelihood: ImageLikelihood,
+    /// Its learned per-channel scale, when it learns one.
+    pub pixel_scale: Option<PixelScale>,
 }
 
 /// burn initialises parameters lazily, on first use, drawing from the same
@@ -53,6 +59,8 @@ impl ModelConfig {
             latent: self.latent,
             private: self.private_latent,
             max_len: self.max_len,
+            likelihood: self.image_likelihood,
+            pixel_scale: self.image_likelihood.init_scale(colours, side, device),
         };
         force_init(&m);
         m
@@ -211,7 +219,7 @@ impl Mvae {
                 .sum()
                 * (cfg.cycle_weight / b as f32)
         });
-        let img_nll = bernoulli_nll(logits, x3).sum_dim(1).squeeze_dim::<1>(1); // [3b]
+        let img_nll = self.image_nll(logits, x3); // [3b]
         let txt_nll = self
             .text_decoder
             .nll(z, batch.tokens.clone().repeat_dim(0, 3)); // [3b]
@@ -271,6 +279,18 @@ impl Mvae {
             report,
             image_logits,
         }
+    }
+
+    /// The image's negative log-likelihood under the decoder output, summed
+    /// over pixels.
+    ///
+    /// # Shapes
+    /// `logits`, `images`: `[n, pixels]` → `[n]`
+    pub fn image_nll(&self, logits: Tensor<2>, images: Tensor<2>) -> Tensor<1> {
+        self.likelihood
+            .nll(self.pixel_scale.as_ref(), logits, images)
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
     }
 
     /// q(z|x) with the prior expert.
@@ -352,6 +372,7 @@ mod tests {
     fn tiny_cfg_private(image: ImageModel, private_latent: usize) -> (ModelConfig, LossConfig) {
         (
             ModelConfig {
+                image_likelihood: Default::default(),
                 latent: 3,
                 private_latent,
                 fusion: Fusion::Poe,
@@ -572,6 +593,28 @@ mod tests {
             let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
             loss_cfg.align = align;
             loss_cfg.align_weight = 2.0;
+            gradient_check_cfg(cfg, loss_cfg, Fusion::Poe);
+        }
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_with_learned_pixel_scales() {
+        for lk in [
+            ImageLikelihood::Gaussian {
+                scale: 0.3,
+                learned: true,
+            },
+            ImageLikelihood::Laplace {
+                scale: 0.3,
+                learned: true,
+            },
+            ImageLikelihood::Gaussian {
+                scale: 0.5,
+                learned: false,
+            },
+        ] {
+            let (mut cfg, loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+            cfg.image_likelihood = lk;
             gradient_check_cfg(cfg, loss_cfg, Fusion::Poe);
         }
     }

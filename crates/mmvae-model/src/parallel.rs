@@ -235,6 +235,7 @@ mod tests {
     fn sharded_gradients_equal_whole_batch_gradients() {
         let _rng = crate::testutil::rng_lock();
         let cfg = ModelConfig {
+            image_likelihood: Default::default(),
             latent: 3,
             // Covers the image-only latent's noise columns in the shards.
             private_latent: 2,

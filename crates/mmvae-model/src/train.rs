@@ -667,6 +667,61 @@ mod tests {
     }
 
     #[test]
+    fn residual_images_and_learned_likelihoods_train_and_reload() {
+        use crate::config::{ImageLikelihood, ImageModel};
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        for (image, likelihood) in [
+            (
+                ImageModel::Residual {
+                    channels: 2,
+                    hidden: 16,
+                    attention: true,
+                },
+                ImageLikelihood::Laplace {
+                    scale: 0.2,
+                    learned: true,
+                },
+            ),
+            (
+                ImageModel::Mlp { hidden: 32 },
+                ImageLikelihood::Gaussian {
+                    scale: 0.2,
+                    learned: true,
+                },
+            ),
+        ] {
+            let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+            cfg.model.image = image;
+            cfg.model.image_likelihood = likelihood;
+            cfg.optim.epochs = 2;
+            let name = format!("{image:?}-{likelihood:?}");
+            let r = train(
+                &cfg,
+                &opts(d.path().join(&name), d.path().join("data")),
+                |_| {},
+            )
+            .unwrap();
+            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
+            assert!(
+                last.train["loss"] < first.train["loss"],
+                "{name}: {} -> {}",
+                first.train["loss"],
+                last.train["loss"]
+            );
+            let (_, m) =
+                checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
+            let s = m.pixel_scale.as_ref().expect("a learned scale");
+            let ls = s.log_scale.val().try_into_vec_as::<f32>().unwrap();
+            assert!(
+                (ls[0] - 0.2f32.ln()).abs() > 1e-4,
+                "{name}: the learned scale never moved ({ls:?})"
+            );
+        }
+    }
+
+    #[test]
     fn phased_adversarial_training_runs_its_phases_and_resumes() {
         use crate::config::{AdversarialConfig, LossOverride, Phase};
         let _rng = crate::testutil::rng_lock();
