@@ -166,6 +166,24 @@ pub enum Alignment {
     Mse,
 }
 
+/// The bound a mixture-of-experts model (`fusion = "moe"`) optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// The stratified ELBO, one draw from each unimodal posterior.
+    #[default]
+    Elbo,
+    /// The stratified importance-weighted bound (IWAE): K draws from each
+    /// unimodal posterior, log mean exp of their weights
+    /// log p(z) p(x|z) p(y|z) / q_mix(z) (Shi et al. 2019).
+    Iwae,
+    /// The same bound with doubly reparameterised gradients (DReG, Tucker
+    /// et al. 2019): the posterior's parameters are held fixed inside
+    /// q_mix(z), and the path through z is weighted by the squared
+    /// normalised weights; lower-variance encoder gradients.
+    Dreg,
+}
+
 /// The loss of a GAN discriminator and of the generator against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -283,6 +301,12 @@ pub struct LossConfig {
     /// Shape of β's warm-up: `linear` (default), `sigmoid` or `cyclical`.
     #[serde(default)]
     pub kl_anneal: Anneal,
+    /// With `fusion = "moe"`: `elbo` (default), `iwae` or `dreg`.
+    #[serde(default)]
+    pub objective: Objective,
+    /// Importance samples per modality for `iwae` and `dreg`.
+    #[serde(default = "one_sample")]
+    pub k: usize,
     /// Likelihood weight of the image (sum of per-pixel Bernoulli terms).
     pub image_weight: f32,
     /// Likelihood weight of the caption (sum of per-token terms).
@@ -331,6 +355,10 @@ fn one() -> f32 {
     1.0
 }
 
+fn one_sample() -> usize {
+    1
+}
+
 impl Default for LossConfig {
     /// β = 1 without annealing, unit likelihood weights, `"all"`, no
     /// alignment, cycle or adversarial term.
@@ -339,6 +367,8 @@ impl Default for LossConfig {
             beta: 1.0,
             kl_anneal_steps: 0,
             kl_anneal: Anneal::Linear,
+            objective: Objective::Elbo,
+            k: 1,
             image_weight: 1.0,
             text_weight: 1.0,
             unimodal_target: UnimodalTarget::All,
@@ -422,6 +452,21 @@ fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
         l.align_weight.is_finite() && l.align_weight >= 0.0,
         &format!("{at}.align_weight"),
         "must be >= 0",
+    )?;
+    check(
+        l.objective == Objective::Elbo || m.fusion == Fusion::Moe,
+        &format!("{at}.objective"),
+        "\"iwae\" and \"dreg\" need fusion \"moe\"",
+    )?;
+    check(
+        l.objective == Objective::Elbo || m.private_latent == 0,
+        &format!("{at}.objective"),
+        "\"iwae\" and \"dreg\" do not support model.private_latent yet",
+    )?;
+    check(
+        (1..=1000).contains(&l.k),
+        &format!("{at}.k"),
+        "must be in 1..=1000",
     )?;
     check(
         l.adversarial_weight.is_finite() && l.adversarial_weight >= 0.0,
@@ -805,6 +850,21 @@ mod tests {
             .to_string();
         assert!(e.contains("loss.cross_weight"), "{e}");
         c.model.fusion = Fusion::Poe;
+        assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+        // Importance-weighted bounds are for the mixture of experts.
+        c.loss.cross_weight = 1.0;
+        c.loss.objective = Objective::Dreg;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loss.objective"), "{e}");
+        c.model.fusion = Fusion::Moe;
+        c.loss.k = 0;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loss.k"), "{e}");
+        c.loss.k = 8;
         assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
     }
 

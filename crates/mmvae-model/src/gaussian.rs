@@ -44,6 +44,14 @@ impl Gaussian {
         }
     }
 
+    /// The same distribution cut from the autodiff graph.
+    pub fn detach(&self) -> Gaussian {
+        Gaussian {
+            mu: self.mu.clone().detach(),
+            logvar: self.logvar.clone().detach(),
+        }
+    }
+
     /// Stack batches of Gaussians: `[b1, l] ++ [b2, l] ++ …` → `[Σb, l]`.
     pub fn cat_rows(parts: &[Gaussian]) -> Gaussian {
         Gaussian {

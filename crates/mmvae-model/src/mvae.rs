@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softplus};
 
 use crate::batch::Batch;
-use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, UnimodalTarget};
+use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, Objective, UnimodalTarget};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
 use crate::image_likelihood::{ImageLikelihood, PixelScale};
@@ -90,6 +90,23 @@ pub struct LossOutput {
     pub image_logits: Tensor<2>,
 }
 
+/// Rows of reparameterisation noise one loss draws for a batch of `b`:
+/// three per item (joint, image-only, text-only) for the ELBOs, and K per
+/// modality per item for the importance-weighted MoE bounds.
+pub fn noise_rows(cfg: &LossConfig, fusion: Fusion, b: usize) -> usize {
+    match (fusion, cfg.objective) {
+        (Fusion::Moe, Objective::Iwae | Objective::Dreg) => 2 * cfg.k * b,
+        _ => 3 * b,
+    }
+}
+
+/// log Σ exp along `dim`, kept as a size-1 dimension (stable: the maximum
+/// is taken out first).
+pub fn log_sum_exp_dim<const D: usize>(t: Tensor<D>, dim: usize) -> Tensor<D> {
+    let m = t.clone().max_dim(dim).detach();
+    (t - m.clone()).exp().sum_dim(dim).log() + m
+}
+
 /// Elementwise Bernoulli negative log-likelihood from logits (stable).
 pub fn bernoulli_nll(logits: Tensor<2>, target: Tensor<2>) -> Tensor<2> {
     softplus(logits.clone(), 1.0) - logits * target
@@ -111,7 +128,7 @@ impl Mvae {
     pub fn loss(&self, batch: &Batch, cfg: &LossConfig, fusion: Fusion, beta: f32) -> LossOutput {
         let [b, _] = batch.images.dims();
         let eps = Tensor::random(
-            [3 * b, self.noise_dim()],
+            [noise_rows(cfg, fusion, b), self.noise_dim()],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &batch.images.device(),
         );
@@ -150,6 +167,9 @@ impl Mvae {
         beta: f32,
         eps: Tensor<2>,
     ) -> LossOutput {
+        if fusion == Fusion::Moe && cfg.objective != Objective::Elbo {
+            return self.moe_iwae_loss(batch, cfg, beta, eps);
+        }
         let [b, _] = batch.images.dims();
         let (qx, qw) = self.image_experts(batch.images.clone());
         let eps_full = eps.clone();
@@ -278,6 +298,132 @@ impl Mvae {
             total,
             report,
             image_logits,
+        }
+    }
+
+    /// The stratified importance-weighted MoE bound (IWAE) of one batch, or
+    /// its DReG surrogate, as [`LossConfig::objective`] says.
+    ///
+    /// For each modality m and item, K draws z_k ~ q(z|m) (with the prior
+    /// expert) are weighted by
+    /// log w_k = −w_x·NLL(x|z_k) − w_y·NLL(y|z_k) − β·[log q_mix(z_k) − log p(z_k)],
+    /// and the bound is the mean over modalities of log mean_k w_k. With
+    /// DReG the parameters inside q_mix are held fixed and the gradient
+    /// through z_k is scaled by the normalised weight w̃_k (found by a first,
+    /// gradient-free pass), so the encoder sees Σ w̃_k² ∂log w_k and the
+    /// decoders Σ w̃_k ∂log w_k; the returned value is still the bound.
+    ///
+    /// # Shapes
+    /// `eps`: `[2 * k * batch, latent]`, image-drawn rows then text-drawn,
+    /// each sample-major (row = k·batch + item).
+    fn moe_iwae_loss(
+        &self,
+        batch: &Batch,
+        cfg: &LossConfig,
+        beta: f32,
+        eps: Tensor<2>,
+    ) -> LossOutput {
+        let [b, _] = batch.images.dims();
+        let k = cfg.k;
+        let n = k * b;
+        let dreg = cfg.objective == Objective::Dreg;
+        let (qx, _) = self.image_experts(batch.images.clone());
+        let qy = self
+            .text_encoder
+            .forward(batch.tokens.clone(), batch.last.clone());
+        let q_joint = Gaussian::product_with_prior(&[qx.clone(), qy.clone()]);
+        let (q_x, q_y) = (qx.with_prior(), qy.with_prior());
+        let eps = eps.narrow(1, 0, self.latent);
+        let z = Tensor::cat(
+            vec![
+                q_x.repeat_rows(k).rsample_with(eps.clone().narrow(0, 0, n)),
+                q_y.repeat_rows(k).rsample_with(eps.narrow(0, n, n)),
+            ],
+            0,
+        ); // [2n, latent]
+        let (mx, my) = if dreg {
+            (q_x.detach(), q_y.detach())
+        } else {
+            (q_x.clone(), q_y.clone())
+        };
+        let (mx, my) = (mx.repeat_rows(2 * k), my.repeat_rows(2 * k));
+        let images = batch.images.clone().repeat_dim(0, 2 * k);
+        let tokens = batch.tokens.clone().repeat_dim(0, 2 * k);
+        // log w of every draw, with its parts: [2n] each.
+        let weigh = |m: &Mvae, z: Tensor<2>| {
+            let logits = m.image_decoder.forward(z.clone());
+            let img = m.image_nll(logits.clone(), images.clone());
+            let txt = m.text_decoder.nll(z.clone(), tokens.clone());
+            let ratio =
+                Gaussian::mixture_log_prob(&mx, &my, z.clone()) - Gaussian::standard_log_prob(z);
+            let lw = (img.clone() * cfg.image_weight
+                + txt.clone() * cfg.text_weight
+                + ratio.clone() * beta)
+                .neg();
+            (lw, logits, img, txt, ratio)
+        };
+        // [2n] → [2, k, b] → log mean over k → [2, b]
+        let log_mean = |lw: Tensor<1>| {
+            log_sum_exp_dim(lw.reshape([2, k, b]), 1).reshape([2, b]) - (k as f32).ln()
+        };
+        let (total, logits, img, txt, ratio) = if dreg {
+            let frozen = self.clone().no_grad();
+            let (lw0, ..) = weigh(&frozen, z.clone().detach());
+            let lw0 = lw0.detach().reshape([2, k, b]);
+            let wt = (lw0.clone() - log_sum_exp_dim(lw0, 1))
+                .exp()
+                .reshape([2 * n, 1]); // w̃
+            let zs = z.clone().detach() + (z.clone() - z.detach()) * wt.clone();
+            let (lw, logits, img, txt, ratio) = weigh(self, zs);
+            let bound = log_mean(lw.clone()).mean_dim(0).sum() / b as f32; // [1]
+            let surrogate = (lw * wt.reshape([2 * n]))
+                .reshape([2, k * b])
+                .mean_dim(0)
+                .sum()
+                / b as f32;
+            let total = surrogate.clone().neg() + (surrogate - bound).detach();
+            (total, logits, img, txt, ratio)
+        } else {
+            let (lw, logits, img, txt, ratio) = weigh(self, z);
+            let bound = log_mean(lw).mean_dim(0).sum() / b as f32;
+            (bound.neg(), logits, img, txt, ratio)
+        };
+        let align = match cfg.align {
+            Alignment::Jmvae => q_joint.kl(&q_x) + q_joint.kl(&q_y),
+            Alignment::ImageTextKl => q_x.kl(&q_y),
+            Alignment::Mse => q_x.moment_mse(&q_y),
+        }; // [b]
+        let mut total = total + align.clone().sum() * (cfg.align_weight / b as f32);
+        // The first draw of each modality stands for the batch's images.
+        let first_x = logits.clone().narrow(0, 0, b);
+        let first_y = logits.narrow(0, n, b);
+        if cfg.cycle_weight > 0.0 {
+            let (qg, _) = self.image_experts(sigmoid(first_y.clone()));
+            total = total
+                + self
+                    .text_decoder
+                    .nll(qg.with_prior().mu, batch.tokens.clone())
+                    .sum()
+                    * (cfg.cycle_weight / b as f32);
+        }
+        let rows = |t: Tensor<1>, m: usize| t.narrow(0, m * n, n).mean();
+        let report = Tensor::cat(
+            vec![
+                total.clone(),
+                rows(img.clone(), 0),
+                rows(txt.clone(), 1),
+                ratio.mean(),
+                rows(txt, 0),
+                rows(img, 1),
+                align.mean(),
+            ],
+            0,
+        )
+        .detach();
+        LossOutput {
+            total,
+            report,
+            image_logits: Tensor::cat(vec![first_x.clone(), first_x, first_y], 0),
         }
     }
 
@@ -617,6 +763,112 @@ mod tests {
             cfg.image_likelihood = lk;
             gradient_check_cfg(cfg, loss_cfg, Fusion::Poe);
         }
+    }
+
+    fn iwae_cfg(objective: Objective, k: usize) -> (ModelConfig, LossConfig) {
+        let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        loss_cfg.objective = objective;
+        loss_cfg.k = k;
+        loss_cfg.cross_weight = 1.0;
+        (cfg, loss_cfg)
+    }
+
+    #[test]
+    fn iwae_with_one_sample_is_the_moe_elbo() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        dev.seed(6);
+        let (cfg, iwae) = iwae_cfg(Objective::Iwae, 1);
+        let elbo = LossConfig {
+            objective: Objective::Elbo,
+            ..iwae.clone()
+        };
+        let m = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        let b = 4;
+        let e = Tensor::<2>::random(
+            [3 * b, 3],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev,
+        );
+        let a = m.loss_with_noise(&batch, &elbo, Fusion::Moe, 0.8, e.clone());
+        let c = m.loss_with_noise(&batch, &iwae, Fusion::Moe, 0.8, e.narrow(0, b, 2 * b));
+        let (a, c) = (
+            a.report.try_into_vec_as::<f32>().unwrap(),
+            c.report.try_into_vec_as::<f32>().unwrap(),
+        );
+        // The objective, the cross terms and the alignment agree (the ELBO
+        // reports the joint PoE row's terms in 1..=3, which IWAE has not).
+        for i in [0, 4, 5, 6] {
+            assert!(
+                (a[i] - c[i]).abs() < 1e-3 * a[i].abs().max(1.0),
+                "{i}: {a:?} vs {c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn iwae_gradients_match_finite_differences() {
+        let (cfg, loss_cfg) = iwae_cfg(Objective::Iwae, 3);
+        gradient_check_cfg(cfg, loss_cfg, Fusion::Moe);
+    }
+
+    #[test]
+    fn dreg_keeps_the_bound_and_the_decoder_gradients_and_changes_the_encoders() {
+        let _rng = crate::testutil::rng_lock();
+        let ad = Device::flex().autodiff();
+        ad.seed(12);
+        let (cfg, iwae) = iwae_cfg(Objective::Iwae, 4);
+        let dreg = LossConfig {
+            objective: Objective::Dreg,
+            ..iwae.clone()
+        };
+        let m = cfg.init(SIDE, 1, VOCAB, &ad);
+        let batch = tiny_batch(&ad);
+        let eps = Tensor::<2>::random(
+            [2 * 4 * 4, 3],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &ad,
+        );
+        let run = |l: &LossConfig| {
+            let out = m.loss_with_noise(&batch, l, Fusion::Moe, 1.0, eps.clone());
+            let v = scalar(out.total.clone());
+            let g = out.total.backward();
+            let of = |part: &dyn Fn(&mut GradsOf)| {
+                let mut gv = GradsOf(&g, Vec::new());
+                part(&mut gv);
+                gv.1.concat()
+            };
+            let dec = of(&|gv| {
+                m.image_decoder.visit(gv);
+                m.text_decoder.visit(gv);
+            });
+            let enc = of(&|gv| {
+                m.image_encoder.visit(gv);
+                m.text_encoder.visit(gv);
+            });
+            (v, dec, enc)
+        };
+        let (vi, di, ei) = run(&iwae);
+        let (vd, dd, ed) = run(&dreg);
+        assert!((vi - vd).abs() < 1e-4 * vi.abs(), "{vi} vs {vd}");
+        assert_eq!(di.len(), dd.len());
+        for (x, y) in di.iter().zip(&dd) {
+            assert!(
+                (x - y).abs() <= 1e-4 + 1e-3 * x.abs().max(y.abs()),
+                "decoder {x} vs {y}"
+            );
+        }
+        let differ = ei
+            .iter()
+            .zip(&ed)
+            .filter(|(x, y)| (*x - *y).abs() > 1e-3 * x.abs().max(y.abs()).max(1e-3))
+            .count();
+        assert!(
+            differ * 2 > ei.len(),
+            "only {differ} of {} encoder gradients differ",
+            ei.len()
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use burn::tensor::activation::sigmoid;
 use crate::batch::HostBatch;
 use crate::config::{AdversarialLoss, Fusion, LossConfig};
 use crate::discriminator::{generator_loss, PatchDiscriminator};
-use crate::mvae::Mvae;
+use crate::mvae::{noise_rows, Mvae};
 
 /// The default number of shards: one per available core, at most 4.
 pub fn default_threads() -> usize {
@@ -184,7 +184,7 @@ pub fn sharded_gradients(
         .into_iter()
         .map(|p| {
             let eps = Tensor::random(
-                [3 * p.size, model.noise_dim()],
+                [noise_rows(cfg, fusion, p.size), model.noise_dim()],
                 Distribution::Normal(0.0, 1.0),
                 device,
             );

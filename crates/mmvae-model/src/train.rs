@@ -667,6 +667,35 @@ mod tests {
     }
 
     #[test]
+    fn moe_importance_weighted_objectives_train() {
+        use crate::config::{Fusion, Objective};
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        for objective in [Objective::Iwae, Objective::Dreg] {
+            let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+            cfg.model.fusion = Fusion::Moe;
+            cfg.loss.objective = objective;
+            cfg.loss.k = 4;
+            cfg.optim.epochs = 2;
+            let name = format!("{objective:?}");
+            let r = train(
+                &cfg,
+                &opts(d.path().join(&name), d.path().join("data")),
+                |_| {},
+            )
+            .unwrap();
+            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
+            assert!(
+                last.train["loss"] < first.train["loss"] && last.val["loss"].is_finite(),
+                "{name}: {} -> {}",
+                first.train["loss"],
+                last.train["loss"]
+            );
+        }
+    }
+
+    #[test]
     fn residual_images_and_learned_likelihoods_train_and_reload() {
         use crate::config::{ImageLikelihood, ImageModel};
         let _rng = crate::testutil::rng_lock();
