@@ -164,6 +164,10 @@ pub enum Alignment {
     /// ‖μ_image − μ_text‖² + ‖σ_image − σ_text‖² between the unimodal
     /// posteriors, summed over latent dimensions.
     Mse,
+    /// Symmetric InfoNCE (CLIP-style) on the posterior means: each image's
+    /// mean must pick its own caption's mean out of the batch, and each
+    /// caption's its image's, by cosine similarity / `loss.temperature`.
+    InfoNce,
 }
 
 /// The bound a mixture-of-experts model (`fusion = "moe"`) optimises.
@@ -323,6 +327,9 @@ pub struct LossConfig {
     /// `image-text-kl` or `mse`.
     #[serde(default)]
     pub align: Alignment,
+    /// Temperature of `align = "info-nce"`.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
     /// Steps over which the alignment weight warms up (0 = none).
     #[serde(default)]
     pub align_anneal_steps: usize,
@@ -355,6 +362,10 @@ fn one() -> f32 {
     1.0
 }
 
+fn default_temperature() -> f32 {
+    0.1
+}
+
 fn one_sample() -> usize {
     1
 }
@@ -374,6 +385,7 @@ impl Default for LossConfig {
             unimodal_target: UnimodalTarget::All,
             align_weight: 0.0,
             align: Alignment::Jmvae,
+            temperature: default_temperature(),
             align_anneal_steps: 0,
             align_anneal: Anneal::Linear,
             cross_weight: 1.0,
@@ -452,6 +464,11 @@ fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
         l.align_weight.is_finite() && l.align_weight >= 0.0,
         &format!("{at}.align_weight"),
         "must be >= 0",
+    )?;
+    check(
+        l.temperature.is_finite() && l.temperature > 0.0,
+        &format!("{at}.temperature"),
+        "must be > 0",
     )?;
     check(
         l.objective == Objective::Elbo || m.fusion == Fusion::Moe,

@@ -2,7 +2,7 @@
 //! trained on the joint ELBO plus one ELBO per single modality.
 
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softplus};
+use burn::tensor::activation::{log_softmax, sigmoid, softplus};
 
 use crate::batch::Batch;
 use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, Objective, UnimodalTarget};
@@ -98,6 +98,45 @@ pub fn noise_rows(cfg: &LossConfig, fusion: Fusion, b: usize) -> usize {
         (Fusion::Moe, Objective::Iwae | Objective::Dreg) => 2 * cfg.k * b,
         _ => 3 * b,
     }
+}
+
+/// The alignment term `cfg.align` names, per item, from the joint and the
+/// unimodal posteriors (each with the prior expert): `[batch]`.
+pub fn alignment(
+    cfg: &LossConfig,
+    q_joint: &Gaussian,
+    q_x: &Gaussian,
+    q_y: &Gaussian,
+) -> Tensor<1> {
+    match cfg.align {
+        // JMVAE-KL: each unimodal posterior covers the joint.
+        Alignment::Jmvae => q_joint.kl(q_x) + q_joint.kl(q_y),
+        Alignment::ImageTextKl => q_x.kl(q_y),
+        Alignment::Mse => q_x.moment_mse(q_y),
+        Alignment::InfoNce => info_nce(q_x.mu.clone(), q_y.mu.clone(), cfg.temperature),
+    }
+}
+
+/// Symmetric InfoNCE between paired rows of `a` and `b`: the mean of the
+/// cross-entropies of picking row i of `b` for row i of `a` and vice versa,
+/// over cosine similarities divided by `temperature`.
+///
+/// # Shapes
+/// `a`, `b`: `[batch, dim]` → `[batch]`
+pub fn info_nce(a: Tensor<2>, b: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let unit = |t: Tensor<2>| {
+        let norm = t.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-8); // [n, 1]
+        t / norm
+    };
+    let logits = unit(a).matmul(unit(b).transpose()) / temperature; // [n, n]
+    let n = logits.dims()[0];
+    let diag = |lp: Tensor<2>| {
+        let eye = Tensor::<2>::eye(n, &lp.device());
+        (lp * eye).sum_dim(1).squeeze_dim::<1>(1) // [n]
+    };
+    let rows = diag(log_softmax(logits.clone(), 1));
+    let cols = diag(log_softmax(logits.transpose(), 1));
+    (rows + cols) * -0.5
 }
 
 /// log Σ exp along `dim`, kept as a size-1 dimension (stable: the maximum
@@ -269,12 +308,7 @@ impl Mvae {
         let wk = Tensor::<1>::from_floats(wk, &device).reshape([3, 1]) * beta;
         let per = img_nll.clone() * wx + txt_nll.clone() * wy + kl.clone() * wk; // [3, b]
 
-        let align = match cfg.align {
-            // JMVAE-KL: each unimodal posterior covers the joint.
-            Alignment::Jmvae => q_joint.kl(&q_x) + q_joint.kl(&q_y),
-            Alignment::ImageTextKl => q_x.kl(&q_y),
-            Alignment::Mse => q_x.moment_mse(&q_y),
-        }; // [b]
+        let align = alignment(cfg, &q_joint, &q_x, &q_y); // [b]
         let mut total = (per.sum() + align.clone().sum() * cfg.align_weight) / b as f32;
         if let Some(c) = cycle {
             total = total + c;
@@ -388,11 +422,7 @@ impl Mvae {
             let bound = log_mean(lw).mean_dim(0).sum() / b as f32;
             (bound.neg(), logits, img, txt, ratio)
         };
-        let align = match cfg.align {
-            Alignment::Jmvae => q_joint.kl(&q_x) + q_joint.kl(&q_y),
-            Alignment::ImageTextKl => q_x.kl(&q_y),
-            Alignment::Mse => q_x.moment_mse(&q_y),
-        }; // [b]
+        let align = alignment(cfg, &q_joint, &q_x, &q_y); // [b]
         let mut total = total + align.clone().sum() * (cfg.align_weight / b as f32);
         // The first draw of each modality stands for the batch's images.
         let first_x = logits.clone().narrow(0, 0, b);
@@ -735,7 +765,7 @@ mod tests {
 
     #[test]
     fn loss_gradients_match_finite_differences_for_each_alignment() {
-        for align in [Alignment::ImageTextKl, Alignment::Mse] {
+        for align in [Alignment::ImageTextKl, Alignment::Mse, Alignment::InfoNce] {
             let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
             loss_cfg.align = align;
             loss_cfg.align_weight = 2.0;
@@ -872,6 +902,27 @@ mod tests {
     }
 
     #[test]
+    fn info_nce_matches_a_hand_computed_case() {
+        let dev = Device::flex();
+        // Unit vectors at 0°, 90° and 180°; b = a, temperature 0.5.
+        let a = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]], &dev);
+        let v = info_nce(a.clone(), a, 0.5)
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        // Row 0 similarities [1, 0, −1] / 0.5 = [2, 0, −2]; symmetric, so
+        // both directions give the same cross-entropy.
+        let ce = |own: f32, all: [f32; 3]| -(own - all.iter().map(|x| x.exp()).sum::<f32>().ln());
+        let want = [
+            ce(2.0, [2.0, 0.0, -2.0]),
+            ce(2.0, [0.0, 2.0, 0.0]),
+            ce(2.0, [-2.0, 0.0, 2.0]),
+        ];
+        for (g, w) in v.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{v:?} vs {want:?}");
+        }
+    }
+
+    #[test]
     fn alignment_terms_are_the_named_divergences() {
         let _rng = crate::testutil::rng_lock();
         let dev = Device::flex();
@@ -891,6 +942,10 @@ mod tests {
             (Alignment::Jmvae, mean(qj.kl(&qx) + qj.kl(&qy))),
             (Alignment::ImageTextKl, mean(qx.kl(&qy))),
             (Alignment::Mse, mean(qx.moment_mse(&qy))),
+            (
+                Alignment::InfoNce,
+                mean(info_nce(qx.mu.clone(), qy.mu.clone(), loss_cfg.temperature)),
+            ),
         ] {
             loss_cfg.align = align;
             let r = m.loss(&batch, &loss_cfg, Fusion::Poe, 1.0).report;
