@@ -130,8 +130,16 @@ pub fn run(
                 if s == warmup {
                     start = Instant::now();
                 }
-                let step =
-                    sharded_gradients(&m, &hb, threads, &loss_cfg, Fusion::Poe, 1.0, None, &device);
+                let step = sharded_gradients(
+                    &m,
+                    &hb,
+                    threads,
+                    &loss_cfg,
+                    Fusion::Poe,
+                    1.0,
+                    &crate::parallel::Critics::default(),
+                    &device,
+                );
                 m = optim.step(1e-3, m.clone(), step.grads);
             }
             start.elapsed()

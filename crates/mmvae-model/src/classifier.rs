@@ -95,6 +95,26 @@ impl Classifier {
         relu(self.fc1.forward(h.flatten::<2>(1, 3)))
     }
 
+    /// The activations after each convolution block (ReLU, then pooling),
+    /// flattened per image: the layers a perceptual loss compares.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, colours * side * side]` → `[batch, c_l·h_l·w_l]` per block
+    pub fn feature_maps(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        let [b, _] = x.dims();
+        let x = x.reshape([b, self.colours, self.side, self.side]);
+        let mut out = Vec::new();
+        let mut h = self.pool.forward(relu(self.c1.forward(x)));
+        out.push(h.clone().flatten::<2>(1, 3));
+        h = self.pool.forward(relu(self.c2.forward(h)));
+        out.push(h.clone().flatten::<2>(1, 3));
+        if let Some(c3) = &self.c3 {
+            h = self.pool.forward(relu(c3.forward(h)));
+            out.push(h.flatten::<2>(1, 3));
+        }
+        out
+    }
+
     /// Summed cross-entropy of all heads, mean over the batch.
     ///
     /// # Shapes

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
 pub use crate::image_likelihood::ImageLikelihood;
+pub use crate::perceptual::{FeatureNetwork, PerceptualConfig};
 pub use crate::schedule::Anneal;
 
 /// How the modality posteriors are fused into the joint posterior.
@@ -272,6 +273,8 @@ pub struct LossOverride {
     pub align_weight: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversarial_weight: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perceptual_weight: Option<f32>,
 }
 
 impl LossOverride {
@@ -290,6 +293,7 @@ impl LossOverride {
         set(&mut l.cycle_weight, self.cycle_weight);
         set(&mut l.align_weight, self.align_weight);
         set(&mut l.adversarial_weight, self.adversarial_weight);
+        set(&mut l.perceptual_weight, self.perceptual_weight);
         l
     }
 }
@@ -356,6 +360,12 @@ pub struct LossConfig {
     /// patches). 0 = off, and no discriminator is trained.
     #[serde(default)]
     pub adversarial_weight: f32,
+    /// Weight of the perceptual loss: the distance between the activations
+    /// of the `[perceptual]` network on each reconstruction (joint and
+    /// image-only rows) and on its image, summed over activations.
+    /// 0 = off.
+    #[serde(default)]
+    pub perceptual_weight: f32,
 }
 
 fn one() -> f32 {
@@ -391,6 +401,7 @@ impl Default for LossConfig {
             cross_weight: 1.0,
             cycle_weight: 0.0,
             adversarial_weight: 0.0,
+            perceptual_weight: 0.0,
         }
     }
 }
@@ -408,6 +419,10 @@ pub struct TrainConfig {
     /// in a phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversarial: Option<AdversarialConfig>,
+    /// The feature network of the perceptual loss, for `perceptual_weight
+    /// > 0` in `[loss]` or in a phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perceptual: Option<PerceptualConfig>,
     /// Phased training: when given, the phases run in order and their epochs
     /// must add up to `optim.epochs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -484,6 +499,11 @@ fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
         (1..=1000).contains(&l.k),
         &format!("{at}.k"),
         "must be in 1..=1000",
+    )?;
+    check(
+        l.perceptual_weight.is_finite() && l.perceptual_weight >= 0.0,
+        &format!("{at}.perceptual_weight"),
+        "must be >= 0",
     )?;
     check(
         l.adversarial_weight.is_finite() && l.adversarial_weight >= 0.0,
@@ -679,6 +699,11 @@ impl TrainConfig {
             "adversarial",
             "section is needed when an adversarial_weight is above 0 (add `[adversarial]`; every field has a default)",
         )?;
+        check(
+            !self.uses_perceptual() || self.perceptual.is_some(),
+            "perceptual",
+            "section is needed when a perceptual_weight is above 0 (add `[perceptual]` with `network = { kind = \"classifier\" }` or `{ kind = \"vgg16\", weights = \"vgg16.safetensors\" }`)",
+        )?;
         if let Some(a) = &self.adversarial {
             check(
                 (1..=1024).contains(&a.channels),
@@ -733,6 +758,7 @@ impl TrainConfig {
                 ..LossConfig::default()
             },
             adversarial: None,
+            perceptual: None,
             phases: Vec::new(),
         }
     }
@@ -762,6 +788,11 @@ impl TrainConfig {
         self.phase_at(epoch)
             .and_then(|(_, p)| p.lr)
             .unwrap_or(self.optim.lr)
+    }
+
+    /// Whether any epoch has a perceptual loss.
+    pub fn uses_perceptual(&self) -> bool {
+        (0..self.optim.epochs.max(1)).any(|e| self.loss_at(e).perceptual_weight > 0.0)
     }
 
     /// Whether any epoch trains against a discriminator.
@@ -923,6 +954,10 @@ mod tests {
         };
         bad(&|b| b.optim.epochs = 4, "optim.epochs");
         bad(&|b| b.adversarial = None, "adversarial");
+        bad(
+            &|b| b.phases[1].loss.perceptual_weight = Some(1.0),
+            "perceptual",
+        );
         bad(
             &|b| b.phases[1].loss.beta = Some(-1.0),
             "phases[1].loss.beta",

@@ -29,6 +29,7 @@ pub mod likelihood;
 pub mod metrics;
 pub mod mvae;
 pub mod parallel;
+pub mod perceptual;
 pub mod probe;
 pub mod retrieval;
 pub mod schedule;

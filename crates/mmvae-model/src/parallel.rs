@@ -17,6 +17,7 @@ use crate::batch::HostBatch;
 use crate::config::{AdversarialLoss, Fusion, LossConfig};
 use crate::discriminator::{generator_loss, PatchDiscriminator};
 use crate::mvae::{noise_rows, Mvae};
+use crate::perceptual::FeatureNet;
 
 /// The default number of shards: one per available core, at most 4.
 pub fn default_threads() -> usize {
@@ -147,6 +148,23 @@ pub struct Adversary {
     pub weight: f32,
 }
 
+/// The perceptual loss of a training step: the feature network, held fixed.
+#[derive(Clone)]
+pub struct Perceptual {
+    pub network: FeatureNet,
+    /// Weight of the per-image feature distance in the model's objective.
+    pub weight: f32,
+    pub colours: usize,
+    pub side: usize,
+}
+
+/// What judges a step's decoded images besides their likelihood.
+#[derive(Clone, Default)]
+pub struct Critics {
+    pub adversary: Option<Adversary>,
+    pub perceptual: Option<Perceptual>,
+}
+
 /// One step's gradients and what the step computed besides.
 pub struct StepGradients {
     pub grads: GradientsParams,
@@ -155,6 +173,9 @@ pub struct StepGradients {
     /// With an [`Adversary`]: the generator loss (per image, before its
     /// weight), a batch mean.
     pub generator_loss: f32,
+    /// With a [`Perceptual`] loss: the feature distance per image (before
+    /// its weight), a batch mean.
+    pub perceptual_loss: f32,
     /// With an [`Adversary`]: the judged images, detached, row-major
     /// `[2 * batch, pixels]` (each shard's joint reconstructions, then its
     /// images drawn from q(z|text)).
@@ -164,8 +185,10 @@ pub struct StepGradients {
 /// One MVAE step's gradients and loss report, computed over `shards`
 /// threads. The result equals the gradient of the whole batch's loss (each
 /// shard's loss is weighted by its share of the batch). With an
-/// `adversary`, the objective adds its weighted generator loss on the joint
-/// reconstructions and on the images drawn from q(z|text).
+/// adversary, the objective adds its weighted generator loss on the joint
+/// reconstructions and on the images drawn from q(z|text); with a
+/// perceptual loss, the weighted feature distance of the joint and
+/// image-only reconstructions to their images.
 #[allow(clippy::too_many_arguments)]
 pub fn sharded_gradients(
     model: &Mvae,
@@ -174,13 +197,13 @@ pub fn sharded_gradients(
     cfg: &LossConfig,
     fusion: Fusion,
     beta: f32,
-    adversary: Option<&Adversary>,
+    critics: &Critics,
     device: &Device,
 ) -> StepGradients {
     let parts = shard(hb, shards);
     let total = hb.size as f32;
     // Noise first, in a fixed order, on this thread.
-    let work: Vec<(HostBatch, Tensor<2>, Option<Adversary>)> = parts
+    let work: Vec<(HostBatch, Tensor<2>, Critics)> = parts
         .into_iter()
         .map(|p| {
             let eps = Tensor::random(
@@ -188,40 +211,58 @@ pub fn sharded_gradients(
                 Distribution::Normal(0.0, 1.0),
                 device,
             );
-            (p, eps, adversary.cloned())
+            (p, eps, critics.clone())
         })
         .collect();
-    let (grads, report, extras) = parallel_gradients(model, work, device, |m, (part, eps, adv)| {
-        let out = m.loss_with_noise(&part.to_device(device), cfg, fusion, beta, eps);
-        let w = part.size as f32 / total;
-        let report = out.report.try_into_vec_as::<f32>().unwrap_or_default();
-        let report = report.into_iter().map(|v| v * w).collect();
-        let mut loss = out.total;
-        let mut extra = (0.0f32, Vec::new());
-        if let Some(a) = adv {
+    let (grads, report, extras) =
+        parallel_gradients(model, work, device, |m, (part, eps, critics)| {
+            let batch = part.to_device(device);
+            let out = m.loss_with_noise(&batch, cfg, fusion, beta, eps);
+            let w = part.size as f32 / total;
+            let report = out.report.try_into_vec_as::<f32>().unwrap_or_default();
+            let report = report.into_iter().map(|v| v * w).collect();
+            let mut loss = out.total;
+            let mut extra = (0.0f32, Vec::new(), 0.0f32);
             let b = part.size;
-            let logits = out.image_logits;
-            let judged = sigmoid(Tensor::cat(
-                vec![logits.clone().narrow(0, 0, b), logits.narrow(0, 2 * b, b)],
-                0,
-            )); // [2b, pixels]
-            let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
-            let g_value = g.clone().into_scalar::<f32>();
-            loss = loss + g * a.weight;
-            let pixels = judged.detach().try_into_vec_as::<f32>().unwrap_or_default();
-            extra = (g_value * w, pixels);
-        }
-        (loss * w, report, extra)
-    });
+            if let Some(p) = critics.perceptual {
+                let recon = sigmoid(out.image_logits.clone().narrow(0, 0, 2 * b)); // [2b, pixels]
+                let d = p
+                    .network
+                    .distance(
+                        recon,
+                        batch.images.clone().repeat_dim(0, 2),
+                        p.colours,
+                        p.side,
+                    )
+                    .mean();
+                extra.2 = d.clone().into_scalar::<f32>() * w;
+                loss = loss + d * p.weight;
+            }
+            if let Some(a) = critics.adversary {
+                let logits = out.image_logits;
+                let judged = sigmoid(Tensor::cat(
+                    vec![logits.clone().narrow(0, 0, b), logits.narrow(0, 2 * b, b)],
+                    0,
+                )); // [2b, pixels]
+                let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
+                let g_value = g.clone().into_scalar::<f32>();
+                loss = loss + g * a.weight;
+                extra.0 = g_value * w;
+                extra.1 = judged.detach().try_into_vec_as::<f32>().unwrap_or_default();
+            }
+            (loss * w, report, extra)
+        });
     let mut out = StepGradients {
         grads,
         report,
         generator_loss: 0.0,
+        perceptual_loss: 0.0,
         generated: Vec::new(),
     };
-    for (g, px) in extras {
+    for (g, px, p) in extras {
         out.generator_loss += g;
         out.generated.extend(px);
+        out.perceptual_loss += p;
     }
     out
 }
@@ -273,7 +314,16 @@ mod tests {
         assert_eq!(parts[1].tokens[..5], hb.tokens[15..20]);
 
         dev.seed(9);
-        let step = sharded_gradients(&model, &hb, 2, &loss, Fusion::Poe, 1.0, None, &dev);
+        let step = sharded_gradients(
+            &model,
+            &hb,
+            2,
+            &loss,
+            Fusion::Poe,
+            1.0,
+            &Critics::default(),
+            &dev,
+        );
         let (g2, r2) = (step.grads, step.report);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);

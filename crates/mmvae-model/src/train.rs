@@ -21,7 +21,8 @@ use crate::device::Compute;
 use crate::discriminator::{discriminator_loss, PatchDiscriminator};
 use crate::error::{ModelError, Result};
 use crate::mvae::{Mvae, REPORT_NAMES};
-use crate::parallel::{sharded_gradients, Adversary};
+use crate::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
+use crate::perceptual::FeatureNet;
 
 /// Options of a run that are not part of the model's configuration.
 #[derive(Debug, Clone)]
@@ -211,6 +212,7 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
         && a.data == b.data
         && a.loss == b.loss
         && a.adversarial == b.adversarial
+        && a.perceptual == b.perceptual
         && a.phases == b.phases
         && a.seed == b.seed
         && a.optim.batch_size == b.optim.batch_size
@@ -227,6 +229,13 @@ pub fn train(
     let (side, colours) = (data.train.rows, data.train.channels);
     let device = opts.compute.device()?.autodiff();
     let eval_device = device.clone().without_autodiff();
+    // The perceptual loss's feature network, fixed for the whole run.
+    let feature_net = match &cfg.perceptual {
+        Some(p) if cfg.uses_perceptual() => {
+            Some(FeatureNet::load(&p.network, cfg.data.dataset, &device)?.no_grad())
+        }
+        _ => None,
+    };
     let out = &opts.out_dir;
     let last_dir = out.join("last");
     let best_dir = out.join("best");
@@ -308,6 +317,7 @@ pub fn train(
         }
         let lr = cfg.lr_at(epoch);
         let mut adv_sums = (0.0f64, 0.0f64);
+        let mut perceptual_sum = 0.0f64;
         let order = shuffled(
             n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
@@ -361,13 +371,24 @@ pub fn train(
             });
             for hb in rx.iter() {
                 let (loss_cfg, beta) = step_loss(cfg, epoch, state.step);
-                let adversary = match &refiner {
-                    Some(r) if loss_cfg.adversarial_weight > 0.0 => Some(Adversary {
-                        discriminator: r.discriminator.clone().no_grad(),
-                        loss: r.cfg.loss,
-                        weight: loss_cfg.adversarial_weight,
-                    }),
-                    _ => None,
+                let critics = Critics {
+                    adversary: match &refiner {
+                        Some(r) if loss_cfg.adversarial_weight > 0.0 => Some(Adversary {
+                            discriminator: r.discriminator.clone().no_grad(),
+                            loss: r.cfg.loss,
+                            weight: loss_cfg.adversarial_weight,
+                        }),
+                        _ => None,
+                    },
+                    perceptual: match &feature_net {
+                        Some(net) if loss_cfg.perceptual_weight > 0.0 => Some(Perceptual {
+                            network: net.clone(),
+                            weight: loss_cfg.perceptual_weight,
+                            colours,
+                            side,
+                        }),
+                        _ => None,
+                    },
                 };
                 let step = sharded_gradients(
                     &model,
@@ -376,7 +397,7 @@ pub fn train(
                     &loss_cfg,
                     cfg.model.fusion,
                     beta,
-                    adversary.as_ref(),
+                    &critics,
                     &device,
                 );
                 let r = step.report;
@@ -391,7 +412,8 @@ pub fn train(
                     break;
                 }
                 model = optim.step(lr, model.clone(), step.grads);
-                if let (Some(refiner), Some(_)) = (refiner.as_mut(), &adversary) {
+                perceptual_sum += step.perceptual_loss as f64 * hb.size as f64;
+                if let (Some(refiner), Some(_)) = (refiner.as_mut(), &critics.adversary) {
                     let images = hb.to_device(&device).images;
                     let d = refiner.step(images, step.generated, &device);
                     adv_sums.0 += step.generator_loss as f64 * hb.size as f64;
@@ -463,6 +485,9 @@ pub fn train(
             let n = seen.max(1) as f64;
             train_named.insert("adv_g".into(), adv_sums.0 / n);
             train_named.insert("adv_d".into(), adv_sums.1 / n);
+        }
+        if epoch_loss.perceptual_weight > 0.0 && feature_net.is_some() {
+            train_named.insert("perceptual".into(), perceptual_sum / seen.max(1) as f64);
         }
         let report = EpochReport {
             epoch: epoch + 1,
@@ -664,6 +689,61 @@ mod tests {
             assert_eq!(ck.config.model.text, text);
             assert_eq!(m.private, private);
         }
+    }
+
+    #[test]
+    fn perceptual_loss_trains_from_user_supplied_vgg16_weights() {
+        use crate::config::{FeatureNetwork, PerceptualConfig};
+        use crate::perceptual::Vgg16Features;
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        // Small random "VGG16" weights in torchvision's layout, as a user's
+        // converted file would be.
+        let dev = Device::flex();
+        dev.seed(9);
+        let weights = d.path().join("vgg16.safetensors");
+        Vgg16Features::init(1, &dev)
+            .save_torchvision(&weights)
+            .unwrap();
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.optim.epochs = 2;
+        cfg.loss.perceptual_weight = 0.01;
+        cfg.perceptual = Some(PerceptualConfig {
+            network: FeatureNetwork::Vgg16 {
+                weights: weights.clone(),
+                layers: 1,
+            },
+        });
+        let out = d.path().join("run");
+        let r = train(&cfg, &opts(out.clone(), d.path().join("data")), |_| {}).unwrap();
+        let (p0, p1) = (
+            r.reports[0].train["perceptual"],
+            r.reports[1].train["perceptual"],
+        );
+        assert!(p0 > 0.0 && p1 < p0, "perceptual distance {p0} -> {p1}");
+        // The config saved beside the weights names the network.
+        let saved = std::fs::read_to_string(out.join("last/config.toml")).unwrap();
+        assert!(
+            saved.contains("vgg16") && saved.contains("perceptual_weight"),
+            "{saved}"
+        );
+        // A missing weights file is an error naming it, before any training.
+        cfg.perceptual = Some(PerceptualConfig {
+            network: FeatureNetwork::Vgg16 {
+                weights: d.path().join("nope.safetensors"),
+                layers: 1,
+            },
+        });
+        let e = train(
+            &cfg,
+            &opts(d.path().join("run2"), d.path().join("data")),
+            |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nope.safetensors"), "{e}");
+        assert!(!d.path().join("run2").exists(), "nothing is written");
     }
 
     #[test]
