@@ -252,7 +252,8 @@ impl ResidualImageDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::{ModuleMapper, ModuleVisitor};
+    use crate::testutil::{GradsOf, Perturb};
+    use burn::module::ModuleMapper;
 
     #[test]
     fn shapes_for_28_and_64_with_and_without_attention() {
@@ -311,19 +312,7 @@ mod tests {
             (q.mu.powi_scalar(2).sum() + q.logvar.sum()).reshape([1])
         };
         let grads = loss(&enc, x).backward();
-        struct Collect<'a>(&'a burn::tensor::Gradients, Vec<Vec<f32>>);
-        impl ModuleVisitor for Collect<'_> {
-            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-                let n = p.val().shape().num_elements();
-                self.1.push(
-                    p.val()
-                        .grad(self.0)
-                        .map(|g| g.try_into_vec_as::<f32>().unwrap())
-                        .unwrap_or(vec![0.0; n]),
-                );
-            }
-        }
-        let mut c = Collect(&grads, Vec::new());
+        let mut c = GradsOf(&grads, Vec::new());
         enc.visit(&mut c);
         let plain = Device::flex();
         let base = enc.valid();
@@ -331,35 +320,12 @@ mod tests {
         let f = |e: &ResidualImageEncoder| -> f64 {
             loss(e, xp.clone()).try_into_vec_as::<f32>().unwrap()[0] as f64
         };
-        struct Nudge {
-            target: usize,
-            index: usize,
-            h: f32,
-            seen: usize,
-        }
-        impl ModuleMapper for Nudge {
-            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let me = self.seen;
-                self.seen += 1;
-                if me != self.target {
-                    return p;
-                }
-                let (index, h) = (self.index, self.h);
-                p.map(|t| {
-                    let shape = t.shape();
-                    let mut d = vec![0.0f32; shape.num_elements()];
-                    d[index] = h;
-                    let dev = t.device();
-                    t + Tensor::from_data(TensorData::new(d, shape), &dev)
-                })
-            }
-        }
         let h = 1e-2f32;
         let (mut checked, mut bad) = (0, Vec::new());
         for (target, g) in c.1.iter().enumerate() {
             for index in [0, g.len() / 2, g.len() - 1] {
                 let nudge = |h| {
-                    base.clone().map(&mut Nudge {
+                    base.clone().map(&mut Perturb {
                         target,
                         index,
                         h,

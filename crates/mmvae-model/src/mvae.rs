@@ -534,9 +534,8 @@ impl Mvae {
 mod tests {
     use super::*;
     use crate::config::{ImageModel, TextModel};
-    use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+    use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::{AdamConfig, GradientsParams};
-    use burn::tensor::Gradients;
 
     const SIDE: usize = 4;
     const VOCAB: usize = 9;
@@ -603,43 +602,7 @@ mod tests {
         v.0
     }
 
-    struct GradsOf<'a>(&'a Gradients, Vec<Vec<f32>>);
-    impl ModuleVisitor for GradsOf<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let n = p.val().shape().num_elements();
-            let g = p
-                .val()
-                .grad(self.0)
-                .map(|g| g.try_into_vec_as::<f32>().unwrap())
-                .unwrap_or(vec![0.0; n]);
-            self.1.push(g);
-        }
-    }
-
-    /// Adds `h` to element `index` of the `target`-th float parameter.
-    struct Perturb {
-        target: usize,
-        index: usize,
-        h: f32,
-        seen: usize,
-    }
-    impl ModuleMapper for Perturb {
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let k = self.seen;
-            self.seen += 1;
-            if k != self.target {
-                return p;
-            }
-            let (index, h) = (self.index, self.h);
-            p.map(move |t| {
-                let shape = t.shape();
-                let mut d = vec![0f32; shape.num_elements()];
-                d[index] = h;
-                let dev = t.device();
-                t + Tensor::from_data(TensorData::new(d, shape), &dev)
-            })
-        }
-    }
+    use crate::testutil::{GradsOf, Perturb};
 
     fn gradient_check(image: ImageModel, private: usize) {
         gradient_check_fusion(image, private, Fusion::Poe);

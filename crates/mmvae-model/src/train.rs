@@ -565,6 +565,20 @@ mod tests {
         }
     }
 
+    /// Train `cfg` into `root/name` on the fixture in `root/data` and check
+    /// that the training loss went down and validation stayed finite.
+    fn train_tiny(cfg: &TrainConfig, root: &Path, name: &str) -> TrainSummary {
+        let r = train(cfg, &opts(root.join(name), root.join("data")), |_| {}).unwrap();
+        let (first, last) = (&r.reports[0], r.reports.last().unwrap());
+        assert!(
+            last.train["loss"] < first.train["loss"] && last.val["loss"].is_finite(),
+            "{name}: {} -> {}",
+            first.train["loss"],
+            last.train["loss"]
+        );
+        r
+    }
+
     #[test]
     fn non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint() {
         let _rng = crate::testutil::rng_lock();
@@ -670,19 +684,7 @@ mod tests {
             cfg.model.text = text;
             cfg.optim.epochs = 2;
             let name = format!("{fusion:?}-{private}-{text:?}");
-            let r = train(
-                &cfg,
-                &opts(d.path().join(&name), d.path().join("data")),
-                |_| {},
-            )
-            .unwrap();
-            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
-            assert!(
-                last.train["loss"] < first.train["loss"] && last.val["loss"].is_finite(),
-                "{name}: {} -> {}",
-                first.train["loss"],
-                last.train["loss"]
-            );
+            train_tiny(&cfg, d.path(), &name);
             let (ck, m) =
                 checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
             assert_eq!(ck.config.model.fusion, fusion);
@@ -758,20 +760,7 @@ mod tests {
             cfg.loss.objective = objective;
             cfg.loss.k = 4;
             cfg.optim.epochs = 2;
-            let name = format!("{objective:?}");
-            let r = train(
-                &cfg,
-                &opts(d.path().join(&name), d.path().join("data")),
-                |_| {},
-            )
-            .unwrap();
-            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
-            assert!(
-                last.train["loss"] < first.train["loss"] && last.val["loss"].is_finite(),
-                "{name}: {} -> {}",
-                first.train["loss"],
-                last.train["loss"]
-            );
+            train_tiny(&cfg, d.path(), &format!("{objective:?}"));
         }
     }
 
@@ -806,19 +795,7 @@ mod tests {
             cfg.model.image_likelihood = likelihood;
             cfg.optim.epochs = 2;
             let name = format!("{image:?}-{likelihood:?}");
-            let r = train(
-                &cfg,
-                &opts(d.path().join(&name), d.path().join("data")),
-                |_| {},
-            )
-            .unwrap();
-            let (first, last) = (&r.reports[0], r.reports.last().unwrap());
-            assert!(
-                last.train["loss"] < first.train["loss"],
-                "{name}: {} -> {}",
-                first.train["loss"],
-                last.train["loss"]
-            );
+            train_tiny(&cfg, d.path(), &name);
             let (_, m) =
                 checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
             let s = m.pixel_scale.as_ref().expect("a learned scale");
