@@ -852,6 +852,49 @@ fn bad_inputs_fail_with_one_line() {
     std::fs::write(d.join("neg.toml"), TINY.replace("lr = 0.005", "lr = -2.0")).unwrap();
     let e = fails(d, &["train", "--config", "neg.toml", "--data-dir", "data"]);
     assert!(e.contains("optim.lr"), "{e}");
+    // Recipe sections: phases that do not add up, an adversarial weight
+    // without its discriminator, a VGG16 file that is not there.
+    let phased = format!(
+        "{TINY}\n[[phases]]\nname = \"a\"\nepochs = 1\n\n[[phases]]\nname = \"b\"\nepochs = 5\n"
+    );
+    std::fs::write(d.join("phases.toml"), &phased).unwrap();
+    let e = fails(
+        d,
+        &["train", "--config", "phases.toml", "--data-dir", "data"],
+    );
+    assert!(
+        e.contains("optim.epochs") && e.contains("phases.toml"),
+        "{e}"
+    );
+    std::fs::write(
+        d.join("adv.toml"),
+        TINY.replace("[loss]\n", "[loss]\nadversarial_weight = 1.0\n"),
+    )
+    .unwrap();
+    let e = fails(d, &["train", "--config", "adv.toml", "--data-dir", "data"]);
+    assert!(e.contains("[adversarial]"), "{e}");
+    std::fs::write(
+        d.join("vgg.toml"),
+        format!(
+            "{}\n[perceptual]\nnetwork = {{ kind = \"vgg16\", weights = \"missing-vgg.safetensors\" }}\n",
+            TINY.replace("[loss]\n", "[loss]\nperceptual_weight = 0.1\n")
+        ),
+    )
+    .unwrap();
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "vgg.toml",
+            "--data-dir",
+            "data",
+            "--out",
+            "rv",
+        ],
+    );
+    assert!(e.contains("missing-vgg.safetensors"), "{e}");
+    assert!(!d.join("rv").exists(), "nothing written for a failed start");
     // Corrupt gzip and wrong magic in the data.
     let bad = d.join("bad/mnist");
     write_dataset(&bad, 100);
