@@ -92,6 +92,7 @@ pub fn run(
                 latent: 64,
                 private_latent: 0,
                 fusion: Fusion::Poe,
+                fusion_hidden: 128,
                 image: ImageModel::Mlp { hidden: 512 },
                 text: TextModel::Gru {
                     embed: 64,

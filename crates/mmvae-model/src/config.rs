@@ -32,6 +32,28 @@ pub enum Fusion {
     /// as the mean of its components' KLs, as in the authors' code.
     #[serde(rename = "mopoe")]
     MoPoe,
+    /// Learned fusion baseline: a network reads the concatenated expert
+    /// outputs [μ, log σ²] (absent modalities masked) and returns the
+    /// posterior; `model.fusion_hidden` wide. Trained on the same terms as
+    /// `poe`, with optional `loss.modality_dropout` on the joint term.
+    Concat,
+    /// Learned fusion baseline: bidirectional cross-attention between the
+    /// image and text experts' outputs, each cut into four tokens,
+    /// `model.fusion_hidden` wide (four heads); otherwise as `concat`.
+    Attention,
+}
+
+impl Fusion {
+    /// Whether a learned network fuses the experts (`concat`, `attention`).
+    pub fn is_learned(self) -> bool {
+        matches!(self, Fusion::Concat | Fusion::Attention)
+    }
+
+    /// Whether the objective is the PoE-style sum of the joint and the
+    /// single-modality ELBOs (`poe` and the learned fusions).
+    pub fn sums_subset_elbos(self) -> bool {
+        matches!(self, Fusion::Poe | Fusion::Concat | Fusion::Attention)
+    }
 }
 
 /// Image encoder/decoder architecture.
@@ -99,6 +121,9 @@ pub struct ModelConfig {
     pub private_latent: usize,
     #[serde(default)]
     pub fusion: Fusion,
+    /// Width of the learned fusion network (`concat`, `attention`).
+    #[serde(default = "default_fusion_hidden")]
+    pub fusion_hidden: usize,
     pub image: ImageModel,
     /// The image decoder's pixel likelihood: `{ kind = "bernoulli" }`
     /// (default), `{ kind = "gaussian", scale = 0.1 }` or `{ kind =
@@ -331,6 +356,10 @@ pub struct LossConfig {
     /// `image-text-kl` or `mse`.
     #[serde(default)]
     pub align: Alignment,
+    /// With a learned fusion: the probability that the joint term of an
+    /// item sees only one modality (image or text, equally likely).
+    #[serde(default)]
+    pub modality_dropout: f32,
     /// Temperature of `align = "info-nce"`.
     #[serde(default = "default_temperature")]
     pub temperature: f32,
@@ -372,6 +401,10 @@ fn one() -> f32 {
     1.0
 }
 
+fn default_fusion_hidden() -> usize {
+    128
+}
+
 fn default_temperature() -> f32 {
     0.1
 }
@@ -396,6 +429,7 @@ impl Default for LossConfig {
             align_weight: 0.0,
             align: Alignment::Jmvae,
             temperature: default_temperature(),
+            modality_dropout: 0.0,
             align_anneal_steps: 0,
             align_anneal: Anneal::Linear,
             cross_weight: 1.0,
@@ -440,7 +474,7 @@ fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
 /// The checks of one loss configuration; `at` names it in messages.
 fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
     check(
-        m.fusion == Fusion::Poe || l.unimodal_target == UnimodalTarget::All,
+        m.fusion.sums_subset_elbos() || l.unimodal_target == UnimodalTarget::All,
         &format!("{at}.unimodal_target"),
         "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct both modalities",
     )?;
@@ -471,14 +505,24 @@ fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
     )?;
     check(
         l.cross_weight == 1.0
-            || (m.fusion == Fusion::Poe && l.unimodal_target == UnimodalTarget::All),
+            || (m.fusion.sums_subset_elbos() && l.unimodal_target == UnimodalTarget::All),
         &format!("{at}.cross_weight"),
-        "applies only with fusion \"poe\" and unimodal_target \"all\" (leave it at 1 otherwise)",
+        "applies only with fusion \"poe\", \"concat\" or \"attention\" and unimodal_target \"all\" (leave it at 1 otherwise)",
     )?;
     check(
         l.align_weight.is_finite() && l.align_weight >= 0.0,
         &format!("{at}.align_weight"),
         "must be >= 0",
+    )?;
+    check(
+        l.modality_dropout.is_finite() && (0.0..1.0).contains(&l.modality_dropout),
+        &format!("{at}.modality_dropout"),
+        "must be in [0, 1)",
+    )?;
+    check(
+        l.modality_dropout == 0.0 || m.fusion.is_learned(),
+        &format!("{at}.modality_dropout"),
+        "applies only to the learned fusions (\"concat\", \"attention\")",
     )?;
     check(
         l.temperature.is_finite() && l.temperature > 0.0,
@@ -547,6 +591,23 @@ impl TrainConfig {
             "model.latent",
             "must be in 1..=4096",
         )?;
+        check(
+            (1..=16384).contains(&m.fusion_hidden),
+            "model.fusion_hidden",
+            "must be in 1..=16384",
+        )?;
+        if m.fusion == Fusion::Attention {
+            check(
+                m.fusion_hidden % 4 == 0,
+                "model.fusion_hidden",
+                "must be divisible by the 4 attention heads",
+            )?;
+            check(
+                (2 * m.latent) % crate::fusion::TOKENS == 0,
+                "model.latent",
+                "must be even with fusion \"attention\" (each expert's output is cut into 4 tokens)",
+            )?;
+        }
         check(
             m.private_latent <= 4096,
             "model.private_latent",
@@ -733,6 +794,7 @@ impl TrainConfig {
                 latent: 8,
                 private_latent: 0,
                 fusion: Fusion::Poe,
+                fusion_hidden: 128,
                 image: ImageModel::Mlp { hidden: 32 },
                 text: TextModel::Gru {
                     embed: 8,
@@ -876,6 +938,8 @@ mod tests {
             (Fusion::Poe, "poe"),
             (Fusion::Moe, "moe"),
             (Fusion::MoPoe, "mopoe"),
+            (Fusion::Concat, "concat"),
+            (Fusion::Attention, "attention"),
         ] {
             c.model.fusion = f;
             let s = c.to_toml();
@@ -885,6 +949,8 @@ mod tests {
                 c
             );
         }
+        // The mixtures' terms always reconstruct both modalities.
+        c.model.fusion = Fusion::MoPoe;
         c.loss.unimodal_target = UnimodalTarget::Observed;
         let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
             .unwrap_err()
@@ -899,6 +965,23 @@ mod tests {
         assert!(e.contains("loss.cross_weight"), "{e}");
         c.model.fusion = Fusion::Poe;
         assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+        // Modality dropout is for the learned fusions; attention cuts each
+        // expert's output into four tokens.
+        c.loss.modality_dropout = 0.3;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loss.modality_dropout"), "{e}");
+        c.model.fusion = Fusion::Attention;
+        assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+        c.model.latent = 3;
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.latent"), "{e}");
+        c.model.latent = 8;
+        c.loss.modality_dropout = 0.0;
+        c.model.fusion = Fusion::Poe;
         // Importance-weighted bounds are for the mixture of experts.
         c.loss.cross_weight = 1.0;
         c.loss.objective = Objective::Dreg;

@@ -160,12 +160,7 @@ pub fn score_pairs(
     while start < n_cap {
         let len = bs.min(n_cap - start);
         let tok = tokens.clone().narrow(0, start, len);
-        qy.push(
-            model
-                .text_encoder
-                .forward(tok.clone(), last.clone().narrow(0, start, len))
-                .with_prior(),
-        );
+        qy.push(model.encode_text(tok.clone(), last.clone().narrow(0, start, len)));
         // [k·len] rows: draw-major, caption-minor.
         let z = z_prior_shared
             .clone()

@@ -16,6 +16,7 @@ pub mod discriminator;
 pub mod error;
 pub mod eval;
 pub mod fid;
+pub mod fusion;
 pub mod gaussian;
 pub mod heads;
 pub mod image;

@@ -62,9 +62,9 @@ pub fn marginal_log_likelihood(
         let tok = b.tokens.clone().repeat_dim(0, k); // [k, time]
         let (qx, qw) = model.image_experts(b.images.clone());
         let qy = model.text_encoder.forward(b.tokens, b.last);
-        let post_x = qx.clone().with_prior();
-        let post_y = qy.clone().with_prior();
-        let post_xy = Gaussian::product_with_prior(&[qx, qy]);
+        let post_x = model.posterior(Some(&qx), None);
+        let post_y = model.posterior(None, Some(&qy));
+        let post_xy = model.posterior(Some(&qx), Some(&qy));
         let draw = |g: &Gaussian| {
             let g = g.repeat_rows(k);
             let z = g.rsample_with(g.mu.random_like(Distribution::Normal(0.0, 1.0)));

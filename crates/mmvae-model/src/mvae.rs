@@ -6,6 +6,7 @@ use burn::tensor::activation::{log_softmax, sigmoid, softplus};
 
 use crate::batch::Batch;
 use crate::config::{Alignment, Fusion, LossConfig, ModelConfig, Objective, UnimodalTarget};
+use crate::fusion::{FusionHead, Presence};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
 use crate::image_likelihood::{ImageLikelihood, PixelScale};
@@ -27,6 +28,9 @@ pub struct Mvae {
     pub likelihood: ImageLikelihood,
     /// Its learned per-channel scale, when it learns one.
     pub pixel_scale: Option<PixelScale>,
+    /// The learned fusion network (`concat`, `attention`); none for the
+    /// product and mixtures of experts.
+    pub fusion_head: Option<FusionHead>,
 }
 
 /// burn initialises parameters lazily, on first use, drawing from the same
@@ -61,6 +65,15 @@ impl ModelConfig {
             max_len: self.max_len,
             likelihood: self.image_likelihood,
             pixel_scale: self.image_likelihood.init_scale(colours, side, device),
+            fusion_head: match self.fusion {
+                Fusion::Concat => Some(FusionHead::concat(self.latent, self.fusion_hidden, device)),
+                Fusion::Attention => Some(FusionHead::attention(
+                    self.latent,
+                    self.fusion_hidden,
+                    device,
+                )),
+                Fusion::Poe | Fusion::Moe | Fusion::MoPoe => None,
+            },
         };
         force_init(&m);
         m
@@ -96,6 +109,8 @@ pub struct LossOutput {
 pub fn noise_rows(cfg: &LossConfig, fusion: Fusion, b: usize) -> usize {
     match (fusion, cfg.objective) {
         (Fusion::Moe, Objective::Iwae | Objective::Dreg) => 2 * cfg.k * b,
+        // One more row per item draws its modality-dropout decision.
+        (Fusion::Concat | Fusion::Attention, _) if cfg.modality_dropout > 0.0 => 4 * b,
         _ => 3 * b,
     }
 }
@@ -216,8 +231,38 @@ impl Mvae {
         let qy = self
             .text_encoder
             .forward(batch.tokens.clone(), batch.last.clone());
-        let q_joint = Gaussian::product_with_prior(&[qx.clone(), qy.clone()]);
-        let (q_x, q_y) = (qx.with_prior(), qy.with_prior());
+        let (q_joint, q_x, q_y) = match &self.fusion_head {
+            None => (
+                Gaussian::product_with_prior(&[qx.clone(), qy.clone()]),
+                qx.clone().with_prior(),
+                qy.clone().with_prior(),
+            ),
+            Some(head) => {
+                let device = qx.mu.device();
+                // Modality dropout: a standard-normal draw per item, turned
+                // uniform; the lowest p/2 drop the image, the highest p/2
+                // the text.
+                let joint = if cfg.modality_dropout > 0.0 && eps.dims()[0] >= 4 * b {
+                    let u = (eps.clone().narrow(0, 3 * b, b).narrow(1, 0, 1)
+                        / std::f32::consts::SQRT_2)
+                        .erf()
+                        .add_scalar(1.0)
+                        .mul_scalar(0.5); // [b, 1]
+                    let half = cfg.modality_dropout / 2.0;
+                    Presence {
+                        image: u.clone().greater_equal_elem(half).float(),
+                        text: u.lower_equal_elem(1.0 - half).float(),
+                    }
+                } else {
+                    Presence::all(b, true, true, &device)
+                };
+                (
+                    head.fuse(&qx, &qy, &joint),
+                    head.fuse(&qx, &qy, &Presence::all(b, true, false, &device)),
+                    head.fuse(&qx, &qy, &Presence::all(b, false, true, &device)),
+                )
+            }
+        };
         let z = Tensor::cat(
             vec![
                 q_joint.rsample_with(eps.clone().narrow(0, 0, b)),
@@ -227,7 +272,7 @@ impl Mvae {
             0,
         ); // [3b, latent]
         let mut kl = match fusion {
-            Fusion::Poe | Fusion::MoPoe => Tensor::cat(
+            Fusion::Poe | Fusion::MoPoe | Fusion::Concat | Fusion::Attention => Tensor::cat(
                 vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
                 0,
             ),
@@ -274,7 +319,7 @@ impl Mvae {
             let generated = sigmoid(logits.clone().narrow(0, 2 * b, b));
             let (qg, _) = self.image_experts(generated);
             self.text_decoder
-                .nll(qg.with_prior().mu, batch.tokens.clone())
+                .nll(self.posterior(Some(&qg), None).mu, batch.tokens.clone())
                 .sum()
                 * (cfg.cycle_weight / b as f32)
         });
@@ -288,14 +333,14 @@ impl Mvae {
         let kl = kl.reshape([3, b]);
         // Which terms reconstruct which modality: rows are joint, x-only, y-only.
         let (wx, wy, wk) = match (fusion, cfg.unimodal_target) {
-            (Fusion::Poe, UnimodalTarget::All) => {
+            (Fusion::Poe | Fusion::Concat | Fusion::Attention, UnimodalTarget::All) => {
                 let c = cfg.cross_weight;
                 ([1.0, 1.0, c], [1.0f32; 3], [1.0f32; 3])
             }
-            (Fusion::Poe, UnimodalTarget::Observed) => {
+            (Fusion::Poe | Fusion::Concat | Fusion::Attention, UnimodalTarget::Observed) => {
                 ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
             }
-            (Fusion::Poe, UnimodalTarget::None) => {
+            (Fusion::Poe | Fusion::Concat | Fusion::Attention, UnimodalTarget::None) => {
                 ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0])
             }
             // The mixtures' stratified ELBOs average their components.
@@ -469,9 +514,32 @@ impl Mvae {
             .squeeze_dim::<1>(1)
     }
 
-    /// q(z|x) with the prior expert.
+    /// The posterior of the shared latent from the raw experts of the
+    /// modalities present (at least one): the product with the prior expert,
+    /// or the learned fusion network.
+    pub fn posterior(&self, image: Option<&Gaussian>, text: Option<&Gaussian>) -> Gaussian {
+        match (&self.fusion_head, image, text) {
+            (None, Some(x), Some(y)) => Gaussian::product_with_prior(&[x.clone(), y.clone()]),
+            (None, Some(q), None) | (None, None, Some(q)) => q.clone().with_prior(),
+            (Some(head), _, _) => {
+                let some = image.or(text).expect("at least one modality");
+                let rows = some.mu.dims()[0];
+                let device = some.mu.device();
+                let zero = || Gaussian::new(some.mu.zeros_like(), some.logvar.zeros_like());
+                let (x, y) = (
+                    image.cloned().unwrap_or_else(zero),
+                    text.cloned().unwrap_or_else(zero),
+                );
+                let present = Presence::all(rows, image.is_some(), text.is_some(), &device);
+                head.fuse(&x, &y, &present)
+            }
+            (None, None, None) => panic!("posterior needs at least one modality"),
+        }
+    }
+
+    /// q(z|x): the image's posterior of the shared latent.
     pub fn encode_image(&self, images: Tensor<2>) -> Gaussian {
-        self.image_experts(images).0.with_prior()
+        self.posterior(Some(&self.image_experts(images).0), None)
     }
 
     /// q(z|x) with the prior expert, followed by q(w|x) when the model has an
@@ -479,14 +547,14 @@ impl Mvae {
     /// reconstructs the image with its own pose and style.
     pub fn encode_image_full(&self, images: Tensor<2>) -> Gaussian {
         match self.image_experts(images) {
-            (qz, None) => qz.with_prior(),
-            (qz, Some(qw)) => qz.with_prior().concat(&qw),
+            (qz, None) => self.posterior(Some(&qz), None),
+            (qz, Some(qw)) => self.posterior(Some(&qz), None).concat(&qw),
         }
     }
 
-    /// q(z|y) with the prior expert.
+    /// q(z|y): the caption's posterior of the shared latent.
     pub fn encode_text(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
-        self.text_encoder.forward(tokens, last).with_prior()
+        self.posterior(None, Some(&self.text_encoder.forward(tokens, last)))
     }
 
     /// Complete a shared latent with the image-only part: w drawn from its
@@ -534,6 +602,7 @@ impl Mvae {
 mod tests {
     use super::*;
     use crate::config::{ImageModel, TextModel};
+    use crate::fusion::Presence;
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::{AdamConfig, GradientsParams};
 
@@ -551,6 +620,7 @@ mod tests {
                 latent: 3,
                 private_latent,
                 fusion: Fusion::Poe,
+                fusion_hidden: 128,
                 image,
                 text: TextModel::Gru {
                     embed: 4,
@@ -862,6 +932,63 @@ mod tests {
             "only {differ} of {} encoder gradients differ",
             ei.len()
         );
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_with_learned_fusion() {
+        for (fusion, dropout) in [(Fusion::Concat, 0.0), (Fusion::Attention, 0.5)] {
+            let (mut cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+            cfg.fusion = fusion;
+            cfg.latent = 4;
+            cfg.fusion_hidden = 8;
+            loss_cfg.modality_dropout = dropout;
+            gradient_check_cfg(cfg, loss_cfg, fusion);
+        }
+    }
+
+    #[test]
+    fn learned_fusion_posteriors_serve_inference_and_dropout_masks_the_joint() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        dev.seed(4);
+        let (mut cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        cfg.fusion = Fusion::Concat;
+        cfg.fusion_hidden = 8;
+        let m = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        let v = |g: Gaussian| g.mu.try_into_vec_as::<f32>().unwrap();
+        // encode_image is the fusion network with the text masked out, not
+        // the expert with the prior.
+        let (qx, _) = m.image_experts(batch.images.clone());
+        let head = m.fusion_head.as_ref().unwrap();
+        let any = Gaussian::new(qx.mu.zeros_like(), qx.logvar.zeros_like());
+        let want = head.fuse(&qx, &any, &Presence::all(4, true, false, &dev));
+        assert_eq!(v(m.encode_image(batch.images.clone())), v(want));
+        assert_ne!(v(m.encode_image(batch.images.clone())), v(qx.with_prior()));
+        // With dropout the joint term changes (some items lose a modality),
+        // the single-modality terms do not.
+        let eps = Tensor::<2>::random([16, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let plain = m
+            .loss_with_noise(
+                &batch,
+                &loss_cfg,
+                Fusion::Concat,
+                1.0,
+                eps.clone().narrow(0, 0, 12),
+            )
+            .report
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        loss_cfg.modality_dropout = 0.99;
+        let dropped = m
+            .loss_with_noise(&batch, &loss_cfg, Fusion::Concat, 1.0, eps)
+            .report
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        // [loss, img_nll, txt_nll, kl, img2txt_nll, txt2img_nll, align]
+        assert_ne!(plain[3], dropped[3], "joint KL unchanged under dropout");
+        assert_eq!(plain[4], dropped[4]);
+        assert_eq!(plain[5], dropped[5]);
     }
 
     #[test]

@@ -281,6 +281,7 @@ mod tests {
             // Covers the image-only latent's noise columns in the shards.
             private_latent: 2,
             fusion: Fusion::Poe,
+            fusion_hidden: 128,
             image: ImageModel::Mlp { hidden: 8 },
             text: TextModel::Gru {
                 embed: 4,

@@ -656,6 +656,8 @@ mod tests {
             (crate::config::Fusion::Poe, 0, gru),
             (crate::config::Fusion::Moe, 0, gru),
             (crate::config::Fusion::MoPoe, 0, gru),
+            (crate::config::Fusion::Concat, 0, gru),
+            (crate::config::Fusion::Attention, 2, gru),
             (crate::config::Fusion::Poe, 3, gru),
             (crate::config::Fusion::Poe, 0, lstm(false)),
             (crate::config::Fusion::Moe, 0, lstm(true)),
