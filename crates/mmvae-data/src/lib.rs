@@ -19,4 +19,4 @@ pub mod tokenizer;
 pub use captions::{CaptionSet, Captioner};
 pub use dataset::{DatasetKind, ImageLabelSet, Split};
 pub use error::DataError;
-pub use tokenizer::Vocab;
+pub use tokenizer::{TokenLevel, Vocab};

@@ -1,4 +1,6 @@
-//! Word-level tokenizer with a deterministic, sorted vocabulary.
+//! Word- and character-level tokenizers, each with a deterministic, sorted
+//! vocabulary saved beside the model (`vocab.json`: a list of words, or for
+//! characters `{"level": "char", "tokens": [...]}`).
 
 use crate::error::{DataError, Result};
 use crate::fsutil;
@@ -26,29 +28,88 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A vocabulary: the four specials, then every word of the corpus in sorted
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenLevel {
+    /// Normalised words (see [`words`]).
+    #[default]
+    Word,
+    /// The characters of the normalised words joined by single spaces (the
+    /// space is a token), e.g. for digit strings or spelling.
+    Char,
+}
+
+impl TokenLevel {
+    /// The tokens of `text` at this level.
+    pub fn tokens(self, text: &str) -> Vec<String> {
+        match self {
+            TokenLevel::Word => words(text),
+            TokenLevel::Char => words(text).join(" ").chars().map(String::from).collect(),
+        }
+    }
+
+    fn join(self, tokens: &[&str]) -> String {
+        match self {
+            TokenLevel::Word => tokens.join(" "),
+            TokenLevel::Char => tokens.concat(),
+        }
+    }
+}
+
+/// A vocabulary: the four specials, then every token of the corpus in sorted
 /// order. The same corpus always gives the same ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vocab {
     words: Vec<String>,
-    #[serde(skip)]
+    level: TokenLevel,
     index: HashMap<String, usize>,
 }
 
+/// `vocab.json` of a character vocabulary (a word vocabulary is a plain list).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LevelledFile {
+    level: TokenLevel,
+    tokens: Vec<String>,
+}
+
 impl Vocab {
+    /// A word-level vocabulary of `corpus`.
     pub fn build<S: AsRef<str>>(corpus: impl IntoIterator<Item = S>) -> Self {
-        let set: BTreeSet<String> = corpus.into_iter().flat_map(|s| words(s.as_ref())).collect();
-        let all = SPECIALS.iter().map(|s| s.to_string()).chain(set).collect();
-        Self::from_words(all)
+        Self::build_at(TokenLevel::Word, corpus)
     }
 
-    fn from_words(words: Vec<String>) -> Self {
+    /// A vocabulary of `corpus` at `level`.
+    pub fn build_at<S: AsRef<str>>(level: TokenLevel, corpus: impl IntoIterator<Item = S>) -> Self {
+        let set: BTreeSet<String> = corpus
+            .into_iter()
+            .flat_map(|s| level.tokens(s.as_ref()))
+            .collect();
+        let all = SPECIALS.iter().map(|s| s.to_string()).chain(set).collect();
+        Self::from_words(all, level)
+    }
+
+    fn from_words(words: Vec<String>, level: TokenLevel) -> Self {
         let index = words
             .iter()
             .enumerate()
             .map(|(i, w)| (w.clone(), i))
             .collect();
-        Self { words, index }
+        Self {
+            words,
+            level,
+            index,
+        }
+    }
+
+    pub fn level(&self) -> TokenLevel {
+        self.level
+    }
+
+    /// Tokens of `text` (before `<bos>`/`<eos>`), known or not.
+    pub fn token_count(&self, text: &str) -> usize {
+        self.level.tokens(text).len()
     }
 
     pub fn len(&self) -> usize {
@@ -70,7 +131,7 @@ impl Vocab {
 
     /// Encode, failing with the list of unknown words (for user prompts).
     pub fn encode(&self, text: &str) -> Result<Vec<usize>> {
-        let ws = words(text);
+        let ws = self.level.tokens(text);
         let unknown: Vec<String> = ws
             .iter()
             .filter(|w| self.id(w).is_none())
@@ -93,7 +154,8 @@ impl Vocab {
 
     /// Encode, mapping unknown words to `<unk>`.
     pub fn encode_lossy(&self, text: &str) -> Vec<usize> {
-        words(text)
+        self.level
+            .tokens(text)
             .iter()
             .map(|w| self.id(w).unwrap_or(UNK))
             .collect()
@@ -109,7 +171,7 @@ impl Vocab {
                 _ => out.push(self.word(id)),
             }
         }
-        out.join(" ")
+        self.level.join(&out)
     }
 
     /// `[bos] + ids + [eos]`, padded with `<pad>` to `len` (truncating the
@@ -125,14 +187,31 @@ impl Vocab {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(&self.words).expect("vocab serialises");
+        let json = match self.level {
+            TokenLevel::Word => serde_json::to_vec_pretty(&self.words),
+            TokenLevel::Char => serde_json::to_vec_pretty(&LevelledFile {
+                level: self.level,
+                tokens: self.words.clone(),
+            }),
+        }
+        .expect("vocab serialises");
         fsutil::write_atomic(path, &json)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let words: Vec<String> = serde_json::from_slice(&bytes)
-            .map_err(|e| DataError::format(path, format!("not a vocabulary file: {e}")))?;
+        let (words, level) = match serde_json::from_slice::<Vec<String>>(&bytes) {
+            Ok(w) => (w, TokenLevel::Word),
+            Err(list_err) => match serde_json::from_slice::<LevelledFile>(&bytes) {
+                Ok(f) => (f.tokens, f.level),
+                Err(_) => {
+                    return Err(DataError::format(
+                        path,
+                        format!("not a vocabulary file: {list_err}"),
+                    ))
+                }
+            },
+        };
         if words.len() < SPECIALS.len() || words[..SPECIALS.len()] != SPECIALS {
             return Err(DataError::format(
                 path,
@@ -143,7 +222,7 @@ impl Vocab {
         if distinct.len() != words.len() {
             return Err(DataError::format(path, "vocabulary has duplicate words"));
         }
-        Ok(Self::from_words(words))
+        Ok(Self::from_words(words, level))
     }
 }
 
@@ -183,6 +262,36 @@ mod tests {
         assert!(e.contains("zebra") && e.contains("handwritten"), "{e}");
         assert_eq!(v.encode_lossy("a zebra"), vec![v.id("a").unwrap(), UNK]);
         assert!(v.encode("  ").is_err());
+    }
+
+    #[test]
+    fn character_level_round_trip_and_save() {
+        let v = Vocab::build_at(TokenLevel::Char, ["1 7 7 3", "big red heart"]);
+        // Sorted characters: the space, digits, letters.
+        assert_eq!(
+            v.known_words()[..5].to_vec(),
+            [" ", "1", "3", "7", "a"].map(String::from).to_vec()
+        );
+        let ids = v.encode("Big  Red heart!").unwrap();
+        assert_eq!(ids.len(), "big red heart".len());
+        assert_eq!(v.decode(&ids), "big red heart");
+        assert_eq!(v.token_count("1773"), 4);
+        let e = v.encode("blue").unwrap_err().to_string();
+        assert!(e.contains('u'), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("vocab.json");
+        v.save(&p).unwrap();
+        let back = Vocab::load(&p).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.level(), TokenLevel::Char);
+        // A word vocabulary stays a plain list (older checkpoints load).
+        let w = Vocab::build(["one two"]);
+        w.save(&p).unwrap();
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .trim_start()
+            .starts_with('['));
+        assert_eq!(Vocab::load(&p).unwrap().level(), TokenLevel::Word);
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub struct DataConfig {
     pub val_size: usize,
     /// Seed of the caption templates drawn for each image.
     pub caption_seed: u64,
+    /// Caption tokens: `word` (default) or `char` (characters, the space
+    /// included; `model.max_len` must then hold the longest caption's
+    /// characters).
+    #[serde(default)]
+    pub tokenizer: mmvae_data::TokenLevel,
 }
 
 /// Which modalities a single-modality ELBO term reconstructs.
@@ -814,6 +819,7 @@ impl TrainConfig {
                 train_limit: Some(64),
                 val_size: 16,
                 caption_seed: 0,
+                tokenizer: mmvae_data::TokenLevel::Word,
             },
             loss: LossConfig {
                 text_weight: 10.0,
@@ -1091,10 +1097,10 @@ mod tests {
                 let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
                 // And each builds its model for its dataset.
                 let kind = c.data.dataset;
-                let vocab = crate::data::build_vocab(&mmvae_data::Captioner::new(
-                    kind,
-                    c.data.caption_seed,
-                ));
+                let captioner = mmvae_data::Captioner::new(kind, c.data.caption_seed);
+                let vocab = crate::data::build_vocab(&captioner, c.data.tokenizer);
+                crate::data::check_max_len(&c, &captioner, &vocab)
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 let m = c.model.init(
                     kind.image_size().0,
                     kind.channels(),

@@ -2,7 +2,7 @@
 
 use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
-use mmvae_data::Vocab;
+use mmvae_data::{TokenLevel, Vocab};
 use std::path::Path;
 
 use crate::config::TrainConfig;
@@ -21,10 +21,30 @@ pub struct TrainData {
     pub captioner: Captioner,
 }
 
-/// The vocabulary: every word of every training template. Held-out
-/// templates reuse these words by construction.
-pub fn build_vocab(captioner: &Captioner) -> Vocab {
-    Vocab::build(captioner.all_captions(CaptionSet::Train))
+/// The vocabulary: every token of every training template at `level`.
+/// Held-out templates reuse these words by construction.
+pub fn build_vocab(captioner: &Captioner, level: TokenLevel) -> Vocab {
+    Vocab::build_at(level, captioner.all_captions(CaptionSet::Train))
+}
+
+/// Refuse a `model.max_len` that would cut captions short: every training
+/// and held-out caption, with `<bos>` and `<eos>`, must fit.
+pub fn check_max_len(cfg: &TrainConfig, captioner: &Captioner, vocab: &Vocab) -> Result<()> {
+    let mut longest = 0;
+    for set in [CaptionSet::Train, CaptionSet::HeldOut] {
+        if captioner.has(set) {
+            for c in captioner.all_captions(set) {
+                longest = longest.max(vocab.token_count(&c) + 2);
+            }
+        }
+    }
+    if longest > cfg.model.max_len {
+        return Err(crate::error::ModelError::Config(format!(
+            "`model.max_len` = {} is too short for this dataset's captions: the longest needs {longest} tokens with <bos> and <eos>",
+            cfg.model.max_len
+        )));
+    }
+    Ok(())
 }
 
 /// Threads used to render synthetic data.
@@ -63,7 +83,8 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
         train.truncate(n);
     }
     let captioner = Captioner::new(kind, cfg.data.caption_seed);
-    let vocab = build_vocab(&captioner);
+    let vocab = build_vocab(&captioner, cfg.data.tokenizer);
+    check_max_len(cfg, &captioner, &vocab)?;
     Ok(TrainData {
         train,
         val,

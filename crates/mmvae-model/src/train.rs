@@ -751,6 +751,39 @@ mod tests {
     }
 
     #[test]
+    fn character_level_captions_train_and_are_checked_for_length() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.data.tokenizer = mmvae_data::TokenLevel::Char;
+        // Word-sized max_len cannot hold a caption's characters.
+        let e = train(
+            &cfg,
+            &opts(d.path().join("short"), d.path().join("data")),
+            |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("model.max_len") && e.contains("too short"),
+            "{e}"
+        );
+        cfg.model.max_len = 64;
+        cfg.optim.epochs = 2;
+        train_tiny(&cfg, d.path(), "char");
+        let (ck, m) = checkpoint::load(&d.path().join("char/last"), &Device::flex()).unwrap();
+        assert_eq!(ck.vocab.level(), mmvae_data::TokenLevel::Char);
+        assert!(ck.vocab.id(" ").is_some() && ck.vocab.id("w").is_some());
+        // Decoding yields at most max_len − 1 characters of that vocabulary.
+        let z = Tensor::<2>::zeros([2, m.latent], &Device::flex());
+        for ids in m.decode_text(z, None) {
+            let text = ck.vocab.decode(&ids);
+            assert!(text.chars().count() < 64, "{text}");
+        }
+    }
+
+    #[test]
     fn moe_importance_weighted_objectives_train() {
         use crate::config::{Fusion, Objective};
         let _rng = crate::testutil::rng_lock();
