@@ -753,6 +753,7 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L3) => include_str!("../../../configs/shapes-l3.toml"),
         DatasetKind::Shapes(Level::L4) => include_str!("../../../configs/shapes-l4.toml"),
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
+        DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
     }
 }
 

@@ -26,6 +26,9 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
         // fixed grammar); there are no held-out phrasings.
         (DatasetKind::Shapes(_), CaptionSet::Train) => &["{c}"],
         (DatasetKind::Shapes(_), CaptionSet::HeldOut) => &[],
+        // The digit string itself.
+        (DatasetKind::MultiMnist, CaptionSet::Train) => &["{c}"],
+        (DatasetKind::MultiMnist, CaptionSet::HeldOut) => &[],
         (DatasetKind::Mnist, CaptionSet::Train) => &[
             "{c}",
             "a handwritten {c}",
@@ -93,6 +96,7 @@ impl Captioner {
     fn name(&self, label: usize) -> String {
         match self.kind {
             DatasetKind::Shapes(l) => l.caption(label),
+            DatasetKind::MultiMnist => crate::multimnist::caption(label),
             k => k
                 .static_class_names()
                 .map_or_else(String::new, |n| n[label].to_string()),
@@ -127,6 +131,7 @@ impl Captioner {
     pub fn reference(&self, label: usize) -> Option<String> {
         match self.kind {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
+            DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
             DatasetKind::Mnist | DatasetKind::FashionMnist => None,
         }
     }
@@ -158,6 +163,7 @@ impl Captioner {
     pub fn slots_of(&self, caption: &str) -> Vec<Option<usize>> {
         match self.kind {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
+            DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
         }
     }
@@ -168,6 +174,9 @@ impl Captioner {
     pub fn class_of(&self, caption: &str) -> Option<usize> {
         if let DatasetKind::Shapes(l) = self.kind {
             return l.class_of_caption(caption);
+        }
+        if self.kind == DatasetKind::MultiMnist {
+            return crate::multimnist::class_of_caption(caption);
         }
         let words: Vec<&str> = caption.split_whitespace().collect();
         let mut found: Option<usize> = None;

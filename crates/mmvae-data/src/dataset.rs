@@ -4,6 +4,7 @@
 
 use crate::error::{DataError, Result};
 use crate::idx;
+use crate::multimnist;
 use crate::shapes::{self, Level};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -34,12 +35,16 @@ pub enum DatasetKind {
     FashionMnist,
     /// The CdSprites+-style shapes benchmark at one level (see [`shapes`]).
     Shapes(Level),
+    /// One to four MNIST digits in a 2×2 grid, captioned by the digit
+    /// string (see [`crate::multimnist`]); built from the MNIST files.
+    MultiMnist,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 7] = [
+    pub const ALL: [DatasetKind; 8] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
+        DatasetKind::MultiMnist,
         DatasetKind::Shapes(Level::L1),
         DatasetKind::Shapes(Level::L2),
         DatasetKind::Shapes(Level::L3),
@@ -57,6 +62,7 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L3) => "shapes-l3",
             DatasetKind::Shapes(Level::L4) => "shapes-l4",
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
+            DatasetKind::MultiMnist => "multimnist",
         }
     }
 
@@ -90,6 +96,10 @@ impl DatasetKind {
                 .iter()
                 .map(|s| (s.name(), s.values().len()))
                 .collect(),
+            DatasetKind::MultiMnist => multimnist::SLOT_NAMES
+                .iter()
+                .map(|n| (*n, multimnist::EMPTY + 1))
+                .collect(),
         }
     }
 
@@ -98,13 +108,14 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![class],
             DatasetKind::Shapes(l) => l.attributes(class),
+            DatasetKind::MultiMnist => multimnist::attributes(class),
         }
     }
 
     /// Image channels: 1 grey, 3 RGB.
     pub fn channels(self) -> usize {
         match self {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => 1,
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
             DatasetKind::Shapes(_) => shapes::CHANNELS,
         }
     }
@@ -116,6 +127,9 @@ impl DatasetKind {
             .map(|n| n.iter().map(|s| s.to_string()).collect())
             .unwrap_or_else(|| match self {
                 DatasetKind::Shapes(l) => (0..l.num_classes()).map(|c| l.caption(c)).collect(),
+                DatasetKind::MultiMnist => (0..multimnist::NUM_CLASSES)
+                    .map(multimnist::caption)
+                    .collect(),
                 _ => Vec::new(),
             })
     }
@@ -138,13 +152,14 @@ impl DatasetKind {
                 "bag",
                 "ankle boot",
             ],
-            DatasetKind::Shapes(_) => return None,
+            DatasetKind::Shapes(_) | DatasetKind::MultiMnist => return None,
         })
     }
 
     pub fn num_classes(self) -> usize {
         match self {
             DatasetKind::Shapes(l) => l.num_classes(),
+            DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
             _ => self.static_class_names().map_or(0, |n| n.len()),
         }
     }
@@ -154,18 +169,22 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
+            DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
         }
     }
 
     /// Extra places where an OS package installs the files.
     fn system_dirs(self) -> &'static [&'static str] {
         match self {
-            DatasetKind::Mnist | DatasetKind::Shapes(_) => &[],
+            DatasetKind::Mnist | DatasetKind::Shapes(_) | DatasetKind::MultiMnist => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
         }
     }
 
     fn how_to_get(self) -> String {
+        if self == DatasetKind::MultiMnist {
+            return DatasetKind::Mnist.how_to_get() + " (multimnist is composed from the MNIST files)";
+        }
         let mut s = format!(
             "Get it with `mmvae data fetch {}` or point --data-dir / {DATA_ENV} at a folder with the four IDX files",
             self.name()
@@ -299,7 +318,7 @@ pub struct ImageLabelSet {
     /// row-major, 0 = background.
     pub images: Vec<u8>,
     /// `[n]`, each `< kind.num_classes()`.
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
 }
 
 impl ImageLabelSet {
@@ -412,7 +431,7 @@ impl ImageLabelSet {
             rows,
             cols,
             images: images.data,
-            labels: labels.data,
+            labels: labels.data.into_iter().map(u32::from).collect(),
         })
     }
 
@@ -429,7 +448,7 @@ impl ImageLabelSet {
             rows: shapes::SIDE,
             cols: shapes::SIDE,
             images,
-            labels: classes.into_iter().map(|c| c as u8).collect(),
+            labels: classes.into_iter().map(|c| c as u32).collect(),
         }
     }
 
@@ -446,6 +465,15 @@ impl ImageLabelSet {
             DatasetKind::Mnist | DatasetKind::FashionMnist => {
                 let dir = locate(kind, explicit)?;
                 Self::load(kind, &dir, split)
+            }
+            DatasetKind::MultiMnist => {
+                let dir = locate(DatasetKind::Mnist, explicit)?;
+                let mnist = Self::load(DatasetKind::Mnist, &dir, split)?;
+                let seed = match split {
+                    Split::Train => multimnist::SEED,
+                    Split::Test => multimnist::SEED ^ 0x7E57,
+                };
+                Ok(multimnist::compose(&mnist, seed))
             }
         }
     }
@@ -612,7 +640,7 @@ mod tests {
         assert_eq!(k.class_names()[5], "small heart");
         // The validation tail keeps every class.
         let v = s.split_off_tail(60);
-        let mut seen: Vec<u8> = v.labels.clone();
+        let mut seen: Vec<u32> = v.labels.clone();
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 6);

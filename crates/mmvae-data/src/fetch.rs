@@ -18,7 +18,7 @@ pub struct Pinned {
 /// files (`None` for the shapes levels, which are rendered in code).
 pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
     Some(match kind {
-        DatasetKind::Shapes(_) => return None,
+        DatasetKind::Shapes(_) | DatasetKind::MultiMnist => return None,
         DatasetKind::Mnist => (
             "https://ossci-datasets.s3.amazonaws.com/mnist",
             [
@@ -107,9 +107,12 @@ pub fn fetch_files(base_url: &str, files: &[Pinned], dest: &Path) -> Result<Vec<
 /// Download `kind` into `dest` (a folder named after the dataset is usual).
 pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Result<Vec<Fetched>> {
     let (base, files) = source(kind).ok_or_else(|| {
-        DataError::Invalid(format!(
-            "{kind} is rendered in code; there is nothing to download"
-        ))
+        DataError::Invalid(match kind {
+            DatasetKind::MultiMnist => {
+                "multimnist is composed from the MNIST files: run `mmvae data fetch mnist`".into()
+            }
+            _ => format!("{kind} is rendered in code; there is nothing to download"),
+        })
     })?;
     fetch_files(mirror.unwrap_or(base), &files, dest)
 }

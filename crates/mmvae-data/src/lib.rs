@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod idx;
 pub mod imageio;
 pub mod lm;
+pub mod multimnist;
 pub mod pairs;
 pub mod shapes;
 pub mod tokenizer;

@@ -721,6 +721,11 @@ impl TrainConfig {
         }
         let d = &self.data;
         check(d.val_size >= 1, "data.val_size", "must be at least 1")?;
+        check(
+            d.dataset != DatasetKind::MultiMnist || d.tokenizer == mmvae_data::TokenLevel::Char,
+            "data.tokenizer",
+            "must be \"char\" for multimnist (its captions are digit strings)",
+        )?;
         if let Some(n) = d.train_limit {
             check(n >= 1, "data.train_limit", "must be at least 1")?;
         }
