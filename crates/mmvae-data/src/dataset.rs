@@ -183,7 +183,8 @@ impl DatasetKind {
 
     fn how_to_get(self) -> String {
         if self == DatasetKind::MultiMnist {
-            return DatasetKind::Mnist.how_to_get() + " (multimnist is composed from the MNIST files)";
+            return DatasetKind::Mnist.how_to_get()
+                + " (multimnist is composed from the MNIST files)";
         }
         let mut s = format!(
             "Get it with `mmvae data fetch {}` or point --data-dir / {DATA_ENV} at a folder with the four IDX files",

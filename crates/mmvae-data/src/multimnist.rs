@@ -147,12 +147,18 @@ mod tests {
         }
         assert_eq!(caption(class_of_digits(&[1, 7, 7, 3])), "1773");
         assert_eq!(caption(class_of_digits(&[0, 4])), "04");
-        assert_eq!(attributes(class_of_digits(&[5, 2])), vec![5, 2, EMPTY, EMPTY]);
+        assert_eq!(
+            attributes(class_of_digits(&[5, 2])),
+            vec![5, 2, EMPTY, EMPTY]
+        );
         assert_eq!(class_of_caption("1 7 7 3"), class_of_caption("1773"));
         assert_eq!(class_of_caption("17a"), None);
         assert_eq!(class_of_caption("12345"), None);
         assert_eq!(class_of_caption(""), None);
-        assert_eq!(parse_caption("17x"), vec![Some(1), Some(7), None, Some(EMPTY)]);
+        assert_eq!(
+            parse_caption("17x"),
+            vec![Some(1), Some(7), None, Some(EMPTY)]
+        );
     }
 
     #[test]
@@ -164,7 +170,9 @@ mod tests {
             channels: 1,
             rows: CELL,
             cols: CELL,
-            images: (0..n).flat_map(|j| vec![j as u8 + 1; CELL * CELL]).collect(),
+            images: (0..n)
+                .flat_map(|j| vec![j as u8 + 1; CELL * CELL])
+                .collect(),
             labels: (0..n).map(|j| (j % 10) as u32).collect(),
         };
         let set = compose(&mnist, SEED);
@@ -179,7 +187,10 @@ mod tests {
                 let v = img[(r0 + 5) * SIDE + c0 + 5];
                 if slot < digits.len() {
                     // The cell holds one source image whose label is the digit.
-                    assert!(v > 0 && (v as usize - 1) % 10 == digits[slot], "item {i} slot {slot}");
+                    assert!(
+                        v > 0 && (v as usize - 1) % 10 == digits[slot],
+                        "item {i} slot {slot}"
+                    );
                 } else {
                     assert_eq!(v, 0, "item {i}: slot {slot} should be empty");
                 }
