@@ -649,4 +649,29 @@ mod tests {
         // Nothing to locate: a data folder is ignored.
         assert!(ImageLabelSet::open(k, Some(Path::new("/nonexistent")), Split::Test, 1).is_ok());
     }
+
+    #[test]
+    fn multimnist_is_composed_from_the_mnist_folder() {
+        let d = tempfile::tempdir().unwrap();
+        write_fixture(&d.path().join("mnist"), 40);
+        let s =
+            ImageLabelSet::open(DatasetKind::MultiMnist, Some(d.path()), Split::Test, 1).unwrap();
+        assert_eq!((s.len(), s.channels, s.rows), (40, 1, 56));
+        let k = s.kind;
+        assert_eq!(k.num_classes(), 11_110);
+        assert_eq!(k.slots().len(), 4);
+        assert!(s.labels.iter().any(|&l| l >= 1110), "some four-digit items");
+        // Its captions are digit strings that name their class.
+        let cap = crate::Captioner::new(k, 0);
+        let c = s.labels[0] as usize;
+        let text = cap.caption(crate::CaptionSet::Train, 0, 0, c);
+        assert!(text.chars().all(|ch| ch.is_ascii_digit()), "{text}");
+        assert_eq!(cap.class_of(&text), Some(c));
+        // Nothing of its own to download: it points at MNIST.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(crate::fetch::fetch_dataset(k, empty.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("data fetch mnist"));
+    }
 }
