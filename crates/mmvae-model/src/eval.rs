@@ -587,8 +587,10 @@ pub fn evaluate(
     };
     let mut i2t = Tally::new(kind);
     let mut recon = Tally::new(kind);
-    // BLEU references: every training phrasing of the item's class.
-    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    // BLEU references: every training phrasing of the item's class, in the
+    // vocabulary's tokens (words, or characters for `data.tokenizer = "char"`).
+    let level = m.checkpoint.vocab.level();
+    let words = |s: &str| level.tokens(s);
     let refs_of: Vec<Vec<Vec<String>>> = (0..kind.num_classes())
         .map(|c| {
             (0..captioner.templates(CaptionSet::Train).len())
