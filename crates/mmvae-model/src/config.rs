@@ -865,12 +865,22 @@ impl TrainConfig {
 
     /// Whether any epoch has a perceptual loss.
     pub fn uses_perceptual(&self) -> bool {
-        (0..self.optim.epochs.max(1)).any(|e| self.loss_at(e).perceptual_weight > 0.0)
+        self.any_epoch(|l| l.perceptual_weight > 0.0)
     }
 
     /// Whether any epoch trains against a discriminator.
     pub fn uses_adversary(&self) -> bool {
-        (0..self.optim.epochs.max(1)).any(|e| self.loss_at(e).adversarial_weight > 0.0)
+        self.any_epoch(|l| l.adversarial_weight > 0.0)
+    }
+
+    /// Whether `pred` holds for the loss of some epoch: of `[loss]` without
+    /// phases, else of some phase (the phases cover every epoch).
+    fn any_epoch(&self, pred: impl Fn(&LossConfig) -> bool) -> bool {
+        if self.phases.is_empty() {
+            pred(&self.loss)
+        } else {
+            self.phases.iter().any(|p| pred(&p.loss.apply(&self.loss)))
+        }
     }
 }
 

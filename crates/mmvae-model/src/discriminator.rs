@@ -7,12 +7,12 @@
 //! (the discriminator held fixed), then the discriminator steps on the real
 //! batch against those images, detached.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu, softplus};
 
 use crate::config::{AdversarialConfig, AdversarialLoss};
+use crate::image_conv::{conv3, down};
 
 /// Stride-2 4×4 convolutions (LeakyReLU 0.2) halve the side while it stays
 /// even and at least 8, at most three times (64 → 32 → 16 → 8; 28 → 14 → 7),
@@ -31,19 +31,12 @@ impl AdversarialConfig {
         let mut convs = Vec::new();
         let (mut c_in, mut c_out, mut s) = (colours, self.channels, side);
         while s % 2 == 0 && s / 2 >= 7 && convs.len() < 3 {
-            convs.push(
-                Conv2dConfig::new([c_in, c_out], [4, 4])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
-            );
+            convs.push(down(c_in, c_out, device));
             c_in = c_out;
             c_out *= 2;
             s /= 2;
         }
-        let head = Conv2dConfig::new([c_in, 1], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(device);
+        let head = conv3(c_in, 1, device);
         let d = PatchDiscriminator {
             convs,
             head,

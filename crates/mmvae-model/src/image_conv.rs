@@ -10,14 +10,23 @@ use burn::tensor::activation::relu;
 
 use crate::gaussian::Gaussian;
 
-fn down(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+/// 3×3 convolution that keeps the side (padding 1).
+pub(crate) fn conv3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+/// 4×4 stride-2 convolution that halves the side.
+pub(crate) fn down(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [4, 4])
         .with_stride([2, 2])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(device)
 }
 
-fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
+/// 4×4 stride-2 transposed convolution that doubles the side.
+pub(crate) fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
     // (H - 1) * 2 - 2 + 4 = 2H
     ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
         .with_stride([2, 2])

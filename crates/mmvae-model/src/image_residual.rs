@@ -9,33 +9,13 @@
 
 use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
 use crate::gaussian::Gaussian;
-use crate::image_conv::down_sides;
-
-fn conv3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
-}
-
-fn down(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [4, 4])
-        .with_stride([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
-}
-
-fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
-    ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
-        .with_stride([2, 2])
-        .with_padding([1, 1])
-        .init(device)
-}
+use crate::image_conv::{conv3, down, down_sides, up};
 
 /// Squeeze-and-Excitation: channel weights from the spatial mean,
 /// `sigmoid(W2 relu(W1 mean(h)))`, reduction 4.

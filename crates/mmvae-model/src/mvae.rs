@@ -314,14 +314,8 @@ impl Mvae {
         let logits = self.image_decoder.forward(z_img); // [3b, pixels]
         let image_logits = logits.clone();
 
-        // Caption cycle: text → image → q(z|image) → the same caption.
         let cycle = (cfg.cycle_weight > 0.0).then(|| {
-            let generated = sigmoid(logits.clone().narrow(0, 2 * b, b));
-            let (qg, _) = self.image_experts(generated);
-            self.text_decoder
-                .nll(self.posterior(Some(&qg), None).mu, batch.tokens.clone())
-                .sum()
-                * (cfg.cycle_weight / b as f32)
+            self.caption_cycle(logits.clone().narrow(0, 2 * b, b), batch) * cfg.cycle_weight
         });
         let img_nll = self.image_nll(logits, x3); // [3b]
         let txt_nll = self
@@ -378,6 +372,21 @@ impl Mvae {
             report,
             image_logits,
         }
+    }
+
+    /// The caption cycle, text → image → q(z|image) → the same caption: the
+    /// batch mean of the caption's NLL from the posterior mean of the image
+    /// generated from it (unweighted).
+    ///
+    /// # Shapes
+    /// `generated_logits`: `[batch, pixels]`, decoded from q(z|text) → `[1]`
+    fn caption_cycle(&self, generated_logits: Tensor<2>, batch: &Batch) -> Tensor<1> {
+        let [b, _] = generated_logits.dims();
+        let (qg, _) = self.image_experts(sigmoid(generated_logits));
+        self.text_decoder
+            .nll(self.posterior(Some(&qg), None).mu, batch.tokens.clone())
+            .sum()
+            / b as f32
     }
 
     /// The stratified importance-weighted MoE bound (IWAE) of one batch, or
@@ -473,13 +482,7 @@ impl Mvae {
         let first_x = logits.clone().narrow(0, 0, b);
         let first_y = logits.narrow(0, n, b);
         if cfg.cycle_weight > 0.0 {
-            let (qg, _) = self.image_experts(sigmoid(first_y.clone()));
-            total = total
-                + self
-                    .text_decoder
-                    .nll(qg.with_prior().mu, batch.tokens.clone())
-                    .sum()
-                    * (cfg.cycle_weight / b as f32);
+            total = total + self.caption_cycle(first_y.clone(), batch) * cfg.cycle_weight;
         }
         let rows = |t: Tensor<1>, m: usize| t.narrow(0, m * n, n).mean();
         let report = Tensor::cat(

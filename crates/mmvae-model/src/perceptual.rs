@@ -10,9 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::relu;
@@ -79,11 +78,7 @@ impl Vgg16Features {
         let mut features = Vec::new();
         let mut c_in = 3;
         for &c in VGG16.iter().filter(|&&c| c > 0).take(layers) {
-            features.push(
-                Conv2dConfig::new([c_in, c], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
-            );
+            features.push(crate::image_conv::conv3(c_in, c, device));
             c_in = c;
         }
         Self {
