@@ -610,7 +610,7 @@ pub fn check(a: CheckArgs) -> Result<()> {
 pub enum ClassifierCommand {
     /// Train the evaluation classifier of a dataset and record its test accuracy.
     Train {
-        /// mnist, fashion-mnist or shapes-l1 … shapes-l5.
+        /// mnist, fashion-mnist, multimnist, shapes-l1 … shapes-l5 or celeba.
         #[arg(long)]
         dataset: String,
         /// Output folder (default: runs/classifier-<dataset>).
@@ -684,7 +684,8 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
 pub enum DataCommand {
     /// Download a dataset from its canonical mirror and verify its SHA-256 sums.
     Fetch {
-        /// mnist or fashion-mnist.
+        /// mnist or fashion-mnist (multimnist is built from mnist; celeba must be
+        /// downloaded by hand, see the README).
         name: String,
         /// Destination folder (default: $MMVAE_DATA/<name>, else data/<name>).
         #[arg(long)]
@@ -723,7 +724,7 @@ pub fn data(c: DataCommand) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
     /// Dataset: shapes-l1 … shapes-l5 (rendered in code, nothing to
-    /// download), mnist or fashion-mnist.
+    /// download), mnist, fashion-mnist, multimnist or celeba.
     #[arg(long, default_value = "shapes-l2")]
     dataset: String,
     #[arg(long)]
@@ -754,6 +755,7 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L4) => include_str!("../../../configs/shapes-l4.toml"),
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
+        DatasetKind::CelebA => include_str!("../../../configs/celeba.toml"),
     }
 }
 

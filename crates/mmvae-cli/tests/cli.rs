@@ -1019,3 +1019,108 @@ fn quickstart_on_shapes_level_one() {
         "{json}"
     );
 }
+
+#[test]
+fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    // 90 images in the official layout: partitions 0, 1, 2 in turn, so 60
+    // train (10 of them the validation tail) and 30 test.
+    mmvae_data::celeba::write_fixture(&d.join("data/celeba"), 90, 178, 218).unwrap();
+    std::fs::write(
+        d.join("celeba.toml"),
+        r#"
+seed = 3
+[model]
+latent = 8
+max_len = 24
+image = { kind = "conv", channels = 4, hidden = 32 }
+text = { kind = "multi-hot", hidden = 32 }
+[optim]
+lr = 0.003
+batch_size = 10
+epochs = 1
+[data]
+dataset = "celeba"
+val_size = 10
+caption_seed = 0
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+image_weight = 1.0
+text_weight = 20.0
+"#,
+    )
+    .unwrap();
+    ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "celeba.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+        ],
+    );
+    let saved = std::fs::read_to_string(d.join("run/best/config.toml")).unwrap();
+    assert!(saved.contains("multi-hot"), "{saved}");
+    ok(
+        d,
+        &[
+            "classifier",
+            "train",
+            "--dataset",
+            "celeba",
+            "--data-dir",
+            "data",
+            "--epochs",
+            "1",
+            "--out",
+            "clf",
+            "--quiet",
+        ],
+    );
+    let table = ok(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--classifier",
+            "clf",
+            "--metrics",
+            "coherence",
+        ],
+    );
+    assert!(table.contains("attribute F1"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    for k in ["text_to_image", "image_to_text"] {
+        let f1 = json[k]["attribute_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{json}");
+        assert_eq!(json[k]["per_slot"].as_object().unwrap().len(), 9, "{json}");
+    }
+    // Captions of the CelebA grammar go in; attribute words come out.
+    ok(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a young woman who is smiling, with black hair, wearing lipstick",
+            "--out",
+            "g.png",
+        ],
+    );
+    assert!(d.join("g.png").is_file());
+    // CelebA is never downloaded; the error says where to get it.
+    let e = fails(d, &["data", "fetch", "celeba", "--dest", "x"]);
+    assert!(e.contains("mmlab.ie.cuhk.edu.hk"), "{e}");
+    assert!(!d.join("x").exists());
+}

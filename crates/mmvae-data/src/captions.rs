@@ -29,6 +29,9 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
         // The digit string itself.
         (DatasetKind::MultiMnist, CaptionSet::Train) => &["{c}"],
         (DatasetKind::MultiMnist, CaptionSet::HeldOut) => &[],
+        // One fixed sentence per attribute set.
+        (DatasetKind::CelebA, CaptionSet::Train) => &["{c}"],
+        (DatasetKind::CelebA, CaptionSet::HeldOut) => &[],
         (DatasetKind::Mnist, CaptionSet::Train) => &[
             "{c}",
             "a handwritten {c}",
@@ -97,6 +100,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => l.caption(label),
             DatasetKind::MultiMnist => crate::multimnist::caption(label),
+            DatasetKind::CelebA => crate::celeba::caption(label),
             k => k
                 .static_class_names()
                 .map_or_else(String::new, |n| n[label].to_string()),
@@ -132,6 +136,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
+            DatasetKind::CelebA => Some(crate::celeba::caption(label)),
             DatasetKind::Mnist | DatasetKind::FashionMnist => None,
         }
     }
@@ -164,6 +169,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
+            DatasetKind::CelebA => crate::celeba::parse_caption(caption),
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
         }
     }
@@ -177,6 +183,9 @@ impl Captioner {
         }
         if self.kind == DatasetKind::MultiMnist {
             return crate::multimnist::class_of_caption(caption);
+        }
+        if self.kind == DatasetKind::CelebA {
+            return crate::celeba::class_of_caption(caption);
         }
         let words: Vec<&str> = caption.split_whitespace().collect();
         let mut found: Option<usize> = None;

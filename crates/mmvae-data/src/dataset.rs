@@ -2,6 +2,7 @@
 //! loading a split into memory as bytes) and the synthetic shapes levels
 //! (rendered in code).
 
+use crate::celeba;
 use crate::error::{DataError, Result};
 use crate::idx;
 use crate::multimnist;
@@ -38,10 +39,13 @@ pub enum DatasetKind {
     /// One to four MNIST digits in a 2×2 grid, captioned by the digit
     /// string (see [`crate::multimnist`]); built from the MNIST files.
     MultiMnist,
+    /// CelebA faces captioned by nine binary attributes (see
+    /// [`crate::celeba`]); the official files, supplied by the user.
+    CelebA,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 8] = [
+    pub const ALL: [DatasetKind; 9] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::MultiMnist,
@@ -50,6 +54,7 @@ impl DatasetKind {
         DatasetKind::Shapes(Level::L3),
         DatasetKind::Shapes(Level::L4),
         DatasetKind::Shapes(Level::L5),
+        DatasetKind::CelebA,
     ];
 
     /// The name used on the command line, in configs and as a folder name.
@@ -63,6 +68,7 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L4) => "shapes-l4",
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
+            DatasetKind::CelebA => "celeba",
         }
     }
 
@@ -100,6 +106,7 @@ impl DatasetKind {
                 .iter()
                 .map(|n| (*n, multimnist::EMPTY + 1))
                 .collect(),
+            DatasetKind::CelebA => celeba::SLOT_NAMES.iter().map(|n| (*n, 2)).collect(),
         }
     }
 
@@ -109,6 +116,7 @@ impl DatasetKind {
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![class],
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
+            DatasetKind::CelebA => celeba::attributes(class),
         }
     }
 
@@ -117,6 +125,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
             DatasetKind::Shapes(_) => shapes::CHANNELS,
+            DatasetKind::CelebA => celeba::CHANNELS,
         }
     }
 
@@ -130,6 +139,7 @@ impl DatasetKind {
                 DatasetKind::MultiMnist => (0..multimnist::NUM_CLASSES)
                     .map(multimnist::caption)
                     .collect(),
+                DatasetKind::CelebA => (0..celeba::NUM_CLASSES).map(celeba::caption).collect(),
                 _ => Vec::new(),
             })
     }
@@ -152,7 +162,7 @@ impl DatasetKind {
                 "bag",
                 "ankle boot",
             ],
-            DatasetKind::Shapes(_) | DatasetKind::MultiMnist => return None,
+            DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => return None,
         })
     }
 
@@ -160,6 +170,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Shapes(l) => l.num_classes(),
             DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
+            DatasetKind::CelebA => celeba::NUM_CLASSES,
             _ => self.static_class_names().map_or(0, |n| n.len()),
         }
     }
@@ -170,18 +181,25 @@ impl DatasetKind {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
+            DatasetKind::CelebA => (celeba::SIDE, celeba::SIDE),
         }
     }
 
     /// Extra places where an OS package installs the files.
     fn system_dirs(self) -> &'static [&'static str] {
         match self {
-            DatasetKind::Mnist | DatasetKind::Shapes(_) | DatasetKind::MultiMnist => &[],
+            DatasetKind::Mnist
+            | DatasetKind::Shapes(_)
+            | DatasetKind::MultiMnist
+            | DatasetKind::CelebA => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
         }
     }
 
     fn how_to_get(self) -> String {
+        if self == DatasetKind::CelebA {
+            return celeba::HOW_TO_GET.into();
+        }
         if self == DatasetKind::MultiMnist {
             return DatasetKind::Mnist.how_to_get()
                 + " (multimnist is composed from the MNIST files)";
@@ -247,8 +265,22 @@ fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn has_any(dir: &Path) -> bool {
-    FILE_STEMS.iter().any(|s| find_file(dir, s).is_some())
+/// The parts of `kind`'s folder: each name and whether `dir` has it.
+fn parts(kind: DatasetKind, dir: &Path) -> Vec<(String, bool)> {
+    if kind == DatasetKind::CelebA {
+        return [celeba::ATTR_FILE, celeba::PARTITION_FILE]
+            .iter()
+            .map(|f| (f.to_string(), dir.join(f).is_file()))
+            .chain(std::iter::once((
+                format!("{}/", celeba::IMAGE_DIR),
+                dir.join(celeba::IMAGE_DIR).is_dir(),
+            )))
+            .collect();
+    }
+    FILE_STEMS
+        .iter()
+        .map(|s| (format!("{s}[.gz]"), find_file(dir, s).is_some()))
+        .collect()
 }
 
 /// Locate the folder holding `kind`'s files: `explicit`, then `$MMVAE_DATA`,
@@ -279,18 +311,17 @@ pub fn locate_in(
     for root in roots {
         for cand in [root.join(kind.name()), root.clone()] {
             looked.push(cand.display().to_string());
-            if cand.is_dir() && has_any(&cand) {
-                for stem in FILE_STEMS {
-                    if find_file(&cand, stem).is_none() {
-                        return Err(DataError::format(
-                            &cand,
-                            format!(
-                                "partial {} folder: {stem}[.gz] is missing. {}",
-                                kind.name(),
-                                kind.how_to_get()
-                            ),
-                        ));
-                    }
+            let parts = parts(kind, &cand);
+            if cand.is_dir() && parts.iter().any(|p| p.1) {
+                if let Some((missing, _)) = parts.iter().find(|p| !p.1) {
+                    return Err(DataError::format(
+                        &cand,
+                        format!(
+                            "partial {} folder: {missing} is missing. {}",
+                            kind.name(),
+                            kind.how_to_get()
+                        ),
+                    ));
                 }
                 return Ok(cand);
             }
@@ -475,6 +506,18 @@ impl ImageLabelSet {
                     Split::Test => multimnist::SEED ^ 0x7E57,
                 };
                 Ok(multimnist::compose(&mnist, seed))
+            }
+            DatasetKind::CelebA => {
+                let dir = locate(kind, explicit)?;
+                let (images, labels) = celeba::load(&dir, split, threads)?;
+                Ok(ImageLabelSet {
+                    kind,
+                    channels: celeba::CHANNELS,
+                    rows: celeba::SIDE,
+                    cols: celeba::SIDE,
+                    images,
+                    labels,
+                })
             }
         }
     }
@@ -673,5 +716,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("data fetch mnist"));
+    }
+
+    #[test]
+    fn celeba_opens_from_its_folder_or_parent_and_names_a_missing_part() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("celeba");
+        let classes = crate::celeba::write_fixture(&dir, 6, 60, 70).unwrap();
+        let set =
+            ImageLabelSet::open(DatasetKind::CelebA, Some(root.path()), Split::Test, 1).unwrap();
+        assert_eq!((set.channels, set.rows, set.cols), (3, 64, 64));
+        assert_eq!(set.labels, vec![classes[2] as u32, classes[5] as u32]);
+        assert_eq!(set.images.len(), 2 * set.pixels());
+        let k = DatasetKind::CelebA;
+        assert_eq!(k.slots().len(), 9);
+        assert_eq!(
+            k.attributes(classes[2]),
+            crate::celeba::attributes(classes[2])
+        );
+        assert_eq!(
+            k.class_names()[classes[2]],
+            crate::celeba::caption(classes[2])
+        );
+        std::fs::remove_file(dir.join(crate::celeba::PARTITION_FILE)).unwrap();
+        let e = locate_in(k, Some(root.path()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("list_eval_partition.txt is missing") && e.contains("mmlab"),
+            "{e}"
+        );
+        let e = locate_in(k, None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("celeba") && e.contains("cannot be downloaded"),
+            "{e}"
+        );
     }
 }

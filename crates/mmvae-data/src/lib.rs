@@ -5,6 +5,7 @@
 //! Nothing here depends on the tensor framework, so it builds and tests fast.
 
 pub mod captions;
+pub mod celeba;
 pub mod dataset;
 pub mod error;
 pub mod fetch;

@@ -190,7 +190,7 @@ impl ClassifierTrainOptions {
         let epochs = match kind {
             DatasetKind::Mnist => 4,
             DatasetKind::FashionMnist => 10,
-            DatasetKind::Shapes(_) | DatasetKind::MultiMnist => 4,
+            DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => 4,
         };
         Self {
             epochs,

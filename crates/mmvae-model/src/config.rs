@@ -105,6 +105,13 @@ pub enum TextModel {
         layers: usize,
         ff: usize,
     },
+    /// The multi-hot attribute modality: the caption as the set of its
+    /// words (a multi-hot vector over the vocabulary), MLP encoder and
+    /// decoder with `hidden` units, each word an independent Bernoulli.
+    /// Word order is not modelled; decoded words come out in vocabulary
+    /// order, so use it where each attribute has its own word (CelebA,
+    /// shapes levels 1–3).
+    MultiHot { hidden: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -660,6 +667,13 @@ impl TrainConfig {
                     "must be in 1..=4096",
                 )?;
             }
+            TextModel::MultiHot { hidden } => {
+                check(
+                    (1..=16384).contains(&hidden),
+                    "model.text.hidden",
+                    "must be in 1..=16384",
+                )?;
+            }
             TextModel::Transformer {
                 d_model,
                 heads,
@@ -933,6 +947,7 @@ mod tests {
                 layers: 2,
                 ff: 32,
             },
+            TextModel::MultiHot { hidden: 32 },
         ] {
             let mut t = TrainConfig::tiny(DatasetKind::Mnist);
             t.model.text = text;

@@ -163,6 +163,11 @@ pub struct Coherence {
     /// dataset has one caption per class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub letters: Option<f64>,
+    /// Micro-averaged F1 of the present attributes (value 1), where every
+    /// slot is binary (CelebA): the score for imbalanced attribute sets,
+    /// where per-slot accuracy rewards predicting "absent".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute_f1: Option<f64>,
 }
 
 /// Running counts behind a [`Coherence`].
@@ -173,12 +178,17 @@ struct Tally {
     features: f64,
     per: Vec<usize>,
     letters: Option<f64>,
+    /// True/false positives and false negatives of present attributes,
+    /// counted where every slot is binary.
+    binary: Option<[usize; 3]>,
 }
 
 impl Tally {
     fn new(kind: DatasetKind) -> Self {
-        let names: Vec<&'static str> = kind.slots().iter().map(|s| s.0).collect();
+        let slots = kind.slots();
+        let names: Vec<&'static str> = slots.iter().map(|s| s.0).collect();
         let per = vec![0; names.len()];
+        let binary = slots.len() > 1 && slots.iter().all(|s| s.1 == 2);
         Self {
             names,
             n: 0,
@@ -186,6 +196,7 @@ impl Tally {
             features: 0.0,
             per,
             letters: None,
+            binary: binary.then_some([0; 3]),
         }
     }
 
@@ -193,9 +204,18 @@ impl Tally {
     fn add(&mut self, want: &[usize], got: &[Option<usize>]) {
         let mut right = 0;
         for (k, w) in want.iter().enumerate() {
-            if got.get(k).copied().flatten() == Some(*w) {
+            let g = got.get(k).copied().flatten();
+            if g == Some(*w) {
                 self.per[k] += 1;
                 right += 1;
+            }
+            if let Some(c) = &mut self.binary {
+                match (*w == 1, g == Some(1)) {
+                    (true, true) => c[0] += 1,
+                    (false, true) => c[1] += 1,
+                    (true, false) => c[2] += 1,
+                    (false, false) => {}
+                }
             }
         }
         self.n += 1;
@@ -222,6 +242,9 @@ impl Tally {
                 .zip(self.per.iter().map(|&c| c as f64 / n))
                 .collect(),
             letters: self.letters.map(|l| l / n),
+            attribute_f1: self
+                .binary
+                .map(|[tp, fp, fn_]| 2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64),
         }
     }
 }
@@ -327,6 +350,9 @@ impl EvalReport {
                 );
                 if let Some(l) = c.letters {
                     s.push_str(&format!("  letters {}", pct(l)));
+                }
+                if let Some(f) = c.attribute_f1 {
+                    s.push_str(&format!("  attribute F1 {f:.4}"));
                 }
                 s.push('\n');
                 s
@@ -821,6 +847,19 @@ mod tests {
         assert_eq!(c.per_slot["colour"], 0.5);
         assert_eq!(c.per_slot["shape"], 0.5);
         assert!((c.letters.unwrap() - (1.0 + 0.75) / 2.0).abs() < 1e-12);
+        assert_eq!(c.attribute_f1, None, "shapes slots are not binary");
+        // CelebA: nine binary slots; F1 counts the present attributes.
+        let mut t = Tally::new(DatasetKind::CelebA);
+        let want = [1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut got: Vec<Option<usize>> = want.iter().map(|&w| Some(w)).collect();
+        got[1] = Some(1); // false positive
+        got[8] = None; // false negative
+        t.add(&want, &got);
+        t.add(&[0; 9], &[Some(0); 9]); // no positives: counts nothing
+        let c = t.finish();
+        // tp 1, fp 1, fn 1 → 2 / 4.
+        assert!((c.attribute_f1.unwrap() - 0.5).abs() < 1e-12);
+        assert!((c.strict - 0.5).abs() < 1e-12);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod schedule;
 pub mod text;
 pub mod text_gru;
 pub mod text_lstm;
+pub mod text_multihot;
 pub mod text_transformer;
 pub mod text_xlstm;
 pub mod train;

@@ -7,6 +7,7 @@ use crate::decoding::StepDecoder;
 use crate::gaussian::Gaussian;
 use crate::text_gru::{GruTextDecoder, GruTextEncoder};
 use crate::text_lstm::{LstmTextDecoder, LstmTextEncoder};
+use crate::text_multihot::{MultiHotDecoder, MultiHotEncoder};
 use crate::text_transformer::{TransformerTextDecoder, TransformerTextEncoder};
 use crate::text_xlstm::{XLstmTextDecoder, XLstmTextEncoder};
 
@@ -16,6 +17,7 @@ pub enum TextEncoder {
     Lstm(LstmTextEncoder),
     XLstm(XLstmTextEncoder),
     Transformer(TransformerTextEncoder),
+    MultiHot(MultiHotEncoder),
 }
 
 #[derive(Module, Debug)]
@@ -24,6 +26,7 @@ pub enum TextDecoder {
     Lstm(LstmTextDecoder),
     XLstm(XLstmTextDecoder),
     Transformer(TransformerTextDecoder),
+    MultiHot(MultiHotDecoder),
 }
 
 impl TextModel {
@@ -65,6 +68,10 @@ impl TextModel {
                     vocab, d_model, heads, layers, ff, latent, device,
                 )),
             ),
+            TextModel::MultiHot { hidden } => (
+                TextEncoder::MultiHot(MultiHotEncoder::new(vocab, hidden, latent, device)),
+                TextDecoder::MultiHot(MultiHotDecoder::new(vocab, hidden, latent, device)),
+            ),
         }
     }
 }
@@ -78,6 +85,7 @@ impl TextEncoder {
             TextEncoder::Lstm(m) => m.forward(tokens, last),
             TextEncoder::XLstm(m) => m.forward(tokens, last),
             TextEncoder::Transformer(m) => m.forward(tokens, last),
+            TextEncoder::MultiHot(m) => m.forward(tokens, last),
         }
     }
 }
@@ -91,6 +99,7 @@ impl TextDecoder {
             TextDecoder::Lstm(m) => m.nll(z, tokens),
             TextDecoder::XLstm(m) => m.nll(z, tokens),
             TextDecoder::Transformer(m) => m.nll(z, tokens),
+            TextDecoder::MultiHot(m) => m.nll(z, tokens),
         }
     }
 
@@ -105,6 +114,7 @@ impl TextDecoder {
             TextDecoder::Lstm(m) => m.decode(z, max_len, temperature),
             TextDecoder::XLstm(m) => m.decode(z, max_len, temperature),
             TextDecoder::Transformer(m) => m.decode(z, max_len, temperature),
+            TextDecoder::MultiHot(m) => m.decode(z, max_len, temperature),
         }
     }
 
@@ -115,6 +125,7 @@ impl TextDecoder {
             TextDecoder::Lstm(m) => m.decode_beam(z, max_len, width),
             TextDecoder::XLstm(m) => m.decode_beam(z, max_len, width),
             TextDecoder::Transformer(m) => m.decode_beam(z, max_len, width),
+            TextDecoder::MultiHot(m) => m.decode_beam(z, max_len, width),
         }
     }
 }

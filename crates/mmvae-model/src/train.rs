@@ -679,6 +679,11 @@ mod tests {
                     ff: 32,
                 },
             ),
+            (
+                crate::config::Fusion::Moe,
+                0,
+                crate::config::TextModel::MultiHot { hidden: 16 },
+            ),
         ] {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
             cfg.model.fusion = fusion;
