@@ -128,6 +128,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         out.display(),
         out.display()
     );
+    for note in &s.data_notes {
+        outln!("data: {note}");
+    }
     Ok(())
 }
 
@@ -232,7 +235,6 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
         }
     }
     let m = a.model.load()?;
-    let (side, colours) = (m.side(), m.colours());
     let how = if a.mean { Draw::Mean } else { Draw::Sample };
     let run = |imgs: &[Image]| match a.beam {
         Some(w) => m.caption_beam(imgs, how, w),
@@ -243,14 +245,14 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
         for chunk in files.chunks(256) {
             let imgs: Vec<Image> = chunk
                 .iter()
-                .map(|p| imageio::load_image(p, colours, side, side))
+                .map(|p| m.read_image(p))
                 .collect::<Result<_, _>>()?;
             for (p, c) in chunk.iter().zip(run(&imgs)?) {
                 outln!("{}\t{}", p.display(), c);
             }
         }
     } else {
-        let img = imageio::load_image(&a.image, colours, side, side)?;
+        let img = m.read_image(&a.image)?;
         outln!("{}", run(&[img])?.remove(0));
     }
     Ok(())
@@ -273,8 +275,7 @@ pub struct ReconstructArgs {
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     check_n(a.n)?;
     let m = a.model.load()?;
-    let (side, colours) = (m.side(), m.colours());
-    let img = imageio::load_image(&a.image, colours, side, side)?;
+    let img = m.read_image(&a.image)?;
     let (recon, caps) = m.reconstruct(&vec![img.clone(); a.n], Draw::Sample)?;
     let mut all = vec![img];
     all.extend(recon);
@@ -374,27 +375,49 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         bail!("--loglik-items and --loglik-samples must be at least 1");
     }
     let m = a.model.load()?;
-    let kind = m.checkpoint.config.data.dataset;
-    let cdir = a
-        .classifier
-        .unwrap_or_else(|| classifier::default_dir(kind));
-    let (clf, info) = classifier::load(&cdir, kind, &m.device)?;
-    let test = mmvae_model::data::load_test(
-        kind,
-        a.data_dir.as_deref(),
-        m.checkpoint.config.data.dir.as_deref(),
-    )?;
-    // The linear probes train on the training split's first items.
-    let probe_train = if metrics.contains(&Metric::Probe) {
-        Some(mmvae_model::data::load_split(
-            kind,
+    let data_cfg = &m.checkpoint.config.data;
+    let kind = data_cfg.dataset;
+    if !kind.is_labelled() {
+        if a.metrics.is_none() {
+            metrics.retain(|x| !Metric::NEED_LABELS.contains(x));
+        }
+        if let Some(x) = metrics.iter().find(|x| Metric::NEED_LABELS.contains(x)) {
+            bail!(
+                "the {} metric needs class labels; the {kind} dataset has none (use --metrics with {})",
+                x.name(),
+                Metric::ALL
+                    .iter()
+                    .filter(|x| !Metric::NEED_LABELS.contains(x))
+                    .map(|x| x.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let classifier = if kind.is_labelled() {
+        let cdir = a
+            .classifier
+            .unwrap_or_else(|| classifier::default_dir(kind));
+        Some(classifier::load(&cdir, kind, &m.device)?)
+    } else {
+        None
+    };
+    let test = mmvae_model::data::load_test(data_cfg, a.data_dir.as_deref())?;
+    // The linear probes train on the training split's first items; a
+    // dataset with its own captions trains the perplexity model on them.
+    let train_split = if metrics.contains(&Metric::Probe)
+        || (!kind.is_labelled() && metrics.contains(&Metric::Perplexity))
+    {
+        Some(mmvae_model::data::load_configured(
+            data_cfg,
             Split::Train,
             a.data_dir.as_deref(),
-            m.checkpoint.config.data.dir.as_deref(),
         )?)
     } else {
         None
     };
+    let train_captions = train_split.as_ref().and_then(|t| t.captions.clone());
+    let probe_train = train_split.filter(|_| metrics.contains(&Metric::Probe));
     let inception = match &a.inception {
         Some(p) => Some(mmvae_model::inception::InceptionV3::load(p, &m.device)?),
         None => None,
@@ -402,6 +425,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let opts = EvalOptions {
         metrics,
         probe_train,
+        train_captions,
         inception,
         beam: a.beam,
         limit: a.limit,
@@ -410,7 +434,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         loglik: (a.loglik_items, a.loglik_samples),
         ..EvalOptions::default()
     };
-    let report = eval::evaluate(&m, &clf, &info, &test, &opts);
+    let report = eval::evaluate(&m, classifier.as_ref().map(|(c, i)| (c, i)), &test, &opts);
     let out = a
         .out
         .unwrap_or_else(|| a.model.checkpoint.join("eval.json"));
@@ -444,11 +468,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
     let data = mmvae_model::data::load_train_data(cfg, a.data_dir.as_deref())?;
-    let test = mmvae_model::data::load_test(
-        cfg.data.dataset,
-        a.data_dir.as_deref(),
-        cfg.data.dir.as_deref(),
-    )?;
+    let test = mmvae_model::data::load_test(&cfg.data, a.data_dir.as_deref())?;
     let opts = ScoreOptions {
         prior_samples: a.prior_samples,
         seed: a.model.seed,
@@ -512,7 +532,7 @@ pub fn check(a: CheckArgs) -> Result<()> {
     // (where, image, text) of each pair to score.
     let mut items: Vec<(String, Image, String)> = Vec::new();
     if let (Some(img), Some(text)) = (&a.image, &a.text) {
-        let im = imageio::load_image(img, colours, side, side)?;
+        let im = m.read_image(img)?;
         // Unknown words are an error here, not silently <unk>.
         m.text_batch(std::slice::from_ref(text), true)?;
         items.push((img.display().to_string(), im, text.clone()));
@@ -521,7 +541,7 @@ pub fn check(a: CheckArgs) -> Result<()> {
         let mut errors = read.errors;
         for p in read.pairs {
             let at = format!("{} line {}", pf.display(), p.line);
-            match imageio::load_image(&p.image, colours, side, side) {
+            match m.read_image(&p.image) {
                 Err(e) => errors.push(format!("{at}: {e}")),
                 Ok(im) => match m.text_batch(std::slice::from_ref(&p.text), true) {
                     Err(e) => errors.push(format!("{at}: {e}")),
@@ -641,6 +661,11 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             quiet,
         } => {
             let kind = DatasetKind::parse(&name)?;
+            if !kind.is_labelled() {
+                bail!(
+                    "the {kind} dataset has no class labels to train an evaluation classifier on"
+                );
+            }
             let train = load_split(kind, Split::Train, data_dir.as_deref(), None)?;
             let test = load_split(kind, Split::Test, data_dir.as_deref(), None)?;
             let mut opts = ClassifierTrainOptions::for_dataset(kind);
@@ -756,11 +781,15 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
         DatasetKind::CelebA => include_str!("../../../configs/celeba.toml"),
+        DatasetKind::Pairs => include_str!("../../../configs/pairs.toml"),
     }
 }
 
 pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let kind = DatasetKind::parse(&a.dataset)?;
+    if !kind.is_labelled() {
+        bail!("quickstart scores coherence with a classifier and needs a labelled dataset; train on {kind} with `mmvae train --config configs/{kind}.toml --data-dir <captions file>`");
+    }
     let cfg_text = shipped_config(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
     cfg.optim.epochs = a.epochs;
@@ -831,8 +860,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     eprintln!("[4/5] evaluating on 1000 test items");
     let report = eval::evaluate(
         &m,
-        &clf,
-        &info,
+        Some((&clf, &info)),
         &test,
         &EvalOptions {
             limit: Some(1000),
@@ -947,11 +975,13 @@ pub fn report(a: ReportArgs) -> Result<()> {
     }
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
-    let test = mmvae_model::data::load_test(
-        cfg.data.dataset,
-        a.data_dir.as_deref(),
-        cfg.data.dir.as_deref(),
-    )?;
+    if !cfg.data.dataset.is_labelled() {
+        bail!(
+            "the report is organised by class; the {} dataset has none (use generate, caption, reconstruct, sample and eval)",
+            cfg.data.dataset
+        );
+    }
+    let test = mmvae_model::data::load_test(&cfg.data, a.data_dir.as_deref())?;
     let saved = Saved::read(&m, a.eval.as_deref())?;
     let opts = ReportOptions {
         tsne_items: a.tsne_items,
@@ -1013,11 +1043,7 @@ pub fn plot(c: PlotCommand) -> Result<()> {
             }
             let m = model.load()?;
             let cfg = &m.checkpoint.config;
-            let test = mmvae_model::data::load_test(
-                cfg.data.dataset,
-                data_dir.as_deref(),
-                cfg.data.dir.as_deref(),
-            )?;
+            let test = mmvae_model::data::load_test(&cfg.data, data_dir.as_deref())?;
             let tcfg = TsneConfig {
                 perplexity,
                 iterations,
@@ -1078,7 +1104,7 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     let end = |img: &Option<PathBuf>, text: &Option<String>| -> Result<Endpoint> {
         Ok(match (img, text) {
             (Some(p), _) => Endpoint::Image(
-                imageio::load_image(p, m.colours(), m.side(), m.side())
+                m.read_image(p)
                     .with_context(|| format!("reading {}", p.display()))?,
             ),
             (None, Some(t)) => Endpoint::Text(t.clone()),

@@ -1124,3 +1124,179 @@ text_weight = 20.0
     assert!(e.contains("mmlab.ie.cuhk.edu.hk"), "{e}");
     assert!(!d.join("x").exists());
 }
+
+/// A folder of the user's own pairs: a coloured bar whose colour and
+/// position the caption names, in assorted sizes, plus `extra` CSV lines.
+fn write_pairs(dir: &Path, n: usize, extra: &str) {
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let colours = [
+        ("red", [230u8, 20, 20]),
+        ("green", [20, 200, 40]),
+        ("blue", [30, 60, 230]),
+    ];
+    let mut csv = String::from("file,caption,split\n");
+    for i in 0..n {
+        let (name, rgb) = colours[i % 3];
+        let top = (i / 3) % 2 == 0;
+        let (w, h) = (40 + (i % 5) as u32 * 9, 40 + (i % 7) as u32 * 5);
+        let img = image::RgbImage::from_fn(w, h, |_, y| {
+            let band = if top { y < h / 3 } else { y > 2 * h / 3 };
+            image::Rgb(if band { rgb } else { [0, 0, 0] })
+        });
+        let file = format!("img/{i:03}.{}", if i % 4 == 0 { "jpg" } else { "png" });
+        img.save(dir.join(&file)).unwrap();
+        let split = if i % 10 == 0 { "test" } else { "train" };
+        let pos = if top { "top" } else { "bottom" };
+        csv.push_str(&format!("{file},\"a {name} bar at the {pos}\",{split}\n"));
+    }
+    csv.push_str(extra);
+    std::fs::write(dir.join("captions.csv"), csv).unwrap();
+}
+
+#[test]
+fn train_and_evaluate_on_your_own_image_caption_pairs() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    write_pairs(&d.join("mine"), 120, "img/999.png,a missing one,train\n");
+    let cfg = r#"
+seed = 3
+[model]
+latent = 8
+max_len = 10
+image = { kind = "conv", channels = 4, hidden = 32 }
+text = { kind = "gru", embed = 8, hidden = 16 }
+[optim]
+lr = 0.003
+batch_size = 16
+epochs = 2
+[data]
+dataset = "pairs"
+val_size = 12
+caption_seed = 0
+image_size = 32
+BAD
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+image_weight = 1.0
+text_weight = 20.0
+"#;
+    std::fs::write(d.join("stop.toml"), cfg.replace("BAD", "")).unwrap();
+    std::fs::write(
+        d.join("skip.toml"),
+        cfg.replace("BAD", "bad_items = \"skip\""),
+    )
+    .unwrap();
+    // By default the first bad item stops the run, naming its line, and
+    // nothing is written.
+    let e = fails(
+        d,
+        &[
+            "train",
+            "--config",
+            "stop.toml",
+            "--out",
+            "stopped",
+            "--data-dir",
+            "mine",
+            "--quiet",
+        ],
+    );
+    assert!(e.contains("999.png") && e.contains("line 122"), "{e}");
+    assert!(!d.join("stopped").exists());
+    // Skipping trains on the rest and counts what was left out at the end.
+    let out = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "skip.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "mine",
+            "--quiet",
+        ],
+    );
+    assert!(
+        out.contains("data: train split: skipped 1 bad images") && out.contains("999.png"),
+        "{out}"
+    );
+    let vocab = std::fs::read_to_string(d.join("run/best/vocab.json")).unwrap();
+    for w in ["red", "bar", "bottom"] {
+        assert!(
+            vocab.contains(w),
+            "the vocabulary comes from the captions: {vocab}"
+        );
+    }
+    // Evaluation without labels: the label-free metrics by default.
+    let table = ok(
+        d,
+        &["eval", "--checkpoint", "run/best", "--data-dir", "mine"],
+    );
+    assert!(!table.contains("coherence"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    assert_eq!(json["test_items"].as_u64(), Some(12), "{json}");
+    for k in [
+        "caption_bleu",
+        "reconstruction_psnr_db",
+        "test_loss",
+        "retrieval",
+        "caption_perplexity",
+    ] {
+        assert!(!json[k].is_null(), "{k} missing: {json}");
+    }
+    assert!(json["text_to_image"].is_null() && json["classifier_test_accuracy"].is_null());
+    let e = fails(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "mine",
+            "--metrics",
+            "coherence",
+        ],
+    );
+    assert!(e.contains("needs class labels"), "{e}");
+    // Both directions of generation work on the user's vocabulary.
+    ok(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a red bar at the top",
+            "--out",
+            "g.png",
+        ],
+    );
+    let g = image::open(d.join("g.png")).unwrap();
+    assert_eq!(g.color().channel_count(), 3);
+    let caps = ok(
+        d,
+        &[
+            "caption",
+            "--checkpoint",
+            "run/best",
+            "--image",
+            "mine/img/001.png",
+        ],
+    );
+    assert!(!caps.trim().is_empty());
+    let e = fails(
+        d,
+        &[
+            "classifier",
+            "train",
+            "--dataset",
+            "pairs",
+            "--data-dir",
+            "mine",
+        ],
+    );
+    assert!(e.contains("no class labels"), "{e}");
+}

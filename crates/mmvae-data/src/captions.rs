@@ -32,6 +32,10 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
         // One fixed sentence per attribute set.
         (DatasetKind::CelebA, CaptionSet::Train) => &["{c}"],
         (DatasetKind::CelebA, CaptionSet::HeldOut) => &[],
+        // Each item has its own caption (the data's, not drawn from here;
+        // the class name is empty).
+        (DatasetKind::Pairs, CaptionSet::Train) => &["{c}"],
+        (DatasetKind::Pairs, CaptionSet::HeldOut) => &[],
         (DatasetKind::Mnist, CaptionSet::Train) => &[
             "{c}",
             "a handwritten {c}",
@@ -137,6 +141,7 @@ impl Captioner {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
             DatasetKind::CelebA => Some(crate::celeba::caption(label)),
+            DatasetKind::Pairs => None,
             DatasetKind::Mnist | DatasetKind::FashionMnist => None,
         }
     }
@@ -170,6 +175,7 @@ impl Captioner {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
             DatasetKind::CelebA => crate::celeba::parse_caption(caption),
+            DatasetKind::Pairs => Vec::new(),
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
         }
     }

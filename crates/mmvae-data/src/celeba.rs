@@ -314,26 +314,7 @@ fn read_partition(path: &Path) -> Result<HashMap<String, u8>> {
 /// Centre-crop (see [`CROP_FRACTION`]) and resize a decoded image to
 /// [`SIDE`]×[`SIDE`] RGB; planar bytes `[3, SIDE, SIDE]`.
 pub fn crop_resize(img: &image::DynamicImage) -> Vec<u8> {
-    let rgb = img.to_rgb8();
-    let (w, h) = (rgb.width(), rgb.height());
-    let side = ((w.min(h) as f64 * CROP_FRACTION).round() as u32).clamp(1, w.min(h));
-    let (x, y) = ((w - side) / 2, (h - side) / 2);
-    let crop = image::imageops::crop_imm(&rgb, x, y, side, side).to_image();
-    let small = image::imageops::resize(
-        &crop,
-        SIDE as u32,
-        SIDE as u32,
-        image::imageops::FilterType::Triangle,
-    );
-    let raw = small.as_raw();
-    let plane = SIDE * SIDE;
-    let mut out = vec![0u8; raw.len()];
-    for i in 0..plane {
-        for c in 0..CHANNELS {
-            out[c * plane + i] = raw[i * CHANNELS + c];
-        }
-    }
-    out
+    crate::imageio::crop_resize(img, SIDE, CHANNELS, CROP_FRACTION)
 }
 
 fn decode(path: &Path, line: usize, attr_file: &Path) -> Result<Vec<u8>> {

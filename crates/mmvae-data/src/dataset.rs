@@ -42,6 +42,10 @@ pub enum DatasetKind {
     /// CelebA faces captioned by nine binary attributes (see
     /// [`crate::celeba`]); the official files, supplied by the user.
     CelebA,
+    /// The user's own image–caption pairs (see [`crate::pairs`]): no class
+    /// labels, each image with its own caption; read from a captions file
+    /// named by `data.dir` / `--data-dir`.
+    Pairs,
 }
 
 impl DatasetKind {
@@ -69,15 +73,21 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
             DatasetKind::CelebA => "celeba",
+            DatasetKind::Pairs => "pairs",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
+            .chain([DatasetKind::Pairs])
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                let names: Vec<&str> = Self::ALL
+                    .iter()
+                    .chain(&[DatasetKind::Pairs])
+                    .map(|k| k.name())
+                    .collect();
                 DataError::Invalid(format!(
                     "unknown dataset `{s}` (expected one of: {})",
                     names.join(", ")
@@ -88,6 +98,12 @@ impl DatasetKind {
     /// Rendered in code: nothing to locate or download.
     pub fn is_synthetic(self) -> bool {
         matches!(self, DatasetKind::Shapes(_))
+    }
+
+    /// Whether items carry class labels (every dataset but the user's own
+    /// pairs): coherence, FID, probes and evaluation classifiers need them.
+    pub fn is_labelled(self) -> bool {
+        self != DatasetKind::Pairs
     }
 
     /// The attribute slots a class is made of, as (name, number of values).
@@ -107,6 +123,7 @@ impl DatasetKind {
                 .map(|n| (*n, multimnist::EMPTY + 1))
                 .collect(),
             DatasetKind::CelebA => celeba::SLOT_NAMES.iter().map(|n| (*n, 2)).collect(),
+            DatasetKind::Pairs => Vec::new(),
         }
     }
 
@@ -117,15 +134,17 @@ impl DatasetKind {
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
             DatasetKind::CelebA => celeba::attributes(class),
+            DatasetKind::Pairs => Vec::new(),
         }
     }
 
-    /// Image channels: 1 grey, 3 RGB.
+    /// Image channels: 1 grey, 3 RGB (for pairs, the default of
+    /// `data.channels`).
     pub fn channels(self) -> usize {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
             DatasetKind::Shapes(_) => shapes::CHANNELS,
-            DatasetKind::CelebA => celeba::CHANNELS,
+            DatasetKind::CelebA | DatasetKind::Pairs => celeba::CHANNELS,
         }
     }
 
@@ -140,6 +159,7 @@ impl DatasetKind {
                     .map(multimnist::caption)
                     .collect(),
                 DatasetKind::CelebA => (0..celeba::NUM_CLASSES).map(celeba::caption).collect(),
+                DatasetKind::Pairs => vec!["pair".into()],
                 _ => Vec::new(),
             })
     }
@@ -162,7 +182,10 @@ impl DatasetKind {
                 "bag",
                 "ankle boot",
             ],
-            DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => return None,
+            DatasetKind::Shapes(_)
+            | DatasetKind::MultiMnist
+            | DatasetKind::CelebA
+            | DatasetKind::Pairs => return None,
         })
     }
 
@@ -171,17 +194,19 @@ impl DatasetKind {
             DatasetKind::Shapes(l) => l.num_classes(),
             DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
             DatasetKind::CelebA => celeba::NUM_CLASSES,
+            DatasetKind::Pairs => 1,
             _ => self.static_class_names().map_or(0, |n| n.len()),
         }
     }
 
-    /// Image side length in pixels.
+    /// Image side length in pixels (for pairs, the default of
+    /// `data.image_size`).
     pub fn image_size(self) -> (usize, usize) {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
-            DatasetKind::CelebA => (celeba::SIDE, celeba::SIDE),
+            DatasetKind::CelebA | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
         }
     }
 
@@ -191,7 +216,8 @@ impl DatasetKind {
             DatasetKind::Mnist
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
-            | DatasetKind::CelebA => &[],
+            | DatasetKind::CelebA
+            | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
         }
     }
@@ -199,6 +225,9 @@ impl DatasetKind {
     fn how_to_get(self) -> String {
         if self == DatasetKind::CelebA {
             return celeba::HOW_TO_GET.into();
+        }
+        if self == DatasetKind::Pairs {
+            return "Point `data.dir` or --data-dir at a captions file (CSV with `file,caption[,split]` columns, or JSON lines) or a folder holding captions.csv / captions.jsonl".into();
         }
         if self == DatasetKind::MultiMnist {
             return DatasetKind::Mnist.how_to_get()
@@ -351,9 +380,35 @@ pub struct ImageLabelSet {
     pub images: Vec<u8>,
     /// `[n]`, each `< kind.num_classes()`.
     pub labels: Vec<u32>,
+    /// `[n]` each item's own caption, for datasets that come with captions
+    /// (the pairs dataset); `None` where captions are drawn from the labels.
+    pub captions: Option<Vec<String>>,
+    /// What the loader had to say (items skipped, images converted), one
+    /// line each, for the user to read at the end of a run.
+    pub notes: Vec<String>,
 }
 
 impl ImageLabelSet {
+    /// A labelled set without captions of its own.
+    pub fn new(
+        kind: DatasetKind,
+        channels: usize,
+        side: (usize, usize),
+        images: Vec<u8>,
+        labels: Vec<u32>,
+    ) -> Self {
+        Self {
+            kind,
+            channels,
+            rows: side.0,
+            cols: side.1,
+            images,
+            labels,
+            captions: None,
+            notes: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -373,6 +428,9 @@ impl ImageLabelSet {
         let n = n.min(self.len());
         self.labels.truncate(n);
         self.images.truncate(n * self.pixels());
+        if let Some(c) = &mut self.captions {
+            c.truncate(n);
+        }
     }
     /// Split off the last `n` items into a new set (for a validation split).
     pub fn split_off_tail(&mut self, n: usize) -> ImageLabelSet {
@@ -385,6 +443,8 @@ impl ImageLabelSet {
             cols: self.cols,
             images: self.images.split_off(at * self.pixels()),
             labels: self.labels.split_off(at),
+            captions: self.captions.as_mut().map(|c| c.split_off(at)),
+            notes: Vec::new(),
         }
     }
 
@@ -457,14 +517,13 @@ impl ImageLabelSet {
                 ),
             ));
         }
-        Ok(ImageLabelSet {
+        Ok(ImageLabelSet::new(
             kind,
-            channels: 1,
-            rows,
-            cols,
-            images: images.data,
-            labels: labels.data.into_iter().map(u32::from).collect(),
-        })
+            1,
+            (rows, cols),
+            images.data,
+            labels.data.into_iter().map(u32::from).collect(),
+        ))
     }
 
     /// Render `split` of a shapes level (see [`shapes`]) on `threads` threads.
@@ -474,14 +533,13 @@ impl ImageLabelSet {
             Split::Test => level.test_indices(),
         };
         let (images, classes) = shapes::render_many(level, SHAPES_SEED, &idx, threads);
-        ImageLabelSet {
-            kind: DatasetKind::Shapes(level),
-            channels: shapes::CHANNELS,
-            rows: shapes::SIDE,
-            cols: shapes::SIDE,
+        ImageLabelSet::new(
+            DatasetKind::Shapes(level),
+            shapes::CHANNELS,
+            (shapes::SIDE, shapes::SIDE),
             images,
-            labels: classes.into_iter().map(|c| c as u32).collect(),
-        }
+            classes.into_iter().map(|c| c as u32).collect(),
+        )
     }
 
     /// Load `split` of any dataset: render a shapes level, or find and read
@@ -507,17 +565,20 @@ impl ImageLabelSet {
                 };
                 Ok(multimnist::compose(&mnist, seed))
             }
+            DatasetKind::Pairs => {
+                let path = explicit.ok_or_else(|| DataError::Invalid(kind.how_to_get()))?;
+                crate::pairs::load_split(path, split, &Default::default(), threads)
+            }
             DatasetKind::CelebA => {
                 let dir = locate(kind, explicit)?;
                 let (images, labels) = celeba::load(&dir, split, threads)?;
-                Ok(ImageLabelSet {
+                Ok(ImageLabelSet::new(
                     kind,
-                    channels: celeba::CHANNELS,
-                    rows: celeba::SIDE,
-                    cols: celeba::SIDE,
+                    celeba::CHANNELS,
+                    (celeba::SIDE, celeba::SIDE),
                     images,
                     labels,
-                })
+                ))
             }
         }
     }

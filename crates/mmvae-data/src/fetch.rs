@@ -18,7 +18,10 @@ pub struct Pinned {
 /// files (`None` for the shapes levels, which are rendered in code).
 pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
     Some(match kind {
-        DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => return None,
+        DatasetKind::Shapes(_)
+        | DatasetKind::MultiMnist
+        | DatasetKind::CelebA
+        | DatasetKind::Pairs => return None,
         DatasetKind::Mnist => (
             "https://ossci-datasets.s3.amazonaws.com/mnist",
             [
@@ -112,6 +115,9 @@ pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Re
                 "multimnist is composed from the MNIST files: run `mmvae data fetch mnist`".into()
             }
             DatasetKind::CelebA => crate::celeba::HOW_TO_GET.into(),
+            DatasetKind::Pairs => {
+                "pairs are the user's own files; there is nothing to download".into()
+            }
             _ => format!("{kind} is rendered in code; there is nothing to download"),
         })
     })?;

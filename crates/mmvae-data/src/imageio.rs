@@ -86,7 +86,45 @@ pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> 
     Ok(Image::from_bytes(channels, width, height, &raw))
 }
 
-/// Encode an image as PNG bytes.
+/// Load an image file of any size, centre-cropped to a square and resized
+/// to `side`×`side` with `channels` channels (as the pairs dataset reads its
+/// images).
+pub fn load_image_fitted(path: &Path, channels: usize, side: usize) -> Result<Image> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    Ok(Image::from_bytes(
+        channels,
+        side,
+        side,
+        &crop_resize(&img, side, channels, 1.0),
+    ))
+}
+
+/// Centre-crop a decoded image to a square of `fraction` of its shorter
+/// side and resize it to `side`×`side` with `channels` channels (1: luminance,
+/// 3: RGB; an alpha channel is dropped); planar bytes `[channels, side, side]`.
+pub fn crop_resize(
+    img: &image::DynamicImage,
+    side: usize,
+    channels: usize,
+    fraction: f64,
+) -> Vec<u8> {
+    let (w, h) = (img.width(), img.height());
+    let sq = ((w.min(h) as f64 * fraction).round() as u32).clamp(1, w.min(h).max(1));
+    let crop = img.crop_imm((w - sq) / 2, (h - sq) / 2, sq, sq);
+    let small = crop.resize_exact(
+        side as u32,
+        side as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    if channels == 1 {
+        small.to_luma8().into_raw()
+    } else {
+        planar(small.to_rgb8().as_raw(), 3)
+    }
+}
+
 /// PNG bytes of an image.
 pub fn encode_png(img: &Image) -> Vec<u8> {
     let (w, h) = (img.width as u32, img.height as u32);

@@ -120,14 +120,13 @@ pub fn compose(mnist: &ImageLabelSet, seed: u64) -> ImageLabelSet {
         }
         labels.push(class_of_digits(&digits) as u32);
     }
-    ImageLabelSet {
-        kind: crate::DatasetKind::MultiMnist,
-        channels: 1,
-        rows: SIDE,
-        cols: SIDE,
+    ImageLabelSet::new(
+        crate::DatasetKind::MultiMnist,
+        1,
+        (SIDE, SIDE),
         images,
         labels,
-    }
+    )
 }
 
 #[cfg(test)]
@@ -165,16 +164,15 @@ mod tests {
     fn composed_images_hold_their_digits_in_their_slots() {
         // A tiny MNIST whose image j is filled with the value j + 1.
         let n = 30;
-        let mnist = ImageLabelSet {
-            kind: DatasetKind::Mnist,
-            channels: 1,
-            rows: CELL,
-            cols: CELL,
-            images: (0..n)
+        let mnist = ImageLabelSet::new(
+            DatasetKind::Mnist,
+            1,
+            (CELL, CELL),
+            (0..n)
                 .flat_map(|j| vec![j as u8 + 1; CELL * CELL])
                 .collect(),
-            labels: (0..n).map(|j| (j % 10) as u32).collect(),
-        };
+            (0..n).map(|j| (j % 10) as u32).collect(),
+        );
         let set = compose(&mnist, SEED);
         assert_eq!((set.len(), set.rows, set.pixels()), (n, SIDE, SIDE * SIDE));
         let mut counts = [0usize; SLOTS + 1];

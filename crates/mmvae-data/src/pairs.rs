@@ -5,9 +5,16 @@
 //! A problem with the file as a whole (unreadable, no usable header) is an
 //! error; a problem with one line is reported with its line number and the
 //! remaining lines are still read, so the caller can list every bad line.
+//!
+//! [`load_split`] turns such a file into a training or test split (the
+//! `pairs` dataset): images of any size centre-cropped and resized, each
+//! item keeping its own caption.
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{DatasetKind, ImageLabelSet, Split};
 use crate::error::{DataError, Result};
 
 /// One image–caption pair.
@@ -45,19 +52,37 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
     if out.pairs.is_empty() && out.errors.is_empty() {
         return Err(DataError::format(path, "no pairs in this file"));
     }
-    // The same image listed twice is reported on its second line.
+    // The same image listed twice is reported on its second line, and only
+    // its first line is kept.
     let mut seen = std::collections::HashMap::new();
-    for p in &out.pairs {
-        if let Some(first) = seen.insert(p.image.clone(), p.line) {
-            out.errors.push(format!(
+    let mut errors = Vec::new();
+    out.pairs.retain(|p| match seen.get(&p.image) {
+        Some(first) => {
+            errors.push(format!(
                 "{} line {}: image `{}` already listed on line {first}",
                 path.display(),
                 p.line,
                 p.image.display()
             ));
+            false
         }
-    }
+        None => {
+            seen.insert(p.image.clone(), p.line);
+            true
+        }
+    });
+    out.errors.extend(errors);
+    out.errors.sort_by_key(|e| line_of(e));
     Ok(out)
+}
+
+/// The line number in a `file line N: …` message (for ordering).
+fn line_of(msg: &str) -> usize {
+    msg.split(" line ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn resolve(base: &Path, s: &str) -> PathBuf {
@@ -179,6 +204,221 @@ fn parse_jsonl(path: &Path, body: &str, base: &Path) -> Pairs {
     out
 }
 
+/// What to do with a bad line or image of a pairs dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BadItems {
+    /// Stop at the first one, naming its file and line.
+    #[default]
+    Stop,
+    /// Leave it out, and count and list it in the split's notes.
+    Skip,
+}
+
+/// How a pairs dataset is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairsOptions {
+    /// Images are centre-cropped to a square and resized to `side`×`side`.
+    pub side: usize,
+    /// 1 (grey) or 3 (RGB); images with other channel counts are converted.
+    pub channels: usize,
+    pub bad: BadItems,
+}
+
+impl Default for PairsOptions {
+    fn default() -> Self {
+        Self {
+            side: 64,
+            channels: 3,
+            bad: BadItems::Stop,
+        }
+    }
+}
+
+/// The names looked for in a folder given as a pairs dataset.
+pub const CAPTION_FILES: [&str; 2] = ["captions.csv", "captions.jsonl"];
+
+/// The captions file of `path`: `path` itself, or the one of
+/// [`CAPTION_FILES`] inside it.
+pub fn captions_file(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if path.is_dir() {
+        return CAPTION_FILES
+            .iter()
+            .map(|f| path.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                DataError::format(
+                    path,
+                    format!("no {} in this folder", CAPTION_FILES.join(" or ")),
+                )
+            });
+    }
+    Err(DataError::format(path, "no such captions file or folder"))
+}
+
+/// The split of a pair: its `split` value (`train`, `val`/`valid`/
+/// `validation` count as training; `test`), or without one a hash of the
+/// image's file name that puts about one pair in ten in the test split.
+fn split_of(file: &Path, p: &Pair) -> std::result::Result<Split, String> {
+    match p.split.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => {
+            let name = p
+                .image
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
+            });
+            Ok(if crate::captions::splitmix64(h) % 10 == 0 {
+                Split::Test
+            } else {
+                Split::Train
+            })
+        }
+        Some("train" | "training" | "val" | "valid" | "validation") => Ok(Split::Train),
+        Some("test" | "testing") => Ok(Split::Test),
+        Some(other) => Err(format!(
+            "{} line {}: split `{other}` is not train, val or test",
+            file.display(),
+            p.line
+        )),
+    }
+}
+
+/// One decoded image, and whether its channels had to be converted.
+fn decode_pair(
+    file: &Path,
+    p: &Pair,
+    opts: &PairsOptions,
+) -> std::result::Result<(Vec<u8>, Option<&'static str>), String> {
+    let at = format!("line {} of {}", p.line, file.display());
+    let bytes = std::fs::read(&p.image)
+        .map_err(|e| format!("{}: cannot read the image on {at}: {e}", p.image.display()))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| {
+        format!(
+            "{}: cannot decode the image on {at}: {e}",
+            p.image.display()
+        )
+    })?;
+    let c = img.color();
+    let converted = match (c.channel_count(), opts.channels) {
+        (1, 1) | (3, 3) => None,
+        (2, 1) | (4, 3) => Some("transparency dropped"),
+        (1 | 2, _) => Some("grey converted to RGB"),
+        (_, _) => Some("colour converted to grey"),
+    };
+    Ok((
+        crate::imageio::crop_resize(&img, opts.side, opts.channels, 1.0),
+        converted,
+    ))
+}
+
+/// Read `split` of the pairs dataset at `path` (a captions file, or a
+/// folder holding one of [`CAPTION_FILES`]), decoding images on `threads`
+/// threads. Every item keeps its own caption; labels are all 0.
+pub fn load_split(
+    path: &Path,
+    split: Split,
+    opts: &PairsOptions,
+    threads: usize,
+) -> Result<ImageLabelSet> {
+    let file = captions_file(path)?;
+    let read = read_pairs(&file)?;
+    let mut problems: Vec<String> = read.errors;
+    let mut chosen = Vec::new();
+    for p in read.pairs {
+        match split_of(&file, &p) {
+            Ok(s) if s == split => chosen.push(p),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    let stop = |problems: &[String]| {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(
+                " (and {} more bad lines; `data.bad_items = \"skip\"` leaves them out)",
+                n - 1
+            ),
+        };
+        DataError::Invalid(format!("{}{more}", problems[0]))
+    };
+    if opts.bad == BadItems::Stop && !problems.is_empty() {
+        return Err(stop(&problems));
+    }
+    let px = opts.channels * opts.side * opts.side;
+    let per = chosen.len().div_ceil(threads.max(1)).max(1);
+    let decoded: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = chosen
+            .chunks(per)
+            .map(|ps| {
+                let file = &file;
+                s.spawn(move || {
+                    ps.iter()
+                        .map(|p| decode_pair(file, p, opts))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("decoder thread panicked"))
+            .collect()
+    });
+    let mut images = Vec::with_capacity(chosen.len() * px);
+    let mut captions = Vec::with_capacity(chosen.len());
+    let mut converted: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut bad_images = Vec::new();
+    for (p, d) in chosen.iter().zip(decoded) {
+        match d {
+            Ok((px_bytes, conv)) => {
+                images.extend(px_bytes);
+                captions.push(p.text.clone());
+                if let Some(c) = conv {
+                    *converted.entry(c).or_default() += 1;
+                }
+            }
+            Err(e) if opts.bad == BadItems::Stop => return Err(DataError::Invalid(e)),
+            Err(e) => bad_images.push(e),
+        }
+    }
+    let mut notes = Vec::new();
+    let name = format!("{split:?}").to_lowercase();
+    for (what, list) in [("lines", &problems), ("images", &bad_images)] {
+        if !list.is_empty() {
+            notes.push(format!(
+                "{name} split: skipped {} bad {what} of {}, first: {}",
+                list.len(),
+                file.display(),
+                list[0]
+            ));
+        }
+    }
+    for (what, n) in converted {
+        notes.push(format!("{name} split: {n} images {what}"));
+    }
+    if captions.is_empty() {
+        return Err(DataError::format(
+            &file,
+            format!("no usable {name} pairs (a `split` column with `train` / `test`, or about one pair in ten by file name, makes the test split)"),
+        ));
+    }
+    let n = captions.len();
+    let mut set = ImageLabelSet::new(
+        DatasetKind::Pairs,
+        opts.channels,
+        (opts.side, opts.side),
+        images,
+        vec![0; n],
+    );
+    set.captions = Some(captions);
+    set.notes = notes;
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +443,8 @@ mod tests {
              a.png,again,train\n",
         );
         let r = read_pairs(&p).unwrap();
-        assert_eq!(r.pairs.len(), 3, "{:?}", r.pairs);
+        // The duplicate of a.png (line 6) is reported and left out.
+        assert_eq!(r.pairs.len(), 2, "{:?}", r.pairs);
         assert_eq!(r.pairs[0].image, d.path().join("a.png"));
         assert_eq!(r.pairs[0].text, "a cat, sitting");
         assert_eq!(r.pairs[0].split.as_deref(), Some("train"));
@@ -248,5 +489,192 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no pairs"));
+    }
+
+    /// A folder of pairs: `img{i}.png` RGB images of assorted sizes whose
+    /// left half is bright, one grey and one RGBA image, and a captions
+    /// file with the given extra lines appended.
+    fn folder(dir: &Path, extra: &str) -> PathBuf {
+        let mut csv = String::from("file,caption,split\n");
+        for i in 0..12 {
+            let (w, h) = (20 + 7 * i as u32, 30 + 3 * i as u32);
+            let img = image::RgbImage::from_fn(w, h, |x, _| {
+                if x < w / 2 {
+                    image::Rgb([250, 10 * i as u8, 0])
+                } else {
+                    image::Rgb([0, 0, 0])
+                }
+            });
+            img.save(dir.join(format!("img{i}.png"))).unwrap();
+            let split = if i % 4 == 3 { "test" } else { "train" };
+            csv.push_str(&format!("img{i}.png,picture number {i},{split}\n"));
+        }
+        image::GrayImage::from_pixel(9, 9, image::Luma([200]))
+            .save(dir.join("grey.png"))
+            .unwrap();
+        image::RgbaImage::from_pixel(9, 9, image::Rgba([0, 200, 0, 128]))
+            .save(dir.join("alpha.png"))
+            .unwrap();
+        csv.push_str("grey.png,a grey one,train\nalpha.png,a see-through one,val\n");
+        csv.push_str(extra);
+        write(dir, "captions.csv", &csv)
+    }
+
+    #[test]
+    fn pairs_load_as_a_split_with_their_captions_resized_and_converted() {
+        let d = tempfile::tempdir().unwrap();
+        folder(d.path(), "");
+        let opts = PairsOptions {
+            side: 16,
+            channels: 3,
+            bad: BadItems::Stop,
+        };
+        // The folder finds its captions.csv.
+        let train = load_split(d.path(), Split::Train, &opts, 2).unwrap();
+        let test = load_split(d.path(), Split::Test, &opts, 2).unwrap();
+        assert_eq!((train.len(), test.len()), (11, 3));
+        assert_eq!((train.rows, train.cols, train.channels), (16, 16, 3));
+        assert_eq!(train.kind, DatasetKind::Pairs);
+        let caps = train.captions.as_ref().unwrap();
+        assert_eq!(caps[0], "picture number 0");
+        assert_eq!(caps[10], "a see-through one", "val counts as training");
+        assert_eq!(test.captions.as_ref().unwrap()[0], "picture number 3");
+        // Every size is cropped to its centre square and resized: the left
+        // half stays bright red, the right half black.
+        let plane = 16 * 16;
+        for k in 0..9 {
+            let img = train.image(k);
+            assert!(img[8 * 16 + 1] > 200, "item {k}: left {}", img[8 * 16 + 1]);
+            assert!(
+                img[8 * 16 + 14] < 30,
+                "item {k}: right {}",
+                img[8 * 16 + 14]
+            );
+            assert!(img[2 * plane + 8 * 16 + 1] < 30, "blue plane");
+        }
+        assert!(
+            train
+                .notes
+                .iter()
+                .any(|n| n.contains("1 images grey converted to RGB"))
+                && train
+                    .notes
+                    .iter()
+                    .any(|n| n.contains("1 images transparency dropped")),
+            "{:?}",
+            train.notes
+        );
+        // Grey output: one channel.
+        let grey = PairsOptions {
+            channels: 1,
+            ..opts
+        };
+        let g = load_split(d.path(), Split::Train, &grey, 1).unwrap();
+        assert_eq!(g.pixels(), 256);
+        assert!(g
+            .notes
+            .iter()
+            .any(|n| n.contains("10 images colour converted to grey")));
+    }
+
+    #[test]
+    fn without_a_split_column_about_one_in_ten_is_test() {
+        let d = tempfile::tempdir().unwrap();
+        let mut body = String::from("image,text\n");
+        image::GrayImage::from_pixel(4, 4, image::Luma([9]))
+            .save(d.path().join("x.png"))
+            .unwrap();
+        for i in 0..400 {
+            std::fs::copy(d.path().join("x.png"), d.path().join(format!("p{i}.png"))).unwrap();
+            body.push_str(&format!("p{i}.png,item {i}\n"));
+        }
+        let f = write(d.path(), "list.csv", &body);
+        let opts = PairsOptions {
+            side: 4,
+            channels: 1,
+            bad: BadItems::Stop,
+        };
+        let test = load_split(&f, Split::Test, &opts, 2).unwrap();
+        let train = load_split(&f, Split::Train, &opts, 2).unwrap();
+        assert_eq!(test.len() + train.len(), 400);
+        assert!((20..=60).contains(&test.len()), "{}", test.len());
+        // Deterministic.
+        assert_eq!(
+            load_split(&f, Split::Test, &opts, 1).unwrap().captions,
+            test.captions
+        );
+    }
+
+    #[test]
+    fn bad_lines_and_images_stop_with_their_line_or_are_skipped_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("broken.png"), b"not a png").unwrap();
+        let f = folder(
+            d.path(),
+            "missing.png,not there,train\nbroken.png,broken,train\nimg1.png,twice,train\nimg2.png,,train\n",
+        );
+        let stop = PairsOptions {
+            side: 8,
+            channels: 3,
+            bad: BadItems::Stop,
+        };
+        // Line errors come first, in line order: the duplicate (line 18),
+        // then the empty caption (line 19).
+        let e = load_split(&f, Split::Train, &stop, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 18") && e.contains("img1.png") && e.contains("already listed"),
+            "{e}"
+        );
+        assert!(e.contains("and 1 more bad lines"), "{e}");
+        let clean = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("img1.png,twice,train\nimg2.png,,train\n", "");
+        std::fs::write(&f, clean).unwrap();
+        let e = load_split(&f, Split::Train, &stop, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.png") && e.contains("line 16"), "{e}");
+        std::fs::write(
+            &f,
+            std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("missing.png,not there,train\n", ""),
+        )
+        .unwrap();
+        let e = load_split(&f, Split::Train, &stop, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("broken.png") && e.contains("decode") && e.contains("line 16"),
+            "{e}"
+        );
+        // Skipping: everything else loads, and the notes count what was left out.
+        let f = folder(
+            d.path(),
+            "missing.png,not there,train\nbroken.png,broken,train\nimg1.png,twice,train\nimg2.png,,train\nimg3.png,x,later\n",
+        );
+        let skip = PairsOptions {
+            bad: BadItems::Skip,
+            ..stop
+        };
+        let s = load_split(&f, Split::Train, &skip, 2).unwrap();
+        assert_eq!(s.len(), 11);
+        let notes = s.notes.join("\n");
+        assert!(
+            notes.contains("skipped 3 bad lines") && notes.contains("line 18"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("skipped 2 bad images") && notes.contains("missing.png"),
+            "{notes}"
+        );
+        // A folder without a captions file, and a test split with nothing in it.
+        let empty = tempfile::tempdir().unwrap();
+        let e = load_split(empty.path(), Split::Train, &stop, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("captions.csv or captions.jsonl"), "{e}");
     }
 }

@@ -67,9 +67,13 @@ impl HostBatch {
         for &i in indices {
             images.extend(data.image(i).iter().map(|&b| b as f32 / 255.0));
             let label = data.labels[i] as usize;
-            let cap = captions
-                .captioner
-                .caption(captions.set, captions.stream, i, label);
+            // An item's own caption where the dataset has them.
+            let cap = match &data.captions {
+                Some(own) => own[i].clone(),
+                None => captions
+                    .captioner
+                    .caption(captions.set, captions.stream, i, label),
+            };
             let (t, l) = frame(vocab, &vocab.encode_lossy(&cap), max_len);
             tokens.extend(t);
             last.push(l);

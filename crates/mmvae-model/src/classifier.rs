@@ -191,6 +191,8 @@ impl ClassifierTrainOptions {
             DatasetKind::Mnist => 4,
             DatasetKind::FashionMnist => 10,
             DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => 4,
+            // No labels to learn: `train` refuses it.
+            DatasetKind::Pairs => 0,
         };
         Self {
             epochs,
@@ -260,6 +262,12 @@ pub fn train_classifier(
     opts: &ClassifierTrainOptions,
     out: &Path,
 ) -> Result<(Classifier, ClassifierInfo)> {
+    if !train.kind.is_labelled() {
+        return Err(crate::error::ModelError::Config(format!(
+            "the {} dataset has no class labels to train an evaluation classifier on",
+            train.kind
+        )));
+    }
     let device = Device::flex().autodiff();
     device.seed(opts.seed);
     let classes = train.kind.num_classes();

@@ -157,10 +157,23 @@ pub struct OptimConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
-    /// Folder with the IDX files; if absent, `--data-dir`, `$MMVAE_DATA`, then
-    /// system folders are searched.
+    /// Folder with the dataset's files (for `pairs`: the captions file, or
+    /// a folder holding captions.csv / captions.jsonl); if absent,
+    /// `--data-dir`, `$MMVAE_DATA`, then system folders are searched.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// `pairs` only: images are centre-cropped to a square and resized to
+    /// this side (default 64).
+    #[serde(default)]
+    pub image_size: Option<usize>,
+    /// `pairs` only: 1 (grey) or 3 (RGB, default); images with other
+    /// channel counts are converted and counted.
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// `pairs` only: `"stop"` (default) at the first bad line or image,
+    /// naming it, or `"skip"` bad items and count them at the end.
+    #[serde(default)]
+    pub bad_items: mmvae_data::pairs::BadItems,
     /// Use only the first N training images (all if absent).
     #[serde(default)]
     pub train_limit: Option<usize>,
@@ -569,6 +582,18 @@ fn check_loss(l: &LossConfig, m: &ModelConfig, at: &str) -> Result<()> {
     Ok(())
 }
 
+impl DataConfig {
+    /// How a `pairs` dataset is read (defaults where the config is silent).
+    pub fn pairs_options(&self) -> mmvae_data::pairs::PairsOptions {
+        let d = mmvae_data::pairs::PairsOptions::default();
+        mmvae_data::pairs::PairsOptions {
+            side: self.image_size.unwrap_or(d.side),
+            channels: self.channels.unwrap_or(d.channels),
+            bad: self.bad_items,
+        }
+    }
+}
+
 impl TrainConfig {
     pub fn from_toml_str(s: &str, origin: &Path) -> Result<Self> {
         let cfg: TrainConfig = toml::from_str(s).map_err(|e| {
@@ -743,6 +768,28 @@ impl TrainConfig {
         if let Some(n) = d.train_limit {
             check(n >= 1, "data.train_limit", "must be at least 1")?;
         }
+        let pairs = d.dataset == DatasetKind::Pairs;
+        for (set, field) in [
+            (d.image_size.is_some(), "data.image_size"),
+            (d.channels.is_some(), "data.channels"),
+            (d.bad_items != Default::default(), "data.bad_items"),
+        ] {
+            check(
+                pairs || !set,
+                field,
+                "applies to the pairs dataset only (the others have fixed images)",
+            )?;
+        }
+        if let Some(side) = d.image_size {
+            check(
+                (8..=512).contains(&side),
+                "data.image_size",
+                "must be in 8..=512",
+            )?;
+        }
+        if let Some(c) = d.channels {
+            check(c == 1 || c == 3, "data.channels", "must be 1 or 3")?;
+        }
         check_loss(&self.loss, m, "loss")?;
         let mut total = 0usize;
         for (i, p) in self.phases.iter().enumerate() {
@@ -835,6 +882,9 @@ impl TrainConfig {
             data: DataConfig {
                 dataset,
                 dir: None,
+                image_size: None,
+                channels: None,
+                bad_items: Default::default(),
                 train_limit: Some(64),
                 val_size: 16,
                 caption_seed: 0,
@@ -1129,7 +1179,7 @@ mod tests {
                 let kind = c.data.dataset;
                 let captioner = mmvae_data::Captioner::new(kind, c.data.caption_seed);
                 let vocab = crate::data::build_vocab(&captioner, c.data.tokenizer);
-                crate::data::check_max_len(&c, &captioner, &vocab)
+                crate::data::check_max_len(&c, &captioner, None, &vocab)
                     .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 let m = c.model.init(
                     kind.image_size().0,

@@ -371,6 +371,12 @@ pub fn calibrate(
     test_n: usize,
     opts: ScoreOptions,
 ) -> Result<Calibration> {
+    if !val.kind.is_labelled() {
+        return Err(crate::error::ModelError::Config(format!(
+            "calibration builds mismatched pairs from class labels; the {} dataset has none",
+            val.kind
+        )));
+    }
     let vs = pair_suite(m, val, val_n, crate::data::VAL_STREAM, opts.seed)?;
     let v = suite_scores(m, &vs, opts)?;
     let mut thresholds = BTreeMap::new();

@@ -5,7 +5,7 @@ use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
 use mmvae_data::{TokenLevel, Vocab};
 use std::path::Path;
 
-use crate::config::TrainConfig;
+use crate::config::{DataConfig, TrainConfig};
 use crate::error::Result;
 
 /// Caption streams: training draws a fresh template per image each epoch
@@ -19,6 +19,8 @@ pub struct TrainData {
     pub val: ImageLabelSet,
     pub vocab: Vocab,
     pub captioner: Captioner,
+    /// What the loader reported (items skipped, images converted).
+    pub notes: Vec<String>,
 }
 
 /// The vocabulary: every token of every training template at `level`.
@@ -28,20 +30,39 @@ pub fn build_vocab(captioner: &Captioner, level: TokenLevel) -> Vocab {
 }
 
 /// Refuse a `model.max_len` that would cut captions short: every training
-/// and held-out caption, with `<bos>` and `<eos>`, must fit.
-pub fn check_max_len(cfg: &TrainConfig, captioner: &Captioner, vocab: &Vocab) -> Result<()> {
-    let mut longest = 0;
-    for set in [CaptionSet::Train, CaptionSet::HeldOut] {
-        if captioner.has(set) {
-            for c in captioner.all_captions(set) {
-                longest = longest.max(vocab.token_count(&c) + 2);
+/// and held-out caption (a dataset's own captions where it has them), with
+/// `<bos>` and `<eos>`, must fit.
+pub fn check_max_len(
+    cfg: &TrainConfig,
+    captioner: &Captioner,
+    own: Option<&[String]>,
+    vocab: &Vocab,
+) -> Result<()> {
+    let mut longest = (0, String::new());
+    let mut see = |c: &str| {
+        let n = vocab.token_count(c) + 2;
+        if n > longest.0 {
+            longest = (n, c.to_string());
+        }
+    };
+    match own {
+        Some(caps) => caps.iter().for_each(|c| see(c)),
+        None => {
+            for set in [CaptionSet::Train, CaptionSet::HeldOut] {
+                if captioner.has(set) {
+                    captioner.all_captions(set).iter().for_each(|c| see(c));
+                }
             }
         }
     }
-    if longest > cfg.model.max_len {
+    if longest.0 > cfg.model.max_len {
+        let mut example = longest.1;
+        if example.chars().count() > 60 {
+            example = example.chars().take(57).collect::<String>() + "...";
+        }
         return Err(crate::error::ModelError::Config(format!(
-            "`model.max_len` = {} is too short for this dataset's captions: the longest needs {longest} tokens with <bos> and <eos>",
-            cfg.model.max_len
+            "`model.max_len` = {} is too short for this dataset's captions: the longest (`{example}`) needs {} tokens with <bos> and <eos>",
+            cfg.model.max_len, longest.0
         )));
     }
     Ok(())
@@ -52,8 +73,9 @@ fn render_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Load (or render) one split. The CLI's `--data-dir` wins over the config's
-/// `data.dir`; synthetic datasets ignore both.
+/// Load (or render) one split of a labelled dataset with its defaults. The
+/// CLI's `--data-dir` wins over the config's `data.dir`; synthetic datasets
+/// ignore both.
 pub fn load_split(
     kind: DatasetKind,
     split: Split,
@@ -68,9 +90,33 @@ pub fn load_split(
     )?)
 }
 
+/// Load one split as a run's data config describes it (for `pairs`, with
+/// its image size, channels and bad-item policy).
+pub fn load_configured(
+    data: &DataConfig,
+    split: Split,
+    cli: Option<&Path>,
+) -> Result<ImageLabelSet> {
+    if data.dataset != DatasetKind::Pairs {
+        return load_split(data.dataset, split, cli, data.dir.as_deref());
+    }
+    let path = cli.or(data.dir.as_deref()).ok_or_else(|| {
+        crate::error::ModelError::Config(
+            "the pairs dataset needs `data.dir` (or --data-dir) naming a captions file (CSV `file,caption[,split]` or JSON lines) or a folder holding captions.csv / captions.jsonl".into(),
+        )
+    })?;
+    Ok(mmvae_data::pairs::load_split(
+        path,
+        split,
+        &data.pairs_options(),
+        render_threads(),
+    )?)
+}
+
 pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<TrainData> {
     let kind = cfg.data.dataset;
-    let mut train = load_split(kind, Split::Train, cli_dir, cfg.data.dir.as_deref())?;
+    let mut train = load_configured(&cfg.data, Split::Train, cli_dir)?;
+    let notes = std::mem::take(&mut train.notes);
     if train.len() <= cfg.data.val_size {
         return Err(crate::error::ModelError::Config(format!(
             "`data.val_size` = {} leaves no training data ({} images)",
@@ -83,20 +129,29 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
         train.truncate(n);
     }
     let captioner = Captioner::new(kind, cfg.data.caption_seed);
-    let vocab = build_vocab(&captioner, cfg.data.tokenizer);
-    check_max_len(cfg, &captioner, &vocab)?;
+    // A dataset with its own captions: the vocabulary of the training
+    // captions (validation included); otherwise every template's words.
+    let own: Option<Vec<String>> = train.captions.as_ref().map(|t| {
+        t.iter()
+            .chain(val.captions.iter().flatten())
+            .cloned()
+            .collect()
+    });
+    let vocab = match &own {
+        Some(caps) => Vocab::build_at(cfg.data.tokenizer, caps),
+        None => build_vocab(&captioner, cfg.data.tokenizer),
+    };
+    check_max_len(cfg, &captioner, own.as_deref(), &vocab)?;
     Ok(TrainData {
         train,
         val,
         vocab,
         captioner,
+        notes,
     })
 }
 
-pub fn load_test(
-    kind: DatasetKind,
-    cli_dir: Option<&Path>,
-    cfg_dir: Option<&Path>,
-) -> Result<ImageLabelSet> {
-    load_split(kind, Split::Test, cli_dir, cfg_dir)
+/// The test split of a run's dataset.
+pub fn load_test(data: &DataConfig, cli_dir: Option<&Path>) -> Result<ImageLabelSet> {
+    load_configured(data, Split::Test, cli_dir)
 }

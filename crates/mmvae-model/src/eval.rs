@@ -45,6 +45,10 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The groups scored with class labels (an evaluation classifier or
+    /// label probes): not available for a dataset without labels.
+    pub const NEED_LABELS: [Metric; 3] = [Metric::Coherence, Metric::Fid, Metric::Probe];
+
     pub const ALL: [Metric; 9] = [
         Metric::Coherence,
         Metric::Loss,
@@ -125,6 +129,9 @@ pub struct EvalOptions {
     pub loglik: (usize, usize),
     /// Training items for the linear probes (their first 5,000 are used).
     pub probe_train: Option<ImageLabelSet>,
+    /// The training captions of a dataset with its own captions, for the
+    /// perplexity metric's reference model (the templates otherwise).
+    pub train_captions: Option<Vec<String>>,
     /// Caption by beam search of this width instead of greedily.
     pub beam: Option<usize>,
     /// With `Metric::Fid`: also Fréchet distances in the pool3 features of
@@ -143,6 +150,7 @@ impl Default for EvalOptions {
             draw: Draw::Sample,
             loglik: (100, 1000),
             probe_train: None,
+            train_captions: None,
             inception: None,
             beam: None,
         }
@@ -279,7 +287,9 @@ pub struct EvalReport {
     pub caption_decoding: String,
     pub settings: EvalSettings,
     /// The evaluation classifier's own test accuracy (every attribute right).
-    pub classifier_test_accuracy: f64,
+    /// None for a dataset without labels (no classifier scores it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier_test_accuracy: Option<f64>,
     /// Classifier attributes of images generated from training-template
     /// captions, against the caption's attributes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -389,11 +399,9 @@ impl EvalReport {
                 s.push_str(&row(name, c));
             }
         }
-        s.push_str(&format!(
-            "  {:<35}{}\n",
-            "classifier test accuracy",
-            pct(self.classifier_test_accuracy)
-        ));
+        if let Some(a) = self.classifier_test_accuracy {
+            s.push_str(&format!("  {:<35}{}\n", "classifier test accuracy", pct(a)));
+        }
         if let Some(l) = &self.test_loss {
             s.push_str(&format!(
                 "  {:<34}{:.2}\n",
@@ -562,11 +570,12 @@ pub struct FidReport {
 }
 
 /// Score a checkpoint on the test split: the metric groups in
-/// `opts.metrics`, each computed only if selected.
+/// `opts.metrics`, each computed only if selected. Without an evaluation
+/// classifier (a dataset without labels) the classifier-scored groups,
+/// coherence and FID, are left out.
 pub fn evaluate(
     m: &Loaded,
-    clf: &Classifier,
-    clf_info: &ClassifierInfo,
+    classifier: Option<(&Classifier, &ClassifierInfo)>,
     test: &ImageLabelSet,
     opts: &EvalOptions,
 ) -> EvalReport {
@@ -576,8 +585,9 @@ pub fn evaluate(
     let n = opts.limit.unwrap_or(test.len()).min(test.len());
     let bs = opts.batch_size.max(1);
     let on = |metric: Metric| opts.metrics.contains(&metric);
-    let coherence = on(Metric::Coherence);
-    let fid_on = on(Metric::Fid);
+    let clf_opt = classifier.map(|c| c.0);
+    let coherence = on(Metric::Coherence) && clf_opt.is_some();
+    let fid_on = on(Metric::Fid) && clf_opt.is_some();
     let net = opts.inception.as_ref().filter(|_| fid_on);
     m.seed(opts.seed);
 
@@ -591,14 +601,16 @@ pub fn evaluate(
         set: CaptionSet::HeldOut,
         stream: TEST_STREAM,
     };
-    let (text_to_image, t2i_features) = if coherence || fid_on {
-        let (c, f) = t2i(m, clf, test, n, train_src, bs, opts.draw, net);
-        (Some(c), f)
-    } else {
-        (None, Feats::default())
+    let (text_to_image, t2i_features) = match clf_opt {
+        Some(clf) if coherence || fid_on => {
+            let (c, f) = t2i(m, clf, test, n, train_src, bs, opts.draw, net);
+            (Some(c), f)
+        }
+        _ => (None, Feats::default()),
     };
-    let text_to_image_heldout = (coherence && captioner.has(CaptionSet::HeldOut))
-        .then(|| t2i(m, clf, test, n, held_src, bs, opts.draw, None).0);
+    let text_to_image_heldout = clf_opt
+        .filter(|_| coherence && captioner.has(CaptionSet::HeldOut))
+        .map(|clf| t2i(m, clf, test, n, held_src, bs, opts.draw, None).0);
     let (mut real_features, mut recon_features, mut joint_features) =
         (Feats::default(), Feats::default(), Feats::default());
 
@@ -637,27 +649,37 @@ pub fn evaluate(
             Some(w) => m.caption_tensor_beam(images.clone(), opts.draw, w),
             None => m.caption_tensor(images.clone(), opts.draw, None),
         };
-        for (c, &l) in caps.iter().zip(&hb.labels) {
+        for ((c, &l), own) in caps.iter().zip(&hb.labels).zip(&hb.captions) {
             i2t.add(&kind.attributes(l), &captioner.slots_of(c));
             if let Some(r) = captioner.reference(l) {
                 i2t.add_letters(&r, c);
             }
             cands.push(words(c));
-            refs.push(refs_of[l].clone());
+            // An item with its own caption is its own reference.
+            refs.push(match test.captions {
+                Some(_) => vec![words(own)],
+                None => refs_of[l].clone(),
+            });
         }
         generated.extend(caps.iter().cloned());
         real_caps.extend(hb.captions.iter().cloned());
-        if fid_on {
+        if let Some(clf) = clf_opt.filter(|_| fid_on) {
             real_features.add(clf.features(images.clone()), net, m, images.clone());
         }
         if !recon_needed {
             continue;
         }
         let probs = m.image_to_image_probs(images, opts.draw);
-        let (recon_preds, f) = clf.predict_with_features(probs.clone());
-        if fid_on {
-            recon_features.add(f, net, m, probs.clone());
-        }
+        let recon_preds = match clf_opt.filter(|_| coherence || fid_on) {
+            Some(clf) => {
+                let (p, f) = clf.predict_with_features(probs.clone());
+                if fid_on {
+                    recon_features.add(f, net, m, probs.clone());
+                }
+                p
+            }
+            None => Vec::new(),
+        };
         let got = probs.try_into_vec_as::<f32>().unwrap_or_default();
         let px = colours * side * side;
         for (k, g) in got.chunks(px).enumerate() {
@@ -677,7 +699,7 @@ pub fn evaluate(
     } else {
         0
     };
-    while done < joint_samples {
+    while let Some(clf) = clf_opt.filter(|_| done < joint_samples) {
         let k = bs.min(joint_samples - done);
         let z = Tensor::<2>::random(
             [k, m.model.latent],
@@ -758,14 +780,11 @@ pub fn evaluate(
         )
     });
     let caption_perplexity = on(Metric::Perplexity).then(|| {
-        let lm = BigramLm::train(
-            captioner
-                .all_captions(CaptionSet::Train)
-                .iter()
-                .map(|c| c.as_str())
-                .collect::<Vec<_>>(),
-            0.9,
-        );
+        let corpus = opts
+            .train_captions
+            .clone()
+            .unwrap_or_else(|| captioner.all_captions(CaptionSet::Train));
+        let lm = BigramLm::train(corpus.iter().map(|c| c.as_str()).collect::<Vec<_>>(), 0.9);
         Perplexity {
             reference_model: "interpolated bigram (λ = 0.9) trained on the training captions",
             generated: lm.perplexity(generated.iter().map(|c| c.as_str())),
@@ -819,7 +838,7 @@ pub fn evaluate(
             Some(w) => format!("beam search, width {w}"),
             None => "greedy".into(),
         },
-        classifier_test_accuracy: clf_info.test_accuracy,
+        classifier_test_accuracy: classifier.map(|c| c.1.test_accuracy),
         text_to_image: text_to_image.filter(|_| coherence),
         text_to_image_heldout,
         image_to_text: coherence.then(|| i2t.finish()),

@@ -61,6 +61,18 @@ impl Loaded {
         self.checkpoint.state.colours
     }
 
+    /// Read an input image for this model: exactly its size for the
+    /// built-in datasets; for a model trained on the user's own pairs, any
+    /// size, centre-cropped and resized as its training images were.
+    pub fn read_image(&self, path: &std::path::Path) -> mmvae_data::error::Result<Image> {
+        let (side, colours) = (self.side(), self.colours());
+        if self.checkpoint.config.data.dataset.is_labelled() {
+            mmvae_data::imageio::load_image(path, colours, side, side)
+        } else {
+            mmvae_data::imageio::load_image_fitted(path, colours, side)
+        }
+    }
+
     pub fn captioner(&self) -> Captioner {
         Captioner::new(
             self.checkpoint.config.data.dataset,

@@ -62,6 +62,8 @@ pub struct TrainSummary {
     pub best_val_loss: f64,
     pub elapsed_s: f64,
     pub reports: Vec<EpochReport>,
+    /// What the data loader reported (items skipped, images converted).
+    pub data_notes: Vec<String>,
 }
 
 /// Build a freshly initialised model, seeded.
@@ -512,6 +514,7 @@ pub fn train(
         best_val_loss: state.best_val_loss,
         elapsed_s: state.elapsed_s,
         reports,
+        data_notes: data.notes.clone(),
     })
 }
 
