@@ -8,9 +8,10 @@
 # of training per recipe on shapes, under one on MNIST, on 2 CPU cores).
 # Recipes ($RECIPES, default "poe moe moe+dreg mopoe"): poe, moe (ELBO), moe
 # with the DReG importance-weighted bound (K = 4; about six times the cost of
-# an ELBO step), mopoe, and the learned fusions concat and attention; each is
-# the dataset's shipped config (configs/<dataset>.toml) with only the fusion
-# and objective changed and a 300-step KL warm-up.
+# an ELBO step), mopoe, the learned fusions concat and attention, and
+# poe+multihot (PoE with the multi-hot attribute text model instead of the
+# GRU); each is the dataset's shipped config (configs/<dataset>.toml) with
+# only the fusion, objective or text model changed and a 300-step KL warm-up.
 # $OUT (default docs/results.md) is the file written.
 # Needs each dataset's evaluation classifier in runs/classifier-<dataset>
 # (`mmvae classifier train --dataset <dataset>`) and, for MNIST, the data
@@ -30,9 +31,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 recipe_config() { # recipe dataset → config on stdout
-    local fusion=${1%%+*} extra=""
+    local fusion=${1%%+*} extra="" text='&'
     [ "$1" = "moe+dreg" ] && extra='objective = "dreg"\nk = 4\n'
+    [ "$1" = "poe+multihot" ] && text='text = { kind = "multi-hot", hidden = 256 }'
     sed -e "s/^fusion = .*/fusion = \"$fusion\"/" \
+        -e "s/^text = .*/$text/" \
         -e "s/^kl_anneal_steps = .*/kl_anneal_steps = 300/" \
         -e "s/^\[loss\]$/[loss]\n$extra/" \
         "configs/$2.toml"
