@@ -12,7 +12,7 @@
 # poe+multihot (PoE with the multi-hot attribute text model instead of the
 # GRU); each is the dataset's shipped config (configs/<dataset>.toml) with
 # only the fusion, objective or text model changed and a 300-step KL warm-up.
-# $OUT (default docs/results.md) is the file written.
+# $OUT (default docs/results.md) is the file written; $B a prebuilt binary.
 # Needs each dataset's evaluation classifier in runs/classifier-<dataset>
 # (`mmvae classifier train --dataset <dataset>`) and, for MNIST, the data
 # through MMVAE_DATA.
@@ -25,8 +25,11 @@ shift $(( $# < 3 ? $# : 3 ))
 datasets=("$@")
 read -r -a recipes <<< "${RECIPES:-poe moe moe+dreg mopoe}"
 [ ${#datasets[@]} -gt 0 ] || datasets=(shapes-l1 shapes-l2 shapes-l3 mnist)
-B=target/release/mmvae
-cargo build --release --quiet
+# $B: a prebuilt binary to use instead of building target/release/mmvae.
+if [ -z "${B:-}" ]; then
+    B=target/release/mmvae
+    cargo build --release --quiet
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -719,6 +719,23 @@ pub enum DataCommand {
         #[arg(long)]
         mirror: Option<String>,
     },
+    /// Read both splits of a dataset and report what was read: item counts,
+    /// load time, and for your own pairs every kind of bad line or image
+    /// (exit 1 if there is any).
+    Check {
+        /// A dataset name (mnist, celeba, shapes-l3, …), or the captions file
+        /// (or folder) of your own image–caption pairs.
+        dataset: String,
+        /// Where a named dataset's files are (as for `train`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Pairs: the side images are cropped and resized to.
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
+        /// Pairs: 1 (grey) or 3 (RGB).
+        #[arg(long, default_value_t = 3)]
+        channels: usize,
+    },
 }
 
 pub fn data(c: DataCommand) -> Result<()> {
@@ -740,6 +757,56 @@ pub fn data(c: DataCommand) -> Result<()> {
                         outln!("already present and verified {}", p.display())
                     }
                 }
+            }
+            Ok(())
+        }
+        DataCommand::Check {
+            dataset,
+            data_dir,
+            image_size,
+            channels,
+        } => {
+            let named = DatasetKind::parse(&dataset)
+                .ok()
+                .filter(|k| k.is_labelled());
+            let opts = mmvae_data::pairs::PairsOptions {
+                side: image_size,
+                channels,
+                bad: mmvae_data::pairs::BadItems::Skip,
+            };
+            if named.is_none() && (!(8..=512).contains(&image_size) || !matches!(channels, 1 | 3)) {
+                bail!("--image-size must be in 8..=512 and --channels 1 or 3");
+            }
+            let mut bad = 0;
+            for split in [Split::Train, Split::Test] {
+                let start = std::time::Instant::now();
+                let set = match named {
+                    Some(kind) => load_split(kind, split, data_dir.as_deref(), None)?,
+                    None => mmvae_data::pairs::load_split(
+                        Path::new(&dataset),
+                        split,
+                        &opts,
+                        default_threads(),
+                    )
+                    .with_context(|| {
+                        format!("`{dataset}` is neither a dataset name nor a pairs file")
+                    })?,
+                };
+                outln!(
+                    "{split:?}: {} items of {}x{}x{} in {:.2}s",
+                    set.len(),
+                    set.channels,
+                    set.rows,
+                    set.cols,
+                    start.elapsed().as_secs_f64()
+                );
+                for note in &set.notes {
+                    outln!("  {note}");
+                    bad += note.contains("skipped") as usize;
+                }
+            }
+            if bad > 0 {
+                bail!("bad items found (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
             }
             Ok(())
         }

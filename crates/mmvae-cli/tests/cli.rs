@@ -1187,6 +1187,21 @@ text_weight = 20.0
         cfg.replace("BAD", "bad_items = \"skip\""),
     )
     .unwrap();
+    // `data check` reads both splits and lists what is wrong, exiting 1.
+    let o = run(d, &["data", "check", "mine", "--image-size", "32"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{stdout} {stderr}");
+    assert!(
+        stdout.contains("Train: 108 items of 3x32x32")
+            && stdout.contains("Test: 12 items")
+            && stdout.contains("skipped 1 bad images")
+            && stdout.contains("line 122"),
+        "{stdout}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     // By default the first bad item stops the run, naming its line, and
     // nothing is written.
     let e = fails(
