@@ -45,6 +45,11 @@ fn fails(dir: &Path, args: &[&str]) -> String {
     err
 }
 
+/// A command line split at spaces (for arguments without spaces).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 8, dims.len() as u8];
     for d in dims {
@@ -1054,48 +1059,17 @@ text_weight = 20.0
     .unwrap();
     ok(
         d,
-        &[
-            "train",
-            "--config",
-            "celeba.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-        ],
+        &words("train --config celeba.toml --out run --data-dir data --quiet"),
     );
     let saved = std::fs::read_to_string(d.join("run/best/config.toml")).unwrap();
     assert!(saved.contains("multi-hot"), "{saved}");
     ok(
         d,
-        &[
-            "classifier",
-            "train",
-            "--dataset",
-            "celeba",
-            "--data-dir",
-            "data",
-            "--epochs",
-            "1",
-            "--out",
-            "clf",
-            "--quiet",
-        ],
+        &words("classifier train --dataset celeba --data-dir data --epochs 1 --out clf --quiet"),
     );
     let table = ok(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--classifier",
-            "clf",
-            "--metrics",
-            "coherence",
-        ],
+        &words("eval --checkpoint run/best --data-dir data --classifier clf --metrics coherence"),
     );
     assert!(table.contains("attribute F1"), "{table}");
     let json: serde_json::Value =
@@ -1120,7 +1094,7 @@ text_weight = 20.0
     );
     assert!(d.join("g.png").is_file());
     // CelebA is never downloaded; the error says where to get it.
-    let e = fails(d, &["data", "fetch", "celeba", "--dest", "x"]);
+    let e = fails(d, &words("data fetch celeba --dest x"));
     assert!(e.contains("mmlab.ie.cuhk.edu.hk"), "{e}");
     assert!(!d.join("x").exists());
 }
@@ -1188,7 +1162,7 @@ text_weight = 20.0
     )
     .unwrap();
     // `data check` reads both splits and lists what is wrong, exiting 1.
-    let o = run(d, &["data", "check", "mine", "--image-size", "32"]);
+    let o = run(d, &words("data check mine --image-size 32"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
@@ -1206,32 +1180,14 @@ text_weight = 20.0
     // nothing is written.
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "stop.toml",
-            "--out",
-            "stopped",
-            "--data-dir",
-            "mine",
-            "--quiet",
-        ],
+        &words("train --config stop.toml --out stopped --data-dir mine --quiet"),
     );
     assert!(e.contains("999.png") && e.contains("line 122"), "{e}");
     assert!(!d.join("stopped").exists());
     // Skipping trains on the rest and counts what was left out at the end.
     let out = ok(
         d,
-        &[
-            "train",
-            "--config",
-            "skip.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "mine",
-            "--quiet",
-        ],
+        &words("train --config skip.toml --out run --data-dir mine --quiet"),
     );
     assert!(
         out.contains("data: train split: skipped 1 bad images") && out.contains("999.png"),
@@ -1245,10 +1201,7 @@ text_weight = 20.0
         );
     }
     // Evaluation without labels: the label-free metrics by default.
-    let table = ok(
-        d,
-        &["eval", "--checkpoint", "run/best", "--data-dir", "mine"],
-    );
+    let table = ok(d, &words("eval --checkpoint run/best --data-dir mine"));
     assert!(!table.contains("coherence"), "{table}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
@@ -1265,15 +1218,7 @@ text_weight = 20.0
     assert!(json["text_to_image"].is_null() && json["classifier_test_accuracy"].is_null());
     let e = fails(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "mine",
-            "--metrics",
-            "coherence",
-        ],
+        &words("eval --checkpoint run/best --data-dir mine --metrics coherence"),
     );
     assert!(e.contains("needs class labels"), "{e}");
     // Both directions of generation work on the user's vocabulary.
@@ -1293,25 +1238,12 @@ text_weight = 20.0
     assert_eq!(g.color().channel_count(), 3);
     let caps = ok(
         d,
-        &[
-            "caption",
-            "--checkpoint",
-            "run/best",
-            "--image",
-            "mine/img/001.png",
-        ],
+        &words("caption --checkpoint run/best --image mine/img/001.png"),
     );
     assert!(!caps.trim().is_empty());
     let e = fails(
         d,
-        &[
-            "classifier",
-            "train",
-            "--dataset",
-            "pairs",
-            "--data-dir",
-            "mine",
-        ],
+        &words("classifier train --dataset pairs --data-dir mine"),
     );
     assert!(e.contains("no class labels"), "{e}");
 }
