@@ -49,7 +49,7 @@ fn print_epoch(r: &EpochReport) {
         _ => String::new(),
     };
     eprintln!(
-        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2}){adv}  {:.0} samples/s  {:.0}s{}",
+        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2}){adv}  {:.0} samples/s  (data wait {:.1}%)  {:.0}s{}",
         r.epoch,
         r.step,
         r.train["loss"],
@@ -60,6 +60,7 @@ fn print_epoch(r: &EpochReport) {
         r.val["img2txt_nll"],
         r.val["txt2img_nll"],
         r.samples_per_s,
+        100.0 * r.data_wait,
         r.elapsed_s,
         if r.best { "  *best" } else { "" }
     );

@@ -51,6 +51,10 @@ pub struct EpochReport {
     pub val: std::collections::BTreeMap<String, f64>,
     pub elapsed_s: f64,
     pub samples_per_s: f64,
+    /// Fraction of the epoch's training time the step loop spent waiting
+    /// for the next batch (the data path's cost, batches being prepared on
+    /// their own thread).
+    pub data_wait: f64,
     pub best: bool,
 }
 
@@ -348,6 +352,7 @@ pub fn train(
         let mut sums = vec![0.0f64; REPORT_NAMES.len()];
         let mut seen = 0usize;
         let mut failure: Option<String> = None;
+        let mut data_wait_s = 0.0f64;
 
         std::thread::scope(|s| {
             // Batches are gathered on their own thread, two ahead of the step.
@@ -371,7 +376,10 @@ pub fn train(
                     }
                 }
             });
-            for hb in rx.iter() {
+            loop {
+                let waited = Instant::now();
+                let Ok(hb) = rx.recv() else { break };
+                data_wait_s += waited.elapsed().as_secs_f64();
                 let (loss_cfg, beta) = step_loss(cfg, epoch, state.step);
                 let critics = Critics {
                     adversary: match &refiner {
@@ -501,6 +509,7 @@ pub fn train(
             val: named(&val),
             elapsed_s: state.elapsed_s,
             samples_per_s: seen as f64 / train_time.max(1e-9),
+            data_wait: data_wait_s / train_time.max(1e-9),
             best,
         };
         append_jsonl(&metrics_path, &report)?;
