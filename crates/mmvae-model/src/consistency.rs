@@ -92,8 +92,7 @@ fn floats1(t: Tensor<1>) -> Vec<f32> {
 /// log mean_k exp(v[k, i]) over the rows: `[k, n]` → `[n]`.
 fn log_mean_exp_rows(v: Tensor<2>) -> Tensor<1> {
     let [k, _] = v.dims();
-    let m = v.clone().max_dim(0); // [1, n]
-    let s = (v - m.clone()).exp().sum_dim(0).log() + m; // [1, n]
+    let s = crate::mvae::log_sum_exp_dim(v, 0); // [1, n]
     (s - (k as f32).ln()).squeeze_dim::<1>(0)
 }
 
