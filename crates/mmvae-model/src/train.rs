@@ -18,7 +18,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{AdversarialConfig, LossConfig, TrainConfig};
 use crate::data::{load_train_data, VAL_STREAM};
 use crate::device::Compute;
-use crate::discriminator::{discriminator_loss, PatchDiscriminator};
+use crate::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
 use crate::error::{ModelError, Result};
 use crate::mvae::{Mvae, REPORT_NAMES};
 use crate::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
@@ -170,7 +170,11 @@ impl Refiner {
         let n = generated.len() / pixels.max(1);
         let fake = Tensor::<2>::from_data(TensorData::new(generated, [n, pixels]), device);
         let d = &self.discriminator;
-        let loss = discriminator_loss(self.cfg.loss, d.forward(images), d.forward(fake));
+        let mut loss =
+            discriminator_loss(self.cfg.loss, d.forward(images.clone()), d.forward(fake));
+        if self.cfg.r1 > 0.0 {
+            loss = loss + r1_penalty(d, images) * (self.cfg.r1 / 2.0);
+        }
         let value = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), d);
         self.discriminator = self.optim.step(self.cfg.lr, d.clone(), grads);
@@ -869,6 +873,7 @@ mod tests {
         cfg.optim.epochs = 3;
         cfg.adversarial = Some(AdversarialConfig {
             channels: 4,
+            r1: 10.0,
             ..AdversarialConfig::default()
         });
         cfg.phases = vec![
