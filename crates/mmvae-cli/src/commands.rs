@@ -197,7 +197,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 pub struct CaptionArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// A PNG image, or a folder: every *.png in it is captioned.
+    /// A PNG or JPEG image, or a folder: every *.png / *.jpg in it is captioned.
     #[arg(long)]
     image: PathBuf,
     /// Sample words at this temperature instead of greedy decoding.
@@ -211,15 +211,22 @@ pub struct CaptionArgs {
     mean: bool,
 }
 
-fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The PNG and JPEG files of a folder, sorted.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                ["png", "jpg", "jpeg"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            })
+        })
         .collect();
     v.sort();
     if v.is_empty() {
-        bail!("{}: no .png files in this folder", dir.display());
+        bail!("{}: no .png or .jpg files in this folder", dir.display());
     }
     Ok(v)
 }
@@ -242,7 +249,7 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
         None => m.caption(imgs, how, a.temperature),
     };
     if a.image.is_dir() {
-        let files = png_files(&a.image)?;
+        let files = image_files(&a.image)?;
         for chunk in files.chunks(256) {
             let imgs: Vec<Image> = chunk
                 .iter()

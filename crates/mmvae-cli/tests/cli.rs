@@ -1241,6 +1241,13 @@ text_weight = 20.0
         &words("caption --checkpoint run/best --image mine/img/001.png"),
     );
     assert!(!caps.trim().is_empty());
+    // A folder of PNG and JPEG files of assorted sizes: one line each.
+    let caps = ok(d, &words("caption --checkpoint run/best --image mine/img"));
+    assert_eq!(caps.lines().count(), 120, "{caps}");
+    assert!(
+        caps.contains("000.jpg\t") && caps.contains("001.png\t"),
+        "{caps}"
+    );
     let e = fails(
         d,
         &words("classifier train --dataset pairs --data-dir mine"),

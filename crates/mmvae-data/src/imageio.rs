@@ -57,8 +57,12 @@ fn planar(raw: &[u8], channels: usize) -> Vec<u8> {
 /// `width`×`height` pixels.
 pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::format(path, format!("cannot decode image (PNG expected): {e}")))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| {
+        DataError::format(
+            path,
+            format!("cannot decode image (PNG or JPEG expected): {e}"),
+        )
+    })?;
     if img.width() as usize != width || img.height() as usize != height {
         let kind = if channels == 1 {
             "white on black, like its training data"
