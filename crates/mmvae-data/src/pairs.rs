@@ -272,7 +272,7 @@ fn split_of(file: &Path, p: &Pair) -> std::result::Result<Split, String> {
             let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
             });
-            Ok(if crate::captions::splitmix64(h) % 10 == 0 {
+            Ok(if crate::captions::splitmix64(h).is_multiple_of(10) {
                 Split::Test
             } else {
                 Split::Train
