@@ -141,7 +141,17 @@ impl Vocab {
             return Err(DataError::UnknownWords {
                 text: text.to_string(),
                 words: unknown,
-                known: self.known_words().join(" "),
+                known: {
+                    // A large vocabulary (the user's own captions) is cut
+                    // short, so the error stays one readable line.
+                    const SHOWN: usize = 40;
+                    let k = self.known_words();
+                    let mut s = k[..k.len().min(SHOWN)].join(" ");
+                    if k.len() > SHOWN {
+                        s.push_str(&format!(" … ({} more)", k.len() - SHOWN));
+                    }
+                    s
+                },
             });
         }
         if ws.is_empty() {
@@ -262,6 +272,13 @@ mod tests {
         assert!(e.contains("zebra") && e.contains("handwritten"), "{e}");
         assert_eq!(v.encode_lossy("a zebra"), vec![v.id("a").unwrap(), UNK]);
         assert!(v.encode("  ").is_err());
+        // A large vocabulary is listed only in part.
+        let big = Vocab::build((0..100).map(|i| format!("w{i:03}")));
+        let e = big.encode("w000 zebra").unwrap_err().to_string();
+        assert!(
+            e.contains("w000 w001") && e.contains("(60 more)") && !e.contains("w099"),
+            "{e}"
+        );
     }
 
     #[test]
