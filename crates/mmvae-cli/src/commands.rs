@@ -1050,12 +1050,6 @@ pub fn report(a: ReportArgs) -> Result<()> {
     }
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
-    if !cfg.data.dataset.is_labelled() {
-        bail!(
-            "the report is organised by class; the {} dataset has none (use generate, caption, reconstruct, sample and eval)",
-            cfg.data.dataset
-        );
-    }
     let test = mmvae_model::data::load_test(&cfg.data, a.data_dir.as_deref())?;
     let saved = Saved::read(&m, a.eval.as_deref())?;
     let opts = ReportOptions {

@@ -1253,4 +1253,22 @@ text_weight = 20.0
         &words("classifier train --dataset pairs --data-dir mine"),
     );
     assert!(e.contains("no class labels"), "{e}");
+    // The report shows the user's own captions: generated from, and beside
+    // the captions generated for, the test images.
+    ok(
+        d,
+        &words("report --checkpoint run/best --data-dir mine --out r.html --tsne-items 12 --examples 6"),
+    );
+    let html = std::fs::read_to_string(d.join("r.html")).unwrap();
+    for id in [
+        "t2i-table",
+        "i2t-table",
+        "retrieval-examples",
+        "interpolation",
+        "tsne",
+    ] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    assert!(html.contains("a red bar at the top") || html.contains("a green bar at the top"));
+    assert!(html.contains("its caption"));
 }

@@ -320,13 +320,23 @@ fn metrics_section(saved: &Saved) -> String {
     s
 }
 
-fn text_to_image_section(m: &Loaded, opts: &ReportOptions) -> Result<String> {
+fn text_to_image_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> Result<String> {
     let kind = m.checkpoint.config.data.dataset;
     let captioner = m.captioner();
     let mut rows = String::new();
-    let classes = kind.num_classes().min(opts.max_classes);
-    for c in 0..classes {
-        let caption = captioner.render(CaptionSet::Train, 0, c);
+    // One row per class, or, for data with its own captions, per test
+    // caption (spread over the split).
+    let captions: Vec<String> = match &test.captions {
+        Some(own) => spread(own.len(), opts.max_classes)
+            .into_iter()
+            .map(|i| own[i].clone())
+            .collect(),
+        None => (0..kind.num_classes().min(opts.max_classes))
+            .map(|c| captioner.render(CaptionSet::Train, 0, c))
+            .collect(),
+    };
+    let classes = captions.len();
+    for caption in captions {
         let imgs = m.generate(&caption, opts.per_class.max(1), Draw::Sample)?;
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td></tr>",
@@ -334,7 +344,7 @@ fn text_to_image_section(m: &Loaded, opts: &ReportOptions) -> Result<String> {
             png_img(&grid_png(&imgs, opts.per_class.max(1))?, &caption, "grid")
         ));
     }
-    let more = if kind.num_classes() > classes {
+    let more = if test.captions.is_none() && kind.num_classes() > classes {
         format!(
             "<p class=\"note\">The first {classes} of {} classes.</p>",
             kind.num_classes()
@@ -356,6 +366,20 @@ fn image_to_text_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions)
     let caps = m.caption(&imgs, Draw::Mean, None)?;
     let mut rows = String::new();
     let mut right = 0;
+    if let Some(own) = &test.captions {
+        for ((&i, img), cap) in idx.iter().zip(&imgs).zip(&caps) {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                png_img(&png(img), "test image", "thumb"),
+                escape(cap),
+                escape(&own[i]),
+            ));
+        }
+        return Ok(format!(
+            "<p>Greedy captions of {} test images from the mean of q(z|image), beside each image's own caption.</p><table id=\"i2t-table\"><thead><tr><th>image</th><th>generated caption</th><th>its caption</th></tr></thead><tbody>{rows}</tbody></table>",
+            idx.len()
+        ));
+    }
     for ((&i, img), cap) in idx.iter().zip(&imgs).zip(&caps) {
         let label = test.labels[i] as usize;
         let truth: Vec<Option<usize>> = kind.attributes(label).into_iter().map(Some).collect();
@@ -500,13 +524,18 @@ fn retrieval_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> 
             .iter()
             .map(|&j| test_image(test, idx[j]))
             .collect();
-        let hits = order[..top]
-            .iter()
-            .filter(|&&j| test.labels[idx[j]] == test.labels[idx[q]])
-            .count();
+        let hits = if test.kind.is_labelled() {
+            let n = order[..top]
+                .iter()
+                .filter(|&&j| test.labels[idx[j]] == test.labels[idx[q]])
+                .count();
+            format!("{n} of {top}")
+        } else {
+            "—".into()
+        };
         let rank = order.iter().position(|&j| j == q).map_or(0, |r| r + 1);
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{rank}</td><td>{hits} of {top}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{rank}</td><td>{hits}</td></tr>",
             escape(&captions[q]),
             png_img(&grid_png(&imgs, top)?, "top images", "grid"),
         ));
@@ -518,9 +547,10 @@ fn retrieval_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> 
 }
 
 fn interpolation_section(m: &Loaded, test: &ImageLabelSet) -> Result<String> {
-    // Two test items of different classes.
+    // Two test items of different classes (any two without labels).
     let a = 0;
-    let Some(b) = (1..test.len()).find(|&i| test.labels[i] != test.labels[a]) else {
+    let other = |i: usize| !test.kind.is_labelled() || test.labels[i] != test.labels[a];
+    let Some(b) = (1..test.len()).find(|&i| other(i)) else {
         return Ok("<p class=\"note\">The test split has one class.</p>".into());
     };
     let steps = 8;
@@ -600,7 +630,7 @@ pub fn build(
     page.section(
         "text-to-image",
         "Text → image",
-        text_to_image_section(m, opts)?,
+        text_to_image_section(m, test, opts)?,
     );
     page.section(
         "image-to-text",
