@@ -810,11 +810,11 @@ pub fn data(c: DataCommand) -> Result<()> {
                 );
                 for note in &set.notes {
                     outln!("  {note}");
-                    bad += note.contains("skipped") as usize;
                 }
+                bad += set.skipped;
             }
             if bad > 0 {
-                bail!("bad items found (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
+                bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
             }
             Ok(())
         }

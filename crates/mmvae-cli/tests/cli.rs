@@ -110,6 +110,14 @@ image_weight = 1.0
 text_weight = 20.0
 "#;
 
+/// A tiny training config: seed 3, the given `[model]`, `[optim]` and
+/// `[data]` lines, and a plain MVAE loss.
+fn tiny_toml(model: &str, optim: &str, data: &str) -> String {
+    format!(
+        "seed = 3\n[model]\n{model}\n[optim]\n{optim}\n[data]\n{data}\n[loss]\nbeta = 1.0\nkl_anneal_steps = 0\nimage_weight = 1.0\ntext_weight = 20.0\n"
+    )
+}
+
 /// `train` on the fixture's tiny config and data, quietly, into `out`.
 fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
@@ -1034,27 +1042,11 @@ fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
     mmvae_data::celeba::write_fixture(&d.join("data/celeba"), 90, 178, 218).unwrap();
     std::fs::write(
         d.join("celeba.toml"),
-        r#"
-seed = 3
-[model]
-latent = 8
-max_len = 24
-image = { kind = "conv", channels = 4, hidden = 32 }
-text = { kind = "multi-hot", hidden = 32 }
-[optim]
-lr = 0.003
-batch_size = 10
-epochs = 1
-[data]
-dataset = "celeba"
-val_size = 10
-caption_seed = 0
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-image_weight = 1.0
-text_weight = 20.0
-"#,
+        tiny_toml(
+            "latent = 8\nmax_len = 24\nimage = { kind = \"conv\", channels = 4, hidden = 32 }\ntext = { kind = \"multi-hot\", hidden = 32 }",
+            "lr = 0.003\nbatch_size = 10\nepochs = 1",
+            "dataset = \"celeba\"\nval_size = 10\ncaption_seed = 0",
+        ),
     )
     .unwrap();
     ok(
@@ -1132,29 +1124,11 @@ fn train_and_evaluate_on_your_own_image_caption_pairs() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
     write_pairs(&d.join("mine"), 120, "img/999.png,a missing one,train\n");
-    let cfg = r#"
-seed = 3
-[model]
-latent = 8
-max_len = 10
-image = { kind = "conv", channels = 4, hidden = 32 }
-text = { kind = "gru", embed = 8, hidden = 16 }
-[optim]
-lr = 0.003
-batch_size = 16
-epochs = 2
-[data]
-dataset = "pairs"
-val_size = 12
-caption_seed = 0
-image_size = 32
-BAD
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-image_weight = 1.0
-text_weight = 20.0
-"#;
+    let cfg = tiny_toml(
+        "latent = 8\nmax_len = 10\nimage = { kind = \"conv\", channels = 4, hidden = 32 }\ntext = { kind = \"gru\", embed = 8, hidden = 16 }",
+        "lr = 0.003\nbatch_size = 16\nepochs = 2",
+        "dataset = \"pairs\"\nval_size = 12\ncaption_seed = 0\nimage_size = 32\nBAD",
+    );
     std::fs::write(d.join("stop.toml"), cfg.replace("BAD", "")).unwrap();
     std::fs::write(
         d.join("skip.toml"),

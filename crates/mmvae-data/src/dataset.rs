@@ -386,6 +386,9 @@ pub struct ImageLabelSet {
     /// What the loader had to say (items skipped, images converted), one
     /// line each, for the user to read at the end of a run.
     pub notes: Vec<String>,
+    /// Items the loader left out (bad lines or images, where the dataset
+    /// allows skipping them).
+    pub skipped: usize,
 }
 
 impl ImageLabelSet {
@@ -406,6 +409,7 @@ impl ImageLabelSet {
             labels,
             captions: None,
             notes: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -445,6 +449,7 @@ impl ImageLabelSet {
             labels: self.labels.split_off(at),
             captions: self.captions.as_mut().map(|c| c.split_off(at)),
             notes: Vec::new(),
+            skipped: 0,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Pair {
 pub struct Pairs {
     pub pairs: Vec<Pair>,
     pub errors: Vec<String>,
+    /// Each image seen so far and its line (to report duplicates).
+    seen: std::collections::HashMap<PathBuf, usize>,
 }
 
 const IMAGE_KEYS: [&str; 2] = ["image", "file"];
@@ -44,7 +46,7 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
     let jsonl = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
-    let mut out = if jsonl {
+    let out = if jsonl {
         parse_jsonl(path, &body, base)
     } else {
         parse_csv(path, &body, base)?
@@ -52,37 +54,7 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
     if out.pairs.is_empty() && out.errors.is_empty() {
         return Err(DataError::format(path, "no pairs in this file"));
     }
-    // The same image listed twice is reported on its second line, and only
-    // its first line is kept.
-    let mut seen = std::collections::HashMap::new();
-    let mut errors = Vec::new();
-    out.pairs.retain(|p| match seen.get(&p.image) {
-        Some(first) => {
-            errors.push(format!(
-                "{} line {}: image `{}` already listed on line {first}",
-                path.display(),
-                p.line,
-                p.image.display()
-            ));
-            false
-        }
-        None => {
-            seen.insert(p.image.clone(), p.line);
-            true
-        }
-    });
-    out.errors.extend(errors);
-    out.errors.sort_by_key(|e| line_of(e));
     Ok(out)
-}
-
-/// The line number in a `file line N: …` message (for ordering).
-fn line_of(msg: &str) -> usize {
-    msg.split(" line ")
-        .nth(1)
-        .and_then(|r| r.split(':').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn resolve(base: &Path, s: &str) -> PathBuf {
@@ -107,14 +79,27 @@ fn check_fields(
     match (image.map(str::trim), text.map(str::trim)) {
         (None, _) | (Some(""), _) => out.errors.push(format!("{at}: no image")),
         (_, None) | (_, Some("")) => out.errors.push(format!("{at}: empty text")),
-        (Some(i), Some(t)) => out.pairs.push(Pair {
-            line,
-            image: resolve(base, i),
-            text: t.to_string(),
-            split: split
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
-        }),
+        (Some(i), Some(t)) => {
+            let image = resolve(base, i);
+            // The same image listed twice is reported on its second line,
+            // and only its first line is kept.
+            if let Some(first) = out.seen.get(&image) {
+                out.errors.push(format!(
+                    "{at}: image `{}` already listed on line {first}",
+                    image.display()
+                ));
+                return;
+            }
+            out.seen.insert(image.clone(), line);
+            out.pairs.push(Pair {
+                line,
+                image,
+                text: t.to_string(),
+                split: split
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            })
+        }
     }
 }
 
@@ -415,6 +400,7 @@ pub fn load_split(
         vec![0; n],
     );
     set.captions = Some(captions);
+    set.skipped = problems.len() + bad_images.len();
     set.notes = notes;
     Ok(set)
 }

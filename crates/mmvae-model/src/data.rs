@@ -35,7 +35,7 @@ pub fn build_vocab(captioner: &Captioner, level: TokenLevel) -> Vocab {
 pub fn check_max_len(
     cfg: &TrainConfig,
     captioner: &Captioner,
-    own: Option<&[String]>,
+    own: Option<&[&str]>,
     vocab: &Vocab,
 ) -> Result<()> {
     let mut longest = (0, String::new());
@@ -131,10 +131,10 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
     let captioner = Captioner::new(kind, cfg.data.caption_seed);
     // A dataset with its own captions: the vocabulary of the training
     // captions (validation included); otherwise every template's words.
-    let own: Option<Vec<String>> = train.captions.as_ref().map(|t| {
+    let own: Option<Vec<&str>> = train.captions.as_ref().map(|t| {
         t.iter()
             .chain(val.captions.iter().flatten())
-            .cloned()
+            .map(String::as_str)
             .collect()
     });
     let vocab = match &own {

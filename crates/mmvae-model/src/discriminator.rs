@@ -145,6 +145,24 @@ mod tests {
         t.try_into_vec_as::<f32>().unwrap()
     }
 
+    /// A small fixed discriminator for 8×8 grey images on an autodiff
+    /// device, seeded.
+    fn tiny_disc(dev: &Device, seed: u64) -> PatchDiscriminator {
+        dev.seed(seed);
+        let cfg = AdversarialConfig {
+            channels: 3,
+            ..AdversarialConfig::default()
+        };
+        cfg.init(8, 1, dev).no_grad()
+    }
+
+    /// ∇ₓ of the summed mean patch logits, by autodiff: `[batch * pixels]`.
+    fn mean_logit_grad(d: &PatchDiscriminator, x: Tensor<2>) -> Vec<f32> {
+        let x = x.detach().require_grad();
+        let f = d.forward(x.clone()).mean_dim(1).sum();
+        vals(x.grad(&f.backward()).unwrap())
+    }
+
     #[test]
     fn patch_map_sizes() {
         let _rng = crate::testutil::rng_lock();
@@ -199,12 +217,7 @@ mod tests {
     fn generator_gradient_through_the_discriminator_matches_finite_differences() {
         let _rng = crate::testutil::rng_lock();
         let dev = Device::flex().autodiff();
-        dev.seed(3);
-        let cfg = AdversarialConfig {
-            channels: 3,
-            ..AdversarialConfig::default()
-        };
-        let d = cfg.init(8, 1, &dev).no_grad();
+        let d = tiny_disc(&dev, 3);
         let x0: Vec<f32> = (0..64).map(|i| ((i * 29) % 17) as f32 / 17.0).collect();
         let loss =
             |x: Tensor<2>| generator_loss(AdversarialLoss::NonSaturating, d.forward(x)).sum();
@@ -238,17 +251,13 @@ mod tests {
     fn r1_estimate_matches_the_exact_input_gradient_norm() {
         let _rng = crate::testutil::rng_lock();
         let dev = Device::flex().autodiff();
-        dev.seed(9);
-        let cfg = AdversarialConfig {
-            channels: 3,
-            ..AdversarialConfig::default()
-        };
-        let d = cfg.init(8, 1, &dev).no_grad();
+        let d = tiny_disc(&dev, 9);
         let x0: Vec<f32> = (0..128).map(|i| ((i * 37) % 23) as f32 / 23.0).collect();
         // Exact ‖∇ₓ f‖² per image by autodiff.
-        let x = Tensor::<2>::from_data(TensorData::new(x0.clone(), [2, 64]), &dev).require_grad();
-        let f = d.forward(x.clone()).mean_dim(1).sum();
-        let g = vals(x.grad(&f.backward()).unwrap());
+        let g = mean_logit_grad(
+            &d,
+            Tensor::<2>::from_data(TensorData::new(x0.clone(), [2, 64]), &dev),
+        );
         let exact: Vec<f64> = g
             .chunks(64)
             .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum())
@@ -331,9 +340,7 @@ mod tests {
                 let grads = GradientsParams::from_grads(l.backward(), &d);
                 d = optim.step(cfg.lr, d, grads);
             }
-            let x = real.clone().detach().require_grad();
-            let f = d.no_grad().forward(x.clone()).mean_dim(1).sum();
-            let g = vals(x.grad(&f.backward()).unwrap());
+            let g = mean_logit_grad(&d.no_grad(), real.clone());
             g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 8.0
         };
         let (without, with) = (norm_after(0.0), norm_after(10.0));
