@@ -108,7 +108,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.validate()?;
     let out = a
         .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(cfg.data.dataset.name()));
+        .unwrap_or_else(|| PathBuf::from("runs").join(cfg.data.dataset.dir_name()));
     let opts = TrainOptions {
         out_dir: out.clone(),
         data_dir: a.data_dir,
@@ -754,7 +754,7 @@ pub fn data(c: DataCommand) -> Result<()> {
                 std::env::var_os(dataset::DATA_ENV)
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from("data"))
-                    .join(kind.name())
+                    .join(kind.base_name())
             });
             for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
                 match f {
@@ -855,7 +855,7 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L4) => include_str!("../../../configs/shapes-l4.toml"),
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
-        DatasetKind::CelebA => include_str!("../../../configs/celeba.toml"),
+        DatasetKind::CelebA(_) => include_str!("../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../configs/pairs.toml"),
     }
 }

@@ -1034,7 +1034,7 @@ fn quickstart_on_shapes_level_one() {
 }
 
 #[test]
-fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
+fn celeba_from_the_official_files_with_a_chosen_attribute_set_and_a_multi_hot_modality() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
     // 90 images in the official layout: partitions 0, 1, 2 in turn, so 60
@@ -1045,7 +1045,8 @@ fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
         tiny_toml(
             "latent = 8\nmax_len = 24\nimage = { kind = \"conv\", channels = 4, hidden = 32 }\ntext = { kind = \"multi-hot\", hidden = 32 }",
             "lr = 0.003\nbatch_size = 10\nepochs = 1",
-            "dataset = \"celeba\"\nval_size = 10\ncaption_seed = 0",
+            // A chosen set, one attribute outside the default nine.
+            "dataset = \"celeba:Smiling,Young,Male,Bangs\"\nval_size = 10\ncaption_seed = 0",
         ),
     )
     .unwrap();
@@ -1055,9 +1056,23 @@ fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
     );
     let saved = std::fs::read_to_string(d.join("run/best/config.toml")).unwrap();
     assert!(saved.contains("multi-hot"), "{saved}");
+    assert!(
+        saved.contains("dataset = \"celeba:Young,Male,Smiling,Bangs\""),
+        "{saved}"
+    );
+    // A classifier of another attribute set does not score this model.
     ok(
         d,
-        &words("classifier train --dataset celeba --data-dir data --epochs 1 --out clf --quiet"),
+        &words("classifier train --dataset celeba --data-dir data --epochs 1 --out clf9 --quiet"),
+    );
+    let e = fails(
+        d,
+        &words("eval --checkpoint run/best --data-dir data --classifier clf9 --metrics coherence"),
+    );
+    assert!(e.contains("celeba:Young,Male,Smiling,Bangs"), "{e}");
+    ok(
+        d,
+        &words("classifier train --dataset celeba:Young,Male,Smiling,Bangs --data-dir data --epochs 1 --out clf --quiet"),
     );
     let table = ok(
         d,
@@ -1069,7 +1084,9 @@ fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
     for k in ["text_to_image", "image_to_text"] {
         let f1 = json[k]["attribute_f1"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&f1), "{json}");
-        assert_eq!(json[k]["per_slot"].as_object().unwrap().len(), 9, "{json}");
+        let slots = json[k]["per_slot"].as_object().unwrap();
+        assert_eq!(slots.len(), 4, "{json}");
+        assert!(slots.contains_key("bangs"), "{json}");
     }
     // Captions of the CelebA grammar go in; attribute words come out.
     ok(
@@ -1079,7 +1096,7 @@ fn celeba_from_the_official_files_with_a_multi_hot_attribute_modality() {
             "--checkpoint",
             "run/best",
             "--text",
-            "a young woman who is smiling, with black hair, wearing lipstick",
+            "a young woman who is smiling, with bangs",
             "--out",
             "g.png",
         ],

@@ -30,8 +30,8 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
         (DatasetKind::MultiMnist, CaptionSet::Train) => &["{c}"],
         (DatasetKind::MultiMnist, CaptionSet::HeldOut) => &[],
         // One fixed sentence per attribute set.
-        (DatasetKind::CelebA, CaptionSet::Train) => &["{c}"],
-        (DatasetKind::CelebA, CaptionSet::HeldOut) => &[],
+        (DatasetKind::CelebA(_), CaptionSet::Train) => &["{c}"],
+        (DatasetKind::CelebA(_), CaptionSet::HeldOut) => &[],
         // Each item has its own caption (the data's, not drawn from here;
         // the class name is empty).
         (DatasetKind::Pairs, CaptionSet::Train) => &["{c}"],
@@ -104,7 +104,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => l.caption(label),
             DatasetKind::MultiMnist => crate::multimnist::caption(label),
-            DatasetKind::CelebA => crate::celeba::caption(label),
+            DatasetKind::CelebA(set) => set.caption(label),
             k => k
                 .static_class_names()
                 .map_or_else(String::new, |n| n[label].to_string()),
@@ -140,7 +140,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
-            DatasetKind::CelebA => Some(crate::celeba::caption(label)),
+            DatasetKind::CelebA(set) => Some(set.caption(label)),
             DatasetKind::Pairs => None,
             DatasetKind::Mnist | DatasetKind::FashionMnist => None,
         }
@@ -174,7 +174,7 @@ impl Captioner {
         match self.kind {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
-            DatasetKind::CelebA => crate::celeba::parse_caption(caption),
+            DatasetKind::CelebA(set) => set.parse_caption(caption),
             DatasetKind::Pairs => Vec::new(),
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
         }
@@ -190,8 +190,8 @@ impl Captioner {
         if self.kind == DatasetKind::MultiMnist {
             return crate::multimnist::class_of_caption(caption);
         }
-        if self.kind == DatasetKind::CelebA {
-            return crate::celeba::class_of_caption(caption);
+        if let DatasetKind::CelebA(set) = self.kind {
+            return set.class_of_caption(caption);
         }
         let words: Vec<&str> = caption.split_whitespace().collect();
         let mut found: Option<usize> = None;

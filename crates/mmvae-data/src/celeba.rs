@@ -4,10 +4,12 @@
 //! deterministic caption ("a young woman who is smiling, with black hair,
 //! wearing lipstick").
 //!
-//! A class is the set of the nine attributes, as a bit mask (bit `i` set when
-//! [`ATTRIBUTES`]`[i]` is present), so there are 512 classes and nine binary
-//! attribute slots; the caption names each present attribute by one word, so
-//! it also serves as a multi-hot attribute list.
+//! The attribute set is a choice ([`AttrSet`]): by default the nine of
+//! [`DEFAULT_ATTRIBUTES`] (dataset `celeba`), or any of the forty, up to 16
+//! (dataset `celeba:Young,Male,Bangs,…`). A class is the subset present, as a
+//! bit mask, so nine attributes make 512 classes and nine binary attribute
+//! slots; the caption names each present attribute by a word no other uses,
+//! so it also serves as a multi-hot attribute list.
 //!
 //! # Files (the official layout)
 //! - `img_align_celeba/` with `000001.jpg` …
@@ -33,8 +35,208 @@ use crate::fsutil;
 /// Side of the square images, in pixels.
 pub const SIDE: usize = 64;
 pub const CHANNELS: usize = 3;
-/// The attributes used, in bit order (official column names).
-pub const ATTRIBUTES: [&str; 9] = [
+pub const ATTR_FILE: &str = "list_attr_celeba.txt";
+pub const PARTITION_FILE: &str = "list_eval_partition.txt";
+pub const IMAGE_DIR: &str = "img_align_celeba";
+/// The centre crop keeps this fraction of the shorter side (148 px of the
+/// official 178×218 images, the usual crop for 64×64 CelebA models).
+pub const CROP_FRACTION: f64 = 148.0 / 178.0;
+
+/// Where in the caption an attribute is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clause {
+    /// An adjective before the noun (`a young …`), or for `Male` the noun.
+    Subject,
+    /// `who is …`
+    Is,
+    /// `with …`
+    With,
+    /// `wearing …`
+    Wearing,
+    /// `in a … photo`
+    Photo,
+}
+
+/// One of the forty official attributes and how a caption says it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attribute {
+    /// The official column name in `list_attr_celeba.txt`.
+    pub name: &'static str,
+    /// The slot name used in reports (lower case).
+    pub slot: &'static str,
+    clause: Clause,
+    /// The words the caption uses for it.
+    phrase: &'static str,
+    /// The word of `phrase` no other attribute's phrase (nor the caption's
+    /// fixed words) uses, so a caption parses back in any word order.
+    key: &'static str,
+}
+
+const fn attr(
+    name: &'static str,
+    slot: &'static str,
+    clause: Clause,
+    phrase: &'static str,
+    key: &'static str,
+) -> Attribute {
+    Attribute {
+        name,
+        slot,
+        clause,
+        phrase,
+        key,
+    }
+}
+
+/// All forty attributes. The first nine are the default set, in the bit
+/// order of its classes; within a clause, phrases follow this order.
+pub const TABLE: [Attribute; 40] = {
+    use Clause::*;
+    [
+        attr("Young", "young", Subject, "young", "young"),
+        attr("Male", "male", Subject, "man", "man"),
+        attr("Smiling", "smiling", Is, "smiling", "smiling"),
+        attr(
+            "Eyeglasses",
+            "eyeglasses",
+            Wearing,
+            "eyeglasses",
+            "eyeglasses",
+        ),
+        attr("Black_Hair", "black_hair", With, "black hair", "black"),
+        attr("Blond_Hair", "blond_hair", With, "blond hair", "blond"),
+        attr("Bald", "bald", Is, "bald", "bald"),
+        attr("Mustache", "mustache", With, "a mustache", "mustache"),
+        attr(
+            "Wearing_Lipstick",
+            "lipstick",
+            Wearing,
+            "lipstick",
+            "lipstick",
+        ),
+        attr(
+            "Attractive",
+            "attractive",
+            Subject,
+            "attractive",
+            "attractive",
+        ),
+        attr("Chubby", "chubby", Subject, "chubby", "chubby"),
+        attr("No_Beard", "no_beard", Is, "clean shaven", "shaven"),
+        attr("Pale_Skin", "pale_skin", With, "pale skin", "pale"),
+        attr(
+            "Mouth_Slightly_Open",
+            "mouth_open",
+            With,
+            "a slightly open mouth",
+            "open",
+        ),
+        attr("5_o_Clock_Shadow", "stubble", With, "stubble", "stubble"),
+        attr("Goatee", "goatee", With, "a goatee", "goatee"),
+        attr("Sideburns", "sideburns", With, "sideburns", "sideburns"),
+        attr("Brown_Hair", "brown_hair", With, "brown hair", "brown"),
+        attr("Gray_Hair", "gray_hair", With, "gray hair", "gray"),
+        attr(
+            "Straight_Hair",
+            "straight_hair",
+            With,
+            "straight hair",
+            "straight",
+        ),
+        attr("Wavy_Hair", "wavy_hair", With, "wavy hair", "wavy"),
+        attr("Bangs", "bangs", With, "bangs", "bangs"),
+        attr(
+            "Receding_Hairline",
+            "receding_hairline",
+            With,
+            "a receding hairline",
+            "receding",
+        ),
+        attr(
+            "Arched_Eyebrows",
+            "arched_eyebrows",
+            With,
+            "arched eyebrows",
+            "arched",
+        ),
+        attr(
+            "Bushy_Eyebrows",
+            "bushy_eyebrows",
+            With,
+            "bushy eyebrows",
+            "bushy",
+        ),
+        attr("Narrow_Eyes", "narrow_eyes", With, "narrow eyes", "narrow"),
+        attr(
+            "Bags_Under_Eyes",
+            "eye_bags",
+            With,
+            "bags under the eyes",
+            "bags",
+        ),
+        attr("Big_Nose", "big_nose", With, "a big nose", "big"),
+        attr(
+            "Pointy_Nose",
+            "pointy_nose",
+            With,
+            "a pointy nose",
+            "pointy",
+        ),
+        attr("Big_Lips", "big_lips", With, "full lips", "full"),
+        attr(
+            "High_Cheekbones",
+            "high_cheekbones",
+            With,
+            "high cheekbones",
+            "high",
+        ),
+        attr("Rosy_Cheeks", "rosy_cheeks", With, "rosy cheeks", "rosy"),
+        attr("Oval_Face", "oval_face", With, "an oval face", "oval"),
+        attr(
+            "Double_Chin",
+            "double_chin",
+            With,
+            "a double chin",
+            "double",
+        ),
+        attr(
+            "Heavy_Makeup",
+            "heavy_makeup",
+            Wearing,
+            "heavy makeup",
+            "makeup",
+        ),
+        attr(
+            "Wearing_Earrings",
+            "earrings",
+            Wearing,
+            "earrings",
+            "earrings",
+        ),
+        attr("Wearing_Hat", "hat", Wearing, "a hat", "hat"),
+        attr(
+            "Wearing_Necklace",
+            "necklace",
+            Wearing,
+            "a necklace",
+            "necklace",
+        ),
+        attr(
+            "Wearing_Necktie",
+            "necktie",
+            Wearing,
+            "a necktie",
+            "necktie",
+        ),
+        attr("Blurry", "blurry", Photo, "blurry", "blurry"),
+    ]
+};
+
+/// Index of `Male` in [`TABLE`]: its absence is said too (`woman`).
+const MALE: usize = 1;
+
+/// The attribute set of the default CelebA dataset (`celeba`), in bit order.
+pub const DEFAULT_ATTRIBUTES: [&str; 9] = [
     "Young",
     "Male",
     "Smiling",
@@ -45,148 +247,205 @@ pub const ATTRIBUTES: [&str; 9] = [
     "Mustache",
     "Wearing_Lipstick",
 ];
-/// Slot names (lower case) in bit order.
-pub const SLOT_NAMES: [&str; 9] = [
-    "young",
-    "male",
-    "smiling",
-    "eyeglasses",
-    "black_hair",
-    "blond_hair",
-    "bald",
-    "mustache",
-    "lipstick",
-];
-pub const NUM_CLASSES: usize = 1 << ATTRIBUTES.len();
-pub const ATTR_FILE: &str = "list_attr_celeba.txt";
-pub const PARTITION_FILE: &str = "list_eval_partition.txt";
-pub const IMAGE_DIR: &str = "img_align_celeba";
-/// The centre crop keeps this fraction of the shorter side (148 px of the
-/// official 178×218 images, the usual crop for 64×64 CelebA models).
-pub const CROP_FRACTION: f64 = 148.0 / 178.0;
 
-const YOUNG: usize = 0;
-const MALE: usize = 1;
-const SMILING: usize = 2;
-const EYEGLASSES: usize = 3;
-const BLACK: usize = 4;
-const BLOND: usize = 5;
-const BALD: usize = 6;
-const MUSTACHE: usize = 7;
-const LIPSTICK: usize = 8;
+/// A chosen set of the forty attributes (a bit mask over [`TABLE`]). A
+/// class of the dataset is the subset of them present in an image: bit `i`
+/// of a class is the `i`-th chosen attribute in table order, so a set of
+/// `n` attributes has `2^n` classes and `n` binary slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttrSet(u64);
 
-/// The word that names each attribute in a caption (for `Male`: `man`; its
-/// absence is named by `woman`).
-const WORDS: [&str; 9] = [
-    "young",
-    "man",
-    "smiling",
-    "eyeglasses",
-    "black",
-    "blond",
-    "bald",
-    "mustache",
-    "lipstick",
-];
+impl AttrSet {
+    /// The default nine (see [`DEFAULT_ATTRIBUTES`]).
+    pub const DEFAULT: AttrSet = AttrSet((1 << 9) - 1);
+    /// At most this many attributes (2^16 classes).
+    pub const MAX: usize = 16;
+
+    /// A comma-separated list of official attribute names (any order, case
+    /// ignored), e.g. `Young,Male,Smiling,Bangs`.
+    pub fn parse(list: &str) -> Result<AttrSet> {
+        let mut mask = 0u64;
+        for raw in list.split(',') {
+            let name = raw.trim();
+            let i = TABLE
+                .iter()
+                .position(|a| a.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = TABLE.iter().map(|a| a.name).collect();
+                    DataError::Invalid(format!(
+                        "unknown CelebA attribute `{name}` (expected a column of {ATTR_FILE}: {})",
+                        names.join(", ")
+                    ))
+                })?;
+            if mask & (1 << i) != 0 {
+                return Err(DataError::Invalid(format!(
+                    "CelebA attribute `{}` is listed twice",
+                    TABLE[i].name
+                )));
+            }
+            mask |= 1 << i;
+        }
+        let set = AttrSet(mask);
+        if set.len() > Self::MAX {
+            return Err(DataError::Invalid(format!(
+                "{} CelebA attributes chosen, at most {} (a class is a set of them)",
+                set.len(),
+                Self::MAX
+            )));
+        }
+        Ok(set)
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The chosen attributes' indices in [`TABLE`], in bit order.
+    pub fn indices(self) -> Vec<usize> {
+        (0..TABLE.len())
+            .filter(|&i| self.0 & (1 << i) != 0)
+            .collect()
+    }
+
+    /// The chosen attributes, in bit order.
+    pub fn attributes(self) -> Vec<&'static Attribute> {
+        self.indices().into_iter().map(|i| &TABLE[i]).collect()
+    }
+
+    /// `celeba` for the default set, else `celeba:` and the official names
+    /// in bit order, comma-separated.
+    pub fn dataset_name(self) -> String {
+        if self == Self::DEFAULT {
+            "celeba".into()
+        } else {
+            let names: Vec<&str> = self.attributes().iter().map(|a| a.name).collect();
+            format!("celeba:{}", names.join(","))
+        }
+    }
+
+    pub fn num_classes(self) -> usize {
+        1 << self.len()
+    }
+
+    /// The value (0 or 1) of each chosen attribute of `class`, in bit order.
+    pub fn class_attributes(self, class: usize) -> Vec<usize> {
+        (0..self.len()).map(|i| (class >> i) & 1).collect()
+    }
+
+    /// The class of a mask over [`TABLE`] (attributes outside the set are
+    /// ignored).
+    pub fn class_of_mask(self, mask: u64) -> u32 {
+        self.indices()
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| mask & (1 << t) != 0)
+            .fold(0, |c, (bit, _)| c | (1 << bit))
+    }
+
+    /// The class whose attributes are `attrs` (values other than 0 count as 1).
+    pub fn class_of_attributes(self, attrs: &[usize]) -> usize {
+        attrs
+            .iter()
+            .enumerate()
+            .filter(|(_, &a)| a != 0)
+            .fold(0, |c, (i, _)| c | (1 << i))
+    }
+
+    /// The caption of `class`: `a`, the adjectives, `man`/`woman`, then the
+    /// `who is …`, `with …` and `wearing …` clauses and `in a blurry photo`,
+    /// naming only the attributes present, each clause's phrases in table
+    /// order joined by `and`.
+    pub fn caption(self, class: usize) -> String {
+        let on: Vec<usize> = self
+            .indices()
+            .into_iter()
+            .enumerate()
+            .filter(|(bit, _)| (class >> bit) & 1 == 1)
+            .map(|(_, t)| t)
+            .collect();
+        let phrases = |c: Clause| -> Vec<&'static str> {
+            on.iter()
+                .map(|&t| &TABLE[t])
+                .filter(|a| a.clause == c && a.name != "Male")
+                .map(|a| a.phrase)
+                .collect()
+        };
+        let mut subject = phrases(Clause::Subject);
+        subject.push(if on.contains(&MALE) { "man" } else { "woman" });
+        let subject = subject.join(" ");
+        let article = if subject.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        let mut s = format!("{article} {subject}");
+        let mut clauses = Vec::new();
+        for (c, lead) in [
+            (Clause::Is, "who is"),
+            (Clause::With, "with"),
+            (Clause::Wearing, "wearing"),
+        ] {
+            let p = phrases(c);
+            if !p.is_empty() {
+                clauses.push(format!("{lead} {}", p.join(" and ")));
+            }
+        }
+        if !clauses.is_empty() {
+            s.push(' ');
+            s.push_str(&clauses.join(", "));
+        }
+        if let Some(p) = phrases(Clause::Photo).first() {
+            s.push_str(&format!(", in a {p} photo"));
+        }
+        s
+    }
+
+    /// Each chosen attribute's value as a caption names it: present when
+    /// its key word occurs. `Male` is `None` unless exactly one of `man` /
+    /// `woman` occurs. Word order does not matter, so a set of words parses
+    /// as well as a sentence.
+    pub fn parse_caption(self, text: &str) -> Vec<Option<usize>> {
+        let words = crate::tokenizer::words(text);
+        let has = |w: &str| words.iter().any(|x| x == w);
+        self.indices()
+            .into_iter()
+            .map(|t| {
+                if t == MALE {
+                    match (has("man"), has("woman")) {
+                        (true, false) => Some(1),
+                        (false, true) => Some(0),
+                        _ => None,
+                    }
+                } else {
+                    Some(usize::from(has(TABLE[t].key)))
+                }
+            })
+            .collect()
+    }
+
+    /// The class a caption names when every attribute parses and the
+    /// caption uses exactly the words of that class's caption (in any order).
+    pub fn class_of_caption(self, text: &str) -> Option<usize> {
+        let attrs = self
+            .parse_caption(text)
+            .into_iter()
+            .collect::<Option<Vec<usize>>>()?;
+        let class = self.class_of_attributes(&attrs);
+        let set = |t: &str| {
+            crate::tokenizer::words(t)
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        (set(text) == set(&self.caption(class))).then_some(class)
+    }
+}
 
 /// Where users get the files.
 pub const HOW_TO_GET: &str = "CelebA cannot be downloaded by mmvae: get `img_align_celeba.zip`, `list_attr_celeba.txt` (Anno/) and `list_eval_partition.txt` (Eval/) from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, unzip the images into a folder `celeba/` beside the two lists, and point --data-dir / MMVAE_DATA at it (or at its parent)";
-
-/// The value (0 or 1) of each attribute of `class`, in bit order.
-pub fn attributes(class: usize) -> Vec<usize> {
-    (0..ATTRIBUTES.len()).map(|i| (class >> i) & 1).collect()
-}
-
-/// The class whose attributes are `attrs` (values other than 0 count as 1).
-pub fn class_of_attributes(attrs: &[usize]) -> usize {
-    attrs
-        .iter()
-        .enumerate()
-        .filter(|(_, &a)| a != 0)
-        .fold(0, |c, (i, _)| c | (1 << i))
-}
-
-fn join_and(items: &[&str]) -> String {
-    items.join(" and ")
-}
-
-/// The caption of `class`: subject, then `who is …`, `with …`, `wearing …`
-/// clauses in a fixed order, naming only the attributes present.
-pub fn caption(class: usize) -> String {
-    let a = attributes(class);
-    let on = |i: usize| a[i] == 1;
-    let mut s = String::from("a ");
-    if on(YOUNG) {
-        s.push_str("young ");
-    }
-    s.push_str(if on(MALE) { "man" } else { "woman" });
-    let pick = |items: &[(usize, &'static str)]| -> Vec<&'static str> {
-        items
-            .iter()
-            .filter(|(i, _)| on(*i))
-            .map(|(_, w)| *w)
-            .collect()
-    };
-    let is = pick(&[(SMILING, "smiling"), (BALD, "bald")]);
-    let with = pick(&[
-        (BLACK, "black hair"),
-        (BLOND, "blond hair"),
-        (MUSTACHE, "a mustache"),
-    ]);
-    let wearing = pick(&[(EYEGLASSES, "eyeglasses"), (LIPSTICK, "lipstick")]);
-    let mut clauses = Vec::new();
-    if !is.is_empty() {
-        clauses.push(format!("who is {}", join_and(&is)));
-    }
-    if !with.is_empty() {
-        clauses.push(format!("with {}", join_and(&with)));
-    }
-    if !wearing.is_empty() {
-        clauses.push(format!("wearing {}", join_and(&wearing)));
-    }
-    if !clauses.is_empty() {
-        s.push(' ');
-        s.push_str(&clauses.join(", "));
-    }
-    s
-}
-
-/// Each attribute's value as a caption names it: present when its word
-/// occurs. `Male` is `None` unless exactly one of `man` / `woman` occurs.
-/// Word order does not matter, so a set of words parses as well as a
-/// sentence.
-pub fn parse_caption(text: &str) -> Vec<Option<usize>> {
-    let words = crate::tokenizer::words(text);
-    let has = |w: &str| words.iter().any(|x| x == w);
-    (0..ATTRIBUTES.len())
-        .map(|i| {
-            if i == MALE {
-                match (has("man"), has("woman")) {
-                    (true, false) => Some(1),
-                    (false, true) => Some(0),
-                    _ => None,
-                }
-            } else {
-                Some(usize::from(has(WORDS[i])))
-            }
-        })
-        .collect()
-}
-
-/// The class a caption names when every attribute parses and the caption
-/// uses exactly the words of that class's caption (in any order).
-pub fn class_of_caption(text: &str) -> Option<usize> {
-    let attrs = parse_caption(text)
-        .into_iter()
-        .collect::<Option<Vec<usize>>>()?;
-    let class = class_of_attributes(&attrs);
-    let set = |t: &str| {
-        crate::tokenizer::words(t)
-            .into_iter()
-            .collect::<std::collections::BTreeSet<_>>()
-    };
-    (set(text) == set(&caption(class))).then_some(class)
-}
 
 /// One image of the attribute list.
 #[derive(Debug, Clone)]
@@ -194,12 +453,20 @@ struct Entry {
     file: String,
     /// 1-based line in the attribute file.
     line: usize,
-    class: u32,
+    /// The attributes present, as a mask over [`TABLE`].
+    mask: u64,
 }
 
-/// Read `list_attr_celeba.txt`: one entry per image, with the class made of
-/// [`ATTRIBUTES`].
-fn read_attributes(path: &Path) -> Result<Vec<Entry>> {
+/// The attribute file read: which [`TABLE`] columns it has (a mask) and
+/// its images.
+struct AttributeList {
+    columns: u64,
+    entries: Vec<Entry>,
+}
+
+/// Read `list_attr_celeba.txt`: one entry per image, with the attributes
+/// present as a mask over [`TABLE`].
+fn read_attributes(path: &Path) -> Result<AttributeList> {
     let body = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     let mut lines = body.lines().enumerate();
     let at = |line: usize, msg: String| DataError::format(path, format!("line {line}: {msg}"));
@@ -214,15 +481,12 @@ fn read_attributes(path: &Path) -> Result<Vec<Entry>> {
         Some((_, l)) => l.split_whitespace().collect(),
         None => return Err(at(2, "missing the attribute names".into())),
     };
-    let columns: Vec<usize> = ATTRIBUTES
+    // (column, table index) of every known attribute in the header.
+    let columns: Vec<(usize, usize)> = TABLE
         .iter()
-        .map(|a| {
-            names
-                .iter()
-                .position(|n| n == a)
-                .ok_or_else(|| at(2, format!("attribute `{a}` is not among the column names")))
-        })
-        .collect::<Result<_>>()?;
+        .enumerate()
+        .filter_map(|(t, a)| names.iter().position(|n| *n == a.name).map(|c| (c, t)))
+        .collect();
     let mut out = Vec::with_capacity(count);
     for (k, raw) in lines {
         let line = k + 1;
@@ -254,15 +518,14 @@ fn read_attributes(path: &Path) -> Result<Vec<Entry>> {
                 ),
             ));
         }
-        let class = columns
+        let mask = columns
             .iter()
-            .enumerate()
-            .filter(|(_, &col)| values[col] == "1")
-            .fold(0u32, |c, (bit, _)| c | (1 << bit));
+            .filter(|(col, _)| values[*col] == "1")
+            .fold(0u64, |m, (_, t)| m | (1 << t));
         out.push(Entry {
             file: file.to_string(),
             line,
-            class,
+            mask,
         });
     }
     if out.len() != count {
@@ -274,7 +537,30 @@ fn read_attributes(path: &Path) -> Result<Vec<Entry>> {
             ),
         ));
     }
-    Ok(out)
+    Ok(AttributeList {
+        columns: columns.iter().fold(0, |m, (_, t)| m | (1 << t)),
+        entries: out,
+    })
+}
+
+/// An error unless the attribute file has a column for every attribute of
+/// `set`.
+fn check_columns(path: &Path, columns: u64, set: AttrSet) -> Result<()> {
+    match set
+        .attributes()
+        .iter()
+        .zip(set.indices())
+        .find(|(_, t)| columns & (1 << t) == 0)
+    {
+        Some((a, _)) => Err(DataError::format(
+            path,
+            format!(
+                "line 2: attribute `{}` is not among the column names",
+                a.name
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Read `list_eval_partition.txt`: file name → partition (0, 1 or 2).
@@ -332,7 +618,7 @@ fn decode(path: &Path, line: usize, attr_file: &Path) -> Result<Vec<u8>> {
     Ok(crop_resize(&img))
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"MMVAECA1";
+const CACHE_MAGIC: &[u8; 8] = b"MMVAECA2";
 
 fn cache_path(dir: &Path, split: Split) -> PathBuf {
     let s = match split {
@@ -342,27 +628,42 @@ fn cache_path(dir: &Path, split: Split) -> PathBuf {
     dir.join(format!("mmvae-cache-{SIDE}-{s}.bin"))
 }
 
-fn read_cache(path: &Path, key: &[u8; 32]) -> Option<(Vec<u8>, Vec<u32>)> {
+/// A decoded split: the columns the attribute file has, each image's
+/// attribute mask, and the planar pixels.
+type Decoded = (u64, Vec<u64>, Vec<u8>);
+
+fn read_cache(path: &Path, key: &[u8; 32]) -> Option<Decoded> {
     let b = std::fs::read(path).ok()?;
-    if b.len() < 48 || &b[..8] != CACHE_MAGIC || &b[8..40] != key {
+    if b.len() < 56 || &b[..8] != CACHE_MAGIC || &b[8..40] != key {
         return None;
     }
-    let n = u64::from_le_bytes(b[40..48].try_into().ok()?) as usize;
+    let columns = u64::from_le_bytes(b[40..48].try_into().ok()?);
+    let n = u64::from_le_bytes(b[48..56].try_into().ok()?) as usize;
     let px = CHANNELS * SIDE * SIDE;
-    if b.len() != 48 + n * 4 + n * px {
+    if b.len() != 56 + n * 8 + n * px {
         return None;
     }
-    let labels = b[48..48 + n * 4]
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+    let masks = b[56..56 + n * 8]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    Some((b[48 + n * 4..].to_vec(), labels))
+    Some((columns, masks, b[56 + n * 8..].to_vec()))
 }
 
-/// The decoded images (planar, `[n, 3, 64, 64]`) and classes of `split`
-/// from the CelebA folder `dir`, decoding on `threads` threads, or from the
-/// cache a previous load wrote (when the folder is writable).
-pub fn load(dir: &Path, split: Split, threads: usize) -> Result<(Vec<u8>, Vec<u32>)> {
+/// The decoded images (planar, `[n, 3, 64, 64]`) and classes (over the
+/// attribute set `set`) of `split` from the CelebA folder `dir`, decoding
+/// on `threads` threads, or from the cache a previous load wrote (when the
+/// folder is writable). The cache holds all forty attributes, so it serves
+/// every attribute set.
+pub fn load(dir: &Path, split: Split, set: AttrSet, threads: usize) -> Result<(Vec<u8>, Vec<u32>)> {
+    let attr_path = dir.join(ATTR_FILE);
+    let (columns, masks, images) = load_masks(dir, split, threads)?;
+    check_columns(&attr_path, columns, set)?;
+    let labels = masks.iter().map(|&m| set.class_of_mask(m)).collect();
+    Ok((images, labels))
+}
+
+fn load_masks(dir: &Path, split: Split, threads: usize) -> Result<Decoded> {
     let attr_path = dir.join(ATTR_FILE);
     let part_path = dir.join(PARTITION_FILE);
     let attr_bytes = std::fs::read(&attr_path).map_err(|e| DataError::io(&attr_path, e))?;
@@ -378,10 +679,10 @@ pub fn load(dir: &Path, split: Split, threads: usize) -> Result<(Vec<u8>, Vec<u3
     if let Some(hit) = read_cache(&cache, &key) {
         return Ok(hit);
     }
-    let entries = read_attributes(&attr_path)?;
+    let list = read_attributes(&attr_path)?;
     let partition = read_partition(&part_path)?;
     let mut chosen = Vec::new();
-    for e in entries {
+    for e in list.entries {
         let p = *partition.get(&e.file).ok_or_else(|| {
             DataError::format(
                 &part_path,
@@ -427,25 +728,29 @@ pub fn load(dir: &Path, split: Split, threads: usize) -> Result<(Vec<u8>, Vec<u3
             .into_iter()
             .try_for_each(|h| h.join().expect("decoder thread panicked"))
     })?;
-    let labels: Vec<u32> = chosen.iter().map(|e| e.class).collect();
+    let masks: Vec<u64> = chosen.iter().map(|e| e.mask).collect();
     // A read-only data folder simply goes without a cache.
     let _ = fsutil::write_atomic_with(&cache, |w| {
         use std::io::Write;
         w.write_all(CACHE_MAGIC)?;
         w.write_all(&key)?;
-        w.write_all(&(labels.len() as u64).to_le_bytes())?;
-        for l in &labels {
-            w.write_all(&l.to_le_bytes())?;
+        w.write_all(&list.columns.to_le_bytes())?;
+        w.write_all(&(masks.len() as u64).to_le_bytes())?;
+        for m in &masks {
+            w.write_all(&m.to_le_bytes())?;
         }
         w.write_all(&images)
     });
-    Ok((images, labels))
+    Ok((list.columns, masks, images))
 }
 
 /// Write a small CelebA folder in the official format (for tests and
 /// demos): `n` JPEG images of `width`×`height` whose centre colour encodes
 /// the class and whose border (outside the crop) is grey, attributes that
-/// cycle through the classes, and partitions 0, 1, 2 in turn.
+/// cycle through the classes, and partitions 0, 1, 2 in turn. The classes
+/// returned are those of the default attribute set; an attribute outside
+/// it, named `a`, is present in image `i` (from 0) when `(i + a.len()) % 3
+/// == 0`.
 pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Vec<usize>> {
     let img_dir = dir.join(IMAGE_DIR);
     std::fs::create_dir_all(&img_dir).map_err(|e| DataError::io(&img_dir, e))?;
@@ -494,19 +799,22 @@ pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Ve
     let mut attr = format!("{n}\n{}\n", all.join(" "));
     let mut part = String::new();
     let mut classes = Vec::new();
+    let default = AttrSet::DEFAULT;
     for i in 0..n {
-        let class = (i * 37 + 5) % NUM_CLASSES;
+        let class = (i * 37 + 5) % default.num_classes();
         classes.push(class);
         let file = format!("{:06}.jpg", i + 1);
-        let a = attributes(class);
+        let a = default.class_attributes(class);
         let vals: Vec<&str> = all
             .iter()
-            .map(|name| match ATTRIBUTES.iter().position(|x| x == name) {
-                Some(bit) if a[bit] == 1 => "1",
-                Some(_) => "-1",
-                None if (i + name.len()) % 3 == 0 => "1",
-                None => "-1",
-            })
+            .map(
+                |name| match DEFAULT_ATTRIBUTES.iter().position(|x| x == name) {
+                    Some(bit) if a[bit] == 1 => "1",
+                    Some(_) => "-1",
+                    None if (i + name.len()) % 3 == 0 => "1",
+                    None => "-1",
+                },
+            )
             .collect();
         attr.push_str(&format!("{file} {}\n", vals.join(" ")));
         part.push_str(&format!("{file} {}\n", i % 3));
@@ -530,28 +838,28 @@ pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Ve
     Ok(classes)
 }
 
-/// The centre colour of a fixture image of `class`.
+/// The centre colour of a fixture image of `class` (of the default set):
+/// red for `Male`, green for `Smiling`, blue for `Young`.
 pub fn fixture_colour(class: usize) -> [u8; 3] {
-    let a = attributes(class);
-    [
-        if a[MALE] == 1 { 220 } else { 30 },
-        if a[SMILING] == 1 { 220 } else { 30 },
-        if a[YOUNG] == 1 { 220 } else { 30 },
-    ]
+    let a = AttrSet::DEFAULT.class_attributes(class);
+    let v = |bit: usize| if a[bit] == 1 { 220 } else { 30 };
+    [v(1), v(2), v(0)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const D: AttrSet = AttrSet::DEFAULT;
+
     #[test]
     fn captions_follow_the_fixed_order_and_parse_back() {
         let c = |attrs: &[&str]| {
-            let v: Vec<usize> = ATTRIBUTES
+            let v: Vec<usize> = DEFAULT_ATTRIBUTES
                 .iter()
                 .map(|a| usize::from(attrs.contains(a)))
                 .collect();
-            caption(class_of_attributes(&v))
+            D.caption(D.class_of_attributes(&v))
         };
         assert_eq!(
             c(&["Young", "Smiling", "Black_Hair", "Wearing_Lipstick"]),
@@ -562,28 +870,98 @@ mod tests {
             c(&["Male", "Bald", "Smiling", "Mustache", "Eyeglasses"]),
             "a man who is smiling and bald, with a mustache, wearing eyeglasses"
         );
+        assert_eq!(D.num_classes(), 512);
+        assert_eq!(D.dataset_name(), "celeba");
+        let names: Vec<&str> = D.attributes().iter().map(|a| a.name).collect();
+        assert_eq!(names, DEFAULT_ATTRIBUTES);
+        all_captions_are_unique_and_parse_back(D);
+        assert_eq!(D.parse_caption("a man and a woman")[MALE], None);
+        assert_eq!(D.class_of_caption("a young man who is happy"), None);
+    }
+
+    fn all_captions_are_unique_and_parse_back(set: AttrSet) {
         let mut seen = std::collections::HashSet::new();
-        for class in 0..NUM_CLASSES {
-            let cap = caption(class);
+        for class in 0..set.num_classes() {
+            let cap = set.caption(class);
             assert!(seen.insert(cap.clone()), "duplicate caption {cap}");
-            let want: Vec<Option<usize>> = attributes(class).into_iter().map(Some).collect();
-            assert_eq!(parse_caption(&cap), want, "{cap}");
-            assert_eq!(class_of_caption(&cap), Some(class), "{cap}");
+            let want: Vec<Option<usize>> =
+                set.class_attributes(class).into_iter().map(Some).collect();
+            assert_eq!(set.parse_caption(&cap), want, "{cap}");
+            assert_eq!(set.class_of_caption(&cap), Some(class), "{cap}");
             // The words in any order name the same class (a multi-hot list).
             let mut w = crate::tokenizer::words(&cap);
             w.reverse();
-            assert_eq!(class_of_caption(&w.join(" ")), Some(class));
+            assert_eq!(set.class_of_caption(&w.join(" ")), Some(class));
         }
-        assert_eq!(parse_caption("a man and a woman")[MALE], None);
-        assert_eq!(class_of_caption("a young man who is happy"), None);
+    }
+
+    #[test]
+    fn every_attribute_has_its_own_key_word() {
+        // Each key occurs in its own phrase and in no other phrase, and is
+        // none of the caption's fixed words.
+        let fixed = [
+            "a", "an", "woman", "who", "is", "with", "wearing", "and", "in", "photo",
+        ];
+        for (i, a) in TABLE.iter().enumerate() {
+            assert!(a.phrase.split(' ').any(|w| w == a.key), "{}", a.name);
+            assert!(!fixed.contains(&a.key), "{}", a.name);
+            for (j, b) in TABLE.iter().enumerate() {
+                if i != j {
+                    assert!(
+                        !b.phrase.split(' ').any(|w| w == a.key),
+                        "{} in {}",
+                        a.key,
+                        b.name
+                    );
+                }
+            }
+        }
+        // Every attribute alone, and a set spanning every clause.
+        for (i, a) in TABLE.iter().enumerate() {
+            let set = AttrSet::parse(a.name).unwrap();
+            assert_eq!(set.indices(), vec![i]);
+            all_captions_are_unique_and_parse_back(set);
+        }
+        let set = AttrSet::parse(
+            "blurry, Attractive,Male,No_Beard,Bangs,Big_Nose,Wearing_Hat,Young,Smiling,Eyeglasses",
+        )
+        .unwrap();
+        all_captions_are_unique_and_parse_back(set);
+        let all = (1 << set.len()) - 1;
+        assert_eq!(
+            set.caption(all),
+            "a young attractive man who is smiling and clean shaven, with bangs and a big nose, \
+             wearing eyeglasses and a hat, in a blurry photo"
+        );
+        // Bits in table order: Young, Male, Smiling, Eyeglasses, Attractive, …
+        assert_eq!(set.caption(0b10), "a man");
+        assert_eq!(set.caption(1 << 4), "an attractive woman");
+    }
+
+    #[test]
+    fn attribute_sets_parse_name_and_reject_bad_lists() {
+        let s = AttrSet::parse("Bangs,young").unwrap();
+        // Bit order is table order, whatever the order of the list.
+        assert_eq!(s.dataset_name(), "celeba:Young,Bangs");
+        assert_eq!(s.num_classes(), 4);
+        assert_eq!(s.class_of_mask((1 << 21) | (1 << 5)), 0b10);
+        let e = |l: &str| AttrSet::parse(l).unwrap_err().to_string();
+        assert!(
+            e("Young,Smilling").contains("`Smilling`"),
+            "{}",
+            e("Young,Smilling")
+        );
+        assert!(e("Young,young").contains("twice"));
+        let many: Vec<&str> = TABLE.iter().take(17).map(|a| a.name).collect();
+        assert!(e(&many.join(",")).contains("at most 16"));
     }
 
     #[test]
     fn loads_the_official_format_with_crop_partition_and_cache() {
         let d = tempfile::tempdir().unwrap();
         let classes = write_fixture(d.path(), 9, 178, 218).unwrap();
-        let (train, tl) = load(d.path(), Split::Train, 2).unwrap();
-        let (test, sl) = load(d.path(), Split::Test, 1).unwrap();
+        let (train, tl) = load(d.path(), Split::Train, D, 2).unwrap();
+        let (test, sl) = load(d.path(), Split::Test, D, 1).unwrap();
         // Partitions cycle 0, 1, 2: train holds items 0,1,3,4,6,7.
         let want_train: Vec<u32> = [0, 1, 3, 4, 6, 7]
             .iter()
@@ -611,12 +989,26 @@ mod tests {
         // The second load reads the cache: it survives a deleted image...
         assert!(cache_path(d.path(), Split::Train).is_file());
         std::fs::remove_file(d.path().join(IMAGE_DIR).join("000001.jpg")).unwrap();
-        assert_eq!(load(d.path(), Split::Train, 2).unwrap().1, want_train);
+        assert_eq!(load(d.path(), Split::Train, D, 2).unwrap().1, want_train);
+        // The cache serves any attribute set: Young (bit 0 of the default
+        // classes), Bangs and Wearing_Hat (the fixture's rule for others).
+        let set = AttrSet::parse("Wearing_Hat,Young,Bangs").unwrap();
+        let (_, custom) = load(d.path(), Split::Train, set, 2).unwrap();
+        let want: Vec<u32> = [0usize, 1, 3, 4, 6, 7]
+            .iter()
+            .map(|&i| {
+                let young = (classes[i] & 1) as u32;
+                let bangs = u32::from((i + "Bangs".len()) % 3 == 0);
+                let hat = u32::from((i + "Wearing_Hat".len()) % 3 == 0);
+                young | bangs << 1 | hat << 2
+            })
+            .collect();
+        assert_eq!(custom, want);
         // ...until a list changes, which invalidates it.
         let p = d.path().join(PARTITION_FILE);
         let body = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, body.replace("000002.jpg 1", "000002.jpg 0")).unwrap();
-        let e = load(d.path(), Split::Train, 2).unwrap_err().to_string();
+        let e = load(d.path(), Split::Train, D, 2).unwrap_err().to_string();
         assert!(
             e.contains("000001.jpg") && e.contains("line 3"),
             "missing image must name the file and its line: {e}"
@@ -631,7 +1023,7 @@ mod tests {
         let good = std::fs::read_to_string(&attr).unwrap();
         let err = |body: &str| {
             std::fs::write(&attr, body).unwrap();
-            load(d.path(), Split::Test, 1).unwrap_err().to_string()
+            load(d.path(), Split::Test, D, 1).unwrap_err().to_string()
         };
         let lines: Vec<&str> = good.lines().collect();
         // A value that is not 1 / -1.
@@ -665,18 +1057,18 @@ mod tests {
         let part = d.path().join(PARTITION_FILE);
         let pbody = std::fs::read_to_string(&part).unwrap();
         std::fs::write(&part, pbody.replace("000003.jpg 2\n", "")).unwrap();
-        let e = load(d.path(), Split::Test, 1).unwrap_err().to_string();
+        let e = load(d.path(), Split::Test, D, 1).unwrap_err().to_string();
         assert!(
             e.contains("000003.jpg") && e.contains("no partition"),
             "{e}"
         );
         std::fs::write(&part, pbody.replace("000003.jpg 2", "000003.jpg 7")).unwrap();
-        let e = load(d.path(), Split::Test, 1).unwrap_err().to_string();
+        let e = load(d.path(), Split::Test, D, 1).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("`7`"), "{e}");
         // An undecodable image names the image.
         std::fs::write(&part, &pbody).unwrap();
         std::fs::write(d.path().join(IMAGE_DIR).join("000003.jpg"), b"not a jpeg").unwrap();
-        let e = load(d.path(), Split::Test, 1).unwrap_err().to_string();
+        let e = load(d.path(), Split::Test, D, 1).unwrap_err().to_string();
         assert!(e.contains("000003.jpg") && e.contains("decode"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! loading a split into memory as bytes) and the synthetic shapes levels
 //! (rendered in code).
 
-use crate::celeba;
+use crate::celeba::{self, AttrSet};
 use crate::error::{DataError, Result};
 use crate::idx;
 use crate::multimnist;
@@ -39,9 +39,9 @@ pub enum DatasetKind {
     /// One to four MNIST digits in a 2×2 grid, captioned by the digit
     /// string (see [`crate::multimnist`]); built from the MNIST files.
     MultiMnist,
-    /// CelebA faces captioned by nine binary attributes (see
+    /// CelebA faces captioned by a chosen set of binary attributes (see
     /// [`crate::celeba`]); the official files, supplied by the user.
-    CelebA,
+    CelebA(AttrSet),
     /// The user's own image–caption pairs (see [`crate::pairs`]): no class
     /// labels, each image with its own caption; read from a captions file
     /// named by `data.dir` / `--data-dir`.
@@ -58,11 +58,25 @@ impl DatasetKind {
         DatasetKind::Shapes(Level::L3),
         DatasetKind::Shapes(Level::L4),
         DatasetKind::Shapes(Level::L5),
-        DatasetKind::CelebA,
+        DatasetKind::CelebA(AttrSet::DEFAULT),
     ];
 
-    /// The name used on the command line, in configs and as a folder name.
-    pub fn name(self) -> &'static str {
+    /// The name used on the command line and in configs (CelebA with a
+    /// chosen attribute set: `celeba:Young,Male,…`).
+    pub fn name(self) -> String {
+        match self {
+            DatasetKind::CelebA(set) => set.dataset_name(),
+            k => k.base_name().into(),
+        }
+    }
+
+    /// The name as a folder name (`:` and `,` become `-`).
+    pub fn dir_name(self) -> String {
+        self.name().replace([':', ','], "-")
+    }
+
+    /// The dataset's name without options: where its files live.
+    pub fn base_name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
@@ -72,24 +86,27 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L4) => "shapes-l4",
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
-            DatasetKind::CelebA => "celeba",
+            DatasetKind::CelebA(_) => "celeba",
             DatasetKind::Pairs => "pairs",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
+        if let Some(list) = s.strip_prefix("celeba:") {
+            return Ok(DatasetKind::CelebA(AttrSet::parse(list)?));
+        }
         Self::ALL
             .into_iter()
             .chain([DatasetKind::Pairs])
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL
+                let names: Vec<String> = Self::ALL
                     .iter()
                     .chain(&[DatasetKind::Pairs])
                     .map(|k| k.name())
                     .collect();
                 DataError::Invalid(format!(
-                    "unknown dataset `{s}` (expected one of: {})",
+                    "unknown dataset `{s}` (expected one of: {}, or celeba:ATTRIBUTE,…)",
                     names.join(", ")
                 ))
             })
@@ -122,7 +139,7 @@ impl DatasetKind {
                 .iter()
                 .map(|n| (*n, multimnist::EMPTY + 1))
                 .collect(),
-            DatasetKind::CelebA => celeba::SLOT_NAMES.iter().map(|n| (*n, 2)).collect(),
+            DatasetKind::CelebA(set) => set.attributes().iter().map(|a| (a.slot, 2)).collect(),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -133,7 +150,7 @@ impl DatasetKind {
             DatasetKind::Mnist | DatasetKind::FashionMnist => vec![class],
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
-            DatasetKind::CelebA => celeba::attributes(class),
+            DatasetKind::CelebA(set) => set.class_attributes(class),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -144,7 +161,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
             DatasetKind::Shapes(_) => shapes::CHANNELS,
-            DatasetKind::CelebA | DatasetKind::Pairs => celeba::CHANNELS,
+            DatasetKind::CelebA(_) | DatasetKind::Pairs => celeba::CHANNELS,
         }
     }
 
@@ -158,7 +175,9 @@ impl DatasetKind {
                 DatasetKind::MultiMnist => (0..multimnist::NUM_CLASSES)
                     .map(multimnist::caption)
                     .collect(),
-                DatasetKind::CelebA => (0..celeba::NUM_CLASSES).map(celeba::caption).collect(),
+                DatasetKind::CelebA(set) => {
+                    (0..set.num_classes()).map(|c| set.caption(c)).collect()
+                }
                 DatasetKind::Pairs => vec!["pair".into()],
                 _ => Vec::new(),
             })
@@ -184,7 +203,7 @@ impl DatasetKind {
             ],
             DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
-            | DatasetKind::CelebA
+            | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => return None,
         })
     }
@@ -193,7 +212,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Shapes(l) => l.num_classes(),
             DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
-            DatasetKind::CelebA => celeba::NUM_CLASSES,
+            DatasetKind::CelebA(set) => set.num_classes(),
             DatasetKind::Pairs => 1,
             _ => self.static_class_names().map_or(0, |n| n.len()),
         }
@@ -206,7 +225,7 @@ impl DatasetKind {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
-            DatasetKind::CelebA | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
+            DatasetKind::CelebA(_) | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
         }
     }
 
@@ -216,14 +235,14 @@ impl DatasetKind {
             DatasetKind::Mnist
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
-            | DatasetKind::CelebA
+            | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
         }
     }
 
     fn how_to_get(self) -> String {
-        if self == DatasetKind::CelebA {
+        if let DatasetKind::CelebA(_) = self {
             return celeba::HOW_TO_GET.into();
         }
         if self == DatasetKind::Pairs {
@@ -246,7 +265,7 @@ impl DatasetKind {
 
 impl Serialize for DatasetKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
+        s.serialize_str(&self.name())
     }
 }
 
@@ -259,7 +278,7 @@ impl<'de> Deserialize<'de> for DatasetKind {
 
 impl std::fmt::Display for DatasetKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -296,7 +315,7 @@ fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
 
 /// The parts of `kind`'s folder: each name and whether `dir` has it.
 fn parts(kind: DatasetKind, dir: &Path) -> Vec<(String, bool)> {
-    if kind == DatasetKind::CelebA {
+    if let DatasetKind::CelebA(_) = kind {
         return [celeba::ATTR_FILE, celeba::PARTITION_FILE]
             .iter()
             .map(|f| (f.to_string(), dir.join(f).is_file()))
@@ -338,7 +357,7 @@ pub fn locate_in(
     }
     let mut looked = Vec::new();
     for root in roots {
-        for cand in [root.join(kind.name()), root.clone()] {
+        for cand in [root.join(kind.base_name()), root.clone()] {
             looked.push(cand.display().to_string());
             let parts = parts(kind, &cand);
             if cand.is_dir() && parts.iter().any(|p| p.1) {
@@ -574,9 +593,9 @@ impl ImageLabelSet {
                 let path = explicit.ok_or_else(|| DataError::Invalid(kind.how_to_get()))?;
                 crate::pairs::load_split(path, split, &Default::default(), threads)
             }
-            DatasetKind::CelebA => {
+            DatasetKind::CelebA(set) => {
                 let dir = locate(kind, explicit)?;
-                let (images, labels) = celeba::load(&dir, split, threads)?;
+                let (images, labels) = celeba::load(&dir, split, set, threads)?;
                 Ok(ImageLabelSet::new(
                     kind,
                     celeba::CHANNELS,
@@ -724,10 +743,27 @@ mod tests {
             d: DatasetKind,
         }
         for k in DatasetKind::ALL {
-            assert_eq!(DatasetKind::parse(k.name()).unwrap(), k);
+            assert_eq!(DatasetKind::parse(&k.name()).unwrap(), k);
             let t = toml::to_string(&W { d: k }).unwrap();
             assert_eq!(toml::from_str::<W>(&t).unwrap().d, k);
         }
+        // CelebA with a chosen attribute set: named in table order.
+        let k = DatasetKind::parse("celeba:Bangs, Young").unwrap();
+        assert_eq!(k.name(), "celeba:Young,Bangs");
+        assert_eq!(
+            (k.base_name(), k.dir_name().as_str()),
+            ("celeba", "celeba-Young-Bangs")
+        );
+        let t = toml::to_string(&W { d: k }).unwrap();
+        assert_eq!(toml::from_str::<W>(&t).unwrap().d, k);
+        assert_eq!(
+            DatasetKind::parse("celeba").unwrap(),
+            DatasetKind::CelebA(AttrSet::DEFAULT)
+        );
+        let e = DatasetKind::parse("celeba:Young,Wings")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`Wings`"), "{e}");
         let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();
         assert!(e.contains("shapes-l9") && e.contains("shapes-l1"), "{e}");
         assert!(toml::from_str::<W>("d = \"cifar\"").is_err());
@@ -789,20 +825,44 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("celeba");
         let classes = crate::celeba::write_fixture(&dir, 6, 60, 70).unwrap();
-        let set =
-            ImageLabelSet::open(DatasetKind::CelebA, Some(root.path()), Split::Test, 1).unwrap();
+        let set = ImageLabelSet::open(
+            DatasetKind::CelebA(AttrSet::DEFAULT),
+            Some(root.path()),
+            Split::Test,
+            1,
+        )
+        .unwrap();
         assert_eq!((set.channels, set.rows, set.cols), (3, 64, 64));
         assert_eq!(set.labels, vec![classes[2] as u32, classes[5] as u32]);
         assert_eq!(set.images.len(), 2 * set.pixels());
-        let k = DatasetKind::CelebA;
+        let k = DatasetKind::CelebA(AttrSet::DEFAULT);
         assert_eq!(k.slots().len(), 9);
         assert_eq!(
             k.attributes(classes[2]),
-            crate::celeba::attributes(classes[2])
+            AttrSet::DEFAULT.class_attributes(classes[2])
         );
         assert_eq!(
             k.class_names()[classes[2]],
-            crate::celeba::caption(classes[2])
+            AttrSet::DEFAULT.caption(classes[2])
+        );
+        // A chosen set reads the same folder: Male and Smiling are bits 1
+        // and 2 of the default classes.
+        let k2 = DatasetKind::parse("celeba:Smiling,Male").unwrap();
+        let set2 = ImageLabelSet::open(k2, Some(root.path()), Split::Test, 1).unwrap();
+        let want: Vec<u32> = [2, 5]
+            .iter()
+            .map(|&i| ((classes[i] >> 1) & 3) as u32)
+            .collect();
+        assert_eq!(set2.labels, want);
+        assert_eq!(k2.slots(), vec![("male", 2), ("smiling", 2)]);
+        assert_eq!(
+            k2.class_names(),
+            [
+                "a woman",
+                "a man",
+                "a woman who is smiling",
+                "a man who is smiling"
+            ]
         );
         std::fs::remove_file(dir.join(crate::celeba::PARTITION_FILE)).unwrap();
         let e = locate_in(k, Some(root.path()), None)

@@ -20,7 +20,7 @@ pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
     Some(match kind {
         DatasetKind::Shapes(_)
         | DatasetKind::MultiMnist
-        | DatasetKind::CelebA
+        | DatasetKind::CelebA(_)
         | DatasetKind::Pairs => return None,
         DatasetKind::Mnist => (
             "https://ossci-datasets.s3.amazonaws.com/mnist",
@@ -114,7 +114,7 @@ pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Re
             DatasetKind::MultiMnist => {
                 "multimnist is composed from the MNIST files: run `mmvae data fetch mnist`".into()
             }
-            DatasetKind::CelebA => crate::celeba::HOW_TO_GET.into(),
+            DatasetKind::CelebA(_) => crate::celeba::HOW_TO_GET.into(),
             DatasetKind::Pairs => {
                 "pairs are the user's own files; there is nothing to download".into()
             }

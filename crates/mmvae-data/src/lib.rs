@@ -19,6 +19,7 @@ pub mod shapes;
 pub mod tokenizer;
 
 pub use captions::{CaptionSet, Captioner};
+pub use celeba::AttrSet;
 pub use dataset::{DatasetKind, ImageLabelSet, Split};
 pub use error::DataError;
 pub use tokenizer::{TokenLevel, Vocab};

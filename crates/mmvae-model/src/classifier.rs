@@ -190,7 +190,7 @@ impl ClassifierTrainOptions {
         let epochs = match kind {
             DatasetKind::Mnist => 4,
             DatasetKind::FashionMnist => 10,
-            DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA => 4,
+            DatasetKind::Shapes(_) | DatasetKind::MultiMnist | DatasetKind::CelebA(_) => 4,
             // No labels to learn: `train` refuses it.
             DatasetKind::Pairs => 0,
         };
@@ -351,7 +351,7 @@ fn save(dir: &Path, model: &Classifier, info: &ClassifierInfo) -> Result<()> {
 
 /// Default folder of a dataset's classifier.
 pub fn default_dir(kind: DatasetKind) -> PathBuf {
-    PathBuf::from("runs").join(format!("classifier-{}", kind.name()))
+    PathBuf::from("runs").join(format!("classifier-{}", kind.dir_name()))
 }
 
 /// Load a classifier, checking it was trained on `kind`.

@@ -201,6 +201,15 @@ pub enum UnimodalTarget {
     /// No single-modality ELBO terms: only the joint ELBO (with
     /// `align_weight`, the JMVAE-KL objective of Suzuki et al. 2016).
     None,
+    /// The caption as the image's prior (a conditional VAE, Sohn et al.
+    /// 2015): the image-only term is E_q(z|x)[log p(x|z) + log p(y|z)] −
+    /// KL(q(z|x) ‖ q(z|y)) instead of a KL to N(0, I), and the text-only
+    /// term is the text ELBO. q(z|y) learns to cover the posteriors of all
+    /// the images its caption describes, and the image decoder only ever
+    /// decodes draws of image posteriors, never a draw from q(z|y): no term
+    /// asks it to reconstruct an image from its caption alone, which is
+    /// what makes text→image samples class-average blurs under `"all"`.
+    Conditional,
 }
 
 /// Which alignment term `loss.align_weight` weighs.

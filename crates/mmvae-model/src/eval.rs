@@ -868,7 +868,7 @@ mod tests {
         assert!((c.letters.unwrap() - (1.0 + 0.75) / 2.0).abs() < 1e-12);
         assert_eq!(c.attribute_f1, None, "shapes slots are not binary");
         // CelebA: nine binary slots; F1 counts the present attributes.
-        let mut t = Tally::new(DatasetKind::CelebA);
+        let mut t = Tally::new(DatasetKind::CelebA(mmvae_data::AttrSet::DEFAULT));
         let want = [1, 0, 0, 0, 0, 0, 0, 0, 1];
         let mut got: Vec<Option<usize>> = want.iter().map(|&w| Some(w)).collect();
         got[1] = Some(1); // false positive

@@ -272,10 +272,16 @@ impl Mvae {
             0,
         ); // [3b, latent]
         let mut kl = match fusion {
-            Fusion::Poe | Fusion::MoPoe | Fusion::Concat | Fusion::Attention => Tensor::cat(
-                vec![q_joint.kl_standard(), q_x.kl_standard(), q_y.kl_standard()],
-                0,
-            ),
+            // The conditional objective's image-only term has q(z|y) as its prior.
+            Fusion::Poe | Fusion::MoPoe | Fusion::Concat | Fusion::Attention => {
+                let kl_x = match cfg.unimodal_target {
+                    UnimodalTarget::Conditional => q_x.kl(&q_y),
+                    UnimodalTarget::All | UnimodalTarget::Observed | UnimodalTarget::None => {
+                        q_x.kl_standard()
+                    }
+                };
+                Tensor::cat(vec![q_joint.kl_standard(), kl_x, q_y.kl_standard()], 0)
+            }
             // log q_mix(z) − log p(z) at each expert's own draw; the joint
             // row is unused (weight 0) and keeps its PoE KL for the report.
             Fusion::Moe => {
@@ -336,6 +342,9 @@ impl Mvae {
             }
             (Fusion::Poe | Fusion::Concat | Fusion::Attention, UnimodalTarget::None) => {
                 ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0])
+            }
+            (Fusion::Poe | Fusion::Concat | Fusion::Attention, UnimodalTarget::Conditional) => {
+                ([1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
             }
             // The mixtures' stratified ELBOs average their components.
             (Fusion::MoPoe, _) => ([1.0 / 3.0; 3], [1.0 / 3.0; 3], [1.0 / 3.0; 3]),
@@ -1162,6 +1171,54 @@ mod tests {
             moe.is_finite() && (moe - mopoe).abs() > 1e-3,
             "{moe} {mopoe}"
         );
+    }
+
+    #[test]
+    fn conditional_objective_puts_the_caption_posterior_under_the_image() {
+        let _rng = crate::testutil::rng_lock();
+        let (cfg, mut loss_cfg) = tiny_cfg(ImageModel::Mlp { hidden: 8 });
+        loss_cfg.align_weight = 0.0;
+        loss_cfg.cycle_weight = 0.0;
+        let dev = Device::flex();
+        dev.seed(9);
+        let model = cfg.init(SIDE, 1, VOCAB, &dev);
+        let batch = tiny_batch(&dev);
+        let eps = Tensor::<2>::random([12, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let beta = 0.7f32;
+        let total = |target: UnimodalTarget, cross: f32| {
+            let mut l = loss_cfg.clone();
+            l.unimodal_target = target;
+            l.cross_weight = cross;
+            scalar(
+                model
+                    .loss_with_noise(&batch, &l, Fusion::Poe, beta, eps.clone())
+                    .total,
+            )
+        };
+        // The same reconstructions as "all" without the image-from-caption
+        // term; only the image-only KL changes: KL(q(z|x) ‖ q(z|y)) for
+        // KL(q(z|x) ‖ N(0, I)), batch mean, times β.
+        let cond = total(UnimodalTarget::Conditional, 1.0);
+        let all = total(UnimodalTarget::All, 0.0);
+        let (qx, _) = model.image_experts(batch.images.clone());
+        let qy = model
+            .text_encoder
+            .forward(batch.tokens.clone(), batch.last.clone());
+        let (q_x, q_y) = (qx.with_prior(), qy.with_prior());
+        let shift = scalar((q_x.kl(&q_y) - q_x.kl_standard()).mean()) * beta as f64;
+        assert!(shift.abs() > 1e-3, "{shift}");
+        assert!(
+            (cond - all - shift).abs() < 1e-4 * cond.abs().max(1.0),
+            "{cond} - {all} vs {shift}"
+        );
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences_conditional() {
+        let (cfg, mut l) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        l.unimodal_target = UnimodalTarget::Conditional;
+        l.cross_weight = 1.0;
+        gradient_check_cfg(cfg, l, Fusion::Poe);
     }
 
     #[test]
