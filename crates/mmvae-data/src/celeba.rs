@@ -338,12 +338,19 @@ impl AttrSet {
 
     /// The class of a mask over [`TABLE`] (attributes outside the set are
     /// ignored).
+    /// Runs once per image on load, so it walks the set's bits without
+    /// allocating.
     pub fn class_of_mask(self, mask: u64) -> u32 {
-        self.indices()
-            .iter()
-            .enumerate()
-            .filter(|(_, &t)| mask & (1 << t) != 0)
-            .fold(0, |c, (bit, _)| c | (1 << bit))
+        let (mut rest, mut class, mut bit) = (self.0, 0u32, 0);
+        while rest != 0 {
+            let t = rest.trailing_zeros();
+            if mask & (1 << t) != 0 {
+                class |= 1 << bit;
+            }
+            rest &= rest - 1;
+            bit += 1;
+        }
+        class
     }
 
     /// The class whose attributes are `attrs` (values other than 0 count as 1).
@@ -367,11 +374,11 @@ impl AttrSet {
             .filter(|(bit, _)| (class >> bit) & 1 == 1)
             .map(|(_, t)| t)
             .collect();
+        // Male is the noun, said below whether present or not.
         let phrases = |c: Clause| -> Vec<&'static str> {
             on.iter()
-                .map(|&t| &TABLE[t])
-                .filter(|a| a.clause == c && a.name != "Male")
-                .map(|a| a.phrase)
+                .filter(|&&t| t != MALE && TABLE[t].clause == c)
+                .map(|&t| TABLE[t].phrase)
                 .collect()
         };
         let mut subject = phrases(Clause::Subject);
@@ -546,17 +553,12 @@ fn read_attributes(path: &Path) -> Result<AttributeList> {
 /// An error unless the attribute file has a column for every attribute of
 /// `set`.
 fn check_columns(path: &Path, columns: u64, set: AttrSet) -> Result<()> {
-    match set
-        .attributes()
-        .iter()
-        .zip(set.indices())
-        .find(|(_, t)| columns & (1 << t) == 0)
-    {
-        Some((a, _)) => Err(DataError::format(
+    match set.indices().into_iter().find(|t| columns & (1 << t) == 0) {
+        Some(t) => Err(DataError::format(
             path,
             format!(
                 "line 2: attribute `{}` is not among the column names",
-                a.name
+                TABLE[t].name
             ),
         )),
         None => Ok(()),
