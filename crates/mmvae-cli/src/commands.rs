@@ -14,6 +14,7 @@ use mmvae_model::device::Compute;
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::infer::{self, Draw, Endpoint};
 use mmvae_model::parallel::default_threads;
+use mmvae_model::text_prior::{self, TextPriorConfig, TextPriorInfo};
 use mmvae_model::train::{self, EpochReport, TrainOptions};
 use mmvae_model::TrainConfig;
 use mmvae_report::plot::Chart;
@@ -129,6 +130,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         out.display(),
         out.display()
     );
+    if let Some(p) = &s.text_prior {
+        print_prior(&out.join("best"), p);
+    }
     for note in &s.data_notes {
         outln!("data: {note}");
     }
@@ -147,15 +151,88 @@ pub struct ModelArgs {
     /// Compute device: cpu or wgpu (needs a build with --features wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Draw text→image latents from the caption's posterior q(z|y) even
+    /// when the checkpoint has a fitted text prior (`mmvae fit-prior`).
+    #[arg(long)]
+    no_text_prior: bool,
+    /// Scale the text prior's component standard deviations by this when
+    /// drawing text→image latents (default: the prior's own `temperature`;
+    /// 1 is the fitted mixture).
+    #[arg(long)]
+    prior_temperature: Option<f32>,
 }
 
 impl ModelArgs {
     /// Load the checkpoint and seed its device.
     fn load(&self) -> Result<infer::Loaded> {
-        let m = infer::load(&self.checkpoint, compute(&self.device)?)?;
+        let mut m = infer::load(&self.checkpoint, compute(&self.device)?)?;
+        if self.no_text_prior {
+            m.text_prior = None;
+        }
+        if let Some(t) = self.prior_temperature {
+            if !(t.is_finite() && t >= 0.0) {
+                bail!("--prior-temperature must be a number >= 0 (got {t})");
+            }
+            m.prior_temperature = t;
+        }
         m.seed(self.seed);
         Ok(m)
     }
+}
+
+#[derive(Args, Debug)]
+pub struct FitPriorArgs {
+    /// Checkpoint folder (e.g. runs/shapes-l1/best); the prior is saved
+    /// into it as text-prior.bpk and text-prior.json.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Folder with the dataset's files (overrides data.dir and $MMVAE_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Mixture components per caption.
+    #[arg(long, default_value_t = TextPriorConfig::default().components)]
+    components: usize,
+    /// Passes over the training pairs.
+    #[arg(long, default_value_t = TextPriorConfig::default().epochs)]
+    epochs: usize,
+    /// Default sampling temperature saved with the prior (scales the
+    /// components' standard deviations; 1: the fitted mixture).
+    #[arg(long, default_value_t = TextPriorConfig::default().temperature)]
+    temperature: f32,
+    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn print_prior(dir: &Path, p: &TextPriorInfo) {
+    outln!(
+        "text prior: {} components fitted on {} training pairs in {:.0}s (best epoch {}); validation -log p(z|caption): {:.2} nats (caption posterior: {:.2}); saved in {}",
+        p.config.components,
+        p.train_items,
+        p.seconds,
+        p.best_epoch,
+        p.val_nll_mixture,
+        p.val_nll_caption_posterior,
+        dir.display()
+    );
+}
+
+pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
+    let cfg = TextPriorConfig {
+        components: a.components,
+        epochs: a.epochs,
+        temperature: a.temperature,
+        ..TextPriorConfig::default()
+    };
+    let info = text_prior::fit_checkpoint(
+        &a.checkpoint,
+        a.data_dir.as_deref(),
+        &cfg,
+        compute(&a.device)?,
+    )
+    .with_context(|| format!("fitting a text prior to {}", a.checkpoint.display()))?;
+    print_prior(&a.checkpoint, &info);
+    Ok(())
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,10 @@ enum Command {
     /// Train a model from a TOML config; writes best/ and last/ checkpoints
     /// and metrics.jsonl under --out.
     Train(commands::TrainArgs),
+    /// Fit a text prior to a trained checkpoint: a mixture of Gaussians
+    /// over the latent per caption, fitted to the images' posteriors, that
+    /// text→image then draws from (instead of the caption's posterior).
+    FitPrior(commands::FitPriorArgs),
     /// Generate images from a caption (text → image) as a PNG grid.
     Generate(commands::GenerateArgs),
     /// Caption an image, or every PNG in a folder (image → text).
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Train(a) => commands::train(a),
+        Command::FitPrior(a) => commands::fit_prior(a),
         Command::Generate(a) => commands::generate(a),
         Command::Caption(a) => commands::caption(a),
         Command::Reconstruct(a) => commands::reconstruct(a),

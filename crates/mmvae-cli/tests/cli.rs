@@ -166,6 +166,7 @@ fn help_lists_the_commands() {
         "data",
         "quickstart",
         "bench",
+        "fit-prior",
     ] {
         assert!(out.contains(c), "help lacks {c}: {out}");
     }
@@ -976,6 +977,195 @@ fn corrupt_checkpoint_is_refused() {
     .unwrap();
     let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
     assert!(e.contains("shape"), "{e}");
+}
+
+/// A text prior fitted after training (`[text_prior]`) or later
+/// (`fit-prior`) serves text→image; `--no-text-prior` and bad prior files
+/// behave.
+#[test]
+fn fitted_text_prior_serves_text_to_image() {
+    let f = fixture();
+    let d = &f.root;
+    std::fs::write(
+        d.join("prior.toml"),
+        format!("{TINY}\n[text_prior]\ncomponents = 3\nhidden = 16\nepochs = 2\n"),
+    )
+    .unwrap();
+    let out = ok(
+        d,
+        &[
+            "train",
+            "--config",
+            "prior.toml",
+            "--out",
+            "run",
+            "--data-dir",
+            "data",
+            "--quiet",
+        ],
+    );
+    assert!(out.contains("text prior: 3 components"), "{out}");
+    for file in ["text-prior.bpk", "text-prior.json"] {
+        assert!(d.join("run/best").join(file).is_file(), "best/{file}");
+    }
+    assert!(!d.join("run/last/text-prior.json").exists());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/text-prior.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["config"]["components"], 3);
+    assert_eq!(info["train_items"], 950);
+    assert!(
+        info["val_nll_mixture"].as_f64().unwrap().is_finite(),
+        "{info}"
+    );
+
+    let gen = |name: &str, extra: &[&str]| {
+        let path = format!("g/{name}.png");
+        let mut args = vec![
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a handwritten seven",
+            "--n",
+            "4",
+            "--out",
+            &path,
+        ];
+        args.extend_from_slice(extra);
+        ok(d, &args);
+        std::fs::read(d.join(&path)).unwrap()
+    };
+    let (a, b) = (gen("a", &[]), gen("b", &[]));
+    assert_eq!(a, b, "same seed, same draws from the prior");
+    assert_ne!(a, gen("post", &["--no-text-prior"]), "the prior is used");
+    assert_ne!(a, gen("cold", &["--prior-temperature", "0.2"]));
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a handwritten seven",
+            "--prior-temperature=-1",
+        ],
+    );
+    assert!(e.contains("--prior-temperature"), "{e}");
+
+    // eval names where text→image latents came from.
+    ok(
+        d,
+        &[
+            "classifier",
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            "data",
+            "--out",
+            "clf",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+    );
+    let ev = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            "run/best",
+            "--data-dir",
+            "data",
+            "--classifier",
+            "clf",
+            "--limit",
+            "20",
+            "--metrics",
+            "coherence",
+            "--out",
+            "e.json",
+        ];
+        args.extend_from_slice(extra);
+        let table = ok(d, &args);
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("e.json")).unwrap()).unwrap();
+        (
+            table,
+            j["text_to_image_latent"].as_str().unwrap().to_string(),
+        )
+    };
+    let (table, src) = ev(&[]);
+    assert!(src.starts_with("fitted text prior (3 components"), "{src}");
+    assert!(
+        table.contains("text -> image latents: fitted text prior"),
+        "{table}"
+    );
+    assert_eq!(ev(&["--no-text-prior"]).1, "caption posterior q(z|y)");
+
+    // Fitted later, into another checkpoint; bad options and files refused.
+    let e = fails(
+        d,
+        &[
+            "fit-prior",
+            "--checkpoint",
+            "run/last",
+            "--data-dir",
+            "data",
+            "--components",
+            "0",
+        ],
+    );
+    assert!(e.contains("text_prior.components"), "{e}");
+    assert!(!d.join("run/last/text-prior.json").exists());
+    let out = ok(
+        d,
+        &[
+            "fit-prior",
+            "--checkpoint",
+            "run/last",
+            "--data-dir",
+            "data",
+            "--components",
+            "2",
+            "--epochs",
+            "1",
+            "--temperature",
+            "0.2",
+        ],
+    );
+    assert!(
+        out.contains("text prior: 2 components") && out.contains("run/last"),
+        "{out}"
+    );
+    // Its saved temperature is the default at use; the flag overrides it.
+    let last = |name: &str, extra: &[&str]| {
+        let path = format!("g/{name}.png");
+        let mut args = vec![
+            "generate",
+            "--checkpoint",
+            "run/last",
+            "--text",
+            "a handwritten seven",
+            "--n",
+            "4",
+            "--out",
+            &path,
+        ];
+        args.extend_from_slice(extra);
+        ok(d, &args);
+        std::fs::read(d.join(&path)).unwrap()
+    };
+    let saved = last("l-saved", &[]);
+    assert_eq!(saved, last("l-cold", &["--prior-temperature", "0.2"]));
+    assert_ne!(saved, last("l-warm", &["--prior-temperature", "1"]));
+    std::fs::write(d.join("run/last/text-prior.json"), b"{ not json").unwrap();
+    let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
+    assert!(e.contains("text-prior.json"), "{e}");
+    assert!(!d.join("s.png").exists());
+    std::fs::write(d.join("run/best/text-prior.bpk"), b"garbage").unwrap();
+    let e = fails(d, &["sample", "--checkpoint", "run/best", "--out", "s.png"]);
+    assert!(e.contains("text-prior.bpk"), "{e}");
 }
 
 /// The README's first command on the built-in shapes benchmark: nothing to

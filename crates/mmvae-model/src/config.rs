@@ -504,6 +504,10 @@ pub struct TrainConfig {
     /// must add up to `optim.epochs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
+    /// Fit a text-conditional mixture prior to the best checkpoint after
+    /// training (see [`crate::text_prior`]); text→image then draws from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_prior: Option<crate::text_prior::TextPriorConfig>,
 }
 
 fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
@@ -640,6 +644,9 @@ impl TrainConfig {
 
     /// Reject values that would crash or silently do nothing.
     pub fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.text_prior {
+            p.validate()?;
+        }
         let m = &self.model;
         check(
             (1..=4096).contains(&m.latent),
@@ -920,6 +927,7 @@ impl TrainConfig {
             adversarial: None,
             perceptual: None,
             phases: Vec::new(),
+            text_prior: None,
         }
     }
 

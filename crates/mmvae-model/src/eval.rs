@@ -284,6 +284,9 @@ pub struct EvalReport {
     pub test_items: usize,
     pub seed: u64,
     pub latent_draw: String,
+    /// Where text→image latents come from: the caption's posterior or a
+    /// fitted text prior.
+    pub text_to_image_latent: String,
     pub caption_decoding: String,
     pub settings: EvalSettings,
     /// The evaluation classifier's own test accuracy (every attribute right).
@@ -382,6 +385,12 @@ impl EvalReport {
                 ""
             }
         ));
+        if self.text_to_image.is_some() {
+            s.push_str(&format!(
+                "text -> image latents: {}\n",
+                self.text_to_image_latent
+            ));
+        }
         for (name, c) in [
             ("text -> image coherence", &self.text_to_image),
             (
@@ -834,6 +843,7 @@ pub fn evaluate(
             Draw::Sample => "z ~ q(z|input) (one sample per item)".into(),
             Draw::Mean => "z = mean of q(z|input)".into(),
         },
+        text_to_image_latent: m.text_to_image_source(),
         caption_decoding: match opts.beam {
             Some(w) => format!("beam search, width {w}"),
             None => "greedy".into(),

@@ -13,6 +13,7 @@ use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::mvae::Mvae;
+use crate::text_prior::{self, TextPrior, TextPriorInfo};
 
 /// One end of a latent interpolation.
 #[derive(Debug, Clone)]
@@ -26,6 +27,13 @@ pub struct Loaded {
     pub checkpoint: Checkpoint,
     pub model: Mvae,
     pub device: Device,
+    /// The text prior fitted in the checkpoint folder, if any: text→image
+    /// draws its latents from it instead of from q(z|caption). Set it to
+    /// `None` to draw from the caption's posterior.
+    pub text_prior: Option<(TextPrior, TextPriorInfo)>,
+    /// Scales the standard deviations of the text prior's components when
+    /// sampling: the prior's configured temperature unless changed.
+    pub prior_temperature: f32,
 }
 
 /// How a latent is drawn from a posterior.
@@ -40,10 +48,16 @@ pub enum Draw {
 pub fn load(dir: &Path, compute: Compute) -> Result<Loaded> {
     let device = compute.device()?;
     let (checkpoint, model) = checkpoint::load(dir, &device)?;
+    let text_prior = text_prior::load(dir, model.latent, &device)?;
+    let prior_temperature = text_prior
+        .as_ref()
+        .map_or(1.0, |(_, info)| info.config.temperature);
     Ok(Loaded {
         checkpoint,
         model,
         device,
+        text_prior,
+        prior_temperature,
     })
 }
 
@@ -164,12 +178,35 @@ impl Loaded {
         how: Draw,
     ) -> Tensor<2> {
         let q = self.model.encode_text(tokens, last);
+        let z = match &self.text_prior {
+            // The fitted prior: a component by its weight, then its Gaussian
+            // (or the heaviest component's mean for `Draw::Mean`).
+            Some((prior, _)) => {
+                let mix = prior.forward(&q);
+                match how {
+                    Draw::Sample => mix.sample(self.prior_temperature),
+                    Draw::Mean => mix.mode_mean(),
+                }
+            }
+            None => Self::draw(&q, how),
+        };
         // The image-only latent (if any) comes from its prior: sampled, or
         // its mean for `Draw::Mean`.
-        let z = self
-            .model
-            .with_private(Self::draw(&q, how), how == Draw::Sample);
+        let z = self.model.with_private(z, how == Draw::Sample);
         self.model.decode_image(z)
+    }
+
+    /// Where text→image latents come from, in words.
+    pub fn text_to_image_source(&self) -> String {
+        match &self.text_prior {
+            Some((_, info)) => format!(
+                "fitted text prior ({} components, {WEIGHTS}, temperature {})",
+                info.config.components,
+                self.prior_temperature,
+                WEIGHTS = text_prior::WEIGHTS
+            ),
+            None => "caption posterior q(z|y)".into(),
+        }
     }
 
     /// Pixel probabilities of image reconstructions (image → z → image).

@@ -38,6 +38,7 @@ pub mod text;
 pub mod text_gru;
 pub mod text_lstm;
 pub mod text_multihot;
+pub mod text_prior;
 pub mod text_transformer;
 pub mod text_xlstm;
 pub mod train;

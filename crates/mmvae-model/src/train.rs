@@ -68,6 +68,8 @@ pub struct TrainSummary {
     pub reports: Vec<EpochReport>,
     /// What the data loader reported (items skipped, images converted).
     pub data_notes: Vec<String>,
+    /// The text prior fitted to `best/` after training (`[text_prior]`).
+    pub text_prior: Option<crate::text_prior::TextPriorInfo>,
 }
 
 /// Build a freshly initialised model, seeded.
@@ -520,7 +522,17 @@ pub fn train(
         on_epoch(&report);
         reports.push(report);
     }
+    let text_prior = match &cfg.text_prior {
+        Some(pc) => Some(crate::text_prior::fit_checkpoint(
+            &out.join("best"),
+            opts.data_dir.as_deref(),
+            pc,
+            opts.compute,
+        )?),
+        None => None,
+    };
     Ok(TrainSummary {
+        text_prior,
         out_dir: out.clone(),
         epochs: state.epoch,
         steps: state.step,

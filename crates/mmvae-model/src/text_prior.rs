@@ -1,0 +1,661 @@
+//! A fitted text prior: a mixture of Gaussians over the shared latent,
+//! conditioned on the caption, fitted after training to the frozen model's
+//! image posteriors (a second stage, as in two-stage VAEs and ex-post
+//! density estimation).
+//!
+//! Why: the caption's own posterior q(z|y) is one diagonal Gaussian. The
+//! images a caption describes (every pose and position of a "square") sit
+//! on a curved, many-piece region of the latent space, and one Gaussian
+//! covering it also covers the gaps between the pieces, where the decoder
+//! draws something in between (or a blur). The fitted prior
+//!
+//! p(z | y) = Σ_k π_k(y) N(z; μ_k(y), diag σ²_k(y))
+//!
+//! is trained by maximum likelihood on z ~ q(z|x) of training pairs (x, y),
+//! so its samples land where real images of that caption are encoded. It
+//! reads the caption through the frozen text encoder (the mean and
+//! log-variance of q(z|y)), so it serves any text model and any caption the
+//! encoder accepts; the mixture means are offsets from the caption's
+//! posterior mean.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::Distribution;
+use mmvae_data::captions::{CaptionSet, Captioner};
+use mmvae_data::{fsutil, ImageLabelSet};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::batch::{shuffled, CaptionSource, HostBatch};
+use crate::error::{ModelError, Result};
+use crate::gaussian::Gaussian;
+use crate::mvae::{log_sum_exp_dim, Mvae};
+
+/// Weights and description of a fitted prior inside a checkpoint folder.
+pub const WEIGHTS: &str = "text-prior.bpk";
+pub const INFO: &str = "text-prior.json";
+
+/// `[text_prior]`: fit a text-conditional mixture prior after training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPriorConfig {
+    /// Mixture components per caption.
+    #[serde(default = "default_components")]
+    pub components: usize,
+    /// Width of the two hidden layers.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    /// Passes over the training pairs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Text→image draws scale the components' standard deviations by this
+    /// (1: the fitted mixture; lower keeps draws nearer the component
+    /// means, trading variety for fidelity). `--prior-temperature`
+    /// overrides it at use.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+}
+
+fn default_components() -> usize {
+    16
+}
+fn default_hidden() -> usize {
+    256
+}
+fn default_epochs() -> usize {
+    30
+}
+fn default_batch_size() -> usize {
+    256
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_temperature() -> f32 {
+    1.0
+}
+
+impl Default for TextPriorConfig {
+    fn default() -> Self {
+        Self {
+            components: default_components(),
+            hidden: default_hidden(),
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            lr: default_lr(),
+            temperature: default_temperature(),
+        }
+    }
+}
+
+impl TextPriorConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &str, msg: &str| Err(ModelError::Config(format!("`text_prior.{field}` {msg}")));
+        if !(1..=256).contains(&self.components) {
+            return bad("components", "must be in 1..=256");
+        }
+        if self.hidden == 0 {
+            return bad("hidden", "must be at least 1");
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", "must be > 0");
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad("temperature", "must be >= 0");
+        }
+        Ok(())
+    }
+
+    /// The network for a shared latent of `latent` dimensions.
+    pub fn init(&self, latent: usize, device: &Device) -> TextPrior {
+        let (h, k) = (self.hidden, self.components);
+        TextPrior {
+            hidden1: LinearConfig::new(2 * latent, h).init(device),
+            hidden2: LinearConfig::new(h, h).init(device),
+            offsets: LinearConfig::new(h, k * latent).init(device),
+            logvars: LinearConfig::new(h, k * latent).init(device),
+            logits: LinearConfig::new(h, k).init(device),
+            components: k,
+            latent,
+        }
+    }
+}
+
+/// The caption → mixture network.
+#[derive(Module, Debug)]
+pub struct TextPrior {
+    hidden1: Linear,
+    hidden2: Linear,
+    offsets: Linear,
+    logvars: Linear,
+    logits: Linear,
+    components: usize,
+    latent: usize,
+}
+
+/// A batch of Gaussian mixtures over the latent.
+///
+/// # Shapes
+/// `log_weights`: `[batch, k]` (normalised), `mu`, `logvar`: `[batch, k, latent]`
+#[derive(Debug, Clone)]
+pub struct Mixture {
+    pub log_weights: Tensor<2>,
+    pub mu: Tensor<3>,
+    pub logvar: Tensor<3>,
+}
+
+impl TextPrior {
+    pub fn components(&self) -> usize {
+        self.components
+    }
+
+    /// The mixture for captions whose posteriors are `q`.
+    ///
+    /// # Shapes
+    /// `q`: `[batch, latent]` → mixture of `k` components per row
+    pub fn forward(&self, q: &Gaussian) -> Mixture {
+        let [b, d] = q.mu.dims();
+        let (k, latent) = (self.components, self.latent);
+        assert_eq!(
+            d, latent,
+            "text prior fitted for {latent} latent dimensions"
+        );
+        let x = Tensor::cat(vec![q.mu.clone(), q.logvar.clone()], 1); // [b, 2d]
+        let h = relu(self.hidden1.forward(x));
+        let h = relu(self.hidden2.forward(h)); // [b, hidden]
+        let mu = q.mu.clone().unsqueeze_dim::<3>(1)
+            + self.offsets.forward(h.clone()).reshape([b, k, latent]);
+        // Bounded log-variances keep the likelihood finite early in fitting.
+        let logvar = self
+            .logvars
+            .forward(h.clone())
+            .reshape([b, k, latent])
+            .clamp(-14.0, 4.0);
+        Mixture {
+            log_weights: log_softmax(self.logits.forward(h), 1),
+            mu,
+            logvar,
+        }
+    }
+}
+
+impl Mixture {
+    /// log p(z) per row.
+    ///
+    /// # Shapes
+    /// `z`: `[batch, latent]` → `[batch]`
+    pub fn log_prob(&self, z: Tensor<2>) -> Tensor<1> {
+        let [b, k, _] = self.mu.dims();
+        let z = z.unsqueeze_dim::<3>(1); // [b, 1, d]
+        let diff = z - self.mu.clone();
+        let per_dim = diff.clone() * diff * self.logvar.clone().neg().exp()
+            + self.logvar.clone()
+            + (2.0 * std::f32::consts::PI).ln();
+        let comp = per_dim.sum_dim(2).reshape([b, k]) * (-0.5); // [b, k]
+        log_sum_exp_dim(comp + self.log_weights.clone(), 1).reshape([b])
+    }
+
+    /// One draw per row: a component by its weight, then its Gaussian with
+    /// the standard deviations scaled by `temperature` (1: the fitted
+    /// mixture; below 1, draws closer to the component means).
+    pub fn sample(&self, temperature: f32) -> Tensor<2> {
+        let device = self.mu.device();
+        let [b, k, _] = self.mu.dims();
+        let u = Tensor::<2>::random([b, k], Distribution::Uniform(1e-7, 1.0 - 1e-7), &device);
+        let gumbel = u.log().neg().log().neg();
+        let pick = (self.log_weights.clone() + gumbel).argmax(1); // [b, 1]
+        let (mu, logvar) = self.component(pick);
+        let eps = Tensor::random(mu.dims(), Distribution::Normal(0.0, 1.0), &device);
+        mu + (logvar * 0.5).exp() * eps * temperature
+    }
+
+    /// The mean of each row's heaviest component.
+    pub fn mode_mean(&self) -> Tensor<2> {
+        self.component(self.log_weights.clone().argmax(1)).0
+    }
+
+    /// Mean and log-variance of component `pick` (`[batch, 1]`) of each row.
+    fn component(&self, pick: Tensor<2, Int>) -> (Tensor<2>, Tensor<2>) {
+        let [b, _, d] = self.mu.dims();
+        let idx = pick.unsqueeze_dim::<3>(2).repeat_dim(2, d); // [b, 1, d]
+        (
+            self.mu.clone().gather(1, idx.clone()).reshape([b, d]),
+            self.logvar.clone().gather(1, idx).reshape([b, d]),
+        )
+    }
+}
+
+/// What fitting measured, saved as `text-prior.json` with the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextPriorInfo {
+    pub config: TextPriorConfig,
+    /// Dimensions of the shared latent.
+    pub latent: usize,
+    pub train_items: usize,
+    pub val_items: usize,
+    /// The epoch whose weights were kept (lowest validation NLL).
+    pub best_epoch: usize,
+    /// Mean −log p(z|y) of z ~ q(z|x) on the validation pairs, nats per
+    /// item: under the fitted mixture, and under the caption's own
+    /// posterior q(z|y) (what text→image draws from without it).
+    pub val_nll_mixture: f64,
+    pub val_nll_caption_posterior: f64,
+    pub seconds: f64,
+}
+
+/// Posteriors of a split on the host, row-major `[n, latent]` each.
+struct Pairs {
+    x_mu: Vec<f32>,
+    x_logvar: Vec<f32>,
+    y_mu: Vec<f32>,
+    y_logvar: Vec<f32>,
+    n: usize,
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap_or_default()
+}
+
+/// q(z|x) and q(z|y) of every item of `data`, captions from `source`.
+fn posteriors(
+    model: &Mvae,
+    vocab: &mmvae_data::Vocab,
+    data: &ImageLabelSet,
+    source: CaptionSource,
+    device: &Device,
+) -> Pairs {
+    let mut p = Pairs {
+        x_mu: Vec::new(),
+        x_logvar: Vec::new(),
+        y_mu: Vec::new(),
+        y_logvar: Vec::new(),
+        n: data.len(),
+    };
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(256) {
+        let b = HostBatch::gather(data, chunk, source, vocab, model.max_len).to_device(device);
+        let qx = model.encode_image(b.images);
+        let qy = model.encode_text(b.tokens, b.last);
+        p.x_mu.extend(host(qx.mu));
+        p.x_logvar.extend(host(qx.logvar));
+        p.y_mu.extend(host(qy.mu));
+        p.y_logvar.extend(host(qy.logvar));
+    }
+    p
+}
+
+impl Pairs {
+    /// Rows `idx` as (q(z|x), q(z|y)) on `device`.
+    fn rows(&self, idx: &[usize], d: usize, device: &Device) -> (Gaussian, Gaussian) {
+        let take = |v: &[f32]| {
+            let mut out = Vec::with_capacity(idx.len() * d);
+            for &i in idx {
+                out.extend_from_slice(&v[i * d..(i + 1) * d]);
+            }
+            Tensor::<2>::from_data(TensorData::new(out, [idx.len(), d]), device)
+        };
+        (
+            Gaussian::new(take(&self.x_mu), take(&self.x_logvar)),
+            Gaussian::new(take(&self.y_mu), take(&self.y_logvar)),
+        )
+    }
+}
+
+/// Mean −log p(z|y) over `pairs`, z drawn once per item with noise `eps`
+/// (fixed across epochs): under the mixture, and under q(z|y).
+fn val_nll(prior: &TextPrior, pairs: &Pairs, eps: &[Tensor<2>], d: usize, bs: usize) -> (f64, f64) {
+    let device = eps.first().map(|e| e.device());
+    let Some(device) = device else {
+        return (f64::NAN, f64::NAN);
+    };
+    let (mut mix, mut post) = (0.0f64, 0.0f64);
+    let idx: Vec<usize> = (0..pairs.n).collect();
+    for (chunk, e) in idx.chunks(bs).zip(eps) {
+        let (qx, qy) = pairs.rows(chunk, d, &device);
+        let z = qx.rsample_with(e.clone());
+        mix -= prior
+            .forward(&qy)
+            .log_prob(z.clone())
+            .sum()
+            .into_scalar::<f32>() as f64;
+        post -= qy.log_prob(z).sum().into_scalar::<f32>() as f64;
+    }
+    let n = pairs.n.max(1) as f64;
+    (mix / n, post / n)
+}
+
+/// Fit a text prior to `model` on (`train`, `val`): maximum likelihood of
+/// z ~ q(z|x) under p(z|y), Adam, the weights of the best validation epoch
+/// kept. Seeded through `seed`; returns the prior on `device`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    model: &Mvae,
+    vocab: &mmvae_data::Vocab,
+    captioner: Captioner,
+    train: &ImageLabelSet,
+    val: &ImageLabelSet,
+    cfg: &TextPriorConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<(TextPrior, TextPriorInfo)> {
+    cfg.validate()?;
+    if train.is_empty() || val.is_empty() {
+        return Err(ModelError::Invalid(
+            "fitting a text prior needs training and validation items".into(),
+        ));
+    }
+    let start = std::time::Instant::now();
+    let d = model.latent;
+    let src = |set, stream| CaptionSource {
+        captioner,
+        set,
+        stream,
+    };
+    let tr = posteriors(model, vocab, train, src(CaptionSet::Train, 1), device);
+    let va = posteriors(
+        model,
+        vocab,
+        val,
+        src(CaptionSet::Train, crate::data::VAL_STREAM),
+        device,
+    );
+    let ad = device.clone().autodiff();
+    ad.seed(seed);
+    let bs = cfg.batch_size;
+    let eps: Vec<Tensor<2>> = (0..va.n)
+        .collect::<Vec<_>>()
+        .chunks(bs)
+        .map(|c| Tensor::random([c.len(), d], Distribution::Normal(0.0, 1.0), device))
+        .collect();
+    let mut prior = cfg.init(d, &ad);
+    let mut optim = AdamConfig::new().init();
+    let mut best: Option<(TextPrior, usize, f64, f64)> = None;
+    for epoch in 0..cfg.epochs {
+        let order = shuffled(tr.n, seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
+        for chunk in order.chunks(bs) {
+            let (qx, qy) = tr.rows(chunk, d, &ad);
+            let loss = prior.forward(&qy).log_prob(qx.rsample()).mean().neg();
+            let grads = GradientsParams::from_grads(loss.backward(), &prior);
+            prior = optim.step(cfg.lr, prior, grads);
+        }
+        let valid = prior.valid();
+        let (mix, post) = val_nll(&valid, &va, &eps, d, bs);
+        if !mix.is_finite() {
+            return Err(ModelError::Diverged(format!(
+                "text prior: validation NLL is {mix} after epoch {}",
+                epoch + 1
+            )));
+        }
+        if best.as_ref().is_none_or(|b| mix < b.2) {
+            best = Some((valid, epoch + 1, mix, post));
+        }
+    }
+    let (prior, best_epoch, mix, post) = best.expect("at least one epoch");
+    Ok((
+        prior,
+        TextPriorInfo {
+            config: cfg.clone(),
+            latent: d,
+            train_items: tr.n,
+            val_items: va.n,
+            best_epoch,
+            val_nll_mixture: mix,
+            val_nll_caption_posterior: post,
+            seconds: start.elapsed().as_secs_f64(),
+        },
+    ))
+}
+
+/// Save a fitted prior into a checkpoint folder: weights to a temporary
+/// file renamed into place, then its description (written last, so a
+/// description always has its weights).
+pub fn save(dir: &Path, prior: &TextPrior, info: &TextPriorInfo) -> Result<()> {
+    let tmp = dir.join(format!(".text-prior.tmp-{}.bpk", std::process::id()));
+    prior
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| ModelError::checkpoint(dir, format!("cannot write {WEIGHTS}: {e}")))?;
+    std::fs::rename(&tmp, dir.join(WEIGHTS)).map_err(|e| ModelError::Io {
+        path: dir.join(WEIGHTS),
+        source: e,
+    })?;
+    fsutil::write_atomic(
+        &dir.join(INFO),
+        serde_json::to_string_pretty(info)
+            .expect("info serialises")
+            .as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Fit a prior to the checkpoint in `dir` on its run's training split
+/// (validation items held out as in training) and save it there.
+pub fn fit_checkpoint(
+    dir: &Path,
+    data_dir: Option<&Path>,
+    cfg: &TextPriorConfig,
+    compute: crate::device::Compute,
+) -> Result<TextPriorInfo> {
+    cfg.validate()?;
+    let m = crate::infer::load(dir, compute)?;
+    let data = crate::data::load_train_data(&m.checkpoint.config, data_dir)?;
+    let (prior, info) = fit(
+        &m.model,
+        &m.checkpoint.vocab,
+        m.captioner(),
+        &data.train,
+        &data.val,
+        cfg,
+        m.checkpoint.config.seed,
+        &m.device,
+    )?;
+    save(dir, &prior, &info)?;
+    Ok(info)
+}
+
+/// The prior fitted in a checkpoint folder, if there is one.
+pub fn load(
+    dir: &Path,
+    latent: usize,
+    device: &Device,
+) -> Result<Option<(TextPrior, TextPriorInfo)>> {
+    let ip = dir.join(INFO);
+    if !ip.is_file() {
+        return Ok(None);
+    }
+    let raw = std::fs::read(&ip).map_err(|e| ModelError::Io {
+        path: ip.clone(),
+        source: e,
+    })?;
+    let info: TextPriorInfo = serde_json::from_slice(&raw)
+        .map_err(|e| ModelError::checkpoint(dir, format!("{INFO} is unreadable: {e}")))?;
+    info.config
+        .validate()
+        .map_err(|e| ModelError::checkpoint(dir, format!("{INFO}: {e}")))?;
+    if info.latent != latent {
+        return Err(ModelError::checkpoint(
+            dir,
+            format!(
+                "{INFO} was fitted for a {}-dimensional latent, the model has {latent}; fit it again with `mmvae fit-prior`",
+                info.latent
+            ),
+        ));
+    }
+    let prior = info.config.init(latent, device);
+    let prior = crate::checkpoint::load_weights(prior, &dir.join(WEIGHTS))
+        .map_err(|e| ModelError::checkpoint(dir, format!("{WEIGHTS}: {e}")))?;
+    Ok(Some((prior, info)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t2(v: Vec<f32>, shape: [usize; 2], d: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v, shape), d)
+    }
+    fn t3(v: Vec<f32>, shape: [usize; 3], d: &Device) -> Tensor<3> {
+        Tensor::from_data(TensorData::new(v, shape), d)
+    }
+
+    #[test]
+    fn mixture_log_prob_matches_the_closed_form() {
+        let d = Device::flex();
+        // One row, two components in 2-D.
+        let (w, m1, m2, v1, v2) = (0.3f64, [0.0, 1.0], [2.0, -1.0], [1.0, 0.5], [0.25, 2.0]);
+        let mix = Mixture {
+            log_weights: t2(vec![w.ln() as f32, (1.0 - w).ln() as f32], [1, 2], &d),
+            mu: t3(vec![0.0, 1.0, 2.0, -1.0], [1, 2, 2], &d),
+            logvar: t3(
+                [v1, v2]
+                    .iter()
+                    .flatten()
+                    .map(|v: &f64| v.ln() as f32)
+                    .collect(),
+                [1, 2, 2],
+                &d,
+            ),
+        };
+        let z = [0.5f64, 0.2];
+        let normal = |m: [f64; 2], v: [f64; 2]| {
+            (0..2)
+                .map(|i| {
+                    (-(z[i] - m[i]).powi(2) / (2.0 * v[i])).exp()
+                        / (2.0 * std::f64::consts::PI * v[i]).sqrt()
+                })
+                .product::<f64>()
+        };
+        let want = (w * normal(m1, v1) + (1.0 - w) * normal(m2, v2)).ln();
+        let got = mix
+            .log_prob(t2(vec![0.5, 0.2], [1, 2], &d))
+            .into_scalar::<f32>() as f64;
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+
+    #[test]
+    fn mixture_samples_follow_the_weights_and_components() {
+        let _rng = crate::testutil::rng_lock();
+        let d = Device::flex();
+        d.seed(3);
+        let n = 4000;
+        // Every row: 25% at (-5, 0) sd 0.1, 75% at (5, 1) sd 0.1.
+        let mut mu = Vec::new();
+        let mut lv = Vec::new();
+        let mut lw = Vec::new();
+        for _ in 0..n {
+            mu.extend([-5.0f32, 0.0, 5.0, 1.0]);
+            lv.extend([(0.01f32).ln(); 4]);
+            lw.extend([0.25f32.ln(), 0.75f32.ln()]);
+        }
+        let mix = Mixture {
+            log_weights: t2(lw, [n, 2], &d),
+            mu: t3(mu, [n, 2, 2], &d),
+            logvar: t3(lv, [n, 2, 2], &d),
+        };
+        let s = host(mix.sample(1.0));
+        let right = s.chunks(2).filter(|p| p[0] > 0.0).count() as f64 / n as f64;
+        assert!((right - 0.75).abs() < 0.03, "{right}");
+        for p in s.chunks(2) {
+            let (cx, cy) = if p[0] > 0.0 { (5.0, 1.0) } else { (-5.0, 0.0) };
+            assert!((p[0] - cx).abs() < 0.6 && (p[1] - cy).abs() < 0.6, "{p:?}");
+        }
+        let m = host(mix.mode_mean());
+        assert_eq!(&m[..2], &[5.0, 1.0]);
+    }
+
+    #[test]
+    fn fitting_finds_the_two_clusters_a_caption_posterior_blurs() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        // Two "captions" with posteriors centred at (±3, 0) in a 2-D latent;
+        // the images of each sit in two tight clusters, at (±3, −2) and
+        // (±3, +2). One Gaussian must cover the gap between them; the
+        // mixture need not.
+        let make = |n: usize, salt: usize| {
+            let mut p = Pairs {
+                x_mu: Vec::new(),
+                x_logvar: Vec::new(),
+                y_mu: Vec::new(),
+                y_logvar: Vec::new(),
+                n,
+            };
+            for i in 0..n {
+                let cap = ((i + salt) % 2) as f32 * 2.0 - 1.0;
+                let side = (((i + salt) / 2) % 2) as f32 * 2.0 - 1.0;
+                p.x_mu.extend([cap * 3.0, side * 2.0]);
+                p.x_logvar.extend([(0.01f32).ln(); 2]);
+                p.y_mu.extend([cap * 3.0, 0.0]);
+                p.y_logvar.extend([(0.05f32).ln(), (4.0f32).ln()]);
+            }
+            p
+        };
+        let (tr, va) = (make(512, 0), make(128, 1));
+        let cfg = TextPriorConfig {
+            components: 4,
+            hidden: 32,
+            epochs: 60,
+            batch_size: 64,
+            lr: 3e-3,
+            temperature: 1.0,
+        };
+        let ad = dev.clone().autodiff();
+        ad.seed(7);
+        let mut prior = cfg.init(2, &ad);
+        let mut optim = AdamConfig::new().init();
+        for epoch in 0..cfg.epochs {
+            for chunk in shuffled(tr.n, epoch as u64).chunks(cfg.batch_size) {
+                let (qx, qy) = tr.rows(chunk, 2, &ad);
+                let loss = prior.forward(&qy).log_prob(qx.rsample()).mean().neg();
+                let grads = GradientsParams::from_grads(loss.backward(), &prior);
+                prior = optim.step(cfg.lr, prior, grads);
+            }
+        }
+        let prior = prior.valid();
+        let eps: Vec<Tensor<2>> = (0..va.n)
+            .collect::<Vec<_>>()
+            .chunks(64)
+            .map(|c| Tensor::random([c.len(), 2], Distribution::Normal(0.0, 1.0), &dev))
+            .collect();
+        let (mix, post) = val_nll(&prior, &va, &eps, 2, 64);
+        // The caption posterior's NLL per item, in closed form:
+        // dim 0 0.5·ln(2π·0.05) + 0.01/0.1 ≈ −0.48, dim 1 0.5·ln(2π·4) +
+        // 4.01/8 ≈ 2.11, total ≈ 1.63. The best single Gaussian per caption
+        // ≈ −0.88 + 2.11 = 1.23; two tight clusters ≈ −0.88 − 0.88 + ln 2 ≈ −1.07.
+        assert!((post - 1.63).abs() < 0.15, "{post}");
+        assert!(mix < 0.0, "mixture {mix} vs caption posterior {post}");
+        // Draws for caption +1 land in its clusters, on both sides.
+        let (_, qy) = va.rows(&[0; 400], 2, &dev); // caption +1
+        let s = host(prior.forward(&qy).sample(1.0));
+        let near = s
+            .chunks(2)
+            .filter(|p| (p[0] - 3.0).abs() < 0.5 && ((p[1].abs() - 2.0).abs() < 0.5))
+            .count();
+        assert!(near > 360, "{near} of 400 draws in the caption's clusters");
+        let up = s.chunks(2).filter(|p| p[1] > 0.0).count();
+        assert!((100..300).contains(&up), "{up} of 400 draws above the axis");
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let mut c = TextPriorConfig::default();
+        assert!(c.validate().is_ok());
+        c.components = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("text_prior.components"), "{e}");
+    }
+}
