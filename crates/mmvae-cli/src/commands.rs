@@ -952,6 +952,10 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     if !kind.is_synthetic() {
         cfg.loss.kl_anneal_steps = 500;
     }
+    // A short fit of the text prior, in step with the short training.
+    if let Some(p) = cfg.text_prior.as_mut() {
+        p.epochs = p.epochs.min(15);
+    }
     cfg.validate()?;
     if a.classifier_epochs == 0 {
         bail!("--classifier-epochs must be at least 1");
