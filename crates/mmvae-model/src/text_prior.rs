@@ -339,6 +339,35 @@ fn val_nll(prior: &TextPrior, pairs: &Pairs, eps: &[Tensor<2>], d: usize, bs: us
     (mix / n, post / n)
 }
 
+/// Gradients of the batch mean of −log p(z|y), z ~ q(z|x), over the rows
+/// `idx` of `pairs`: the noise drawn here, then one shard per thread (see
+/// [`crate::parallel`]), so a fit is repeatable for a given thread count.
+fn step_gradients(
+    prior: &TextPrior,
+    pairs: &Pairs,
+    idx: &[usize],
+    d: usize,
+    threads: usize,
+    device: &Device,
+) -> GradientsParams {
+    let n = idx.len();
+    let eps = host(Tensor::<2>::random(
+        [n, d],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    ));
+    let per = n.div_ceil(threads.clamp(1, n.max(1)));
+    let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
+    let (grads, _, _) =
+        crate::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
+            let (qx, qy) = pairs.rows(rows, d, device);
+            let e = Tensor::<2>::from_data(TensorData::new(e.to_vec(), [rows.len(), d]), device);
+            let nll = m.forward(&qy).log_prob(qx.rsample_with(e)).sum().neg() / n as f32;
+            (nll, Vec::new(), ())
+        });
+    grads
+}
+
 /// Fit a text prior to `model` on (`train`, `val`): maximum likelihood of
 /// z ~ q(z|x) under p(z|y), Adam, the weights of the best validation epoch
 /// kept. Seeded through `seed`; returns the prior on `device`.
@@ -385,12 +414,11 @@ pub fn fit(
     let mut prior = cfg.init(d, &ad);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(TextPrior, usize, f64, f64)> = None;
+    let threads = crate::parallel::default_threads();
     for epoch in 0..cfg.epochs {
         let order = shuffled(tr.n, seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
         for chunk in order.chunks(bs) {
-            let (qx, qy) = tr.rows(chunk, d, &ad);
-            let loss = prior.forward(&qy).log_prob(qx.rsample()).mean().neg();
-            let grads = GradientsParams::from_grads(loss.backward(), &prior);
+            let grads = step_gradients(&prior, &tr, chunk, d, threads, &ad);
             prior = optim.step(cfg.lr, prior, grads);
         }
         let valid = prior.valid();
@@ -619,9 +647,7 @@ mod tests {
         let mut optim = AdamConfig::new().init();
         for epoch in 0..cfg.epochs {
             for chunk in shuffled(tr.n, epoch as u64).chunks(cfg.batch_size) {
-                let (qx, qy) = tr.rows(chunk, 2, &ad);
-                let loss = prior.forward(&qy).log_prob(qx.rsample()).mean().neg();
-                let grads = GradientsParams::from_grads(loss.backward(), &prior);
+                let grads = step_gradients(&prior, &tr, chunk, 2, 2, &ad);
                 prior = optim.step(cfg.lr, prior, grads);
             }
         }
@@ -648,6 +674,62 @@ mod tests {
         assert!(near > 360, "{near} of 400 draws in the caption's clusters");
         let up = s.chunks(2).filter(|p| p[1] > 0.0).count();
         assert!((100..300).contains(&up), "{up} of 400 draws above the axis");
+    }
+
+    #[test]
+    fn sharded_steps_match_a_single_thread() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        let ad = dev.clone().autodiff();
+        ad.seed(11);
+        let n = 37;
+        let mut p = Pairs {
+            x_mu: Vec::new(),
+            x_logvar: Vec::new(),
+            y_mu: Vec::new(),
+            y_logvar: Vec::new(),
+            n,
+        };
+        for i in 0..n {
+            let f = i as f32 / n as f32;
+            p.x_mu.extend([f, 1.0 - f, f * f]);
+            p.x_logvar.extend([-1.0, -2.0, -0.5]);
+            p.y_mu.extend([f.round(), 0.0, 0.5]);
+            p.y_logvar.extend([-0.5, 0.0, -1.0]);
+        }
+        let cfg = TextPriorConfig {
+            components: 3,
+            hidden: 8,
+            ..TextPriorConfig::default()
+        };
+        let prior = cfg.init(3, &ad);
+        let idx: Vec<usize> = (0..n).collect();
+        let after = |threads: usize| {
+            ad.seed(5);
+            let g = step_gradients(&prior, &p, &idx, 3, threads, &ad);
+            let mut optim = burn::optim::SgdConfig::new().init();
+            let m = optim.step(0.1, prior.clone(), g).valid();
+            let (_, qy) = p.rows(&idx, 3, &dev);
+            let mix = m.forward(&qy);
+            host(mix.mu.reshape([n, 9]))
+                .into_iter()
+                .chain(host(mix.log_weights))
+                .collect::<Vec<f32>>()
+        };
+        let (one, two, three) = (after(1), after(2), after(3));
+        let before = {
+            let (_, qy) = p.rows(&idx, 3, &dev);
+            host(prior.valid().forward(&qy).mu.reshape([n, 9]))
+        };
+        assert!(
+            one.iter().zip(&before).any(|(a, b)| (a - b).abs() > 1e-4),
+            "the step moved the prior"
+        );
+        for other in [&two, &three] {
+            for (a, b) in one.iter().zip(other) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
