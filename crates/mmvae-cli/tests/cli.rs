@@ -1019,12 +1019,13 @@ fn fitted_text_prior_serves_text_to_image() {
         "{info}"
     );
 
-    let gen = |name: &str, extra: &[&str]| {
+    // Four images of a seven from `checkpoint`, as PNG bytes.
+    let draw = |checkpoint: &str, name: &str, extra: &[&str]| {
         let path = format!("g/{name}.png");
         let mut args = vec![
             "generate",
             "--checkpoint",
-            "run/best",
+            checkpoint,
             "--text",
             "a handwritten seven",
             "--n",
@@ -1036,6 +1037,7 @@ fn fitted_text_prior_serves_text_to_image() {
         ok(d, &args);
         std::fs::read(d.join(&path)).unwrap()
     };
+    let gen = |name: &str, extra: &[&str]| draw("run/best", name, extra);
     let (a, b) = (gen("a", &[]), gen("b", &[]));
     assert_eq!(a, b, "same seed, same draws from the prior");
     assert_ne!(a, gen("post", &["--no-text-prior"]), "the prior is used");
@@ -1139,23 +1141,7 @@ fn fitted_text_prior_serves_text_to_image() {
         "{out}"
     );
     // Its saved temperature is the default at use; the flag overrides it.
-    let last = |name: &str, extra: &[&str]| {
-        let path = format!("g/{name}.png");
-        let mut args = vec![
-            "generate",
-            "--checkpoint",
-            "run/last",
-            "--text",
-            "a handwritten seven",
-            "--n",
-            "4",
-            "--out",
-            &path,
-        ];
-        args.extend_from_slice(extra);
-        ok(d, &args);
-        std::fs::read(d.join(&path)).unwrap()
-    };
+    let last = |name: &str, extra: &[&str]| draw("run/last", name, extra);
     let saved = last("l-saved", &[]);
     assert_eq!(saved, last("l-cold", &["--prior-temperature", "0.2"]));
     assert_ne!(saved, last("l-warm", &["--prior-temperature", "1"]));

@@ -279,13 +279,7 @@ fn posteriors(
     source: CaptionSource,
     device: &Device,
 ) -> Pairs {
-    let mut p = Pairs {
-        x_mu: Vec::new(),
-        x_logvar: Vec::new(),
-        y_mu: Vec::new(),
-        y_logvar: Vec::new(),
-        n: data.len(),
-    };
+    let mut p = Pairs::with_capacity(data.len(), model.latent);
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(256) {
         let b = HostBatch::gather(data, chunk, source, vocab, model.max_len).to_device(device);
@@ -300,6 +294,17 @@ fn posteriors(
 }
 
 impl Pairs {
+    fn with_capacity(n: usize, d: usize) -> Self {
+        let v = || Vec::with_capacity(n * d);
+        Pairs {
+            x_mu: v(),
+            x_logvar: v(),
+            y_mu: v(),
+            y_logvar: v(),
+            n,
+        }
+    }
+
     /// Rows `idx` as (q(z|x), q(z|y)) on `device`.
     fn rows(&self, idx: &[usize], d: usize, device: &Device) -> (Gaussian, Gaussian) {
         let take = |v: &[f32]| {
@@ -615,13 +620,7 @@ mod tests {
         // (±3, +2). One Gaussian must cover the gap between them; the
         // mixture need not.
         let make = |n: usize, salt: usize| {
-            let mut p = Pairs {
-                x_mu: Vec::new(),
-                x_logvar: Vec::new(),
-                y_mu: Vec::new(),
-                y_logvar: Vec::new(),
-                n,
-            };
+            let mut p = Pairs::with_capacity(n, 2);
             for i in 0..n {
                 let cap = ((i + salt) % 2) as f32 * 2.0 - 1.0;
                 let side = (((i + salt) / 2) % 2) as f32 * 2.0 - 1.0;
@@ -683,13 +682,7 @@ mod tests {
         let ad = dev.clone().autodiff();
         ad.seed(11);
         let n = 37;
-        let mut p = Pairs {
-            x_mu: Vec::new(),
-            x_logvar: Vec::new(),
-            y_mu: Vec::new(),
-            y_logvar: Vec::new(),
-            n,
-        };
+        let mut p = Pairs::with_capacity(n, 3);
         for i in 0..n {
             let f = i as f32 / n as f32;
             p.x_mu.extend([f, 1.0 - f, f * f]);
