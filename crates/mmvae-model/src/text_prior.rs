@@ -321,27 +321,50 @@ impl Pairs {
     }
 }
 
-/// Mean −log p(z|y) over `pairs`, z drawn once per item with noise `eps`
-/// (fixed across epochs): under the mixture, and under q(z|y).
-fn val_nll(prior: &TextPrior, pairs: &Pairs, eps: &[Tensor<2>], d: usize, bs: usize) -> (f64, f64) {
-    let device = eps.first().map(|e| e.device());
-    let Some(device) = device else {
-        return (f64::NAN, f64::NAN);
-    };
-    let (mut mix, mut post) = (0.0f64, 0.0f64);
-    let idx: Vec<usize> = (0..pairs.n).collect();
-    for (chunk, e) in idx.chunks(bs).zip(eps) {
-        let (qx, qy) = pairs.rows(chunk, d, &device);
-        let z = qx.rsample_with(e.clone());
-        mix -= prior
-            .forward(&qy)
-            .log_prob(z.clone())
-            .sum()
-            .into_scalar::<f32>() as f64;
-        post -= qy.log_prob(z).sum().into_scalar::<f32>() as f64;
+/// The validation pairs as fixed batches of (q(z|y), z ~ q(z|x)), z drawn
+/// once so every epoch is scored on the same draws, with the caption
+/// posterior's own mean −log q(z|y), which does not change while fitting.
+struct ValSet {
+    batches: Vec<(Gaussian, Tensor<2>)>,
+    n: usize,
+    nll_caption_posterior: f64,
+}
+
+impl ValSet {
+    /// Batches of `bs` rows of `pairs` on `device`, noise from its RNG.
+    fn draw(pairs: &Pairs, d: usize, bs: usize, device: &Device) -> Self {
+        let idx: Vec<usize> = (0..pairs.n).collect();
+        let mut post = 0.0f64;
+        let batches = idx
+            .chunks(bs)
+            .map(|chunk| {
+                let e = Tensor::random([chunk.len(), d], Distribution::Normal(0.0, 1.0), device);
+                let (qx, qy) = pairs.rows(chunk, d, device);
+                let z = qx.rsample_with(e);
+                post -= qy.log_prob(z.clone()).sum().into_scalar::<f32>() as f64;
+                (qy, z)
+            })
+            .collect();
+        let n = pairs.n;
+        ValSet {
+            batches,
+            n,
+            nll_caption_posterior: post / n.max(1) as f64,
+        }
     }
-    let n = pairs.n.max(1) as f64;
-    (mix / n, post / n)
+
+    /// Mean −log p(z|y) under `prior`.
+    fn nll(&self, prior: &TextPrior) -> f64 {
+        let mut mix = 0.0f64;
+        for (qy, z) in &self.batches {
+            mix -= prior
+                .forward(qy)
+                .log_prob(z.clone())
+                .sum()
+                .into_scalar::<f32>() as f64;
+        }
+        mix / self.n.max(1) as f64
+    }
 }
 
 /// Gradients of the batch mean of −log p(z|y), z ~ q(z|x), over the rows
@@ -411,11 +434,8 @@ pub fn fit(
     let ad = device.clone().autodiff();
     ad.seed(seed);
     let bs = cfg.batch_size;
-    let eps: Vec<Tensor<2>> = (0..va.n)
-        .collect::<Vec<_>>()
-        .chunks(bs)
-        .map(|c| Tensor::random([c.len(), d], Distribution::Normal(0.0, 1.0), device))
-        .collect();
+    let va = ValSet::draw(&va, d, bs, device);
+    let post = va.nll_caption_posterior;
     let mut prior = cfg.init(d, &ad);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(TextPrior, usize, f64, f64)> = None;
@@ -427,7 +447,7 @@ pub fn fit(
             prior = optim.step(cfg.lr, prior, grads);
         }
         let valid = prior.valid();
-        let (mix, post) = val_nll(&valid, &va, &eps, d, bs);
+        let mix = va.nll(&valid);
         if !mix.is_finite() {
             return Err(ModelError::Diverged(format!(
                 "text prior: validation NLL is {mix} after epoch {}",
@@ -651,12 +671,8 @@ mod tests {
             }
         }
         let prior = prior.valid();
-        let eps: Vec<Tensor<2>> = (0..va.n)
-            .collect::<Vec<_>>()
-            .chunks(64)
-            .map(|c| Tensor::random([c.len(), 2], Distribution::Normal(0.0, 1.0), &dev))
-            .collect();
-        let (mix, post) = val_nll(&prior, &va, &eps, 2, 64);
+        let val = ValSet::draw(&va, 2, 64, &dev);
+        let (mix, post) = (val.nll(&prior), val.nll_caption_posterior);
         // The caption posterior's NLL per item, in closed form:
         // dim 0 0.5·ln(2π·0.05) + 0.01/0.1 ≈ −0.48, dim 1 0.5·ln(2π·4) +
         // 4.01/8 ≈ 2.11, total ≈ 1.63. The best single Gaussian per caption
