@@ -566,6 +566,13 @@ fn report_commands(d: &Path) {
     assert!(html.matches("data:image/png;base64,").count() >= 10 + 6);
     assert!(html.matches("<svg").count() >= 2, "curves and t-SNE");
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    // Both the metrics and the grids say where text -> image latents come
+    // from (this fixture model has no fitted prior).
+    assert!(
+        html.contains("<p id=\"t2i-source\">Text→image latents: caption posterior q(z|y).</p>"),
+        "metrics name the text -> image source"
+    );
+    assert!(html.contains("z from the caption posterior q(z|y)."));
     // One row per class in the text -> image table.
     let t2i = &html[html.find("id=\"t2i-table\"").unwrap()..];
     let t2i = &t2i[..t2i.find("</table>").unwrap()];

@@ -229,6 +229,19 @@ impl Mixture {
         self.component(self.log_weights.clone().argmax(1)).0
     }
 
+    /// The mixtures of rows `index`: row `i` of the result is row
+    /// `index[i]` of `self`.
+    ///
+    /// # Shapes
+    /// `index`: `[n]` → a mixture of `n` rows
+    pub fn select(&self, index: Tensor<1, Int>) -> Mixture {
+        Mixture {
+            log_weights: self.log_weights.clone().select(0, index.clone()),
+            mu: self.mu.clone().select(0, index.clone()),
+            logvar: self.logvar.clone().select(0, index),
+        }
+    }
+
     /// Mean and log-variance of component `pick` (`[batch, 1]`) of each row.
     fn component(&self, pick: Tensor<2, Int>) -> (Tensor<2>, Tensor<2>) {
         let [b, _, d] = self.mu.dims();
@@ -321,11 +334,53 @@ impl Pairs {
     }
 }
 
+/// The distinct caption posteriors among rows `idx` of `pairs`, and for
+/// each row the position of its own among them. Pairs that share a
+/// caption share q(z|y) bit for bit, so the prior's network runs once per
+/// distinct caption of a batch (a handful on shapes) instead of once per
+/// pair; rows whose posteriors differ in any bit stay apart, so the result
+/// is the same mixture per row either way.
+///
+/// # Shapes
+/// → (`[distinct, latent]`, `[idx.len()]`)
+fn distinct_captions(
+    pairs: &Pairs,
+    idx: &[usize],
+    d: usize,
+    device: &Device,
+) -> (Gaussian, Tensor<1, Int>) {
+    let mut seen: std::collections::HashMap<Vec<u32>, i64> = Default::default();
+    let (mut mu, mut logvar, mut index) = (Vec::new(), Vec::new(), Vec::with_capacity(idx.len()));
+    for &i in idx {
+        let (m, l) = (
+            &pairs.y_mu[i * d..(i + 1) * d],
+            &pairs.y_logvar[i * d..(i + 1) * d],
+        );
+        let key: Vec<u32> = m.iter().chain(l).map(|v| v.to_bits()).collect();
+        let next = seen.len() as i64;
+        let at = *seen.entry(key).or_insert_with(|| {
+            mu.extend_from_slice(m);
+            logvar.extend_from_slice(l);
+            next
+        });
+        index.push(at);
+    }
+    let u = seen.len();
+    (
+        Gaussian::new(
+            Tensor::<2>::from_data(TensorData::new(mu, [u, d]), device),
+            Tensor::<2>::from_data(TensorData::new(logvar, [u, d]), device),
+        ),
+        Tensor::<1, Int>::from_data(TensorData::new(index, [idx.len()]), device),
+    )
+}
+
 /// The validation pairs as fixed batches of (q(z|y), z ~ q(z|x)), z drawn
 /// once so every epoch is scored on the same draws, with the caption
 /// posterior's own mean −log q(z|y), which does not change while fitting.
 struct ValSet {
-    batches: Vec<(Gaussian, Tensor<2>)>,
+    /// Per batch: distinct caption posteriors, each row's caption, z.
+    batches: Vec<(Gaussian, Tensor<1, Int>, Tensor<2>)>,
     n: usize,
     nll_caption_posterior: f64,
 }
@@ -342,7 +397,8 @@ impl ValSet {
                 let (qx, qy) = pairs.rows(chunk, d, device);
                 let z = qx.rsample_with(e);
                 post -= qy.log_prob(z.clone()).sum().into_scalar::<f32>() as f64;
-                (qy, z)
+                let (captions, index) = distinct_captions(pairs, chunk, d, device);
+                (captions, index, z)
             })
             .collect();
         let n = pairs.n;
@@ -356,9 +412,10 @@ impl ValSet {
     /// Mean −log p(z|y) under `prior`.
     fn nll(&self, prior: &TextPrior) -> f64 {
         let mut mix = 0.0f64;
-        for (qy, z) in &self.batches {
+        for (captions, index, z) in &self.batches {
             mix -= prior
-                .forward(qy)
+                .forward(captions)
+                .select(index.clone())
                 .log_prob(z.clone())
                 .sum()
                 .into_scalar::<f32>() as f64;
@@ -388,9 +445,11 @@ fn step_gradients(
     let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
     let (grads, _, _) =
         crate::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
-            let (qx, qy) = pairs.rows(rows, d, device);
+            let (qx, _) = pairs.rows(rows, d, device);
+            let (captions, index) = distinct_captions(pairs, rows, d, device);
             let e = Tensor::<2>::from_data(TensorData::new(e.to_vec(), [rows.len(), d]), device);
-            let nll = m.forward(&qy).log_prob(qx.rsample_with(e)).sum().neg() / n as f32;
+            let mix = m.forward(&captions).select(index);
+            let nll = mix.log_prob(qx.rsample_with(e)).sum().neg() / n as f32;
             (nll, Vec::new(), ())
         });
     grads
@@ -737,6 +796,48 @@ mod tests {
         for other in [&two, &three] {
             for (a, b) in one.iter().zip(other) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_per_distinct_caption_gives_every_row_its_own_mixture() {
+        let dev = Device::flex();
+        let (n, d) = (10, 2);
+        let mut p = Pairs::with_capacity(n, d);
+        for i in 0..n {
+            p.x_mu.extend([0.0, 0.0]);
+            p.x_logvar.extend([0.0, 0.0]);
+            // Three captions, the third differing from the first in one bit
+            // of one log-variance.
+            let (m, l) = match i % 3 {
+                0 => ([1.0, -1.0], [-0.5, 0.25]),
+                1 => ([0.5, 2.0], [0.0, -1.0]),
+                _ => ([1.0, -1.0], [-0.5, f32::from_bits(0.25f32.to_bits() + 1)]),
+            };
+            p.y_mu.extend(m);
+            p.y_logvar.extend(l);
+        }
+        let idx: Vec<usize> = (0..n).rev().collect();
+        let (captions, index) = distinct_captions(&p, &idx, d, &dev);
+        assert_eq!(captions.mu.dims(), [3, d]);
+        let at: Vec<i64> = index.clone().try_into_vec_as::<i64>().unwrap();
+        assert_eq!(at, vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0]);
+        let prior = TextPriorConfig {
+            components: 4,
+            hidden: 8,
+            ..TextPriorConfig::default()
+        }
+        .init(d, &dev);
+        let (_, qy) = p.rows(&idx, d, &dev);
+        let (full, once) = (prior.forward(&qy), prior.forward(&captions).select(index));
+        for (a, b) in [
+            (full.mu.reshape([n, 8]), once.mu.reshape([n, 8])),
+            (full.logvar.reshape([n, 8]), once.logvar.reshape([n, 8])),
+            (full.log_weights, once.log_weights),
+        ] {
+            for (x, y) in host(a).iter().zip(host(b)) {
+                assert!((x - y).abs() < 1e-6, "{x} vs {y}");
             }
         }
     }

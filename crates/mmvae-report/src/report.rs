@@ -276,6 +276,12 @@ fn metrics_section(saved: &Saved) -> String {
                 e["seed"],
                 escape(&e["settings"].to_string())
             ));
+            if let Some(source) = e["text_to_image_latent"].as_str() {
+                s.push_str(&format!(
+                    "<p id=\"t2i-source\">Text→image latents: {}.</p>",
+                    escape(source)
+                ));
+            }
             s.push_str(&table("metrics-table", &["metric", "value"], &rows));
         }
         None => s.push_str(
@@ -353,8 +359,9 @@ fn text_to_image_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions)
         String::new()
     };
     Ok(format!(
-        "<p>{} images per caption, z ~ q(z|caption).</p>{more}<table id=\"t2i-table\"><thead><tr><th>caption</th><th>generated images</th></tr></thead><tbody>{rows}</tbody></table>",
-        opts.per_class
+        "<p>{} images per caption, z from the {}.</p>{more}<table id=\"t2i-table\"><thead><tr><th>caption</th><th>generated images</th></tr></thead><tbody>{rows}</tbody></table>",
+        opts.per_class,
+        escape(&m.text_to_image_source())
     ))
 }
 
