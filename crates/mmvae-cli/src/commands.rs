@@ -199,6 +199,19 @@ pub struct FitPriorArgs {
     /// components' standard deviations; 1: the fitted mixture).
     #[arg(long, default_value_t = TextPriorConfig::default().temperature)]
     temperature: f32,
+    /// Choose the saved temperature from these (comma-separated) by
+    /// text→image coherence on the validation split, scored by the
+    /// evaluation classifier; replaces --temperature.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    temperatures: Vec<f32>,
+    /// Evaluation classifier for --temperatures (default:
+    /// runs/classifier-<dataset>).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Keep the prior already fitted in --checkpoint; only choose its
+    /// temperature (needs --temperatures).
+    #[arg(long)]
+    keep_fit: bool,
     /// Compute device: cpu or wgpu (needs a build with --features wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -218,20 +231,71 @@ fn print_prior(dir: &Path, p: &TextPriorInfo) {
 }
 
 pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
-    let cfg = TextPriorConfig {
-        components: a.components,
-        epochs: a.epochs,
-        temperature: a.temperature,
-        ..TextPriorConfig::default()
+    if a.keep_fit && a.temperatures.is_empty() {
+        bail!("--keep-fit only chooses a temperature: give --temperatures");
+    }
+    if let Some(t) = a
+        .temperatures
+        .iter()
+        .find(|t| !(t.is_finite() && **t > 0.0))
+    {
+        bail!("--temperatures must all be positive (got {t})");
+    }
+    if !a.keep_fit {
+        let cfg = TextPriorConfig {
+            components: a.components,
+            epochs: a.epochs,
+            temperature: a.temperature,
+            ..TextPriorConfig::default()
+        };
+        let info = text_prior::fit_checkpoint(
+            &a.checkpoint,
+            a.data_dir.as_deref(),
+            &cfg,
+            compute(&a.device)?,
+        )
+        .with_context(|| format!("fitting a text prior to {}", a.checkpoint.display()))?;
+        print_prior(&a.checkpoint, &info);
+    }
+    if a.temperatures.is_empty() {
+        return Ok(());
+    }
+    let mut m = mmvae_model::infer::load(&a.checkpoint, compute(&a.device)?)?;
+    let Some((_, mut info)) = m.text_prior.clone() else {
+        bail!(
+            "{} has no fitted text prior to choose a temperature for (run fit-prior without --keep-fit)",
+            a.checkpoint.display()
+        );
     };
-    let info = text_prior::fit_checkpoint(
-        &a.checkpoint,
-        a.data_dir.as_deref(),
-        &cfg,
-        compute(&a.device)?,
-    )
-    .with_context(|| format!("fitting a text prior to {}", a.checkpoint.display()))?;
-    print_prior(&a.checkpoint, &info);
+    let kind = m.checkpoint.config.data.dataset;
+    if !kind.is_labelled() {
+        bail!(
+            "choosing a temperature needs class labels to score draws; the {kind} dataset has none"
+        );
+    }
+    let cdir = a
+        .classifier
+        .clone()
+        .unwrap_or_else(|| classifier::default_dir(kind));
+    let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
+    let val = mmvae_model::data::load_train_data(&m.checkpoint.config, a.data_dir.as_deref())?.val;
+    let seed = m.checkpoint.config.seed;
+    let scores = eval::prior_temperature_sweep(&mut m, &clf, &val, &a.temperatures, seed, 250)?;
+    let chosen = eval::pick_temperature(&scores).expect("at least one temperature");
+    for (t, c) in &scores {
+        outln!(
+            "temperature {t}: validation text -> image coherence {:.2}%{}",
+            c * 100.0,
+            if *t == chosen { "  (chosen)" } else { "" }
+        );
+    }
+    info.config.temperature = chosen;
+    info.temperature_choice = scores;
+    text_prior::save_info(&a.checkpoint, &info)?;
+    outln!(
+        "text prior temperature {chosen} saved in {}",
+        a.checkpoint.join(text_prior::INFO).display()
+    );
     Ok(())
 }
 

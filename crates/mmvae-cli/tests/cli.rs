@@ -1152,6 +1152,54 @@ fn fitted_text_prior_serves_text_to_image() {
     let saved = last("l-saved", &[]);
     assert_eq!(saved, last("l-cold", &["--prior-temperature", "0.2"]));
     assert_ne!(saved, last("l-warm", &["--prior-temperature", "1"]));
+    // The temperature chosen on the validation split, the fit kept.
+    let choose = |extra: &[&'static str]| {
+        let mut args = vec![
+            "fit-prior",
+            "--checkpoint",
+            "run/last",
+            "--data-dir",
+            "data",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let e = fails(d, &choose(&["--keep-fit"]));
+    assert!(e.contains("--temperatures"), "{e}");
+    let e = fails(d, &choose(&["--keep-fit", "--temperatures", "0.5,0"]));
+    assert!(e.contains("--temperatures must all be positive"), "{e}");
+    let out = ok(
+        d,
+        &choose(&[
+            "--keep-fit",
+            "--temperatures",
+            "0.2,1",
+            "--classifier",
+            "clf",
+        ]),
+    );
+    assert!(out.contains("validation text -> image coherence"), "{out}");
+    assert_eq!(out.matches("(chosen)").count(), 1, "{out}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/last/text-prior.json")).unwrap())
+            .unwrap();
+    let tried = info["temperature_choice"].as_array().unwrap();
+    assert_eq!(tried.len(), 2, "{info}");
+    let chosen = info["config"]["temperature"].as_f64().unwrap() as f32;
+    let best = tried
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap()))
+        .fold((0.0f32, -1.0f64), |a, b| if b.1 >= a.1 { b } else { a });
+    assert_eq!(chosen, best.0, "{info}");
+    assert_eq!(info["config"]["components"], 2, "the fit is kept");
+    let chosen_flag = chosen.to_string();
+    assert_eq!(
+        last("l-chosen", &[]),
+        last(
+            "l-chosen-flag",
+            &["--prior-temperature", chosen_flag.as_str()]
+        )
+    );
     std::fs::write(d.join("run/last/text-prior.json"), b"{ not json").unwrap();
     let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
     assert!(e.contains("text-prior.json"), "{e}");

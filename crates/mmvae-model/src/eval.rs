@@ -556,6 +556,65 @@ fn t2i(
     (tally.finish(), features)
 }
 
+/// Strict text→image coherence of `m` on the validation split `val` (its
+/// captions phrased as the validation stream, as in training) at each text
+/// prior temperature of `temperatures`, every temperature from the same
+/// `seed`. What [`pick_temperature`] chooses from, so the temperature is
+/// never chosen on the test split.
+pub fn prior_temperature_sweep(
+    m: &mut Loaded,
+    clf: &Classifier,
+    val: &ImageLabelSet,
+    temperatures: &[f32],
+    seed: u64,
+    batch_size: usize,
+) -> Result<Vec<(f32, f64)>> {
+    if m.text_prior.is_none() {
+        return Err(ModelError::Invalid(
+            "choosing a prior temperature needs a fitted text prior (run fit-prior)".into(),
+        ));
+    }
+    if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        return Err(ModelError::Invalid(format!(
+            "prior temperatures must be positive (got {t})"
+        )));
+    }
+    let source = CaptionSource {
+        captioner: m.captioner(),
+        set: CaptionSet::Train,
+        stream: crate::data::VAL_STREAM,
+    };
+    let saved = m.prior_temperature;
+    let mut out = Vec::with_capacity(temperatures.len());
+    for &t in temperatures {
+        m.prior_temperature = t;
+        m.seed(seed);
+        let (c, _) = t2i(
+            m,
+            clf,
+            val,
+            val.len(),
+            source,
+            batch_size.max(1),
+            Draw::Sample,
+            None,
+        );
+        out.push((t, c.strict));
+    }
+    m.prior_temperature = saved;
+    Ok(out)
+}
+
+/// The temperature with the highest coherence; among equal scores the
+/// highest temperature (the most varied draws). `None` for no scores.
+pub fn pick_temperature(scores: &[(f32, f64)]) -> Option<f32> {
+    scores
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)))
+        .map(|(t, _)| t)
+}
+
 fn host(t: Tensor<2>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap_or_default()
 }
@@ -861,6 +920,19 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_scoring_temperature_is_picked_ties_to_the_higher() {
+        assert_eq!(pick_temperature(&[]), None);
+        assert_eq!(
+            pick_temperature(&[(1.0, 0.7), (0.25, 0.9), (0.5, 0.8)]),
+            Some(0.25)
+        );
+        assert_eq!(
+            pick_temperature(&[(0.1, 0.9), (0.5, 0.9), (0.25, 0.9), (1.0, 0.6)]),
+            Some(0.5)
+        );
+    }
 
     #[test]
     fn tally_scores_strict_features_and_letters() {

@@ -269,6 +269,11 @@ pub struct TextPriorInfo {
     pub val_nll_mixture: f64,
     pub val_nll_caption_posterior: f64,
     pub seconds: f64,
+    /// Strict text→image coherence on the validation split at each tried
+    /// temperature, when `config.temperature` was chosen from them
+    /// (`fit-prior --temperatures`); empty when it was set by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub temperature_choice: Vec<(f32, f64)>,
 }
 
 /// Posteriors of a split on the host, row-major `[n, latent]` each.
@@ -529,6 +534,7 @@ pub fn fit(
             val_nll_mixture: mix,
             val_nll_caption_posterior: post,
             seconds: start.elapsed().as_secs_f64(),
+            temperature_choice: Vec::new(),
         },
     ))
 }
@@ -546,6 +552,12 @@ pub fn save(dir: &Path, prior: &TextPrior, info: &TextPriorInfo) -> Result<()> {
         path: dir.join(WEIGHTS),
         source: e,
     })?;
+    save_info(dir, info)
+}
+
+/// Rewrite only the description of the prior saved in `dir` (e.g. a newly
+/// chosen temperature), atomically.
+pub fn save_info(dir: &Path, info: &TextPriorInfo) -> Result<()> {
     fsutil::write_atomic(
         &dir.join(INFO),
         serde_json::to_string_pretty(info)
