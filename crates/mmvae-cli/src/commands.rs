@@ -132,6 +132,24 @@ pub fn train(a: TrainArgs) -> Result<()> {
     );
     if let Some(p) = &s.text_prior {
         print_prior(&out.join("best"), p);
+        let temps = &p.config.choose_temperature;
+        let kind = cfg.data.dataset;
+        let cdir = classifier::default_dir(kind);
+        if !temps.is_empty() && kind.is_labelled() {
+            if cdir.join("classifier.json").is_file() {
+                let mut m = infer::load(&out.join("best"), opts.compute)?;
+                let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
+                choose_prior_temperature(&mut m, &clf, temps, opts.data_dir.as_deref())?;
+            } else {
+                outln!(
+                    "no evaluation classifier in {}: kept text prior temperature {}; to choose it later: mmvae classifier train --dataset {kind}, then mmvae fit-prior --checkpoint {} --keep-fit --temperatures {}",
+                    cdir.display(),
+                    p.config.temperature,
+                    out.join("best").display(),
+                    temps.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+                );
+            }
+        }
     }
     for note in &s.data_notes {
         outln!("data: {note}");
@@ -179,6 +197,9 @@ impl ModelArgs {
         Ok(m)
     }
 }
+
+/// The text prior temperatures the quickstart chooses from (on validation).
+const QUICKSTART_TEMPERATURES: &[f32] = &[0.1, 0.25, 0.5, 1.0];
 
 #[derive(Args, Debug)]
 pub struct FitPriorArgs {
@@ -261,12 +282,12 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
         return Ok(());
     }
     let mut m = mmvae_model::infer::load(&a.checkpoint, compute(&a.device)?)?;
-    let Some((_, mut info)) = m.text_prior.clone() else {
+    if m.text_prior.is_none() {
         bail!(
             "{} has no fitted text prior to choose a temperature for (run fit-prior without --keep-fit)",
             a.checkpoint.display()
         );
-    };
+    }
     let kind = m.checkpoint.config.data.dataset;
     if !kind.is_labelled() {
         bail!(
@@ -278,10 +299,26 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| classifier::default_dir(kind));
     let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
-    let val = mmvae_model::data::load_train_data(&m.checkpoint.config, a.data_dir.as_deref())?.val;
+    choose_prior_temperature(&mut m, &clf, &a.temperatures, a.data_dir.as_deref())?;
+    Ok(())
+}
+
+/// Choose the temperature of `m`'s fitted text prior from `temperatures`
+/// by text→image coherence on its run's validation split, save it in the
+/// checkpoint's `text-prior.json` and use it in `m` from now on.
+fn choose_prior_temperature(
+    m: &mut infer::Loaded,
+    clf: &classifier::Classifier,
+    temperatures: &[f32],
+    data_dir: Option<&Path>,
+) -> Result<f32> {
+    let Some((_, mut info)) = m.text_prior.clone() else {
+        bail!("{} has no fitted text prior", m.checkpoint.dir.display());
+    };
+    let val = mmvae_model::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
     let seed = m.checkpoint.config.seed;
-    let scores = eval::prior_temperature_sweep(&mut m, &clf, &val, &a.temperatures, seed, 250)?;
-    let chosen = eval::pick_temperature(&scores).expect("at least one temperature");
+    let scores = eval::prior_temperature_sweep(m, clf, &val, temperatures, seed, 250)?;
+    let chosen = eval::pick_temperature(&scores).context("no temperatures to choose from")?;
     for (t, c) in &scores {
         outln!(
             "temperature {t}: validation text -> image coherence {:.2}%{}",
@@ -291,12 +328,16 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     }
     info.config.temperature = chosen;
     info.temperature_choice = scores;
-    text_prior::save_info(&a.checkpoint, &info)?;
+    text_prior::save_info(&m.checkpoint.dir, &info)?;
+    m.prior_temperature = chosen;
+    if let Some(p) = m.text_prior.as_mut() {
+        p.1 = info;
+    }
     outln!(
         "text prior temperature {chosen} saved in {}",
-        a.checkpoint.join(text_prior::INFO).display()
+        m.checkpoint.dir.join(text_prior::INFO).display()
     );
-    Ok(())
+    Ok(chosen)
 }
 
 #[derive(Args, Debug)]
@@ -1055,7 +1096,10 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
 
     eprintln!("[3/5] generating and captioning");
     let ck = a.out.join("best");
-    let m = infer::load(&ck, Compute::Cpu)?;
+    let mut m = infer::load(&ck, Compute::Cpu)?;
+    if m.text_prior.is_some() {
+        choose_prior_temperature(&mut m, &clf, QUICKSTART_TEMPERATURES, a.data_dir.as_deref())?;
+    }
     m.seed(0);
     let captioner = m.captioner();
     let mut grid = Vec::new();

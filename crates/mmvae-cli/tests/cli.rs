@@ -995,7 +995,7 @@ fn fitted_text_prior_serves_text_to_image() {
     let d = &f.root;
     std::fs::write(
         d.join("prior.toml"),
-        format!("{TINY}\n[text_prior]\ncomponents = 3\nhidden = 16\nepochs = 2\n"),
+        format!("{TINY}\n[text_prior]\ncomponents = 3\nhidden = 16\nepochs = 2\nchoose_temperature = [0.5, 1.0]\n"),
     )
     .unwrap();
     let out = ok(
@@ -1012,6 +1012,13 @@ fn fitted_text_prior_serves_text_to_image() {
         ],
     );
     assert!(out.contains("text prior: 3 components"), "{out}");
+    // No evaluation classifier yet to choose the temperature with: kept,
+    // and the way to choose it later named.
+    assert!(
+        out.contains("kept text prior temperature 0.5")
+            && out.contains("--keep-fit --temperatures 0.5,1"),
+        "{out}"
+    );
     for file in ["text-prior.bpk", "text-prior.json"] {
         assert!(d.join("run/best").join(file).is_file(), "best/{file}");
     }

@@ -62,6 +62,13 @@ pub struct TextPriorConfig {
     /// overrides it at use.
     #[serde(default = "default_temperature")]
     pub temperature: f32,
+    /// After fitting, `train` replaces `temperature` with the one of these
+    /// that scores best text→image coherence on the validation split, by
+    /// the dataset's evaluation classifier where one has been trained
+    /// (`mmvae fit-prior --keep-fit --temperatures …` does it later).
+    /// Empty: keep `temperature`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choose_temperature: Vec<f32>,
 }
 
 fn default_components() -> usize {
@@ -92,6 +99,7 @@ impl Default for TextPriorConfig {
             batch_size: default_batch_size(),
             lr: default_lr(),
             temperature: default_temperature(),
+            choose_temperature: Vec::new(),
         }
     }
 }
@@ -117,6 +125,13 @@ impl TextPriorConfig {
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return bad("temperature", "must be >= 0");
+        }
+        if self
+            .choose_temperature
+            .iter()
+            .any(|t| !(t.is_finite() && *t > 0.0))
+        {
+            return bad("choose_temperature", "must hold temperatures > 0");
         }
         Ok(())
     }
@@ -730,6 +745,7 @@ mod tests {
             batch_size: 64,
             lr: 3e-3,
             temperature: 1.0,
+            choose_temperature: Vec::new(),
         };
         let ad = dev.clone().autodiff();
         ad.seed(7);
@@ -861,5 +877,13 @@ mod tests {
         c.components = 0;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("text_prior.components"), "{e}");
+        let mut c = TextPriorConfig {
+            choose_temperature: vec![0.1, 1.0],
+            ..TextPriorConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.choose_temperature.push(0.0);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("text_prior.choose_temperature"), "{e}");
     }
 }
