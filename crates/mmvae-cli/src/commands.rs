@@ -139,7 +139,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             if cdir.join("classifier.json").is_file() {
                 let mut m = infer::load(&out.join("best"), opts.compute)?;
                 let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
-                choose_prior_temperature(&mut m, &clf, temps, opts.data_dir.as_deref())?;
+                choose_prior_temperature(&mut m, &clf, temps, opts.data_dir.as_deref()).context(
+                    "choosing the text prior's temperature (the model and its prior are saved)",
+                )?;
             } else {
                 outln!(
                     "no evaluation classifier in {}: kept text prior temperature {}; to choose it later: mmvae classifier train --dataset {kind}, then mmvae fit-prior --checkpoint {} --keep-fit --temperatures {}",
@@ -262,6 +264,30 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     {
         bail!("--temperatures must all be positive (got {t})");
     }
+    // The classifier that scores the temperatures, found before any fitting.
+    let clf_dir = match a.temperatures.is_empty() {
+        true => None,
+        false => {
+            let kind = mmvae_model::checkpoint::read_meta(&a.checkpoint)?
+                .config
+                .data
+                .dataset;
+            if !kind.is_labelled() {
+                bail!("choosing a temperature needs class labels to score draws; the {kind} dataset has none");
+            }
+            let cdir = a
+                .classifier
+                .clone()
+                .unwrap_or_else(|| classifier::default_dir(kind));
+            if !cdir.join("classifier.json").is_file() {
+                bail!(
+                    "no evaluation classifier in {} to choose a temperature with (mmvae classifier train --dataset {kind}, or --classifier DIR)",
+                    cdir.display()
+                );
+            }
+            Some((cdir, kind))
+        }
+    };
     if !a.keep_fit {
         let cfg = TextPriorConfig {
             components: a.components,
@@ -278,9 +304,9 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
         .with_context(|| format!("fitting a text prior to {}", a.checkpoint.display()))?;
         print_prior(&a.checkpoint, &info);
     }
-    if a.temperatures.is_empty() {
+    let Some((cdir, kind)) = clf_dir else {
         return Ok(());
-    }
+    };
     let mut m = mmvae_model::infer::load(&a.checkpoint, compute(&a.device)?)?;
     if m.text_prior.is_none() {
         bail!(
@@ -288,16 +314,6 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
             a.checkpoint.display()
         );
     }
-    let kind = m.checkpoint.config.data.dataset;
-    if !kind.is_labelled() {
-        bail!(
-            "choosing a temperature needs class labels to score draws; the {kind} dataset has none"
-        );
-    }
-    let cdir = a
-        .classifier
-        .clone()
-        .unwrap_or_else(|| classifier::default_dir(kind));
     let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
     choose_prior_temperature(&mut m, &clf, &a.temperatures, a.data_dir.as_deref())?;
     Ok(())

@@ -1015,7 +1015,7 @@ fn fitted_text_prior_serves_text_to_image() {
     // No evaluation classifier yet to choose the temperature with: kept,
     // and the way to choose it later named.
     assert!(
-        out.contains("kept text prior temperature 0.5")
+        out.contains("kept text prior temperature 1;")
             && out.contains("--keep-fit --temperatures 0.5,1"),
         "{out}"
     );
@@ -1133,6 +1133,26 @@ fn fitted_text_prior_serves_text_to_image() {
         ],
     );
     assert!(e.contains("text_prior.components"), "{e}");
+    assert!(!d.join("run/last/text-prior.json").exists());
+    // A missing classifier is found before fitting, not after.
+    let e = fails(
+        d,
+        &[
+            "fit-prior",
+            "--checkpoint",
+            "run/last",
+            "--data-dir",
+            "data",
+            "--temperatures",
+            "0.5",
+            "--classifier",
+            "no-such-classifier",
+        ],
+    );
+    assert!(
+        e.contains("no evaluation classifier in no-such-classifier"),
+        "{e}"
+    );
     assert!(!d.join("run/last/text-prior.json").exists());
     let out = ok(
         d,
