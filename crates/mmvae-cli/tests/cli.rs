@@ -1120,34 +1120,30 @@ fn fitted_text_prior_serves_text_to_image() {
     assert_eq!(ev(&["--no-text-prior"]).1, "caption posterior q(z|y)");
 
     // Fitted later, into another checkpoint; bad options and files refused.
-    let e = fails(
-        d,
-        &[
+    // `fit-prior` on run/last with `extra` options.
+    let choose = |extra: &[&'static str]| {
+        let mut args = vec![
             "fit-prior",
             "--checkpoint",
             "run/last",
             "--data-dir",
             "data",
-            "--components",
-            "0",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let e = fails(d, &choose(&["--components", "0"]));
     assert!(e.contains("text_prior.components"), "{e}");
     assert!(!d.join("run/last/text-prior.json").exists());
     // A missing classifier is found before fitting, not after.
     let e = fails(
         d,
-        &[
-            "fit-prior",
-            "--checkpoint",
-            "run/last",
-            "--data-dir",
-            "data",
+        &choose(&[
             "--temperatures",
             "0.5",
             "--classifier",
             "no-such-classifier",
-        ],
+        ]),
     );
     assert!(
         e.contains("no evaluation classifier in no-such-classifier"),
@@ -1180,17 +1176,6 @@ fn fitted_text_prior_serves_text_to_image() {
     assert_eq!(saved, last("l-cold", &["--prior-temperature", "0.2"]));
     assert_ne!(saved, last("l-warm", &["--prior-temperature", "1"]));
     // The temperature chosen on the validation split, the fit kept.
-    let choose = |extra: &[&'static str]| {
-        let mut args = vec![
-            "fit-prior",
-            "--checkpoint",
-            "run/last",
-            "--data-dir",
-            "data",
-        ];
-        args.extend_from_slice(extra);
-        args
-    };
     let e = fails(d, &choose(&["--keep-fit"]));
     assert!(e.contains("--temperatures"), "{e}");
     let e = fails(d, &choose(&["--keep-fit", "--temperatures", "0.5,0"]));
