@@ -340,18 +340,27 @@ impl Pairs {
 
     /// Rows `idx` as (q(z|x), q(z|y)) on `device`.
     fn rows(&self, idx: &[usize], d: usize, device: &Device) -> (Gaussian, Gaussian) {
-        let take = |v: &[f32]| {
-            let mut out = Vec::with_capacity(idx.len() * d);
-            for &i in idx {
-                out.extend_from_slice(&v[i * d..(i + 1) * d]);
-            }
-            Tensor::<2>::from_data(TensorData::new(out, [idx.len(), d]), device)
-        };
+        let take = |v: &[f32]| take_rows(v, idx, d, device);
         (
-            Gaussian::new(take(&self.x_mu), take(&self.x_logvar)),
+            self.image_rows(idx, d, device),
             Gaussian::new(take(&self.y_mu), take(&self.y_logvar)),
         )
     }
+
+    /// Rows `idx` of q(z|x) on `device`.
+    fn image_rows(&self, idx: &[usize], d: usize, device: &Device) -> Gaussian {
+        let take = |v: &[f32]| take_rows(v, idx, d, device);
+        Gaussian::new(take(&self.x_mu), take(&self.x_logvar))
+    }
+}
+
+/// Rows `idx` of the row-major `[n, d]` values `v`, as `[idx.len(), d]`.
+fn take_rows(v: &[f32], idx: &[usize], d: usize, device: &Device) -> Tensor<2> {
+    let mut out = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        out.extend_from_slice(&v[i * d..(i + 1) * d]);
+    }
+    Tensor::<2>::from_data(TensorData::new(out, [idx.len(), d]), device)
 }
 
 /// The distinct caption posteriors among rows `idx` of `pairs`, and for
@@ -465,7 +474,7 @@ fn step_gradients(
     let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
     let (grads, _, _) =
         crate::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
-            let (qx, _) = pairs.rows(rows, d, device);
+            let qx = pairs.image_rows(rows, d, device);
             let (captions, index) = distinct_captions(pairs, rows, d, device);
             let e = Tensor::<2>::from_data(TensorData::new(e.to_vec(), [rows.len(), d]), device);
             let mix = m.forward(&captions).select(index);
