@@ -319,35 +319,22 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     Ok(())
 }
 
-/// Choose the temperature of `m`'s fitted text prior from `temperatures`
-/// by text→image coherence on its run's validation split, save it in the
-/// checkpoint's `text-prior.json` and use it in `m` from now on.
+/// Choose the temperature of `m`'s fitted text prior on its run's
+/// validation split ([`eval::choose_prior_temperature`]) and print the
+/// scores.
 fn choose_prior_temperature(
     m: &mut infer::Loaded,
     clf: &classifier::Classifier,
     temperatures: &[f32],
     data_dir: Option<&Path>,
 ) -> Result<f32> {
-    let Some((_, mut info)) = m.text_prior.clone() else {
-        bail!("{} has no fitted text prior", m.checkpoint.dir.display());
-    };
-    let val = mmvae_model::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
-    let seed = m.checkpoint.config.seed;
-    let scores = eval::prior_temperature_sweep(m, clf, &val, temperatures, seed, 250)?;
-    let chosen = eval::pick_temperature(&scores).context("no temperatures to choose from")?;
+    let (scores, chosen) = eval::choose_prior_temperature(m, clf, temperatures, data_dir)?;
     for (t, c) in &scores {
         outln!(
             "temperature {t}: validation text -> image coherence {:.2}%{}",
             c * 100.0,
             if *t == chosen { "  (chosen)" } else { "" }
         );
-    }
-    info.config.temperature = chosen;
-    info.temperature_choice = scores;
-    text_prior::save_info(&m.checkpoint.dir, &info)?;
-    m.prior_temperature = chosen;
-    if let Some(p) = m.text_prior.as_mut() {
-        p.1 = info;
     }
     outln!(
         "text prior temperature {chosen} saved in {}",

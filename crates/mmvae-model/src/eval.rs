@@ -615,6 +615,38 @@ pub fn pick_temperature(scores: &[(f32, f64)]) -> Option<f32> {
         .map(|(t, _)| t)
 }
 
+/// Choose the temperature of `m`'s fitted text prior from `temperatures`
+/// by [`prior_temperature_sweep`] on its run's validation split (loaded
+/// from the checkpoint's config, `data_dir` as in training), save the choice
+/// and every score in the checkpoint's `text-prior.json`, and use it in `m`
+/// from now on. Returns the scores and the chosen temperature.
+pub fn choose_prior_temperature(
+    m: &mut Loaded,
+    clf: &Classifier,
+    temperatures: &[f32],
+    data_dir: Option<&std::path::Path>,
+) -> Result<(Vec<(f32, f64)>, f32)> {
+    let Some((_, mut info)) = m.text_prior.clone() else {
+        return Err(ModelError::Invalid(format!(
+            "{} has no fitted text prior (run fit-prior)",
+            m.checkpoint.dir.display()
+        )));
+    };
+    let val = crate::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
+    let seed = m.checkpoint.config.seed;
+    let scores = prior_temperature_sweep(m, clf, &val, temperatures, seed, 250)?;
+    let chosen = pick_temperature(&scores)
+        .ok_or_else(|| ModelError::Invalid("no prior temperatures to choose from".into()))?;
+    info.config.temperature = chosen;
+    info.temperature_choice = scores.clone();
+    crate::text_prior::save_info(&m.checkpoint.dir, &info)?;
+    m.prior_temperature = chosen;
+    if let Some(p) = m.text_prior.as_mut() {
+        p.1 = info;
+    }
+    Ok((scores, chosen))
+}
+
 fn host(t: Tensor<2>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap_or_default()
 }

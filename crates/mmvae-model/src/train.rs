@@ -275,7 +275,6 @@ pub fn train(
             }
             _ => None,
         };
-        device.seed(cfg.seed ^ (ck.state.step as u64).wrapping_mul(0x9E37_79B9));
         (m, o, r, ck.state)
     } else {
         if last_dir.exists() {
@@ -327,6 +326,9 @@ pub fn train(
                 state.best_val_loss = f64::INFINITY;
             }
         }
+        // The latent draws of each epoch come from a stream seeded by the
+        // epoch, so a resumed run repeats an uninterrupted one exactly.
+        device.seed(cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let lr = cfg.lr_at(epoch);
         let mut adv_sums = (0.0f64, 0.0f64);
         let mut perceptual_sum = 0.0f64;
@@ -651,22 +653,55 @@ mod tests {
         .unwrap();
         assert_eq!(a.reports[0].train, b.reports[0].train);
         assert_eq!(a.reports[0].val, b.reports[0].val);
-        // Identical weights (the files differ only in parameter ids).
+        let (wa, wb) = (
+            weights(&d.path().join("a/last")),
+            weights(&d.path().join("b/last")),
+        );
+        assert!(wa.len() > 1000);
+        assert_eq!(wa, wb);
+    }
+
+    /// A checkpoint's parameter values in visiting order (the saved files
+    /// differ between identical models only in parameter ids).
+    fn weights(dir: &Path) -> Vec<f32> {
         struct Values(Vec<f32>);
         impl burn::module::ModuleVisitor for Values {
             fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
                 self.0.extend(p.val().try_into_vec_as::<f32>().unwrap());
             }
         }
-        let weights = |dir: &str| {
-            let (_, m) = checkpoint::load(&d.path().join(dir), &Device::flex()).unwrap();
-            let mut v = Values(Vec::new());
-            burn::module::Module::visit(&m, &mut v);
-            v.0
-        };
-        let (wa, wb) = (weights("a/last"), weights("b/last"));
-        assert!(wa.len() > 1000);
-        assert_eq!(wa, wb);
+        let (_, m) = checkpoint::load(dir, &Device::flex()).unwrap();
+        let mut v = Values(Vec::new());
+        burn::module::Module::visit(&m, &mut v);
+        v.0
+    }
+
+    #[test]
+    fn a_resumed_run_repeats_the_uninterrupted_run() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.optim.epochs = 3;
+        let data = d.path().join("data");
+        let whole = train(&cfg, &opts(d.path().join("whole"), data.clone()), |_| {}).unwrap();
+
+        // The same run stopped after one epoch, then resumed to three.
+        let mut first = cfg.clone();
+        first.optim.epochs = 1;
+        let split = d.path().join("split");
+        train(&first, &opts(split.clone(), data.clone()), |_| {}).unwrap();
+        let mut o = opts(split.clone(), data);
+        o.resume = true;
+        let rest = train(&cfg, &o, |_| {}).unwrap();
+
+        assert_eq!(rest.reports.len(), 2);
+        for (a, b) in whole.reports[1..].iter().zip(&rest.reports) {
+            assert_eq!((a.epoch, &a.train, &a.val), (b.epoch, &b.train, &b.val));
+        }
+        let w = weights(&d.path().join("whole/last"));
+        assert!(w.len() > 1000);
+        assert_eq!(w, weights(&split.join("last")));
     }
 
     #[test]
