@@ -28,8 +28,78 @@ impl Compute {
     /// The inference device.
     pub fn device(self) -> crate::error::Result<Device> {
         match self {
-            Compute::Cpu => Ok(Device::flex()),
+            Compute::Cpu => {
+                flush_subnormals_on_cpu_threads();
+                Ok(Device::flex())
+            }
             Compute::Wgpu => wgpu_device(),
+        }
+    }
+}
+
+/// Make this thread treat subnormal floats (below 1.2e-38 in f32) as zero,
+/// on input and output: x86-64's MXCSR FTZ and DAZ bits, AArch64's FPCR FZ
+/// bit; elsewhere nothing. Training produces subnormals as the image
+/// decoder grows sure of its black background and as Adam's second moments
+/// of vanishing gradients decay, and each subnormal operation costs a
+/// hundred normal ones on x86: a level 3 shapes run at β = 0.5 slowed from
+/// 192 to 103 images/s within three epochs without this. PyTorch does the
+/// same with `torch.set_flush_denormal(True)`. The values it changes are
+/// below any precision the models use.
+pub fn flush_subnormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: sets two mode bits of this thread's SSE control register;
+    // the only effect is that subnormal inputs and results read as zero.
+    #[allow(deprecated)]
+    // the intrinsics are deprecated for changing the float mode, which is the point
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040); // FTZ (bit 15) | DAZ (bit 6)
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: sets the flush-to-zero bit of this thread's FPCR.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr);
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr | (1 << 24));
+    }
+}
+
+/// [`flush_subnormals`] on this thread and on every thread of rayon's
+/// global pool, where burn-flex runs its kernels. Threads spawned later for
+/// data-parallel shards call [`flush_subnormals`] themselves.
+pub fn flush_subnormals_on_cpu_threads() {
+    flush_subnormals();
+    rayon::broadcast(|_| flush_subnormals());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnormals_flush_to_zero_on_the_cpu_threads() {
+        // Computed at run time, so the compiler cannot fold it.
+        let tiny = std::hint::black_box(1.0e-30f32);
+        let unflushed = std::thread::spawn(move || tiny * std::hint::black_box(1.0e-10f32))
+            .join()
+            .unwrap();
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert!(unflushed > 0.0 && !unflushed.is_normal(), "{unflushed:e}");
+        }
+        let flushed = std::thread::spawn(move || {
+            Compute::Cpu.device().unwrap();
+            let here = tiny * std::hint::black_box(1.0e-10f32);
+            let pool: Vec<f32> = rayon::broadcast(|_| {
+                std::hint::black_box(1.0e-30f32) * std::hint::black_box(1.0e-10f32)
+            });
+            (here, pool)
+        })
+        .join()
+        .unwrap();
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert_eq!(flushed.0, 0.0);
+            assert!(flushed.1.iter().all(|&v| v == 0.0), "{:?}", flushed.1);
         }
     }
 }

@@ -107,6 +107,7 @@ where
                     model.clone()
                 };
                 s.spawn(move || {
+                    crate::device::flush_subnormals();
                     let (l, report, extra) = loss(&m, part);
                     (GradientsParams::from_grads(l.backward(), &m), report, extra)
                 })
