@@ -659,32 +659,49 @@ fn report_commands(d: &Path) {
     let img = image::open(d.join("rep/tsne.png")).unwrap();
     assert_eq!((img.width(), img.height()), (1100, 760));
 
-    // Caption to image: both ends decode to their own class.
-    let out = ok(
+    // Caption to image: each end decodes as its own input does, whatever
+    // the other end (the caption's posterior mean; the image's, as
+    // `caption --mean` reads it).
+    let interpolate = |to: [&str; 2], png: &str| -> Vec<String> {
+        let out = ok(
+            d,
+            &[
+                "interpolate",
+                "--checkpoint",
+                "run/best",
+                "--from-text",
+                "the digit three",
+                to[0],
+                to[1],
+                "--steps",
+                "5",
+                "--out",
+                png,
+            ],
+        );
+        let caps: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with(char::is_numeric))
+            .map(|l| l.split_once(": ").map_or(l, |(_, c)| c).to_string())
+            .collect();
+        assert_eq!(caps.len(), 5, "{out}");
+        caps
+    };
+    let caps = interpolate(["--to-image", "pairs/eight.png"], "rep/interp.png");
+    let to_text = interpolate(["--to-text", "a handwritten four"], "rep/interp2.png");
+    assert_eq!(caps[0], to_text[0], "{caps:?} {to_text:?}");
+    let read = ok(
         d,
         &[
-            "interpolate",
+            "caption",
             "--checkpoint",
             "run/best",
-            "--from-text",
-            "the digit three",
-            "--to-image",
+            "--image",
             "pairs/eight.png",
-            "--steps",
-            "5",
-            "--out",
-            "rep/interp.png",
+            "--mean",
         ],
     );
-    let caps: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with(char::is_numeric))
-        .collect();
-    assert_eq!(caps.len(), 5, "{out}");
-    assert!(
-        caps[0].contains("three") && caps[4].contains("eight"),
-        "{out}"
-    );
+    assert_eq!(caps[4], read.trim(), "{caps:?}");
     let img = image::open(d.join("rep/interp.png")).unwrap();
     assert_eq!((img.width(), img.height()), (5 * 30 + 2, 32));
     let e = fails(
