@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Override optim.epochs.
+    /// Override optim.epochs; `[[phases]]` are cut off at this many
+    /// epochs, or the last one runs on.
     #[arg(long)]
     epochs: Option<usize>,
     /// Override data.train_limit (use the first N training images).
@@ -101,7 +102,7 @@ pub struct TrainArgs {
 pub fn train(a: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::load(&a.config)?;
     if let Some(e) = a.epochs {
-        cfg.optim.epochs = e;
+        cfg.set_epochs(e);
     }
     if let Some(n) = a.train_limit {
         cfg.data.train_limit = Some(n);
@@ -260,7 +261,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     if let Some(t) = a
         .temperatures
         .iter()
-        .find(|t| !(t.is_finite() && **t > 0.0))
+        .find(|&&t| !text_prior::is_sampling_temperature(t))
     {
         bail!("--temperatures must all be positive (got {t})");
     }
@@ -1052,7 +1053,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     }
     let cfg_text = shipped_config(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
-    cfg.optim.epochs = a.epochs;
+    cfg.set_epochs(a.epochs);
     let train_limit = a
         .train_limit
         .unwrap_or(if kind.is_synthetic() { 8_000 } else { 20_000 });

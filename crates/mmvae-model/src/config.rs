@@ -931,6 +931,30 @@ impl TrainConfig {
         }
     }
 
+    /// Train for `epochs` epochs in all (what `--epochs` sets). The phases,
+    /// if any, still run in order: they are cut off at `epochs`, and when
+    /// `epochs` is longer than their sum the last phase runs on.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.optim.epochs = epochs;
+        if self.phases.is_empty() {
+            return;
+        }
+        let mut left = epochs;
+        let mut kept = Vec::with_capacity(self.phases.len());
+        for mut p in std::mem::take(&mut self.phases) {
+            if left == 0 {
+                break;
+            }
+            p.epochs = p.epochs.min(left);
+            left -= p.epochs;
+            kept.push(p);
+        }
+        if let Some(last) = kept.last_mut() {
+            last.epochs += left;
+        }
+        self.phases = kept;
+    }
+
     /// The phase that epoch `epoch` (0-based) belongs to, with its index.
     pub fn phase_at(&self, epoch: usize) -> Option<(usize, &Phase)> {
         let mut end = 0;
@@ -1132,6 +1156,19 @@ mod tests {
         assert_eq!(c.phase_at(1).unwrap().1.name, "vae");
         assert_eq!(c.phase_at(2).unwrap().1.name, "refine");
         assert!(c.phase_at(3).is_none());
+        // `--epochs` cuts the phases off, or lets the last one run on.
+        let epochs = |n: usize| {
+            let mut d = c.clone();
+            d.set_epochs(n);
+            d.validate().unwrap();
+            let e: Vec<_> = d.phases.iter().map(|p| (p.name.clone(), p.epochs)).collect();
+            (d.optim.epochs, e)
+        };
+        let (vae, refine) = (String::from("vae"), String::from("refine"));
+        assert_eq!(epochs(1), (1, vec![(vae.clone(), 1)]));
+        assert_eq!(epochs(2), (2, vec![(vae.clone(), 2)]));
+        assert_eq!(epochs(3), (3, vec![(vae.clone(), 2), (refine.clone(), 1)]));
+        assert_eq!(epochs(5), (5, vec![(vae, 2), (refine, 3)]));
         assert_eq!(c.loss_at(0), c.loss);
         let l = c.loss_at(2);
         assert_eq!((l.adversarial_weight, l.beta), (0.5, 2.0));

@@ -574,7 +574,10 @@ pub fn prior_temperature_sweep(
             "choosing a prior temperature needs a fitted text prior (run fit-prior)".into(),
         ));
     }
-    if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+    if let Some(t) = temperatures
+        .iter()
+        .find(|&&t| !crate::text_prior::is_sampling_temperature(t))
+    {
         return Err(ModelError::Invalid(format!(
             "prior temperatures must be positive (got {t})"
         )));

@@ -90,6 +90,12 @@ fn default_temperature() -> f32 {
     1.0
 }
 
+/// Whether `t` can scale the components' spreads when choosing a
+/// temperature: finite and above zero (zero draws only the means).
+pub fn is_sampling_temperature(t: f32) -> bool {
+    t.is_finite() && t > 0.0
+}
+
 impl Default for TextPriorConfig {
     fn default() -> Self {
         Self {
@@ -126,10 +132,10 @@ impl TextPriorConfig {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return bad("temperature", "must be >= 0");
         }
-        if self
+        if !self
             .choose_temperature
             .iter()
-            .any(|t| !(t.is_finite() && *t > 0.0))
+            .all(|&t| is_sampling_temperature(t))
         {
             return bad("choose_temperature", "must hold temperatures > 0");
         }
