@@ -1161,7 +1161,11 @@ mod tests {
             let mut d = c.clone();
             d.set_epochs(n);
             d.validate().unwrap();
-            let e: Vec<_> = d.phases.iter().map(|p| (p.name.clone(), p.epochs)).collect();
+            let e: Vec<_> = d
+                .phases
+                .iter()
+                .map(|p| (p.name.clone(), p.epochs))
+                .collect();
             (d.optim.epochs, e)
         };
         let (vae, refine) = (String::from("vae"), String::from("refine"));
