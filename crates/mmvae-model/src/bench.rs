@@ -81,7 +81,7 @@ pub fn run(
             "batch size and steps must be at least 1".into(),
         ));
     }
-    let device = Device::flex().autodiff();
+    let device = crate::device::cpu_device().autodiff();
     device.seed(0);
     let warmup = 3;
     let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
@@ -149,6 +149,7 @@ pub fn run(
             let (enc, dec) = ImageModel::Conv {
                 channels: 32,
                 hidden: 256,
+                max_channels: None,
             }
             .init(64, 1, 64, &device);
             let mut m = ConvVae { enc, dec };

@@ -273,7 +273,7 @@ pub fn train_classifier(
             train.kind
         )));
     }
-    let device = Device::flex().autodiff();
+    let device = crate::device::cpu_device().autodiff();
     device.seed(opts.seed);
     let classes = train.kind.num_classes();
     let heads: Vec<usize> = train.kind.slots().iter().map(|s| s.1).collect();

@@ -62,8 +62,17 @@ impl Fusion {
 pub enum ImageModel {
     /// Fully connected: pixels → hidden → hidden → latent, and back.
     Mlp { hidden: usize },
-    /// DCGAN-style: stride-2 convolutions (28→14→7, 64→…→4), then a linear layer.
-    Conv { channels: usize, hidden: usize },
+    /// DCGAN-style: stride-2 convolutions (28→14→7, 64→…→4), then a linear
+    /// layer. The first layer has `channels` channels, doubled at each
+    /// halving of the side up to `max_channels` (e.g. `channels = 32,
+    /// max_channels = 32`: 32 at every resolution, more width where the
+    /// image is large for the same cost).
+    Conv {
+        channels: usize,
+        hidden: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_channels: Option<usize>,
+    },
     /// Residual: the DCGAN resolutions with a residual block with
     /// Squeeze-and-Excitation at each, and with `attention` one
     /// self-attention block at the lowest resolution.
@@ -686,8 +695,28 @@ impl TrainConfig {
                 "model.image.hidden",
                 "must be in 1..=16384",
             )?,
-            ImageModel::Conv { channels, hidden }
-            | ImageModel::Residual {
+            ImageModel::Conv {
+                channels,
+                hidden,
+                max_channels,
+            } => {
+                check(
+                    (1..=1024).contains(&channels),
+                    "model.image.channels",
+                    "must be in 1..=1024",
+                )?;
+                check(
+                    max_channels.is_none_or(|m| (channels..=1024).contains(&m)),
+                    "model.image.max_channels",
+                    "must be in model.image.channels..=1024",
+                )?;
+                check(
+                    (1..=16384).contains(&hidden),
+                    "model.image.hidden",
+                    "must be in 1..=16384",
+                )?;
+            }
+            ImageModel::Residual {
                 channels, hidden, ..
             } => {
                 check(

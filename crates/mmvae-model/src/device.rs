@@ -28,13 +28,18 @@ impl Compute {
     /// The inference device.
     pub fn device(self) -> crate::error::Result<Device> {
         match self {
-            Compute::Cpu => {
-                flush_subnormals_on_cpu_threads();
-                Ok(Device::flex())
-            }
+            Compute::Cpu => Ok(cpu_device()),
             Compute::Wgpu => wgpu_device(),
         }
     }
+}
+
+/// The CPU device, with subnormals flushed on the threads that will run
+/// its kernels: every CPU computation (training, classifiers, probes,
+/// benchmarks) gets its device here.
+pub fn cpu_device() -> Device {
+    flush_subnormals_on_cpu_threads();
+    Device::flex()
 }
 
 /// Make this thread treat subnormal floats (below 1.2e-38 in f32) as zero,

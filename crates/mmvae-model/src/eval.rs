@@ -166,6 +166,10 @@ pub struct Coherence {
     pub features: f64,
     /// Fraction right of each slot.
     pub per_slot: BTreeMap<String, f64>,
+    /// Strict score of the items that should have a slot's value, per
+    /// value (`"shape=heart"`: the fraction of items meant to show a heart
+    /// with every slot right), to see which classes a model misses.
+    pub strict_by_value: BTreeMap<String, f64>,
     /// Character accuracy of generated captions against the reference
     /// caption (position by position, over the longer of the two), where the
     /// dataset has one caption per class.
@@ -181,8 +185,12 @@ pub struct Coherence {
 /// Running counts behind a [`Coherence`].
 struct Tally {
     names: Vec<&'static str>,
+    /// Each slot's value names (caption words, or the value's index).
+    values: Vec<Vec<String>>,
     n: usize,
     strict: usize,
+    /// Per slot and wanted value: (items, items with every slot right).
+    by_value: Vec<Vec<(usize, usize)>>,
     features: f64,
     per: Vec<usize>,
     letters: Option<f64>,
@@ -197,10 +205,25 @@ impl Tally {
         let names: Vec<&'static str> = slots.iter().map(|s| s.0).collect();
         let per = vec![0; names.len()];
         let binary = slots.len() > 1 && slots.iter().all(|s| s.1 == 2);
+        let values: Vec<Vec<String>> = match kind {
+            DatasetKind::Shapes(l) => l
+                .slots()
+                .iter()
+                .map(|s| s.values().iter().map(|v| v.to_string()).collect())
+                .collect(),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![kind.class_names()],
+            _ => slots
+                .iter()
+                .map(|s| (0..s.1).map(|v| v.to_string()).collect())
+                .collect(),
+        };
+        let by_value = values.iter().map(|v| vec![(0, 0); v.len()]).collect();
         Self {
             names,
+            values,
             n: 0,
             strict: 0,
+            by_value,
             features: 0.0,
             per,
             letters: None,
@@ -226,8 +249,15 @@ impl Tally {
                 }
             }
         }
+        let all_right = right == want.len();
+        for (k, &w) in want.iter().enumerate() {
+            if let Some(c) = self.by_value.get_mut(k).and_then(|s| s.get_mut(w)) {
+                c.0 += 1;
+                c.1 += all_right as usize;
+            }
+        }
         self.n += 1;
-        self.strict += (right == want.len()) as usize;
+        self.strict += all_right as usize;
         self.features += right as f64 / want.len().max(1) as f64;
     }
 
@@ -248,6 +278,18 @@ impl Tally {
                 .iter()
                 .map(|s| s.to_string())
                 .zip(self.per.iter().map(|&c| c as f64 / n))
+                .collect(),
+            strict_by_value: self
+                .names
+                .iter()
+                .zip(self.values.iter().zip(&self.by_value))
+                .flat_map(|(slot, (names, counts))| {
+                    names
+                        .iter()
+                        .zip(counts)
+                        .filter(|(_, c)| c.0 > 0)
+                        .map(move |(v, c)| (format!("{slot}={v}"), c.1 as f64 / c.0 as f64))
+                })
                 .collect(),
             letters: self.letters.map(|l| l / n),
             attribute_f1: self
@@ -982,6 +1024,15 @@ mod tests {
         assert_eq!(c.per_slot["size"], 1.0);
         assert_eq!(c.per_slot["colour"], 0.5);
         assert_eq!(c.per_slot["shape"], 0.5);
+        // Both items want a big green heart; one of the two is all right.
+        assert_eq!(c.strict_by_value["size=big"], 0.5);
+        assert_eq!(c.strict_by_value["colour=green"], 0.5);
+        assert_eq!(c.strict_by_value["shape=heart"], 0.5);
+        assert_eq!(
+            c.strict_by_value.len(),
+            3,
+            "values never wanted are left out"
+        );
         assert!((c.letters.unwrap() - (1.0 + 0.75) / 2.0).abs() < 1e-12);
         assert_eq!(c.attribute_f1, None, "shapes slots are not binary");
         // CelebA: nine binary slots; F1 counts the present attributes.

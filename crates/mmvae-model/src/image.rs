@@ -37,12 +37,28 @@ impl ImageModel {
                 ImageEncoder::Mlp(MlpImageEncoder::new(pixels, hidden, latent, device)),
                 ImageDecoder::Mlp(MlpImageDecoder::new(pixels, hidden, latent, device)),
             ),
-            ImageModel::Conv { channels, hidden } => (
+            ImageModel::Conv {
+                channels,
+                hidden,
+                max_channels,
+            } => (
                 ImageEncoder::Conv(ConvImageEncoder::new(
-                    side, colours, channels, hidden, latent, device,
+                    side,
+                    colours,
+                    channels,
+                    max_channels,
+                    hidden,
+                    latent,
+                    device,
                 )),
                 ImageDecoder::Conv(ConvImageDecoder::new(
-                    side, colours, channels, hidden, latent, device,
+                    side,
+                    colours,
+                    channels,
+                    max_channels,
+                    hidden,
+                    latent,
+                    device,
                 )),
             ),
             ImageModel::Residual {

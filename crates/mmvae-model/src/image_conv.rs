@@ -34,6 +34,22 @@ pub(crate) fn up(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d 
         .init(device)
 }
 
+/// The channels after each stride-2 layer: `channels`, doubled at each
+/// halving of the side, capped at `max_channels` (uncapped when `None`).
+/// e.g. 16 → `[16, 32, 64, 128]` for 64×64, or `[32, 32, 32, 32]` with
+/// `channels` 32 capped at 32.
+pub fn channel_widths(channels: usize, max_channels: Option<usize>, layers: usize) -> Vec<usize> {
+    let cap = max_channels.unwrap_or(usize::MAX).max(1);
+    (0..layers)
+        .map(|i| {
+            channels
+                .checked_shl(i as u32)
+                .unwrap_or(usize::MAX)
+                .min(cap)
+        })
+        .collect()
+}
+
 /// The side lengths after each stride-2 layer, e.g. `[14, 7]` for 28.
 pub fn down_sides(side: usize) -> Vec<usize> {
     let mut v = Vec::new();
@@ -45,7 +61,8 @@ pub fn down_sides(side: usize) -> Vec<usize> {
     v
 }
 
-/// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar).
+/// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
+/// with the widths of [`channel_widths`].
 #[derive(Module, Debug)]
 pub struct ConvImageEncoder {
     convs: Vec<Conv2d>,
@@ -60,17 +77,18 @@ impl ConvImageEncoder {
         side: usize,
         colours: usize,
         channels: usize,
+        max_channels: Option<usize>,
         hidden: usize,
         latent: usize,
         device: &Device,
     ) -> Self {
         let sides = down_sides(side);
-        let (mut c_in, mut c_out) = (colours, channels);
+        let widths = channel_widths(channels, max_channels, sides.len());
+        let mut c_in = colours;
         let mut convs = Vec::new();
-        for _ in &sides {
+        for &c_out in &widths {
             convs.push(down(c_in, c_out, device));
             c_in = c_out;
-            c_out *= 2;
         }
         let last = sides.last().copied().unwrap_or(side);
         Self {
@@ -97,7 +115,8 @@ impl ConvImageEncoder {
     }
 }
 
-/// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → colours × side × side.
+/// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → colours × side × side,
+/// the encoder's widths in reverse.
 #[derive(Module, Debug)]
 pub struct ConvImageDecoder {
     fc1: Linear,
@@ -115,20 +134,21 @@ impl ConvImageDecoder {
         side: usize,
         colours: usize,
         channels: usize,
+        max_channels: Option<usize>,
         hidden: usize,
         latent: usize,
         device: &Device,
     ) -> Self {
         let sides = down_sides(side);
         let k = sides.len();
-        let c0 = if k == 0 { colours } else { channels << (k - 1) };
+        let widths = channel_widths(channels, max_channels, k);
+        let c0 = widths.last().copied().unwrap_or(colours);
         let s0 = sides.last().copied().unwrap_or(side);
         let deconvs = (0..k)
             .rev()
             .map(|i| {
-                let c_in = channels << i;
-                let c_out = if i == 0 { colours } else { channels << (i - 1) };
-                up(c_in, c_out, device)
+                let c_out = if i == 0 { colours } else { widths[i - 1] };
+                up(widths[i], c_out, device)
             })
             .collect();
         Self {
@@ -166,11 +186,31 @@ mod tests {
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
         for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
-            let e = ConvImageEncoder::new(side, colours, 4, 16, 3, &dev);
-            let d = ConvImageDecoder::new(side, colours, 4, 16, 3, &dev);
+            let e = ConvImageEncoder::new(side, colours, 4, None, 16, 3, &dev);
+            let d = ConvImageDecoder::new(side, colours, 4, None, 16, 3, &dev);
             let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
             assert_eq!(d.forward(q.mu).dims(), [2, colours * side * side]);
         }
+    }
+
+    #[test]
+    fn widths_double_up_to_the_cap() {
+        assert_eq!(channel_widths(16, None, 4), vec![16, 32, 64, 128]);
+        assert_eq!(channel_widths(16, Some(48), 4), vec![16, 32, 48, 48]);
+        assert_eq!(channel_widths(32, Some(32), 4), vec![32, 32, 32, 32]);
+        assert_eq!(channel_widths(8, None, 0), Vec::<usize>::new());
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        // A capped model has the capped layers: 3·32·16 + 32 weights and
+        // biases in the encoder's first layer, 32·32·16 + 32 in the others.
+        let e = ConvImageEncoder::new(64, 3, 32, Some(32), 16, 3, &dev);
+        let d = ConvImageDecoder::new(64, 3, 32, Some(32), 16, 3, &dev);
+        let conv_params: usize = e.convs.iter().map(|c| c.num_params()).sum();
+        assert_eq!(conv_params, (3 * 32 * 16 + 32) + 3 * (32 * 32 * 16 + 32));
+        let deconv_params: usize = d.deconvs.iter().map(|c| c.num_params()).sum();
+        assert_eq!(deconv_params, 3 * (32 * 32 * 16 + 32) + (32 * 3 * 16 + 3));
+        let x = Tensor::zeros([2, 3 * 64 * 64], &dev);
+        assert_eq!(d.forward(e.forward(x).mu).dims(), [2, 3 * 64 * 64]);
     }
 }

@@ -1071,6 +1071,7 @@ mod tests {
             ImageModel::Conv {
                 channels: 2,
                 hidden: 6,
+                max_channels: None,
             },
             0,
         );
@@ -1105,6 +1106,7 @@ mod tests {
         let (cfg, loss_cfg) = tiny_cfg(ImageModel::Conv {
             channels: 2,
             hidden: 6,
+            max_channels: None,
         });
         let dev = Device::flex();
         dev.seed(4);
@@ -1124,6 +1126,7 @@ mod tests {
         let (other, _) = tiny_cfg(ImageModel::Conv {
             channels: 2,
             hidden: 7,
+            max_channels: None,
         });
         let e = crate::checkpoint::load_weights(other.init(SIDE, 1, VOCAB, &dev), &p).unwrap_err();
         assert!(e.contains("shape"), "{e}");

@@ -62,7 +62,7 @@ pub fn fit_and_score(
     test_y: &[Vec<usize>],
     steps: usize,
 ) -> ProbeAccuracy {
-    let device = Device::flex().autodiff();
+    let device = crate::device::cpu_device().autodiff();
     let n = train_y.len();
     let z = Tensor::<2>::from_data(TensorData::new(train_z.to_vec(), [n, latent]), &device);
     // Standardise with the training statistics.
