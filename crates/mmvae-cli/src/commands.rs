@@ -309,12 +309,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
         return Ok(());
     };
     let mut m = mmvae_model::infer::load(&a.checkpoint, compute(&a.device)?)?;
-    if m.text_prior.is_none() {
-        bail!(
-            "{} has no fitted text prior to choose a temperature for (run fit-prior without --keep-fit)",
-            a.checkpoint.display()
-        );
-    }
+    m.fitted_prior()?;
     let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
     choose_prior_temperature(&mut m, &clf, &a.temperatures, a.data_dir.as_deref())?;
     Ok(())

@@ -1167,6 +1167,15 @@ fn fitted_text_prior_serves_text_to_image() {
         "{e}"
     );
     assert!(!d.join("run/last/text-prior.json").exists());
+    // Choosing a temperature for a prior that was never fitted.
+    let e = fails(
+        d,
+        &choose(&["--keep-fit", "--temperatures", "0.5", "--classifier", "clf"]),
+    );
+    assert!(
+        e.contains("run/last has no fitted text prior (run fit-prior without --keep-fit)"),
+        "{e}"
+    );
     let out = ok(
         d,
         &[

@@ -611,11 +611,7 @@ pub fn prior_temperature_sweep(
     seed: u64,
     batch_size: usize,
 ) -> Result<Vec<(f32, f64)>> {
-    if m.text_prior.is_none() {
-        return Err(ModelError::Invalid(
-            "choosing a prior temperature needs a fitted text prior (run fit-prior)".into(),
-        ));
-    }
+    m.fitted_prior()?;
     if let Some(t) = temperatures
         .iter()
         .find(|&&t| !crate::text_prior::is_sampling_temperature(t))
@@ -671,12 +667,7 @@ pub fn choose_prior_temperature(
     temperatures: &[f32],
     data_dir: Option<&std::path::Path>,
 ) -> Result<(Vec<(f32, f64)>, f32)> {
-    let Some((_, mut info)) = m.text_prior.clone() else {
-        return Err(ModelError::Invalid(format!(
-            "{} has no fitted text prior (run fit-prior)",
-            m.checkpoint.dir.display()
-        )));
-    };
+    let mut info = m.fitted_prior()?.1.clone();
     let val = crate::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
     let seed = m.checkpoint.config.seed;
     let scores = prior_temperature_sweep(m, clf, &val, temperatures, seed, 250)?;

@@ -66,6 +66,17 @@ fn floats(t: Tensor<2>) -> Vec<f32> {
 }
 
 impl Loaded {
+    /// The fitted text prior and what was saved about it, or the error
+    /// that says this checkpoint has none.
+    pub fn fitted_prior(&self) -> Result<&(TextPrior, TextPriorInfo)> {
+        self.text_prior.as_ref().ok_or_else(|| {
+            crate::error::ModelError::Invalid(format!(
+                "{} has no fitted text prior (run fit-prior without --keep-fit)",
+                self.checkpoint.dir.display()
+            ))
+        })
+    }
+
     pub fn side(&self) -> usize {
         self.checkpoint.state.side
     }
