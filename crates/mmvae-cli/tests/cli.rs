@@ -1292,6 +1292,23 @@ fn quickstart_on_shapes_level_one() {
     );
     assert!(get("image_to_text") > 0.6, "{json}");
     assert!(get("text_to_image") > 0.6, "{json}");
+    // Strict per wanted value: level 1's three shapes, and strict is their
+    // item-weighted mean, so it lies between the lowest and the highest.
+    let by_value = json["text_to_image"]["strict_by_value"]
+        .as_object()
+        .unwrap();
+    let mut keys: Vec<&str> = by_value.keys().map(|k| k.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["shape=ellipse", "shape=heart", "shape=square"]);
+    let rates: Vec<f64> = by_value.values().map(|v| v.as_f64().unwrap()).collect();
+    let (lo, hi) = rates
+        .iter()
+        .fold((1.0f64, 0.0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    assert!(
+        lo <= get("text_to_image") && get("text_to_image") <= hi,
+        "{json}"
+    );
+    assert!(out.contains("weakest "), "{out}");
     assert!(
         json["text_to_image_heldout"].is_null(),
         "shapes have no held-out phrasings"

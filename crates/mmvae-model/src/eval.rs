@@ -397,23 +397,29 @@ impl EvalReport {
             .flatten()
             .any(|c| c.per_slot.len() > 1);
         let row = |name: &str, c: &Coherence| {
+            let mut s = format!("  {name:<35}{}", pct(c.strict));
             if multi {
-                let mut s = format!(
-                    "  {name:<35}{}  features {}",
-                    pct(c.strict),
-                    pct(c.features)
-                );
+                s.push_str(&format!("  features {}", pct(c.features)));
                 if let Some(l) = c.letters {
                     s.push_str(&format!("  letters {}", pct(l)));
                 }
                 if let Some(f) = c.attribute_f1 {
                     s.push_str(&format!("  attribute F1 {f:.4}"));
                 }
-                s.push('\n');
-                s
-            } else {
-                format!("  {name:<35}{}\n", pct(c.strict))
             }
+            // The value whose items score lowest (the first of ties).
+            let weakest =
+                c.strict_by_value
+                    .iter()
+                    .fold(None, |w: Option<(&String, f64)>, (k, &v)| match w {
+                        Some((_, wv)) if wv <= v => w,
+                        _ => Some((k, v)),
+                    });
+            if let Some((k, v)) = weakest {
+                s.push_str(&format!("  weakest {k} {}", pct(v).trim_start()));
+            }
+            s.push('\n');
+            s
         };
         let mut s = String::new();
         s.push_str(&format!(

@@ -178,7 +178,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
         }
         serde_json::Value::Object(o) => {
             for (k, x) in o {
-                if k == "settings" || k == "per_slot" {
+                if k == "settings" || k == "per_slot" || k == "strict_by_value" {
                     continue;
                 }
                 let p = if prefix.is_empty() {
