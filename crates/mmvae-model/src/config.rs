@@ -696,27 +696,9 @@ impl TrainConfig {
                 "must be in 1..=16384",
             )?,
             ImageModel::Conv {
-                channels,
-                hidden,
-                max_channels,
-            } => {
-                check(
-                    (1..=1024).contains(&channels),
-                    "model.image.channels",
-                    "must be in 1..=1024",
-                )?;
-                check(
-                    max_channels.is_none_or(|m| (channels..=1024).contains(&m)),
-                    "model.image.max_channels",
-                    "must be in model.image.channels..=1024",
-                )?;
-                check(
-                    (1..=16384).contains(&hidden),
-                    "model.image.hidden",
-                    "must be in 1..=16384",
-                )?;
+                channels, hidden, ..
             }
-            ImageModel::Residual {
+            | ImageModel::Residual {
                 channels, hidden, ..
             } => {
                 check(
@@ -730,6 +712,18 @@ impl TrainConfig {
                     "must be in 1..=16384",
                 )?;
             }
+        }
+        if let ImageModel::Conv {
+            channels,
+            max_channels: Some(max),
+            ..
+        } = m.image
+        {
+            check(
+                (channels..=1024).contains(&max),
+                "model.image.max_channels",
+                "must be in model.image.channels..=1024",
+            )?;
         }
         match m.text {
             TextModel::Gru { embed, hidden }
@@ -1099,6 +1093,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("model.text.heads"), "{e}");
+        // A conv model's width cap round-trips, and may not be below its
+        // first layer's width; configs without it still read.
+        let conv = |max_channels| ImageModel::Conv {
+            channels: 8,
+            hidden: 16,
+            max_channels,
+        };
+        let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+        t.model.image = conv(Some(16));
+        let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+        assert_eq!(back.model.image, conv(Some(16)));
+        t.model.image = conv(None);
+        assert!(!t.to_toml().contains("max_channels"));
+        t.model.image = conv(Some(4));
+        let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.image.max_channels"), "{e}");
     }
 
     #[test]
