@@ -144,6 +144,34 @@ impl DatasetKind {
         }
     }
 
+    /// The names of each slot's values, in the order of
+    /// [`DatasetKind::slots`]: the class names of MNIST and Fashion-MNIST,
+    /// the caption words of shapes, `0`–`9` and `empty` for a MultiMNIST
+    /// cell, `no`/`yes` for a CelebA attribute; none for pairs.
+    ///
+    /// `slot_values()[k].len() == slots()[k].1` for every slot `k`.
+    pub fn slot_values(self) -> Vec<Vec<String>> {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_names()],
+            DatasetKind::Shapes(l) => l
+                .slots()
+                .iter()
+                .map(|s| s.values().iter().map(|v| v.to_string()).collect())
+                .collect(),
+            DatasetKind::MultiMnist => {
+                let cell: Vec<String> = (0..multimnist::EMPTY)
+                    .map(|d| d.to_string())
+                    .chain(["empty".to_string()])
+                    .collect();
+                vec![cell; multimnist::SLOT_NAMES.len()]
+            }
+            DatasetKind::CelebA(set) => {
+                vec![vec!["no".to_string(), "yes".to_string()]; set.attributes().len()]
+            }
+            DatasetKind::Pairs => Vec::new(),
+        }
+    }
+
     /// The value of each slot for `class` (see [`DatasetKind::slots`]).
     pub fn attributes(self, class: usize) -> Vec<usize> {
         match self {
@@ -611,6 +639,41 @@ impl ImageLabelSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_values_name_every_value_of_every_slot() {
+        for kind in DatasetKind::ALL.into_iter().chain([DatasetKind::Pairs]) {
+            let slots = kind.slots();
+            let values = kind.slot_values();
+            assert_eq!(values.len(), slots.len(), "{kind:?}");
+            for (v, (name, n)) in values.iter().zip(&slots) {
+                assert_eq!(v.len(), *n, "{kind:?} {name}");
+                let mut unique = v.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(unique.len(), *n, "{kind:?} {name}: names repeat");
+            }
+        }
+        // Each value's name is the one its class's attributes mean.
+        let l3 = DatasetKind::Shapes(Level::L3);
+        let class = Level::L3.class_of_caption("small pink heart").unwrap();
+        let names: Vec<String> = l3
+            .attributes(class)
+            .iter()
+            .zip(l3.slot_values())
+            .map(|(&a, v)| v[a].clone())
+            .collect();
+        assert_eq!(names, ["small", "pink", "heart"]);
+        assert_eq!(DatasetKind::Mnist.slot_values()[0][7], "seven");
+        assert_eq!(
+            DatasetKind::MultiMnist.slot_values()[0][multimnist::EMPTY],
+            "empty"
+        );
+        assert_eq!(
+            DatasetKind::CelebA(AttrSet::DEFAULT).slot_values()[1][1],
+            "yes"
+        );
+    }
 
     #[test]
     fn shuffled_is_a_seeded_permutation_that_mixes_cycled_classes() {

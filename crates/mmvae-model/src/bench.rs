@@ -150,6 +150,7 @@ pub fn run(
                 channels: 32,
                 hidden: 256,
                 max_channels: None,
+                refine: false,
             }
             .init(64, 1, 64, &device);
             let mut m = ConvVae { enc, dec };

@@ -205,18 +205,7 @@ impl Tally {
         let names: Vec<&'static str> = slots.iter().map(|s| s.0).collect();
         let per = vec![0; names.len()];
         let binary = slots.len() > 1 && slots.iter().all(|s| s.1 == 2);
-        let values: Vec<Vec<String>> = match kind {
-            DatasetKind::Shapes(l) => l
-                .slots()
-                .iter()
-                .map(|s| s.values().iter().map(|v| v.to_string()).collect())
-                .collect(),
-            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![kind.class_names()],
-            _ => slots
-                .iter()
-                .map(|s| (0..s.1).map(|v| v.to_string()).collect())
-                .collect(),
-        };
+        let values = kind.slot_values();
         let by_value = values.iter().map(|v| vec![(0, 0); v.len()]).collect();
         Self {
             names,

@@ -4,7 +4,7 @@ use burn::prelude::*;
 
 use crate::config::ImageModel;
 use crate::gaussian::Gaussian;
-use crate::image_conv::{ConvImageDecoder, ConvImageEncoder};
+use crate::image_conv::{ConvImageDecoder, ConvImageEncoder, ConvSpec};
 use crate::image_mlp::{MlpImageDecoder, MlpImageEncoder};
 use crate::image_residual::{ResidualImageDecoder, ResidualImageEncoder};
 
@@ -41,26 +41,21 @@ impl ImageModel {
                 channels,
                 hidden,
                 max_channels,
-            } => (
-                ImageEncoder::Conv(ConvImageEncoder::new(
+                refine,
+            } => {
+                let spec = ConvSpec {
                     side,
                     colours,
                     channels,
                     max_channels,
                     hidden,
                     latent,
-                    device,
-                )),
-                ImageDecoder::Conv(ConvImageDecoder::new(
-                    side,
-                    colours,
-                    channels,
-                    max_channels,
-                    hidden,
-                    latent,
-                    device,
-                )),
-            ),
+                };
+                (
+                    ImageEncoder::Conv(ConvImageEncoder::new(spec, device)),
+                    ImageDecoder::Conv(ConvImageDecoder::new(spec, refine, device)),
+                )
+            }
             ImageModel::Residual {
                 channels,
                 hidden,

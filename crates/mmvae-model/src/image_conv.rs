@@ -61,6 +61,19 @@ pub fn down_sides(side: usize) -> Vec<usize> {
     v
 }
 
+/// What a conv encoder and its decoder share: the image (`side`×`side`,
+/// `colours` channels), the widths ([`channel_widths`] of `channels` and
+/// `max_channels`), the hidden layer and the latent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvSpec {
+    pub side: usize,
+    pub colours: usize,
+    pub channels: usize,
+    pub max_channels: Option<usize>,
+    pub hidden: usize,
+    pub latent: usize,
+}
+
 /// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
 /// with the widths of [`channel_widths`].
 #[derive(Module, Debug)]
@@ -73,15 +86,15 @@ pub struct ConvImageEncoder {
 }
 
 impl ConvImageEncoder {
-    pub fn new(
-        side: usize,
-        colours: usize,
-        channels: usize,
-        max_channels: Option<usize>,
-        hidden: usize,
-        latent: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(spec: ConvSpec, device: &Device) -> Self {
+        let ConvSpec {
+            side,
+            colours,
+            channels,
+            max_channels,
+            hidden,
+            latent,
+        } = spec;
         let sides = down_sides(side);
         let widths = channel_widths(channels, max_channels, sides.len());
         let mut c_in = colours;
@@ -117,11 +130,20 @@ impl ConvImageEncoder {
 
 /// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → colours × side × side,
 /// the encoder's widths in reverse.
+///
+/// With `refine`, a 3×3 convolution follows each of the last two transposed
+/// convolutions (at half and full side): the last transposed convolution
+/// then keeps `channels` channels and the full-side 3×3 convolution maps
+/// them to the colours, so the outline is drawn by a layer that sees each
+/// output pixel's neighbours, not by one linear 4×4 transposed filter.
 #[derive(Module, Debug)]
 pub struct ConvImageDecoder {
     fc1: Linear,
     fc2: Linear,
     deconvs: Vec<ConvTranspose2d>,
+    /// The 3×3 convolutions after the last `refines.len()` transposed
+    /// convolutions (empty without `refine`).
+    refines: Vec<Conv2d>,
     side: usize,
     colours: usize,
     /// Channels and side of the lowest resolution.
@@ -130,31 +152,47 @@ pub struct ConvImageDecoder {
 }
 
 impl ConvImageDecoder {
-    pub fn new(
-        side: usize,
-        colours: usize,
-        channels: usize,
-        max_channels: Option<usize>,
-        hidden: usize,
-        latent: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(spec: ConvSpec, refine: bool, device: &Device) -> Self {
+        let ConvSpec {
+            side,
+            colours,
+            channels,
+            max_channels,
+            hidden,
+            latent,
+        } = spec;
         let sides = down_sides(side);
         let k = sides.len();
         let widths = channel_widths(channels, max_channels, k);
         let c0 = widths.last().copied().unwrap_or(colours);
         let s0 = sides.last().copied().unwrap_or(side);
+        // The last transposed convolution's output: the colours, or with
+        // `refine` the first width, mapped to the colours by a 3×3 conv.
+        let last_out = if refine && k > 0 { widths[0] } else { colours };
         let deconvs = (0..k)
             .rev()
             .map(|i| {
-                let c_out = if i == 0 { colours } else { widths[i - 1] };
+                let c_out = if i == 0 { last_out } else { widths[i - 1] };
                 up(widths[i], c_out, device)
             })
             .collect();
+        // [after the half-side deconv (widths[0] → widths[0])], the full-side
+        // one (widths[0] → colours); only the second when there is one deconv.
+        let refines = if refine && k > 0 {
+            let mut r = Vec::new();
+            if k > 1 {
+                r.push(conv3(widths[0], widths[0], device));
+            }
+            r.push(conv3(widths[0], colours, device));
+            r
+        } else {
+            Vec::new()
+        };
         Self {
             fc1: LinearConfig::new(latent, hidden).init(device),
             fc2: LinearConfig::new(hidden, c0 * s0 * s0).init(device),
             deconvs,
+            refines,
             side,
             colours,
             c0,
@@ -168,8 +206,12 @@ impl ConvImageDecoder {
         let [b, _] = z.dims();
         let h = relu(self.fc1.forward(z));
         let mut h = self.fc2.forward(h).reshape([b, self.c0, self.s0, self.s0]);
-        for d in &self.deconvs {
+        let (n, r) = (self.deconvs.len(), self.refines.len());
+        for (i, d) in self.deconvs.iter().enumerate() {
             h = d.forward(relu(h)); // side doubles
+            if i + r >= n {
+                h = self.refines[i + r - n].forward(relu(h)); // same side
+            }
         }
         h.reshape([b, self.colours * self.side * self.side])
     }
@@ -179,6 +221,17 @@ impl ConvImageDecoder {
 mod tests {
     use super::*;
 
+    fn spec(side: usize, colours: usize, channels: usize, max_channels: Option<usize>) -> ConvSpec {
+        ConvSpec {
+            side,
+            colours,
+            channels,
+            max_channels,
+            hidden: 16,
+            latent: 3,
+        }
+    }
+
     #[test]
     fn shapes_for_28_and_64() {
         let _rng = crate::testutil::rng_lock();
@@ -186,11 +239,13 @@ mod tests {
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
         for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
-            let e = ConvImageEncoder::new(side, colours, 4, None, 16, 3, &dev);
-            let d = ConvImageDecoder::new(side, colours, 4, None, 16, 3, &dev);
+            let e = ConvImageEncoder::new(spec(side, colours, 4, None), &dev);
             let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
-            assert_eq!(d.forward(q.mu).dims(), [2, colours * side * side]);
+            for refine in [false, true] {
+                let d = ConvImageDecoder::new(spec(side, colours, 4, None), refine, &dev);
+                assert_eq!(d.forward(q.mu.clone()).dims(), [2, colours * side * side]);
+            }
         }
     }
 
@@ -204,13 +259,57 @@ mod tests {
         let dev = Device::flex();
         // A capped model has the capped layers: 3·32·16 + 32 weights and
         // biases in the encoder's first layer, 32·32·16 + 32 in the others.
-        let e = ConvImageEncoder::new(64, 3, 32, Some(32), 16, 3, &dev);
-        let d = ConvImageDecoder::new(64, 3, 32, Some(32), 16, 3, &dev);
+        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), &dev);
+        let d = ConvImageDecoder::new(spec(64, 3, 32, Some(32)), false, &dev);
         let conv_params: usize = e.convs.iter().map(|c| c.num_params()).sum();
         assert_eq!(conv_params, (3 * 32 * 16 + 32) + 3 * (32 * 32 * 16 + 32));
         let deconv_params: usize = d.deconvs.iter().map(|c| c.num_params()).sum();
         assert_eq!(deconv_params, 3 * (32 * 32 * 16 + 32) + (32 * 3 * 16 + 3));
         let x = Tensor::zeros([2, 3 * 64 * 64], &dev);
         assert_eq!(d.forward(e.forward(x).mu).dims(), [2, 3 * 64 * 64]);
+    }
+
+    #[test]
+    fn refine_adds_two_same_side_convolutions() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        // 64×64 RGB, channels 4: deconvs 32→16→8→4 and, with refine, the
+        // last one keeps 4 channels (4·4·16 + 4 weights and biases), then
+        // 3×3 convs 4→4 at 32×32 and 4→3 at 64×64.
+        let plain = ConvImageDecoder::new(spec(64, 3, 4, None), false, &dev);
+        let refined = ConvImageDecoder::new(spec(64, 3, 4, None), true, &dev);
+        assert!(plain.refines.is_empty());
+        let params = |d: &ConvImageDecoder| -> usize {
+            d.deconvs.iter().map(|c| c.num_params()).sum::<usize>()
+                + d.refines.iter().map(|c| c.num_params()).sum::<usize>()
+        };
+        let shared = (32 * 16 * 16 + 16) + (16 * 8 * 16 + 8) + (8 * 4 * 16 + 4);
+        assert_eq!(params(&plain), shared + (4 * 3 * 16 + 3));
+        assert_eq!(
+            params(&refined),
+            shared + (4 * 4 * 16 + 4) + (4 * 4 * 9 + 4) + (4 * 3 * 9 + 3)
+        );
+        // The refining convolutions take part: the output changes when
+        // the last one's bias does.
+        let z = Tensor::<2>::ones([1, 3], &dev);
+        let before = refined.forward(z.clone());
+        let mut changed = refined.clone();
+        let last = changed.refines.len() - 1;
+        let bias = changed.refines[last].bias.clone().unwrap();
+        changed.refines[last].bias = Some(bias.map(|b| b.add_scalar(1.0)));
+        let diff = (changed.forward(z.clone()) - before)
+            .abs()
+            .mean()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()[0];
+        assert!((diff - 1.0).abs() < 1e-4, "{diff}");
+        // MNIST sides (28 → 14 → 7): two deconvs, both refined.
+        let mnist = ConvImageDecoder::new(spec(28, 1, 4, None), true, &dev);
+        assert_eq!(mnist.refines.len(), 2);
+        assert_eq!(
+            mnist.forward(z.clone().narrow(0, 0, 1)).dims(),
+            [1, 28 * 28]
+        );
     }
 }

@@ -1067,14 +1067,17 @@ mod tests {
 
     #[test]
     fn loss_gradients_match_finite_differences_conv() {
-        gradient_check(
-            ImageModel::Conv {
-                channels: 2,
-                hidden: 6,
-                max_channels: None,
-            },
-            0,
-        );
+        for refine in [false, true] {
+            gradient_check(
+                ImageModel::Conv {
+                    channels: 2,
+                    hidden: 6,
+                    max_channels: None,
+                    refine,
+                },
+                0,
+            );
+        }
     }
 
     #[test]
@@ -1107,6 +1110,7 @@ mod tests {
             channels: 2,
             hidden: 6,
             max_channels: None,
+            refine: false,
         });
         let dev = Device::flex();
         dev.seed(4);
@@ -1127,6 +1131,7 @@ mod tests {
             channels: 2,
             hidden: 7,
             max_channels: None,
+            refine: false,
         });
         let e = crate::checkpoint::load_weights(other.init(SIDE, 1, VOCAB, &dev), &p).unwrap_err();
         assert!(e.contains("shape"), "{e}");
