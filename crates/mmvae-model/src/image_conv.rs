@@ -74,6 +74,16 @@ pub struct ConvSpec {
     pub latent: usize,
 }
 
+impl ConvSpec {
+    /// The sides after each stride-2 layer ([`down_sides`]) and the
+    /// channels there ([`channel_widths`]).
+    fn sides_and_widths(&self) -> (Vec<usize>, Vec<usize>) {
+        let sides = down_sides(self.side);
+        let widths = channel_widths(self.channels, self.max_channels, sides.len());
+        (sides, widths)
+    }
+}
+
 /// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
 /// with the widths of [`channel_widths`].
 #[derive(Module, Debug)]
@@ -87,16 +97,14 @@ pub struct ConvImageEncoder {
 
 impl ConvImageEncoder {
     pub fn new(spec: ConvSpec, device: &Device) -> Self {
+        let (sides, widths) = spec.sides_and_widths();
         let ConvSpec {
             side,
             colours,
-            channels,
-            max_channels,
             hidden,
             latent,
+            ..
         } = spec;
-        let sides = down_sides(side);
-        let widths = channel_widths(channels, max_channels, sides.len());
         let mut c_in = colours;
         let mut convs = Vec::new();
         for &c_out in &widths {
@@ -153,17 +161,15 @@ pub struct ConvImageDecoder {
 
 impl ConvImageDecoder {
     pub fn new(spec: ConvSpec, refine: bool, device: &Device) -> Self {
+        let (sides, widths) = spec.sides_and_widths();
         let ConvSpec {
             side,
             colours,
-            channels,
-            max_channels,
             hidden,
             latent,
+            ..
         } = spec;
-        let sides = down_sides(side);
         let k = sides.len();
-        let widths = channel_widths(channels, max_channels, k);
         let c0 = widths.last().copied().unwrap_or(colours);
         let s0 = sides.last().copied().unwrap_or(side);
         // The last transposed convolution's output: the colours, or with
