@@ -98,26 +98,19 @@ pub struct ConvImageEncoder {
 impl ConvImageEncoder {
     pub fn new(spec: ConvSpec, device: &Device) -> Self {
         let (sides, widths) = spec.sides_and_widths();
-        let ConvSpec {
-            side,
-            colours,
-            hidden,
-            latent,
-            ..
-        } = spec;
-        let mut c_in = colours;
+        let mut c_in = spec.colours;
         let mut convs = Vec::new();
         for &c_out in &widths {
             convs.push(down(c_in, c_out, device));
             c_in = c_out;
         }
-        let last = sides.last().copied().unwrap_or(side);
+        let last = sides.last().copied().unwrap_or(spec.side);
         Self {
             convs,
-            fc: LinearConfig::new(c_in * last * last, hidden).init(device),
-            out: LinearConfig::new(hidden, 2 * latent).init(device),
-            side,
-            colours,
+            fc: LinearConfig::new(c_in * last * last, spec.hidden).init(device),
+            out: LinearConfig::new(spec.hidden, 2 * spec.latent).init(device),
+            side: spec.side,
+            colours: spec.colours,
         }
     }
 
@@ -162,19 +155,16 @@ pub struct ConvImageDecoder {
 impl ConvImageDecoder {
     pub fn new(spec: ConvSpec, refine: bool, device: &Device) -> Self {
         let (sides, widths) = spec.sides_and_widths();
-        let ConvSpec {
-            side,
-            colours,
-            hidden,
-            latent,
-            ..
-        } = spec;
         let k = sides.len();
-        let c0 = widths.last().copied().unwrap_or(colours);
-        let s0 = sides.last().copied().unwrap_or(side);
+        let c0 = widths.last().copied().unwrap_or(spec.colours);
+        let s0 = sides.last().copied().unwrap_or(spec.side);
         // The last transposed convolution's output: the colours, or with
         // `refine` the first width, mapped to the colours by a 3×3 conv.
-        let last_out = if refine && k > 0 { widths[0] } else { colours };
+        let last_out = if refine && k > 0 {
+            widths[0]
+        } else {
+            spec.colours
+        };
         let deconvs = (0..k)
             .rev()
             .map(|i| {
@@ -189,18 +179,18 @@ impl ConvImageDecoder {
             if k > 1 {
                 r.push(conv3(widths[0], widths[0], device));
             }
-            r.push(conv3(widths[0], colours, device));
+            r.push(conv3(widths[0], spec.colours, device));
             r
         } else {
             Vec::new()
         };
         Self {
-            fc1: LinearConfig::new(latent, hidden).init(device),
-            fc2: LinearConfig::new(hidden, c0 * s0 * s0).init(device),
+            fc1: LinearConfig::new(spec.latent, spec.hidden).init(device),
+            fc2: LinearConfig::new(spec.hidden, c0 * s0 * s0).init(device),
             deconvs,
             refines,
-            side,
-            colours,
+            side: spec.side,
+            colours: spec.colours,
             c0,
             s0,
         }
