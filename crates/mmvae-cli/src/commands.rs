@@ -181,6 +181,12 @@ pub struct ModelArgs {
     /// 1 is the fitted mixture).
     #[arg(long)]
     prior_temperature: Option<f32>,
+    /// Text→image: draw this many candidate images per caption and keep the
+    /// one the model itself reads back as the caption most likely (the
+    /// image encoded, the caption scored by the text decoder; default: the
+    /// text prior's `rerank`, else 1, no reranking).
+    #[arg(long)]
+    rerank: Option<usize>,
 }
 
 impl ModelArgs {
@@ -196,9 +202,21 @@ impl ModelArgs {
             }
             m.prior_temperature = t;
         }
+        if let Some(k) = self.rerank {
+            m.rerank = check_rerank(k)?;
+        }
         m.seed(self.seed);
         Ok(m)
     }
+}
+
+/// `--rerank`, checked: 1 ..= the most candidates.
+fn check_rerank(k: usize) -> Result<usize> {
+    let max = text_prior::MAX_RERANK;
+    if !(1..=max).contains(&k) {
+        bail!("--rerank must be in 1..={max} (got {k})");
+    }
+    Ok(k)
 }
 
 /// The text prior temperatures the quickstart chooses from (on validation).
@@ -236,6 +254,12 @@ pub struct FitPriorArgs {
     /// temperature (needs --temperatures).
     #[arg(long)]
     keep_fit: bool,
+    /// Text→image candidates per caption saved with the prior (the best
+    /// one by the model's own read-back of the caption; 1: no reranking);
+    /// --temperatures are scored with it in effect. With --keep-fit it
+    /// replaces the saved one.
+    #[arg(long)]
+    rerank: Option<usize>,
     /// Compute device: cpu or wgpu (needs a build with --features wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -294,6 +318,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
             components: a.components,
             epochs: a.epochs,
             temperature: a.temperature,
+            rerank: a.rerank.map(check_rerank).transpose()?.unwrap_or(1),
             ..TextPriorConfig::default()
         };
         let info = text_prior::fit_checkpoint(
@@ -310,6 +335,9 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     };
     let mut m = mmvae_model::infer::load(&a.checkpoint, compute(&a.device)?)?;
     m.fitted_prior()?;
+    if let Some(k) = a.rerank {
+        m.rerank = check_rerank(k)?;
+    }
     let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
     choose_prior_temperature(&mut m, &clf, &a.temperatures, a.data_dir.as_deref())?;
     Ok(())

@@ -1085,6 +1085,24 @@ fn fitted_text_prior_serves_text_to_image() {
         ],
     );
     assert!(e.contains("--prior-temperature"), "{e}");
+    // Reranked draws: the best of 3 per caption differ from single draws
+    // and repeat with the seed; 0 candidates are refused.
+    let r = gen("r3", &["--rerank", "3"]);
+    assert_ne!(a, r, "reranking picks other draws");
+    assert_eq!(r, gen("r3b", &["--rerank", "3"]));
+    let e = fails(
+        d,
+        &[
+            "generate",
+            "--checkpoint",
+            "run/best",
+            "--text",
+            "a handwritten seven",
+            "--rerank",
+            "0",
+        ],
+    );
+    assert!(e.contains("--rerank must be in 1..=64"), "{e}");
 
     // eval names where text→image latents came from.
     ok(
@@ -1135,6 +1153,11 @@ fn fitted_text_prior_serves_text_to_image() {
         "{table}"
     );
     assert_eq!(ev(&["--no-text-prior"]).1, "caption posterior q(z|y)");
+    let (_, src) = ev(&["--rerank", "4"]);
+    assert!(
+        src.ends_with("best of 4 draws by the model's own read-back of the caption"),
+        "{src}"
+    );
 
     // Fitted later, into another checkpoint; bad options and files refused.
     // `fit-prior` on run/last with `extra` options.

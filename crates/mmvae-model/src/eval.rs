@@ -596,8 +596,8 @@ fn t2i(
 /// Strict text→image coherence of `m` on the validation split `val` (its
 /// captions phrased as the validation stream, as in training) at each text
 /// prior temperature of `temperatures`, every temperature from the same
-/// `seed`. What [`pick_temperature`] chooses from, so the temperature is
-/// never chosen on the test split.
+/// `seed`, with `m.rerank` candidates per caption. What [`pick_temperature`]
+/// chooses from, so the temperature is never chosen on the test split.
 pub fn prior_temperature_sweep(
     m: &mut Loaded,
     clf: &Classifier,
@@ -669,6 +669,8 @@ pub fn choose_prior_temperature(
     let chosen = pick_temperature(&scores)
         .ok_or_else(|| ModelError::Invalid("no prior temperatures to choose from".into()))?;
     info.config.temperature = chosen;
+    // The temperature was chosen under this many candidates per caption.
+    info.config.rerank = m.rerank.max(1);
     info.temperature_choice = scores.clone();
     crate::text_prior::save_info(&m.checkpoint.dir, &info)?;
     m.prior_temperature = chosen;

@@ -34,6 +34,9 @@ pub struct Loaded {
     /// Scales the standard deviations of the text prior's components when
     /// sampling: the prior's configured temperature unless changed.
     pub prior_temperature: f32,
+    /// Text→image candidates per caption (see [`Loaded::rerank_images`]):
+    /// the fitted prior's `rerank` unless changed; 1 draws one image.
+    pub rerank: usize,
 }
 
 /// How a latent is drawn from a posterior.
@@ -52,12 +55,16 @@ pub fn load(dir: &Path, compute: Compute) -> Result<Loaded> {
     let prior_temperature = text_prior
         .as_ref()
         .map_or(1.0, |(_, info)| info.config.temperature);
+    let rerank = text_prior
+        .as_ref()
+        .map_or(1, |(_, info)| info.config.rerank);
     Ok(Loaded {
         checkpoint,
         model,
         device,
         text_prior,
         prior_temperature,
+        rerank,
     })
 }
 
@@ -181,13 +188,47 @@ impl Loaded {
             .collect()
     }
 
-    /// Pixel probabilities of images generated from captions.
+    /// Pixel probabilities of images generated from captions: one draw
+    /// each, or with `rerank` > 1 (and `Draw::Sample`) the best of that many
+    /// draws by [`Loaded::rerank_images`].
+    ///
+    /// # Shapes
+    /// `tokens`: `[n, max_len]`, `last`: `[n]` → `[n, pixels]`
     pub fn text_to_image_probs(
         &self,
         tokens: Tensor<2, Int>,
         last: Tensor<1, Int>,
         how: Draw,
     ) -> Tensor<2> {
+        let k = self.rerank.max(1);
+        if k == 1 || how == Draw::Mean {
+            return self.draw_images(tokens, last, how);
+        }
+        let [n, t] = tokens.dims();
+        // k rows per caption, caption-major: row i·k + j is draw j of caption i.
+        let tokens = tokens
+            .unsqueeze_dim::<3>(1)
+            .repeat_dim(1, k)
+            .reshape([n * k, t]);
+        let last = last.unsqueeze_dim::<2>(1).repeat_dim(1, k).reshape([n * k]);
+        let probs = self.draw_images(tokens.clone(), last, how); // [n·k, pixels]
+        self.rerank_images(probs, tokens, k)
+    }
+
+    /// Keep, of every `k` consecutive candidate images of one caption, the
+    /// one the model reads back as that caption most surely
+    /// ([`Mvae::best_read_back`]).
+    ///
+    /// # Shapes
+    /// `probs`: `[n·k, pixels]`, `tokens`: `[n·k, max_len]` (caption i in
+    /// rows i·k .. i·k + k) → `[n, pixels]`
+    pub fn rerank_images(&self, probs: Tensor<2>, tokens: Tensor<2, Int>, k: usize) -> Tensor<2> {
+        let best = self.model.best_read_back(probs.clone(), tokens, k);
+        probs.select(0, best)
+    }
+
+    /// One image per caption from its latent draw.
+    fn draw_images(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>, how: Draw) -> Tensor<2> {
         let q = self.model.encode_text(tokens, last);
         let z = match &self.text_prior {
             // The fitted prior: a component by its weight, then its Gaussian
@@ -209,7 +250,7 @@ impl Loaded {
 
     /// Where text→image latents come from, in words.
     pub fn text_to_image_source(&self) -> String {
-        match &self.text_prior {
+        let source = match &self.text_prior {
             Some((_, info)) => format!(
                 "fitted text prior ({} components, {WEIGHTS}, temperature {})",
                 info.config.components,
@@ -217,6 +258,10 @@ impl Loaded {
                 WEIGHTS = text_prior::WEIGHTS
             ),
             None => "caption posterior q(z|y)".into(),
+        };
+        match self.rerank {
+            0 | 1 => source,
+            k => format!("{source}, best of {k} draws by the model's own read-back of the caption"),
         }
     }
 

@@ -593,6 +593,31 @@ impl Mvae {
         Tensor::cat(vec![z, w], 1)
     }
 
+    /// Of every `k` consecutive candidate images of one caption, the row
+    /// of the one whose caption the model reads back most surely: the
+    /// lowest −log p(y | z = mean of q(z|x̂)), each image encoded and its
+    /// caption scored by the text decoder. A cycle-consistency rerank of
+    /// text→image draws that uses only the model.
+    ///
+    /// # Shapes
+    /// `images`: `[n·k, pixels]` in `[0, 1]`, `tokens`: `[n·k, max_len]`
+    /// (caption i in rows i·k .. i·k + k) → `[n]`, row indices into `images`
+    pub fn best_read_back(
+        &self,
+        images: Tensor<2>,
+        tokens: Tensor<2, Int>,
+        k: usize,
+    ) -> Tensor<1, Int> {
+        let k = k.max(1);
+        let [rows, _] = images.dims();
+        let n = rows / k;
+        let device = images.device();
+        let z = self.encode_image(images).mu; // [n·k, latent]
+        let nll = self.text_decoder.nll(z, tokens).reshape([n, k]);
+        let best = nll.argmin(1).reshape([n]); // [n], in 0..k
+        Tensor::<1, Int>::arange(0..n as i64, &device).mul_scalar(k as i64) + best
+    }
+
     /// Pixel probabilities: `[batch, latent]` (w then drawn from its prior)
     /// or `[batch, latent + private]` → `[batch, pixels]`.
     pub fn decode_image(&self, z: Tensor<2>) -> Tensor<2> {
@@ -665,6 +690,49 @@ mod tests {
             tokens: Tensor::from_data(TensorData::new(toks, [b, 6]), device),
             last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
         }
+    }
+
+    #[test]
+    fn best_read_back_keeps_the_candidate_with_the_lowest_caption_nll() {
+        let _g = crate::testutil::rng_lock();
+        let device = Device::flex();
+        device.seed(3);
+        let (cfg, _) = tiny_cfg(ImageModel::Mlp { hidden: 6 });
+        let m = cfg.init(SIDE, 1, VOCAB, &device);
+        // 2 captions × 3 candidates: every candidate a different image,
+        // each caption repeated over its 3 rows.
+        let (n, k) = (2, 3);
+        let px: Vec<f32> = (0..n * k * SIDE * SIDE)
+            .map(|i| ((i * 53 + i / 7) % 17) as f32 / 16.0)
+            .collect();
+        let images = Tensor::<2>::from_data(TensorData::new(px, [n * k, SIDE * SIDE]), &device);
+        let caps: [[i64; 6]; 2] = [[1, 4, 5, 2, 0, 0], [1, 6, 7, 8, 2, 0]];
+        let toks: Vec<i64> = (0..n * k).flat_map(|r| caps[r / k]).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(toks, [n * k, 6]), &device);
+        let best: Vec<i64> = m
+            .best_read_back(images.clone(), tokens.clone(), k)
+            .try_into_vec_as::<i64>()
+            .unwrap();
+        // The reference: each candidate scored alone.
+        let nll: Vec<f32> = (0..n * k)
+            .map(|r| {
+                let z = m.encode_image(images.clone().narrow(0, r, 1)).mu;
+                scalar(m.text_decoder.nll(z, tokens.clone().narrow(0, r, 1))) as f32
+            })
+            .collect();
+        for i in 0..n {
+            let row = &nll[i * k..(i + 1) * k];
+            let want = (0..k).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            assert_eq!(best[i], (i * k + want) as i64, "{nll:?} {best:?}");
+        }
+        // The scores differ, so the choice is not a tie broken by position.
+        assert!(nll.windows(2).all(|w| w[0] != w[1]), "{nll:?}");
+        // One candidate per caption keeps every row.
+        let all: Vec<i64> = m
+            .best_read_back(images, tokens, 1)
+            .try_into_vec_as::<i64>()
+            .unwrap();
+        assert_eq!(all, (0..(n * k) as i64).collect::<Vec<_>>());
     }
 
     fn scalar(t: Tensor<1>) -> f64 {

@@ -69,6 +69,22 @@ pub struct TextPriorConfig {
     /// Empty: keep `temperature`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choose_temperature: Vec<f32>,
+    /// Text→image candidates per caption: draw this many images and keep
+    /// the one the model reads back as the caption most likely
+    /// ([`crate::infer::Loaded::rerank`]). 1: no reranking. The temperature
+    /// is chosen with it in effect. `--rerank` overrides it at use.
+    #[serde(default = "default_rerank", skip_serializing_if = "is_one")]
+    pub rerank: usize,
+}
+
+/// The most text→image candidates per caption.
+pub const MAX_RERANK: usize = 64;
+
+fn default_rerank() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn default_components() -> usize {
@@ -106,6 +122,7 @@ impl Default for TextPriorConfig {
             lr: default_lr(),
             temperature: default_temperature(),
             choose_temperature: Vec::new(),
+            rerank: default_rerank(),
         }
     }
 }
@@ -138,6 +155,9 @@ impl TextPriorConfig {
             .all(|&t| is_sampling_temperature(t))
         {
             return bad("choose_temperature", "must hold temperatures > 0");
+        }
+        if !(1..=MAX_RERANK).contains(&self.rerank) {
+            return bad("rerank", &format!("must be in 1..={MAX_RERANK}"));
         }
         Ok(())
     }
@@ -761,6 +781,7 @@ mod tests {
             lr: 3e-3,
             temperature: 1.0,
             choose_temperature: Vec::new(),
+            rerank: 1,
         };
         let ad = dev.clone().autodiff();
         ad.seed(7);
@@ -900,5 +921,28 @@ mod tests {
         c.choose_temperature.push(0.0);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("text_prior.choose_temperature"), "{e}");
+        for bad in [0, MAX_RERANK + 1] {
+            let c = TextPriorConfig {
+                rerank: bad,
+                ..TextPriorConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("text_prior.rerank"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rerank_is_left_out_of_saved_configs_when_off_and_read_back_when_on() {
+        let off = toml::to_string(&TextPriorConfig::default()).unwrap();
+        assert!(!off.contains("rerank"), "{off}");
+        let on = TextPriorConfig {
+            rerank: 8,
+            ..TextPriorConfig::default()
+        };
+        let text = toml::to_string(&on).unwrap();
+        let back: TextPriorConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, on);
+        let old: TextPriorConfig = toml::from_str(&off).unwrap();
+        assert_eq!(old.rerank, 1);
     }
 }
