@@ -1253,6 +1253,7 @@ fn fitted_text_prior_serves_text_to_image() {
         .fold((0.0f32, -1.0f64), |a, b| if b.1 >= a.1 { b } else { a });
     assert_eq!(chosen, best.0, "{info}");
     assert_eq!(info["config"]["components"], 2, "the fit is kept");
+    assert!(info["config"].get("rerank").is_none(), "{info}");
     let chosen_flag = chosen.to_string();
     assert_eq!(
         last("l-chosen", &[]),
@@ -1261,6 +1262,39 @@ fn fitted_text_prior_serves_text_to_image() {
             &["--prior-temperature", chosen_flag.as_str()]
         )
     );
+    // Chosen again with 2 candidates per caption: saved with the prior,
+    // and the default at use.
+    let e = fails(
+        d,
+        &choose(&[
+            "--keep-fit",
+            "--temperatures",
+            "1",
+            "--classifier",
+            "clf",
+            "--rerank",
+            "65",
+        ]),
+    );
+    assert!(e.contains("--rerank must be in 1..=64"), "{e}");
+    ok(
+        d,
+        &choose(&[
+            "--keep-fit",
+            "--temperatures",
+            "1",
+            "--classifier",
+            "clf",
+            "--rerank",
+            "2",
+        ]),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/last/text-prior.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["config"]["rerank"], 2, "{info}");
+    assert_eq!(last("l-r2", &[]), last("l-r2-flag", &["--rerank", "2"]));
+    assert_ne!(last("l-r2", &[]), last("l-r1", &["--rerank", "1"]));
     std::fs::write(d.join("run/last/text-prior.json"), b"{ not json").unwrap();
     let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
     assert!(e.contains("text-prior.json"), "{e}");
