@@ -194,7 +194,9 @@ impl ModelArgs {
     fn load(&self) -> Result<infer::Loaded> {
         let mut m = infer::load(&self.checkpoint, compute(&self.device)?)?;
         if self.no_text_prior {
+            // The prior's saved `rerank` goes with it (`--rerank` still applies).
             m.text_prior = None;
+            m.rerank = 1;
         }
         if let Some(t) = self.prior_temperature {
             if !(t.is_finite() && t >= 0.0) {

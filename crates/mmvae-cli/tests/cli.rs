@@ -1012,7 +1012,7 @@ fn fitted_text_prior_serves_text_to_image() {
     let d = &f.root;
     std::fs::write(
         d.join("prior.toml"),
-        format!("{TINY}\n[text_prior]\ncomponents = 3\nhidden = 16\nepochs = 2\nchoose_temperature = [0.5, 1.0]\n"),
+        format!("{TINY}\n[text_prior]\ncomponents = 3\nhidden = 16\nepochs = 2\nchoose_temperature = [0.5, 1.0]\nrerank = 2\n"),
     )
     .unwrap();
     let out = ok(
@@ -1044,6 +1044,7 @@ fn fitted_text_prior_serves_text_to_image() {
         serde_json::from_slice(&std::fs::read(d.join("run/best/text-prior.json")).unwrap())
             .unwrap();
     assert_eq!(info["config"]["components"], 3);
+    assert_eq!(info["config"]["rerank"], 2, "the config's rerank is saved");
     assert_eq!(info["train_items"], 950);
     assert!(
         info["val_nll_mixture"].as_f64().unwrap().is_finite(),
@@ -1087,6 +1088,9 @@ fn fitted_text_prior_serves_text_to_image() {
     assert!(e.contains("--prior-temperature"), "{e}");
     // Reranked draws: the best of 3 per caption differ from single draws
     // and repeat with the seed; 0 candidates are refused.
+    // The config's `rerank = 2` is the default; `--rerank 1` draws once.
+    assert_eq!(a, gen("r2", &["--rerank", "2"]));
+    assert_ne!(a, gen("r1", &["--rerank", "1"]), "the saved rerank is used");
     let r = gen("r3", &["--rerank", "3"]);
     assert_ne!(a, r, "reranking picks other draws");
     assert_eq!(r, gen("r3b", &["--rerank", "3"]));
@@ -1148,6 +1152,12 @@ fn fitted_text_prior_serves_text_to_image() {
     };
     let (table, src) = ev(&[]);
     assert!(src.starts_with("fitted text prior (3 components"), "{src}");
+    assert!(
+        src.ends_with("best of 2 draws by the model's own read-back of the caption"),
+        "{src}"
+    );
+    let (_, src) = ev(&["--rerank", "1"]);
+    assert!(src.ends_with(')'), "one draw: no reranking named: {src}");
     assert!(
         table.contains("text -> image latents: fitted text prior"),
         "{table}"
