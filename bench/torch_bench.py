@@ -4,6 +4,10 @@ comparison on the same machine (not run in CI).
 
     python3 bench/torch_bench.py --model mvae-mlp --steps 50
     python3 bench/torch_bench.py --model conv-vae --steps 20
+    python3 bench/torch_bench.py --model conv-vae --device cuda
+
+On CUDA, peak memory is the allocator's peak (`torch.cuda.max_memory_allocated`),
+and every step ends in `loss.item()`, which waits for the GPU.
 
 Prints one JSON line in the same format as `mmvae bench`.
 """
@@ -50,7 +54,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, tokens, last):
         hs, _ = self.gru(self.embed(tokens))
-        h = hs[torch.arange(tokens.shape[0]), last]
+        h = hs[torch.arange(tokens.shape[0], device=tokens.device), last]
         o = self.out(h)
         return o[:, : self.latent], o[:, self.latent :]
 
@@ -140,21 +144,23 @@ def main():
     ap.add_argument("--model", default="mvae-mlp", choices=["mvae-mlp", "conv-vae"])
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.manual_seed(0)
+    dev = torch.device(a.device)
     b = a.batch_size
     if a.model == "mvae-mlp":
-        m = Mvae()
-        x = torch.rand(b, 784)
+        m = Mvae().to(dev)
+        x = torch.rand(b, 784, device=dev)
         toks = []
         for i in range(b):
             toks.append([1] + [4 + (i * 7 + j) % 28 for j in range(7)] + [2, 0])
-        tokens = torch.tensor(toks)
-        last = torch.full((b,), 8)
+        tokens = torch.tensor(toks, device=dev)
+        last = torch.full((b,), 8, device=dev)
         step = lambda: m.loss(x, tokens, last)
     else:
-        m = ConvVae()
-        x = torch.rand(b, 64 * 64)
+        m = ConvVae().to(dev)
+        x = torch.rand(b, 64 * 64, device=dev)
         step = lambda: m.loss(x)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-8)
     warmup = 3
@@ -167,6 +173,12 @@ def main():
         opt.step()
         loss.item()
     secs = time.perf_counter() - t0
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+        name = torch.cuda.get_device_name(dev)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        name = "cpu"
     print(json.dumps({
         "framework": f"pytorch-{torch.__version__}",
         "model": a.model,
@@ -174,7 +186,9 @@ def main():
         "steps": a.steps,
         "seconds": secs,
         "samples_per_s": a.steps * b / secs,
+        "device": name,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_device_mib": peak if dev.type == "cuda" else None,
         "threads": torch.get_num_threads(),
     }))
 

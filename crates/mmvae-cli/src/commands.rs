@@ -88,7 +88,9 @@ pub struct TrainArgs {
     /// Override data.train_limit (use the first N training images).
     #[arg(long)]
     train_limit: Option<usize>,
-    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    /// Compute device: cpu, wgpu (the best GPU), or wgpu:NAME / wgpu:N (one
+    /// adapter of `mmvae devices`, by part of its name or its number); GPUs
+    /// need a build with --features wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Hide the progress bar.
@@ -169,7 +171,9 @@ pub struct ModelArgs {
     /// Seed of the latent draws and sampled words.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    /// Compute device: cpu, wgpu (the best GPU), or wgpu:NAME / wgpu:N (one
+    /// adapter of `mmvae devices`, by part of its name or its number); GPUs
+    /// need a build with --features wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Draw text→image latents from the caption's posterior q(z|y) even
@@ -262,7 +266,9 @@ pub struct FitPriorArgs {
     /// replaces the saved one.
     #[arg(long)]
     rerank: Option<usize>,
-    /// Compute device: cpu or wgpu (needs a build with --features wgpu).
+    /// Compute device: cpu, wgpu (the best GPU), or wgpu:NAME / wgpu:N (one
+    /// adapter of `mmvae devices`, by part of its name or its number); GPUs
+    /// need a build with --features wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -1227,6 +1233,9 @@ pub struct BenchArgs {
     /// Data-parallel threads per step (default: one per core, at most 4).
     #[arg(long)]
     threads: Option<usize>,
+    /// Compute device: cpu, wgpu, or wgpu:NAME / wgpu:N (see `mmvae devices`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
@@ -1236,8 +1245,28 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         a.batch_size,
         a.steps,
         a.threads.unwrap_or_else(default_threads),
+        compute(&a.device)?,
     )?;
     outln!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+/// `mmvae devices`: one line per graphics adapter, with the `--device`
+/// value that chooses it.
+pub fn devices() -> Result<()> {
+    let found = mmvae_model::device::adapters()?;
+    if found.is_empty() {
+        anyhow::bail!("no GPU adapter found (is a Vulkan driver installed?); use --device cpu");
+    }
+    for (i, a) in found.iter().enumerate() {
+        let (kind, api) = match a.slot {
+            mmvae_model::device::GpuSlot::Adapter { kind, api, .. } => {
+                (kind.to_string(), format!("{api:?}"))
+            }
+            mmvae_model::device::GpuSlot::Best => (String::new(), String::new()),
+        };
+        outln!("--device wgpu:{i}\t{}\t{kind}\t{api}\t{}", a.name, a.driver);
+    }
     Ok(())
 }
 

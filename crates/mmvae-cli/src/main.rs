@@ -69,6 +69,9 @@ enum Command {
     Quickstart(commands::QuickstartArgs),
     /// Training-step throughput and peak memory of the reference models.
     Bench(commands::BenchArgs),
+    /// List the GPU adapters `--device wgpu:NAME` can choose (needs a build
+    /// with --features wgpu).
+    Devices,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Data { command } => commands::data(command),
         Command::Quickstart(a) => commands::quickstart(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Devices => commands::devices(),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -1616,3 +1616,24 @@ fn train_and_evaluate_on_your_own_image_caption_pairs() {
     assert!(html.contains("a red bar at the top") || html.contains("a green bar at the top"));
     assert!(html.contains("its caption"));
 }
+
+#[test]
+fn device_values_are_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let e = fails(d, &words("bench --steps 1 --device tpu"));
+    assert!(e.contains("unknown device `tpu`"), "{e}");
+    if cfg!(feature = "wgpu") {
+        return;
+    }
+    // A build without the GPU backend says how to get one.
+    let e = fails(d, &words("devices"));
+    assert!(e.contains("--features wgpu"), "{e}");
+    let e = fails(d, &words("bench --steps 1 --device wgpu:h200"));
+    assert!(e.contains("--features wgpu"), "{e}");
+    let e = fails(d, &words("train --config nothing.toml --device wgpu"));
+    assert!(
+        e.contains("nothing.toml") || e.contains("--features wgpu"),
+        "{e}"
+    );
+}

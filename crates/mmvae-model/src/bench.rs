@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::batch::HostBatch;
 use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel};
+use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
@@ -49,6 +50,8 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     /// Data-parallel shards per step.
     pub threads: usize,
+    /// Where the steps ran: `cpu`, or `wgpu: ` and the adapter's name.
+    pub device: String,
 }
 
 /// Peak resident set size of this process (Linux), MiB.
@@ -75,13 +78,16 @@ pub fn run(
     batch_size: usize,
     steps: usize,
     threads: usize,
+    compute: Compute,
 ) -> Result<BenchReport> {
     if batch_size == 0 || steps == 0 {
         return Err(ModelError::Invalid(
             "batch size and steps must be at least 1".into(),
         ));
     }
-    let device = crate::device::cpu_device().autodiff();
+    let device = compute.device()?.autodiff();
+    // One shard on a GPU: the data-parallel split is for CPU cores.
+    let threads = if compute.is_gpu() { 1 } else { threads };
     device.seed(0);
     let warmup = 3;
     let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
@@ -198,7 +204,11 @@ pub fn run(
     };
     let seconds = t.as_secs_f64();
     Ok(BenchReport {
-        framework: "burn-flex",
+        framework: if compute.is_gpu() {
+            "burn-wgpu"
+        } else {
+            "burn-flex"
+        },
         model,
         batch_size,
         steps,
@@ -206,5 +216,6 @@ pub fn run(
         samples_per_s: (steps * batch_size) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
         threads,
+        device: compute.label(),
     })
 }

@@ -308,7 +308,7 @@ pub fn train(
     let bs = cfg.optim.batch_size;
     let threads = match opts.compute {
         Compute::Cpu => opts.threads.clamp(1, bs),
-        Compute::Wgpu => 1,
+        Compute::Gpu(_) => 1,
     };
     let n = data.train.len();
     let steps_per_epoch = n.div_ceil(bs);
