@@ -49,17 +49,27 @@ fn print_epoch(r: &EpochReport) {
         (Some(g), Some(d)) => format!("  adversarial G {g:.2} D {d:.3}"),
         _ => String::new(),
     };
+    // The joint term's parts, then each modality read from each other one.
+    let mut parts: Vec<String> = r
+        .val
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("nll/").map(|m| format!("{m} {v:.2}")))
+        .collect();
+    if let Some(kl) = r.val.get("kl") {
+        parts.push(format!("kl {kl:.2}"));
+    }
+    parts.extend(
+        r.val
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("cross/").map(|m| format!("{m} {v:.2}"))),
+    );
     eprintln!(
-        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  (img {:.2}, txt {:.3}, kl {:.2}, x->y {:.3}, y->x {:.2}){adv}  {:.0} samples/s  (data wait {:.1}%)  {:.0}s{}",
+        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  ({}){adv}  {:.0} samples/s  (data wait {:.1}%)  {:.0}s{}",
         r.epoch,
         r.step,
         r.train["loss"],
         r.val["loss"],
-        r.val["img_nll"],
-        r.val["txt_nll"],
-        r.val["kl"],
-        r.val["img2txt_nll"],
-        r.val["txt2img_nll"],
+        parts.join(", "),
         r.samples_per_s,
         100.0 * r.data_wait,
         r.elapsed_s,

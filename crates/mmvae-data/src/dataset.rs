@@ -483,6 +483,27 @@ impl ImageLabelSet {
             c.truncate(n);
         }
     }
+    /// The items at `indices`, in that order, as a new set.
+    pub fn select(&self, indices: &[usize]) -> ImageLabelSet {
+        ImageLabelSet {
+            kind: self.kind,
+            channels: self.channels,
+            rows: self.rows,
+            cols: self.cols,
+            images: indices
+                .iter()
+                .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            captions: self
+                .captions
+                .as_ref()
+                .map(|c| indices.iter().map(|&i| c[i].clone()).collect()),
+            notes: Vec::new(),
+            skipped: 0,
+        }
+    }
+
     /// Split off the last `n` items into a new set (for a validation split).
     pub fn split_off_tail(&mut self, n: usize) -> ImageLabelSet {
         let n = n.min(self.len());

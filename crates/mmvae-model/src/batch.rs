@@ -6,31 +6,164 @@ use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::tokenizer::EOS;
 use mmvae_data::{ImageLabelSet, Vocab};
 
-/// A batch in plain memory, cheap to build on any thread.
-#[derive(Debug, Clone)]
-pub struct HostBatch {
-    pub size: usize,
-    pub pixels: usize,
-    pub max_len: usize,
-    /// `[size, pixels]` in `[0, 1]`.
-    pub images: Vec<f32>,
-    /// `[size, max_len]` framed token ids.
-    pub tokens: Vec<i64>,
-    /// `[size]` position of each `<eos>`.
-    pub last: Vec<i64>,
-    pub labels: Vec<usize>,
-    pub captions: Vec<String>,
-}
+use crate::modality::ModalityKind;
 
-/// A batch on a device.
+/// The inputs of one modality for a batch, on a device.
 ///
 /// # Shapes
-/// `images`: `[batch, pixels]`, `tokens`: `[batch, time]`, `last`: `[batch]`
+/// `Image`: `[n, pixels]` in `[0, 1]`; `Tokens`: `ids` `[n, max_len]`,
+/// `last` `[n]` (the position of each `<eos>`); `Label`: `[n]` class indices
+#[derive(Debug, Clone)]
+pub enum Input {
+    Image(Tensor<2>),
+    Tokens {
+        ids: Tensor<2, Int>,
+        last: Tensor<1, Int>,
+    },
+    Label(Tensor<1, Int>),
+}
+
+impl Input {
+    pub fn kind(&self) -> ModalityKind {
+        match self {
+            Input::Image(_) => ModalityKind::Image,
+            Input::Tokens { .. } => ModalityKind::Text,
+            Input::Label(_) => ModalityKind::Label,
+        }
+    }
+
+    /// The rows repeated `n` times, block after block.
+    pub fn repeat(&self, n: usize) -> Input {
+        match self {
+            Input::Image(x) => Input::Image(x.clone().repeat_dim(0, n)),
+            Input::Tokens { ids, last } => Input::Tokens {
+                ids: ids.clone().repeat_dim(0, n),
+                last: last.clone().repeat_dim(0, n),
+            },
+            Input::Label(l) => Input::Label(l.clone().repeat_dim(0, n)),
+        }
+    }
+}
+
+/// A batch on a device: one input per modality, in the model's order, and
+/// which items have which modality.
+///
+/// # Shapes
+/// `present`: `[batch, modalities]`, 1 where the item has the modality
+/// and 0 where it does not (the input's rows there hold placeholders)
 #[derive(Debug, Clone)]
 pub struct Batch {
-    pub images: Tensor<2>,
-    pub tokens: Tensor<2, Int>,
-    pub last: Tensor<1, Int>,
+    pub inputs: Vec<Input>,
+    pub present: Tensor<2>,
+}
+
+impl Batch {
+    pub fn size(&self) -> usize {
+        self.present.dims()[0]
+    }
+
+    /// Modality `m`'s presence column: `[batch, 1]`.
+    pub fn present_col(&self, m: usize) -> Tensor<2> {
+        self.present.clone().narrow(1, m, 1)
+    }
+
+    /// The pixels of the (first) image modality.
+    ///
+    /// # Panics
+    /// When the batch has no image modality: callers check the model first.
+    pub fn images(&self) -> Tensor<2> {
+        self.inputs
+            .iter()
+            .find_map(|i| match i {
+                Input::Image(x) => Some(x.clone()),
+                _ => None,
+            })
+            .expect("a batch with an image modality")
+    }
+
+    /// The token ids and `<eos>` positions of the (first) text modality.
+    ///
+    /// # Panics
+    /// When the batch has no text modality: callers check the model first.
+    pub fn tokens(&self) -> (Tensor<2, Int>, Tensor<1, Int>) {
+        self.inputs
+            .iter()
+            .find_map(|i| match i {
+                Input::Tokens { ids, last } => Some((ids.clone(), last.clone())),
+                _ => None,
+            })
+            .expect("a batch with a text modality")
+    }
+}
+
+/// What a model reads from each item: its modalities' kinds in order, and
+/// the caption length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub kinds: Vec<ModalityKind>,
+    pub max_len: usize,
+}
+
+/// One modality of a host batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostInput {
+    /// `[size, pixels]` in `[0, 1]`.
+    Image { pixels: usize, values: Vec<f32> },
+    /// `[size, max_len]` framed token ids and `[size]` `<eos>` positions.
+    Tokens {
+        max_len: usize,
+        ids: Vec<i64>,
+        last: Vec<i64>,
+    },
+    /// `[size]` class indices.
+    Label(Vec<i64>),
+}
+
+impl HostInput {
+    /// Rows `start..start + len`.
+    pub fn rows(&self, start: usize, len: usize) -> HostInput {
+        match self {
+            HostInput::Image { pixels, values } => HostInput::Image {
+                pixels: *pixels,
+                values: values[start * pixels..(start + len) * pixels].to_vec(),
+            },
+            HostInput::Tokens { max_len, ids, last } => HostInput::Tokens {
+                max_len: *max_len,
+                ids: ids[start * max_len..(start + len) * max_len].to_vec(),
+                last: last[start..start + len].to_vec(),
+            },
+            HostInput::Label(l) => HostInput::Label(l[start..start + len].to_vec()),
+        }
+    }
+
+    fn to_device(&self, size: usize, device: &Device) -> Input {
+        match self {
+            HostInput::Image { pixels, values } => Input::Image(Tensor::from_data(
+                TensorData::new(values.clone(), [size, *pixels]),
+                device,
+            )),
+            HostInput::Tokens { max_len, ids, last } => Input::Tokens {
+                ids: Tensor::from_data(TensorData::new(ids.clone(), [size, *max_len]), device),
+                last: Tensor::from_data(TensorData::new(last.clone(), [size]), device),
+            },
+            HostInput::Label(l) => Input::Label(Tensor::from_data(
+                TensorData::new(l.clone(), [size]),
+                device,
+            )),
+        }
+    }
+}
+
+/// A batch in plain memory, cheap to build on any thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBatch {
+    pub size: usize,
+    /// One per modality, in the model's order.
+    pub inputs: Vec<HostInput>,
+    /// `[size, modalities]`: 1 where the item has the modality.
+    pub present: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub captions: Vec<String>,
 }
 
 /// Frame token ids for the model: returns the `max_len` ids and the index of `<eos>`.
@@ -50,59 +183,102 @@ pub struct CaptionSource {
 }
 
 impl HostBatch {
-    /// Gather dataset items `indices` with their captions.
+    /// Gather dataset items `indices` with their captions, every modality
+    /// present.
     pub fn gather(
+        layout: &Layout,
         data: &ImageLabelSet,
         indices: &[usize],
         captions: CaptionSource,
         vocab: &Vocab,
-        max_len: usize,
     ) -> Self {
-        let pixels = data.pixels();
-        let mut images = Vec::with_capacity(indices.len() * pixels);
-        let mut tokens = Vec::with_capacity(indices.len() * max_len);
-        let mut last = Vec::with_capacity(indices.len());
-        let mut labels = Vec::with_capacity(indices.len());
-        let mut caps = Vec::with_capacity(indices.len());
+        let n = indices.len();
+        let mut labels = Vec::with_capacity(n);
+        let mut caps = Vec::with_capacity(n);
         for &i in indices {
-            images.extend(data.image(i).iter().map(|&b| b as f32 / 255.0));
             let label = data.labels[i] as usize;
             // An item's own caption where the dataset has them.
-            let cap = match &data.captions {
+            caps.push(match &data.captions {
                 Some(own) => own[i].clone(),
                 None => captions
                     .captioner
                     .caption(captions.set, captions.stream, i, label),
-            };
-            let (t, l) = frame(vocab, &vocab.encode_lossy(&cap), max_len);
-            tokens.extend(t);
-            last.push(l);
+            });
             labels.push(label);
-            caps.push(cap);
         }
+        let inputs = layout
+            .kinds
+            .iter()
+            .map(|kind| match kind {
+                ModalityKind::Image => HostInput::Image {
+                    pixels: data.pixels(),
+                    values: indices
+                        .iter()
+                        .flat_map(|&i| data.image(i).iter().map(|&b| b as f32 / 255.0))
+                        .collect(),
+                },
+                ModalityKind::Text => {
+                    let mut ids = Vec::with_capacity(n * layout.max_len);
+                    let mut last = Vec::with_capacity(n);
+                    for cap in &caps {
+                        let (t, l) = frame(vocab, &vocab.encode_lossy(cap), layout.max_len);
+                        ids.extend(t);
+                        last.push(l);
+                    }
+                    HostInput::Tokens {
+                        max_len: layout.max_len,
+                        ids,
+                        last,
+                    }
+                }
+                ModalityKind::Label => HostInput::Label(labels.iter().map(|&l| l as i64).collect()),
+            })
+            .collect();
         HostBatch {
-            size: indices.len(),
-            pixels,
-            max_len,
-            images,
-            tokens,
-            last,
+            size: n,
+            present: vec![1.0; n * layout.kinds.len()],
+            inputs,
             labels,
             captions: caps,
         }
     }
 
+    /// Number of modalities.
+    pub fn modalities(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Items `start..start + len`.
+    pub fn rows(&self, start: usize, len: usize) -> HostBatch {
+        let m = self.modalities();
+        HostBatch {
+            size: len,
+            inputs: self.inputs.iter().map(|i| i.rows(start, len)).collect(),
+            present: self.present[start * m..(start + len) * m].to_vec(),
+            labels: self.labels[start..start + len].to_vec(),
+            captions: self.captions[start..start + len].to_vec(),
+        }
+    }
+
+    /// The pixels of the (first) image modality, `[size, pixels]`.
+    pub fn images(&self) -> Option<&[f32]> {
+        self.inputs.iter().find_map(|i| match i {
+            HostInput::Image { values, .. } => Some(values.as_slice()),
+            _ => None,
+        })
+    }
+
     pub fn to_device(&self, device: &Device) -> Batch {
         Batch {
-            images: Tensor::from_data(
-                TensorData::new(self.images.clone(), [self.size, self.pixels]),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| i.to_device(self.size, device))
+                .collect(),
+            present: Tensor::from_data(
+                TensorData::new(self.present.clone(), [self.size, self.modalities()]),
                 device,
             ),
-            tokens: Tensor::from_data(
-                TensorData::new(self.tokens.clone(), [self.size, self.max_len]),
-                device,
-            ),
-            last: Tensor::from_data(TensorData::new(self.last.clone(), [self.size]), device),
         }
     }
 }

@@ -7,13 +7,14 @@ use burn::tensor::Distribution;
 use serde::Serialize;
 use std::time::Instant;
 
-use crate::batch::HostBatch;
-use crate::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel};
+use crate::batch::{HostBatch, HostInput};
+use crate::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::gaussian::Gaussian;
 use crate::image::{ImageDecoder, ImageEncoder};
-use crate::mvae::bernoulli_nll;
+use crate::mvae::{bernoulli_nll, DataShape};
+use crate::objective::TargetWeights;
 use crate::parallel::{parallel_gradients, sharded_gradients};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,25 +94,43 @@ pub fn run(
     let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
     let t = match model {
         BenchModel::MvaeMlp => {
+            let modalities = [
+                ModalityConfig::image("image", ImageModel::Mlp { hidden: 512 }),
+                ModalityConfig::text(
+                    "text",
+                    TextModel::Gru {
+                        embed: 64,
+                        hidden: 128,
+                    },
+                )
+                .with_weight(50.0),
+            ];
             let cfg = ModelConfig {
-                image_likelihood: Default::default(),
                 latent: 64,
                 private_latent: 0,
                 fusion: Fusion::Poe,
                 fusion_hidden: 128,
-                image: ImageModel::Mlp { hidden: 512 },
-                text: TextModel::Gru {
-                    embed: 64,
-                    hidden: 128,
-                },
                 max_len: 10,
+                legacy_image: None,
+                legacy_image_likelihood: None,
+                legacy_text: None,
             };
-            let loss_cfg = LossConfig {
-                text_weight: 50.0,
-                ..LossConfig::default()
+            let loss_cfg = LossConfig::default();
+            let weights = TargetWeights {
+                weight: modalities.iter().map(|m| m.weight).collect(),
+                cross: vec![1.0; 2],
             };
             let vocab = 32;
-            let mut m = cfg.init(28, 1, vocab, &device);
+            let mut m = cfg.init(
+                &modalities,
+                DataShape {
+                    side: 28,
+                    colours: 1,
+                    vocab,
+                },
+                &device,
+            );
+            let plan = m.plan(&loss_cfg, &weights, 0);
             let mut toks = Vec::new();
             for i in 0..batch_size {
                 toks.push(1i64);
@@ -122,13 +141,20 @@ pub fn run(
             }
             let hb = HostBatch {
                 size: batch_size,
-                pixels: 784,
-                max_len: 10,
-                images: (0..batch_size * 784)
-                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-                    .collect(),
-                tokens: toks,
-                last: vec![8i64; batch_size],
+                inputs: vec![
+                    HostInput::Image {
+                        pixels: 784,
+                        values: (0..batch_size * 784)
+                            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+                            .collect(),
+                    },
+                    HostInput::Tokens {
+                        max_len: 10,
+                        ids: toks,
+                        last: vec![8i64; batch_size],
+                    },
+                ],
+                present: vec![1.0; 2 * batch_size],
                 labels: vec![0; batch_size],
                 captions: vec![String::new(); batch_size],
             };
@@ -142,7 +168,7 @@ pub fn run(
                     &hb,
                     threads,
                     &loss_cfg,
-                    Fusion::Poe,
+                    &plan,
                     1.0,
                     &crate::parallel::Critics::default(),
                     &device,

@@ -13,11 +13,16 @@ use std::path::{Path, PathBuf};
 
 use crate::config::TrainConfig;
 use crate::error::{ModelError, Result};
-use crate::mvae::Mvae;
+use crate::mvae::{DataShape, Mvae};
 
 /// Where training stands, saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// The checkpoint format: 1 = two fixed modalities (weights named
+    /// `image_encoder`, `text_decoder`, …; no field in state.json), 2 =
+    /// modalities as data (`experts.N.…`).
+    #[serde(default = "format_v1")]
+    pub format: u32,
     pub dataset: DatasetKind,
     /// Image side length in pixels.
     pub side: usize,
@@ -47,6 +52,63 @@ pub struct Checkpoint {
 
 fn one() -> usize {
     1
+}
+
+fn format_v1() -> u32 {
+    1
+}
+
+/// The checkpoint format this build writes.
+pub const FORMAT: u32 = 2;
+
+/// How format 1 named the weights, and their names now.
+const V1_NAMES: [(&str, &str); 9] = [
+    ("image_encoder.", "experts.0.Image.encoder."),
+    ("image_decoder.", "experts.0.Image.decoder."),
+    ("pixel_scale.", "experts.0.Image.pixel_scale."),
+    ("text_encoder.", "experts.1.Text.encoder."),
+    ("text_decoder.", "experts.1.Text.decoder."),
+    (
+        "fusion_head.Attention.embed_image.",
+        "fusion_head.Attention.embeds.0.",
+    ),
+    (
+        "fusion_head.Attention.embed_text.",
+        "fusion_head.Attention.embeds.1.",
+    ),
+    (
+        "fusion_head.Attention.image_to_text.",
+        "fusion_head.Attention.attend.0.",
+    ),
+    (
+        "fusion_head.Attention.text_to_image.",
+        "fusion_head.Attention.attend.1.",
+    ),
+];
+
+/// Load format-1 weights (two fixed modalities, image first) into `model`
+/// (built from the same config, read as `[[modalities]]` image and text).
+fn load_v1_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
+    use burn::store::burn_pack::{Reader, Writer};
+    let tensors = Reader::from_file(path)
+        .and_then(Reader::into_tensors)
+        .map_err(|e| e.to_string())?;
+    let renamed = tensors
+        .into_iter()
+        .map(|mut t| {
+            if let Some((old, new)) = V1_NAMES.iter().find(|(old, _)| t.name.starts_with(old)) {
+                t.name = format!("{new}{}", &t.name[old.len()..]);
+            }
+            t
+        })
+        .collect();
+    let bytes = Writer::new(renamed)
+        .into_bytes()
+        .map_err(|e| e.to_string())?;
+    let record = burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| e.to_string())?;
+    check_shapes(model, |m| {
+        m.try_load_record(record).map_err(|e| e.to_string())
+    })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -98,9 +160,13 @@ pub fn save_with(
         vocab.save(&tmp.join("vocab.json"))?;
         fsutil::write_atomic(
             &tmp.join("state.json"),
-            serde_json::to_string_pretty(state)
-                .expect("state serialises")
-                .as_bytes(),
+            // The weights just written are in this build's format.
+            serde_json::to_string_pretty(&TrainState {
+                format: FORMAT,
+                ..state.clone()
+            })
+            .expect("state serialises")
+            .as_bytes(),
         )?;
         extra(&tmp)
     })();
@@ -174,8 +240,17 @@ fn shapes<M: Module>(m: &M) -> Vec<Vec<usize>> {
 /// Load weights into `model`, refusing a file whose tensors do not have
 /// exactly the shapes the model was built with.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
+    check_shapes(model, |m| m.try_load_file(path).map_err(|e| e.to_string()))
+}
+
+/// `load` applied to `model`, refused when a tensor's shape differs from
+/// the model's.
+fn check_shapes<M: Module>(
+    model: M,
+    load: impl FnOnce(M) -> std::result::Result<M, String>,
+) -> std::result::Result<M, String> {
     let expected = shapes(&model);
-    let loaded = model.try_load_file(path).map_err(|e| e.to_string())?;
+    let loaded = load(model)?;
     let got = shapes(&loaded);
     if got != expected {
         let msg = match expected
@@ -198,14 +273,29 @@ pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, 
     Ok(loaded)
 }
 
-/// Load a checkpoint and rebuild its model on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
     let ck = read_meta(dir)?;
-    let model = ck
-        .config
-        .model
-        .init(ck.state.side, ck.state.colours, ck.vocab.len(), device);
-    let model = load_weights(model, &dir.join("model.bpk")).map_err(|e| {
+    let model = ck.config.model.init(
+        &ck.config.modalities,
+        DataShape {
+            side: ck.state.side,
+            colours: ck.state.colours,
+            vocab: ck.vocab.len(),
+        },
+        device,
+    );
+    let path = dir.join("model.bpk");
+    let loaded = match ck.state.format {
+        1 => load_v1_weights(model, &path),
+        FORMAT => load_weights(model, &path),
+        n => {
+            return Err(ModelError::checkpoint(
+                dir,
+                format!("state.json says format {n}; this build reads formats 1 to {FORMAT} (it was written by a newer mmvae)"),
+            ))
+        }
+    };
+    let model = loaded.map_err(|e| {
         ModelError::checkpoint(
             dir,
             format!("weights do not match config.toml/vocab.json: {e}"),

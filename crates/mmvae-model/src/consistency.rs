@@ -124,7 +124,7 @@ pub fn score_pairs(
     let k = opts.prior_samples.max(1);
     // Prior draws shared by every estimate (common random numbers).
     let z_prior = Tensor::<2>::random(
-        [k, model.latent + model.private],
+        [k, model.latent + model.private()],
         Distribution::Normal(0.0, 1.0),
         dev,
     );
@@ -133,7 +133,7 @@ pub fn score_pairs(
     // Images: posteriors, and log p(x) ≈ log mean_k p(x | z_k). With logits l,
     // −log p(x|l) = Σ softplus(l) − x·l, so all images meet all k decodes in
     // one matrix product.
-    let prior_logits = model.image_decoder.forward(z_prior); // [k, pixels]
+    let prior_logits = model.image_expert().decoder.forward(z_prior); // [k, pixels]
     let sp = softplus(prior_logits.clone(), 1.0)
         .sum_dim(1)
         .reshape([1, k]); // [1, k]
@@ -170,7 +170,12 @@ pub fn score_pairs(
             .unsqueeze_dim::<3>(0)
             .repeat_dim(0, k)
             .reshape([k * len, t]);
-        let ll = model.text_decoder.nll(z, toks).neg().reshape([k, len]);
+        let ll = model
+            .text_expert()
+            .decoder
+            .nll(z, toks)
+            .neg()
+            .reshape([k, len]);
         log_py.extend(floats1(log_mean_exp_rows(ll)));
         start += len;
     }
@@ -194,13 +199,15 @@ pub fn score_pairs(
         let overlap = floats1(a.log_overlap(&b));
         let text_ll = floats1(
             model
-                .text_decoder
+                .text_expert()
+                .decoder
                 .nll(a.mu.clone(), tokens.clone().select(0, jj.clone()))
                 .neg(),
         );
         let x = images.clone().select(0, ii);
         let logits = model
-            .image_decoder
+            .image_expert()
+            .decoder
             .forward(model.with_private(b.mu.clone(), false));
         let img_ll = floats1(
             (x * logits.clone() - softplus(logits, 1.0))
@@ -257,8 +264,8 @@ pub fn pair_suite(
         stream,
     };
     let idx: Vec<usize> = (0..n).collect();
-    let hb = HostBatch::gather(data, &idx, src, &m.checkpoint.vocab, m.model.max_len);
-    let images = Tensor::from_data(TensorData::new(hb.images, [n, hb.pixels]), &m.device);
+    let hb = HostBatch::gather(&m.model.layout(), data, &idx, src, &m.checkpoint.vocab);
+    let images = hb.to_device(&m.device).images();
     let slots = kind.slots();
     let mut captions = hb.captions.clone();
     let mut random = Vec::with_capacity(n);

@@ -5,7 +5,8 @@ use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
 use mmvae_data::{TokenLevel, Vocab};
 use std::path::Path;
 
-use crate::config::{DataConfig, TrainConfig};
+use crate::batch::HostBatch;
+use crate::config::{DataConfig, ExpertConfig, ModalityKind, TrainConfig, Unpaired};
 use crate::error::Result;
 
 /// Caption streams: training draws a fresh template per image each epoch
@@ -142,6 +143,7 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
         None => build_vocab(&captioner, cfg.data.tokenizer),
     };
     check_max_len(cfg, &captioner, own.as_deref(), &vocab)?;
+    check_modalities(cfg, &train, &val)?;
     Ok(TrainData {
         train,
         val,
@@ -149,6 +151,127 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
         captioner,
         notes,
     })
+}
+
+/// Which training items keep which modalities (weak supervision): a seeded
+/// `data.paired_fraction` of the items keep all, each of the others keeps
+/// the one `data.unpaired` chooses (or is left out with `"drop"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pairing {
+    modalities: usize,
+    /// Per training item: `None` = paired, `Some(m)` = only modality m.
+    kept: Vec<Option<usize>>,
+    drop_unpaired: bool,
+}
+
+impl Pairing {
+    /// The pairing of a run's `n` training items.
+    pub fn new(cfg: &TrainConfig, n: usize) -> Pairing {
+        let modalities = cfg.modalities.len();
+        let f = cfg.data.paired_fraction;
+        let paired_count = if f >= 1.0 {
+            n
+        } else {
+            ((f * n as f64).round() as usize).clamp(1, n.max(1))
+        };
+        let mut paired = vec![false; n];
+        let order = crate::batch::shuffled(n, cfg.seed ^ 0x9A1B_ED00_0000_0001);
+        for &i in order.iter().take(paired_count) {
+            paired[i] = true;
+        }
+        let kept = (0..n)
+            .map(|i| {
+                (!paired[i]).then(|| match &cfg.data.unpaired {
+                    Unpaired::Random | Unpaired::Drop => {
+                        let h = mmvae_data::captions::splitmix64(
+                            cfg.seed ^ 0x0DD5_EED0_0000_0000 ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                        );
+                        (h % modalities as u64) as usize
+                    }
+                    Unpaired::First => 0,
+                    Unpaired::Alternate => i % modalities,
+                    Unpaired::Only(name) => cfg.modality(name).unwrap_or(0),
+                })
+            })
+            .collect();
+        Pairing {
+            modalities,
+            kept,
+            drop_unpaired: cfg.data.unpaired == Unpaired::Drop,
+        }
+    }
+
+    /// The items a run trains on: all, or only the paired ones with
+    /// `"drop"`.
+    pub fn items(&self) -> Vec<usize> {
+        (0..self.kept.len())
+            .filter(|&i| !self.drop_unpaired || self.kept[i].is_none())
+            .collect()
+    }
+
+    /// The items that keep every modality.
+    pub fn paired(&self) -> Vec<usize> {
+        (0..self.kept.len())
+            .filter(|&i| self.kept[i].is_none())
+            .collect()
+    }
+
+    /// Mark, in a batch gathered from training items `indices`, the
+    /// modalities each item lacks.
+    pub fn apply(&self, hb: &mut HostBatch, indices: &[usize]) {
+        for (row, &i) in indices.iter().enumerate() {
+            if let Some(keep) = self.kept[i] {
+                for m in 0..self.modalities {
+                    hb.present[row * self.modalities + m] = if m == keep { 1.0 } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Refuse modalities the dataset cannot feed: each dataset item has one
+/// image, one caption and one class label.
+pub fn check_modalities(
+    cfg: &TrainConfig,
+    train: &ImageLabelSet,
+    val: &ImageLabelSet,
+) -> Result<()> {
+    for kind in [ModalityKind::Image, ModalityKind::Text, ModalityKind::Label] {
+        let names: Vec<&str> = cfg
+            .modalities
+            .iter()
+            .filter(|m| m.kind() == kind)
+            .map(|m| m.name.as_str())
+            .collect();
+        if names.len() > 1 {
+            return Err(crate::error::ModelError::Config(format!(
+                "`modalities`: dataset {} has one {kind} per item, the config lists {} ({})",
+                cfg.data.dataset.dir_name(),
+                names.len(),
+                names.join(", ")
+            )));
+        }
+    }
+    for m in &cfg.modalities {
+        if let ExpertConfig::Label { model } = &m.expert {
+            let top = train
+                .labels
+                .iter()
+                .chain(&val.labels)
+                .copied()
+                .max()
+                .unwrap_or(0) as usize;
+            if top >= model.classes {
+                return Err(crate::error::ModelError::Config(format!(
+                    "`modalities.{}.model.classes` = {} but dataset {} has labels up to {top}",
+                    m.name,
+                    model.classes,
+                    cfg.data.dataset.dir_name()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The test split of a run's dataset.

@@ -17,7 +17,6 @@ use crate::inception::{self, InceptionV3};
 use crate::infer::{Draw, Loaded};
 use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
 use crate::metrics;
-use crate::mvae::REPORT_NAMES;
 use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
 
@@ -581,9 +580,12 @@ fn t2i(
     let mut features = Feats::default();
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(bs) {
-        let hb = HostBatch::gather(test, chunk, source, &m.checkpoint.vocab, m.model.max_len);
+        let hb = HostBatch::gather(&m.model.layout(), test, chunk, source, &m.checkpoint.vocab);
         let b = hb.to_device(&m.device);
-        let probs = m.text_to_image_probs(b.tokens, b.last, draw);
+        let probs = {
+            let (t, l) = b.tokens();
+            m.text_to_image_probs(t, l, draw)
+        };
         let (preds, f) = clf.predict_with_features(probs.clone());
         features.add(f, net, m, probs);
         for (p, &l) in preds.into_iter().zip(&hb.labels) {
@@ -774,8 +776,14 @@ pub fn evaluate(
     let (mut psnr_sum, mut ssim_sum) = (0.0f64, 0.0f64);
     let (side, colours) = (m.side(), m.colours());
     for chunk in idx.chunks(bs) {
-        let hb = HostBatch::gather(test, chunk, train_src, &m.checkpoint.vocab, m.model.max_len);
-        let images = hb.to_device(&m.device).images;
+        let hb = HostBatch::gather(
+            &m.model.layout(),
+            test,
+            chunk,
+            train_src,
+            &m.checkpoint.vocab,
+        );
+        let images = hb.to_device(&m.device).images();
         // Captions only for the metrics that read them.
         let caps = match opts.beam {
             _ if !captions_needed => Vec::new(),
@@ -816,7 +824,7 @@ pub fn evaluate(
         let got = probs.try_into_vec_as::<f32>().unwrap_or_default();
         let px = colours * side * side;
         for (k, g) in got.chunks(px).enumerate() {
-            let want = &hb.images[k * px..(k + 1) * px];
+            let want = &hb.images().unwrap_or_default()[k * px..(k + 1) * px];
             psnr_sum += metrics::psnr(want, g).min(100.0);
             ssim_sum += metrics::ssim(want, g, colours, side);
         }
@@ -861,21 +869,17 @@ pub fn evaluate(
     sub.truncate(n);
     let test_loss = on(Metric::Loss).then(|| {
         // The objective of the last epoch (the final phase's weights).
-        let final_loss = cfg.loss_at(cfg.optim.epochs.saturating_sub(1));
-        let loss = evaluate_loss(
+        let last = cfg.optim.epochs.saturating_sub(1);
+        evaluate_loss(
             &m.model,
             cfg,
-            &final_loss,
+            &cfg.loss_at(last),
+            &cfg.weights_at(last),
             &sub,
             train_src,
             &m.checkpoint.vocab,
             &m.device,
-        );
-        REPORT_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .zip(loss)
-            .collect()
+        )
     });
     let (subset_size, subsets) = (1000, 10);
     let retrieval = on(Metric::Retrieval)

@@ -91,6 +91,30 @@ impl Gaussian {
         }
     }
 
+    /// Product of the experts with the standard-normal prior expert, each
+    /// expert's precision multiplied by its presence mask row by row: where
+    /// an expert is absent (mask 0) the product is that of the others.
+    ///
+    /// # Shapes
+    /// `experts`: `[n, latent]` each, `masks`: `[n, 1]` each → `[n, latent]`
+    pub fn masked_product_with_prior(experts: &[Gaussian], masks: &[Tensor<2>]) -> Gaussian {
+        let first = experts.first().expect("at least one expert");
+        let dims = first.mu.dims();
+        let device = first.mu.device();
+        let mut precision = Tensor::<2>::ones(dims, &device);
+        let mut weighted = Tensor::<2>::zeros(dims, &device);
+        for (e, m) in experts.iter().zip(masks) {
+            let p = e.logvar.clone().clamp(-10.0, 10.0).neg().exp() * m.clone();
+            weighted = weighted + e.mu.clone() * p.clone();
+            precision = precision + p;
+        }
+        let var = precision.recip();
+        Gaussian {
+            mu: weighted * var.clone(),
+            logvar: var.log(),
+        }
+    }
+
     /// The unimodal posterior used at inference: one expert with the prior.
     pub fn with_prior(self) -> Gaussian {
         Gaussian::product_with_prior(&[self])
@@ -165,14 +189,26 @@ impl Gaussian {
         lp.sum_dim(1).squeeze_dim::<1>(1)
     }
 
-    /// log of the equal-weight mixture density ½(q_a(z) + q_b(z)), computed
-    /// stably: `[batch, latent]` → `[batch]`.
-    pub fn mixture_log_prob(a: &Gaussian, b: &Gaussian, z: Tensor<2>) -> Tensor<1> {
-        let la = a.log_prob(z.clone());
-        let lb = b.log_prob(z);
-        let m = la.clone().max_pair(lb.clone());
-        let s = (la - m.clone()).exp() + (lb - m.clone()).exp();
-        m + s.log() - std::f32::consts::LN_2
+    /// log of the equal-weight mixture of the present experts' densities at
+    /// `z`, row by row: log (Σ_m mask_m q_m(z) / Σ_m mask_m), computed
+    /// stably. Each row needs at least one present expert.
+    ///
+    /// # Shapes
+    /// `experts`: `[n, latent]` each, `masks`: `[n, 1]` each (1 or 0),
+    /// `z`: `[n, latent]` → `[n]`
+    pub fn mixture_log_prob(experts: &[Gaussian], masks: &[Tensor<2>], z: Tensor<2>) -> Tensor<1> {
+        let n = z.dims()[0];
+        // An absent expert's log-density is pushed far below the others'.
+        let lp: Vec<Tensor<2>> = experts
+            .iter()
+            .zip(masks)
+            .map(|(e, m)| e.log_prob(z.clone()).reshape([n, 1]) + (m.clone() - 1.0) * 1.0e9)
+            .collect();
+        let lp = Tensor::cat(lp, 1); // [n, M]
+        let count = Tensor::cat(masks.to_vec(), 1).sum_dim(1).reshape([n]); // [n]
+        let top = lp.clone().max_dim(1); // [n, 1]
+        let s = (lp - top.clone()).exp().sum_dim(1); // [n, 1]
+        (top + s.log()).reshape([n]) - count.log()
     }
 
     /// z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar.
@@ -305,16 +341,32 @@ mod tests {
         // Mixture: log ½(N(z; m, v) + N(z; 2, 0.1)), even far in one tail.
         let h = Gaussian::new(t(&[2.0], &dev), t(&[(0.1f32).ln()], &dev));
         for z in [-0.4f64, 2.1, 40.0] {
-            let mx = Gaussian::mixture_log_prob(&g, &h, t(&[z as f32], &dev))
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap()[0] as f64;
+            let one = || Tensor::<2>::ones([1, 1], &dev);
+            let mx = Gaussian::mixture_log_prob(
+                &[g.clone(), h.clone()],
+                &[one(), one()],
+                t(&[z as f32], &dev),
+            )
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()[0] as f64;
             let (a, b) = (ln(z, m, v), ln(z, 2.0, 0.1));
             let hi = a.max(b);
             let want = hi + (0.5 * ((a - hi).exp() + (b - hi).exp())).ln();
             assert!(
                 (mx - want).abs() < 1e-3 * want.abs().max(1.0),
                 "{z}: {mx} vs {want}"
+            );
+            // An absent component does not count: the mixture is the other.
+            let only_g = Gaussian::mixture_log_prob(
+                &[g.clone(), h.clone()],
+                &[one(), Tensor::<2>::zeros([1, 1], &dev)],
+                t(&[z as f32], &dev),
+            )
+            .into_scalar::<f32>() as f64;
+            assert!(
+                (only_g - a).abs() < 1e-3 * a.abs().max(1.0),
+                "{z}: {only_g} vs {a}"
             );
         }
     }

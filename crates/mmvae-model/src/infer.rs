@@ -309,7 +309,8 @@ impl Loaded {
         let z = Self::draw(&q, how);
         self.to_captions(
             self.model
-                .text_decoder
+                .text_expert()
+                .decoder
                 .decode_beam(z, self.model.max_len, width),
         )
     }

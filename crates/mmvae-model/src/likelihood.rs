@@ -20,6 +20,7 @@ use crate::batch::{CaptionSource, HostBatch};
 use crate::data::TEST_STREAM;
 use crate::gaussian::Gaussian;
 use crate::infer::Loaded;
+use crate::objective::Subset;
 
 /// Mean estimates over the scored items, in nats.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,15 +57,15 @@ pub fn marginal_log_likelihood(
     };
     let (mut sx, mut sy, mut sxy) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..n {
-        let hb = HostBatch::gather(test, &[i], src, &m.checkpoint.vocab, model.max_len);
+        let hb = HostBatch::gather(&model.layout(), test, &[i], src, &m.checkpoint.vocab);
         let b = hb.to_device(&m.device);
-        let x = b.images.clone().repeat_dim(0, k); // [k, pixels]
-        let tok = b.tokens.clone().repeat_dim(0, k); // [k, time]
-        let (qx, qw) = model.image_experts(b.images.clone());
-        let qy = model.text_encoder.forward(b.tokens, b.last);
-        let post_x = model.posterior(Some(&qx), None);
-        let post_y = model.posterior(None, Some(&qy));
-        let post_xy = model.posterior(Some(&qx), Some(&qy));
+        let x = b.images().repeat_dim(0, k); // [k, pixels]
+        let tok = b.tokens().0.repeat_dim(0, k); // [k, time]
+        let (_, qw) = model.image_experts(b.images());
+        let (image, text) = model.pair();
+        let post_x = model.posterior_given(&b, Subset::single(image));
+        let post_y = model.posterior_given(&b, Subset::single(text));
+        let post_xy = model.posterior_given(&b, Subset::single(image).with(text));
         let draw = |g: &Gaussian| {
             let g = g.repeat_rows(k);
             let z = g.rsample_with(g.mu.random_like(Distribution::Normal(0.0, 1.0)));
@@ -87,11 +88,8 @@ pub fn marginal_log_likelihood(
         let (z, log_q) = draw(&post_x);
         let prior = Gaussian::standard_log_prob(z.clone());
         let (zw, extra) = private(z);
-        let mut lw = model
-            .image_nll(model.image_decoder.forward(zw), x.clone())
-            .neg()
-            + prior
-            - log_q;
+        let img = model.image_expert();
+        let mut lw = img.nll(img.decoder.forward(zw), x.clone()).neg() + prior - log_q;
         if let Some(e) = extra {
             lw = lw + e;
         }
@@ -99,7 +97,11 @@ pub fn marginal_log_likelihood(
 
         // log p(y)
         let (z, log_q) = draw(&post_y);
-        let lw = model.text_decoder.nll(z.clone(), tok.clone()).neg()
+        let lw = model
+            .text_expert()
+            .decoder
+            .nll(z.clone(), tok.clone())
+            .neg()
             + Gaussian::standard_log_prob(z)
             - log_q;
         sy += log_mean_exp(&host(lw));
@@ -107,10 +109,9 @@ pub fn marginal_log_likelihood(
         // log p(x, y)
         let (z, log_q) = draw(&post_xy);
         let prior = Gaussian::standard_log_prob(z.clone());
-        let txt = model.text_decoder.nll(z.clone(), tok).neg();
+        let txt = model.text_expert().decoder.nll(z.clone(), tok).neg();
         let (zw, extra) = private(z);
-        let mut lw =
-            model.image_nll(model.image_decoder.forward(zw), x).neg() + txt + prior - log_q;
+        let mut lw = img.nll(img.decoder.forward(zw), x).neg() + txt + prior - log_q;
         if let Some(e) = extra {
             lw = lw + e;
         }

@@ -14,10 +14,12 @@ use burn::tensor::Distribution;
 use burn::tensor::activation::sigmoid;
 
 use crate::batch::HostBatch;
-use crate::config::{AdversarialLoss, Fusion, LossConfig};
+use crate::config::{AdversarialLoss, LossConfig};
 use crate::discriminator::{generator_loss, PatchDiscriminator};
-use crate::mvae::{noise_rows, Mvae};
+use crate::mvae::Mvae;
+use crate::objective::Plan;
 use crate::perceptual::FeatureNet;
+use std::collections::BTreeMap;
 
 /// The default number of shards: one per available core, at most 4.
 pub fn default_threads() -> usize {
@@ -36,17 +38,7 @@ pub fn shard(hb: &HostBatch, n: usize) -> Vec<HostBatch> {
     let mut start = 0;
     for i in 0..n {
         let len = base + usize::from(i < extra);
-        let rows = start..start + len;
-        out.push(HostBatch {
-            size: len,
-            pixels: hb.pixels,
-            max_len: hb.max_len,
-            images: hb.images[rows.start * hb.pixels..rows.end * hb.pixels].to_vec(),
-            tokens: hb.tokens[rows.start * hb.max_len..rows.end * hb.max_len].to_vec(),
-            last: hb.last[rows.clone()].to_vec(),
-            labels: hb.labels[rows.clone()].to_vec(),
-            captions: hb.captions[rows].to_vec(),
-        });
+        out.push(hb.rows(start, len));
         start += len;
     }
     out
@@ -169,8 +161,8 @@ pub struct Critics {
 /// One step's gradients and what the step computed besides.
 pub struct StepGradients {
     pub grads: GradientsParams,
-    /// The loss report, named by [`crate::mvae::REPORT_NAMES`].
-    pub report: Vec<f32>,
+    /// The objective's named terms (batch means).
+    pub report: BTreeMap<String, f32>,
     /// With an [`Adversary`]: the generator loss (per image, before its
     /// weight), a batch mean.
     pub generator_loss: f32,
@@ -196,7 +188,7 @@ pub fn sharded_gradients(
     hb: &HostBatch,
     shards: usize,
     cfg: &LossConfig,
-    fusion: Fusion,
+    plan: &Plan,
     beta: f32,
     critics: &Critics,
     device: &Device,
@@ -208,7 +200,7 @@ pub fn sharded_gradients(
         .into_iter()
         .map(|p| {
             let eps = Tensor::random(
-                [noise_rows(cfg, fusion, p.size), model.noise_dim()],
+                [model.noise_rows(plan, cfg, p.size), model.noise_dim()],
                 Distribution::Normal(0.0, 1.0),
                 device,
             );
@@ -218,20 +210,23 @@ pub fn sharded_gradients(
     let (grads, report, extras) =
         parallel_gradients(model, work, device, |m, (part, eps, critics)| {
             let batch = part.to_device(device);
-            let out = m.loss_with_noise(&batch, cfg, fusion, beta, eps);
+            let out = m.loss_with_noise(&batch, cfg, plan, beta, eps);
             let w = part.size as f32 / total;
-            let report = out.report.try_into_vec_as::<f32>().unwrap_or_default();
-            let report = report.into_iter().map(|v| v * w).collect();
+            let report = out.terms.to_host();
+            let names: Vec<String> = report.keys().cloned().collect();
+            let values = report.into_values().map(|v| v * w).collect();
             let mut loss = out.total;
-            let mut extra = (0.0f32, Vec::new(), 0.0f32);
+            let mut extra = (0.0f32, Vec::new(), 0.0f32, names);
             let b = part.size;
-            if let Some(p) = critics.perceptual {
-                let recon = sigmoid(out.image_logits.clone().narrow(0, 0, 2 * b)); // [2b, pixels]
+            // Validated: the critics run only on image + text models, whose
+            // loss returns both kinds of image.
+            if let (Some(p), Some(recon)) = (critics.perceptual, &out.reconstructed) {
+                let copies = recon.dims()[0] / b;
                 let d = p
                     .network
                     .distance(
-                        recon,
-                        batch.images.clone().repeat_dim(0, 2),
+                        sigmoid(recon.clone()),
+                        batch.images().repeat_dim(0, copies),
                         p.colours,
                         p.side,
                     )
@@ -239,10 +234,11 @@ pub fn sharded_gradients(
                 extra.2 = d.clone().into_scalar::<f32>() * w;
                 loss = loss + d * p.weight;
             }
-            if let Some(a) = critics.adversary {
-                let logits = out.image_logits;
+            if let (Some(a), Some(recon), Some(generated)) =
+                (critics.adversary, &out.reconstructed, &out.generated)
+            {
                 let judged = sigmoid(Tensor::cat(
-                    vec![logits.clone().narrow(0, 0, b), logits.narrow(0, 2 * b, b)],
+                    vec![recon.clone().narrow(0, 0, b), generated.clone()],
                     0,
                 )); // [2b, pixels]
                 let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
@@ -251,16 +247,17 @@ pub fn sharded_gradients(
                 extra.0 = g_value * w;
                 extra.1 = judged.detach().try_into_vec_as::<f32>().unwrap_or_default();
             }
-            (loss * w, report, extra)
+            (loss * w, values, extra)
         });
+    let names = extras.first().map(|e| e.3.clone()).unwrap_or_default();
     let mut out = StepGradients {
         grads,
-        report,
+        report: names.into_iter().zip(report).collect(),
         generator_loss: 0.0,
         perceptual_loss: 0.0,
         generated: Vec::new(),
     };
-    for (g, px, p) in extras {
+    for (g, px, p, _) in extras {
         out.generator_loss += g;
         out.generated.extend(px);
         out.perceptual_loss += p;
@@ -271,66 +268,36 @@ pub fn sharded_gradients(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ImageModel, ModelConfig, TextModel, UnimodalTarget};
+    use crate::config::UnimodalTarget;
 
     #[test]
     fn sharded_gradients_equal_whole_batch_gradients() {
         let _rng = crate::testutil::rng_lock();
-        let cfg = ModelConfig {
-            image_likelihood: Default::default(),
-            latent: 3,
-            // Covers the image-only latent's noise columns in the shards.
-            private_latent: 2,
-            fusion: Fusion::Poe,
-            fusion_hidden: 128,
-            image: ImageModel::Mlp { hidden: 8 },
-            text: TextModel::Gru {
-                embed: 4,
-                hidden: 5,
-            },
-            max_len: 5,
-        };
+        // Covers the image-only latent's noise columns in the shards.
+        let (cfg, modalities) = crate::testutil::tiny_image_text(2);
         let loss = LossConfig {
-            text_weight: 2.0,
             unimodal_target: UnimodalTarget::All,
             ..LossConfig::default()
         };
         let dev = Device::flex().autodiff();
         dev.seed(1);
-        let model = cfg.init(4, 1, 8, &dev);
+        let model = cfg.init(&modalities, crate::testutil::SHAPE, &dev);
+        let weights = crate::testutil::weights(&modalities);
+        let plan = model.plan(&loss, &weights, 0);
         let n = 5;
-        let hb = HostBatch {
-            size: n,
-            pixels: 16,
-            max_len: 5,
-            images: (0..n * 16).map(|i| (i % 7) as f32 / 7.0).collect(),
-            tokens: (0..n)
-                .flat_map(|i| [1, 4 + (i % 4) as i64, 5, 2, 0])
-                .collect(),
-            last: vec![3; n],
-            labels: vec![0; n],
-            captions: vec![String::new(); n],
-        };
+        let hb = crate::testutil::host_batch(n);
         let parts = shard(&hb, 2);
         assert_eq!(parts.iter().map(|p| p.size).collect::<Vec<_>>(), vec![3, 2]);
-        assert_eq!(parts[1].tokens[..5], hb.tokens[15..20]);
+        assert_eq!(parts[1], hb.rows(3, 2));
 
         dev.seed(9);
-        let step = sharded_gradients(
-            &model,
-            &hb,
-            2,
-            &loss,
-            Fusion::Poe,
-            1.0,
-            &Critics::default(),
-            &dev,
-        );
+        let step = sharded_gradients(&model, &hb, 2, &loss, &plan, 1.0, &Critics::default(), &dev);
         let (g2, r2) = (step.grads, step.report);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);
-        let e1 = Tensor::<2>::random([9, 5], Distribution::Normal(0.0, 1.0), &dev);
-        let e2 = Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 1.0), &dev);
+        let cols = model.noise_dim();
+        let e1 = Tensor::<2>::random([9, cols], Distribution::Normal(0.0, 1.0), &dev);
+        let e2 = Tensor::<2>::random([6, cols], Distribution::Normal(0.0, 1.0), &dev);
         // Rows are [joint, x, y] per shard; reassemble them for the whole batch.
         let pick = |e: &Tensor<2>, k: usize, len: usize| e.clone().narrow(0, k * len, len);
         let eps = Tensor::cat(
@@ -344,11 +311,11 @@ mod tests {
             ],
             0,
         );
-        let out = model.loss_with_noise(&hb.to_device(&dev), &loss, Fusion::Poe, 1.0, eps);
-        let r1 = out.report.try_into_vec_as::<f32>().unwrap();
+        let out = model.loss_with_noise(&hb.to_device(&dev), &loss, &plan, 1.0, eps);
+        let r1 = out.terms.to_host();
         let g1 = GradientsParams::from_grads(out.total.backward(), &model);
         assert!(
-            (r1[0] - r2[0]).abs() < 1e-3 * r1[0].abs(),
+            (r1["loss"] - r2["loss"]).abs() < 1e-3 * r1["loss"].abs(),
             "{r1:?} vs {r2:?}"
         );
 

@@ -126,13 +126,18 @@ fn means(
     let (mut zi, mut zt, mut y) = (Vec::new(), Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..n.min(data.len())).collect();
     for chunk in idx.chunks(500) {
-        let hb =
-            crate::batch::HostBatch::gather(data, chunk, src, &m.checkpoint.vocab, m.model.max_len);
+        let hb = crate::batch::HostBatch::gather(
+            &m.model.layout(),
+            data,
+            chunk,
+            src,
+            &m.checkpoint.vocab,
+        );
         y.extend(hb.labels.iter().map(|&l| kind.attributes(l)));
         let b = hb.to_device(&m.device);
         let host = |t: Tensor<2>| t.try_into_vec_as::<f32>().unwrap_or_default();
-        zi.extend(host(m.model.encode_image(b.images).mu));
-        zt.extend(host(m.model.encode_text(b.tokens, b.last).mu));
+        zi.extend(host(m.model.encode_image(b.images()).mu));
+        zt.extend(host(m.model.encode_caption(&b).mu));
     }
     (zi, zt, y)
 }

@@ -101,11 +101,11 @@ pub fn retrieval(
     let (mut i2t_class, mut t2i_class) = (0usize, 0usize);
     for s in 0..subsets {
         let idx: Vec<usize> = order[s * size..(s + 1) * size].to_vec();
-        let hb = HostBatch::gather(test, &idx, src, &m.checkpoint.vocab, m.model.max_len);
+        let hb = HostBatch::gather(&m.model.layout(), test, &idx, src, &m.checkpoint.vocab);
         let labels = hb.labels.clone();
         let b = hb.to_device(&m.device);
-        let qx = m.model.encode_image(b.images);
-        let qy = m.model.encode_text(b.tokens, b.last);
+        let qx = m.model.encode_image(b.images());
+        let qy = m.model.encode_caption(&b);
         let sim = log_overlap_matrix(&qx, &qy); // [images, captions]
         let sim_t: Vec<Vec<f32>> = (0..size)
             .map(|j| (0..size).map(|i| sim[i][j]).collect())

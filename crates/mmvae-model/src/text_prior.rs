@@ -341,9 +341,9 @@ fn posteriors(
     let mut p = Pairs::with_capacity(data.len(), model.latent);
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(256) {
-        let b = HostBatch::gather(data, chunk, source, vocab, model.max_len).to_device(device);
-        let qx = model.encode_image(b.images);
-        let qy = model.encode_text(b.tokens, b.last);
+        let b = HostBatch::gather(&model.layout(), data, chunk, source, vocab).to_device(device);
+        let qx = model.encode_image(b.images());
+        let qy = model.encode_caption(&b);
         p.x_mu.extend(host(qx.mu));
         p.x_logvar.extend(host(qx.logvar));
         p.y_mu.extend(host(qy.mu));
@@ -618,7 +618,8 @@ pub fn save_info(dir: &Path, info: &TextPriorInfo) -> Result<()> {
 }
 
 /// Fit a prior to the checkpoint in `dir` on its run's training split
-/// (validation items held out as in training) and save it there.
+/// (validation items held out as in training; with weak supervision, the
+/// paired items only) and save it there.
 pub fn fit_checkpoint(
     dir: &Path,
     data_dir: Option<&Path>,
@@ -627,12 +628,18 @@ pub fn fit_checkpoint(
 ) -> Result<TextPriorInfo> {
     cfg.validate()?;
     let m = crate::infer::load(dir, compute)?;
-    let data = crate::data::load_train_data(&m.checkpoint.config, data_dir)?;
+    let config = &m.checkpoint.config;
+    let data = crate::data::load_train_data(config, data_dir)?;
+    // Weakly supervised runs fit the prior to their paired items alone.
+    let paired = (config.data.paired_fraction < 1.0).then(|| {
+        let keep = crate::data::Pairing::new(config, data.train.len()).paired();
+        data.train.select(&keep)
+    });
     let (prior, info) = fit(
         &m.model,
         &m.checkpoint.vocab,
         m.captioner(),
-        &data.train,
+        paired.as_ref().unwrap_or(&data.train),
         &data.val,
         cfg,
         m.checkpoint.config.seed,

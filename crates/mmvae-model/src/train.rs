@@ -16,13 +16,15 @@ use std::time::Instant;
 use crate::batch::{shuffled, CaptionSource, HostBatch};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{AdversarialConfig, LossConfig, TrainConfig};
-use crate::data::{load_train_data, VAL_STREAM};
+use crate::data::{load_train_data, Pairing, VAL_STREAM};
 use crate::device::Compute;
 use crate::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
 use crate::error::{ModelError, Result};
-use crate::mvae::{Mvae, REPORT_NAMES};
+use crate::mvae::{DataShape, Mvae};
+use crate::objective::TargetWeights;
 use crate::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
 use crate::perceptual::FeatureNet;
+use std::collections::BTreeMap;
 
 /// Options of a run that are not part of the model's configuration.
 #[derive(Debug, Clone)]
@@ -47,8 +49,8 @@ pub struct EpochReport {
     pub step: usize,
     pub beta: f32,
     pub lr: f64,
-    pub train: std::collections::BTreeMap<String, f64>,
-    pub val: std::collections::BTreeMap<String, f64>,
+    pub train: BTreeMap<String, f64>,
+    pub val: BTreeMap<String, f64>,
     pub elapsed_s: f64,
     pub samples_per_s: f64,
     /// Fraction of the epoch's training time the step loop spent waiting
@@ -81,7 +83,15 @@ pub fn init_model(
     device: &Device,
 ) -> Mvae {
     device.seed(cfg.seed);
-    cfg.model.init(side, colours, vocab, device)
+    cfg.model.init(
+        &cfg.modalities,
+        DataShape {
+            side,
+            colours,
+            vocab,
+        },
+        device,
+    )
 }
 
 pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -184,39 +194,64 @@ impl Refiner {
     }
 }
 
-/// Mean loss report of `model` over a dataset under the `loss` weights (at
-/// full β), in batches (no gradients).
+/// Mean named terms of `model`'s objective over a dataset under the
+/// `loss` settings and modality `weights` (at full β), in batches (no
+/// gradients).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_loss(
     model: &Mvae,
     cfg: &TrainConfig,
     loss: &LossConfig,
+    weights: &TargetWeights,
     data: &ImageLabelSet,
     source: CaptionSource,
     vocab: &mmvae_data::Vocab,
     device: &Device,
-) -> Vec<f64> {
+) -> BTreeMap<String, f64> {
     let bs = cfg.optim.batch_size.max(1);
-    let mut sums = vec![0.0f64; REPORT_NAMES.len()];
+    let mut sums = BTreeMap::new();
     let mut n = 0usize;
     let idx: Vec<usize> = (0..data.len()).collect();
+    let plan = model.plan(loss, weights, VAL_STREAM);
     for chunk in idx.chunks(bs) {
-        let hb = HostBatch::gather(data, chunk, source, vocab, cfg.model.max_len);
-        let out = model.loss(&hb.to_device(device), loss, cfg.model.fusion, loss.beta);
-        let r = out.report.try_into_vec_as::<f32>().unwrap_or_default();
-        for (s, v) in sums.iter_mut().zip(r) {
-            *s += v as f64 * chunk.len() as f64;
-        }
+        let hb = HostBatch::gather(&cfg.layout(), data, chunk, source, vocab);
+        let out = model.loss(&hb.to_device(device), loss, &plan, loss.beta);
+        add_weighted(&mut sums, &out.terms.to_host(), chunk.len());
         n += chunk.len();
     }
-    sums.iter().map(|s| s / n.max(1) as f64).collect()
+    mean_of(sums, n)
 }
 
-fn named(v: &[f64]) -> std::collections::BTreeMap<String, f64> {
-    REPORT_NAMES
-        .iter()
-        .map(|s| s.to_string())
-        .zip(v.iter().copied())
+/// Adds `values` weighted by `count` items into `sums`.
+fn add_weighted(sums: &mut BTreeMap<String, f64>, values: &BTreeMap<String, f32>, count: usize) {
+    for (k, v) in values {
+        *sums.entry(k.clone()).or_insert(0.0) += *v as f64 * count as f64;
+    }
+}
+
+fn mean_of(sums: BTreeMap<String, f64>, n: usize) -> BTreeMap<String, f64> {
+    sums.into_iter()
+        .map(|(k, s)| (k, s / n.max(1) as f64))
         .collect()
+}
+
+/// The stream that seeds step `step`'s sampled subsets.
+fn plan_stream(seed: u64, step: usize) -> u64 {
+    mmvae_data::captions::splitmix64(seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+/// The progress bar's message: the loss and the joint term's parts.
+fn progress_message(r: &BTreeMap<String, f32>) -> String {
+    let mut parts = vec![format!(
+        "loss {:.2}",
+        r.get("loss").copied().unwrap_or(f32::NAN)
+    )];
+    for (k, v) in r {
+        if k.starts_with("nll/") || k == "kl" {
+            parts.push(format!("{} {v:.2}", k.trim_start_matches("nll/")));
+        }
+    }
+    parts.join(" ")
 }
 
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
@@ -293,6 +328,7 @@ pub fn train(
             _ => None,
         };
         let state = TrainState {
+            format: checkpoint::FORMAT,
             dataset: cfg.data.dataset,
             side,
             colours,
@@ -310,7 +346,9 @@ pub fn train(
         Compute::Cpu => opts.threads.clamp(1, bs),
         Compute::Gpu(_) => 1,
     };
-    let n = data.train.len();
+    let pairing = Pairing::new(cfg, data.train.len());
+    let items = pairing.items();
+    let n = items.len();
     let steps_per_epoch = n.div_ceil(bs);
     let mut reports = Vec::new();
     let started = Instant::now();
@@ -332,10 +370,13 @@ pub fn train(
         let lr = cfg.lr_at(epoch);
         let mut adv_sums = (0.0f64, 0.0f64);
         let mut perceptual_sum = 0.0f64;
-        let order = shuffled(
+        let order: Vec<usize> = shuffled(
             n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-        );
+        )
+        .into_iter()
+        .map(|j| items[j])
+        .collect();
         let source = CaptionSource {
             captioner: data.captioner,
             set: CaptionSet::Train,
@@ -357,7 +398,8 @@ pub fn train(
             Some((_, p)) => format!("{}/{} ({})", epoch + 1, cfg.optim.epochs, p.name),
             None => format!("{}/{}", epoch + 1, cfg.optim.epochs),
         });
-        let mut sums = vec![0.0f64; REPORT_NAMES.len()];
+        let mut sums = BTreeMap::new();
+        let weights = cfg.weights_at(epoch);
         let mut seen = 0usize;
         let mut failure: Option<String> = None;
         let mut data_wait_s = 0.0f64;
@@ -368,18 +410,12 @@ pub fn train(
             let train_set = &data.train;
             let vocab = &data.vocab;
             let order = &order;
+            let pairing = &pairing;
             s.spawn(move || {
                 for chunk in order.chunks(bs) {
-                    if tx
-                        .send(HostBatch::gather(
-                            train_set,
-                            chunk,
-                            source,
-                            vocab,
-                            cfg.model.max_len,
-                        ))
-                        .is_err()
-                    {
+                    let mut hb = HostBatch::gather(&cfg.layout(), train_set, chunk, source, vocab);
+                    pairing.apply(&mut hb, chunk);
+                    if tx.send(hb).is_err() {
                         break;
                     }
                 }
@@ -389,6 +425,7 @@ pub fn train(
                 let Ok(hb) = rx.recv() else { break };
                 data_wait_s += waited.elapsed().as_secs_f64();
                 let (loss_cfg, beta) = step_loss(cfg, epoch, state.step);
+                let plan = model.plan(&loss_cfg, &weights, plan_stream(cfg.seed, state.step));
                 let critics = Critics {
                     adversary: match &refiner {
                         Some(r) if loss_cfg.adversarial_weight > 0.0 => Some(Adversary {
@@ -409,17 +446,10 @@ pub fn train(
                     },
                 };
                 let step = sharded_gradients(
-                    &model,
-                    &hb,
-                    threads,
-                    &loss_cfg,
-                    cfg.model.fusion,
-                    beta,
-                    &critics,
-                    &device,
+                    &model, &hb, threads, &loss_cfg, &plan, beta, &critics, &device,
                 );
                 let r = step.report;
-                if r.iter().any(|v| !v.is_finite()) {
+                if r.values().any(|v| !v.is_finite()) {
                     failure = Some(format!(
                         "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
                         epoch + 1,
@@ -432,21 +462,16 @@ pub fn train(
                 model = optim.step(lr, model.clone(), step.grads);
                 perceptual_sum += step.perceptual_loss as f64 * hb.size as f64;
                 if let (Some(refiner), Some(_)) = (refiner.as_mut(), &critics.adversary) {
-                    let images = hb.to_device(&device).images;
+                    let images = hb.to_device(&device).images();
                     let d = refiner.step(images, step.generated, &device);
                     adv_sums.0 += step.generator_loss as f64 * hb.size as f64;
                     adv_sums.1 += d as f64 * hb.size as f64;
                 }
                 state.step += 1;
-                for (s, v) in sums.iter_mut().zip(&r) {
-                    *s += *v as f64 * hb.size as f64;
-                }
+                add_weighted(&mut sums, &r, hb.size);
                 seen += hb.size;
                 pb.inc(1);
-                pb.set_message(format!(
-                    "loss {:.2} img {:.1} txt {:.3} kl {:.2}",
-                    r[0], r[1], r[2], r[3]
-                ));
+                pb.set_message(progress_message(&r));
             }
         });
         pb.finish_and_clear();
@@ -454,7 +479,7 @@ pub fn train(
             return Err(ModelError::Diverged(msg));
         }
         let train_time = epoch_start.elapsed().as_secs_f64();
-        let train_means: Vec<f64> = sums.iter().map(|s| s / seen.max(1) as f64).collect();
+        let train_means = mean_of(sums, seen);
         let epoch_loss = cfg.loss_at(epoch);
 
         let valid = model.valid();
@@ -467,12 +492,14 @@ pub fn train(
             &valid,
             cfg,
             &epoch_loss,
+            &weights,
             &data.val,
             val_source,
             &data.vocab,
             &eval_device,
         );
-        if !val[0].is_finite() {
+        let val_loss = val.get("loss").copied().unwrap_or(f64::NAN);
+        if !val_loss.is_finite() {
             return Err(ModelError::Diverged(format!(
                 "validation loss is non-finite after epoch {}; the last good checkpoint is kept in {}",
                 epoch + 1,
@@ -480,11 +507,11 @@ pub fn train(
             )));
         }
         state.epoch = epoch + 1;
-        state.val_loss = val[0];
+        state.val_loss = val_loss;
         state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        let best = val[0] < state.best_val_loss;
+        let best = val_loss < state.best_val_loss;
         if best {
-            state.best_val_loss = val[0];
+            state.best_val_loss = val_loss;
         }
         checkpoint::save_with(
             &last_dir,
@@ -498,7 +525,7 @@ pub fn train(
         if best {
             checkpoint::save(&best_dir, &model, None, cfg, &data.vocab, &state)?;
         }
-        let mut train_named = named(&train_means);
+        let mut train_named = train_means;
         if epoch_loss.adversarial_weight > 0.0 && refiner.is_some() {
             let n = seen.max(1) as f64;
             train_named.insert("adv_g".into(), adv_sums.0 / n);
@@ -514,7 +541,7 @@ pub fn train(
             beta: beta_at(&epoch_loss, state.step),
             lr,
             train: train_named,
-            val: named(&val),
+            val,
             elapsed_s: state.elapsed_s,
             samples_per_s: seen as f64 / train_time.max(1e-9),
             data_wait: data_wait_s / train_time.max(1e-9),
@@ -620,7 +647,7 @@ mod tests {
         let good = std::fs::read(out.join("last/model.bpk")).unwrap();
 
         // An overflowing likelihood weight makes the very first loss infinite.
-        cfg.loss.image_weight = 1e38;
+        cfg.modalities[0].weight = 1e38;
         let out2 = d.path().join("run2");
         let e = train(&cfg, &opts(out2.clone(), d.path().join("data")), |_| {}).unwrap_err();
         assert!(matches!(e, ModelError::Diverged(_)), "{e}");
@@ -709,7 +736,10 @@ mod tests {
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();
         fixture(&d.path().join("data"), 80);
-        let gru = TrainConfig::tiny(DatasetKind::Mnist).model.text;
+        let gru = crate::config::TextModel::Gru {
+            embed: 8,
+            hidden: 16,
+        };
         let lstm = |bidirectional| crate::config::TextModel::Lstm {
             embed: 8,
             hidden: 16,
@@ -751,15 +781,18 @@ mod tests {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
             cfg.model.fusion = fusion;
             cfg.model.private_latent = private;
-            cfg.model.text = text;
+            cfg.modalities[1].expert = crate::config::ExpertConfig::Text { model: text };
             cfg.optim.epochs = 2;
             let name = format!("{fusion:?}-{private}-{text:?}");
             train_tiny(&cfg, d.path(), &name);
             let (ck, m) =
                 checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
             assert_eq!(ck.config.model.fusion, fusion);
-            assert_eq!(ck.config.model.text, text);
-            assert_eq!(m.private, private);
+            assert_eq!(
+                ck.config.modalities[1].expert,
+                crate::config::ExpertConfig::Text { model: text }
+            );
+            assert_eq!(m.private(), private);
         }
     }
 
@@ -894,14 +927,20 @@ mod tests {
             ),
         ] {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
-            cfg.model.image = image;
-            cfg.model.image_likelihood = likelihood;
+            cfg.modalities[0].expert = crate::config::ExpertConfig::Image {
+                model: image,
+                likelihood,
+            };
             cfg.optim.epochs = 2;
             let name = format!("{image:?}-{likelihood:?}");
             train_tiny(&cfg, d.path(), &name);
             let (_, m) =
                 checkpoint::load(&d.path().join(&name).join("last"), &Device::flex()).unwrap();
-            let s = m.pixel_scale.as_ref().expect("a learned scale");
+            let s = m
+                .image_expert()
+                .pixel_scale
+                .as_ref()
+                .expect("a learned scale");
             let ls = s.log_scale.val().try_into_vec_as::<f32>().unwrap();
             assert!(
                 (ls[0] - 0.2f32.ln()).abs() > 1e-4,

@@ -5,7 +5,7 @@
 
 use mmvae_data::captions::CaptionSet;
 use mmvae_data::dataset::{self, DatasetKind};
-use mmvae_model::config::ImageModel;
+use mmvae_model::config::{ExpertConfig, ImageModel};
 use mmvae_model::device::Compute;
 use mmvae_model::infer::{self, Draw};
 use mmvae_model::train::{train, TrainOptions};
@@ -24,7 +24,10 @@ fn trains_on_real_mnist_then_generates_and_captions() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
     cfg.model.latent = 16;
-    cfg.model.image = ImageModel::Mlp { hidden: 128 };
+    cfg.modalities[0].expert = ExpertConfig::Image {
+        model: ImageModel::Mlp { hidden: 128 },
+        likelihood: Default::default(),
+    };
     cfg.optim.batch_size = 50;
     cfg.optim.epochs = 3;
     cfg.optim.lr = 2e-3;
@@ -54,7 +57,7 @@ fn trains_on_real_mnist_then_generates_and_captions() {
         first.val["loss"],
         last.val["loss"]
     );
-    assert!(last.val["txt_nll"] < first.val["txt_nll"]);
+    assert!(last.val["nll/text"] < first.val["nll/text"]);
 
     let m = infer::load(&tmp.path().join("run/best"), Compute::Cpu).unwrap();
     m.seed(0);

@@ -235,8 +235,8 @@ fn curves_section(saved: &Saved) -> Result<String> {
             x_label: "epoch".into(),
             y_label: "nats per image".into(),
             series: vec![
-                series("val", "img_nll", "image | image"),
-                series("val", "txt2img_nll", "image | text"),
+                series("val", "nll/image", "image | image, text"),
+                series("val", "cross/text->image", "image | text"),
             ],
         },
         Lines {
@@ -244,8 +244,8 @@ fn curves_section(saved: &Saved) -> Result<String> {
             x_label: "epoch".into(),
             y_label: "nats per caption".into(),
             series: vec![
-                series("val", "txt_nll", "text | text"),
-                series("val", "img2txt_nll", "text | image"),
+                series("val", "nll/text", "text | image, text"),
+                series("val", "cross/image->text", "text | image"),
             ],
         },
     ];
@@ -515,11 +515,17 @@ fn consistency_section(
 
 fn retrieval_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> Result<String> {
     let idx = spread(test.len(), opts.retrieval_pool.max(2));
-    let hb = HostBatch::gather(test, &idx, source(m), &m.checkpoint.vocab, m.model.max_len);
+    let hb = HostBatch::gather(
+        &m.model.layout(),
+        test,
+        &idx,
+        source(m),
+        &m.checkpoint.vocab,
+    );
     let captions = hb.captions.clone();
     let b = hb.to_device(&m.device);
-    let qx = m.model.encode_image(b.images);
-    let qy = m.model.encode_text(b.tokens, b.last);
+    let qx = m.model.encode_image(b.images());
+    let qy = m.model.encode_caption(&b);
     let sim = log_overlap_matrix(&qy, &qx); // [captions, images]
     let top = 5.min(idx.len());
     let queries = spread(idx.len(), (opts.examples / 2).max(1));
@@ -591,10 +597,16 @@ pub fn tsne_scatter(
             idx.len()
         )));
     }
-    let hb = HostBatch::gather(test, &idx, source(m), &m.checkpoint.vocab, m.model.max_len);
+    let hb = HostBatch::gather(
+        &m.model.layout(),
+        test,
+        &idx,
+        source(m),
+        &m.checkpoint.vocab,
+    );
     let captions = hb.captions.clone();
     let labels = hb.labels.clone();
-    let images = hb.to_device(&m.device).images;
+    let images = hb.to_device(&m.device).images();
     let (mx, my) = m.latent_means(images, &captions)?;
     let n = mx.len();
     let mut all = mx;

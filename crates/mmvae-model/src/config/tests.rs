@@ -1,0 +1,508 @@
+//! Config parsing and validation tests.
+
+use super::*;
+
+#[test]
+fn toml_round_trip() {
+    let c = TrainConfig::tiny(DatasetKind::Mnist);
+    let s = c.to_toml();
+    assert_eq!(
+        TrainConfig::from_toml_str(&s, Path::new("x.toml")).unwrap(),
+        c
+    );
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+    c.optim.lr = -1.0;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("optim.lr") && e.contains("c.toml"), "{e}");
+    let e = TrainConfig::from_toml_str("seed = 1\n[model\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("c.toml") && !e.contains('\n'), "{e}");
+    let bad = c.to_toml().replace("epochs = 1", "epochs = 1\nepochz = 3");
+    let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("epochz"), "{e}");
+    // Text models: every kind round-trips; a transformer's heads must
+    // divide its width.
+    for text in [
+        TextModel::Lstm {
+            embed: 8,
+            hidden: 16,
+            bidirectional: true,
+        },
+        TextModel::XLstm {
+            embed: 8,
+            hidden: 16,
+        },
+        TextModel::Transformer {
+            d_model: 16,
+            heads: 4,
+            layers: 2,
+            ff: 32,
+        },
+        TextModel::MultiHot { hidden: 32 },
+    ] {
+        let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+        t.modalities[1].expert = ExpertConfig::Text { model: text };
+        let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+        assert_eq!(
+            back.modalities[1].expert,
+            ExpertConfig::Text { model: text }
+        );
+    }
+    let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+    t.modalities[1].expert = ExpertConfig::Text {
+        model: TextModel::Transformer {
+            d_model: 10,
+            heads: 4,
+            layers: 1,
+            ff: 8,
+        },
+    };
+    let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modalities.text.model.heads"), "{e}");
+    // A conv model's width cap round-trips, and may not be below its
+    // first layer's width; configs without it still read.
+    let conv = |max_channels| ImageModel::Conv {
+        channels: 8,
+        hidden: 16,
+        max_channels,
+        refine: false,
+    };
+    let image = |model| ExpertConfig::Image {
+        model,
+        likelihood: ImageLikelihood::Bernoulli,
+    };
+    let mut t = TrainConfig::tiny(DatasetKind::Mnist);
+    t.modalities[0].expert = image(conv(Some(16)));
+    let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+    assert_eq!(back.modalities[0].expert, image(conv(Some(16))));
+    t.modalities[0].expert = image(conv(None));
+    assert!(!t.to_toml().contains("max_channels"));
+    t.modalities[0].expert = image(conv(Some(4)));
+    let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modalities.image.model.max_channels"), "{e}");
+    // `refine` round-trips and is left out when off.
+    t.modalities[0].expert = image(ImageModel::Conv {
+        channels: 8,
+        hidden: 16,
+        max_channels: None,
+        refine: true,
+    });
+    assert!(t.to_toml().contains("refine = true"));
+    let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+    assert_eq!(back.modalities[0].expert, t.modalities[0].expert);
+    t.modalities[0].expert = image(conv(None));
+    assert!(!t.to_toml().contains("refine"));
+}
+
+#[test]
+fn fusion_names_and_their_constraints() {
+    let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+    for (f, name) in [
+        (Fusion::Poe, "poe"),
+        (Fusion::Moe, "moe"),
+        (Fusion::MoPoe, "mopoe"),
+        (Fusion::Concat, "concat"),
+        (Fusion::Attention, "attention"),
+    ] {
+        c.model.fusion = f;
+        let s = c.to_toml();
+        assert!(s.contains(&format!("fusion = \"{name}\"")), "{s}");
+        assert_eq!(
+            TrainConfig::from_toml_str(&s, Path::new("c.toml")).unwrap(),
+            c
+        );
+    }
+    // The mixtures' terms always reconstruct both modalities.
+    c.model.fusion = Fusion::MoPoe;
+    c.loss.unimodal_target = UnimodalTarget::Observed;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss.unimodal_target"), "{e}");
+    // cross_weight only has a meaning for poe with "all".
+    c.loss.unimodal_target = UnimodalTarget::All;
+    c.modalities[0].cross_weight = 0.5;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modalities.image.cross_weight"), "{e}");
+    c.model.fusion = Fusion::Poe;
+    assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+    // Modality dropout is for the learned fusions; attention cuts each
+    // expert's output into four tokens.
+    c.loss.modality_dropout = 0.3;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss.modality_dropout"), "{e}");
+    c.model.fusion = Fusion::Attention;
+    assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+    c.model.latent = 3;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.latent"), "{e}");
+    c.model.latent = 8;
+    c.loss.modality_dropout = 0.0;
+    c.model.fusion = Fusion::Poe;
+    // Importance-weighted bounds are for the mixture of experts.
+    c.modalities[0].cross_weight = 1.0;
+    c.loss.objective = Objective::Dreg;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss.objective"), "{e}");
+    c.model.fusion = Fusion::Moe;
+    c.loss.k = 0;
+    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss.k"), "{e}");
+    c.loss.k = 8;
+    assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+}
+
+#[test]
+fn phases_schedule_the_loss_and_are_checked() {
+    let base = TrainConfig::tiny(DatasetKind::Mnist);
+    let text = format!(
+        "{}\n[adversarial]\nloss = \"non-saturating\"\n\n[[phases]]\nname = \"vae\"\nepochs = 2\n\n[[phases]]\nname = \"refine\"\nepochs = 1\nlr = 0.0005\nloss = {{ adversarial_weight = 0.5, beta = 2.0 }}\n",
+        base.to_toml().replace("epochs = 1", "epochs = 3")
+    );
+    let c = TrainConfig::from_toml_str(&text, Path::new("p.toml")).unwrap();
+    assert_eq!(c.phases.len(), 2);
+    assert_eq!(
+        c.adversarial.as_ref().unwrap().loss,
+        AdversarialLoss::NonSaturating
+    );
+    assert_eq!(c.phase_at(1).unwrap().1.name, "vae");
+    assert_eq!(c.phase_at(2).unwrap().1.name, "refine");
+    assert!(c.phase_at(3).is_none());
+    // `--epochs` cuts the phases off, or lets the last one run on.
+    let epochs = |n: usize| {
+        let mut d = c.clone();
+        d.set_epochs(n);
+        d.validate().unwrap();
+        let e: Vec<_> = d
+            .phases
+            .iter()
+            .map(|p| (p.name.clone(), p.epochs))
+            .collect();
+        (d.optim.epochs, e)
+    };
+    let (vae, refine) = (String::from("vae"), String::from("refine"));
+    assert_eq!(epochs(1), (1, vec![(vae.clone(), 1)]));
+    assert_eq!(epochs(2), (2, vec![(vae.clone(), 2)]));
+    assert_eq!(epochs(3), (3, vec![(vae.clone(), 2), (refine.clone(), 1)]));
+    assert_eq!(epochs(5), (5, vec![(vae, 2), (refine, 3)]));
+    assert_eq!(c.loss_at(0), c.loss);
+    let l = c.loss_at(2);
+    assert_eq!((l.adversarial_weight, l.beta), (0.5, 2.0));
+    assert_eq!(c.weights_at(2), c.weights_at(0));
+    assert_eq!((c.lr_at(0), c.lr_at(2)), (c.optim.lr, 0.0005));
+    assert!(c.uses_adversary());
+    // Round trip through TOML (as saved beside the weights).
+    assert_eq!(
+        TrainConfig::from_toml_str(&c.to_toml(), Path::new("x")).unwrap(),
+        c
+    );
+
+    let bad = |edit: &dyn Fn(&mut TrainConfig), field: &str| {
+        let mut b = c.clone();
+        edit(&mut b);
+        let e = TrainConfig::from_toml_str(&b.to_toml(), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field) && e.contains("p.toml"), "{field}: {e}");
+    };
+    bad(&|b| b.optim.epochs = 4, "optim.epochs");
+    bad(&|b| b.adversarial = None, "adversarial");
+    bad(
+        &|b| b.phases[1].loss.perceptual_weight = Some(1.0),
+        "perceptual",
+    );
+    bad(
+        &|b| b.phases[1].loss.beta = Some(-1.0),
+        "phases[1].loss.beta",
+    );
+    bad(&|b| b.phases[0].epochs = 0, "phases[0].epochs");
+    bad(&|b| b.phases[1].lr = Some(2.0), "phases[1].lr");
+    bad(&|b| b.phases[0].name = " ".into(), "phases[0].name");
+    let e = TrainConfig::from_toml_str(
+        &text.replace("beta = 2.0", "betta = 2.0"),
+        Path::new("p.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("betta"), "{e}");
+}
+
+#[test]
+fn schedules_and_alignments_by_name() {
+    let base = TrainConfig::tiny(DatasetKind::Mnist).to_toml();
+    let text = base
+        .replace("kl_anneal = \"linear\"", "kl_anneal = \"cyclical\"")
+        .replace("align = \"jmvae\"", "align = \"image-text-kl\"")
+        .replace("align_anneal = \"linear\"", "align_anneal = \"sigmoid\"")
+        .replace("align_anneal_steps = 0", "align_anneal_steps = 7");
+    let c = TrainConfig::from_toml_str(&text, Path::new("s.toml")).unwrap();
+    assert_eq!(c.loss.kl_anneal, Anneal::Cyclical);
+    assert_eq!(c.loss.align, Alignment::ImageTextKl);
+    assert_eq!(c.loss.align_anneal, Anneal::Sigmoid);
+    assert_eq!(c.loss.align_anneal_steps, 7);
+    let e = TrainConfig::from_toml_str(
+        &text.replace("\"cyclical\"", "\"cosine\""),
+        Path::new("s.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("cosine") && e.contains("s.toml"), "{e}");
+}
+
+#[test]
+fn shipped_configs_parse() {
+    // Model init draws from the shared device RNG.
+    let _rng = crate::testutil::rng_lock();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            // And each builds its model for its dataset.
+            let kind = c.data.dataset;
+            let captioner = mmvae_data::Captioner::new(kind, c.data.caption_seed);
+            let vocab = crate::data::build_vocab(&captioner, c.data.tokenizer);
+            crate::data::check_max_len(&c, &captioner, None, &vocab)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let m = c.model.init(
+                &c.modalities,
+                crate::mvae::DataShape {
+                    side: kind.image_size().0,
+                    colours: kind.channels(),
+                    vocab: vocab.len(),
+                },
+                &burn::prelude::Device::flex(),
+            );
+            assert_eq!(m.names.len(), c.modalities.len(), "{}", p.display());
+            assert_eq!(m.latent, c.model.latent, "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the shipped configs in {}", dir.display());
+}
+
+#[test]
+fn the_two_modality_form_reads_as_image_and_text_modalities() {
+    let legacy = r#"seed = 1
+[model]
+latent = 8
+max_len = 10
+image = { kind = "mlp", hidden = 32 }
+image_likelihood = { kind = "laplace", scale = 0.1 }
+text = { kind = "gru", embed = 8, hidden = 16 }
+[optim]
+lr = 0.001
+batch_size = 16
+epochs = 2
+[data]
+dataset = "mnist"
+val_size = 16
+caption_seed = 0
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+image_weight = 1.5
+text_weight = 20.0
+cross_weight = 0.5
+[[phases]]
+name = "a"
+epochs = 1
+[[phases]]
+name = "b"
+epochs = 1
+loss = { text_weight = 5.0, cross_weight = 0.25 }
+"#;
+    let c = TrainConfig::from_toml_str(legacy, Path::new("old.toml")).unwrap();
+    let names: Vec<&str> = c.modalities.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["image", "text"]);
+    assert_eq!(
+        c.modalities[0].expert,
+        ExpertConfig::Image {
+            model: ImageModel::Mlp { hidden: 32 },
+            likelihood: ImageLikelihood::Laplace {
+                scale: 0.1,
+                learned: false
+            },
+        }
+    );
+    assert_eq!(
+        (c.modalities[0].weight, c.modalities[0].cross_weight),
+        (1.5, 0.5)
+    );
+    assert_eq!(
+        (c.modalities[1].weight, c.modalities[1].cross_weight),
+        (20.0, 1.0)
+    );
+    // The phase's weights apply by name.
+    assert_eq!(c.weights_at(0).weight, vec![1.5, 20.0]);
+    assert_eq!(c.weights_at(1).weight, vec![1.5, 5.0]);
+    assert_eq!(c.weights_at(1).cross, vec![0.25, 1.0]);
+    // Written in the new form, and read back the same.
+    let s = c.to_toml();
+    assert!(
+        s.contains("[[modalities]]") && !s.contains("image_weight"),
+        "{s}"
+    );
+    assert_eq!(
+        TrainConfig::from_toml_str(&s, Path::new("new.toml")).unwrap(),
+        c
+    );
+    // Both forms at once, or half of the old one, are refused.
+    let both = format!("{s}\n").replace(
+        "[model]\n",
+        "[model]\ntext = { kind = \"gru\", embed = 8, hidden = 16 }\n",
+    );
+    let e = TrainConfig::from_toml_str(&both, Path::new("b.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not both") && e.contains("b.toml"), "{e}");
+    let half = legacy.replace("text = { kind = \"gru\", embed = 8, hidden = 16 }\n", "");
+    let e = TrainConfig::from_toml_str(&half, Path::new("h.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.text"), "{e}");
+    let stray = s.replace("[loss]\n", "[loss]\nimage_weight = 2.0\n");
+    let e = TrainConfig::from_toml_str(&stray, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss.image_weight"), "{e}");
+}
+
+#[test]
+fn modalities_and_weak_supervision_are_checked() {
+    let three = || {
+        let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+        c.modalities.push(ModalityConfig::new(
+            "digit",
+            ExpertConfig::Label {
+                model: LabelModel {
+                    classes: 10,
+                    hidden: 8,
+                },
+            },
+        ));
+        c
+    };
+    let ok = |c: &TrainConfig| TrainConfig::from_toml_str(&c.to_toml(), Path::new("m.toml"));
+    let c = ok(&three()).unwrap();
+    assert_eq!(c.modalities[2].kind(), ModalityKind::Label);
+    let bad = |edit: &dyn Fn(&mut TrainConfig), field: &str| {
+        let mut c = three();
+        edit(&mut c);
+        let e = ok(&c).unwrap_err().to_string();
+        assert!(
+            e.contains(field) && e.contains("m.toml") && !e.contains('\n'),
+            "{field}: {e}"
+        );
+    };
+    bad(
+        &|c| c.modalities[2].name = "text".into(),
+        "`text` is given twice",
+    );
+    bad(
+        &|c| c.modalities[2].name = "a/b".into(),
+        "modalities[2].name",
+    );
+    bad(&|c| c.modalities.clear(), "modalities");
+    bad(&|c| c.modalities[1].weight = 0.0, "modalities.text.weight");
+    bad(
+        &|c| {
+            c.modalities[2].expert = ExpertConfig::Label {
+                model: LabelModel {
+                    classes: 1,
+                    hidden: 8,
+                },
+            }
+        },
+        "modalities.digit.model.classes",
+    );
+    bad(&|c| c.data.paired_fraction = 0.0, "data.paired_fraction");
+    bad(&|c| c.data.paired_fraction = 1.5, "data.paired_fraction");
+    bad(
+        &|c| c.data.unpaired = Unpaired::Only("audio".into()),
+        "data.unpaired",
+    );
+    // Terms that compare an image and a caption, or two modalities.
+    bad(
+        &|c| c.loss.unimodal_target = UnimodalTarget::Conditional,
+        "loss.unimodal_target",
+    );
+    bad(
+        &|c| {
+            c.loss.align = Alignment::ImageTextKl;
+            c.loss.align_weight = 1.0;
+        },
+        "loss.align",
+    );
+    bad(
+        &|c| {
+            c.modalities.remove(1);
+            c.loss.cycle_weight = 1.0;
+        },
+        "loss.cycle_weight",
+    );
+    bad(
+        &|c| {
+            c.model.fusion = Fusion::Moe;
+            c.loss.sampled_subsets = 2;
+        },
+        "loss.sampled_subsets",
+    );
+    // A phase may only weigh modalities the model has.
+    let mut c = three();
+    c.optim.epochs = 1;
+    c.phases.push(Phase {
+        name: "p".into(),
+        epochs: 1,
+        lr: None,
+        loss: LossOverride {
+            weights: [("sound".to_string(), 2.0)].into(),
+            ..LossOverride::default()
+        },
+    });
+    let e = ok(&c).unwrap_err().to_string();
+    assert!(e.contains("phases[0].loss") && e.contains("sound"), "{e}");
+    // Weak supervision round-trips; every policy by name.
+    for (u, name) in [
+        (Unpaired::Random, "random"),
+        (Unpaired::First, "first"),
+        (Unpaired::Alternate, "alternate"),
+        (Unpaired::Drop, "drop"),
+        (Unpaired::Only("digit".into()), "digit"),
+    ] {
+        let mut c = three();
+        c.data.paired_fraction = 0.1;
+        c.data.unpaired = u.clone();
+        let s = c.to_toml();
+        assert!(s.contains("paired_fraction = 0.1"), "{s}");
+        assert!(
+            u == Unpaired::Random || s.contains(&format!("unpaired = \"{name}\"")),
+            "{s}"
+        );
+        assert_eq!(ok(&c).unwrap(), c);
+    }
+}

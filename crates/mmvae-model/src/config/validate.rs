@@ -1,0 +1,525 @@
+//! The checks a config passes before anything is built from it: every
+//! value that would crash or silently do nothing is refused with the
+//! field's name.
+
+use mmvae_data::DatasetKind;
+
+use super::*;
+use crate::objective::plan::MAX_MODALITIES;
+
+fn check(ok: bool, field: &str, msg: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!("`{field}` {msg}")))
+    }
+}
+
+/// The checks of one loss configuration; `at` names it in messages.
+fn check_loss(l: &LossConfig, c: &TrainConfig, w: &TargetWeights, at: &str) -> Result<()> {
+    let m = &c.model;
+    check_weights(l, c, w, at)?;
+    check_terms(l, c, at)?;
+    check(
+        m.fusion.sums_subset_elbos() || l.unimodal_target == UnimodalTarget::All,
+        &format!("{at}.unimodal_target"),
+        "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct every modality",
+    )?;
+    check(
+        l.beta.is_finite() && l.beta >= 0.0,
+        &format!("{at}.beta"),
+        "must be >= 0",
+    )?;
+    check(
+        l.cycle_weight.is_finite() && l.cycle_weight >= 0.0,
+        &format!("{at}.cycle_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.align_weight.is_finite() && l.align_weight >= 0.0,
+        &format!("{at}.align_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.modality_dropout.is_finite() && (0.0..1.0).contains(&l.modality_dropout),
+        &format!("{at}.modality_dropout"),
+        "must be in [0, 1)",
+    )?;
+    check(
+        l.modality_dropout == 0.0 || m.fusion.is_learned(),
+        &format!("{at}.modality_dropout"),
+        "applies only to the learned fusions (\"concat\", \"attention\")",
+    )?;
+    check(
+        l.temperature.is_finite() && l.temperature > 0.0,
+        &format!("{at}.temperature"),
+        "must be > 0",
+    )?;
+    check(
+        l.objective == Objective::Elbo || m.fusion == Fusion::Moe,
+        &format!("{at}.objective"),
+        "\"iwae\" and \"dreg\" need fusion \"moe\"",
+    )?;
+    check(
+        l.objective == Objective::Elbo || m.private_latent == 0,
+        &format!("{at}.objective"),
+        "\"iwae\" and \"dreg\" do not support model.private_latent yet",
+    )?;
+    check(
+        (1..=1000).contains(&l.k),
+        &format!("{at}.k"),
+        "must be in 1..=1000",
+    )?;
+    check(
+        l.perceptual_weight.is_finite() && l.perceptual_weight >= 0.0,
+        &format!("{at}.perceptual_weight"),
+        "must be >= 0",
+    )?;
+    check(
+        l.adversarial_weight.is_finite() && l.adversarial_weight >= 0.0,
+        &format!("{at}.adversarial_weight"),
+        "must be >= 0",
+    )?;
+    Ok(())
+}
+
+fn check_image_model(model: &ImageModel, at: &str) -> Result<()> {
+    match *model {
+        ImageModel::Mlp { hidden } => check(
+            (1..=16384).contains(&hidden),
+            &format!("{at}.hidden"),
+            "must be in 1..=16384",
+        )?,
+        ImageModel::Conv {
+            channels, hidden, ..
+        }
+        | ImageModel::Residual {
+            channels, hidden, ..
+        } => {
+            check(
+                (1..=1024).contains(&channels),
+                &format!("{at}.channels"),
+                "must be in 1..=1024",
+            )?;
+            check(
+                (1..=16384).contains(&hidden),
+                &format!("{at}.hidden"),
+                "must be in 1..=16384",
+            )?;
+        }
+    }
+    if let ImageModel::Conv {
+        channels,
+        max_channels: Some(max),
+        ..
+    } = *model
+    {
+        check(
+            (channels..=1024).contains(&max),
+            &format!("{at}.max_channels"),
+            "must be in channels..=1024",
+        )?;
+    }
+    Ok(())
+}
+
+fn check_text_model(model: &TextModel, max_len: usize, at: &str) -> Result<()> {
+    match *model {
+        TextModel::Gru { embed, hidden }
+        | TextModel::Lstm { embed, hidden, .. }
+        | TextModel::XLstm { embed, hidden } => {
+            check(
+                (1..=4096).contains(&embed),
+                &format!("{at}.embed"),
+                "must be in 1..=4096",
+            )?;
+            check(
+                (1..=4096).contains(&hidden),
+                &format!("{at}.hidden"),
+                "must be in 1..=4096",
+            )?;
+        }
+        TextModel::MultiHot { hidden } => {
+            check(
+                (1..=16384).contains(&hidden),
+                &format!("{at}.hidden"),
+                "must be in 1..=16384",
+            )?;
+        }
+        TextModel::Transformer {
+            d_model,
+            heads,
+            layers,
+            ff,
+        } => {
+            check(
+                (1..=4096).contains(&d_model),
+                &format!("{at}.d_model"),
+                "must be in 1..=4096",
+            )?;
+            check(
+                heads >= 1 && d_model % heads == 0,
+                &format!("{at}.heads"),
+                "must be at least 1 and divide d_model",
+            )?;
+            check(
+                (1..=24).contains(&layers),
+                &format!("{at}.layers"),
+                "must be in 1..=24",
+            )?;
+            check(
+                (1..=16384).contains(&ff),
+                &format!("{at}.ff"),
+                "must be in 1..=16384",
+            )?;
+            check(
+                max_len <= crate::text_transformer::MAX_POSITIONS,
+                "model.max_len",
+                "must be at most 64 with the transformer text model",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Each modality's likelihood weights (after a phase's overrides).
+fn check_weights(l: &LossConfig, c: &TrainConfig, w: &TargetWeights, at: &str) -> Result<()> {
+    for (i, m) in c.modalities.iter().enumerate() {
+        check(
+            w.weight[i].is_finite() && w.weight[i] > 0.0,
+            &format!("{at}: modalities.{}.weight", m.name),
+            "must be > 0",
+        )?;
+        check(
+            w.cross[i].is_finite() && w.cross[i] >= 0.0,
+            &format!("{at}: modalities.{}.cross_weight", m.name),
+            "must be >= 0",
+        )?;
+        check(
+            w.cross[i] == 1.0
+                || (c.model.fusion.sums_subset_elbos() && l.unimodal_target == UnimodalTarget::All),
+            &format!("{at}: modalities.{}.cross_weight", m.name),
+            "applies only with fusion \"poe\", \"concat\" or \"attention\" and unimodal_target \"all\" (leave it at 1 otherwise)",
+        )?;
+    }
+    Ok(())
+}
+
+/// The terms that only make sense for some sets of modalities.
+fn check_terms(l: &LossConfig, c: &TrainConfig, at: &str) -> Result<()> {
+    let n = c.modalities.len();
+    let image_text = c.modality_of_kind(ModalityKind::Image).is_some()
+        && c.modality_of_kind(ModalityKind::Text).is_some();
+    check(
+        l.unimodal_target != UnimodalTarget::Conditional || (n == 2 && image_text),
+        &format!("{at}.unimodal_target"),
+        "\"conditional\" puts the caption's posterior under the image: it needs exactly an image and a text modality",
+    )?;
+    check(
+        l.align_weight == 0.0 || l.align == Alignment::Jmvae || n == 2,
+        &format!("{at}.align"),
+        "compares two modalities: with more, use \"jmvae\" (every unimodal posterior against the joint)",
+    )?;
+    check(
+        l.cycle_weight == 0.0 || image_text,
+        &format!("{at}.cycle_weight"),
+        "the caption cycle (text → image → caption) needs an image and a text modality",
+    )?;
+    check(
+        l.cycle_weight == 0.0 || c.model.fusion != Fusion::MoPoe || l.sampled_subsets == 0,
+        &format!("{at}.cycle_weight"),
+        "needs the caption-only term every step: with fusion \"mopoe\", leave sampled_subsets at 0",
+    )?;
+    let images = c
+        .modalities
+        .iter()
+        .filter(|m| m.kind() == ModalityKind::Image)
+        .count();
+    for (w, field) in [
+        (l.adversarial_weight, "adversarial_weight"),
+        (l.perceptual_weight, "perceptual_weight"),
+    ] {
+        check(
+            w == 0.0 || (images == 1 && image_text && n == 2),
+            &format!("{at}.{field}"),
+            "judges images generated from the caption: it needs exactly an image and a text modality",
+        )?;
+        check(
+            w == 0.0 || c.data.paired_fraction == 1.0,
+            &format!("{at}.{field}"),
+            "needs every training item paired (data.paired_fraction = 1)",
+        )?;
+    }
+    check(
+        l.sampled_subsets == 0 || c.model.fusion != Fusion::Moe,
+        &format!("{at}.sampled_subsets"),
+        "applies to \"poe\", \"mopoe\" and the learned fusions (the mixture of experts has only single-modality terms)",
+    )?;
+    check(
+        l.sampled_subsets <= 1024,
+        &format!("{at}.sampled_subsets"),
+        "must be in 0..=1024",
+    )?;
+    Ok(())
+}
+
+impl TrainConfig {
+    /// The modality list: names, kinds and each expert's architecture.
+    fn check_modalities(&self) -> Result<()> {
+        let n = self.modalities.len();
+        check(
+            n >= 1,
+            "modalities",
+            "must list at least one modality (`[[modalities]]` with name, kind and model; or `model.image` + `model.text`)",
+        )?;
+        check(
+            n <= MAX_MODALITIES,
+            "modalities",
+            &format!("can hold at most {MAX_MODALITIES} modalities"),
+        )?;
+        for (i, m) in self.modalities.iter().enumerate() {
+            let at = format!("modalities.{}", m.name);
+            check(
+                !m.name.is_empty()
+                    && m.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                &format!("modalities[{i}].name"),
+                "must be letters, digits, `_` or `-`",
+            )?;
+            check(
+                !self.modalities[..i].iter().any(|o| o.name == m.name),
+                &format!("modalities[{i}].name"),
+                &format!("`{}` is given twice", m.name),
+            )?;
+            match &m.expert {
+                ExpertConfig::Image { model, likelihood } => {
+                    check_image_model(model, &format!("{at}.model"))?;
+                    likelihood
+                        .check()
+                        .map_err(|e| ModelError::Config(format!("`{at}.likelihood.scale` {e}")))?;
+                }
+                ExpertConfig::Text { model } => {
+                    check_text_model(model, self.model.max_len, &format!("{at}.model"))?
+                }
+                ExpertConfig::Label { model } => {
+                    check(
+                        (2..=100_000).contains(&model.classes),
+                        &format!("{at}.model.classes"),
+                        "must be in 2..=100000",
+                    )?;
+                    check(
+                        (1..=16384).contains(&model.hidden),
+                        &format!("{at}.model.hidden"),
+                        "must be in 1..=16384",
+                    )?;
+                }
+            }
+        }
+        check(
+            self.model.private_latent == 0 || self.modality_of_kind(ModalityKind::Image).is_some(),
+            "model.private_latent",
+            "is the image modalities' own latent: the model has no image modality",
+        )?;
+        Ok(())
+    }
+
+    /// Weak supervision's settings.
+    fn check_data(&self) -> Result<()> {
+        let d = &self.data;
+        check(
+            d.paired_fraction.is_finite() && d.paired_fraction > 0.0 && d.paired_fraction <= 1.0,
+            "data.paired_fraction",
+            "must be in (0, 1]",
+        )?;
+        if let Unpaired::Only(name) = &d.unpaired {
+            check(
+                self.modality(name).is_some(),
+                "data.unpaired",
+                &format!("names no modality `{name}` (give \"random\", \"first\", \"alternate\" or a modality's name)"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Reject values that would crash or silently do nothing.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.text_prior {
+            p.validate()?;
+        }
+        let m = &self.model;
+        check(
+            (1..=4096).contains(&m.latent),
+            "model.latent",
+            "must be in 1..=4096",
+        )?;
+        check(
+            (1..=16384).contains(&m.fusion_hidden),
+            "model.fusion_hidden",
+            "must be in 1..=16384",
+        )?;
+        if m.fusion == Fusion::Attention {
+            check(
+                m.fusion_hidden % 4 == 0,
+                "model.fusion_hidden",
+                "must be divisible by the 4 attention heads",
+            )?;
+            check(
+                (2 * m.latent) % crate::fusion::TOKENS == 0,
+                "model.latent",
+                "must be even with fusion \"attention\" (each expert's output is cut into 4 tokens)",
+            )?;
+        }
+        check(
+            m.private_latent <= 4096,
+            "model.private_latent",
+            "must be in 0..=4096",
+        )?;
+        check(
+            (3..=256).contains(&m.max_len),
+            "model.max_len",
+            "must be in 3..=256",
+        )?;
+        self.check_modalities()?;
+        let o = &self.optim;
+        check(
+            o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0,
+            "optim.lr",
+            "must be in (0, 1)",
+        )?;
+        check(
+            (1..=100_000).contains(&o.batch_size),
+            "optim.batch_size",
+            "must be in 1..=100000",
+        )?;
+        check(
+            (1..=100_000).contains(&o.epochs),
+            "optim.epochs",
+            "must be in 1..=100000",
+        )?;
+        if let Some(c) = o.grad_clip {
+            check(
+                c.is_finite() && c > 0.0,
+                "optim.grad_clip",
+                "must be positive",
+            )?;
+        }
+        let d = &self.data;
+        check(d.val_size >= 1, "data.val_size", "must be at least 1")?;
+        check(
+            d.dataset != DatasetKind::MultiMnist || d.tokenizer == mmvae_data::TokenLevel::Char,
+            "data.tokenizer",
+            "must be \"char\" for multimnist (its captions are digit strings)",
+        )?;
+        if let Some(n) = d.train_limit {
+            check(n >= 1, "data.train_limit", "must be at least 1")?;
+        }
+        let pairs = d.dataset == DatasetKind::Pairs;
+        for (set, field) in [
+            (d.image_size.is_some(), "data.image_size"),
+            (d.channels.is_some(), "data.channels"),
+            (d.bad_items != Default::default(), "data.bad_items"),
+        ] {
+            check(
+                pairs || !set,
+                field,
+                "applies to the pairs dataset only (the others have fixed images)",
+            )?;
+        }
+        if let Some(side) = d.image_size {
+            check(
+                (8..=512).contains(&side),
+                "data.image_size",
+                "must be in 8..=512",
+            )?;
+        }
+        if let Some(c) = d.channels {
+            check(c == 1 || c == 3, "data.channels", "must be 1 or 3")?;
+        }
+        self.check_data()?;
+        check_loss(&self.loss, self, &self.weights_at(usize::MAX), "loss")?;
+        let mut total = 0usize;
+        for (i, p) in self.phases.iter().enumerate() {
+            let at = format!("phases[{i}]");
+            check(
+                !p.name.trim().is_empty(),
+                &format!("{at}.name"),
+                "must not be empty",
+            )?;
+            check(
+                (1..=100_000).contains(&p.epochs),
+                &format!("{at}.epochs"),
+                "must be in 1..=100000",
+            )?;
+            if let Some(lr) = p.lr {
+                check(
+                    lr.is_finite() && lr > 0.0 && lr < 1.0,
+                    &format!("{at}.lr"),
+                    "must be in (0, 1)",
+                )?;
+            }
+            for name in p.loss.weights.keys().chain(p.loss.cross_weights.keys()) {
+                check(
+                    self.modality(name).is_some(),
+                    &format!("{at}.loss"),
+                    &format!("names no modality `{name}`"),
+                )?;
+            }
+            let start: usize = self.phases[..i].iter().map(|q| q.epochs).sum();
+            check_loss(
+                &p.loss.apply(&self.loss),
+                self,
+                &self.weights_at(start),
+                &format!("{at}.loss"),
+            )?;
+            total += p.epochs;
+        }
+        if !self.phases.is_empty() {
+            check(
+                total == o.epochs,
+                "optim.epochs",
+                &format!("must equal the sum of the phases' epochs ({total})"),
+            )?;
+        }
+        let adversarial = self.loss.adversarial_weight > 0.0
+            || self
+                .phases
+                .iter()
+                .any(|p| p.loss.adversarial_weight.is_some_and(|w| w > 0.0));
+        check(
+            !adversarial || self.adversarial.is_some(),
+            "adversarial",
+            "section is needed when an adversarial_weight is above 0 (add `[adversarial]`; every field has a default)",
+        )?;
+        check(
+            !self.uses_perceptual() || self.perceptual.is_some(),
+            "perceptual",
+            "section is needed when a perceptual_weight is above 0 (add `[perceptual]` with `network = { kind = \"classifier\" }` or `{ kind = \"vgg16\", weights = \"vgg16.safetensors\" }`)",
+        )?;
+        if let Some(a) = &self.adversarial {
+            check(
+                (1..=1024).contains(&a.channels),
+                "adversarial.channels",
+                "must be in 1..=1024",
+            )?;
+            check(
+                a.lr.is_finite() && a.lr > 0.0 && a.lr < 1.0,
+                "adversarial.lr",
+                "must be in (0, 1)",
+            )?;
+            check(
+                a.r1.is_finite() && (0.0..=1e4).contains(&a.r1),
+                "adversarial.r1",
+                "must be in 0..=10000",
+            )?;
+            check(
+                a.beta1.is_finite() && (0.0..1.0).contains(&a.beta1),
+                "adversarial.beta1",
+                "must be in [0, 1)",
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,387 @@
+//! The subset ELBO: every term of a [`Plan`] encodes its subset, draws z,
+//! reconstructs its targets and pays its KL, item by item only where the
+//! item has the modalities the term needs.
+
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::Distribution;
+
+use super::align::alignment;
+use super::plan::{Combine, Plan, PlanSpec, Subset, TargetWeights, TermKl};
+use super::{masked_mean, LossOutput, Terms};
+use crate::batch::{Batch, Input};
+use crate::config::{Fusion, LossConfig, Objective};
+use crate::gaussian::Gaussian;
+use crate::modality::ModalityKind;
+use crate::mvae::Mvae;
+
+/// The posteriors of the subsets one loss needs, each computed once.
+pub(crate) struct Posteriors<'a> {
+    model: &'a Mvae,
+    experts: Vec<Gaussian>,
+    /// Per modality `[batch, 1]`: where it is present.
+    present: Vec<Tensor<2>>,
+    /// The masks of the joint term (the present ones, after any modality
+    /// dropout).
+    joint_masks: Vec<Tensor<2>>,
+    cache: Vec<(Subset, Gaussian)>,
+}
+
+impl<'a> Posteriors<'a> {
+    pub(crate) fn new(
+        model: &'a Mvae,
+        experts: Vec<Gaussian>,
+        present: Vec<Tensor<2>>,
+        joint_masks: Vec<Tensor<2>>,
+    ) -> Self {
+        Posteriors {
+            model,
+            experts,
+            present,
+            joint_masks,
+            cache: Vec::new(),
+        }
+    }
+
+    /// q(z | the members of `s` each item has), with the prior expert.
+    pub(crate) fn get(&mut self, s: Subset) -> Gaussian {
+        if let Some((_, q)) = self.cache.iter().find(|(c, _)| *c == s) {
+            return q.clone();
+        }
+        let masks = if s == Subset::full(self.experts.len()) {
+            &self.joint_masks
+        } else {
+            &self.present
+        };
+        let q = self.model.fuse(&self.experts, s, masks);
+        self.cache.push((s, q.clone()));
+        q
+    }
+
+    /// 1 where the item has every member of `s`: `[batch]`.
+    pub(crate) fn valid(&self, s: Subset) -> Tensor<1> {
+        let b = self.present[0].dims()[0];
+        let mut v = Tensor::<1>::ones([b], &self.present[0].device());
+        for m in s.members() {
+            v = v * self.present[m].clone().reshape([b]);
+        }
+        v
+    }
+
+    pub(crate) fn present(&self, m: usize) -> Tensor<1> {
+        let b = self.present[m].dims()[0];
+        self.present[m].clone().reshape([b])
+    }
+}
+
+impl Mvae {
+    /// The terms of this model's objective for one step under `cfg`, with
+    /// the modalities' likelihood `weights`; `stream` seeds any sampled
+    /// subsets.
+    pub fn plan(&self, cfg: &LossConfig, weights: &TargetWeights, stream: u64) -> Plan {
+        let image = self.index_of_kind(ModalityKind::Image);
+        let text = self.index_of_kind(ModalityKind::Text);
+        PlanSpec {
+            fusion: self.fusion,
+            target: cfg.unimodal_target,
+            weights: weights.clone(),
+            sampled_subsets: cfg.sampled_subsets,
+            conditional_pair: image.zip(text),
+        }
+        .plan(stream)
+    }
+
+    /// Whether the joint term draws a modality-dropout decision per item.
+    fn uses_dropout(&self, cfg: &LossConfig) -> bool {
+        self.fusion.is_learned() && cfg.modality_dropout > 0.0
+    }
+
+    /// Rows of reparameterisation noise one loss draws for a batch of `b`:
+    /// one block of `b` per plan term (and one more for the modality
+    /// dropout decisions), or K per modality per item for the
+    /// importance-weighted MoE bounds.
+    pub fn noise_rows(&self, plan: &Plan, cfg: &LossConfig, b: usize) -> usize {
+        match (self.fusion, cfg.objective) {
+            (Fusion::Moe, Objective::Iwae | Objective::Dreg) => self.modalities() * cfg.k * b,
+            _ => (plan.len() + usize::from(self.uses_dropout(cfg))) * b,
+        }
+    }
+
+    /// The negative bound of one batch, with fresh noise.
+    pub fn loss(&self, batch: &Batch, cfg: &LossConfig, plan: &Plan, beta: f32) -> LossOutput {
+        let b = batch.size();
+        let eps = Tensor::random(
+            [self.noise_rows(plan, cfg, b), self.noise_dim()],
+            Distribution::Normal(0.0, 1.0),
+            &batch.present.device(),
+        );
+        self.loss_with_noise(batch, cfg, plan, beta, eps)
+    }
+
+    /// Per modality, where the joint term sees it: present, and with
+    /// modality dropout not dropped. The dropout block's first column is
+    /// turned uniform (u); modality j < M − 1 is dropped where u falls in
+    /// [j·p/M, (j + 1)·p/M), the last one where u > 1 − p/M, so one
+    /// modality at most is dropped, each with probability p/M.
+    fn joint_masks(
+        &self,
+        cfg: &LossConfig,
+        present: &[Tensor<2>],
+        eps: &Tensor<2>,
+        row: usize,
+    ) -> Vec<Tensor<2>> {
+        if !self.uses_dropout(cfg) {
+            return present.to_vec();
+        }
+        let b = present[0].dims()[0];
+        let u = (eps.clone().narrow(0, row, b).narrow(1, 0, 1) / std::f32::consts::SQRT_2)
+            .erf()
+            .add_scalar(1.0)
+            .mul_scalar(0.5); // [b, 1]
+        let n = present.len();
+        let share = cfg.modality_dropout / n as f32;
+        present
+            .iter()
+            .enumerate()
+            .map(|(j, p)| {
+                let keep = if j + 1 == n {
+                    u.clone().lower_equal_elem(1.0 - share).float()
+                } else {
+                    let lo = share * j as f32;
+                    let hi = share * (j + 1) as f32;
+                    let dropped =
+                        u.clone().greater_equal_elem(lo).float() * u.clone().lower_elem(hi).float();
+                    dropped.neg().add_scalar(1.0)
+                };
+                p.clone() * keep
+            })
+            .collect()
+    }
+
+    /// [`Mvae::loss`] with the reparameterisation noise given:
+    /// `eps`: `[noise_rows, noise_dim]`, one block of batch rows per term
+    /// in plan order (then the modality-dropout block); columns are the
+    /// shared latent, then each image modality's private latent.
+    pub fn loss_with_noise(
+        &self,
+        batch: &Batch,
+        cfg: &LossConfig,
+        plan: &Plan,
+        beta: f32,
+        eps: Tensor<2>,
+    ) -> LossOutput {
+        if self.fusion == Fusion::Moe && cfg.objective != Objective::Elbo {
+            return self.moe_iwae_loss(batch, cfg, plan, beta, eps);
+        }
+        let b = batch.size();
+        let nm = self.modalities();
+        let nt = plan.len();
+        let encoded = self.encode_all(batch);
+        let present: Vec<Tensor<2>> = (0..nm).map(|m| batch.present_col(m)).collect();
+        let joint_masks = self.joint_masks(cfg, &present, &eps, nt * b);
+        let shared = encoded.iter().map(|e| e.shared.clone()).collect();
+        let mut post = Posteriors::new(self, shared, present, joint_masks);
+
+        // Draw z for every term and measure its KL.
+        let mut z_blocks = Vec::with_capacity(nt);
+        let mut kls = Vec::with_capacity(nt);
+        for (t, term) in plan.terms.iter().enumerate() {
+            let q = post.get(term.given);
+            let z = q.rsample_with(eps.clone().narrow(0, t * b, b).narrow(1, 0, self.latent));
+            let kl = match term.kl {
+                TermKl::Prior => q.kl_standard(),
+                TermKl::Against(other) => q.kl(&post.get(other)),
+                TermKl::Mixture => {
+                    let unimodal: Vec<Gaussian> =
+                        (0..nm).map(|m| post.get(Subset::single(m))).collect();
+                    Gaussian::mixture_log_prob(&unimodal, &post.present, z.clone())
+                        - Gaussian::standard_log_prob(z.clone())
+                }
+            };
+            z_blocks.push(z);
+            kls.push(kl);
+        }
+        // Private latents: drawn from q(w|x) where the image is given (and
+        // their KL paid), from the prior N(0, I) where it is not.
+        let mut private: Vec<Option<Tensor<2>>> = vec![None; nm];
+        for (m, e) in encoded.iter().enumerate() {
+            let Some(qw) = &e.private else { continue };
+            let off = self.private_offset(m);
+            let width = self.experts[m].private();
+            let mut rows = Vec::with_capacity(nt);
+            for (t, term) in plan.terms.iter().enumerate() {
+                let eps_w = eps.clone().narrow(0, t * b, b).narrow(1, off, width);
+                if term.given.contains(m) {
+                    rows.push(qw.rsample_with(eps_w));
+                    kls[t] = kls[t].clone() + qw.kl_standard();
+                } else {
+                    rows.push(eps_w);
+                }
+            }
+            private[m] = Some(Tensor::cat(rows, 0));
+        }
+
+        // Every decoder reads every term's draw as one batch.
+        let z_all = Tensor::cat(z_blocks, 0); // [T·b, latent]
+        let mut nll = Vec::with_capacity(nm); // [T, b] each
+        let mut image_logits = None;
+        for (m, expert) in self.experts.iter().enumerate() {
+            let z_in = match &private[m] {
+                Some(w) => Tensor::cat(vec![z_all.clone(), w.clone()], 1),
+                None => z_all.clone(),
+            };
+            let (n, logits) = expert.reconstruct(z_in, &batch.inputs[m].repeat(nt));
+            if image_logits.is_none() {
+                image_logits = logits.map(|l| (m, l));
+            }
+            nll.push(n.reshape([nt, b]));
+        }
+
+        // The terms, item by item.
+        let row = |t: Tensor<2>, i: usize| t.narrow(0, i, 1).reshape([b]);
+        let mut sum: Option<Tensor<1>> = None;
+        let mut count: Option<Tensor<1>> = None;
+        for (t, term) in plan.terms.iter().enumerate().filter(|(_, t)| t.counts) {
+            let valid = post.valid(term.given);
+            let mut per = kls[t].clone() * beta;
+            for (m, &w) in term.targets.iter().enumerate() {
+                if w != 0.0 {
+                    per = per + row(nll[m].clone(), t) * post.present(m) * w;
+                }
+            }
+            let per = per * valid.clone();
+            sum = Some(sum.map_or(per.clone(), |s| s + per));
+            count = Some(count.map_or(valid.clone(), |c| c + valid));
+        }
+        let sum = sum.expect("a plan counts at least one term");
+        let per_item = match plan.combine {
+            Combine::Sum => sum,
+            Combine::Mean => sum / count.expect("counted").clamp_min(1.0),
+        };
+        let mut total = per_item.sum() / b as f32;
+        let mut named = Vec::new();
+
+        if cfg.align_weight > 0.0 {
+            let full = Subset::full(nm);
+            let q_joint = post.get(full);
+            let unimodal: Vec<Gaussian> = (0..nm).map(|m| post.get(Subset::single(m))).collect();
+            let valid = post.valid(full);
+            let a = alignment(cfg, &q_joint, &unimodal, self.pair(), &valid) * valid.clone();
+            total = total + a.clone().sum() * (cfg.align_weight / b as f32);
+            named.push(("align".to_string(), masked_mean(a, valid)));
+        }
+        if let (true, Some((_, logits))) = (cfg.cycle_weight > 0.0, &image_logits) {
+            let text = self
+                .index_of_kind(ModalityKind::Text)
+                .expect("validated: the caption cycle needs a text modality");
+            let t_y = plan
+                .terms
+                .iter()
+                .position(|t| t.given == Subset::single(text))
+                .expect("validated: the caption cycle needs the caption-only term");
+            let generated = logits.clone().narrow(0, t_y * b, b);
+            let c = self.caption_cycle(generated, &batch.inputs[text], post.present(text));
+            total = total + c * cfg.cycle_weight;
+        }
+        let terms = self.report(plan, &mut post, &nll, &kls, total.clone(), named);
+        let (reconstructed, generated) = match image_logits {
+            Some((m, logits)) => {
+                let pick = |given: bool| {
+                    let rows: Vec<Tensor<2>> = plan
+                        .terms
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| t.given.contains(m) == given)
+                        .map(|(t, _)| logits.clone().narrow(0, t * b, b))
+                        .collect();
+                    (!rows.is_empty()).then(|| Tensor::cat(rows, 0))
+                };
+                (pick(true), pick(false))
+            }
+            None => (None, None),
+        };
+        LossOutput {
+            total,
+            terms,
+            reconstructed,
+            generated,
+        }
+    }
+
+    /// The modalities the pairwise alignment terms compare: the image and
+    /// the caption when the model has both, else the first two.
+    pub fn pair(&self) -> (usize, usize) {
+        match (
+            self.index_of_kind(ModalityKind::Image),
+            self.index_of_kind(ModalityKind::Text),
+        ) {
+            (Some(i), Some(t)) => (i, t),
+            _ => (0, 1.min(self.modalities() - 1)),
+        }
+    }
+
+    /// The named terms: the joint term's KL and reconstructions, and each
+    /// modality read from each single one.
+    fn report(
+        &self,
+        plan: &Plan,
+        post: &mut Posteriors,
+        nll: &[Tensor<2>],
+        kls: &[Tensor<1>],
+        total: Tensor<1>,
+        extra: Vec<(String, Tensor<1>)>,
+    ) -> Terms {
+        let nm = self.modalities();
+        let b = kls[0].dims()[0];
+        let row = |t: &Tensor<2>, i: usize| t.clone().narrow(0, i, 1).reshape([b]);
+        let mut out = vec![("loss".to_string(), total)];
+        let full = Subset::full(nm);
+        if let Some(j) = plan.terms.iter().position(|t| t.given == full) {
+            let valid = post.valid(full);
+            out.push(("kl".into(), masked_mean(kls[j].clone(), valid.clone())));
+            for m in 0..nm {
+                out.push((
+                    format!("nll/{}", self.names[m]),
+                    masked_mean(row(&nll[m], j), valid.clone() * post.present(m)),
+                ));
+            }
+        }
+        for (t, term) in plan.terms.iter().enumerate() {
+            if term.given.len() != 1 || nm < 2 {
+                continue;
+            }
+            let from = term.given.members().next().expect("one member");
+            for to in (0..nm).filter(|&to| to != from) {
+                out.push((
+                    format!("cross/{}->{}", self.names[from], self.names[to]),
+                    masked_mean(row(&nll[to], t), post.present(from) * post.present(to)),
+                ));
+            }
+        }
+        out.extend(extra);
+        Terms::new(out)
+    }
+
+    /// The caption cycle, text → image → q(z|image) → the same caption: the
+    /// batch mean of the caption's NLL from the posterior mean of the image
+    /// generated from it (unweighted), over the items that have a caption.
+    ///
+    /// # Shapes
+    /// `generated_logits`: `[batch, pixels]`, decoded from q(z|text) → `[1]`
+    pub(crate) fn caption_cycle(
+        &self,
+        generated_logits: Tensor<2>,
+        caption: &Input,
+        present: Tensor<1>,
+    ) -> Tensor<1> {
+        let [b, _] = generated_logits.dims();
+        let z = self.encode_image(sigmoid(generated_logits)).mu;
+        let text = self
+            .experts
+            .iter()
+            .find(|e| e.kind() == ModalityKind::Text)
+            .expect("a text modality");
+        let (nll, _) = text.reconstruct(z, caption);
+        (nll * present).sum() / b as f32
+    }
+}
