@@ -14,6 +14,7 @@ use mmvae_model::device::Compute;
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::infer::{self, Draw, Endpoint};
 use mmvae_model::parallel::default_threads;
+use mmvae_model::predict::Prediction;
 use mmvae_model::text_prior::{self, TextPriorConfig, TextPriorInfo};
 use mmvae_model::train::{self, EpochReport, TrainOptions};
 use mmvae_model::TrainConfig;
@@ -417,6 +418,56 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     let cols = (a.n as f64).sqrt().ceil() as usize;
     imageio::save_grid(&a.out, &imgs, cols)?;
     outln!("{}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A modality's value, NAME=VALUE (repeat for several): an image file
+    /// for an image modality, a caption for a text one, a class index or
+    /// name for a label. The latent is drawn from the posterior given them.
+    #[arg(long, value_name = "NAME=VALUE", required = true)]
+    given: Vec<String>,
+    /// The modality to generate.
+    #[arg(long, value_name = "NAME")]
+    to: String,
+    /// Number of draws.
+    #[arg(long, default_value_t = 1)]
+    n: usize,
+    /// Where generated images go (a PNG grid).
+    #[arg(long, default_value = "predicted.png")]
+    out: PathBuf,
+    /// Use the posterior mean instead of samples.
+    #[arg(long)]
+    mean: bool,
+}
+
+pub fn predict(a: PredictArgs) -> Result<()> {
+    check_n(a.n)?;
+    let given: Vec<(String, String)> = a
+        .given
+        .iter()
+        .map(|g| match g.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--given {g}: expected NAME=VALUE"),
+        })
+        .collect::<Result<_>>()?;
+    let m = a.model.load()?;
+    let how = if a.mean { Draw::Mean } else { Draw::Sample };
+    match m.predict(&given, &a.to, a.n, how)? {
+        Prediction::Images(imgs) => {
+            let cols = (a.n as f64).sqrt().ceil() as usize;
+            imageio::save_grid(&a.out, &imgs, cols)?;
+            outln!("{}", a.out.display());
+        }
+        Prediction::Captions(lines) | Prediction::Labels(lines) => {
+            for l in lines {
+                outln!("{l}");
+            }
+        }
+    }
     Ok(())
 }
 

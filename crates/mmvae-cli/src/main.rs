@@ -28,6 +28,9 @@ enum Command {
     Generate(commands::GenerateArgs),
     /// Caption an image, or every PNG in a folder (image → text).
     Caption(commands::CaptionArgs),
+    /// Generate any modality from any subset of the others (cross-modal
+    /// generation, completion): --given NAME=VALUE ... --to NAME.
+    Predict(commands::PredictArgs),
     /// Reconstruct an image through the latent space (image → image), and
     /// print the caption read from the same latent.
     Reconstruct(commands::ReconstructArgs),
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::FitPrior(a) => commands::fit_prior(a),
         Command::Generate(a) => commands::generate(a),
         Command::Caption(a) => commands::caption(a),
+        Command::Predict(a) => commands::predict(a),
         Command::Reconstruct(a) => commands::reconstruct(a),
         Command::Sample(a) => commands::sample(a),
         Command::Eval(a) => commands::eval(a),

@@ -201,12 +201,16 @@ impl Pairing {
         }
     }
 
-    /// The items a run trains on: all, or only the paired ones with
-    /// `"drop"`.
+    /// The items an epoch trains on: all of them; or with `"drop"` the
+    /// paired ones alone, repeated to the same count, so that a run on
+    /// them takes as many steps as one on every item.
     pub fn items(&self) -> Vec<usize> {
-        (0..self.kept.len())
-            .filter(|&i| !self.drop_unpaired || self.kept[i].is_none())
-            .collect()
+        let n = self.kept.len();
+        if !self.drop_unpaired {
+            return (0..n).collect();
+        }
+        let paired = self.paired();
+        (0..n).map(|j| paired[j % paired.len()]).collect()
     }
 
     /// The items that keep every modality.
@@ -277,4 +281,101 @@ pub fn check_modalities(
 /// The test split of a run's dataset.
 pub fn load_test(data: &DataConfig, cli_dir: Option<&Path>) -> Result<ImageLabelSet> {
     load_configured(data, Split::Test, cli_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modality::{LabelModel, ModalityConfig};
+
+    fn cfg(f: f64, unpaired: Unpaired) -> TrainConfig {
+        let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+        c.modalities.push(ModalityConfig::new(
+            "digit",
+            ExpertConfig::Label {
+                model: LabelModel {
+                    classes: 10,
+                    hidden: 4,
+                },
+            },
+        ));
+        c.data.paired_fraction = f;
+        c.data.unpaired = unpaired;
+        c
+    }
+
+    #[test]
+    fn a_seeded_fraction_is_paired_and_the_rest_keep_one_modality() {
+        let n = 1000;
+        let p = Pairing::new(&cfg(0.1, Unpaired::Random), n);
+        assert_eq!(p.paired().len(), 100);
+        assert_eq!(p, Pairing::new(&cfg(0.1, Unpaired::Random), n));
+        let mut other = cfg(0.1, Unpaired::Random);
+        other.seed = 2;
+        assert_ne!(p.paired(), Pairing::new(&other, n).paired());
+        // Every unpaired item keeps exactly one modality; random spreads
+        // them over all three.
+        let mut hb = HostBatch {
+            size: n,
+            inputs: Vec::new(),
+            present: vec![1.0; n * 3],
+            labels: vec![0; n],
+            captions: vec![String::new(); n],
+        };
+        let all: Vec<usize> = (0..n).collect();
+        p.apply(&mut hb, &all);
+        let mut kept = [0usize; 3];
+        for i in 0..n {
+            let row = &hb.present[i * 3..i * 3 + 3];
+            let on = row.iter().filter(|&&v| v == 1.0).count();
+            if p.paired().contains(&i) {
+                assert_eq!(on, 3);
+            } else {
+                assert_eq!(on, 1, "{row:?}");
+                kept[row.iter().position(|&v| v == 1.0).unwrap()] += 1;
+            }
+        }
+        assert!(kept.iter().all(|&k| k > 250), "{kept:?}");
+        // The named policies.
+        let keep_of = |u: Unpaired| {
+            let p = Pairing::new(&cfg(0.5, u), 10);
+            (0..10).map(|i| p.kept[i]).collect::<Vec<_>>()
+        };
+        let first = keep_of(Unpaired::First);
+        assert!(first.iter().flatten().all(|&m| m == 0));
+        let alt = keep_of(Unpaired::Alternate);
+        assert!(alt
+            .iter()
+            .enumerate()
+            .all(|(i, k)| k.is_none_or(|m| m == i % 3)));
+        let only = keep_of(Unpaired::Only("digit".into()));
+        assert!(only.iter().flatten().all(|&m| m == 2));
+        // At least one item stays paired, and a fraction of 1 pairs all.
+        assert_eq!(
+            Pairing::new(&cfg(0.0001, Unpaired::Random), 50)
+                .paired()
+                .len(),
+            1
+        );
+        assert_eq!(
+            Pairing::new(&cfg(1.0, Unpaired::Random), 50).paired().len(),
+            50
+        );
+    }
+
+    #[test]
+    fn dropping_unpaired_items_cycles_the_paired_ones_to_the_same_length() {
+        let p = Pairing::new(&cfg(0.1, Unpaired::Drop), 100);
+        let items = p.items();
+        assert_eq!(items.len(), 100);
+        let paired = p.paired();
+        assert!(items.iter().all(|i| paired.contains(i)));
+        for i in &paired {
+            assert_eq!(items.iter().filter(|&j| j == i).count(), 10);
+        }
+        assert_eq!(
+            Pairing::new(&cfg(0.1, Unpaired::Random), 100).items(),
+            (0..100).collect::<Vec<_>>()
+        );
+    }
 }

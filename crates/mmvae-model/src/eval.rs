@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::batch::{CaptionSource, HostBatch};
 use crate::classifier::{Classifier, ClassifierInfo};
+use crate::coherence_matrix::{coherence_matrix, CoherenceMatrix};
 use crate::data::TEST_STREAM;
 use crate::error::{ModelError, Result};
 use crate::fid::{frechet_distance, FeatureStats};
@@ -17,6 +18,7 @@ use crate::inception::{self, InceptionV3};
 use crate::infer::{Draw, Loaded};
 use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
 use crate::metrics;
+use crate::modality::ModalityKind;
 use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
 
@@ -375,6 +377,10 @@ pub struct EvalReport {
     /// Importance-sampled log p(x), log p(y), log p(x, y).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_likelihood: Option<LogLikelihood>,
+    /// Conditional coherence of every modality from every subset of the
+    /// others, and of joint prior samples (with the coherence group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coherence_matrix: Option<CoherenceMatrix>,
 }
 
 impl EvalReport {
@@ -529,6 +535,10 @@ impl EvalReport {
                 "  ({} subset(s) of {} items)\n",
                 r.subsets, r.subset_size
             ));
+        }
+        if let Some(c) = &self.coherence_matrix {
+            s.push_str("conditional coherence (each modality from each subset of the others):\n");
+            s.push_str(&c.table());
         }
         s
     }
@@ -719,7 +729,12 @@ pub fn evaluate(
     let captioner: Captioner = m.captioner();
     let n = opts.limit.unwrap_or(test.len()).min(test.len());
     let bs = opts.batch_size.max(1);
-    let on = |metric: Metric| opts.metrics.contains(&metric);
+    // The image–caption groups need both; the coherence matrix and the
+    // test loss take any modalities.
+    let image_text = m.model.index_of_kind(ModalityKind::Image).is_some()
+        && m.model.index_of_kind(ModalityKind::Text).is_some();
+    let on =
+        |metric: Metric| opts.metrics.contains(&metric) && (image_text || metric == Metric::Loss);
     let clf_opt = classifier.map(|c| c.0);
     let coherence = on(Metric::Coherence) && clf_opt.is_some();
     let fid_on = on(Metric::Fid) && clf_opt.is_some();
@@ -983,6 +998,11 @@ pub fn evaluate(
         joint: coherence.then(|| joint.finish()),
         image_reconstruction: coherence.then(|| recon.finish()),
         test_loss,
+        coherence_matrix: opts.metrics.contains(&Metric::Coherence).then(|| {
+            // Its own stream, after every other group's draws.
+            m.seed(opts.seed ^ 0x4D41_5452_4958);
+            coherence_matrix(m, clf_opt, test, n, train_src, bs, joint_samples)
+        }),
     }
 }
 

@@ -116,7 +116,7 @@ impl Loaded {
         self.device.seed(seed);
     }
 
-    fn draw(g: &Gaussian, how: Draw) -> Tensor<2> {
+    pub(crate) fn draw(g: &Gaussian, how: Draw) -> Tensor<2> {
         match how {
             Draw::Sample => g.rsample(),
             Draw::Mean => g.mu.clone(),
@@ -169,7 +169,7 @@ impl Loaded {
         ))
     }
 
-    fn to_images(&self, probs: Tensor<2>) -> Vec<Image> {
+    pub(crate) fn to_images(&self, probs: Tensor<2>) -> Vec<Image> {
         let (side, colours) = (self.side(), self.colours());
         floats(probs)
             .chunks(colours * side * side)
@@ -182,7 +182,7 @@ impl Loaded {
             .collect()
     }
 
-    fn to_captions(&self, ids: Vec<Vec<usize>>) -> Vec<String> {
+    pub(crate) fn to_captions(&self, ids: Vec<Vec<usize>>) -> Vec<String> {
         ids.iter()
             .map(|t| self.checkpoint.vocab.decode(t))
             .collect()

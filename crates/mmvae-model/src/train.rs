@@ -704,6 +704,55 @@ mod tests {
     }
 
     #[test]
+    fn three_weakly_paired_modalities_train_resume_exactly_and_evaluate() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let data = d.path().join("data");
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.modalities.push(crate::config::ModalityConfig::new(
+            "digit",
+            crate::config::ExpertConfig::Label {
+                model: crate::config::LabelModel {
+                    classes: 10,
+                    hidden: 8,
+                },
+            },
+        ));
+        cfg.model.fusion = crate::config::Fusion::MoPoe;
+        cfg.data.paired_fraction = 0.25;
+        cfg.optim.epochs = 3;
+        let whole = train_tiny(&cfg, d.path(), "whole");
+        assert!(whole.reports[0].val.contains_key("nll/digit"));
+        assert!(whole.reports[0].val.contains_key("cross/digit->image"));
+        let mut first = cfg.clone();
+        first.optim.epochs = 1;
+        let split = d.path().join("split");
+        train(&first, &opts(split.clone(), data.clone()), |_| {}).unwrap();
+        let resumed = train(
+            &cfg,
+            &TrainOptions {
+                resume: true,
+                ..opts(split.clone(), data)
+            },
+            |_| {},
+        )
+        .unwrap();
+        for (a, b) in whole.reports[1..].iter().zip(&resumed.reports) {
+            assert_eq!((a.epoch, &a.train, &a.val), (b.epoch, &b.train, &b.val));
+        }
+        assert_eq!(
+            weights(&d.path().join("whole/last")),
+            weights(&split.join("last"))
+        );
+        // The checkpoint reloads as the same three-modality model and
+        // generates every modality from every other.
+        let m = crate::infer::load(&split.join("best"), Compute::Cpu).unwrap();
+        assert_eq!(m.model.names, ["image", "text", "digit"]);
+        assert_eq!(m.checkpoint.state.format, checkpoint::FORMAT);
+    }
+
+    #[test]
     fn a_resumed_run_repeats_the_uninterrupted_run() {
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();

@@ -76,7 +76,9 @@ pub struct DataConfig {
     pub paired_fraction: f64,
     /// Which modality an unpaired training item keeps: `"random"` (default,
     /// a seeded hash of the item), `"first"`, `"alternate"` (by item index),
-    /// or a modality's name; `"drop"` trains on the paired items alone.
+    /// or a modality's name; `"drop"` trains on the paired items alone
+    /// (each epoch cycles through them as often as fills the training set,
+    /// so the run takes as many steps: the paired-only baseline).
     #[serde(default, skip_serializing_if = "Unpaired::is_default")]
     pub unpaired: Unpaired,
 }

@@ -1,0 +1,242 @@
+//! Conditional coherence for any set of modalities: for every subset of
+//! input modalities and every output modality, the fraction of test items
+//! whose generated output shows the item's class, as the MoPoE and MMVAE+
+//! papers report it; the mean by number of inputs; and the joint coherence
+//! of prior samples (every modality generated from one z agrees).
+//!
+//! What "shows the class" means per kind: an image is read by the
+//! evaluation classifier (every attribute slot right), a caption by the
+//! dataset's caption parser, a label is its own class.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use mmvae_data::captions::Captioner;
+use mmvae_data::ImageLabelSet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use crate::batch::{CaptionSource, HostBatch, Input};
+use crate::classifier::Classifier;
+use crate::infer::Loaded;
+use crate::modality::expert::Expert;
+use crate::objective::Subset;
+
+/// The coherence of every (inputs → output) pair and of prior samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CoherenceMatrix {
+    /// `inputs` (names joined by `+`) → output name → fraction right.
+    pub cells: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Number of inputs → the mean over subsets of that size and over the
+    /// outputs outside them.
+    pub by_inputs: BTreeMap<usize, f64>,
+    /// Fraction of prior samples whose modalities all show one class.
+    pub joint: f64,
+    /// Output modalities that could not be read (an image without an
+    /// evaluation classifier), left out of the cells.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+}
+
+/// Reads the class a generated modality shows.
+struct Readers<'a> {
+    clf: Option<&'a Classifier>,
+    captioner: Captioner,
+}
+
+impl Readers<'_> {
+    /// Per row, the attribute values the output shows (`None` where a slot
+    /// is not recognised), or `None` when this modality cannot be read.
+    fn read(&self, m: &Loaded, e: &Expert, z: Tensor<2>) -> Option<Vec<Vec<Option<usize>>>> {
+        let kind = m.checkpoint.config.data.dataset;
+        match e {
+            Expert::Image(img) => {
+                let clf = self.clf?;
+                let probs = img.decode(m.model.with_private(z, true));
+                Some(
+                    clf.predict(probs)
+                        .into_iter()
+                        .map(|p| p.into_iter().map(Some).collect())
+                        .collect(),
+                )
+            }
+            Expert::Text(t) => Some(
+                t.decoder
+                    .decode(z, m.model.max_len, None)
+                    .iter()
+                    .map(|ids| self.captioner.slots_of(&m.checkpoint.vocab.decode(ids)))
+                    .collect(),
+            ),
+            Expert::Label(l) => Some(
+                l.decode(z)
+                    .into_iter()
+                    .map(|c| kind.attributes(c).into_iter().map(Some).collect())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Names of the members of `s`, joined by `+`.
+fn subset_name(m: &Loaded, s: Subset) -> String {
+    s.members()
+        .map(|i| m.model.names[i].as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Score the first `n` test items (in batches of `bs`) and `joint_samples`
+/// prior samples. Latents are drawn from each posterior (seeded by the
+/// caller through the device).
+pub fn coherence_matrix(
+    m: &Loaded,
+    clf: Option<&Classifier>,
+    test: &ImageLabelSet,
+    n: usize,
+    source: CaptionSource,
+    bs: usize,
+    joint_samples: usize,
+) -> CoherenceMatrix {
+    let model = &m.model;
+    let nm = model.modalities();
+    let kind = test.kind;
+    let readers = Readers {
+        clf,
+        captioner: m.captioner(),
+    };
+    let subsets = Subset::all_nonempty(nm);
+    // (right, scored) per subset and output.
+    let mut counts = vec![vec![(0usize, 0usize); nm]; subsets.len()];
+    let mut readable = vec![true; nm];
+    let idx: Vec<usize> = (0..n.min(test.len())).collect();
+    for chunk in idx.chunks(bs.max(1)) {
+        let hb = HostBatch::gather(&model.layout(), test, chunk, source, &m.checkpoint.vocab);
+        let batch = hb.to_device(&m.device);
+        let want: Vec<Vec<usize>> = hb.labels.iter().map(|&l| kind.attributes(l)).collect();
+        for (si, &s) in subsets.iter().enumerate() {
+            let inputs: Vec<Option<&Input>> = batch
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| s.contains(i).then_some(x))
+                .collect();
+            let z = model.posterior_of(&inputs).rsample();
+            for (o, e) in model.experts.iter().enumerate() {
+                match readers.read(m, e, z.clone()) {
+                    Some(got) => {
+                        for (g, w) in got.iter().zip(&want) {
+                            let right =
+                                g.len() == w.len() && g.iter().zip(w).all(|(a, b)| *a == Some(*b));
+                            counts[si][o].0 += right as usize;
+                            counts[si][o].1 += 1;
+                        }
+                    }
+                    None => readable[o] = false,
+                }
+            }
+        }
+    }
+    let mut out = CoherenceMatrix::default();
+    let mut by_size: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
+    for (si, &s) in subsets.iter().enumerate() {
+        let row = out.cells.entry(subset_name(m, s)).or_default();
+        for o in (0..nm).filter(|&o| readable[o]) {
+            let (right, total) = counts[si][o];
+            let acc = right as f64 / total.max(1) as f64;
+            row.insert(model.names[o].clone(), acc);
+            if !s.contains(o) {
+                let e = by_size.entry(s.len()).or_insert((0.0, 0));
+                e.0 += acc;
+                e.1 += 1;
+            }
+        }
+    }
+    out.by_inputs = by_size
+        .into_iter()
+        .map(|(k, (sum, c))| (k, sum / c.max(1) as f64))
+        .collect();
+    out.unread = (0..nm)
+        .filter(|&o| !readable[o])
+        .map(|o| model.names[o].clone())
+        .collect();
+    out.joint = joint_coherence(m, &readers, joint_samples, bs);
+    out
+}
+
+/// Prior samples z ~ N(0, I): the fraction whose readable modalities all
+/// show the same (fully recognised) attributes.
+fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> f64 {
+    let (mut agree, mut total) = (0usize, 0usize);
+    let mut left = samples;
+    while left > 0 {
+        let k = left.min(bs.max(1));
+        left -= k;
+        let z = Tensor::<2>::random(
+            [k, m.model.latent],
+            Distribution::Normal(0.0, 1.0),
+            &m.device,
+        );
+        let reads: Vec<Vec<Vec<Option<usize>>>> = m
+            .model
+            .experts
+            .iter()
+            .filter_map(|e| readers.read(m, e, z.clone()))
+            .collect();
+        if reads.len() < 2 {
+            return 0.0;
+        }
+        for i in 0..k {
+            let first = &reads[0][i];
+            let whole = first.iter().all(Option::is_some);
+            agree += (whole && reads[1..].iter().all(|r| &r[i] == first)) as usize;
+            total += 1;
+        }
+    }
+    agree as f64 / total.max(1) as f64
+}
+
+impl CoherenceMatrix {
+    /// The matrix as text: one row per input subset, one column per output.
+    pub fn table(&self) -> String {
+        let outputs: Vec<&String> = self
+            .cells
+            .values()
+            .next()
+            .map(|r| r.keys().collect())
+            .unwrap_or_default();
+        let mut s = format!("  {:<28}", "given \\ generated");
+        for o in &outputs {
+            s.push_str(&format!("{o:>12}"));
+        }
+        s.push('\n');
+        let mut rows: Vec<(&String, &BTreeMap<String, f64>)> = self.cells.iter().collect();
+        rows.sort_by_key(|(k, _)| (k.matches('+').count(), (*k).clone()));
+        for (given, row) in rows {
+            s.push_str(&format!("  {given:<28}"));
+            for o in &outputs {
+                s.push_str(&format!(
+                    "{:>11.2}%",
+                    100.0 * row.get(*o).copied().unwrap_or(f64::NAN)
+                ));
+            }
+            s.push('\n');
+        }
+        for (k, v) in &self.by_inputs {
+            s.push_str(&format!(
+                "  mean given {k} input{}: {:.2}%\n",
+                if *k == 1 { "" } else { "s" },
+                100.0 * v
+            ));
+        }
+        s.push_str(&format!(
+            "  joint (prior samples): {:.2}%\n",
+            100.0 * self.joint
+        ));
+        if !self.unread.is_empty() {
+            s.push_str(&format!(
+                "  not scored (no evaluation classifier): {}\n",
+                self.unread.join(", ")
+            ));
+        }
+        s
+    }
+}
