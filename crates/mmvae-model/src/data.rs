@@ -162,6 +162,10 @@ pub struct Pairing {
     /// Per training item: `None` = paired, `Some(m)` = only modality m.
     kept: Vec<Option<usize>>,
     drop_unpaired: bool,
+    /// `data.paired_share`: the share of an epoch's items drawn from the
+    /// paired ones.
+    paired_share: Option<f64>,
+    seed: u64,
 }
 
 impl Pairing {
@@ -198,19 +202,41 @@ impl Pairing {
             modalities,
             kept,
             drop_unpaired: cfg.data.unpaired == Unpaired::Drop,
+            paired_share: cfg.data.paired_share,
+            seed: cfg.seed,
         }
     }
 
-    /// The items an epoch trains on: all of them; or with `"drop"` the
-    /// paired ones alone, repeated to the same count, so that a run on
-    /// them takes as many steps as one on every item.
-    pub fn items(&self) -> Vec<usize> {
+    /// The items epoch `epoch` trains on (as many as the training set has):
+    /// every item once; with `"drop"` the paired ones alone, repeated to
+    /// the same count, so that a run on them takes as many steps; with
+    /// `data.paired_share = s` a share s of the count cycles through the
+    /// paired items and the rest are unpaired items, each epoch the next
+    /// ones of a seeded order (so every unpaired item comes round).
+    pub fn items(&self, epoch: usize) -> Vec<usize> {
         let n = self.kept.len();
-        if !self.drop_unpaired {
+        let paired = self.paired();
+        let cycle = |from: &[usize], count: usize, start: usize| -> Vec<usize> {
+            (0..count).map(|j| from[(start + j) % from.len()]).collect()
+        };
+        if self.drop_unpaired {
+            return cycle(&paired, n, 0);
+        }
+        let Some(share) = self.paired_share else {
+            return (0..n).collect();
+        };
+        let unpaired: Vec<usize> = crate::batch::shuffled(n, self.seed ^ 0x5EA5_0000_0000_0001)
+            .into_iter()
+            .filter(|&i| self.kept[i].is_some())
+            .collect();
+        if unpaired.is_empty() {
             return (0..n).collect();
         }
-        let paired = self.paired();
-        (0..n).map(|j| paired[j % paired.len()]).collect()
+        let take_paired = ((share * n as f64).round() as usize).clamp(1, n);
+        let take_unpaired = n - take_paired;
+        let mut out = cycle(&paired, take_paired, epoch * take_paired);
+        out.extend(cycle(&unpaired, take_unpaired, epoch * take_unpaired));
+        out
     }
 
     /// The items that keep every modality.
@@ -366,7 +392,7 @@ mod tests {
     #[test]
     fn dropping_unpaired_items_cycles_the_paired_ones_to_the_same_length() {
         let p = Pairing::new(&cfg(0.1, Unpaired::Drop), 100);
-        let items = p.items();
+        let items = p.items(0);
         assert_eq!(items.len(), 100);
         let paired = p.paired();
         assert!(items.iter().all(|i| paired.contains(i)));
@@ -374,8 +400,36 @@ mod tests {
             assert_eq!(items.iter().filter(|&j| j == i).count(), 10);
         }
         assert_eq!(
-            Pairing::new(&cfg(0.1, Unpaired::Random), 100).items(),
+            Pairing::new(&cfg(0.1, Unpaired::Random), 100).items(3),
             (0..100).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_paired_share_oversamples_the_pairs_and_rotates_the_rest() {
+        let mut c = cfg(0.1, Unpaired::Random);
+        c.data.paired_share = Some(0.5);
+        let p = Pairing::new(&c, 100);
+        let paired = p.paired();
+        let mut seen = std::collections::BTreeSet::new();
+        for epoch in 0..2 {
+            let items = p.items(epoch);
+            assert_eq!(items.len(), 100);
+            let from_pairs = items.iter().filter(|i| paired.contains(i)).count();
+            assert_eq!(from_pairs, 50);
+            // Each pair five times an epoch; 50 distinct unpaired items.
+            for i in &paired {
+                assert_eq!(items.iter().filter(|&j| j == i).count(), 5);
+            }
+            let unpaired: std::collections::BTreeSet<usize> = items
+                .iter()
+                .copied()
+                .filter(|i| !paired.contains(i))
+                .collect();
+            assert_eq!(unpaired.len(), 50);
+            seen.extend(unpaired);
+        }
+        // Two epochs cover 100 draws of the 90 unpaired items: all of them.
+        assert_eq!(seen.len(), 90);
     }
 }

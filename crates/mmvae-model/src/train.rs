@@ -347,8 +347,7 @@ pub fn train(
         Compute::Gpu(_) => 1,
     };
     let pairing = Pairing::new(cfg, data.train.len());
-    let items = pairing.items();
-    let n = items.len();
+    let n = pairing.items(0).len();
     let steps_per_epoch = n.div_ceil(bs);
     let mut reports = Vec::new();
     let started = Instant::now();
@@ -370,6 +369,7 @@ pub fn train(
         let lr = cfg.lr_at(epoch);
         let mut adv_sums = (0.0f64, 0.0f64);
         let mut perceptual_sum = 0.0f64;
+        let items = pairing.items(epoch);
         let order: Vec<usize> = shuffled(
             n,
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),

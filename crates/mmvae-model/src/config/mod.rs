@@ -81,6 +81,12 @@ pub struct DataConfig {
     /// so the run takes as many steps: the paired-only baseline).
     #[serde(default, skip_serializing_if = "Unpaired::is_default")]
     pub unpaired: Unpaired,
+    /// With weak supervision: the share of each epoch's items drawn from
+    /// the paired ones (cycled through, so each pair comes several times);
+    /// the rest are unpaired items, the next ones each epoch. Absent: every
+    /// item once per epoch, so the pairs make up `paired_fraction` of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired_share: Option<f64>,
 }
 
 fn one_f64() -> f64 {
@@ -336,6 +342,7 @@ impl TrainConfig {
                 tokenizer: mmvae_data::TokenLevel::Word,
                 paired_fraction: 1.0,
                 unpaired: Unpaired::Random,
+                paired_share: None,
             },
             loss: LossConfig::default(),
             adversarial: None,

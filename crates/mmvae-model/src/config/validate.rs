@@ -332,6 +332,18 @@ impl TrainConfig {
             "data.paired_fraction",
             "must be in (0, 1]",
         )?;
+        if let Some(s) = d.paired_share {
+            check(
+                s.is_finite() && s > 0.0 && s < 1.0 && d.paired_fraction < 1.0,
+                "data.paired_share",
+                "must be in (0, 1), with data.paired_fraction below 1",
+            )?;
+            check(
+                d.unpaired != Unpaired::Drop,
+                "data.paired_share",
+                "has no unpaired items to share with under unpaired = \"drop\"",
+            )?;
+        }
         if let Unpaired::Only(name) = &d.unpaired {
             check(
                 self.modality(name).is_some(),
