@@ -7,15 +7,15 @@ use mmvae_data::dataset::{self, DatasetKind, Split};
 use mmvae_data::imageio::{self, Image};
 use mmvae_data::shapes::Level;
 use mmvae_data::{fetch, fsutil};
-use mmvae_model::classifier::{self, ClassifierTrainOptions};
-use mmvae_model::consistency::{self, ScoreOptions};
-use mmvae_model::data::load_split;
 use mmvae_model::device::Compute;
+use mmvae_model::eval::classifier::{self, ClassifierTrainOptions};
+use mmvae_model::eval::consistency::{self, ScoreOptions};
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::infer::{self, Draw, Endpoint};
-use mmvae_model::parallel::default_threads;
+use mmvae_model::io::data::load_split;
 use mmvae_model::predict::Prediction;
-use mmvae_model::text_prior::{self, TextPriorConfig, TextPriorInfo};
+use mmvae_model::prior::{self, TextPriorConfig, TextPriorInfo};
+use mmvae_model::train::parallel::default_threads;
 use mmvae_model::train::{self, EpochReport, TrainOptions};
 use mmvae_model::TrainConfig;
 use mmvae_report::plot::Chart;
@@ -229,7 +229,7 @@ impl ModelArgs {
 
 /// `--rerank`, checked: 1 ..= the most candidates.
 fn check_rerank(k: usize) -> Result<usize> {
-    let max = text_prior::MAX_RERANK;
+    let max = prior::MAX_RERANK;
     if !(1..=max).contains(&k) {
         bail!("--rerank must be in 1..={max} (got {k})");
     }
@@ -304,7 +304,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     if let Some(t) = a
         .temperatures
         .iter()
-        .find(|&&t| !text_prior::is_sampling_temperature(t))
+        .find(|&&t| !prior::is_sampling_temperature(t))
     {
         bail!("--temperatures must all be positive (got {t})");
     }
@@ -312,7 +312,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     let clf_dir = match a.temperatures.is_empty() {
         true => None,
         false => {
-            let kind = mmvae_model::checkpoint::read_meta(&a.checkpoint)?
+            let kind = mmvae_model::io::checkpoint::read_meta(&a.checkpoint)?
                 .config
                 .data
                 .dataset;
@@ -340,7 +340,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
             rerank: a.rerank.map(check_rerank).transpose()?.unwrap_or(1),
             ..TextPriorConfig::default()
         };
-        let info = text_prior::fit_checkpoint(
+        let info = prior::fit_checkpoint(
             &a.checkpoint,
             a.data_dir.as_deref(),
             &cfg,
@@ -381,7 +381,7 @@ fn choose_prior_temperature(
     }
     outln!(
         "text prior temperature {chosen} saved in {}",
-        m.checkpoint.dir.join(text_prior::INFO).display()
+        m.checkpoint.dir.join(prior::INFO).display()
     );
     Ok(chosen)
 }
@@ -688,13 +688,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let test = mmvae_model::data::load_test(data_cfg, a.data_dir.as_deref())?;
+    let test = mmvae_model::io::data::load_test(data_cfg, a.data_dir.as_deref())?;
     // The linear probes train on the training split's first items; a
     // dataset with its own captions trains the perplexity model on them.
     let train_split = if metrics.contains(&Metric::Probe)
         || (!kind.is_labelled() && metrics.contains(&Metric::Perplexity))
     {
-        Some(mmvae_model::data::load_configured(
+        Some(mmvae_model::io::data::load_configured(
             data_cfg,
             Split::Train,
             a.data_dir.as_deref(),
@@ -705,7 +705,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let train_captions = train_split.as_ref().and_then(|t| t.captions.clone());
     let probe_train = train_split.filter(|_| metrics.contains(&Metric::Probe));
     let inception = match &a.inception {
-        Some(p) => Some(mmvae_model::inception::InceptionV3::load(p, &m.device)?),
+        Some(p) => Some(mmvae_model::eval::inception::InceptionV3::load(
+            p, &m.device,
+        )?),
         None => None,
     };
     let opts = EvalOptions {
@@ -753,8 +755,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     }
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
-    let data = mmvae_model::data::load_train_data(cfg, a.data_dir.as_deref())?;
-    let test = mmvae_model::data::load_test(&cfg.data, a.data_dir.as_deref())?;
+    let data = mmvae_model::io::data::load_train_data(cfg, a.data_dir.as_deref())?;
+    let test = mmvae_model::io::data::load_test(&cfg.data, a.data_dir.as_deref())?;
     let opts = ScoreOptions {
         prior_samples: a.prior_samples,
         seed: a.model.seed,
@@ -1358,7 +1360,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
     }
     let m = a.model.load()?;
     let cfg = &m.checkpoint.config;
-    let test = mmvae_model::data::load_test(&cfg.data, a.data_dir.as_deref())?;
+    let test = mmvae_model::io::data::load_test(&cfg.data, a.data_dir.as_deref())?;
     let saved = Saved::read(&m, a.eval.as_deref())?;
     let opts = ReportOptions {
         tsne_items: a.tsne_items,
@@ -1420,7 +1422,7 @@ pub fn plot(c: PlotCommand) -> Result<()> {
             }
             let m = model.load()?;
             let cfg = &m.checkpoint.config;
-            let test = mmvae_model::data::load_test(&cfg.data, data_dir.as_deref())?;
+            let test = mmvae_model::io::data::load_test(&cfg.data, data_dir.as_deref())?;
             let tcfg = TsneConfig {
                 perplexity,
                 iterations,

@@ -468,8 +468,9 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     assert!(e.contains("unknown metric 'fdi'"), "{e}");
     // FID in Inception-v3 features, with (random) weights in the format a
     // user supplies.
-    let net =
-        mmvae_model::inception::InceptionV3::init(&mmvae_model::burn::prelude::Device::flex());
+    let net = mmvae_model::eval::inception::InceptionV3::init(
+        &mmvae_model::burn::prelude::Device::flex(),
+    );
     net.save_safetensors(&d.join("inception.safetensors"))
         .unwrap();
     ok(

@@ -7,15 +7,15 @@ use burn::tensor::Distribution;
 use serde::Serialize;
 use std::time::Instant;
 
-use crate::batch::{HostBatch, HostInput};
 use crate::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
-use crate::gaussian::Gaussian;
-use crate::image::{ImageDecoder, ImageEncoder};
+use crate::io::batch::{HostBatch, HostInput};
+use crate::modality::image::{ImageDecoder, ImageEncoder};
 use crate::mvae::{bernoulli_nll, DataShape};
+use crate::nn::gaussian::Gaussian;
 use crate::objective::TargetWeights;
-use crate::parallel::{parallel_gradients, sharded_gradients};
+use crate::train::parallel::{parallel_gradients, sharded_gradients};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -170,7 +170,7 @@ pub fn run(
                     &loss_cfg,
                     &plan,
                     1.0,
-                    &crate::parallel::Critics::default(),
+                    &crate::train::parallel::Critics::default(),
                     &device,
                 );
                 m = optim.step(1e-3, m.clone(), step.grads);

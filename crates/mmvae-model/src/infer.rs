@@ -7,13 +7,13 @@ use mmvae_data::captions::Captioner;
 use mmvae_data::imageio::Image;
 use std::path::Path;
 
-use crate::batch::frame;
-use crate::checkpoint::{self, Checkpoint};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
-use crate::gaussian::Gaussian;
+use crate::io::batch::frame;
+use crate::io::checkpoint::{self, Checkpoint};
 use crate::mvae::Mvae;
-use crate::text_prior::{self, TextPrior, TextPriorInfo};
+use crate::nn::gaussian::Gaussian;
+use crate::prior::{self, TextPrior, TextPriorInfo};
 
 /// One end of a latent interpolation.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub enum Draw {
 pub fn load(dir: &Path, compute: Compute) -> Result<Loaded> {
     let device = compute.device()?;
     let (checkpoint, model) = checkpoint::load(dir, &device)?;
-    let text_prior = text_prior::load(dir, model.latent, &device)?;
+    let text_prior = prior::load(dir, model.latent, &device)?;
     let prior_temperature = text_prior
         .as_ref()
         .map_or(1.0, |(_, info)| info.config.temperature);
@@ -255,7 +255,7 @@ impl Loaded {
                 "fitted text prior ({} components, {WEIGHTS}, temperature {})",
                 info.config.components,
                 self.prior_temperature,
-                WEIGHTS = text_prior::WEIGHTS
+                WEIGHTS = prior::WEIGHTS
             ),
             None => "caption posterior q(z|y)".into(),
         };

@@ -6,12 +6,12 @@
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softplus};
 
-use crate::batch::{Batch, Input, Layout};
 use crate::config::{Fusion, ModelConfig};
 use crate::fusion::FusionHead;
-use crate::gaussian::Gaussian;
+use crate::io::batch::{Batch, Input, Layout};
 use crate::modality::expert::{Encoded, Expert, ExpertShape, ImageExpert, TextExpert};
 use crate::modality::{ModalityConfig, ModalityKind};
+use crate::nn::gaussian::Gaussian;
 use crate::objective::plan::Subset;
 
 #[derive(Module, Debug)]

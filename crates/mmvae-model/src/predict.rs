@@ -5,9 +5,9 @@
 use burn::prelude::*;
 use mmvae_data::imageio::Image;
 
-use crate::batch::Input;
 use crate::error::{ModelError, Result};
 use crate::infer::{Draw, Loaded};
+use crate::io::batch::Input;
 use crate::modality::expert::Expert;
 
 /// What was generated for the target modality, one entry per draw.

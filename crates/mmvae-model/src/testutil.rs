@@ -56,8 +56,8 @@ impl ModuleMapper for Perturb {
     }
 }
 
-use crate::batch::{HostBatch, HostInput};
 use crate::config::{Fusion, ImageModel, ModelConfig, TextModel};
+use crate::io::batch::{HostBatch, HostInput};
 use crate::modality::{ExpertConfig, LabelModel, ModalityConfig, ModalityKind};
 use crate::mvae::DataShape;
 use crate::objective::TargetWeights;

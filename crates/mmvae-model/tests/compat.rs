@@ -5,10 +5,10 @@
 //! that code: every fusion, unimodal target and alignment, the image-only
 //! latent, a learned pixel scale, the caption cycle, IWAE and DReG).
 
-use mmvae_model::batch::{Batch, Input};
 use mmvae_model::burn::prelude::*;
-use mmvae_model::checkpoint;
 use mmvae_model::config::LossConfig;
+use mmvae_model::io::batch::{Batch, Input};
+use mmvae_model::io::checkpoint;
 use mmvae_model::objective::TargetWeights;
 use serde::Deserialize;
 use std::path::Path;

@@ -6,13 +6,13 @@
 //! the adapter (a `--device` value, default `wgpu`).
 #![cfg(feature = "wgpu")]
 
-use mmvae_model::batch::Batch;
 use mmvae_model::burn::module::{Module, ModuleVisitor, Param};
 use mmvae_model::burn::optim::{AdamConfig, GradientsParams, Optimizer as _};
 use mmvae_model::burn::prelude::*;
 use mmvae_model::burn::tensor::Gradients;
 use mmvae_model::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel};
 use mmvae_model::device::{adapters, Compute};
+use mmvae_model::io::batch::Batch;
 use mmvae_model::mvae::{noise_rows, Mvae};
 
 const VOCAB: usize = 9;

@@ -8,11 +8,11 @@
 use mmvae_data::captions::CaptionSet;
 use mmvae_data::imageio::{self, Image};
 use mmvae_data::ImageLabelSet;
-use mmvae_model::batch::{CaptionSource, HostBatch};
-use mmvae_model::consistency::{self, Calibration, Score, ScoreOptions};
-use mmvae_model::data::TEST_STREAM;
+use mmvae_model::eval::consistency::{self, Calibration, Score, ScoreOptions};
+use mmvae_model::eval::retrieval::log_overlap_matrix;
 use mmvae_model::infer::{Draw, Endpoint, Loaded};
-use mmvae_model::retrieval::log_overlap_matrix;
+use mmvae_model::io::batch::{CaptionSource, HostBatch};
+use mmvae_model::io::data::TEST_STREAM;
 use std::path::Path;
 
 use crate::error::{ReportError, Result};

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
-pub use crate::image_likelihood::ImageLikelihood;
+pub use crate::modality::image::likelihood::ImageLikelihood;
 pub use crate::modality::{ExpertConfig, LabelModel, ModalityConfig, ModalityKind};
 use crate::objective::TargetWeights;
-pub use crate::perceptual::{FeatureNetwork, PerceptualConfig};
-pub use crate::schedule::Anneal;
+pub use crate::train::perceptual::{FeatureNetwork, PerceptualConfig};
+pub use crate::train::schedule::Anneal;
 pub use loss::{Alignment, LossConfig, LossOverride, Objective, UnimodalTarget};
 pub use model::{Fusion, ImageModel, ModelConfig, TextModel};
 
@@ -177,7 +177,7 @@ pub struct AdversarialConfig {
     /// loss; 0 (default) = none. burn's autodiff has no second-order
     /// gradients, so ‖∇ₓ D(x)‖² is estimated by central differences along
     /// a random Gaussian direction per image (E_u[(∇D·u)²] = ‖∇D‖²); see
-    /// [`crate::discriminator::r1_penalty`].
+    /// [`crate::train::discriminator::r1_penalty`].
     #[serde(default)]
     pub r1: f32,
 }
@@ -244,9 +244,9 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
     /// Fit a text-conditional mixture prior to the best checkpoint after
-    /// training (see [`crate::text_prior`]); text→image then draws from it.
+    /// training (see [`crate::prior`]); text→image then draws from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text_prior: Option<crate::text_prior::TextPriorConfig>,
+    pub text_prior: Option<crate::prior::TextPriorConfig>,
 }
 
 impl DataConfig {
@@ -419,8 +419,8 @@ impl TrainConfig {
     }
 
     /// What a batch for this config's model holds.
-    pub fn layout(&self) -> crate::batch::Layout {
-        crate::batch::Layout {
+    pub fn layout(&self) -> crate::io::batch::Layout {
+        crate::io::batch::Layout {
             kinds: self.modalities.iter().map(ModalityConfig::kind).collect(),
             max_len: self.model.max_len,
         }

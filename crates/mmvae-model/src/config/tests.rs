@@ -285,8 +285,8 @@ fn shipped_configs_parse() {
             // And each builds its model for its dataset.
             let kind = c.data.dataset;
             let captioner = mmvae_data::Captioner::new(kind, c.data.caption_seed);
-            let vocab = crate::data::build_vocab(&captioner, c.data.tokenizer);
-            crate::data::check_max_len(&c, &captioner, None, &vocab)
+            let vocab = crate::io::data::build_vocab(&captioner, c.data.tokenizer);
+            crate::io::data::check_max_len(&c, &captioner, None, &vocab)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let m = c.model.init(
                 &c.modalities,

@@ -173,7 +173,7 @@ fn check_text_model(model: &TextModel, max_len: usize, at: &str) -> Result<()> {
                 "must be in 1..=16384",
             )?;
             check(
-                max_len <= crate::text_transformer::MAX_POSITIONS,
+                max_len <= crate::modality::text::transformer::MAX_POSITIONS,
                 "model.max_len",
                 "must be at most 64 with the transformer text model",
             )?;

@@ -13,7 +13,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 
 /// Tokens each expert's output is split into for cross-attention.
 pub const TOKENS: usize = 4;

@@ -1,5 +1,5 @@
 //! How the experts' posteriors become one: the product of experts and the
-//! mixtures are closed forms in [`crate::gaussian::Gaussian`] (with presence
+//! mixtures are closed forms in [`crate::nn::gaussian::Gaussian`] (with presence
 //! masks); the learned networks are in [`learned`].
 
 pub mod learned;

@@ -7,11 +7,11 @@ use burn::tensor::activation::sigmoid;
 
 use super::config::{ExpertConfig, ModalityKind};
 use super::label::LabelExpert;
-use crate::batch::Input;
-use crate::gaussian::Gaussian;
-use crate::image::{ImageDecoder, ImageEncoder};
-use crate::image_likelihood::{ImageLikelihood, PixelScale};
-use crate::text::{TextDecoder, TextEncoder};
+use crate::io::batch::Input;
+use crate::modality::image::likelihood::{ImageLikelihood, PixelScale};
+use crate::modality::image::{ImageDecoder, ImageEncoder};
+use crate::modality::text::{TextDecoder, TextEncoder};
+use crate::nn::gaussian::Gaussian;
 
 /// An image modality: encoder to `[z, w]` (w its private latent, `private`
 /// wide; 0 = none), decoder from `[z, w]` to pixel logits.

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu};
 
 use super::config::LabelModel;
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 
 /// Encoder: class → embedding (`hidden`) → ReLU → `[μ, log σ²]`.
 /// Decoder: z → `hidden` → ReLU → class logits; a categorical likelihood.

@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::config::{Alignment, LossConfig};
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 
 /// The alignment term `cfg.align` names, per item, from the joint posterior
 /// and the unimodal ones (each with the prior expert). `jmvae` sums over

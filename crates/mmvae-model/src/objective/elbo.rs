@@ -9,11 +9,11 @@ use burn::tensor::Distribution;
 use super::align::alignment;
 use super::plan::{Combine, Plan, PlanSpec, Subset, TargetWeights, TermKl};
 use super::{masked_mean, LossOutput, Terms};
-use crate::batch::{Batch, Input};
 use crate::config::{Fusion, LossConfig, Objective};
-use crate::gaussian::Gaussian;
+use crate::io::batch::{Batch, Input};
 use crate::modality::ModalityKind;
 use crate::mvae::Mvae;
+use crate::nn::gaussian::Gaussian;
 
 /// The posteriors of the subsets one loss needs, each computed once.
 pub(crate) struct Posteriors<'a> {

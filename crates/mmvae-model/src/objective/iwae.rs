@@ -7,11 +7,11 @@ use super::align::alignment;
 use super::elbo::Posteriors;
 use super::plan::{Plan, Subset};
 use super::{masked_mean, LossOutput, Terms};
-use crate::batch::Batch;
 use crate::config::{LossConfig, Objective};
-use crate::gaussian::Gaussian;
+use crate::io::batch::Batch;
 use crate::modality::ModalityKind;
 use crate::mvae::{log_sum_exp_dim, Mvae};
+use crate::nn::gaussian::Gaussian;
 
 /// The draws of one evaluation of the weights.
 struct Weighed {

@@ -10,14 +10,14 @@ use burn::tensor::Distribution;
 
 use super::align::info_nce;
 use super::*;
-use crate::batch::{Batch, HostBatch};
 use crate::config::{
     Alignment, ExpertConfig, Fusion, ImageLikelihood, ImageModel, LossConfig, ModalityConfig,
     ModelConfig, Objective, TextModel, UnimodalTarget,
 };
-use crate::gaussian::Gaussian;
+use crate::io::batch::{Batch, HostBatch};
 use crate::modality::ModalityKind;
 use crate::mvae::Mvae;
+use crate::nn::gaussian::Gaussian;
 use crate::testutil::{self, GradsOf, Perturb, SHAPE};
 
 /// A model to test: its config, modalities and loss settings.
@@ -397,7 +397,7 @@ fn an_absent_modality_gets_no_gradient_and_its_input_does_not_matter() {
             "{fusion:?}: the caption expert moved"
         );
         // Other captions in their place change nothing.
-        if let crate::batch::HostInput::Tokens { ids, .. } = &mut hb.inputs[1] {
+        if let crate::io::batch::HostInput::Tokens { ids, .. } = &mut hb.inputs[1] {
             ids.iter_mut()
                 .filter(|t| **t >= 4)
                 .for_each(|t| *t = 4 + (*t + 1) % 5);
@@ -702,7 +702,7 @@ fn save_load_round_trip_gives_identical_outputs() {
             hidden: 7,
         },
     };
-    let e = crate::checkpoint::load_weights(other.init(&dev), &p).unwrap_err();
+    let e = crate::io::checkpoint::load_weights(other.init(&dev), &p).unwrap_err();
     assert!(e.contains("shape"), "{e}");
 }
 
@@ -941,7 +941,7 @@ fn batches_of_any_modalities_shard_and_rebuild() {
     let s = Setup::three(Fusion::Poe);
     let mut hb = s.host();
     hb.present[4] = 0.0;
-    let parts = crate::parallel::shard(&hb, 3);
+    let parts = crate::train::parallel::shard(&hb, 3);
     assert_eq!(
         parts.iter().map(|p| p.size).collect::<Vec<_>>(),
         vec![2, 1, 1]

@@ -4,7 +4,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 
 /// pixels → hidden → hidden → (mu, logvar).
 #[derive(Module, Debug)]

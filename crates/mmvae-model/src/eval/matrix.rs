@@ -15,9 +15,9 @@ use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::batch::{CaptionSource, HostBatch, Input};
-use crate::classifier::Classifier;
+use crate::eval::classifier::Classifier;
 use crate::infer::Loaded;
+use crate::io::batch::{CaptionSource, HostBatch, Input};
 use crate::modality::expert::Expert;
 use crate::objective::Subset;
 

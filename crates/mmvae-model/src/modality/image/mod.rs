@@ -1,12 +1,17 @@
 //! The image modality: encoder/decoder chosen by [`ImageModel`].
 
+pub mod conv;
+pub mod likelihood;
+pub mod mlp;
+pub mod residual;
+
 use burn::prelude::*;
 
 use crate::config::ImageModel;
-use crate::gaussian::Gaussian;
-use crate::image_conv::{ConvImageDecoder, ConvImageEncoder, ConvSpec};
-use crate::image_mlp::{MlpImageDecoder, MlpImageEncoder};
-use crate::image_residual::{ResidualImageDecoder, ResidualImageEncoder};
+use crate::modality::image::conv::{ConvImageDecoder, ConvImageEncoder, ConvSpec};
+use crate::modality::image::mlp::{MlpImageDecoder, MlpImageEncoder};
+use crate::modality::image::residual::{ResidualImageDecoder, ResidualImageEncoder};
+use crate::nn::gaussian::Gaussian;
 
 #[derive(Module, Debug)]
 pub enum ImageEncoder {

@@ -17,9 +17,9 @@ use mmvae_data::{fsutil, DatasetKind, ImageLabelSet};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::batch::shuffled;
 use crate::error::{ModelError, Result};
-use crate::heads::{multi_head_argmax, multi_head_nll};
+use crate::io::batch::shuffled;
+use crate::nn::heads::{multi_head_argmax, multi_head_nll};
 
 /// Up to 28 px: conv3×3(32) → pool → conv3×3(64) → pool; larger images
 /// (64 px): conv3×3(16) → pool → conv3×3(32) → pool → conv3×3(64) → pool;
@@ -377,7 +377,7 @@ pub fn load(
             format!("classifier was trained on {}, not {kind}", info.dataset),
         ));
     }
-    let model = crate::checkpoint::load_weights(
+    let model = crate::io::checkpoint::load_weights(
         Classifier::new(info.side, info.colours, &info.heads(), device),
         &dir.join("classifier.bpk"),
     )

@@ -2,6 +2,11 @@
 //! metrics appended to `metrics.jsonl`, atomic `best/` and `last/`
 //! checkpoints, resuming, and a clean stop if the loss stops being finite.
 
+pub mod discriminator;
+pub mod parallel;
+pub mod perceptual;
+pub mod schedule;
+
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -13,17 +18,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::batch::{shuffled, CaptionSource, HostBatch};
-use crate::checkpoint::{self, TrainState};
 use crate::config::{AdversarialConfig, LossConfig, TrainConfig};
-use crate::data::{load_train_data, Pairing, VAL_STREAM};
 use crate::device::Compute;
-use crate::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
 use crate::error::{ModelError, Result};
+use crate::io::batch::{shuffled, CaptionSource, HostBatch};
+use crate::io::checkpoint::{self, TrainState};
+use crate::io::data::{load_train_data, Pairing, VAL_STREAM};
 use crate::mvae::{DataShape, Mvae};
 use crate::objective::TargetWeights;
-use crate::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
-use crate::perceptual::FeatureNet;
+use crate::train::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
+use crate::train::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
+use crate::train::perceptual::FeatureNet;
 use std::collections::BTreeMap;
 
 /// Options of a run that are not part of the model's configuration.
@@ -71,7 +76,7 @@ pub struct TrainSummary {
     /// What the data loader reported (items skipped, images converted).
     pub data_notes: Vec<String>,
     /// The text prior fitted to `best/` after training (`[text_prior]`).
-    pub text_prior: Option<crate::text_prior::TextPriorInfo>,
+    pub text_prior: Option<crate::prior::TextPriorInfo>,
 }
 
 /// Build a freshly initialised model, seeded.
@@ -552,7 +557,7 @@ pub fn train(
         reports.push(report);
     }
     let text_prior = match &cfg.text_prior {
-        Some(pc) => Some(crate::text_prior::fit_checkpoint(
+        Some(pc) => Some(crate::prior::fit_checkpoint(
             &out.join("best"),
             opts.data_dir.as_deref(),
             pc,
@@ -848,7 +853,7 @@ mod tests {
     #[test]
     fn perceptual_loss_trains_from_user_supplied_vgg16_weights() {
         use crate::config::{FeatureNetwork, PerceptualConfig};
-        use crate::perceptual::Vgg16Features;
+        use crate::train::perceptual::Vgg16Features;
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();
         fixture(&d.path().join("data"), 80);

@@ -24,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::batch::{CaptionSource, HostBatch};
 use crate::error::{ModelError, Result};
-use crate::gaussian::Gaussian;
+use crate::eval::metrics::{self, Binary};
 use crate::infer::Loaded;
-use crate::metrics::{self, Binary};
+use crate::io::batch::{CaptionSource, HostBatch};
+use crate::nn::gaussian::Gaussian;
 
 /// A way to score an image–caption pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -383,7 +383,7 @@ pub fn calibrate(
             val.kind
         )));
     }
-    let vs = pair_suite(m, val, val_n, crate::data::VAL_STREAM, opts.seed)?;
+    let vs = pair_suite(m, val, val_n, crate::io::data::VAL_STREAM, opts.seed)?;
     let v = suite_scores(m, &vs, opts)?;
     let mut thresholds = BTreeMap::new();
     let mut val_res = BTreeMap::new();
@@ -407,7 +407,7 @@ pub fn calibrate(
         })
         .map(|(s, _)| s)
         .unwrap_or(&Score::Overlap);
-    let ts = pair_suite(m, test, test_n, crate::data::TEST_STREAM, opts.seed)?;
+    let ts = pair_suite(m, test, test_n, crate::io::data::TEST_STREAM, opts.seed)?;
     let tv = suite_scores(m, &ts, opts)?;
     let mut test_res = BTreeMap::new();
     for (k, score) in Score::ALL.into_iter().enumerate() {

@@ -18,8 +18,8 @@ use burn::tensor::activation::relu;
 use mmvae_data::DatasetKind;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::Classifier;
 use crate::error::{ModelError, Result};
+use crate::eval::classifier::Classifier;
 
 /// The network whose activations the perceptual loss compares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ impl Vgg16Features {
         let mut features = Vec::new();
         let mut c_in = 3;
         for &c in VGG16.iter().filter(|&&c| c > 0).take(layers) {
-            features.push(crate::image_conv::conv3(c_in, c, device));
+            features.push(crate::modality::image::conv::conv3(c_in, c, device));
             c_in = c;
         }
         Self {
@@ -190,8 +190,8 @@ impl FeatureNet {
             FeatureNetwork::Classifier { dir } => {
                 let dir = dir
                     .clone()
-                    .unwrap_or_else(|| crate::classifier::default_dir(kind));
-                let (c, _) = crate::classifier::load(&dir, kind, device)?;
+                    .unwrap_or_else(|| crate::eval::classifier::default_dir(kind));
+                let (c, _) = crate::eval::classifier::load(&dir, kind, device)?;
                 Ok(FeatureNet::Classifier(c))
             }
             FeatureNetwork::Vgg16 { weights, layers } => Ok(FeatureNet::Vgg16(

@@ -1,15 +1,22 @@
 //! The text modality: encoder/decoder chosen by [`TextModel`].
 
+pub mod decoding;
+pub mod gru;
+pub mod lstm;
+pub mod multihot;
+pub mod transformer;
+pub mod xlstm;
+
 use burn::prelude::*;
 
 use crate::config::TextModel;
-use crate::decoding::StepDecoder;
-use crate::gaussian::Gaussian;
-use crate::text_gru::{GruTextDecoder, GruTextEncoder};
-use crate::text_lstm::{LstmTextDecoder, LstmTextEncoder};
-use crate::text_multihot::{MultiHotDecoder, MultiHotEncoder};
-use crate::text_transformer::{TransformerTextDecoder, TransformerTextEncoder};
-use crate::text_xlstm::{XLstmTextDecoder, XLstmTextEncoder};
+use crate::modality::text::decoding::StepDecoder;
+use crate::modality::text::gru::{GruTextDecoder, GruTextEncoder};
+use crate::modality::text::lstm::{LstmTextDecoder, LstmTextEncoder};
+use crate::modality::text::multihot::{MultiHotDecoder, MultiHotEncoder};
+use crate::modality::text::transformer::{TransformerTextDecoder, TransformerTextEncoder};
+use crate::modality::text::xlstm::{XLstmTextDecoder, XLstmTextEncoder};
+use crate::nn::gaussian::Gaussian;
 
 #[derive(Module, Debug)]
 pub enum TextEncoder {

@@ -13,8 +13,8 @@
 //!   i = exp(ĩ − m'), f = exp(log f + m − m'),
 //!   C' = f C + i v kᵀ, n' = f n + i k, h = o ⊙ C' q / max(|n'ᵀ q|, 1).
 
-use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
-use crate::gaussian::Gaussian;
+use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
+use crate::nn::gaussian::Gaussian;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid};

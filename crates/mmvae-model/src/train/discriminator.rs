@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu, softplus};
 
 use crate::config::{AdversarialConfig, AdversarialLoss};
-use crate::image_conv::{conv3, down};
+use crate::modality::image::conv::{conv3, down};
 
 /// Stride-2 4×4 convolutions (LeakyReLU 0.2) halve the side while it stays
 /// even and at least 8, at most three times (64 → 32 → 16 → 8; 28 → 14 → 7),

@@ -13,12 +13,12 @@ use burn::tensor::Distribution;
 
 use burn::tensor::activation::sigmoid;
 
-use crate::batch::HostBatch;
 use crate::config::{AdversarialLoss, LossConfig};
-use crate::discriminator::{generator_loss, PatchDiscriminator};
+use crate::io::batch::HostBatch;
 use crate::mvae::Mvae;
 use crate::objective::Plan;
-use crate::perceptual::FeatureNet;
+use crate::train::discriminator::{generator_loss, PatchDiscriminator};
+use crate::train::perceptual::FeatureNet;
 use std::collections::BTreeMap;
 
 /// The default number of shards: one per available core, at most 4.

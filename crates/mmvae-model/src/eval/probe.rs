@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use serde::Serialize;
 
-use crate::heads::{multi_head_argmax, multi_head_nll};
+use crate::nn::heads::{multi_head_argmax, multi_head_nll};
 
 /// One linear softmax head per attribute slot over `[batch, latent]` inputs.
 #[derive(Module, Debug)]
@@ -118,7 +118,7 @@ fn means(
     stream: u64,
 ) -> (Vec<f32>, Vec<f32>, Vec<Vec<usize>>) {
     let kind = m.checkpoint.config.data.dataset;
-    let src = crate::batch::CaptionSource {
+    let src = crate::io::batch::CaptionSource {
         captioner: m.captioner(),
         set: mmvae_data::CaptionSet::Train,
         stream,
@@ -126,7 +126,7 @@ fn means(
     let (mut zi, mut zt, mut y) = (Vec::new(), Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..n.min(data.len())).collect();
     for chunk in idx.chunks(500) {
-        let hb = crate::batch::HostBatch::gather(
+        let hb = crate::io::batch::HostBatch::gather(
             &m.model.layout(),
             data,
             chunk,
@@ -161,8 +161,8 @@ pub fn probe_latents(
         .map(|s| s.1)
         .collect();
     let latent = m.model.latent;
-    let (ti, tt, ty) = means(m, train, n_train, crate::data::VAL_STREAM);
-    let (si, st, sy) = means(m, test, n_test, crate::data::TEST_STREAM);
+    let (ti, tt, ty) = means(m, train, n_train, crate::io::data::VAL_STREAM);
+    let (si, st, sy) = means(m, test, n_test, crate::io::data::TEST_STREAM);
     ProbeReport {
         train_items: ty.len(),
         test_items: sy.len(),

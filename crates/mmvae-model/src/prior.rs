@@ -29,10 +29,10 @@ use mmvae_data::{fsutil, ImageLabelSet};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::batch::{shuffled, CaptionSource, HostBatch};
 use crate::error::{ModelError, Result};
-use crate::gaussian::Gaussian;
+use crate::io::batch::{shuffled, CaptionSource, HostBatch};
 use crate::mvae::{log_sum_exp_dim, Mvae};
+use crate::nn::gaussian::Gaussian;
 
 /// Weights and description of a fitted prior inside a checkpoint folder.
 pub const WEIGHTS: &str = "text-prior.bpk";
@@ -481,7 +481,7 @@ impl ValSet {
 
 /// Gradients of the batch mean of −log p(z|y), z ~ q(z|x), over the rows
 /// `idx` of `pairs`: the noise drawn here, then one shard per thread (see
-/// [`crate::parallel`]), so a fit is repeatable for a given thread count.
+/// [`crate::train::parallel`]), so a fit is repeatable for a given thread count.
 fn step_gradients(
     prior: &TextPrior,
     pairs: &Pairs,
@@ -499,7 +499,7 @@ fn step_gradients(
     let per = n.div_ceil(threads.clamp(1, n.max(1)));
     let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
     let (grads, _, _) =
-        crate::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
+        crate::train::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
             let qx = pairs.image_rows(rows, d, device);
             let (captions, index) = distinct_captions(pairs, rows, d, device);
             let e = Tensor::<2>::from_data(TensorData::new(e.to_vec(), [rows.len(), d]), device);
@@ -542,7 +542,7 @@ pub fn fit(
         model,
         vocab,
         val,
-        src(CaptionSet::Train, crate::data::VAL_STREAM),
+        src(CaptionSet::Train, crate::io::data::VAL_STREAM),
         device,
     );
     let ad = device.clone().autodiff();
@@ -553,7 +553,7 @@ pub fn fit(
     let mut prior = cfg.init(d, &ad);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(TextPrior, usize, f64, f64)> = None;
-    let threads = crate::parallel::default_threads();
+    let threads = crate::train::parallel::default_threads();
     for epoch in 0..cfg.epochs {
         let order = shuffled(tr.n, seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
         for chunk in order.chunks(bs) {
@@ -629,10 +629,10 @@ pub fn fit_checkpoint(
     cfg.validate()?;
     let m = crate::infer::load(dir, compute)?;
     let config = &m.checkpoint.config;
-    let data = crate::data::load_train_data(config, data_dir)?;
+    let data = crate::io::data::load_train_data(config, data_dir)?;
     // Weakly supervised runs fit the prior to their paired items alone.
     let paired = (config.data.paired_fraction < 1.0).then(|| {
-        let keep = crate::data::Pairing::new(config, data.train.len()).paired();
+        let keep = crate::io::data::Pairing::new(config, data.train.len()).paired();
         data.train.select(&keep)
     });
     let (prior, info) = fit(
@@ -678,7 +678,7 @@ pub fn load(
         ));
     }
     let prior = info.config.init(latent, device);
-    let prior = crate::checkpoint::load_weights(prior, &dir.join(WEIGHTS))
+    let prior = crate::io::checkpoint::load_weights(prior, &dir.join(WEIGHTS))
         .map_err(|e| ModelError::checkpoint(dir, format!("{WEIGHTS}: {e}")))?;
     Ok(Some((prior, info)))
 }

@@ -1,4 +1,17 @@
-//! Coherence metrics on the test split, scored by the in-repo classifier.
+//! Measuring a trained model on the test split: coherence (scored by the
+//! in-repo classifier), the conditional coherence matrix, BLEU,
+//! perplexity, reconstruction quality, FID, probes, retrieval and
+//! log-likelihood.
+
+pub mod classifier;
+pub mod consistency;
+pub mod fid;
+pub mod inception;
+pub mod likelihood;
+pub mod matrix;
+pub mod metrics;
+pub mod probe;
+pub mod retrieval;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -8,19 +21,18 @@ use mmvae_data::{DatasetKind, ImageLabelSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::batch::{CaptionSource, HostBatch};
-use crate::classifier::{Classifier, ClassifierInfo};
-use crate::coherence_matrix::{coherence_matrix, CoherenceMatrix};
-use crate::data::TEST_STREAM;
 use crate::error::{ModelError, Result};
-use crate::fid::{frechet_distance, FeatureStats};
-use crate::inception::{self, InceptionV3};
+use crate::eval::classifier::{Classifier, ClassifierInfo};
+use crate::eval::fid::{frechet_distance, FeatureStats};
+use crate::eval::likelihood::{marginal_log_likelihood, LogLikelihood};
+use crate::eval::matrix::{coherence_matrix, CoherenceMatrix};
+use crate::eval::retrieval::{retrieval, RetrievalReport};
 use crate::infer::{Draw, Loaded};
-use crate::likelihood::{marginal_log_likelihood, LogLikelihood};
-use crate::metrics;
+use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::data::TEST_STREAM;
 use crate::modality::ModalityKind;
-use crate::retrieval::{retrieval, RetrievalReport};
 use crate::train::evaluate_loss;
+use inception::InceptionV3;
 
 /// A group of metrics `evaluate` can compute (`mmvae eval --metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -370,7 +382,7 @@ pub struct EvalReport {
     /// Linear probes of the unimodal posterior means (if training items
     /// were given).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub linear_probe: Option<crate::probe::ProbeReport>,
+    pub linear_probe: Option<crate::eval::probe::ProbeReport>,
     /// Cross-modal retrieval in the latent space (1,000-item subsets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalReport>,
@@ -621,7 +633,7 @@ pub fn prior_temperature_sweep(
     m.fitted_prior()?;
     if let Some(t) = temperatures
         .iter()
-        .find(|&&t| !crate::text_prior::is_sampling_temperature(t))
+        .find(|&&t| !crate::prior::is_sampling_temperature(t))
     {
         return Err(ModelError::Invalid(format!(
             "prior temperatures must be positive (got {t})"
@@ -630,7 +642,7 @@ pub fn prior_temperature_sweep(
     let source = CaptionSource {
         captioner: m.captioner(),
         set: CaptionSet::Train,
-        stream: crate::data::VAL_STREAM,
+        stream: crate::io::data::VAL_STREAM,
     };
     let saved = m.prior_temperature;
     let mut out = Vec::with_capacity(temperatures.len());
@@ -675,7 +687,7 @@ pub fn choose_prior_temperature(
     data_dir: Option<&std::path::Path>,
 ) -> Result<(Vec<(f32, f64)>, f32)> {
     let mut info = m.fitted_prior()?.1.clone();
-    let val = crate::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
+    let val = crate::io::data::load_train_data(&m.checkpoint.config, data_dir)?.val;
     let seed = m.checkpoint.config.seed;
     let scores = prior_temperature_sweep(m, clf, &val, temperatures, seed, 250)?;
     let chosen = pick_temperature(&scores)
@@ -684,7 +696,7 @@ pub fn choose_prior_temperature(
     // The temperature was chosen under this many candidates per caption.
     info.config.rerank = m.rerank.max(1);
     info.temperature_choice = scores.clone();
-    crate::text_prior::save_info(&m.checkpoint.dir, &info)?;
+    crate::prior::save_info(&m.checkpoint.dir, &info)?;
     m.prior_temperature = chosen;
     if let Some(p) = m.text_prior.as_mut() {
         p.1 = info;
@@ -704,7 +716,7 @@ pub struct Perplexity {
 }
 
 /// Fréchet distances to the test images in the evaluation classifier's
-/// feature space (see [`crate::fid`]).
+/// feature space (see [`crate::eval::fid`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct FidReport {
     pub features: &'static str,
@@ -947,7 +959,7 @@ pub fn evaluate(
     let linear_probe = on(Metric::Probe)
         .then_some(opts.probe_train.as_ref())
         .flatten()
-        .map(|tr| crate::probe::probe_latents(m, tr, probe_items, &sub, n));
+        .map(|tr| crate::eval::probe::probe_latents(m, tr, probe_items, &sub, n));
     let reconstruction = on(Metric::Reconstruction);
     EvalReport {
         settings: EvalSettings {

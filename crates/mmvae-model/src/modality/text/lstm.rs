@@ -1,8 +1,8 @@
 //! LSTM caption encoder (one direction or both) and autoregressive LSTM
 //! caption decoder, from burn's `Lstm`/`BiLstm`.
 
-use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
-use crate::gaussian::Gaussian;
+use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
+use crate::nn::gaussian::Gaussian;
 use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;

@@ -13,8 +13,8 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use mmvae_data::tokenizer::PAD;
 
-use crate::decoding::{at_positions, caption_nll, shift, StepDecoder};
-use crate::gaussian::Gaussian;
+use crate::modality::text::decoding::{at_positions, caption_nll, shift, StepDecoder};
+use crate::nn::gaussian::Gaussian;
 
 /// Longest caption (in tokens, `<bos>` and `<eos>` included) the position
 /// embeddings cover.

@@ -8,7 +8,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 
 /// 3×3 convolution that keeps the side (padding 1).
 pub(crate) fn conv3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {

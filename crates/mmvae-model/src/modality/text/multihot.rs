@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::Distribution;
 
-use crate::gaussian::Gaussian;
+use crate::nn::gaussian::Gaussian;
 use mmvae_data::tokenizer::SPECIALS;
 
 /// `[batch, time]` token ids → `[batch, vocab]` with 1 where a word occurs

@@ -16,10 +16,10 @@ use mmvae_data::captions::CaptionSet;
 use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 
-use crate::batch::{CaptionSource, HostBatch};
-use crate::data::TEST_STREAM;
-use crate::gaussian::Gaussian;
 use crate::infer::Loaded;
+use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::data::TEST_STREAM;
+use crate::nn::gaussian::Gaussian;
 use crate::objective::Subset;
 
 /// Mean estimates over the scored items, in nats.

@@ -5,9 +5,9 @@ use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
 use mmvae_data::{TokenLevel, Vocab};
 use std::path::Path;
 
-use crate::batch::HostBatch;
 use crate::config::{DataConfig, ExpertConfig, ModalityKind, TrainConfig, Unpaired};
 use crate::error::Result;
+use crate::io::batch::HostBatch;
 
 /// Caption streams: training draws a fresh template per image each epoch
 /// (stream = epoch + 1); validation and test use fixed streams.
@@ -179,7 +179,7 @@ impl Pairing {
             ((f * n as f64).round() as usize).clamp(1, n.max(1))
         };
         let mut paired = vec![false; n];
-        let order = crate::batch::shuffled(n, cfg.seed ^ 0x9A1B_ED00_0000_0001);
+        let order = crate::io::batch::shuffled(n, cfg.seed ^ 0x9A1B_ED00_0000_0001);
         for &i in order.iter().take(paired_count) {
             paired[i] = true;
         }
@@ -225,7 +225,7 @@ impl Pairing {
         let Some(share) = self.paired_share else {
             return (0..n).collect();
         };
-        let unpaired: Vec<usize> = crate::batch::shuffled(n, self.seed ^ 0x5EA5_0000_0000_0001)
+        let unpaired: Vec<usize> = crate::io::batch::shuffled(n, self.seed ^ 0x5EA5_0000_0000_0001)
             .into_iter()
             .filter(|&i| self.kept[i].is_some())
             .collect();

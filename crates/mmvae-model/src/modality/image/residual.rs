@@ -3,7 +3,7 @@
 //! optionally, one self-attention block (SAGAN-style, Zhang et al. 2019) at
 //! the lowest resolution.
 //!
-//! The resolutions follow the DCGAN model ([`crate::image_conv::down_sides`]):
+//! The resolutions follow the DCGAN model ([`crate::modality::image::conv::down_sides`]):
 //! stride-2 4×4 convolutions halve the side (28 → 14 → 7; 64 → 32 → 16 → 8
 //! → 4) and double the channels; each resolution has one residual block.
 
@@ -14,8 +14,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
-use crate::gaussian::Gaussian;
-use crate::image_conv::{conv3, down, down_sides, up};
+use crate::modality::image::conv::{conv3, down, down_sides, up};
+use crate::nn::gaussian::Gaussian;
 
 /// Squeeze-and-Excitation: channel weights from the spatial mean,
 /// `sigmoid(W2 relu(W1 mean(h)))`, reduction 4.

@@ -1,7 +1,7 @@
 //! GRU caption encoder and autoregressive GRU caption decoder.
 
-use crate::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
-use crate::gaussian::Gaussian;
+use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
+use crate::nn::gaussian::Gaussian;
 use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;

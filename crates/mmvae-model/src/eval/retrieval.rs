@@ -8,12 +8,12 @@ use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 
-use crate::batch::{CaptionSource, HostBatch};
-use crate::data::TEST_STREAM;
 use crate::error::{ModelError, Result};
-use crate::gaussian::Gaussian;
+use crate::eval::metrics::{self, Retrieval};
 use crate::infer::Loaded;
-use crate::metrics::{self, Retrieval};
+use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::data::TEST_STREAM;
+use crate::nn::gaussian::Gaussian;
 
 /// log ∫ q_a(z) q_b(z) dz for every pair of rows: the Gaussian overlap
 /// integral (expected-likelihood kernel),

@@ -1,0 +1,7 @@
+//! Data in and out of the model: host batches and their device tensors
+//! (`batch`), loading a run's splits and weak supervision's pairing
+//! (`data`), versioned checkpoints (`checkpoint`).
+
+pub mod batch;
+pub mod checkpoint;
+pub mod data;
