@@ -5,30 +5,26 @@
 pub mod discriminator;
 pub mod parallel;
 pub mod perceptual;
+mod run;
 pub mod schedule;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
-use mmvae_data::captions::CaptionSet;
 use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::config::{AdversarialConfig, LossConfig, TrainConfig};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
-use crate::io::batch::{shuffled, CaptionSource, HostBatch};
-use crate::io::checkpoint::{self, TrainState};
-use crate::io::data::{load_train_data, Pairing, VAL_STREAM};
+use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::checkpoint;
+use crate::io::data::VAL_STREAM;
 use crate::mvae::{DataShape, Mvae};
 use crate::objective::TargetWeights;
 use crate::train::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
-use crate::train::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
-use crate::train::perceptual::FeatureNet;
 use std::collections::BTreeMap;
 
 /// Options of a run that are not part of the model's configuration.
@@ -276,304 +272,34 @@ pub fn train(
     opts: &TrainOptions,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<TrainSummary> {
-    cfg.validate()?;
-    let data = load_train_data(cfg, opts.data_dir.as_deref())?;
-    let (side, colours) = (data.train.rows, data.train.channels);
-    let device = opts.compute.device()?.autodiff();
-    let eval_device = device.clone().without_autodiff();
-    // The perceptual loss's feature network, fixed for the whole run.
-    let feature_net = match &cfg.perceptual {
-        Some(p) if cfg.uses_perceptual() => {
-            Some(FeatureNet::load(&p.network, cfg.data.dataset, &device)?.no_grad())
-        }
-        _ => None,
-    };
-    let out = &opts.out_dir;
-    let last_dir = out.join("last");
-    let best_dir = out.join("best");
-    let metrics_path = out.join("metrics.jsonl");
-
-    let (mut model, mut optim, mut refiner, mut state) = if opts.resume {
-        let ck = checkpoint::read_meta(&last_dir)?;
-        if !same_run(&ck.config, cfg) {
-            return Err(ModelError::checkpoint(
-                &last_dir,
-                "was trained with a different configuration (only optim.epochs and optim.lr may change on --resume, and not with phases)",
-            ));
-        }
-        if ck.vocab != data.vocab {
-            return Err(ModelError::checkpoint(
-                &last_dir,
-                "vocabulary differs from this dataset's",
-            ));
-        }
-        let (_, m) = checkpoint::load(&last_dir, &device)?;
-        let o = checkpoint::load_optim(&last_dir, optimizer(cfg))?;
-        let r = match &cfg.adversarial {
-            Some(a) if cfg.uses_adversary() => {
-                Some(Refiner::load(a, side, colours, &last_dir, &device)?)
-            }
-            _ => None,
-        };
-        (m, o, r, ck.state)
-    } else {
-        if last_dir.exists() {
-            return Err(ModelError::Invalid(format!(
-                "{} already holds a run; pass --resume to continue it or choose another --out",
-                out.display()
-            )));
-        }
-        std::fs::create_dir_all(out).map_err(|e| ModelError::Io {
-            path: out.clone(),
-            source: e,
-        })?;
-        let m = init_model(cfg, side, colours, data.vocab.len(), &device);
-        let r = match &cfg.adversarial {
-            Some(a) if cfg.uses_adversary() => Some(Refiner::new(a, side, colours, &device)),
-            _ => None,
-        };
-        let state = TrainState {
-            format: checkpoint::FORMAT,
-            dataset: cfg.data.dataset,
-            side,
-            colours,
-            epoch: 0,
-            step: 0,
-            val_loss: f64::INFINITY,
-            best_val_loss: f64::INFINITY,
-            elapsed_s: 0.0,
-        };
-        (m, optimizer(cfg), r, state)
-    };
-
-    let bs = cfg.optim.batch_size;
-    let threads = match opts.compute {
-        Compute::Cpu => opts.threads.clamp(1, bs),
-        Compute::Gpu(_) => 1,
-    };
-    let pairing = Pairing::new(cfg, data.train.len());
-    let n = pairing.items(0).len();
-    let steps_per_epoch = n.div_ceil(bs);
+    let mut run = run::Run::start(cfg, opts)?;
+    let metrics = opts.out_dir.join("metrics.jsonl");
     let mut reports = Vec::new();
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_s;
-
-    for epoch in state.epoch..cfg.optim.epochs {
-        let epoch_start = Instant::now();
-        let phase = cfg.phase_at(epoch);
-        // Each phase has its own objective, so `best/` is the best epoch of
-        // the phase reached last.
-        if let Some((i, _)) = phase {
-            if i > 0 && cfg.phase_at(epoch.wrapping_sub(1)).map(|(j, _)| j) != Some(i) {
-                state.best_val_loss = f64::INFINITY;
-            }
-        }
-        // The latent draws of each epoch come from a stream seeded by the
-        // epoch, so a resumed run repeats an uninterrupted one exactly.
-        device.seed(cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let lr = cfg.lr_at(epoch);
-        let mut adv_sums = (0.0f64, 0.0f64);
-        let mut perceptual_sum = 0.0f64;
-        let items = pairing.items(epoch);
-        let order: Vec<usize> = shuffled(
-            n,
-            cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-        )
-        .into_iter()
-        .map(|j| items[j])
-        .collect();
-        let source = CaptionSource {
-            captioner: data.captioner,
-            set: CaptionSet::Train,
-            stream: epoch as u64 + 1,
-        };
-        let pb = if opts.progress {
-            ProgressBar::new(steps_per_epoch as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        pb.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        pb.set_prefix(match phase {
-            Some((_, p)) => format!("{}/{} ({})", epoch + 1, cfg.optim.epochs, p.name),
-            None => format!("{}/{}", epoch + 1, cfg.optim.epochs),
-        });
-        let mut sums = BTreeMap::new();
-        let weights = cfg.weights_at(epoch);
-        let mut seen = 0usize;
-        let mut failure: Option<String> = None;
-        let mut data_wait_s = 0.0f64;
-
-        std::thread::scope(|s| {
-            // Batches are gathered on their own thread, two ahead of the step.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(2);
-            let train_set = &data.train;
-            let vocab = &data.vocab;
-            let order = &order;
-            let pairing = &pairing;
-            s.spawn(move || {
-                for chunk in order.chunks(bs) {
-                    let mut hb = HostBatch::gather(&cfg.layout(), train_set, chunk, source, vocab);
-                    pairing.apply(&mut hb, chunk);
-                    if tx.send(hb).is_err() {
-                        break;
-                    }
-                }
-            });
-            loop {
-                let waited = Instant::now();
-                let Ok(hb) = rx.recv() else { break };
-                data_wait_s += waited.elapsed().as_secs_f64();
-                let (loss_cfg, beta) = step_loss(cfg, epoch, state.step);
-                let plan = model.plan(&loss_cfg, &weights, plan_stream(cfg.seed, state.step));
-                let critics = Critics {
-                    adversary: match &refiner {
-                        Some(r) if loss_cfg.adversarial_weight > 0.0 => Some(Adversary {
-                            discriminator: r.discriminator.clone().no_grad(),
-                            loss: r.cfg.loss,
-                            weight: loss_cfg.adversarial_weight,
-                        }),
-                        _ => None,
-                    },
-                    perceptual: match &feature_net {
-                        Some(net) if loss_cfg.perceptual_weight > 0.0 => Some(Perceptual {
-                            network: net.clone(),
-                            weight: loss_cfg.perceptual_weight,
-                            colours,
-                            side,
-                        }),
-                        _ => None,
-                    },
-                };
-                let step = sharded_gradients(
-                    &model, &hb, threads, &loss_cfg, &plan, beta, &critics, &device,
-                );
-                let r = step.report;
-                if r.values().any(|v| !v.is_finite()) {
-                    failure = Some(format!(
-                        "loss became non-finite at epoch {} step {} ({:?}); the last good checkpoint is kept in {}",
-                        epoch + 1,
-                        state.step,
-                        r,
-                        last_dir.display()
-                    ));
-                    break;
-                }
-                model = optim.step(lr, model.clone(), step.grads);
-                perceptual_sum += step.perceptual_loss as f64 * hb.size as f64;
-                if let (Some(refiner), Some(_)) = (refiner.as_mut(), &critics.adversary) {
-                    let images = hb.to_device(&device).images();
-                    let d = refiner.step(images, step.generated, &device);
-                    adv_sums.0 += step.generator_loss as f64 * hb.size as f64;
-                    adv_sums.1 += d as f64 * hb.size as f64;
-                }
-                state.step += 1;
-                add_weighted(&mut sums, &r, hb.size);
-                seen += hb.size;
-                pb.inc(1);
-                pb.set_message(progress_message(&r));
-            }
-        });
-        pb.finish_and_clear();
-        if let Some(msg) = failure {
-            return Err(ModelError::Diverged(msg));
-        }
-        let train_time = epoch_start.elapsed().as_secs_f64();
-        let train_means = mean_of(sums, seen);
-        let epoch_loss = cfg.loss_at(epoch);
-
-        let valid = model.valid();
-        let val_source = CaptionSource {
-            captioner: data.captioner,
-            set: CaptionSet::Train,
-            stream: VAL_STREAM,
-        };
-        let val = evaluate_loss(
-            &valid,
-            cfg,
-            &epoch_loss,
-            &weights,
-            &data.val,
-            val_source,
-            &data.vocab,
-            &eval_device,
-        );
-        let val_loss = val.get("loss").copied().unwrap_or(f64::NAN);
-        if !val_loss.is_finite() {
-            return Err(ModelError::Diverged(format!(
-                "validation loss is non-finite after epoch {}; the last good checkpoint is kept in {}",
-                epoch + 1,
-                last_dir.display()
-            )));
-        }
-        state.epoch = epoch + 1;
-        state.val_loss = val_loss;
-        state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        let best = val_loss < state.best_val_loss;
-        if best {
-            state.best_val_loss = val_loss;
-        }
-        checkpoint::save_with(
-            &last_dir,
-            &model,
-            Some(&optim),
-            cfg,
-            &data.vocab,
-            &state,
-            |tmp| refiner.as_ref().map_or(Ok(()), |r| r.save(tmp)),
-        )?;
-        if best {
-            checkpoint::save(&best_dir, &model, None, cfg, &data.vocab, &state)?;
-        }
-        let mut train_named = train_means;
-        if epoch_loss.adversarial_weight > 0.0 && refiner.is_some() {
-            let n = seen.max(1) as f64;
-            train_named.insert("adv_g".into(), adv_sums.0 / n);
-            train_named.insert("adv_d".into(), adv_sums.1 / n);
-        }
-        if epoch_loss.perceptual_weight > 0.0 && feature_net.is_some() {
-            train_named.insert("perceptual".into(), perceptual_sum / seen.max(1) as f64);
-        }
-        let report = EpochReport {
-            epoch: epoch + 1,
-            phase: phase.map(|(_, p)| p.name.clone()),
-            step: state.step,
-            beta: beta_at(&epoch_loss, state.step),
-            lr,
-            train: train_named,
-            val,
-            elapsed_s: state.elapsed_s,
-            samples_per_s: seen as f64 / train_time.max(1e-9),
-            data_wait: data_wait_s / train_time.max(1e-9),
-            best,
-        };
-        append_jsonl(&metrics_path, &report)?;
+    for epoch in run.learner.state.epoch..cfg.optim.epochs {
+        let report = run.epoch(epoch)?;
+        append_jsonl(&metrics, &report)?;
         on_epoch(&report);
         reports.push(report);
     }
     let text_prior = match &cfg.text_prior {
         Some(pc) => Some(crate::prior::fit_checkpoint(
-            &out.join("best"),
+            &opts.out_dir.join("best"),
             opts.data_dir.as_deref(),
             pc,
             opts.compute,
         )?),
         None => None,
     };
+    let state = &run.learner.state;
     Ok(TrainSummary {
         text_prior,
-        out_dir: out.clone(),
+        out_dir: opts.out_dir.clone(),
         epochs: state.epoch,
         steps: state.step,
         best_val_loss: state.best_val_loss,
         elapsed_s: state.elapsed_s,
         reports,
-        data_notes: data.notes.clone(),
+        data_notes: run.data.notes.clone(),
     })
 }
 
