@@ -1417,7 +1417,7 @@ pub fn plot(c: PlotCommand) -> Result<()> {
             if !(2..=5000).contains(&items) {
                 bail!("--items must be in 2..=5000 (t-SNE here is exact, O(n²)); got {items}");
             }
-            if !(perplexity > 0.0) {
+            if perplexity.is_nan() || perplexity <= 0.0 {
                 bail!("--perplexity must be positive");
             }
             let m = model.load()?;

@@ -1000,8 +1000,8 @@ mod tests {
             .iter()
             .map(|&i| {
                 let young = (classes[i] & 1) as u32;
-                let bangs = u32::from((i + "Bangs".len()) % 3 == 0);
-                let hat = u32::from((i + "Wearing_Hat".len()) % 3 == 0);
+                let bangs = u32::from((i + "Bangs".len()).is_multiple_of(3));
+                let hat = u32::from((i + "Wearing_Hat".len()).is_multiple_of(3));
                 young | bangs << 1 | hat << 2
             })
             .collect();

@@ -404,7 +404,7 @@ pub fn locate_in(
         }
     }
     Err(DataError::NotFound {
-        name: kind.name().into(),
+        name: kind.name(),
         looked: if looked.is_empty() {
             "(nowhere)".into()
         } else {

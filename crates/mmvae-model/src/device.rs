@@ -203,6 +203,31 @@ pub fn flush_subnormals_on_cpu_threads() {
     rayon::broadcast(|_| flush_subnormals());
 }
 
+#[cfg(feature = "wgpu")]
+mod gpu;
+#[cfg(feature = "wgpu")]
+pub use self::gpu::adapters;
+#[cfg(feature = "wgpu")]
+use self::gpu::gpu_device;
+
+#[cfg(not(feature = "wgpu"))]
+fn no_gpu_support() -> crate::error::ModelError {
+    crate::error::ModelError::Invalid(
+        "this build has no GPU support: rebuild with `--features wgpu`".into(),
+    )
+}
+
+/// The graphics adapters of this machine (none in a build without `wgpu`).
+#[cfg(not(feature = "wgpu"))]
+pub fn adapters() -> crate::error::Result<Vec<AdapterInfo>> {
+    Err(no_gpu_support())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn gpu_device(_slot: GpuSlot) -> crate::error::Result<Device> {
+    Err(no_gpu_support())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,29 +310,4 @@ mod tests {
             assert!(flushed.1.iter().all(|&v| v == 0.0), "{:?}", flushed.1);
         }
     }
-}
-
-#[cfg(feature = "wgpu")]
-mod gpu;
-#[cfg(feature = "wgpu")]
-pub use self::gpu::adapters;
-#[cfg(feature = "wgpu")]
-use self::gpu::gpu_device;
-
-#[cfg(not(feature = "wgpu"))]
-fn no_gpu_support() -> crate::error::ModelError {
-    crate::error::ModelError::Invalid(
-        "this build has no GPU support: rebuild with `--features wgpu`".into(),
-    )
-}
-
-/// The graphics adapters of this machine (none in a build without `wgpu`).
-#[cfg(not(feature = "wgpu"))]
-pub fn adapters() -> crate::error::Result<Vec<AdapterInfo>> {
-    Err(no_gpu_support())
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn gpu_device(_slot: GpuSlot) -> crate::error::Result<Device> {
-    Err(no_gpu_support())
 }

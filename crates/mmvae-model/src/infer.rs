@@ -15,6 +15,9 @@ use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
 use crate::prior::{self, TextPrior, TextPriorInfo};
 
+/// Latent vectors, one per row.
+pub type LatentRows = Vec<Vec<f32>>;
+
 /// One end of a latent interpolation.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
@@ -334,7 +337,7 @@ impl Loaded {
         &self,
         images: Tensor<2>,
         captions: &[String],
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    ) -> Result<(LatentRows, LatentRows)> {
         let latent = self.model.latent;
         let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
             floats(t).chunks(latent).map(|c| c.to_vec()).collect()

@@ -374,12 +374,12 @@ impl TrainConfig {
         )?;
         if m.fusion == Fusion::Attention {
             check(
-                m.fusion_hidden % 4 == 0,
+                m.fusion_hidden.is_multiple_of(4),
                 "model.fusion_hidden",
                 "must be divisible by the 4 attention heads",
             )?;
             check(
-                (2 * m.latent) % crate::fusion::TOKENS == 0,
+                (2 * m.latent).is_multiple_of(crate::fusion::TOKENS),
                 "model.latent",
                 "must be even with fusion \"attention\" (each expert's output is cut into 4 tokens)",
             )?;

@@ -154,8 +154,8 @@ mod tests {
         };
         let (a, b) = (g(3), g(5));
         let ov = log_overlap_matrix(&a, &b);
-        for i in 0..3 {
-            for j in 0..5 {
+        for (i, row) in ov.iter().enumerate() {
+            for (j, &got) in row.iter().enumerate() {
                 let ai = Gaussian::new(
                     a.mu.clone().narrow(0, i, 1),
                     a.logvar.clone().narrow(0, i, 1),
@@ -166,9 +166,8 @@ mod tests {
                 );
                 let lo = ai.log_overlap(&bj).into_scalar::<f32>();
                 assert!(
-                    (ov[i][j] - lo).abs() < 1e-4 * lo.abs().max(1.0),
-                    "({i},{j}): {} vs {lo}",
-                    ov[i][j]
+                    (got - lo).abs() < 1e-4 * lo.abs().max(1.0),
+                    "({i},{j}): {got} vs {lo}"
                 );
             }
         }

@@ -14,6 +14,9 @@ use crate::modality::ModalityKind;
 /// `Image`: `[n, pixels]` in `[0, 1]`; `Tokens`: `ids` `[n, max_len]`,
 /// `last` `[n]` (the position of each `<eos>`); `Label`: `[n]` class indices
 #[derive(Debug, Clone)]
+// The variants are tensor handles of a few words each; boxing them would
+// only add an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Input {
     Image(Tensor<2>),
     Tokens {

@@ -37,6 +37,9 @@ pub struct TextExpert {
 }
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum Expert {
     Image(ImageExpert),
     Text(TextExpert),

@@ -339,10 +339,10 @@ impl Mvae {
         if let Some(j) = plan.terms.iter().position(|t| t.given == full) {
             let valid = post.valid(full);
             out.push(("kl".into(), masked_mean(kls[j].clone(), valid.clone())));
-            for m in 0..nm {
+            for (m, (name, nll_m)) in self.names.iter().zip(nll).enumerate() {
                 out.push((
-                    format!("nll/{}", self.names[m]),
-                    masked_mean(row(&nll[m], j), valid.clone() * post.present(m)),
+                    format!("nll/{name}"),
+                    masked_mean(row(nll_m, j), valid.clone() * post.present(m)),
                 ));
             }
         }

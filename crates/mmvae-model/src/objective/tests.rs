@@ -549,7 +549,7 @@ fn learned_fusion_posteriors_serve_inference_and_dropout_masks_the_joint() {
     let (qx, _) = m.image_experts(batch.images());
     let head = m.fusion_head.as_ref().unwrap();
     let any = Gaussian::new(qx.mu.zeros_like(), qx.logvar.zeros_like());
-    let mask = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0].repeat(4), [4, 2]), &dev);
+    let mask = Tensor::<2>::from_data(TensorData::new([1.0f32, 0.0].repeat(4), [4, 2]), &dev);
     let want = head.fuse(&[qx.clone(), any], &mask);
     assert_eq!(v(m.encode_image(batch.images())), v(want));
     assert_ne!(v(m.encode_image(batch.images())), v(qx.with_prior()));

@@ -295,13 +295,12 @@ mod tests {
             &plain,
         );
         let s = vals(directional_sq(&dv, xs, u, R1_STEP));
-        for i in 0..2 {
+        for (i, &want) in exact.iter().enumerate().take(2) {
             let mean: f64 =
                 s.iter().skip(i).step_by(2).map(|&v| v as f64).sum::<f64>() / (draws / 2) as f64;
             assert!(
-                (mean - exact[i]).abs() < 0.1 * exact[i],
-                "image {i}: random-direction mean {mean} vs exact {}",
-                exact[i]
+                (mean - want).abs() < 0.1 * want,
+                "image {i}: random-direction mean {mean} vs exact {want}"
             );
         }
         // And the penalty is the batch mean of one such draw per image.

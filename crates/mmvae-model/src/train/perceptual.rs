@@ -178,6 +178,9 @@ impl Vgg16Features {
 
 /// A loaded feature network.
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum FeatureNet {
     Classifier(Classifier),
     Vgg16(Vgg16Features),

@@ -54,7 +54,7 @@ pub fn channel_widths(channels: usize, max_channels: Option<usize>, layers: usiz
 pub fn down_sides(side: usize) -> Vec<usize> {
     let mut v = Vec::new();
     let mut s = side;
-    while s % 2 == 0 && s / 2 >= 4 && v.len() < 4 {
+    while s.is_multiple_of(2) && s / 2 >= 4 && v.len() < 4 {
         s /= 2;
         v.push(s);
     }

@@ -14,6 +14,9 @@ use crate::modality::image::residual::{ResidualImageDecoder, ResidualImageEncode
 use crate::nn::gaussian::Gaussian;
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum ImageEncoder {
     Mlp(MlpImageEncoder),
     Conv(ConvImageEncoder),
@@ -21,6 +24,9 @@ pub enum ImageEncoder {
 }
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum ImageDecoder {
     Mlp(MlpImageDecoder),
     Conv(ConvImageDecoder),

@@ -9,6 +9,9 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum LstmLayer {
     Forward(Lstm),
     Both(BiLstm),

@@ -19,6 +19,9 @@ use crate::modality::text::xlstm::{XLstmTextDecoder, XLstmTextEncoder};
 use crate::nn::gaussian::Gaussian;
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum TextEncoder {
     Gru(GruTextEncoder),
     Lstm(LstmTextEncoder),
@@ -28,6 +31,9 @@ pub enum TextEncoder {
 }
 
 #[derive(Module, Debug)]
+// One value per model: the variants' sizes do not matter, and burn's
+// Module derive does not box them.
+#[allow(clippy::large_enum_variant)]
 pub enum TextDecoder {
     Gru(GruTextDecoder),
     Lstm(LstmTextDecoder),
