@@ -7,13 +7,14 @@
 #![cfg(feature = "wgpu")]
 
 use mmvae_model::burn::module::{Module, ModuleVisitor, Param};
-use mmvae_model::burn::optim::{AdamConfig, GradientsParams, Optimizer as _};
+use mmvae_model::burn::optim::{AdamConfig, GradientsParams};
 use mmvae_model::burn::prelude::*;
 use mmvae_model::burn::tensor::Gradients;
-use mmvae_model::config::{Fusion, ImageModel, LossConfig, ModelConfig, TextModel};
+use mmvae_model::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
 use mmvae_model::device::{adapters, Compute};
-use mmvae_model::io::batch::Batch;
-use mmvae_model::mvae::{noise_rows, Mvae};
+use mmvae_model::io::batch::{Batch, Input};
+use mmvae_model::mvae::{DataShape, Mvae};
+use mmvae_model::objective::{Plan, TargetWeights};
 
 const VOCAB: usize = 9;
 const LEN: usize = 6;
@@ -44,9 +45,17 @@ fn batch(side: usize, device: &Device) -> Batch {
         1, 4, 5, 2, 0, 0, 1, 6, 7, 8, 2, 0, 1, 4, 8, 2, 0, 0, 1, 5, 5, 6, 2, 0,
     ];
     Batch {
-        images: Tensor::from_data(TensorData::new(px, [b, side * side]), device),
-        tokens: Tensor::from_data(TensorData::new(toks, [b, LEN]), device),
-        last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
+        inputs: vec![
+            Input::Image(Tensor::from_data(
+                TensorData::new(px, [b, side * side]),
+                device,
+            )),
+            Input::Tokens {
+                ids: Tensor::from_data(TensorData::new(toks, [b, LEN]), device),
+                last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
+            },
+        ],
+        present: Tensor::ones([b, 2], device),
     }
 }
 
@@ -67,13 +76,14 @@ fn loss_and_grads(
     m: &Mvae,
     side: usize,
     cfg: &LossConfig,
+    plan: &Plan,
     eps: &TensorData,
     device: &Device,
 ) -> (f32, Vec<Vec<f32>>) {
     let out = m.loss_with_noise(
         &batch(side, device),
         cfg,
-        Fusion::Poe,
+        plan,
         1.0,
         Tensor::from_data(eps.clone(), device),
     );
@@ -87,34 +97,51 @@ fn loss_and_grads(
 fn matches_cpu(image: ImageModel, side: usize) {
     let Some(gpu) = gpu() else { return };
     let cfg = ModelConfig {
-        image_likelihood: Default::default(),
         latent: 3,
         private_latent: 0,
         fusion: Fusion::Poe,
         fusion_hidden: 16,
-        image,
-        text: TextModel::Gru {
-            embed: 4,
-            hidden: 5,
-        },
         max_len: LEN,
+        legacy_image: None,
+        legacy_image_likelihood: None,
+        legacy_text: None,
     };
+    let modalities = [
+        ModalityConfig::image("image", image),
+        ModalityConfig::text(
+            "text",
+            TextModel::Gru {
+                embed: 4,
+                hidden: 5,
+            },
+        ),
+    ];
     let loss_cfg = LossConfig::default();
     let cpu = Device::flex().autodiff();
     cpu.seed(5);
     let gpu = gpu.autodiff();
-    let m_cpu = cfg.init(side, 1, VOCAB, &cpu);
+    let shape = DataShape {
+        side,
+        colours: 1,
+        vocab: VOCAB,
+    };
+    let m_cpu = cfg.init(&modalities, shape, &cpu);
+    let weights = TargetWeights {
+        weight: vec![1.0, 1.0],
+        cross: vec![1.0, 1.0],
+    };
+    let plan = m_cpu.plan(&loss_cfg, &weights, 0);
     // `fork`: the same values as new leaves on the GPU (`to_device` would
     // keep them children of the CPU parameters in the autodiff graph).
     let m_gpu = m_cpu.clone().fork(&gpu);
-    let rows = noise_rows(&loss_cfg, Fusion::Poe, 4);
+    let rows = m_cpu.noise_rows(&plan, &loss_cfg, 4);
     let eps: Vec<f32> = (0..rows * m_cpu.noise_dim())
         .map(|i| ((i * 29 % 23) as f32 - 11.0) / 7.0)
         .collect();
     let eps = TensorData::new(eps, [rows, m_cpu.noise_dim()]);
 
-    let (l_cpu, g_cpu) = loss_and_grads(&m_cpu, side, &loss_cfg, &eps, &cpu);
-    let (l_gpu, g_gpu) = loss_and_grads(&m_gpu, side, &loss_cfg, &eps, &gpu);
+    let (l_cpu, g_cpu) = loss_and_grads(&m_cpu, side, &loss_cfg, &plan, &eps, &cpu);
+    let (l_gpu, g_gpu) = loss_and_grads(&m_gpu, side, &loss_cfg, &plan, &eps, &gpu);
     assert!(l_cpu.is_finite() && l_cpu > 0.0, "{l_cpu}");
     assert!(
         (l_cpu - l_gpu).abs() <= 1e-4 * l_cpu.abs(),
@@ -139,7 +166,7 @@ fn matches_cpu(image: ImageModel, side: usize) {
         let out = m.loss_with_noise(
             &batch(side, &gpu),
             &loss_cfg,
-            Fusion::Poe,
+            &plan,
             1.0,
             Tensor::from_data(eps.clone(), &gpu),
         );
