@@ -167,6 +167,8 @@ fn help_lists_the_commands() {
         "quickstart",
         "bench",
         "fit-prior",
+        "predict",
+        "devices",
     ] {
         assert!(out.contains(c), "help lacks {c}: {out}");
     }
