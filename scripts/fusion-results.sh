@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates docs/results.md: each fusion recipe trained with the same short
+# Regenerates docs/fusions.md: each fusion recipe trained with the same short
 # budget on each dataset, then evaluated.
 #
 #   scripts/fusion-results.sh [TRAIN_LIMIT] [EPOCHS] [EVAL_ITEMS] [DATASET...]
@@ -12,7 +12,7 @@
 # poe+multihot (PoE with the multi-hot attribute text model instead of the
 # GRU); each is the dataset's shipped config (configs/<dataset>.toml) with
 # only the fusion, objective or text model changed and a 300-step KL warm-up.
-# $OUT (default docs/results.md) is the file written; $B a prebuilt binary.
+# $OUT (default docs/fusions.md) is the file written; $B a prebuilt binary.
 # Needs each dataset's evaluation classifier in runs/classifier-<dataset>
 # (`mmvae classifier train --dataset <dataset>`) and, for MNIST, the data
 # through MMVAE_DATA.
@@ -55,7 +55,7 @@ recipe_config() { # recipe dataset → config on stdout
     echo "(seed 0). Coherence is strict (every attribute right). The test objective"
     echo "is each recipe's own training objective, so it compares runs of one recipe"
     echo "across datasets, not recipes. This is a short, equal budget for every"
-    echo "recipe, not each recipe's best run; the README's tables hold the full runs."
+    echo "recipe, not each recipe's best run; [results.md](results.md) holds the full runs."
     echo
     echo "Published best on CdSprites+ (text→image / image→text strict): level 1"
     echo "52% / 64%, level 2 18% / 55%, level 3 8% / 59% (Sejnova et al.)."
@@ -92,7 +92,7 @@ PY
         echo "done $name (${secs}s)" >&2
     done
 done
-out=${OUT:-docs/results.md}
+out=${OUT:-docs/fusions.md}
 mv "$work/results.md" "$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out"
