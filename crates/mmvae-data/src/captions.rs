@@ -36,7 +36,7 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
         // the class name is empty).
         (DatasetKind::Pairs, CaptionSet::Train) => &["{c}"],
         (DatasetKind::Pairs, CaptionSet::HeldOut) => &[],
-        (DatasetKind::Mnist, CaptionSet::Train) => &[
+        (DatasetKind::Mnist | DatasetKind::PolyMnist, CaptionSet::Train) => &[
             "{c}",
             "a handwritten {c}",
             "the digit {c}",
@@ -46,7 +46,7 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
             "{a} {c} written by hand",
             "the number {c} in white ink",
         ],
-        (DatasetKind::Mnist, CaptionSet::HeldOut) => &[
+        (DatasetKind::Mnist | DatasetKind::PolyMnist, CaptionSet::HeldOut) => &[
             "a picture of the digit {c}",
             "this is a handwritten {c}",
             "an image of the digit {c}",
@@ -142,7 +142,7 @@ impl Captioner {
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
             DatasetKind::CelebA(set) => Some(set.caption(label)),
             DatasetKind::Pairs => None,
-            DatasetKind::Mnist | DatasetKind::FashionMnist => None,
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::PolyMnist => None,
         }
     }
 
@@ -176,7 +176,9 @@ impl Captioner {
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
             DatasetKind::CelebA(set) => set.parse_caption(caption),
             DatasetKind::Pairs => Vec::new(),
-            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_of(caption)],
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::PolyMnist => {
+                vec![self.class_of(caption)]
+            }
         }
     }
 

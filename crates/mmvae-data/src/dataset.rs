@@ -6,6 +6,7 @@ use crate::celeba::{self, AttrSet};
 use crate::error::{DataError, Result};
 use crate::idx;
 use crate::multimnist;
+use crate::polymnist;
 use crate::shapes::{self, Level};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub enum DatasetKind {
     /// CelebA faces captioned by a chosen set of binary attributes (see
     /// [`crate::celeba`]); the official files, supplied by the user.
     CelebA(AttrSet),
+    /// Five image modalities `m0`…`m4` of one digit on five backgrounds
+    /// (see [`crate::polymnist`]); rendered from the MNIST files, or the
+    /// published files when a folder holds them.
+    PolyMnist,
     /// The user's own image–caption pairs (see [`crate::pairs`]): no class
     /// labels, each image with its own caption; read from a captions file
     /// named by `data.dir` / `--data-dir`.
@@ -49,10 +54,11 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 9] = [
+    pub const ALL: [DatasetKind; 10] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::MultiMnist,
+        DatasetKind::PolyMnist,
         DatasetKind::Shapes(Level::L1),
         DatasetKind::Shapes(Level::L2),
         DatasetKind::Shapes(Level::L3),
@@ -86,6 +92,7 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L4) => "shapes-l4",
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
+            DatasetKind::PolyMnist => "polymnist",
             DatasetKind::CelebA(_) => "celeba",
             DatasetKind::Pairs => "pairs",
         }
@@ -123,11 +130,26 @@ impl DatasetKind {
         self != DatasetKind::Pairs
     }
 
+    /// The names of the images each item holds, where there is more than
+    /// one (PolyMNIST's `m0`…`m4`); empty for a dataset of one image per
+    /// item. An image modality of a model reads the image of its name.
+    pub fn image_views(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::PolyMnist => &polymnist::NAMES,
+            DatasetKind::Mnist
+            | DatasetKind::FashionMnist
+            | DatasetKind::Shapes(_)
+            | DatasetKind::MultiMnist
+            | DatasetKind::CelebA(_)
+            | DatasetKind::Pairs => &[],
+        }
+    }
+
     /// The attribute slots a class is made of, as (name, number of values).
     /// A plain labelled dataset has one slot, its class.
     pub fn slots(self) -> Vec<(&'static str, usize)> {
         match self {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::PolyMnist => {
                 vec![("class", self.num_classes())]
             }
             DatasetKind::Shapes(l) => l
@@ -152,7 +174,9 @@ impl DatasetKind {
     /// `slot_values()[k].len() == slots()[k].1` for every slot `k`.
     pub fn slot_values(self) -> Vec<Vec<String>> {
         match self {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![self.class_names()],
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::PolyMnist => {
+                vec![self.class_names()]
+            }
             DatasetKind::Shapes(l) => l
                 .slots()
                 .iter()
@@ -175,7 +199,7 @@ impl DatasetKind {
     /// The value of each slot for `class` (see [`DatasetKind::slots`]).
     pub fn attributes(self, class: usize) -> Vec<usize> {
         match self {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => vec![class],
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::PolyMnist => vec![class],
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
             DatasetKind::CelebA(set) => set.class_attributes(class),
@@ -189,6 +213,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
             DatasetKind::Shapes(_) => shapes::CHANNELS,
+            DatasetKind::PolyMnist => polymnist::CHANNELS,
             DatasetKind::CelebA(_) | DatasetKind::Pairs => celeba::CHANNELS,
         }
     }
@@ -214,7 +239,7 @@ impl DatasetKind {
     /// Class names of the labelled datasets (None for shapes).
     pub fn static_class_names(self) -> Option<&'static [&'static str]> {
         Some(match self {
-            DatasetKind::Mnist => &[
+            DatasetKind::Mnist | DatasetKind::PolyMnist => &[
                 "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
             ],
             DatasetKind::FashionMnist => &[
@@ -251,6 +276,7 @@ impl DatasetKind {
     pub fn image_size(self) -> (usize, usize) {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
+            DatasetKind::PolyMnist => (polymnist::SIDE, polymnist::SIDE),
             DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
             DatasetKind::CelebA(_) | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
@@ -263,6 +289,7 @@ impl DatasetKind {
             DatasetKind::Mnist
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
+            | DatasetKind::PolyMnist
             | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
@@ -279,6 +306,10 @@ impl DatasetKind {
         if self == DatasetKind::MultiMnist {
             return DatasetKind::Mnist.how_to_get()
                 + " (multimnist is composed from the MNIST files)";
+        }
+        if self == DatasetKind::PolyMnist {
+            return DatasetKind::Mnist.how_to_get()
+                + " (polymnist is rendered from the MNIST files), or point --data-dir at the published PolyMNIST folder (train/m0 … test/m4)";
         }
         let mut s = format!(
             "Get it with `mmvae data fetch {}` or point --data-dir / {DATA_ENV} at a folder with the four IDX files",
@@ -414,6 +445,14 @@ pub fn locate_in(
     })
 }
 
+/// A further image of every item of a set (one of PolyMNIST's
+/// modalities): `[n, channels * rows * cols]` like the set's `images`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub name: String,
+    pub images: Vec<u8>,
+}
+
 /// One split of an image–label dataset, held as bytes.
 #[derive(Debug, Clone)]
 pub struct ImageLabelSet {
@@ -425,6 +464,9 @@ pub struct ImageLabelSet {
     /// `[n, channels * rows * cols]`, planar (all of channel 0, then 1, …),
     /// row-major, 0 = background.
     pub images: Vec<u8>,
+    /// The further images of datasets with several per item, in the order
+    /// of [`DatasetKind::image_views`] after the first (which is `images`).
+    pub views: Vec<View>,
     /// `[n]`, each `< kind.num_classes()`.
     pub labels: Vec<u32>,
     /// `[n]` each item's own caption, for datasets that come with captions
@@ -453,10 +495,40 @@ impl ImageLabelSet {
             rows: side.0,
             cols: side.1,
             images,
+            views: Vec::new(),
             labels,
             captions: None,
             notes: Vec::new(),
             skipped: 0,
+        }
+    }
+
+    /// The names of the images each item holds: the dataset's views
+    /// (PolyMNIST's `m0`…`m4`), or `["image"]`.
+    pub fn image_names(&self) -> Vec<&str> {
+        match self.kind.image_views() {
+            [] => vec!["image"],
+            names => names.to_vec(),
+        }
+    }
+
+    /// The image an image modality named `name` reads: the view of that
+    /// name; on a dataset of one image per item (no views), that image
+    /// whatever the modality's name. `None` where the dataset has views and
+    /// none is named so (config validation refuses such a model).
+    pub fn view_of(&self, name: &str) -> Option<usize> {
+        if self.views.is_empty() {
+            return Some(0);
+        }
+        self.image_names().iter().position(|&n| n == name)
+    }
+
+    /// Image `i` of view `v` (0: `images`, then `views`).
+    pub fn view_image(&self, v: usize, i: usize) -> &[u8] {
+        let p = self.pixels();
+        match v {
+            0 => &self.images[i * p..(i + 1) * p],
+            _ => &self.views[v - 1].images[i * p..(i + 1) * p],
         }
     }
 
@@ -479,6 +551,10 @@ impl ImageLabelSet {
         let n = n.min(self.len());
         self.labels.truncate(n);
         self.images.truncate(n * self.pixels());
+        let p = self.pixels();
+        for v in &mut self.views {
+            v.images.truncate(n * p);
+        }
         if let Some(c) = &mut self.captions {
             c.truncate(n);
         }
@@ -493,6 +569,15 @@ impl ImageLabelSet {
             images: indices
                 .iter()
                 .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
+            views: (1..=self.views.len())
+                .map(|v| View {
+                    name: self.views[v - 1].name.clone(),
+                    images: indices
+                        .iter()
+                        .flat_map(|&i| self.view_image(v, i).iter().copied())
+                        .collect(),
+                })
                 .collect(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             captions: self
@@ -514,6 +599,16 @@ impl ImageLabelSet {
             rows: self.rows,
             cols: self.cols,
             images: self.images.split_off(at * self.pixels()),
+            views: {
+                let p = self.pixels();
+                self.views
+                    .iter_mut()
+                    .map(|v| View {
+                        name: v.name.clone(),
+                        images: v.images.split_off(at * p),
+                    })
+                    .collect()
+            },
             labels: self.labels.split_off(at),
             captions: self.captions.as_mut().map(|c| c.split_off(at)),
             notes: Vec::new(),
@@ -637,6 +732,20 @@ impl ImageLabelSet {
                     Split::Test => multimnist::SEED ^ 0x7E57,
                 };
                 Ok(multimnist::compose(&mnist, seed))
+            }
+            DatasetKind::PolyMnist => {
+                // The published files: the folder given, or `polymnist/`
+                // under the data folder; else rendered from MNIST.
+                let published = match explicit {
+                    Some(d) => Some(d.to_path_buf()),
+                    None => std::env::var_os(DATA_ENV).map(|e| PathBuf::from(e).join("polymnist")),
+                };
+                if let Some(dir) = published.filter(|d| polymnist::is_published(d)) {
+                    return polymnist::load_published(&dir, split);
+                }
+                let dir = locate(DatasetKind::Mnist, explicit)?;
+                let mnist = Self::load(DatasetKind::Mnist, &dir, split)?;
+                Ok(polymnist::render(&mnist, split, polymnist::SEED, threads))
             }
             DatasetKind::Pairs => {
                 let path = explicit.ok_or_else(|| DataError::Invalid(kind.how_to_get()))?;

@@ -20,6 +20,7 @@ pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
     Some(match kind {
         DatasetKind::Shapes(_)
         | DatasetKind::MultiMnist
+        | DatasetKind::PolyMnist
         | DatasetKind::CelebA(_)
         | DatasetKind::Pairs => return None,
         DatasetKind::Mnist => (
@@ -113,6 +114,9 @@ pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Re
         DataError::Invalid(match kind {
             DatasetKind::MultiMnist => {
                 "multimnist is composed from the MNIST files: run `mmvae data fetch mnist`".into()
+            }
+            DatasetKind::PolyMnist => {
+                "polymnist is rendered from the MNIST files: run `mmvae data fetch mnist` (or point --data-dir at the published PolyMNIST folder)".into()
             }
             DatasetKind::CelebA(_) => crate::celeba::HOW_TO_GET.into(),
             DatasetKind::Pairs => {

@@ -15,7 +15,9 @@ pub mod imageio;
 pub mod lm;
 pub mod multimnist;
 pub mod pairs;
+pub mod polymnist;
 pub mod shapes;
+mod texture;
 pub mod tokenizer;
 
 pub use captions::{CaptionSet, Captioner};

@@ -131,6 +131,7 @@ impl Mvae {
     /// What a batch for this model holds.
     pub fn layout(&self) -> Layout {
         Layout {
+            names: self.names.clone(),
             kinds: self.experts.iter().map(Expert::kind).collect(),
             max_len: self.max_len,
         }

@@ -141,7 +141,9 @@ pub struct ModelConfig {
     /// Width of the learned fusion network (`concat`, `attention`).
     #[serde(default = "default_fusion_hidden")]
     pub fusion_hidden: usize,
-    /// Longest caption in tokens, counting `<bos>` and `<eos>`.
+    /// Longest caption in tokens, counting `<bos>` and `<eos>` (unused by a
+    /// model without a text modality).
+    #[serde(default = "default_max_len")]
     pub max_len: usize,
     /// The two-modality form (`model.image`, `model.image_likelihood`,
     /// `model.text` with `loss.image_weight`/`text_weight`): read and moved
@@ -153,6 +155,10 @@ pub struct ModelConfig {
     pub legacy_image_likelihood: Option<ImageLikelihood>,
     #[serde(default, rename = "text", skip_serializing)]
     pub legacy_text: Option<TextModel>,
+}
+
+fn default_max_len() -> usize {
+    24
 }
 
 pub(super) fn default_fusion_hidden() -> usize {

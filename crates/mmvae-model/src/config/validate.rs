@@ -294,6 +294,17 @@ impl TrainConfig {
             )?;
             match &m.expert {
                 ExpertConfig::Image { model, likelihood } => {
+                    let views = self.data.dataset.image_views();
+                    check(
+                        views.is_empty() || views.contains(&m.name.as_str()),
+                        &format!("modalities[{i}].name"),
+                        &format!(
+                            "is `{}`: it must name one of the {} dataset's images ({}), as an image modality reads the image of its name",
+                            m.name,
+                            self.data.dataset,
+                            views.join(", ")
+                        ),
+                    )?;
                     check_image_model(model, &format!("{at}.model"))?;
                     likelihood
                         .check()

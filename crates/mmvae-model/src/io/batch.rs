@@ -99,10 +99,11 @@ impl Batch {
     }
 }
 
-/// What a model reads from each item: its modalities' kinds in order, and
-/// the caption length.
+/// What a model reads from each item: its modalities' names and kinds in
+/// order, and the caption length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    pub names: Vec<String>,
     pub kinds: Vec<ModalityKind>,
     pub max_len: usize,
 }
@@ -212,14 +213,20 @@ impl HostBatch {
         let inputs = layout
             .kinds
             .iter()
-            .map(|kind| match kind {
-                ModalityKind::Image => HostInput::Image {
-                    pixels: data.pixels(),
-                    values: indices
-                        .iter()
-                        .flat_map(|&i| data.image(i).iter().map(|&b| b as f32 / 255.0))
-                        .collect(),
-                },
+            .zip(&layout.names)
+            .map(|(kind, name)| match kind {
+                ModalityKind::Image => {
+                    // Config validation admits only image modalities named
+                    // after one of the dataset's images.
+                    let v = data.view_of(name).unwrap_or(0);
+                    HostInput::Image {
+                        pixels: data.pixels(),
+                        values: indices
+                            .iter()
+                            .flat_map(|&i| data.view_image(v, i).iter().map(|&b| b as f32 / 255.0))
+                            .collect(),
+                    }
+                }
                 ModalityKind::Text => {
                     let mut ids = Vec::with_capacity(n * layout.max_len);
                     let mut last = Vec::with_capacity(n);

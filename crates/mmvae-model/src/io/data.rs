@@ -260,7 +260,8 @@ impl Pairing {
 }
 
 /// Refuse modalities the dataset cannot feed: each dataset item has one
-/// image, one caption and one class label.
+/// caption, one class label, and one image or (PolyMNIST) several named
+/// images, each read by the image modality of its name.
 pub fn check_modalities(
     cfg: &TrainConfig,
     train: &ImageLabelSet,
@@ -273,7 +274,16 @@ pub fn check_modalities(
             .filter(|m| m.kind() == kind)
             .map(|m| m.name.as_str())
             .collect();
-        if names.len() > 1 {
+        let images = train.image_names();
+        if kind == ModalityKind::Image && images.len() > 1 {
+            if let Some(n) = names.iter().find(|n| !images.contains(n)) {
+                return Err(crate::error::ModelError::Config(format!(
+                    "`modalities.{n}`: dataset {} has no image named `{n}` (its images: {})",
+                    cfg.data.dataset.dir_name(),
+                    images.join(", ")
+                )));
+            }
+        } else if names.len() > 1 {
             return Err(crate::error::ModelError::Config(format!(
                 "`modalities`: dataset {} has one {kind} per item, the config lists {} ({})",
                 cfg.data.dataset.dir_name(),
