@@ -977,6 +977,13 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
                     .map(|((n, _), a)| format!("{n} {:.2}%", 100.0 * a))
                     .collect();
                 format!(" (all attributes right; {})", parts.join(", "))
+            } else if !info.test_view_accuracy.is_empty() {
+                let parts: Vec<String> = info
+                    .test_view_accuracy
+                    .iter()
+                    .map(|(n, a)| format!("{n} {:.2}%", 100.0 * a))
+                    .collect();
+                format!(" (mean over images; {})", parts.join(", "))
             } else {
                 String::new()
             };
@@ -1023,6 +1030,10 @@ pub enum DataCommand {
         /// Pairs: 1 (grey) or 3 (RGB).
         #[arg(long, default_value_t = 3)]
         channels: usize,
+        /// Write the first 8 test items as a PNG grid: one row per item,
+        /// one column per image it holds (PolyMNIST's m0 … m4).
+        #[arg(long)]
+        grid: Option<PathBuf>,
     },
 }
 
@@ -1053,6 +1064,7 @@ pub fn data(c: DataCommand) -> Result<()> {
             data_dir,
             image_size,
             channels,
+            grid,
         } => {
             let named = DatasetKind::parse(&dataset)
                 .ok()
@@ -1080,8 +1092,14 @@ pub fn data(c: DataCommand) -> Result<()> {
                         format!("`{dataset}` is neither a dataset name nor a pairs file")
                     })?,
                 };
+                let images = set.image_names();
+                let modalities = if images.len() > 1 {
+                    format!(" ({} images per item: {})", images.len(), images.join(", "))
+                } else {
+                    String::new()
+                };
                 outln!(
-                    "{split:?}: {} items of {}x{}x{} in {:.2}s",
+                    "{split:?}: {} items of {}x{}x{}{modalities} in {:.2}s",
                     set.len(),
                     set.channels,
                     set.rows,
@@ -1092,6 +1110,17 @@ pub fn data(c: DataCommand) -> Result<()> {
                     outln!("  {note}");
                 }
                 bad += set.skipped;
+                if let (Some(path), Split::Test) = (&grid, split) {
+                    let views = set.image_names().len();
+                    let imgs: Vec<imageio::Image> = (0..set.len().min(8))
+                        .flat_map(|i| (0..views).map(move |v| (i, v)))
+                        .map(|(i, v)| {
+                            imageio::Image::from_bytes(set.channels, set.cols, set.rows, set.view_image(v, i))
+                        })
+                        .collect();
+                    imageio::save_grid(path, &imgs, views)?;
+                    outln!("test items written to {}", path.display());
+                }
             }
             if bad > 0 {
                 bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
@@ -1135,6 +1164,7 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L4) => include_str!("../../../configs/shapes-l4.toml"),
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
+        DatasetKind::PolyMnist => include_str!("../../../configs/polymnist.toml"),
         DatasetKind::CelebA(_) => include_str!("../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../configs/pairs.toml"),
     }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod commands;
+mod sweep;
 
 /// Multimodal variational autoencoders over images and text: train one latent
 /// space shared by images and captions, then generate, caption, reconstruct,
@@ -70,6 +71,10 @@ enum Command {
     /// Train briefly on an available dataset, then generate, caption and
     /// evaluate: the whole pipeline in a few minutes.
     Quickstart(commands::QuickstartArgs),
+    /// Train and evaluate an experiment grid (cells × seeds) from one TOML
+    /// file, resumably, and write a leaderboard (mean ± sd over seeds) as
+    /// markdown and JSON.
+    Sweep(sweep::SweepArgs),
     /// Training-step throughput and peak memory of the reference models.
     Bench(commands::BenchArgs),
     /// List the GPU adapters `--device wgpu:NAME` can choose (needs a build
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Classifier { command } => commands::classifier(command),
         Command::Data { command } => commands::data(command),
         Command::Quickstart(a) => commands::quickstart(a),
+        Command::Sweep(a) => sweep::sweep(a),
         Command::Bench(a) => commands::bench(a),
         Command::Devices => commands::devices(),
     };

@@ -1843,3 +1843,98 @@ fn three_weakly_paired_modalities_train_evaluate_and_generate_any_from_any() {
     assert!(e.contains("one label per item"), "{e}");
     assert!(!d.join("bad").exists());
 }
+
+/// A tiny PolyMNIST model: three of the five image modalities.
+const POLY: &str = r#"
+seed = 1
+[[modalities]]
+name = "m0"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[[modalities]]
+name = "m1"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[[modalities]]
+name = "m3"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[model]
+latent = 8
+fusion = "poe"
+[optim]
+lr = 0.005
+batch_size = 50
+epochs = 1
+[data]
+dataset = "polymnist"
+val_size = 50
+train_limit = 200
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#;
+
+#[test]
+fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
+    let f = fixture();
+    let d = &f.root;
+    let out = ok(
+        d,
+        &words("data check polymnist --data-dir data --grid grid.png"),
+    );
+    assert!(
+        out.contains("5 images per item: m0, m1, m2, m3, m4"),
+        "{out}"
+    );
+    assert!(d.join("grid.png").is_file());
+    ok(
+        d,
+        &words("classifier train --dataset polymnist --data-dir data --out clf --epochs 1 --train-limit 300 --quiet"),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
+    assert_eq!(info["test_view_accuracy"].as_array().unwrap().len(), 5);
+
+    std::fs::write(d.join("poly.toml"), POLY).unwrap();
+    std::fs::write(
+        d.join("grid.toml"),
+        "base = \"poly.toml\"\nout = \"sw\"\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
+    )
+    .unwrap();
+    let sweep = words("sweep grid.toml --data-dir data --classifier clf --limit 40 --table t.md");
+    let first = ok(d, &sweep);
+    assert!(first.contains("poe seed 0: training"), "{first}");
+    let table = std::fs::read_to_string(d.join("t.md")).unwrap();
+    assert!(
+        table.contains("coherence given 1") && table.contains("coherence given 2"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| poe | 0 |") && table.contains("| moe | 0 |"),
+        "{table}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("sw/moe/seed-0/result.json")).unwrap())
+            .unwrap();
+    let cells = result["eval"]["coherence_matrix"]["cells"]
+        .as_object()
+        .unwrap();
+    assert_eq!(cells.len(), 7, "three modalities, seven subsets");
+    assert!(cells.contains_key("m0+m1+m3"));
+    // A finished cell is not rerun.
+    let again = ok(d, &sweep);
+    assert!(
+        again.contains("poe seed 0: done") && again.contains("moe seed 0: done"),
+        "{again}"
+    );
+    assert!(!again.contains("training"), "{again}");
+    // An image modality must name one of the dataset's images.
+    std::fs::write(d.join("bad.toml"), POLY.replace("\"m3\"", "\"m7\"")).unwrap();
+    let e = fails(
+        d,
+        &words("train --config bad.toml --data-dir data --out bad --quiet"),
+    );
+    assert!(e.contains("m7") && e.contains("m0, m1, m2, m3, m4"), "{e}");
+    assert!(!d.join("bad").exists());
+}

@@ -18,6 +18,7 @@ pub mod nn;
 pub mod objective;
 pub mod predict;
 pub mod prior;
+pub mod sweep;
 pub mod train;
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub struct DataConfig {
     /// Images taken from the end of the training split for validation.
     pub val_size: usize,
     /// Seed of the caption templates drawn for each image.
+    #[serde(default)]
     pub caption_seed: u64,
     /// Caption tokens: `word` (default) or `char` (characters, the space
     /// included; `model.max_len` must then hold the longest caption's
@@ -261,6 +262,9 @@ impl DataConfig {
     }
 }
 
+/// The longest config file read: 1 MiB (one is a few KB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl TrainConfig {
     pub fn from_toml_str(s: &str, origin: &Path) -> Result<Self> {
         let mut cfg: TrainConfig = toml::from_str(s).map_err(|e| {
@@ -272,15 +276,18 @@ impl TrainConfig {
         })?;
         cfg.read_legacy()
             .and_then(|()| cfg.validate())
-            .map_err(|e| ModelError::Config(format!("{}: {e}", origin.display())))?;
+            .map_err(|e| match e {
+                ModelError::Config(msg) => ModelError::Config(format!("{}: {msg}", origin.display())),
+                e => ModelError::Config(format!("{}: {e}", origin.display())),
+            })?;
         Ok(cfg)
     }
 
+    /// Read a config file, refusing one over [`MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let bytes = mmvae_data::fsutil::read_limited(path, MAX_CONFIG_BYTES, "the config")?;
+        let s = String::from_utf8(bytes)
+            .map_err(|e| ModelError::Config(format!("{}: not UTF-8 text: {e}", path.display())))?;
         Self::from_toml_str(&s, path)
     }
 
@@ -421,6 +428,7 @@ impl TrainConfig {
     /// What a batch for this config's model holds.
     pub fn layout(&self) -> crate::io::batch::Layout {
         crate::io::batch::Layout {
+            names: self.modalities.iter().map(|m| m.name.clone()).collect(),
             kinds: self.modalities.iter().map(ModalityConfig::kind).collect(),
             max_len: self.model.max_len,
         }

@@ -1,0 +1,524 @@
+//! Experiment grids: one TOML file names a base config, a list of cells
+//! (each a config with overrides) and seeds; `mmvae sweep` trains and
+//! evaluates every (cell, seed) once and writes a leaderboard with the
+//! mean ± standard deviation over seeds.
+//!
+//! ```toml
+//! base = "configs/polymnist.toml"   # paths are relative to the working folder
+//! seeds = [0, 1, 2]
+//! out = "runs/sweep-polymnist"      # default: runs/sweep-<file stem>
+//! metrics = ["coherence"]           # the groups of `mmvae eval --metrics`
+//!
+//! [[cells]]
+//! name = "poe"
+//! set = { "loss.sampled_subsets" = 0 }
+//!
+//! [[cells]]
+//! name = "moe"
+//! config = "configs/polymnist-moe.toml"   # instead of the base
+//! set = { "optim.epochs" = 4 }
+//! ```
+//!
+//! `set` keys are dotted paths into the config (`model.fusion`,
+//! `loss.beta`); each value replaces the one there (a missing table is
+//! created). The seed of a run replaces the config's `seed`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::{ModelError, Result};
+
+/// Largest sweep file read.
+const MAX_SWEEP_BYTES: u64 = 1 << 20;
+
+/// A sweep file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// The config every cell starts from (unless it names its own).
+    pub base: PathBuf,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Where the runs and the leaderboard go.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// Metric groups measured on each run (`mmvae eval --metrics`).
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<String>,
+    pub cells: Vec<CellSpec>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+fn default_metrics() -> Vec<String> {
+    vec!["coherence".into()]
+}
+
+/// One cell of the grid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSpec {
+    pub name: String,
+    /// A config replacing the base for this cell.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Dotted config paths and the values that replace them.
+    #[serde(default)]
+    pub set: toml::Table,
+}
+
+impl SweepSpec {
+    /// Read and check a sweep file.
+    pub fn load(path: &Path) -> Result<SweepSpec> {
+        let bytes = mmvae_data::fsutil::read_limited(path, MAX_SWEEP_BYTES, "the sweep file")?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| ModelError::Config(format!("{}: not UTF-8 text: {e}", path.display())))?;
+        let mut spec: SweepSpec = toml::from_str(&text).map_err(|e| {
+            ModelError::Config(format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })?;
+        if spec.out.is_none() {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep");
+            spec.out = Some(PathBuf::from("runs").join(format!("sweep-{stem}")));
+        }
+        spec.check(path)?;
+        Ok(spec)
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |msg: String| Err(ModelError::Config(format!("{}: {msg}", path.display())));
+        if self.cells.is_empty() {
+            return bad("`cells` is empty: list at least one [[cells]]".into());
+        }
+        if self.seeds.is_empty() {
+            return bad("`seeds` is empty".into());
+        }
+        for (i, c) in self.cells.iter().enumerate() {
+            let ok = !c.name.is_empty()
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.');
+            if !ok {
+                return bad(format!(
+                    "`cells[{i}].name` must be letters, digits, `_`, `-` or `.` (it names a folder)"
+                ));
+            }
+            if self.cells[..i].iter().any(|o| o.name == c.name) {
+                return bad(format!("`cells[{i}].name`: `{}` is given twice", c.name));
+            }
+        }
+        let mut seen = self.seeds.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != self.seeds.len() {
+            return bad("`seeds` repeats a seed".into());
+        }
+        Ok(())
+    }
+
+    /// The folder of the sweep's runs and leaderboard.
+    pub fn out_dir(&self) -> &Path {
+        self.out.as_deref().expect("set by load")
+    }
+
+    /// The folder of one run.
+    pub fn run_dir(&self, cell: &CellSpec, seed: u64) -> PathBuf {
+        self.out_dir().join(&cell.name).join(format!("seed-{seed}"))
+    }
+
+    /// The config of `cell` with `seed`: its file, the overrides, the seed;
+    /// parsed and validated.
+    pub fn cell_config(&self, cell: &CellSpec, seed: u64) -> Result<TrainConfig> {
+        let path = cell.config.as_deref().unwrap_or(&self.base);
+        let text = String::from_utf8(mmvae_data::fsutil::read_limited(
+            path,
+            crate::config::MAX_CONFIG_BYTES,
+            "the config",
+        )?)
+        .map_err(|e| ModelError::Config(format!("{}: not UTF-8 text: {e}", path.display())))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            ModelError::Config(format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })?;
+        for (key, value) in &cell.set {
+            set_dotted(&mut table, key, value.clone()).map_err(|msg| {
+                ModelError::Config(format!("cell `{}`: `set.\"{key}\"`: {msg}", cell.name))
+            })?;
+        }
+        table.insert("seed".into(), toml::Value::Integer(seed as i64));
+        let origin = PathBuf::from(format!(
+            "{} (cell {}, seed {seed})",
+            path.display(),
+            cell.name
+        ));
+        TrainConfig::from_toml_str(
+            &toml::to_string(&table).expect("a table serialises"),
+            &origin,
+        )
+    }
+}
+
+/// Replace the value at the dotted path `key` of `table` (creating missing
+/// tables on the way).
+pub fn set_dotted(
+    table: &mut toml::Table,
+    key: &str,
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err("is not a dotted path like `model.fusion`".into());
+    }
+    let (last, path) = parts.split_last().expect("non-empty");
+    let mut at = table;
+    for (depth, p) in path.iter().enumerate() {
+        let entry = at
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(format!(
+                    "`{}` is a value, not a table",
+                    parts[..=depth].join(".")
+                ))
+            }
+        };
+    }
+    at.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// What one finished run left: `result.json` in its folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub cell: String,
+    pub seed: u64,
+    pub train_seconds: f64,
+    /// The evaluation report (as `mmvae eval` writes it).
+    pub eval: serde_json::Value,
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// One column of the leaderboard: where its value sits in a run's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Column {
+    pub name: String,
+    /// Shown as a percentage.
+    pub percent: bool,
+}
+
+/// The values a run's result gives for the leaderboard's columns, by name:
+/// coherence given k inputs, joint coherence, every pair's coherence
+/// mean, the text↔image figures where present, and the training time.
+pub fn row_values(r: &RunResult) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let e = &r.eval;
+    if let Some(by) = e
+        .pointer("/coherence_matrix/by_inputs")
+        .and_then(|v| v.as_object())
+    {
+        for (k, v) in by {
+            if let Some(x) = v.as_f64() {
+                out.insert(format!("coherence given {k}"), x);
+            }
+        }
+    }
+    if let Some(x) = e
+        .pointer("/coherence_matrix/joint")
+        .and_then(|v| v.as_f64())
+    {
+        out.insert("joint coherence".into(), x);
+    }
+    for (name, ptr) in [
+        ("text -> image", "/text_to_image/strict"),
+        ("image -> text", "/image_to_text/strict"),
+        ("FID", "/fid/text_to_image"),
+    ] {
+        if let Some(x) = e.pointer(ptr).and_then(|v| v.as_f64()) {
+            out.insert(name.into(), x);
+        }
+    }
+    if let Some(x) = e.pointer("/test_loss/loss").and_then(|v| v.as_f64()) {
+        out.insert("test loss".into(), x);
+    }
+    out.insert("train minutes".into(), r.train_seconds / 60.0);
+    out
+}
+
+/// Every cell's mean ± sd over its finished seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Leaderboard {
+    pub columns: Vec<Column>,
+    pub rows: Vec<LeaderboardRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaderboardRow {
+    pub cell: String,
+    pub seeds: Vec<u64>,
+    /// Column name → (mean, sd); absent where no run has the value.
+    pub values: BTreeMap<String, (f64, f64)>,
+}
+
+impl Leaderboard {
+    /// From the finished runs, in the order of the sweep's cells.
+    pub fn from_results(spec: &SweepSpec, results: &[RunResult]) -> Leaderboard {
+        let mut columns: Vec<String> = Vec::new();
+        let mut rows = Vec::new();
+        for cell in &spec.cells {
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.cell == cell.name).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let per_run: Vec<BTreeMap<String, f64>> = runs.iter().map(|r| row_values(r)).collect();
+            let mut values = BTreeMap::new();
+            let names: std::collections::BTreeSet<&String> =
+                per_run.iter().flat_map(|m| m.keys()).collect();
+            for name in names {
+                let xs: Vec<f64> = per_run
+                    .iter()
+                    .filter_map(|m| m.get(name))
+                    .copied()
+                    .collect();
+                values.insert(name.clone(), mean_sd(&xs));
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+            rows.push(LeaderboardRow {
+                cell: cell.name.clone(),
+                seeds: runs.iter().map(|r| r.seed).collect(),
+                values,
+            });
+        }
+        columns.sort_by_key(|c| column_order(c));
+        Leaderboard {
+            columns: columns
+                .into_iter()
+                .map(|name| Column {
+                    percent: !matches!(name.as_str(), "train minutes" | "test loss" | "FID"),
+                    name,
+                })
+                .collect(),
+            rows,
+        }
+    }
+
+    /// A markdown table: one row per cell, `mean ± sd` per column.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("| cell | seeds |");
+        for c in &self.columns {
+            s.push_str(&format!(" {} |", c.name));
+        }
+        s.push_str("\n|---|---|");
+        s.push_str(&"---|".repeat(self.columns.len()));
+        s.push('\n');
+        for r in &self.rows {
+            let seeds: Vec<String> = r.seeds.iter().map(u64::to_string).collect();
+            s.push_str(&format!("| {} | {} |", r.cell, seeds.join(", ")));
+            for c in &self.columns {
+                let cell = match r.values.get(&c.name) {
+                    None => "–".to_string(),
+                    Some(&(m, sd)) => {
+                        let (m, sd, unit) = if c.percent {
+                            (100.0 * m, 100.0 * sd, "%")
+                        } else {
+                            (m, sd, "")
+                        };
+                        if r.seeds.len() > 1 {
+                            format!("{m:.2} ± {sd:.2}{unit}")
+                        } else {
+                            format!("{m:.2}{unit}")
+                        }
+                    }
+                };
+                s.push_str(&format!(" {cell} |"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Columns in reading order: coherence by inputs, joint, the pairs, loss,
+/// time.
+fn column_order(name: &str) -> (usize, String) {
+    let rank = if let Some(k) = name.strip_prefix("coherence given ") {
+        k.parse::<usize>().unwrap_or(99)
+    } else {
+        match name {
+            "joint coherence" => 100,
+            "text -> image" => 101,
+            "image -> text" => 102,
+            "FID" => 103,
+            "test loss" => 104,
+            _ => 105,
+        }
+    };
+    (rank, name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_text(base: &Path) -> String {
+        format!(
+            r#"
+base = "{}"
+seeds = [0, 3]
+out = "runs/s"
+
+[[cells]]
+name = "poe"
+
+[[cells]]
+name = "moe"
+set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
+"#,
+            base.display()
+        )
+    }
+
+    fn write_base(dir: &Path) -> PathBuf {
+        let base = dir.join("base.toml");
+        std::fs::write(
+            &base,
+            TrainConfig::tiny(mmvae_data::DatasetKind::Mnist).to_toml(),
+        )
+        .unwrap();
+        base
+    }
+
+    #[test]
+    fn cells_apply_their_overrides_and_the_runs_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write_base(dir.path());
+        let sweep = dir.path().join("grid.toml");
+        std::fs::write(&sweep, spec_text(&base)).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        assert_eq!(spec.seeds, vec![0, 3]);
+        let poe = spec.cell_config(&spec.cells[0], 3).unwrap();
+        let moe = spec.cell_config(&spec.cells[1], 0).unwrap();
+        assert_eq!(poe.seed, 3);
+        assert_eq!(moe.seed, 0);
+        assert_eq!(poe.model.fusion, crate::config::Fusion::Poe);
+        assert_eq!(moe.model.fusion, crate::config::Fusion::Moe);
+        assert_eq!(moe.optim.epochs, 2);
+        assert_eq!(
+            spec.run_dir(&spec.cells[1], 0),
+            Path::new("runs/s/moe/seed-0")
+        );
+    }
+
+    #[test]
+    fn bad_sweeps_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write_base(dir.path());
+        let sweep = dir.path().join("grid.toml");
+        let cases = [
+            ("cells = []", "`cells` is empty"),
+            ("seeds = []\n[[cells]]\nname = \"a\"", "`seeds` is empty"),
+            ("[[cells]]\nname = \"a/b\"", "cells[0].name"),
+            (
+                "[[cells]]\nname = \"a\"\n[[cells]]\nname = \"a\"",
+                "given twice",
+            ),
+            ("seeds = [1, 1]\n[[cells]]\nname = \"a\"", "repeats"),
+            ("[[cells]]\nname = \"a\"\nfusion = \"poe\"", "unknown field"),
+        ];
+        for (body, want) in cases {
+            let text = format!("base = \"{}\"\n{body}\n", base.display());
+            std::fs::write(&sweep, text).unwrap();
+            let e = SweepSpec::load(&sweep).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        // An override the config refuses names the cell and the key.
+        let text = format!(
+            "base = \"{}\"\n[[cells]]\nname = \"x\"\nset = {{ \"model.fusion\" = \"nope\" }}\n",
+            base.display()
+        );
+        std::fs::write(&sweep, text).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        assert!(e.contains("cell x") && e.contains("fusion"), "{e}");
+        let text = format!(
+            "base = \"{}\"\n[[cells]]\nname = \"x\"\nset = {{ \"seed.deep\" = 1 }}\n",
+            base.display()
+        );
+        std::fs::write(&sweep, text).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        assert!(e.contains("`seed` is a value"), "{e}");
+    }
+
+    #[test]
+    fn mean_and_sample_sd_match_the_closed_form() {
+        let (m, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12);
+        // Σ (x − 2.5)² = 5, / (n − 1) = 5/3.
+        assert!((sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd(&[7.0]), (7.0, 0.0));
+    }
+
+    #[test]
+    fn the_leaderboard_averages_seeds_per_cell_in_cell_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write_base(dir.path());
+        let sweep = dir.path().join("grid.toml");
+        std::fs::write(&sweep, spec_text(&base)).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let run = |cell: &str, seed, g1: f64, joint: f64| RunResult {
+            cell: cell.into(),
+            seed,
+            train_seconds: 120.0,
+            eval: serde_json::json!({
+                "coherence_matrix": { "by_inputs": { "1": g1 }, "joint": joint }
+            }),
+        };
+        let results = [
+            run("moe", 0, 0.5, 0.1),
+            run("poe", 0, 0.8, 0.2),
+            run("poe", 3, 0.6, 0.4),
+        ];
+        let lb = Leaderboard::from_results(&spec, &results);
+        assert_eq!(lb.rows[0].cell, "poe");
+        assert_eq!(lb.rows[0].seeds, vec![0, 3]);
+        let (m, sd) = lb.rows[0].values["coherence given 1"];
+        assert!((m - 0.7).abs() < 1e-12 && (sd - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!(lb.rows[1].values["joint coherence"], (0.1, 0.0));
+        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["coherence given 1", "joint coherence", "train minutes"]
+        );
+        let md = lb.markdown();
+        assert!(
+            md.contains("| poe | 0, 3 | 70.00 ± 14.14% | 30.00 ± 14.14% | 2.00 ± 0.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("| moe | 0 | 50.00% | 10.00% | 2.00 |"), "{md}");
+    }
+}
