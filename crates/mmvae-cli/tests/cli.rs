@@ -1922,6 +1922,14 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         .unwrap();
     assert_eq!(cells.len(), 7, "three modalities, seven subsets");
     assert!(cells.contains_key("m0+m1+m3"));
+    // The report shows the coherence matrix and the cross-generation grid.
+    ok(
+        d,
+        &words("report --checkpoint sw/moe/seed-0/best --data-dir data --out r.html"),
+    );
+    let html = std::fs::read_to_string(d.join("r.html")).unwrap();
+    assert!(html.contains("id=\"coherence-matrix\"") && html.contains("<th>m0+m1+m3</th>"));
+    assert!(html.contains("id=\"cross-generation\""));
     // A finished cell is not rerun.
     let again = ok(d, &sweep);
     assert!(

@@ -7,8 +7,9 @@ use mmvae_data::imageio::Image;
 
 use crate::error::{ModelError, Result};
 use crate::infer::{Draw, Loaded};
-use crate::io::batch::Input;
+use crate::io::batch::{Batch, Input};
 use crate::modality::expert::Expert;
+use crate::objective::Subset;
 
 /// What was generated for the target modality, one entry per draw.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +97,22 @@ impl Loaded {
         let refs: Vec<Option<&Input>> = inputs.iter().map(Option::as_ref).collect();
         let q = self.model.posterior_of(&refs).repeat_rows(n);
         let z = Self::draw(&q, how);
-        Ok(match &self.model.experts[target] {
+        Ok(self.decode_modality(target, z, how))
+    }
+
+    /// Every modality generated from the members of `given` of each item of
+    /// `batch`: one draw per item, one [`Prediction`] per modality in the
+    /// model's order (cross-generation; the given ones are reconstructed).
+    pub fn cross_generate(&self, batch: &Batch, given: Subset, how: Draw) -> Vec<Prediction> {
+        let z = Self::draw(&self.model.posterior_given(batch, given), how);
+        (0..self.model.modalities())
+            .map(|m| self.decode_modality(m, z.clone(), how))
+            .collect()
+    }
+
+    /// Modality `target` decoded from latents `z` (`[n, latent]`).
+    fn decode_modality(&self, target: usize, z: Tensor<2>, how: Draw) -> Prediction {
+        match &self.model.experts[target] {
             Expert::Image(img) => Prediction::Images(
                 self.to_images(img.decode(self.model.with_private(z, how == Draw::Sample))),
             ),
@@ -114,6 +130,6 @@ impl Loaded {
                         .collect(),
                 )
             }
-        })
+        }
     }
 }

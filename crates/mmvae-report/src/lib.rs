@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod html;
+pub mod modalities;
 pub mod plot;
 pub mod report;
 pub mod tsne;

@@ -10,6 +10,9 @@ use mmvae_data::imageio::{self, Image};
 use mmvae_data::ImageLabelSet;
 use mmvae_model::eval::consistency::{self, Calibration, Score, ScoreOptions};
 use mmvae_model::eval::retrieval::log_overlap_matrix;
+use mmvae_model::modality::ModalityKind;
+
+use crate::modalities;
 use mmvae_model::infer::{Draw, Endpoint, Loaded};
 use mmvae_model::io::batch::{CaptionSource, HostBatch};
 use mmvae_model::io::data::TEST_STREAM;
@@ -646,16 +649,6 @@ pub fn build(
     page.section("model", "Model and training", config_section(m));
     page.section("curves", "Training curves", curves_section(saved)?);
     page.section("metrics", "Metrics", metrics_section(saved));
-    page.section(
-        "text-to-image",
-        "Text → image",
-        text_to_image_section(m, test, opts)?,
-    );
-    page.section(
-        "image-to-text",
-        "Image → text",
-        image_to_text_section(m, test, opts)?,
-    );
     // Sections that need several classes or items say why they are empty
     // instead of failing the whole page.
     let or_note = |r: Result<String>| {
@@ -666,6 +659,31 @@ pub fn build(
             )
         })
     };
+    page.section(
+        "coherence-matrix-section",
+        "Conditional coherence",
+        modalities::coherence_section(saved.eval.as_ref()),
+    );
+    page.section(
+        "cross-generation-section",
+        "Cross-generation",
+        or_note(modalities::cross_generation_section(m, test, 8)),
+    );
+    let has = |k| m.model.index_of_kind(k).is_some();
+    if !(has(ModalityKind::Image) && has(ModalityKind::Text)) {
+        // The image ↔ caption sections need both.
+        return Ok(page.render());
+    }
+    page.section(
+        "text-to-image",
+        "Text → image",
+        text_to_image_section(m, test, opts)?,
+    );
+    page.section(
+        "image-to-text",
+        "Image → text",
+        image_to_text_section(m, test, opts)?,
+    );
     page.section(
         "consistency",
         "Consistency checks",

@@ -1,0 +1,229 @@
+//! Report sections for any set of modalities: the conditional coherence
+//! matrix as a heat map, and a cross-generation grid (each modality given
+//! alone → every modality).
+
+use base64::Engine as _;
+use mmvae_data::captions::CaptionSet;
+use mmvae_data::imageio::{self, Image};
+use mmvae_data::ImageLabelSet;
+use mmvae_model::infer::{Draw, Loaded};
+use mmvae_model::io::batch::{CaptionSource, HostBatch};
+use mmvae_model::objective::Subset;
+use mmvae_model::predict::Prediction;
+
+use crate::error::Result;
+use crate::html::escape;
+
+/// The background of a cell holding `v` in `[0, 1]`: from pale red (0)
+/// through pale yellow to green (1).
+fn heat(v: f64) -> String {
+    let hue = 120.0 * v.clamp(0.0, 1.0);
+    format!("hsl({hue:.0}, 70%, 78%)")
+}
+
+/// The coherence matrix of an `eval.json` (`coherence_matrix`) as an HTML
+/// heat map, rows the given subsets, columns the generated modalities, and
+/// the mean by number of inputs; a note where the evaluation has none.
+pub fn coherence_section(eval: Option<&serde_json::Value>) -> String {
+    let Some(cm) = eval.and_then(|e| e.get("coherence_matrix")) else {
+        return "<p class=\"note\">No coherence matrix yet: run <code>mmvae eval --checkpoint DIR --metrics coherence</code> and build the report again.</p>".into();
+    };
+    let Some(cells) = cm.get("cells").and_then(|c| c.as_object()) else {
+        return "<p class=\"note\">The coherence matrix is empty.</p>".into();
+    };
+    let mut outputs: Vec<&String> = Vec::new();
+    for row in cells.values().filter_map(|r| r.as_object()) {
+        for k in row.keys() {
+            if !outputs.contains(&k) {
+                outputs.push(k);
+            }
+        }
+    }
+    // Rows by number of inputs, then by name.
+    let mut rows: Vec<(&String, &serde_json::Value)> = cells.iter().collect();
+    rows.sort_by_key(|(k, _)| (k.matches('+').count(), (*k).clone()));
+    let mut s = String::from(
+        "<p>Fraction of test items whose generated modality (column) shows the item's class, given the modalities of the row (read by the evaluation classifier, the caption parser, or the label itself).</p><table id=\"coherence-matrix\" class=\"heat\"><tr><th>given \\ generated</th>",
+    );
+    for o in &outputs {
+        s.push_str(&format!("<th>{}</th>", escape(o)));
+    }
+    s.push_str("</tr>");
+    for (given, row) in rows {
+        s.push_str(&format!("<tr><th>{}</th>", escape(given)));
+        for o in &outputs {
+            match row.get(o.as_str()).and_then(|v| v.as_f64()) {
+                Some(v) => s.push_str(&format!(
+                    "<td style=\"background:{}\">{:.1}%</td>",
+                    heat(v),
+                    100.0 * v
+                )),
+                None => s.push_str("<td>–</td>"),
+            }
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    if let Some(by) = cm.get("by_inputs").and_then(|b| b.as_object()) {
+        let parts: Vec<String> = by
+            .iter()
+            .filter_map(|(k, v)| Some(format!("{k}: {:.2}%", 100.0 * v.as_f64()?)))
+            .collect();
+        s.push_str(&format!(
+            "<p id=\"coherence-by-inputs\">Mean by number of inputs (outputs outside the inputs) — {}. Joint coherence of prior samples: {:.2}%.</p>",
+            parts.join(", "),
+            100.0 * cm.get("joint").and_then(|v| v.as_f64()).unwrap_or(f64::NAN)
+        ));
+    }
+    s
+}
+
+fn data_uri(img: &Image) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(imageio::encode_png(img))
+    )
+}
+
+/// One prediction as HTML: a row of images, or a list of texts.
+fn prediction_html(p: &Prediction) -> Result<String> {
+    Ok(match p {
+        Prediction::Images(imgs) => {
+            let grid = imageio::make_grid(imgs, imgs.len())?;
+            format!(
+                "<img class=\"pixelated\" style=\"height:{}px\" src=\"{}\" alt=\"generated images\">",
+                grid.height,
+                data_uri(&grid)
+            )
+        }
+        Prediction::Captions(c) | Prediction::Labels(c) => {
+            let items: Vec<String> = c.iter().map(|t| escape(t)).collect();
+            format!("<span class=\"texts\">{}</span>", items.join(" · "))
+        }
+    })
+}
+
+/// For `items` test items: each modality given alone (its row shows what
+/// was given, then every modality generated from it), one draw per item.
+pub fn cross_generation_section(m: &Loaded, test: &ImageLabelSet, items: usize) -> Result<String> {
+    let model = &m.model;
+    let idx: Vec<usize> = (0..items.min(test.len())).collect();
+    let source = CaptionSource {
+        captioner: m.captioner(),
+        set: CaptionSet::Train,
+        stream: 0x7E57,
+    };
+    let hb = HostBatch::gather(&model.layout(), test, &idx, source, &m.checkpoint.vocab);
+    let batch = hb.to_device(&m.device);
+    // What each modality of the items holds: itself reconstructed is not
+    // the input, so the inputs come from the data.
+    let given_row: Vec<Prediction> = model
+        .names
+        .iter()
+        .map(
+            |name| match test.view_of(name).filter(|_| is_image(m, name)) {
+                Some(v) => Prediction::Images(
+                    idx.iter()
+                        .map(|&i| {
+                            Image::from_bytes(
+                                test.channels,
+                                test.cols,
+                                test.rows,
+                                test.view_image(v, i),
+                            )
+                        })
+                        .collect(),
+                ),
+                _ => Prediction::Captions(if is_label(m, name) {
+                    let names = test.kind.class_names();
+                    hb.labels
+                        .iter()
+                        .map(|&l| names.get(l).cloned().unwrap_or_else(|| l.to_string()))
+                        .collect()
+                } else {
+                    hb.captions.clone()
+                }),
+            },
+        )
+        .collect();
+    let mut s = format!(
+        "<p>{} test items; row <i>m</i> generates every modality from modality <i>m</i> alone (one draw each). The first row shows the items.</p><table id=\"cross-generation\"><tr><th>given \\ generated</th>",
+        idx.len()
+    );
+    for n in &model.names {
+        s.push_str(&format!("<th>{}</th>", escape(n)));
+    }
+    s.push_str("</tr><tr><th>the items</th>");
+    for p in &given_row {
+        s.push_str(&format!("<td>{}</td>", prediction_html(p)?));
+    }
+    s.push_str("</tr>");
+    for (g, name) in model.names.iter().enumerate() {
+        let preds = m.cross_generate(&batch, Subset::single(g), Draw::Sample);
+        s.push_str(&format!("<tr><th>{}</th>", escape(name)));
+        for p in &preds {
+            s.push_str(&format!("<td>{}</td>", prediction_html(p)?));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    Ok(s)
+}
+
+fn is_image(m: &Loaded, name: &str) -> bool {
+    m.model.index_of(name).is_some_and(|i| {
+        matches!(
+            m.model.experts[i],
+            mmvae_model::modality::expert::Expert::Image(_)
+        )
+    })
+}
+
+fn is_label(m: &Loaded, name: &str) -> bool {
+    m.model.index_of(name).is_some_and(|i| {
+        matches!(
+            m.model.experts[i],
+            mmvae_model::modality::expert::Expert::Label(_)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heat_map_lists_every_subset_and_output_with_its_colour() {
+        let eval = serde_json::json!({
+            "coherence_matrix": {
+                "cells": {
+                    "a": { "a": 1.0, "b": 0.5 },
+                    "b": { "a": 0.0, "b": 0.9 },
+                    "a+b": { "a": 0.95, "b": 0.9 }
+                },
+                "by_inputs": { "1": 0.25, "2": 0.925 },
+                "joint": 0.4
+            }
+        });
+        let html = coherence_section(Some(&eval));
+        // Single inputs before pairs.
+        let (a, ab) = (
+            html.find("<th>a</th><td").unwrap(),
+            html.find("<th>a+b</th>").unwrap(),
+        );
+        assert!(a < ab, "{html}");
+        assert!(
+            html.contains("background:hsl(60, 70%, 78%)\">50.0%"),
+            "{html}"
+        );
+        assert!(
+            html.contains("background:hsl(0, 70%, 78%)\">0.0%"),
+            "{html}"
+        );
+        assert!(
+            html.contains("1: 25.00%, 2: 92.50%") && html.contains("40.00%"),
+            "{html}"
+        );
+        assert!(coherence_section(None).contains("mmvae eval"));
+    }
+}
