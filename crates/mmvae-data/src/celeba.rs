@@ -471,10 +471,31 @@ struct AttributeList {
     entries: Vec<Entry>,
 }
 
-/// Read `list_attr_celeba.txt`: one entry per image, with the attributes
-/// present as a mask over [`TABLE`].
-fn read_attributes(path: &Path) -> Result<AttributeList> {
-    let body = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+/// The longest attribute or partition list read: 256 MiB (the official
+/// lists are 26 MB and 3 MB).
+pub const MAX_LIST_BYTES: u64 = 256 << 20;
+
+fn utf8<'a>(path: &Path, body: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(body).map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))
+}
+
+/// Parse the bytes of `list_attr_celeba.txt` (`path` names it in errors):
+/// one entry per image, with the attributes present as a mask over
+/// [`TABLE`]. Returns the columns found (a mask over [`TABLE`]) and each
+/// entry's file name, line and mask.
+pub fn parse_attributes(path: &Path, body: &[u8]) -> Result<(u64, Vec<(String, usize, u64)>)> {
+    let list = attributes(path, body)?;
+    Ok((
+        list.columns,
+        list.entries
+            .into_iter()
+            .map(|e| (e.file, e.line, e.mask))
+            .collect(),
+    ))
+}
+
+fn attributes(path: &Path, body: &[u8]) -> Result<AttributeList> {
+    let body = utf8(path, body)?;
     let mut lines = body.lines().enumerate();
     let at = |line: usize, msg: String| DataError::format(path, format!("line {line}: {msg}"));
     let count: usize = match lines.next() {
@@ -494,7 +515,9 @@ fn read_attributes(path: &Path) -> Result<AttributeList> {
         .enumerate()
         .filter_map(|(t, a)| names.iter().position(|n| *n == a.name).map(|c| (c, t)))
         .collect();
-    let mut out = Vec::with_capacity(count);
+    // The announced count is checked once the lines are read; it only sizes
+    // the list up to the number of lines there are.
+    let mut out = Vec::with_capacity(count.min(body.len() / 2));
     for (k, raw) in lines {
         let line = k + 1;
         let mut fields = raw.split_whitespace();
@@ -565,9 +588,10 @@ fn check_columns(path: &Path, columns: u64, set: AttrSet) -> Result<()> {
     }
 }
 
-/// Read `list_eval_partition.txt`: file name → partition (0, 1 or 2).
-fn read_partition(path: &Path) -> Result<HashMap<String, u8>> {
-    let body = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+/// Parse the bytes of `list_eval_partition.txt` (`path` names it in
+/// errors): file name → partition (0, 1 or 2).
+pub fn parse_partition(path: &Path, body: &[u8]) -> Result<HashMap<String, u8>> {
+    let body = utf8(path, body)?;
     let mut out = HashMap::new();
     for (k, raw) in body.lines().enumerate() {
         let mut f = raw.split_whitespace();
@@ -615,8 +639,7 @@ fn decode(path: &Path, line: usize, attr_file: &Path) -> Result<Vec<u8>> {
             ),
         )
     })?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    let img = crate::imageio::decode_image(&bytes, path)?;
     Ok(crop_resize(&img))
 }
 
@@ -635,14 +658,20 @@ fn cache_path(dir: &Path, split: Split) -> PathBuf {
 type Decoded = (u64, Vec<u64>, Vec<u8>);
 
 fn read_cache(path: &Path, key: &[u8; 32]) -> Option<Decoded> {
-    let b = std::fs::read(path).ok()?;
+    parse_cache(&std::fs::read(path).ok()?, key)
+}
+
+/// A cache file's content, if it is one for `key` whose length matches the
+/// image count it announces (checked before anything is allocated).
+pub fn parse_cache(b: &[u8], key: &[u8; 32]) -> Option<(u64, Vec<u64>, Vec<u8>)> {
     if b.len() < 56 || &b[..8] != CACHE_MAGIC || &b[8..40] != key {
         return None;
     }
     let columns = u64::from_le_bytes(b[40..48].try_into().ok()?);
-    let n = u64::from_le_bytes(b[48..56].try_into().ok()?) as usize;
+    let n = usize::try_from(u64::from_le_bytes(b[48..56].try_into().ok()?)).ok()?;
     let px = CHANNELS * SIDE * SIDE;
-    if b.len() != 56 + n * 8 + n * px {
+    let len = n.checked_mul(8 + px).and_then(|l| l.checked_add(56));
+    if len != Some(b.len()) {
         return None;
     }
     let masks = b[56..56 + n * 8]
@@ -668,8 +697,8 @@ pub fn load(dir: &Path, split: Split, set: AttrSet, threads: usize) -> Result<(V
 fn load_masks(dir: &Path, split: Split, threads: usize) -> Result<Decoded> {
     let attr_path = dir.join(ATTR_FILE);
     let part_path = dir.join(PARTITION_FILE);
-    let attr_bytes = std::fs::read(&attr_path).map_err(|e| DataError::io(&attr_path, e))?;
-    let part_bytes = std::fs::read(&part_path).map_err(|e| DataError::io(&part_path, e))?;
+    let attr_bytes = fsutil::read_limited(&attr_path, MAX_LIST_BYTES, "the attribute list")?;
+    let part_bytes = fsutil::read_limited(&part_path, MAX_LIST_BYTES, "the partition list")?;
     let mut h = Sha256::new();
     h.update(&attr_bytes);
     h.update(b"\0");
@@ -681,8 +710,8 @@ fn load_masks(dir: &Path, split: Split, threads: usize) -> Result<Decoded> {
     if let Some(hit) = read_cache(&cache, &key) {
         return Ok(hit);
     }
-    let list = read_attributes(&attr_path)?;
-    let partition = read_partition(&part_path)?;
+    let list = attributes(&attr_path, &attr_bytes)?;
+    let partition = parse_partition(&part_path, &part_bytes)?;
     let mut chosen = Vec::new();
     for e in list.entries {
         let p = *partition.get(&e.file).ok_or_else(|| {
@@ -1072,5 +1101,40 @@ mod tests {
         std::fs::write(d.path().join(IMAGE_DIR).join("000003.jpg"), b"not a jpeg").unwrap();
         let e = load(d.path(), Split::Test, D, 1).unwrap_err().to_string();
         assert!(e.contains("000003.jpg") && e.contains("decode"), "{e}");
+    }
+
+    /// A huge image count on line 1 once sized the list before any line
+    /// was read (a capacity overflow, or an allocation of the count).
+    #[test]
+    fn an_announced_count_past_the_lines_is_an_error_not_an_allocation() {
+        for count in [u64::MAX, 1 << 40] {
+            let body = format!("{count}\nYoung Male\n000001.jpg 1 -1\n");
+            let e = parse_attributes(Path::new("a.txt"), body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("a.txt") && e.contains(&format!("announces {count} images")),
+                "{e}"
+            );
+        }
+        let e = parse_attributes(Path::new("a.txt"), b"1\nYoung\n\xff 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    /// An image count whose byte length wraps around to the file's length
+    /// once passed the cache's length check (and then sliced past it).
+    #[test]
+    fn a_cache_whose_count_overflows_is_ignored() {
+        let key = [7u8; 32];
+        let mut b = CACHE_MAGIC.to_vec();
+        b.extend_from_slice(&key);
+        b.extend_from_slice(&0u64.to_le_bytes());
+        let ok = [b.clone(), 0u64.to_le_bytes().to_vec()].concat();
+        assert_eq!(parse_cache(&ok, &key), Some((0, vec![], vec![])));
+        // 2^61 × (8 + 3·64·64) bytes is 0 modulo 2^64.
+        let wraps = [b, (1u64 << 61).to_le_bytes().to_vec()].concat();
+        assert_eq!(parse_cache(&wraps, &key), None);
     }
 }

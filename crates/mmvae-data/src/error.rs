@@ -35,10 +35,21 @@ impl DataError {
             source,
         }
     }
+    /// A problem with the content of the file `path`. The message is kept
+    /// to one line (a decoder's own message may span several).
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        let msg: String = msg.into();
         DataError::Format {
             path: path.into(),
-            msg: msg.into(),
+            msg: if msg.contains(['\n', '\r']) {
+                msg.split(['\n', '\r'])
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                msg
+            },
         }
     }
 }

@@ -1,10 +1,37 @@
 //! Atomic file output: write to a temporary file in the same directory, then
 //! rename over the destination, so a crash or an error never leaves a
-//! half-written file behind.
+//! half-written file behind. And bounded input: [`read_limited`] refuses a
+//! file longer than a stated limit before reading it.
 
 use crate::error::{DataError, Result};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+/// Read all of `path`, refusing (with an error naming the file, `what` it
+/// is and the limit) one longer than `max` bytes. The length is checked
+/// before anything is allocated, and the read stops at `max + 1` bytes in
+/// case the file grows meanwhile.
+pub fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = f.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let too_long = |len: u64| {
+        DataError::format(
+            path,
+            format!("{what} is {len} bytes, more than the limit of {max} bytes"),
+        )
+    };
+    if len > max {
+        return Err(too_long(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::io(path, e))?;
+    if out.len() as u64 > max {
+        return Err(too_long(out.len() as u64));
+    }
+    Ok(out)
+}
 
 /// The temporary sibling used while `path` is being written.
 pub fn temp_sibling(path: &Path) -> PathBuf {
@@ -65,6 +92,20 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn read_limited_refuses_a_long_file_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.txt");
+        std::fs::write(&p, [7u8; 100]).unwrap();
+        assert_eq!(read_limited(&p, 100, "a list").unwrap().len(), 100);
+        let e = read_limited(&p, 99, "a list").unwrap_err().to_string();
+        assert!(
+            e.contains("big.txt") && e.contains("a list is 100 bytes") && e.contains("99"),
+            "{e}"
+        );
+        assert!(read_limited(&dir.path().join("none"), 9, "x").is_err());
     }
 
     #[test]

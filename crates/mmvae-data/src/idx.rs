@@ -14,24 +14,49 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Read a file fully, transparently gunzipping it if it starts with the gzip magic.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+/// The most data bytes (the product of the dimensions) an IDX file may
+/// describe: 1 GiB. The largest file the toolkit reads, the MNIST training
+/// images, holds 47 MB.
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+
+/// The longest IDX header: the magic and four dimensions.
+const MAX_HEADER: usize = 4 + 4 * 4;
+
+fn is_gzip(raw: &[u8]) -> bool {
+    raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b
 }
 
-/// Parse IDX bytes; `path` is only used in error messages.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+fn gzip_error(path: &Path, e: std::io::Error) -> DataError {
+    DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
+}
+
+/// Read a file fully, transparently gunzipping it if it starts with the
+/// gzip magic; refuses a file (or its unzipped content) longer than the
+/// largest IDX file, [`MAX_IDX_BYTES`] of data and its header.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let max = (MAX_IDX_BYTES + MAX_HEADER) as u64;
+    let raw = crate::fsutil::read_limited(path, max, "the IDX file")?;
+    if !is_gzip(&raw) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| gzip_error(path, e))?;
+    if out.len() as u64 > max {
+        return Err(DataError::format(
+            path,
+            format!("unzips to more than the limit of {max} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The dimensions an IDX header announces, its length in bytes and the
+/// data bytes it needs, from the file's first bytes (at least the header).
+/// Refuses a header describing more than [`MAX_IDX_BYTES`] of data.
+fn header(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, usize, usize)> {
     if bytes.len() < 4 {
         return Err(DataError::format(
             path,
@@ -63,8 +88,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
             format!("unsupported IDX dimension count {ndims}"),
         ));
     }
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    let len = 4 + 4 * ndims;
+    if bytes.len() < len {
         return Err(DataError::format(path, "truncated IDX header"));
     }
     let dims: Vec<usize> = (0..ndims)
@@ -76,38 +101,86 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     let expected = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| DataError::format(path, "IDX dimensions overflow"))?;
-    let body = &bytes[header..];
-    if body.len() < expected {
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            DataError::format(
+                path,
+                format!(
+                    "IDX header {dims:?} describes more than the limit of {MAX_IDX_BYTES} bytes"
+                ),
+            )
+        })?;
+    Ok((dims, len, expected))
+}
+
+/// The data bytes `dims` need against those the file has (`body`).
+fn check_body(path: &Path, dims: &[usize], expected: usize, body: usize) -> Result<()> {
+    if body < expected {
+        return Err(DataError::format(
+            path,
+            format!("truncated IDX data: header {dims:?} needs {expected} bytes, file has {body}"),
+        ));
+    }
+    if body > expected {
         return Err(DataError::format(
             path,
             format!(
-                "truncated IDX data: header {:?} needs {expected} bytes, file has {}",
-                dims,
-                body.len()
+                "IDX file has {} trailing bytes after {dims:?}",
+                body - expected
             ),
         ));
     }
-    if body.len() > expected {
-        return Err(DataError::format(
-            path,
-            format!(
-                "IDX file has {} trailing bytes after {:?}",
-                body.len() - expected,
-                dims
-            ),
-        ));
-    }
+    Ok(())
+}
+
+/// Parse IDX bytes; `path` is only used in error messages. The header is
+/// checked against [`MAX_IDX_BYTES`] and the data's length before the data
+/// is copied.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    let (dims, len, expected) = header(bytes, path)?;
+    let body = &bytes[len..];
+    check_body(path, &dims, expected, body.len())?;
     Ok(IdxArray {
         dims,
         data: body.to_vec(),
     })
 }
 
+/// Parse the bytes of an IDX file, gzipped or raw; `path` is only used in
+/// error messages. A gzipped file's header is read and checked first, and
+/// no more than the data it announces (and one byte) is unzipped.
+pub fn decode(raw: &[u8], path: &Path) -> Result<IdxArray> {
+    if !is_gzip(raw) {
+        return parse(raw, path);
+    }
+    let mut z = flate2::read::MultiGzDecoder::new(raw);
+    let mut head = Vec::with_capacity(MAX_HEADER);
+    (&mut z)
+        .take(MAX_HEADER as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| gzip_error(path, e))?;
+    let (dims, len, expected) = header(&head, path)?;
+    // The bytes read past the header are the data's start.
+    let mut data = head.split_off(len);
+    let wanted = (expected + 1).saturating_sub(data.len()) as u64;
+    z.take(wanted)
+        .read_to_end(&mut data)
+        .map_err(|e| gzip_error(path, e))?;
+    if data.len() > expected {
+        return Err(DataError::format(
+            path,
+            format!("IDX data runs past the {expected} bytes its header {dims:?} describes"),
+        ));
+    }
+    check_body(path, &dims, expected, data.len())?;
+    Ok(IdxArray { dims, data })
+}
+
 /// Read and parse an IDX file (gzipped or raw).
 pub fn read(path: &Path) -> Result<IdxArray> {
-    let bytes = read_maybe_gz(path)?;
-    parse(&bytes, path)
+    let max = (MAX_IDX_BYTES + MAX_HEADER) as u64;
+    let raw = crate::fsutil::read_limited(path, max, "the IDX file")?;
+    decode(&raw, path)
 }
 
 /// Encode an array as IDX bytes (used by tests and fixtures).
@@ -191,6 +264,33 @@ mod tests {
             e.contains("corrupt or truncated gzip") && e.contains("t.gz"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn headers_past_the_limit_are_refused_before_reading_the_data() {
+        // 65536 × 65536 bytes (4 GiB) with no data behind them.
+        let big = encode(&[65536, 65536], &[]);
+        for bytes in [big.clone(), gz(&big)] {
+            let e = decode(&bytes, Path::new("huge.idx"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("huge.idx") && e.contains(&MAX_IDX_BYTES.to_string()),
+                "{e}"
+            );
+        }
+        // Four dimensions whose product overflows.
+        let e = parse(&encode(&[u32::MAX as usize; 4], &[]), Path::new("o"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+        // Within the limit, a gzipped header is checked against the data.
+        let short = gz(&encode(&[1000, 1000], &[1; 10]));
+        let e = decode(&short, Path::new("s.gz")).unwrap_err().to_string();
+        assert!(e.contains("needs 1000000 bytes, file has 10"), "{e}");
+        let long = gz(&encode(&[2], &[1; 3000]));
+        let e = decode(&long, Path::new("l.gz")).unwrap_err().to_string();
+        assert!(e.contains("runs past the 2 bytes"), "{e}");
     }
 
     #[test]

@@ -52,17 +52,80 @@ fn planar(raw: &[u8], channels: usize) -> Vec<u8> {
     out
 }
 
-/// Load an image file (PNG or JPEG, detected from the content) with
-/// `channels` channels (1: converted to luminance, 3: RGB), requiring exactly
-/// `width`×`height` pixels.
-pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| {
+/// The longest side of an image the toolkit decodes, in pixels (checked
+/// from the file's header, before decoding).
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+
+/// The most bytes one decoded image may take (width × height × bytes per
+/// pixel, checked from the header before decoding; also the decoder's
+/// allocation limit): 256 MiB, e.g. a 8192×8192 RGBA photo.
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Decode PNG or JPEG bytes (the format detected from the content),
+/// refusing from the header alone an image with a side over
+/// [`MAX_IMAGE_SIDE`], over [`MAX_IMAGE_BYTES`] decoded, or with no pixels;
+/// `path` names the file in errors.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
+    let bad = |e: &dyn std::fmt::Display| {
         DataError::format(
             path,
             format!("cannot decode image (PNG or JPEG expected): {e}"),
         )
-    })?;
+    };
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(&e))?;
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(|e| bad(&e))?;
+    let (w, h) = decoder.dimensions();
+    let need = decoder.total_bytes();
+    if w == 0 || h == 0 {
+        return Err(DataError::format(
+            path,
+            format!("image is {w}x{h}: no pixels"),
+        ));
+    }
+    if w.max(h) > MAX_IMAGE_SIDE || need > MAX_IMAGE_BYTES {
+        return Err(DataError::format(
+            path,
+            format!(
+                "image is {w}x{h} ({need} bytes decoded), more than the limit of {MAX_IMAGE_SIDE} pixels a side and {MAX_IMAGE_BYTES} bytes"
+            ),
+        ));
+    }
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.reserve(need).map_err(|e| bad(&e))?;
+    decoder.set_limits(limits).map_err(|e| bad(&e))?;
+    image::DynamicImage::from_decoder(decoder).map_err(|e| bad(&e))
+}
+
+/// Load an image file (PNG or JPEG, detected from the content) with
+/// `channels` channels (1: converted to luminance, 3: RGB), requiring exactly
+/// `width`×`height` pixels.
+pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> Result<Image> {
+    let bytes = read_image_file(path)?;
+    image_from_bytes(&bytes, path, channels, width, height)
+}
+
+/// The bytes of an image file, refusing one longer than [`MAX_IMAGE_BYTES`]
+/// (no PNG or JPEG file is larger than its decoded pixels plus headers).
+fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    fsutil::read_limited(path, MAX_IMAGE_BYTES, "the image file")
+}
+
+/// [`load_image`] on the bytes of a file; `path` names it in errors.
+pub fn image_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    channels: usize,
+    width: usize,
+    height: usize,
+) -> Result<Image> {
+    let img = decode_image(bytes, path)?;
     if img.width() as usize != width || img.height() as usize != height {
         let kind = if channels == 1 {
             "white on black, like its training data"
@@ -94,9 +157,13 @@ pub fn load_image(path: &Path, channels: usize, width: usize, height: usize) -> 
 /// to `side`×`side` with `channels` channels (as the pairs dataset reads its
 /// images).
 pub fn load_image_fitted(path: &Path, channels: usize, side: usize) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    let bytes = read_image_file(path)?;
+    fitted_from_bytes(&bytes, path, channels, side)
+}
+
+/// [`load_image_fitted`] on the bytes of a file; `path` names it in errors.
+pub fn fitted_from_bytes(bytes: &[u8], path: &Path, channels: usize, side: usize) -> Result<Image> {
+    let img = decode_image(bytes, path)?;
     Ok(Image::from_bytes(
         channels,
         side,
@@ -228,6 +295,65 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot decode"));
+    }
+
+    /// A PNG chunk: length, type and data, CRC.
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let body = [kind, data].concat();
+        let crc = body.iter().fold(!0u32, |mut c, &b| {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xedb8_8320
+                } else {
+                    c >> 1
+                };
+            }
+            c
+        });
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&(!crc).to_be_bytes());
+        out
+    }
+
+    /// The start of a PNG announcing `w`×`h` 8-bit RGBA: the signature,
+    /// the IHDR chunk and an empty IDAT chunk.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend(chunk(b"IHDR", &ihdr));
+        out.extend(chunk(b"IDAT", &[]));
+        out
+    }
+
+    /// Found by fuzzing: the JPEG decoder's message for a file cut short
+    /// after its start-of-image marker spans two lines.
+    #[test]
+    fn a_truncated_jpeg_is_a_one_line_error() {
+        let e = decode_image(&[0xff, 0xd8, 0xff], Path::new("cut.jpg"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cut.jpg") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn oversized_images_are_refused_from_their_header() {
+        let p = Path::new("wide.png");
+        for (w, h) in [(MAX_IMAGE_SIDE + 1, 1), (1, 1 << 30), (9000, 9000)] {
+            let e = decode_image(&png_header(w, h), p).unwrap_err().to_string();
+            assert!(
+                e.contains("wide.png")
+                    && e.contains(&format!("{w}x{h}"))
+                    && e.contains(&MAX_IMAGE_SIDE.to_string()),
+                "{e}"
+            );
+        }
+        // Within the limits, the missing data is what fails.
+        let e = decode_image(&png_header(4, 4), p).unwrap_err().to_string();
+        assert!(e.contains("cannot decode"), "{e}");
     }
 
     #[test]

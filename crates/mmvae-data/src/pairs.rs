@@ -39,22 +39,43 @@ pub struct Pairs {
 const IMAGE_KEYS: [&str; 2] = ["image", "file"];
 const TEXT_KEYS: [&str; 2] = ["text", "caption"];
 
+/// The longest pairs file read: 256 MiB (about two million captions).
+pub const MAX_PAIRS_FILE: u64 = 256 << 20;
+
 /// Read a pairs file; JSON lines if it ends in `.jsonl`, CSV otherwise.
+/// A file longer than [`MAX_PAIRS_FILE`] is refused before it is read.
 pub fn read_pairs(path: &Path) -> Result<Pairs> {
-    let body = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let body = crate::fsutil::read_limited(path, MAX_PAIRS_FILE, "the pairs file")?;
     let jsonl = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
-    let out = if jsonl {
-        parse_jsonl(path, &body, base)
+    parse_pairs(path, &body, jsonl)
+}
+
+/// The pairs of a file's bytes (`body`), JSON lines or CSV; `path` names
+/// it in messages, and its folder is the base of relative image paths.
+pub fn parse_pairs(path: &Path, body: &[u8], jsonl: bool) -> Result<Pairs> {
+    let body = std::str::from_utf8(body)
+        .map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out = if jsonl {
+        parse_jsonl(path, body, base)
     } else {
-        parse_csv(path, &body, base)?
+        parse_csv(path, body, base)?
     };
+    for e in &mut out.errors {
+        *e = one_line(e);
+    }
     if out.pairs.is_empty() && out.errors.is_empty() {
         return Err(DataError::format(path, "no pairs in this file"));
     }
     Ok(out)
+}
+
+/// `msg` with line breaks (from a quoted field, a file name) written as
+/// `\n` and `\r`, so each message stays one line.
+fn one_line(msg: &str) -> String {
+    msg.replace('\n', "\\n").replace('\r', "\\r")
 }
 
 fn resolve(base: &Path, s: &str) -> PathBuf {
@@ -265,11 +286,11 @@ fn split_of(file: &Path, p: &Pair) -> std::result::Result<Split, String> {
         }
         Some("train" | "training" | "val" | "valid" | "validation") => Ok(Split::Train),
         Some("test" | "testing") => Ok(Split::Test),
-        Some(other) => Err(format!(
+        Some(other) => Err(one_line(&format!(
             "{} line {}: split `{other}` is not train, val or test",
             file.display(),
             p.line
-        )),
+        ))),
     }
 }
 
@@ -280,14 +301,10 @@ fn decode_pair(
     opts: &PairsOptions,
 ) -> std::result::Result<(Vec<u8>, Option<&'static str>), String> {
     let at = format!("line {} of {}", p.line, file.display());
-    let bytes = std::fs::read(&p.image)
-        .map_err(|e| format!("{}: cannot read the image on {at}: {e}", p.image.display()))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| {
-        format!(
-            "{}: cannot decode the image on {at}: {e}",
-            p.image.display()
-        )
-    })?;
+    let bytes = crate::fsutil::read_limited(&p.image, crate::imageio::MAX_IMAGE_BYTES, "the image")
+        .map_err(|e| format!("{e} (the image on {at})"))?;
+    let img = crate::imageio::decode_image(&bytes, &p.image)
+        .map_err(|e| format!("{e} (the image on {at})"))?;
     let c = img.color();
     let converted = match (c.channel_count(), opts.channels) {
         (1, 1) | (3, 3) => None,
@@ -343,7 +360,7 @@ pub fn load_split(
                 let file = &file;
                 s.spawn(move || {
                     ps.iter()
-                        .map(|p| decode_pair(file, p, opts))
+                        .map(|p| decode_pair(file, p, opts).map_err(|e| one_line(&e)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -662,5 +679,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("captions.csv or captions.jsonl"), "{e}");
+    }
+
+    /// Found by fuzzing: a quoted image path holding a line break made the
+    /// duplicate's message span lines.
+    #[test]
+    fn a_line_break_in_a_field_stays_inside_one_message() {
+        let r = parse_pairs(
+            Path::new("d/p.csv"),
+            b"image,text\n\",a\ng\",t\n\",a\ng\",q",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.errors.len(), 1);
+        let e = &r.errors[0];
+        assert!(
+            e.contains("already listed") && e.contains("a\\ng") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_name_the_file() {
+        let e = parse_pairs(Path::new("d/p.csv"), b"image,text\nx.png,\xff\n", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d/p.csv") && e.contains("not UTF-8"), "{e}");
     }
 }

@@ -14,6 +14,13 @@ pub const EOS: usize = 2;
 pub const UNK: usize = 3;
 pub const SPECIALS: [&str; 4] = ["<pad>", "<bos>", "<eos>", "<unk>"];
 
+/// The most tokens a vocabulary file may hold (each is a row of the text
+/// model's embedding and output layers).
+pub const MAX_VOCAB: usize = 1 << 20;
+
+/// The longest `vocab.json` read: 64 MiB.
+pub const MAX_VOCAB_FILE: u64 = 64 << 20;
+
 /// Split text into normalised words: lower case, split on whitespace, with
 /// punctuation other than `-` and `'` removed.
 pub fn words(text: &str) -> Vec<String> {
@@ -208,11 +215,20 @@ impl Vocab {
         fsutil::write_atomic(path, &json)
     }
 
+    /// Read a `vocab.json`, refusing a file over [`MAX_VOCAB_FILE`] bytes
+    /// before reading it.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let (words, level) = match serde_json::from_slice::<Vec<String>>(&bytes) {
+        let bytes = fsutil::read_limited(path, MAX_VOCAB_FILE, "the vocabulary file")?;
+        Self::from_json(&bytes, path)
+    }
+
+    /// A vocabulary from the bytes of a `vocab.json` (`path` names it in
+    /// errors): at most [`MAX_VOCAB`] tokens, starting with the specials,
+    /// none twice.
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
+        let (words, level) = match serde_json::from_slice::<Vec<String>>(bytes) {
             Ok(w) => (w, TokenLevel::Word),
-            Err(list_err) => match serde_json::from_slice::<LevelledFile>(&bytes) {
+            Err(list_err) => match serde_json::from_slice::<LevelledFile>(bytes) {
                 Ok(f) => (f.tokens, f.level),
                 Err(_) => {
                     return Err(DataError::format(
@@ -222,6 +238,15 @@ impl Vocab {
                 }
             },
         };
+        if words.len() > MAX_VOCAB {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "vocabulary has {} tokens, more than the limit of {MAX_VOCAB}",
+                    words.len()
+                ),
+            ));
+        }
         if words.len() < SPECIALS.len() || words[..SPECIALS.len()] != SPECIALS {
             return Err(DataError::format(
                 path,
@@ -328,5 +353,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must start with"));
+    }
+
+    #[test]
+    fn vocabularies_past_the_limit_are_refused_by_name() {
+        let mut words: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
+        words.extend((0..MAX_VOCAB - 3).map(|i| format!("{i:x}")));
+        let json = serde_json::to_vec(&words).unwrap();
+        let e = Vocab::from_json(&json, Path::new("big/vocab.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("big/vocab.json") && e.contains(&MAX_VOCAB.to_string()),
+            "{e}"
+        );
+        words.pop();
+        let json = serde_json::to_vec(&words).unwrap();
+        assert_eq!(
+            Vocab::from_json(&json, Path::new("v")).unwrap().len(),
+            MAX_VOCAB
+        );
     }
 }
