@@ -134,8 +134,8 @@ impl TextPriorConfig {
         if !(1..=256).contains(&self.components) {
             return bad("components", "must be in 1..=256");
         }
-        if self.hidden == 0 {
-            return bad("hidden", "must be at least 1");
+        if !(1..=16384).contains(&self.hidden) {
+            return bad("hidden", "must be in 1..=16384");
         }
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
@@ -315,6 +315,29 @@ pub struct TextPriorInfo {
     /// (`fit-prior --temperatures`); empty when it was set by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub temperature_choice: Vec<(f32, f64)>,
+}
+
+/// The longest `text-prior.json` read: 1 MiB (one is a few hundred bytes).
+pub const MAX_INFO_BYTES: u64 = 1 << 20;
+
+impl TextPriorInfo {
+    /// The description in the bytes of the `text-prior.json` of the
+    /// checkpoint `dir`, its configuration validated (so the network it
+    /// describes has bounded sizes).
+    pub fn from_json(bytes: &[u8], dir: &Path) -> Result<TextPriorInfo> {
+        let info: TextPriorInfo = serde_json::from_slice(bytes)
+            .map_err(|e| ModelError::checkpoint(dir, format!("{INFO} is unreadable: {e}")))?;
+        info.config
+            .validate()
+            .map_err(|e| ModelError::checkpoint(dir, format!("{INFO}: {e}")))?;
+        if !(1..=4096).contains(&info.latent) {
+            return Err(ModelError::checkpoint(
+                dir,
+                format!("{INFO} gives a latent of {}, outside 1..=4096", info.latent),
+            ));
+        }
+        Ok(info)
+    }
 }
 
 /// Posteriors of a split on the host, row-major `[n, latent]` each.
@@ -659,15 +682,8 @@ pub fn load(
     if !ip.is_file() {
         return Ok(None);
     }
-    let raw = std::fs::read(&ip).map_err(|e| ModelError::Io {
-        path: ip.clone(),
-        source: e,
-    })?;
-    let info: TextPriorInfo = serde_json::from_slice(&raw)
-        .map_err(|e| ModelError::checkpoint(dir, format!("{INFO} is unreadable: {e}")))?;
-    info.config
-        .validate()
-        .map_err(|e| ModelError::checkpoint(dir, format!("{INFO}: {e}")))?;
+    let raw = fsutil::read_limited(&ip, MAX_INFO_BYTES, INFO)?;
+    let info = TextPriorInfo::from_json(&raw, dir)?;
     if info.latent != latent {
         return Err(ModelError::checkpoint(
             dir,
@@ -935,6 +951,16 @@ mod tests {
             };
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("text_prior.rerank"), "{e}");
+        }
+        // The network's width is bounded, so a saved description cannot
+        // ask for an arbitrarily large one.
+        for bad in [0, 16385, usize::MAX] {
+            let c = TextPriorConfig {
+                hidden: bad,
+                ..TextPriorConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("text_prior.hidden"), "{e}");
         }
     }
 

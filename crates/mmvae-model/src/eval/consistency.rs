@@ -336,6 +336,13 @@ pub struct Calibration {
     pub test: BTreeMap<Score, ScoreResult>,
 }
 
+/// The longest `consistency.json` read: 1 MiB (one is a few KB).
+pub const MAX_CALIBRATION_BYTES: u64 = 1 << 20;
+
+/// The most prior samples, and the largest batch, a calibration may ask
+/// for.
+pub const MAX_SCORE_SETTING: usize = 1 << 16;
+
 /// The file a calibration is saved to inside a checkpoint folder.
 pub fn calibration_path(checkpoint: &Path) -> PathBuf {
     checkpoint.join("consistency.json")
@@ -445,27 +452,45 @@ impl Calibration {
     /// another dataset.
     pub fn load(m: &Loaded) -> Result<Calibration> {
         let p = calibration_path(&m.checkpoint.dir);
-        let s = std::fs::read_to_string(&p).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::checkpoint(
-                    &m.checkpoint.dir,
-                    "no consistency calibration; run `mmvae calibrate --checkpoint DIR` first",
-                )
-            } else {
-                ModelError::Io {
-                    path: p.clone(),
-                    source: e,
-                }
-            }
-        })?;
-        let c: Calibration = serde_json::from_str(&s)
-            .map_err(|e| ModelError::checkpoint(&p, format!("unreadable calibration: {e}")))?;
-        let want = m.checkpoint.config.data.dataset.to_string();
-        if c.dataset != want {
+        if !p.is_file() {
             return Err(ModelError::checkpoint(
-                &p,
-                format!("calibrated for {}, the model is for {want}", c.dataset),
+                &m.checkpoint.dir,
+                "no consistency calibration; run `mmvae calibrate --checkpoint DIR` first",
             ));
+        }
+        let bytes = fsutil::read_limited(&p, MAX_CALIBRATION_BYTES, "the calibration")?;
+        Calibration::from_json(&bytes, &p, &m.checkpoint.config.data.dataset.to_string())
+    }
+
+    /// The calibration in the bytes of the `consistency.json` at `path`,
+    /// refused unless fitted for the dataset named `want`, with a threshold
+    /// for every score and settings within [`MAX_SCORE_SETTING`].
+    pub fn from_json(bytes: &[u8], path: &Path, want: &str) -> Result<Calibration> {
+        let bad = |msg: String| ModelError::checkpoint(path, msg);
+        let c: Calibration = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("unreadable calibration: {e}")))?;
+        if c.dataset != want {
+            return Err(bad(format!(
+                "calibrated for {}, the model is for {want}",
+                c.dataset
+            )));
+        }
+        if let Some(s) = Score::ALL
+            .iter()
+            .find(|s| !c.thresholds.get(s).is_some_and(|t| !t.is_nan()))
+        {
+            return Err(bad(format!("no threshold for the {} score", s.name())));
+        }
+        let o = &c.options;
+        for (v, field) in [
+            (o.prior_samples, "options.prior_samples"),
+            (o.batch_size, "options.batch_size"),
+        ] {
+            if !(1..=MAX_SCORE_SETTING).contains(&v) {
+                return Err(bad(format!(
+                    "`{field}` is {v}, outside 1..={MAX_SCORE_SETTING}"
+                )));
+            }
         }
         Ok(c)
     }
@@ -526,5 +551,68 @@ mod tests {
             assert_eq!(j, format!("\"{}\"", s.name()));
         }
         assert!(Score::parse("cosine").is_err());
+    }
+
+    /// A calibration of every score, for the dataset `mnist`.
+    pub(crate) fn sample_calibration() -> Calibration {
+        let b = Binary {
+            threshold: 0.5,
+            precision: 0.9,
+            recall: 0.8,
+            f1: 0.85,
+            auroc: 0.95,
+        };
+        let r = ScoreResult { random: b, hard: b };
+        Calibration {
+            dataset: "mnist".into(),
+            default_score: Score::Overlap,
+            thresholds: Score::ALL.iter().map(|&s| (s, 0.5)).collect(),
+            options: ScoreOptions::default(),
+            val_items: 10,
+            val: Score::ALL.iter().map(|&s| (s, r.clone())).collect(),
+            test_items: 10,
+            test: Score::ALL.iter().map(|&s| (s, r.clone())).collect(),
+        }
+    }
+
+    /// A file without a score's threshold was read, and `table` (and
+    /// `mmvae check`) then indexed the missing threshold and panicked;
+    /// prior samples were taken as given, however many.
+    #[test]
+    fn calibrations_need_every_threshold_and_bounded_settings() {
+        let p = Path::new("ck/consistency.json");
+        let good = sample_calibration();
+        let json = serde_json::to_vec(&good).unwrap();
+        let back = Calibration::from_json(&json, p, "mnist").unwrap();
+        assert_eq!(back, good);
+        assert!(back.table().contains("(default)"));
+        let e = Calibration::from_json(&json, p, "fashion-mnist")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("consistency.json") && e.contains("calibrated for mnist"),
+            "{e}"
+        );
+        let mut c = good.clone();
+        c.thresholds.remove(&Score::TextRatio);
+        let e = Calibration::from_json(&serde_json::to_vec(&c).unwrap(), p, "mnist")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("consistency.json") && e.contains("text-ratio"),
+            "{e}"
+        );
+        for (samples, batch) in [(0, 1), (MAX_SCORE_SETTING + 1, 1), (64, usize::MAX)] {
+            let mut c = good.clone();
+            c.options.prior_samples = samples;
+            c.options.batch_size = batch;
+            let e = Calibration::from_json(&serde_json::to_vec(&c).unwrap(), p, "mnist")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("consistency.json") && e.contains("options."),
+                "{e}"
+            );
+        }
     }
 }

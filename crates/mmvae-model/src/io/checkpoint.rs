@@ -61,6 +61,44 @@ fn format_v1() -> u32 {
 /// The checkpoint format this build writes.
 pub const FORMAT: u32 = 2;
 
+/// The largest image side a checkpoint may be for (the largest
+/// `data.image_size` a config accepts).
+pub const MAX_SIDE: usize = 512;
+
+/// The longest `state.json` read: 1 MiB (one is a few hundred bytes).
+pub const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// The most bytes a weights file's tensor list (its header) may take:
+/// 16 MiB (a model's is a few KB).
+pub const MAX_TENSOR_LIST: u32 = 16 << 20;
+
+impl TrainState {
+    /// The state in the bytes of a `state.json` of the checkpoint `dir`:
+    /// a format this build reads (1 to [`FORMAT`]), an image side of 1 to
+    /// [`MAX_SIDE`] and 1 or 3 colours.
+    pub fn from_json(bytes: &[u8], dir: &Path) -> Result<TrainState> {
+        let bad = |msg: String| ModelError::checkpoint(dir, format!("state.json {msg}"));
+        let state: TrainState =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("is unreadable: {e}")))?;
+        if !(1..=FORMAT).contains(&state.format) {
+            return Err(bad(format!(
+                "says format {}; this build reads formats 1 to {FORMAT} (it was written by a newer mmvae)",
+                state.format
+            )));
+        }
+        if !(1..=MAX_SIDE).contains(&state.side) {
+            return Err(bad(format!(
+                "gives an image side of {}, outside 1..={MAX_SIDE}",
+                state.side
+            )));
+        }
+        if state.colours != 1 && state.colours != 3 {
+            return Err(bad(format!("gives {} colours, not 1 or 3", state.colours)));
+        }
+        Ok(state)
+    }
+}
+
 /// How format 1 named the weights, and their names now.
 const V1_NAMES: [(&str, &str); 9] = [
     ("image_encoder.", "experts.0.Image.encoder."),
@@ -90,15 +128,18 @@ const V1_NAMES: [(&str, &str); 9] = [
 /// (built from the same config, read as `[[modalities]]` image and text).
 fn load_v1_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
     use burn::store::burn_pack::{Reader, Writer};
+    let mut stored = stored_tensors(path)?;
+    for t in &mut stored {
+        t.name = v1_name(&t.name);
+    }
+    match_tensors(&stored, &expected_tensors(&model))?;
     let tensors = Reader::from_file(path)
         .and_then(Reader::into_tensors)
         .map_err(|e| e.to_string())?;
     let renamed = tensors
         .into_iter()
         .map(|mut t| {
-            if let Some((old, new)) = V1_NAMES.iter().find(|(old, _)| t.name.starts_with(old)) {
-                t.name = format!("{new}{}", &t.name[old.len()..]);
-            }
+            t.name = v1_name(&t.name);
             t
         })
         .collect();
@@ -109,6 +150,14 @@ fn load_v1_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, S
     check_shapes(model, |m| {
         m.try_load_record(record).map_err(|e| e.to_string())
     })
+}
+
+/// A format-1 tensor name as format 2 names it.
+fn v1_name(name: &str) -> String {
+    match V1_NAMES.iter().find(|(old, _)| name.starts_with(old)) {
+        Some((old, new)) => format!("{new}{}", &name[old.len()..]),
+        None => name.to_string(),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -208,8 +257,10 @@ pub fn read_meta(dir: &Path) -> Result<Checkpoint> {
     let config = TrainConfig::load(&dir.join("config.toml"))?;
     let vocab = Vocab::load(&dir.join("vocab.json"))?;
     let sp = dir.join("state.json");
-    let state: TrainState = serde_json::from_slice(&std::fs::read(&sp).map_err(io(&sp))?)
-        .map_err(|e| ModelError::checkpoint(dir, format!("state.json is unreadable: {e}")))?;
+    let state = TrainState::from_json(
+        &fsutil::read_limited(&sp, MAX_STATE_BYTES, "state.json")?,
+        dir,
+    )?;
     if state.dataset != config.data.dataset {
         return Err(ModelError::checkpoint(
             dir,
@@ -237,9 +288,162 @@ fn shapes<M: Module>(m: &M) -> Vec<Vec<usize>> {
     s.0
 }
 
-/// Load weights into `model`, refusing a file whose tensors do not have
-/// exactly the shapes the model was built with.
+/// A tensor a weights file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTensor {
+    pub name: String,
+    pub dtype: burn::store::burn_pack::DType,
+    pub shape: Vec<usize>,
+}
+
+/// Check the fixed header of a weights file (burnpack: magic, version,
+/// tensor list size) against the file's length, before anything is
+/// allocated for it: the tensor list may take at most
+/// [`MAX_TENSOR_LIST`] bytes and must fit in the file.
+fn check_pack_header(head: &[u8], file_len: u64) -> std::result::Result<(), String> {
+    use burn::store::burn_pack::{FORMAT_VERSION, HEADER_SIZE, MAGIC_NUMBER};
+    if head.len() < HEADER_SIZE {
+        return Err(format!(
+            "{file_len} bytes are too short for a weights file header"
+        ));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
+    if u32_at(0) != MAGIC_NUMBER {
+        return Err("not a burnpack weights file (wrong magic number)".into());
+    }
+    let version = u16::from_le_bytes([head[4], head[5]]);
+    if version > FORMAT_VERSION {
+        return Err(format!(
+            "burnpack version {version}; this build reads versions up to {FORMAT_VERSION}"
+        ));
+    }
+    let list = u32_at(6);
+    if list > MAX_TENSOR_LIST {
+        return Err(format!(
+            "its tensor list takes {list} bytes, more than the limit of {MAX_TENSOR_LIST}"
+        ));
+    }
+    if HEADER_SIZE as u64 + list as u64 > file_len {
+        return Err(format!(
+            "its tensor list of {list} bytes runs past the end of the {file_len}-byte file"
+        ));
+    }
+    Ok(())
+}
+
+fn describe(
+    reader: std::result::Result<burn::store::burn_pack::Reader, burn::store::burn_pack::Error>,
+) -> std::result::Result<Vec<StoredTensor>, String> {
+    // The reader checks each tensor's element count against its byte range
+    // and every range against the file's length; for a file the tensors'
+    // data is only read when loaded.
+    Ok(reader
+        .and_then(|r| r.into_tensors())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|t| StoredTensor {
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape.to_vec(),
+        })
+        .collect())
+}
+
+/// The tensors of a weights file's bytes (as [`stored_tensors`] reads a
+/// file).
+pub fn parse_weights(bytes: &[u8]) -> std::result::Result<Vec<StoredTensor>, String> {
+    use burn::store::burn_pack::{Bytes, Reader};
+    check_pack_header(bytes, bytes.len() as u64)?;
+    describe(Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())))
+}
+
+/// The names, types and shapes of the tensors in the weights file `path`,
+/// from its header alone.
+pub fn stored_tensors(path: &Path) -> std::result::Result<Vec<StoredTensor>, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = Vec::new();
+    (&mut f)
+        .take(burn::store::burn_pack::HEADER_SIZE as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    check_pack_header(&head, len)?;
+    describe(burn::store::burn_pack::Reader::from_file(path))
+}
+
+/// The tensors `model` saves: each parameter's path and shape.
+pub fn expected_tensors<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
+    #[derive(Default)]
+    struct Names {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let shape = p.transform_for_save().val().dims().to_vec();
+            self.out.push((self.path.join("."), shape));
+        }
+    }
+    let mut v = Names::default();
+    model.visit(&mut v);
+    v.out
+}
+
+/// Refuse stored tensors that are not exactly the model's: one missing,
+/// one the model does not have, a shape that differs or an element type
+/// that is not floating point. The message names the first problem and
+/// counts the rest.
+pub fn match_tensors(
+    stored: &[StoredTensor],
+    expected: &[(String, Vec<usize>)],
+) -> std::result::Result<(), String> {
+    use burn::store::burn_pack::DType;
+    let by_name: std::collections::HashMap<&str, &StoredTensor> =
+        stored.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut problems = Vec::new();
+    for (name, shape) in expected {
+        match by_name.get(name.as_str()) {
+            None => problems.push(format!("tensor `{name}` {shape:?} is missing")),
+            Some(t) if &t.shape != shape => problems.push(format!(
+                "tensor `{name}` is {:?}, the model's is {shape:?}",
+                t.shape
+            )),
+            Some(t)
+                if !matches!(
+                    t.dtype,
+                    DType::F64 | DType::F32 | DType::Flex32 | DType::F16 | DType::BF16
+                ) =>
+            {
+                problems.push(format!("tensor `{name}` holds {:?}, not floats", t.dtype))
+            }
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    for t in stored {
+        if !known.contains(t.name.as_str()) {
+            problems.push(format!("tensor `{}` is not one of the model's", t.name));
+        }
+    }
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        n => Err(format!("{} (and {} more problems)", problems[0], n - 1)),
+    }
+}
+
+/// Load weights into `model`, refusing a file whose tensors are not
+/// exactly the model's (names, shapes, floating point): checked from the
+/// file's header before its data is read, and the loaded shapes again.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
+    match_tensors(&stored_tensors(path)?, &expected_tensors(&model))?;
     check_shapes(model, |m| m.try_load_file(path).map_err(|e| e.to_string()))
 }
 
@@ -285,20 +489,15 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
         device,
     );
     let path = dir.join("model.bpk");
+    // read_meta refused formats other than 1 and FORMAT.
     let loaded = match ck.state.format {
         1 => load_v1_weights(model, &path),
-        FORMAT => load_weights(model, &path),
-        n => {
-            return Err(ModelError::checkpoint(
-                dir,
-                format!("state.json says format {n}; this build reads formats 1 to {FORMAT} (it was written by a newer mmvae)"),
-            ))
-        }
+        _ => load_weights(model, &path),
     };
     let model = loaded.map_err(|e| {
         ModelError::checkpoint(
             dir,
-            format!("weights do not match config.toml/vocab.json: {e}"),
+            format!("model.bpk does not match config.toml/vocab.json: {e}"),
         )
     })?;
     Ok((ck, model))
@@ -316,4 +515,130 @@ pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer>
     optim
         .load(&p)
         .map_err(|e| ModelError::checkpoint(dir, format!("cannot read optimizer state: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+
+    fn state() -> TrainState {
+        TrainState {
+            format: FORMAT,
+            dataset: DatasetKind::Mnist,
+            side: 28,
+            colours: 1,
+            epoch: 3,
+            step: 30,
+            val_loss: 1.5,
+            best_val_loss: 1.25,
+            elapsed_s: 9.0,
+        }
+    }
+
+    #[test]
+    fn state_json_is_refused_outside_its_bounds() {
+        let dir = Path::new("runs/x/best");
+        let json = |s: &TrainState| serde_json::to_vec(s).unwrap();
+        assert_eq!(
+            TrainState::from_json(&json(&state()), dir).unwrap(),
+            state()
+        );
+        let bad = [
+            (
+                TrainState {
+                    format: FORMAT + 1,
+                    ..state()
+                },
+                "format 3",
+            ),
+            (
+                TrainState {
+                    format: 0,
+                    ..state()
+                },
+                "format 0",
+            ),
+            (TrainState { side: 0, ..state() }, "side of 0"),
+            (
+                TrainState {
+                    side: 1 << 40,
+                    ..state()
+                },
+                "outside 1..=512",
+            ),
+            (
+                TrainState {
+                    colours: 2,
+                    ..state()
+                },
+                "2 colours",
+            ),
+        ];
+        for (s, want) in bad {
+            let e = TrainState::from_json(&json(&s), dir)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("runs/x/best") && e.contains("state.json") && e.contains(want),
+                "{e}"
+            );
+        }
+        let e = TrainState::from_json(b"{", dir).unwrap_err().to_string();
+        assert!(
+            e.contains("state.json is unreadable") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weights_are_checked_by_name_and_shape_before_their_data_is_read() {
+        let dev = Device::flex();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("w.bpk");
+        LinearConfig::new(3, 2).init(&dev).save_file(&p).unwrap();
+        // What the file holds is what the model expects.
+        let stored = stored_tensors(&p).unwrap();
+        let same = LinearConfig::new(3, 2).init(&dev);
+        let want = expected_tensors(&same);
+        let mut names: Vec<_> = stored.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        let mut want_names: Vec<_> = want.iter().map(|(n, _)| n.clone()).collect();
+        want_names.sort();
+        assert_eq!(names, want_names);
+        assert_eq!(parse_weights(&std::fs::read(&p).unwrap()).unwrap(), stored);
+        load_weights(same, &p).unwrap();
+        // Another shape, a missing and an extra tensor are each named.
+        let e = load_weights(LinearConfig::new(4, 2).init(&dev), &p).unwrap_err();
+        assert!(e.contains("tensor `weight`") && e.contains("[4, 2]"), "{e}");
+        let e = load_weights(LinearConfig::new(3, 2).with_bias(false).init(&dev), &p).unwrap_err();
+        assert!(e.contains("`bias` is not one of the model's"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_weight_headers_are_refused() {
+        let dev = Device::flex();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("w.bpk");
+        LinearConfig::new(3, 2).init(&dev).save_file(&p).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        let mut magic = good.clone();
+        magic[0] ^= 1;
+        assert!(parse_weights(&magic).unwrap_err().contains("magic"));
+        let mut huge = good.clone();
+        huge[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = parse_weights(&huge).unwrap_err();
+        assert!(e.contains("more than the limit"), "{e}");
+        let mut long = good.clone();
+        long[6..10].copy_from_slice(&(good.len() as u32).to_le_bytes());
+        let e = parse_weights(&long).unwrap_err();
+        assert!(e.contains("runs past the end"), "{e}");
+        // Tensor data cut short: the ranges no longer fit in the file.
+        assert!(parse_weights(&good[..good.len() - 4]).is_err());
+        assert!(parse_weights(&good[..5]).unwrap_err().contains("too short"));
+        // The same checks guard a file before it is loaded.
+        std::fs::write(&p, &long).unwrap();
+        let e = load_weights(LinearConfig::new(3, 2).init(&dev), &p).unwrap_err();
+        assert!(e.contains("runs past the end"), "{e}");
+    }
 }
