@@ -918,7 +918,7 @@ pub fn check(a: CheckArgs) -> Result<()> {
 pub enum ClassifierCommand {
     /// Train the evaluation classifier of a dataset and record its test accuracy.
     Train {
-        /// mnist, fashion-mnist, multimnist, shapes-l1 … shapes-l5 or celeba.
+        /// mnist, fashion-mnist, multimnist, polymnist, shapes-l1 … shapes-l5 or celeba.
         #[arg(long)]
         dataset: String,
         /// Output folder (default: runs/classifier-<dataset>).
@@ -1004,8 +1004,8 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
 pub enum DataCommand {
     /// Download a dataset from its canonical mirror and verify its SHA-256 sums.
     Fetch {
-        /// mnist or fashion-mnist (multimnist is built from mnist; celeba must be
-        /// downloaded by hand, see the README).
+        /// mnist or fashion-mnist (multimnist and polymnist are built from mnist; celeba must be
+        /// downloaded by hand, see docs/datasets.md).
         name: String,
         /// Destination folder (default: $MMVAE_DATA/<name>, else data/<name>).
         #[arg(long)]
@@ -1115,7 +1115,12 @@ pub fn data(c: DataCommand) -> Result<()> {
                     let imgs: Vec<imageio::Image> = (0..set.len().min(8))
                         .flat_map(|i| (0..views).map(move |v| (i, v)))
                         .map(|(i, v)| {
-                            imageio::Image::from_bytes(set.channels, set.cols, set.rows, set.view_image(v, i))
+                            imageio::Image::from_bytes(
+                                set.channels,
+                                set.cols,
+                                set.rows,
+                                set.view_image(v, i),
+                            )
                         })
                         .collect();
                     imageio::save_grid(path, &imgs, views)?;
@@ -1279,7 +1284,9 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     )?;
     fsutil::write_atomic(&html_path, html.as_bytes())?;
 
-    outln!("\nquickstart on {kind} done (a short run; see the README for full training).");
+    outln!(
+        "\nquickstart on {kind} done (a short run; docs/results.md has the full-length recipes)."
+    );
     outln!(
         "text -> image, one row per class ('{}', ...): {}",
         captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0),

@@ -37,7 +37,11 @@ enum Command {
     Reconstruct(commands::ReconstructArgs),
     /// Sample images and captions jointly from the prior.
     Sample(commands::SampleArgs),
-    /// Measure a checkpoint on the test split (coherence, test loss).
+    /// Measure a checkpoint on the test split: cross-modal and joint
+    /// coherence and the conditional coherence matrix (every modality from
+    /// every subset), FID, caption BLEU and perplexity, reconstruction PSNR
+    /// and SSIM, retrieval MedR and Recall@K, linear probes, importance-
+    /// sampled log-likelihood, test loss.
     Eval(commands::EvalArgs),
     /// Fit the consistency-check thresholds on the validation split, measure
     /// them on the test split (precision, recall, F1, AUROC against random
@@ -63,7 +67,7 @@ enum Command {
         #[command(subcommand)]
         command: commands::ClassifierCommand,
     },
-    /// Datasets: download and verify.
+    /// Datasets: download, verify and inspect.
     Data {
         #[command(subcommand)]
         command: commands::DataCommand,

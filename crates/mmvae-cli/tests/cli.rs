@@ -169,8 +169,24 @@ fn help_lists_the_commands() {
         "fit-prior",
         "predict",
         "devices",
+        "sweep",
     ] {
         assert!(out.contains(c), "help lacks {c}: {out}");
+    }
+    // `eval --help` names what it computes in the words users search for.
+    let eval = ok(Path::new("."), &["eval", "--help"]);
+    for w in [
+        "coherence",
+        "FID",
+        "BLEU",
+        "perplexity",
+        "PSNR",
+        "SSIM",
+        "MedR",
+        "Recall@K",
+        "log-likelihood",
+    ] {
+        assert!(eval.contains(w), "eval --help lacks {w}: {eval}");
     }
 }
 
@@ -394,12 +410,20 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     );
     // Retrieval: recalls are fractions, ranks start at 1; the bars' classes
     // are found far above chance (10%).
-    let r = &json["retrieval"];
-    for dir in ["image_to_text", "text_to_image"] {
-        let r10 = r[dir]["recall_at_10"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&r10) && r[dir]["median_rank"].as_f64().unwrap() >= 1.0);
+    let pairs = json["retrieval"]["pairs"].as_array().unwrap();
+    let pair = |q: &str, t: &str| {
+        pairs
+            .iter()
+            .find(|p| p["query"] == q && p["target"] == t)
+            .unwrap_or_else(|| panic!("no retrieval {q} -> {t}: {pairs:?}"))
+    };
+    for (q, t) in [("image", "text"), ("text", "image")] {
+        let r = pair(q, t);
+        let r10 = r["recall_at_10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r10) && r["median_rank"].as_f64().unwrap() >= 1.0);
     }
-    assert!(r["image_to_text_class_at_1"].as_f64().unwrap() > 0.3, "{r}");
+    let i2t = pair("image", "text");
+    assert!(i2t["class_at_1"].as_f64().unwrap() > 0.3, "{i2t}");
     for k in ["text_to_image", "reconstruction", "joint"] {
         let v = json["fid"][k].as_f64().unwrap();
         assert!(v.is_finite() && v >= 0.0, "fid {k} = {v}");

@@ -50,7 +50,7 @@ pub enum GraphicsApi {
     WebGpu,
 }
 
-/// A graphics adapter this machine offers, as `mmvae devices` lists it.
+/// A graphics adapter the computer offers, as `mmvae devices` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterInfo {
     /// The driver's name for it, e.g. `NVIDIA H200` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
@@ -217,7 +217,7 @@ fn no_gpu_support() -> crate::error::ModelError {
     )
 }
 
-/// The graphics adapters of this machine (none in a build without `wgpu`).
+/// The graphics adapters of the computer (none in a build without `wgpu`).
 #[cfg(not(feature = "wgpu"))]
 pub fn adapters() -> crate::error::Result<Vec<AdapterInfo>> {
     Err(no_gpu_support())

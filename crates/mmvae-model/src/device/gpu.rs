@@ -17,7 +17,7 @@ const APIS: [(wgpu::Backend, GraphicsApi); 4] = [
     (wgpu::Backend::Gl, GraphicsApi::OpenGl),
 ];
 
-/// The graphics adapters of this machine, per graphics API in the order of
+/// The graphics adapters of the computer, per graphics API in the order of
 /// [`APIS`], each with the slot that addresses it.
 pub fn adapters() -> Result<Vec<AdapterInfo>> {
     let mut out = Vec::new();

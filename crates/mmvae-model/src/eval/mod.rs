@@ -394,8 +394,12 @@ pub fn evaluate(
     let bs = opts.batch_size.max(1);
     let image_text = m.model.index_of_kind(ModalityKind::Image).is_some()
         && m.model.index_of_kind(ModalityKind::Text).is_some();
-    let on =
-        |metric: Metric| opts.metrics.contains(&metric) && (image_text || metric == Metric::Loss);
+    // The image–caption metrics need both; the loss and retrieval (between
+    // every pair of modalities) apply to any model.
+    let on = |metric: Metric| {
+        opts.metrics.contains(&metric)
+            && (image_text || matches!(metric, Metric::Loss | Metric::Retrieval))
+    };
     let clf = classifier.map(|c| c.0);
     let fid_on = on(Metric::Fid) && clf.is_some();
     let source = |set| CaptionSource {

@@ -226,25 +226,18 @@ impl EvalReport {
             ));
         }
         if let Some(r) = &self.retrieval {
-            for (name, d, class) in [
-                (
-                    "retrieval image -> text",
-                    &r.image_to_text,
-                    r.image_to_text_class_at_1,
-                ),
-                (
-                    "retrieval text -> image",
-                    &r.text_to_image,
-                    r.text_to_image_class_at_1,
-                ),
-            ] {
+            for p in &r.pairs {
+                let name = format!("retrieval {} -> {}", p.query, p.target);
+                let class = p
+                    .class_at_1
+                    .map_or(String::new(), |c| format!("  class@1 {}", pct(c)));
+                let d = &p.ranks;
                 s.push_str(&format!(
-                    "  {name:<35}MedR {:.1}  R@1 {}  R@5 {}  R@10 {}  class@1 {}\n",
+                    "  {name:<35}MedR {:.1}  R@1 {}  R@5 {}  R@10 {}{class}\n",
                     d.median_rank,
                     pct(d.recall_at_1),
                     pct(d.recall_at_5),
                     pct(d.recall_at_10),
-                    pct(class)
                 ));
             }
             s.push_str(&format!(

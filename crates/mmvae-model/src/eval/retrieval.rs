@@ -1,6 +1,7 @@
-//! Cross-modal retrieval in the shared latent space: rank every caption of a
-//! subset for each image (and every image for each caption) by how much
-//! their posteriors overlap, and report MedR and Recall@1/5/10 as
+//! Cross-modal retrieval in the shared latent space: for every ordered pair
+//! of modalities, rank the items of one for each item of the other (every
+//! caption for each image, every image for each caption) by how much their
+//! posteriors overlap, and report MedR and Recall@1/5/10 as
 //! cross-modal retrieval papers do (1,000-item subsets, averaged).
 
 use burn::prelude::*;
@@ -14,6 +15,7 @@ use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::io::data::TEST_STREAM;
 use crate::nn::gaussian::Gaussian;
+use crate::objective::Subset;
 
 /// log ∫ q_a(z) q_b(z) dz for every pair of rows: the Gaussian overlap
 /// integral (expected-likelihood kernel),
@@ -46,21 +48,37 @@ pub fn log_overlap_matrix(a: &Gaussian, b: &Gaussian) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Retrieval results on the test split.
+/// Retrieval results on the test split: every ordered pair of modalities.
 #[derive(Debug, Clone, Serialize)]
 pub struct RetrievalReport {
     pub similarity: &'static str,
     pub subset_size: usize,
     pub subsets: usize,
-    /// Query an image, rank the captions; the relevant one is its own.
-    pub image_to_text: Retrieval,
-    /// Query a caption, rank the images.
-    pub text_to_image: Retrieval,
+    pub pairs: Vec<PairRetrieval>,
+}
+
+/// Query items of one modality, rank the items of another; the relevant
+/// one is the query's own item.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRetrieval {
+    pub query: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub ranks: Retrieval,
     /// Fraction of queries whose top-ranked item has the query's class
     /// (captions made from labels repeat across a class, so a paired-item
-    /// rank is a strict measure there).
-    pub image_to_text_class_at_1: f64,
-    pub text_to_image_class_at_1: f64,
+    /// rank is a strict measure there); absent for data without classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_at_1: Option<f64>,
+}
+
+impl RetrievalReport {
+    /// The retrieval of `target` items from `query` items, by name.
+    pub fn pair(&self, query: &str, target: &str) -> Option<&PairRetrieval> {
+        self.pairs
+            .iter()
+            .find(|p| p.query == query && p.target == target)
+    }
 }
 
 fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
@@ -72,8 +90,18 @@ fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Retrieval over up to `max_subsets` disjoint subsets of `subset` test
-/// items (fewer if the split is smaller; at least one).
+/// Index of the largest value (the first of ties).
+fn top(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(c, _)| c)
+}
+
+/// Retrieval between every ordered pair of the model's modalities over up
+/// to `max_subsets` disjoint subsets of `subset` test items (fewer if the
+/// split is smaller; at least one). Each item of a modality is represented
+/// by the posterior of the shared latent given it alone.
 pub fn retrieval(
     m: &Loaded,
     test: &ImageLabelSet,
@@ -88,52 +116,59 @@ pub fn retrieval(
             test.len()
         )));
     }
+    let nm = m.model.modalities();
+    if nm < 2 {
+        return Err(ModelError::Invalid(
+            "retrieval needs a model of at least two modalities".into(),
+        ));
+    }
     let subsets = (test.len() / size).clamp(1, max_subsets.max(1));
     let src = CaptionSource {
         captioner: Captioner::new(kind, m.checkpoint.config.data.caption_seed),
         set: CaptionSet::Train,
         stream: TEST_STREAM,
     };
+    let pairs: Vec<(usize, usize)> = (0..nm)
+        .flat_map(|a| (0..nm).filter(move |&b| b != a).map(move |b| (a, b)))
+        .collect();
     // Disjoint subsets of a seeded shuffle of the split, so that each mixes
     // the classes however the split orders them.
     let order = mmvae_data::dataset::shuffled(test.len(), 0);
-    let (mut i2t, mut t2i) = (Vec::new(), Vec::new());
-    let (mut i2t_class, mut t2i_class) = (0usize, 0usize);
+    let mut per_pair = vec![(Vec::new(), 0usize); pairs.len()];
     for s in 0..subsets {
         let idx: Vec<usize> = order[s * size..(s + 1) * size].to_vec();
         let hb = HostBatch::gather(&m.model.layout(), test, &idx, src, &m.checkpoint.vocab);
         let labels = hb.labels.clone();
         let b = hb.to_device(&m.device);
-        let qx = m.model.encode_image(b.images());
-        let qy = m.model.encode_caption(&b);
-        let sim = log_overlap_matrix(&qx, &qy); // [images, captions]
-        let sim_t: Vec<Vec<f32>> = (0..size)
-            .map(|j| (0..size).map(|i| sim[i][j]).collect())
+        let q: Vec<Gaussian> = (0..nm)
+            .map(|k| m.model.posterior_given(&b, Subset::single(k)))
             .collect();
-        i2t.push(metrics::retrieval(&metrics::true_ranks(&sim)));
-        t2i.push(metrics::retrieval(&metrics::true_ranks(&sim_t)));
-        let top = |row: &[f32]| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(c, _)| c)
-        };
-        i2t_class += (0..size)
-            .filter(|&q| labels[top(&sim[q])] == labels[q])
-            .count();
-        t2i_class += (0..size)
-            .filter(|&q| labels[top(&sim_t[q])] == labels[q])
-            .count();
+        for (p, &(a, t)) in pairs.iter().enumerate() {
+            let sim = log_overlap_matrix(&q[a], &q[t]); // [queries, targets]
+            per_pair[p]
+                .0
+                .push(metrics::retrieval(&metrics::true_ranks(&sim)));
+            per_pair[p].1 += (0..size)
+                .filter(|&i| labels[top(&sim[i])] == labels[i])
+                .count();
+        }
     }
     let total = (size * subsets) as f64;
+    let names = &m.model.names;
     Ok(RetrievalReport {
-        similarity: "log overlap integral of q(z|image) and q(z|caption)",
+        similarity: "log overlap integral of the posteriors q(z|query) and q(z|target)",
         subset_size: size,
         subsets,
-        image_to_text: metrics::mean_retrieval(&i2t),
-        text_to_image: metrics::mean_retrieval(&t2i),
-        image_to_text_class_at_1: i2t_class as f64 / total,
-        text_to_image_class_at_1: t2i_class as f64 / total,
+        pairs: pairs
+            .iter()
+            .zip(per_pair)
+            .map(|(&(a, t), (r, class))| PairRetrieval {
+                query: names[a].clone(),
+                target: names[t].clone(),
+                ranks: metrics::mean_retrieval(&r),
+                class_at_1: kind.is_labelled().then(|| class as f64 / total),
+            })
+            .collect(),
     })
 }
 
