@@ -112,6 +112,17 @@ pub struct TrainArgs {
     threads: Option<usize>,
 }
 
+/// Record `--data-dir` in the config saved with the checkpoints (as an
+/// absolute `data.dir`), so that `eval`, `report` and the rest find the
+/// data again without it; their own `--data-dir` still wins.
+pub fn remember_data_dir(cfg: &mut TrainConfig, data_dir: Option<&Path>) -> Result<()> {
+    if let Some(d) = data_dir.filter(|_| !cfg.data.dataset.is_synthetic()) {
+        cfg.data.dir =
+            Some(std::path::absolute(d).with_context(|| format!("--data-dir {}", d.display()))?);
+    }
+    Ok(())
+}
+
 pub fn train(a: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::load(&a.config)?;
     if let Some(e) = a.epochs {
@@ -120,6 +131,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(n) = a.train_limit {
         cfg.data.train_limit = Some(n);
     }
+    remember_data_dir(&mut cfg, a.data_dir.as_deref())?;
     cfg.validate()?;
     let out = a
         .out

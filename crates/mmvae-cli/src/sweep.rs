@@ -108,7 +108,8 @@ fn run_cell(
     seed: u64,
     metrics: &std::collections::BTreeSet<Metric>,
 ) -> Result<RunResult> {
-    let cfg = spec.cell_config(cell, seed)?;
+    let mut cfg = spec.cell_config(cell, seed)?;
+    crate::commands::remember_data_dir(&mut cfg, a.data_dir.as_deref())?;
     let dir = spec.run_dir(cell, seed);
     let opts = TrainOptions {
         out_dir: dir.clone(),
@@ -122,7 +123,7 @@ fn run_cell(
     train::train(&cfg, &opts, |r| {
         println!(
             "  epoch {:>3}  val loss {:.3}  {:.0} samples/s",
-            r.epoch + 1,
+            r.epoch,
             r.val.get("loss").copied().unwrap_or(f64::NAN),
             r.samples_per_s
         )

@@ -1580,9 +1580,14 @@ fn train_and_evaluate_on_your_own_image_caption_pairs() {
             "the vocabulary comes from the captions: {vocab}"
         );
     }
-    // Evaluation without labels: the label-free metrics by default.
-    let table = ok(d, &words("eval --checkpoint run/best --data-dir mine"));
+    // Evaluation without labels: the label-free metrics by default. The
+    // checkpoint remembers where its data is: no --data-dir needed.
+    let table = ok(d, &words("eval --checkpoint run/best"));
     assert!(!table.contains("coherence"), "{table}");
+    assert!(
+        !table.contains("class@1"),
+        "no classes, no class@1: {table}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
     assert_eq!(json["test_items"].as_u64(), Some(12), "{json}");
@@ -1637,7 +1642,7 @@ fn train_and_evaluate_on_your_own_image_caption_pairs() {
     // the captions generated for, the test images.
     ok(
         d,
-        &words("report --checkpoint run/best --data-dir mine --out r.html --tsne-items 12 --examples 6"),
+        &words("report --checkpoint run/best --out r.html --tsne-items 12 --examples 6"),
     );
     let html = std::fs::read_to_string(d.join("r.html")).unwrap();
     for id in [

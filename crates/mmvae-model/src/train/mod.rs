@@ -256,8 +256,13 @@ fn progress_message(r: &BTreeMap<String, f32>) -> String {
 }
 
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
+    // Where the data lives may change between runs; what it is may not.
+    let data = |c: &TrainConfig| crate::config::DataConfig {
+        dir: None,
+        ..c.data.clone()
+    };
     a.model == b.model
-        && a.data == b.data
+        && data(a) == data(b)
         && a.loss == b.loss
         && a.adversarial == b.adversarial
         && a.perceptual == b.perceptual
