@@ -1,0 +1,16 @@
+#![no_main]
+//! A CSV pairs file: what `pairs::read_pairs` does with its bytes.
+mod common;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let path = std::path::Path::new("d/fuzz.csv");
+    if let Some(p) = common::checked(
+        mmvae_data::pairs::parse_pairs(path, data, false),
+        "fuzz.csv",
+    ) {
+        for e in &p.errors {
+            assert!(e.contains("fuzz.csv") && !e.contains('\n'), "{e}");
+        }
+    }
+});
