@@ -21,10 +21,21 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// A problem with a checkpoint file or folder. The message is kept to
+    /// one line (a parser's may quote text holding line breaks).
     pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        let msg: String = msg.into();
         ModelError::Checkpoint {
             path: path.into(),
-            msg: msg.into(),
+            msg: if msg.contains(['\n', '\r']) {
+                msg.split(['\n', '\r'])
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                msg
+            },
         }
     }
 }

@@ -929,6 +929,16 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing: the JSON parser's message quotes an unknown field
+    /// name, line break and all.
+    #[test]
+    fn an_unreadable_description_is_one_line() {
+        let e = TextPriorInfo::from_json(b"{\"config\":{\"\\n\"", Path::new("ck"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(INFO) && !e.contains('\n'), "{e}");
+    }
+
     #[test]
     fn config_validation_names_the_field() {
         let mut c = TextPriorConfig::default();

@@ -614,5 +614,11 @@ mod tests {
                 "{e}"
             );
         }
+        // Found by fuzzing: the JSON parser's message quotes an unknown
+        // score name, line break and all.
+        let e = Calibration::from_json(b"{\"default_score\":\"\\n\"", p, "mnist")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("consistency.json") && !e.contains('\n'), "{e}");
     }
 }

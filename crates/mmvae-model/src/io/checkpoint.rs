@@ -591,6 +591,16 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing: the JSON parser's message quotes the unknown
+    /// dataset name, line break and all.
+    #[test]
+    fn a_line_break_in_a_quoted_name_stays_in_one_line() {
+        let e = TrainState::from_json(b"{\"dataset\":\"\\n\"", Path::new("ck"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("state.json") && !e.contains('\n'), "{e}");
+    }
+
     #[test]
     fn weights_are_checked_by_name_and_shape_before_their_data_is_read() {
         let dev = Device::flex();
