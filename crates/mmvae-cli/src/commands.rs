@@ -1182,6 +1182,7 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L5) => include_str!("../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../configs/multimnist.toml"),
         DatasetKind::PolyMnist => include_str!("../../../configs/polymnist.toml"),
+        DatasetKind::Vision => include_str!("../../../configs/vision.toml"),
         DatasetKind::CelebA(_) => include_str!("../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../configs/pairs.toml"),
     }

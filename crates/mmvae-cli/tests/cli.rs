@@ -1975,3 +1975,62 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     assert!(e.contains("m7") && e.contains("m0, m1, m2, m3, m4"), "{e}");
     assert!(!d.join("bad").exists());
 }
+
+#[test]
+fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    let out = ok(d, &words("data check vision"));
+    assert!(
+        out.contains("5 images per item: image, grey, edges, masked, watermark"),
+        "{out}"
+    );
+    let cfg = r#"
+seed = 1
+[[modalities]]
+name = "image"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+[[modalities]]
+name = "grey"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+[[modalities]]
+name = "text"
+kind = "text"
+model = { kind = "gru", embed = 8, hidden = 16 }
+[model]
+latent = 8
+max_len = 10
+[optim]
+lr = 0.003
+batch_size = 25
+epochs = 1
+[data]
+dataset = "vision"
+val_size = 25
+train_limit = 100
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#;
+    std::fs::write(d.join("v.toml"), cfg).unwrap();
+    ok(d, &words("train --config v.toml --out run --quiet"));
+    ok(
+        d,
+        &words("classifier train --dataset vision --out clf --epochs 1 --train-limit 200 --quiet"),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
+    assert_eq!(info["reads"], serde_json::json!(["image"]), "{info}");
+    ok(
+        d,
+        &words("eval --checkpoint run/best --classifier clf --limit 30 --metrics coherence"),
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    let m = &json["coherence_matrix"];
+    assert_eq!(m["unread"], serde_json::json!(["grey"]), "{m}");
+    assert!(m["cells"]["grey"]["image"].as_f64().is_some(), "{m}");
+    assert!(m["cells"]["grey"]["text"].as_f64().is_some(), "{m}");
+}

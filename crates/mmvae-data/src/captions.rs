@@ -7,6 +7,7 @@
 //! test whether the model generalises to new phrasings of known words.
 
 use crate::dataset::DatasetKind;
+use crate::shapes::Level;
 use serde::{Deserialize, Serialize};
 
 /// Which template family to draw captions from.
@@ -24,8 +25,8 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
     match (kind, set) {
         // A shapes caption is its class name, word for word (the benchmark's
         // fixed grammar); there are no held-out phrasings.
-        (DatasetKind::Shapes(_), CaptionSet::Train) => &["{c}"],
-        (DatasetKind::Shapes(_), CaptionSet::HeldOut) => &[],
+        (DatasetKind::Shapes(_) | DatasetKind::Vision, CaptionSet::Train) => &["{c}"],
+        (DatasetKind::Shapes(_) | DatasetKind::Vision, CaptionSet::HeldOut) => &[],
         // The digit string itself.
         (DatasetKind::MultiMnist, CaptionSet::Train) => &["{c}"],
         (DatasetKind::MultiMnist, CaptionSet::HeldOut) => &[],
@@ -92,7 +93,11 @@ pub struct Captioner {
 
 impl Captioner {
     pub fn new(kind: DatasetKind, seed: u64) -> Self {
-        Self { kind, seed }
+        // A dataset of computed views speaks of its source's classes.
+        Self {
+            kind: kind.classes_of(),
+            seed,
+        }
     }
 
     pub fn templates(&self, set: CaptionSet) -> &'static [&'static str] {
@@ -139,6 +144,7 @@ impl Captioner {
     pub fn reference(&self, label: usize) -> Option<String> {
         match self.kind {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
+            DatasetKind::Vision => Some(Level::L3.caption(label)),
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
             DatasetKind::CelebA(set) => Some(set.caption(label)),
             DatasetKind::Pairs => None,
@@ -173,6 +179,7 @@ impl Captioner {
     pub fn slots_of(&self, caption: &str) -> Vec<Option<usize>> {
         match self.kind {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
+            DatasetKind::Vision => Level::L3.parse_caption(caption),
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
             DatasetKind::CelebA(set) => set.parse_caption(caption),
             DatasetKind::Pairs => Vec::new(),

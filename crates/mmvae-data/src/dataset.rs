@@ -47,6 +47,10 @@ pub enum DatasetKind {
     /// (see [`crate::polymnist`]); rendered from the MNIST files, or the
     /// published files when a folder holds them.
     PolyMnist,
+    /// MVAE's computer-vision experiment on shapes level 3: the image, its
+    /// greyscale, edges, a masked copy and a watermarked copy, and the
+    /// caption (see [`crate::vision`]); rendered in code.
+    Vision,
     /// The user's own image–caption pairs (see [`crate::pairs`]): no class
     /// labels, each image with its own caption; read from a captions file
     /// named by `data.dir` / `--data-dir`.
@@ -54,7 +58,7 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 10] = [
+    pub const ALL: [DatasetKind; 11] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::MultiMnist,
@@ -65,6 +69,7 @@ impl DatasetKind {
         DatasetKind::Shapes(Level::L4),
         DatasetKind::Shapes(Level::L5),
         DatasetKind::CelebA(AttrSet::DEFAULT),
+        DatasetKind::Vision,
     ];
 
     /// The name used on the command line and in configs (CelebA with a
@@ -93,6 +98,7 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
             DatasetKind::PolyMnist => "polymnist",
+            DatasetKind::Vision => "vision",
             DatasetKind::CelebA(_) => "celeba",
             DatasetKind::Pairs => "pairs",
         }
@@ -121,7 +127,16 @@ impl DatasetKind {
 
     /// Rendered in code: nothing to locate or download.
     pub fn is_synthetic(self) -> bool {
-        matches!(self, DatasetKind::Shapes(_))
+        matches!(self, DatasetKind::Shapes(_) | DatasetKind::Vision)
+    }
+
+    /// The dataset whose classes, captions and attribute slots this one
+    /// uses: itself, or the source of the computed vision views.
+    pub fn classes_of(self) -> DatasetKind {
+        match self {
+            DatasetKind::Vision => DatasetKind::Shapes(Level::L3),
+            k => k,
+        }
     }
 
     /// Whether items carry class labels (every dataset but the user's own
@@ -136,6 +151,7 @@ impl DatasetKind {
     pub fn image_views(self) -> &'static [&'static str] {
         match self {
             DatasetKind::PolyMnist => &polymnist::NAMES,
+            DatasetKind::Vision => &crate::vision::NAMES,
             DatasetKind::Mnist
             | DatasetKind::FashionMnist
             | DatasetKind::Shapes(_)
@@ -162,6 +178,7 @@ impl DatasetKind {
                 .map(|n| (*n, multimnist::EMPTY + 1))
                 .collect(),
             DatasetKind::CelebA(set) => set.attributes().iter().map(|a| (a.slot, 2)).collect(),
+            DatasetKind::Vision => self.classes_of().slots(),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -192,6 +209,7 @@ impl DatasetKind {
             DatasetKind::CelebA(set) => {
                 vec![vec!["no".to_string(), "yes".to_string()]; set.attributes().len()]
             }
+            DatasetKind::Vision => self.classes_of().slot_values(),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -203,6 +221,7 @@ impl DatasetKind {
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
             DatasetKind::CelebA(set) => set.class_attributes(class),
+            DatasetKind::Vision => self.classes_of().attributes(class),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -212,7 +231,7 @@ impl DatasetKind {
     pub fn channels(self) -> usize {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
-            DatasetKind::Shapes(_) => shapes::CHANNELS,
+            DatasetKind::Shapes(_) | DatasetKind::Vision => shapes::CHANNELS,
             DatasetKind::PolyMnist => polymnist::CHANNELS,
             DatasetKind::CelebA(_) | DatasetKind::Pairs => celeba::CHANNELS,
         }
@@ -232,6 +251,7 @@ impl DatasetKind {
                     (0..set.num_classes()).map(|c| set.caption(c)).collect()
                 }
                 DatasetKind::Pairs => vec!["pair".into()],
+                DatasetKind::Vision => self.classes_of().class_names(),
                 _ => Vec::new(),
             })
     }
@@ -257,6 +277,7 @@ impl DatasetKind {
             DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
             | DatasetKind::CelebA(_)
+            | DatasetKind::Vision
             | DatasetKind::Pairs => return None,
         })
     }
@@ -264,6 +285,7 @@ impl DatasetKind {
     pub fn num_classes(self) -> usize {
         match self {
             DatasetKind::Shapes(l) => l.num_classes(),
+            DatasetKind::Vision => self.classes_of().num_classes(),
             DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
             DatasetKind::CelebA(set) => set.num_classes(),
             DatasetKind::Pairs => 1,
@@ -277,7 +299,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::PolyMnist => (polymnist::SIDE, polymnist::SIDE),
-            DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
+            DatasetKind::Shapes(_) | DatasetKind::Vision => (shapes::SIDE, shapes::SIDE),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
             DatasetKind::CelebA(_) | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
         }
@@ -290,6 +312,7 @@ impl DatasetKind {
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
             | DatasetKind::PolyMnist
+            | DatasetKind::Vision
             | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
@@ -720,6 +743,12 @@ impl ImageLabelSet {
     ) -> Result<Self> {
         match kind {
             DatasetKind::Shapes(level) => Ok(Self::shapes(level, split, threads)),
+            DatasetKind::Vision => {
+                let mut set = Self::shapes(Level::L3, split, threads);
+                set.kind = DatasetKind::Vision;
+                crate::vision::add_views(&mut set);
+                Ok(set)
+            }
             DatasetKind::Mnist | DatasetKind::FashionMnist => {
                 let dir = locate(kind, explicit)?;
                 Self::load(kind, &dir, split)

@@ -19,6 +19,7 @@ pub mod polymnist;
 pub mod shapes;
 mod texture;
 pub mod tokenizer;
+pub mod vision;
 
 pub use captions::{CaptionSet, Captioner};
 pub use celeba::AttrSet;

@@ -40,16 +40,22 @@ pub struct CoherenceMatrix {
 /// Reads the class a generated modality shows.
 struct Readers<'a> {
     clf: Option<&'a Classifier>,
+    /// The image modalities the classifier reads (empty: all).
+    reads: &'a [String],
     captioner: Captioner,
 }
 
 impl Readers<'_> {
-    /// Per row, the attribute values the output shows (`None` where a slot
+    /// Per row, the attribute values output `o` shows (`None` where a slot
     /// is not recognised), or `None` when this modality cannot be read.
-    fn read(&self, m: &Loaded, e: &Expert, z: Tensor<2>) -> Option<Vec<Vec<Option<usize>>>> {
+    fn read(&self, m: &Loaded, o: usize, z: Tensor<2>) -> Option<Vec<Vec<Option<usize>>>> {
         let kind = m.checkpoint.config.data.dataset;
-        match e {
+        match &m.model.experts[o] {
             Expert::Image(img) => {
+                let name = &m.model.names[o];
+                if !self.reads.is_empty() && !self.reads.contains(name) {
+                    return None;
+                }
                 let clf = self.clf?;
                 let probs = img.decode(m.model.with_private(z, true));
                 Some(
@@ -89,7 +95,7 @@ fn subset_name(m: &Loaded, s: Subset) -> String {
 /// caller through the device).
 pub fn coherence_matrix(
     m: &Loaded,
-    clf: Option<&Classifier>,
+    clf: Option<(&Classifier, &[String])>,
     test: &ImageLabelSet,
     n: usize,
     source: CaptionSource,
@@ -100,7 +106,8 @@ pub fn coherence_matrix(
     let nm = model.modalities();
     let kind = test.kind;
     let readers = Readers {
-        clf,
+        clf: clf.map(|c| c.0),
+        reads: clf.map_or(&[], |c| c.1),
         captioner: m.captioner(),
     };
     let subsets = Subset::all_nonempty(nm);
@@ -120,8 +127,8 @@ pub fn coherence_matrix(
                 .map(|(i, x)| s.contains(i).then_some(x))
                 .collect();
             let z = model.posterior_of(&inputs).rsample();
-            for (o, e) in model.experts.iter().enumerate() {
-                match readers.read(m, e, z.clone()) {
+            for o in 0..model.experts.len() {
+                match readers.read(m, o, z.clone()) {
                     Some(got) => {
                         for (g, w) in got.iter().zip(&want) {
                             let right =
@@ -175,11 +182,8 @@ fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> 
             Distribution::Normal(0.0, 1.0),
             &m.device,
         );
-        let reads: Vec<Vec<Vec<Option<usize>>>> = m
-            .model
-            .experts
-            .iter()
-            .filter_map(|e| readers.read(m, e, z.clone()))
+        let reads: Vec<Vec<Vec<Option<usize>>>> = (0..m.model.experts.len())
+            .filter_map(|o| readers.read(m, o, z.clone()))
             .collect();
         if reads.len() < 2 {
             return 0.0;

@@ -560,6 +560,7 @@ pub fn evaluate(
         coherence_matrix: opts.metrics.contains(&Metric::Coherence).then(|| {
             // Its own stream, after every other group's draws.
             m.seed(opts.seed ^ 0x4D41_5452_4958);
+            let clf = classifier.map(|(c, info)| (c, info.reads.as_slice()));
             coherence_matrix(m, clf, test, n, ctx.train_src, bs, joint_samples)
         }),
     }

@@ -1,0 +1,213 @@
+//! MVAE's computer-vision experiment: several image modalities computed
+//! from each image of a source dataset, so that a model learns image
+//! transformations as cross-modal generation (colourisation from the
+//! greyscale, edges to image, completion of a masked copy, watermark
+//! removal), plus the source's caption.
+//!
+//! The source is shapes level 3 (coloured, textured shapes, captioned):
+//! nothing to download. Each item holds five images, all 64×64 RGB (the
+//! one-channel ones repeated on three channels):
+//!
+//! | name | what |
+//! |---|---|
+//! | `image` | the source image |
+//! | `grey` | its luminance (ITU-R BT.601 weights) |
+//! | `edges` | the Sobel gradient magnitude of the luminance |
+//! | `masked` | the image with a 24×24 square, at a seeded position, filled grey |
+//! | `watermark` | the image under a fixed pattern of light diagonal strokes |
+//!
+//! Every view is a pure function of the source image and the item's index.
+
+use crate::captions::splitmix64;
+use crate::dataset::{ImageLabelSet, View};
+
+/// The images of an item, the source first.
+pub const NAMES: [&str; 5] = ["image", "grey", "edges", "masked", "watermark"];
+/// Side of the masked square, in pixels.
+pub const MASK: usize = 24;
+/// Grey level of the masked square.
+const MASK_GREY: u8 = 128;
+const SEED: u64 = 0x5649_5349_4F4E;
+
+/// Luminance of every pixel of a planar RGB image of `plane` pixels.
+fn luma(img: &[u8], plane: usize) -> Vec<f32> {
+    (0..plane)
+        .map(|p| {
+            0.299 * f32::from(img[p])
+                + 0.587 * f32::from(img[plane + p])
+                + 0.114 * f32::from(img[2 * plane + p])
+        })
+        .collect()
+}
+
+/// A one-channel image `[plane]` repeated on three planes.
+fn three(grey: impl Iterator<Item = u8> + Clone, plane: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 * plane);
+    for _ in 0..3 {
+        out.extend(grey.clone());
+    }
+    out
+}
+
+/// The greyscale view.
+pub fn grey(img: &[u8], side: usize) -> Vec<u8> {
+    let l = luma(img, side * side);
+    three(l.iter().map(|&v| (v + 0.5) as u8), side * side)
+}
+
+/// The edge view: |∇| of the luminance by the 3×3 Sobel operator (borders
+/// replicated), divided by 4 and clipped to 255.
+pub fn edges(img: &[u8], side: usize) -> Vec<u8> {
+    let l = luma(img, side * side);
+    let at = |x: isize, y: isize| {
+        let c = |v: isize| v.clamp(0, side as isize - 1) as usize;
+        l[c(y) * side + c(x)]
+    };
+    let mut g = Vec::with_capacity(side * side);
+    for y in 0..side as isize {
+        for x in 0..side as isize {
+            let gx = at(x + 1, y - 1) + 2.0 * at(x + 1, y) + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2.0 * at(x - 1, y)
+                - at(x - 1, y + 1);
+            let gy = at(x - 1, y + 1) + 2.0 * at(x, y + 1) + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2.0 * at(x, y - 1)
+                - at(x + 1, y - 1);
+            g.push(((gx * gx + gy * gy).sqrt() / 4.0).min(255.0) as u8);
+        }
+    }
+    three(g.into_iter(), side * side)
+}
+
+/// Top-left corner of item `i`'s masked square.
+pub fn mask_corner(i: usize, side: usize) -> (usize, usize) {
+    let h = splitmix64(SEED ^ i as u64);
+    let span = (side - MASK + 1) as u64;
+    ((h % span) as usize, ((h >> 32) % span) as usize)
+}
+
+/// The masked view of item `i`.
+pub fn masked(img: &[u8], side: usize, i: usize) -> Vec<u8> {
+    let (x0, y0) = mask_corner(i, side);
+    let mut out = img.to_vec();
+    let plane = side * side;
+    for c in 0..3 {
+        for y in y0..y0 + MASK {
+            out[c * plane + y * side + x0..c * plane + y * side + x0 + MASK].fill(MASK_GREY);
+        }
+    }
+    out
+}
+
+/// Whether pixel `(x, y)` is under the watermark: 2-px strokes along the
+/// diagonals `x + y ≡ 0 (mod 16)`.
+pub fn watermarked(x: usize, y: usize) -> bool {
+    (x + y) % 16 < 2
+}
+
+/// The watermarked view: the pattern blended half-way to white.
+pub fn watermark(img: &[u8], side: usize) -> Vec<u8> {
+    let plane = side * side;
+    let mut out = img.to_vec();
+    for c in 0..3 {
+        for p in 0..plane {
+            if watermarked(p % side, p / side) {
+                let v = &mut out[c * plane + p];
+                *v = ((u16::from(*v) + 255) / 2) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Add the computed views to a set of RGB images (its `images` become the
+/// `image` view).
+pub fn add_views(set: &mut ImageLabelSet) {
+    assert_eq!(set.channels, 3, "the vision views need RGB images");
+    let side = set.rows;
+    let n = set.len();
+    let mut views: Vec<View> = NAMES[1..]
+        .iter()
+        .map(|name| View {
+            name: name.to_string(),
+            images: Vec::with_capacity(set.images.len()),
+        })
+        .collect();
+    for i in 0..n {
+        let img = set.image(i);
+        views[0].images.extend(grey(img, side));
+        views[1].images.extend(edges(img, side));
+        views[2].images.extend(masked(img, side, i));
+        views[3].images.extend(watermark(img, side));
+    }
+    set.views = views;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 8×8 RGB image: left half black, right half the colour `(r, g, b)`.
+    fn half(r: u8, g: u8, b: u8) -> Vec<u8> {
+        let side = 8;
+        let mut v = vec![0u8; 3 * side * side];
+        for (c, val) in [r, g, b].into_iter().enumerate() {
+            for y in 0..side {
+                for x in side / 2..side {
+                    v[c * side * side + y * side + x] = val;
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn grey_is_the_luminance_on_three_channels() {
+        let g = grey(&half(255, 0, 0), 8);
+        // 0.299 · 255 = 76.2.
+        assert_eq!(g[5], 76);
+        assert_eq!(g[64 + 5], 76);
+        assert_eq!(g[128 + 5], 76);
+        assert_eq!(g[0], 0);
+    }
+
+    #[test]
+    fn sobel_edges_mark_the_boundary_only() {
+        let e = edges(&half(255, 255, 255), 8);
+        // Away from the step the gradient is 0; at the step, Sobel's gx is
+        // 4 · 255 (1 + 2 + 1 rows of 255), so |∇| / 4 = 255.
+        assert_eq!(e[8 + 1], 0);
+        assert_eq!(e[8 + 6], 0);
+        assert_eq!(e[8 + 3], 255);
+        assert_eq!(e[8 + 4], 255);
+    }
+
+    #[test]
+    fn the_mask_is_a_seeded_square_inside_the_image() {
+        let side = 64;
+        let img = vec![7u8; 3 * side * side];
+        for i in 0..50 {
+            let (x0, y0) = mask_corner(i, side);
+            assert!(x0 + MASK <= side && y0 + MASK <= side);
+            let m = masked(&img, side, i);
+            let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
+            assert_eq!(grey, 3 * MASK * MASK);
+            assert_eq!(mask_corner(i, side), (x0, y0));
+        }
+        assert_ne!(mask_corner(0, side), mask_corner(1, side));
+    }
+
+    #[test]
+    fn the_watermark_lightens_its_strokes_only() {
+        let side = 16;
+        let img = vec![100u8; 3 * side * side];
+        let w = watermark(&img, side);
+        assert_eq!(w[0], 177, "(0, 0) is on a stroke: (100 + 255) / 2");
+        assert_eq!(w[5], 100, "(5, 0) is not");
+        assert_eq!(w[1], 177, "(1, 0) is on the same stroke");
+        assert_eq!(w[15], 100, "(15, 0) is not");
+        assert_eq!(w[16 + 15], 177, "(15, 1): 15 + 1 ≡ 0 (mod 16)");
+        assert_eq!(w[2 * 256], 177, "every channel");
+    }
+}
