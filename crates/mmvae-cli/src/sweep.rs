@@ -23,7 +23,8 @@ pub struct SweepArgs {
     /// Evaluation classifier folder (default: runs/classifier-<dataset>).
     #[arg(long)]
     classifier: Option<PathBuf>,
-    /// Score only the first N test items.
+    /// Score only the first N test items (and N prior samples for joint
+    /// coherence, at most 10,000).
     #[arg(long)]
     limit: Option<usize>,
     /// Run only these cells (repeatable); the leaderboard still lists every
@@ -146,6 +147,7 @@ fn run_cell(
         metrics: metrics.clone(),
         limit: a.limit,
         seed: 0,
+        joint_samples: a.limit.map_or(10_000, |n| n.min(10_000)),
         ..EvalOptions::default()
     };
     let report = eval::evaluate(&m, clf.as_ref().map(|(c, i)| (c, i)), &test, &opts);

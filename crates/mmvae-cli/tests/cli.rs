@@ -1951,6 +1951,9 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         .unwrap();
     assert_eq!(cells.len(), 7, "three modalities, seven subsets");
     assert!(cells.contains_key("m0+m1+m3"));
+    // Joint coherence is measured on prior samples of every readable image.
+    let joint = &result["eval"]["coherence_matrix"]["joint_samples"];
+    assert!(joint.as_u64().unwrap() > 0, "{joint}");
     // The report shows the coherence matrix and the cross-generation grid.
     ok(
         d,

@@ -277,7 +277,9 @@ pub fn load_published(dir: &Path, split: Split) -> Result<ImageLabelSet> {
         }
     }
     let n = first.len();
-    let mut planes = vec![Vec::with_capacity(n * IMAGE_LEN); MODALITIES];
+    let mut planes: Vec<Vec<u8>> = (0..MODALITIES)
+        .map(|_| Vec::with_capacity(n * IMAGE_LEN))
+        .collect();
     for (plane, list) in planes.iter_mut().zip(&lists) {
         for (_, path) in list.values() {
             let img = crate::imageio::load_image(path, CHANNELS, SIDE, SIDE)?;
@@ -312,7 +314,13 @@ mod tests {
     fn fake_mnist() -> ImageLabelSet {
         let n = 40;
         let images = (0..n * PLANE)
-            .map(|k| if (k / PLANE + k % 7) % 3 == 0 { 255 } else { 0 })
+            .map(|k| {
+                if (k / PLANE + k % 7).is_multiple_of(3) {
+                    255
+                } else {
+                    0
+                }
+            })
             .collect();
         let labels = (0..n).map(|i| (i % 10) as u32).collect();
         ImageLabelSet::new(DatasetKind::Mnist, 1, (28, 28), images, labels)

@@ -31,6 +31,8 @@ pub struct CoherenceMatrix {
     pub by_inputs: BTreeMap<usize, f64>,
     /// Fraction of prior samples whose modalities all show one class.
     pub joint: f64,
+    /// The prior samples drawn for `joint`.
+    pub joint_samples: usize,
     /// Output modalities that could not be read (an image without an
     /// evaluation classifier), left out of the cells.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -165,13 +167,13 @@ pub fn coherence_matrix(
         .filter(|&o| !readable[o])
         .map(|o| model.names[o].clone())
         .collect();
-    out.joint = joint_coherence(m, &readers, joint_samples, bs);
+    (out.joint, out.joint_samples) = joint_coherence(m, &readers, joint_samples, bs);
     out
 }
 
 /// Prior samples z ~ N(0, I): the fraction whose readable modalities all
-/// show the same (fully recognised) attributes.
-fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> f64 {
+/// show the same (fully recognised) attributes, and the samples drawn.
+fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> (f64, usize) {
     let (mut agree, mut total) = (0usize, 0usize);
     let mut left = samples;
     while left > 0 {
@@ -186,7 +188,7 @@ fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> 
             .filter_map(|o| readers.read(m, o, z.clone()))
             .collect();
         if reads.len() < 2 {
-            return 0.0;
+            return (0.0, 0);
         }
         for i in 0..k {
             let first = &reads[0][i];
@@ -195,7 +197,7 @@ fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> 
             total += 1;
         }
     }
-    agree as f64 / total.max(1) as f64
+    (agree as f64 / total.max(1) as f64, total)
 }
 
 impl CoherenceMatrix {

@@ -561,7 +561,9 @@ pub fn evaluate(
             // Its own stream, after every other group's draws.
             m.seed(opts.seed ^ 0x4D41_5452_4958);
             let clf = classifier.map(|(c, info)| (c, info.reads.as_slice()));
-            coherence_matrix(m, clf, test, n, ctx.train_src, bs, joint_samples)
+            // Its joint coherence draws its own prior samples whatever the
+            // image–caption groups measure.
+            coherence_matrix(m, clf, test, n, ctx.train_src, bs, opts.joint_samples)
         }),
     }
 }
