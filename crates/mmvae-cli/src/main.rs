@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod commands;
+mod serve;
 mod sweep;
 
 /// Multimodal variational autoencoders over images and text: train one latent
@@ -81,6 +82,9 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Training-step throughput and peak memory of the reference models.
     Bench(commands::BenchArgs),
+    /// Serve a checkpoint as a local web page and JSON API: text → image,
+    /// captions, consistency checks, reconstructions and samples.
+    Serve(serve::ServeArgs),
     /// List the GPU adapters `--device wgpu:NAME` can choose (needs a build
     /// with --features wgpu).
     Devices,
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Quickstart(a) => commands::quickstart(a),
         Command::Sweep(a) => sweep::sweep(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Serve(a) => serve::serve(a),
         Command::Devices => commands::devices(),
     };
     match res {
