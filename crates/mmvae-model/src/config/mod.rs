@@ -277,7 +277,9 @@ impl TrainConfig {
         cfg.read_legacy()
             .and_then(|()| cfg.validate())
             .map_err(|e| match e {
-                ModelError::Config(msg) => ModelError::Config(format!("{}: {msg}", origin.display())),
+                ModelError::Config(msg) => {
+                    ModelError::Config(format!("{}: {msg}", origin.display()))
+                }
                 e => ModelError::Config(format!("{}: {e}", origin.display())),
             })?;
         Ok(cfg)
