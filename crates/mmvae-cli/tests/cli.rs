@@ -1036,7 +1036,10 @@ fn corrupt_checkpoint_is_refused() {
     )
     .unwrap();
     let e = fails(d, &["sample", "--checkpoint", "run/last", "--out", "s.png"]);
-    assert!(e.contains("shape"), "{e}");
+    assert!(
+        e.contains("does not match config.toml") && e.contains("[64, 18]"),
+        "{e}"
+    );
 }
 
 /// A text prior fitted after training (`[text_prior]`) or later
