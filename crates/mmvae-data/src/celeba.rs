@@ -479,11 +479,15 @@ fn utf8<'a>(path: &Path, body: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(body).map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))
 }
 
+/// A parsed attribute list: the columns found (a mask over [`TABLE`]) and
+/// each entry's file name, line and mask.
+pub type AttributeRows = (u64, Vec<(String, usize, u64)>);
+
 /// Parse the bytes of `list_attr_celeba.txt` (`path` names it in errors):
 /// one entry per image, with the attributes present as a mask over
 /// [`TABLE`]. Returns the columns found (a mask over [`TABLE`]) and each
 /// entry's file name, line and mask.
-pub fn parse_attributes(path: &Path, body: &[u8]) -> Result<(u64, Vec<(String, usize, u64)>)> {
+pub fn parse_attributes(path: &Path, body: &[u8]) -> Result<AttributeRows> {
     let list = attributes(path, body)?;
     Ok((
         list.columns,

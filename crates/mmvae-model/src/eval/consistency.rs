@@ -477,7 +477,7 @@ impl Calibration {
         }
         if let Some(s) = Score::ALL
             .iter()
-            .find(|s| !c.thresholds.get(s).is_some_and(|t| !t.is_nan()))
+            .find(|s| c.thresholds.get(s).is_none_or(|t| t.is_nan()))
         {
             return Err(bad(format!("no threshold for the {} score", s.name())));
         }
