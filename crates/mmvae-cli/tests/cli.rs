@@ -1,5 +1,7 @@
 //! Runs the real `mmvae` binary in temporary folders.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1659,6 +1661,23 @@ fn train_and_evaluate_on_your_own_image_caption_pairs() {
     }
     assert!(html.contains("a red bar at the top") || html.contains("a green bar at the top"));
     assert!(html.contains("its caption"));
+    // And the local web app on the same checkpoint: text -> images of the
+    // folder's size, and a caption for one of its photos.
+    let s = common::serve(d, "run/best", &[]);
+    let (st, v) = common::post_json(
+        &s,
+        "/api/generate",
+        serde_json::json!({"text": "a red bar at the top", "n": 2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let imgs = v["images"].as_array().unwrap();
+    assert_eq!(imgs.len(), 2);
+    let im = common::png_of(&imgs[0]);
+    assert_eq!((im.width(), im.height()), (32, 32));
+    let photo = std::fs::read(d.join("mine/img/000.jpg")).unwrap();
+    let (st, v) = common::post(&s.base, "/api/caption", "image/jpeg", &photo);
+    assert_eq!(st, 200, "{v}");
+    assert!(!v["caption"].as_str().unwrap().trim().is_empty(), "{v}");
 }
 
 #[test]
