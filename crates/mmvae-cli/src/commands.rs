@@ -9,7 +9,6 @@ use mmvae_data::shapes::Level;
 use mmvae_data::{fetch, fsutil};
 use mmvae_model::device::Compute;
 use mmvae_model::eval::classifier::{self, ClassifierTrainOptions};
-use mmvae_model::eval::consistency::{self, ScoreOptions};
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::infer::{self, Draw, Endpoint};
 use mmvae_model::io::data::load_split;
@@ -22,19 +21,6 @@ use mmvae_report::plot::Chart;
 use mmvae_report::report::{self, ReportOptions, Saved};
 use mmvae_report::tsne::TsneConfig;
 use std::path::{Path, PathBuf};
-
-/// `println!` that ends the program quietly when stdout is a closed pipe
-/// (e.g. `mmvae caption ... | head`).
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
-}
 
 fn compute(s: &str) -> Result<Compute> {
     Ok(Compute::parse(s)?)
@@ -190,10 +176,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
 pub struct ModelArgs {
     /// Checkpoint folder (e.g. runs/mnist/best).
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// Seed of the latent draws and sampled words.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Compute device: cpu, wgpu (the best GPU), or wgpu:NAME / wgpu:N (one
     /// adapter of `mmvae devices`, by part of its name or its number); GPUs
     /// need a build with --features wgpu.
@@ -218,7 +204,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     /// Load the checkpoint and seed its device.
-    fn load(&self) -> Result<infer::Loaded> {
+    pub(crate) fn load(&self) -> Result<infer::Loaded> {
         let mut m = infer::load(&self.checkpoint, compute(&self.device)?)?;
         if self.no_text_prior {
             // The prior's saved `rerank` goes with it (`--rerank` still applies).
@@ -456,16 +442,20 @@ pub struct PredictArgs {
     mean: bool,
 }
 
-pub fn predict(a: PredictArgs) -> Result<()> {
-    check_n(a.n)?;
-    let given: Vec<(String, String)> = a
-        .given
+/// `--given NAME=VALUE` arguments as (name, value) pairs.
+pub(crate) fn parse_given(given: &[String]) -> Result<Vec<(String, String)>> {
+    given
         .iter()
         .map(|g| match g.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
             _ => bail!("--given {g}: expected NAME=VALUE"),
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+pub fn predict(a: PredictArgs) -> Result<()> {
+    check_n(a.n)?;
+    let given = parse_given(&a.given)?;
     let m = a.model.load()?;
     let how = if a.mean { Draw::Mean } else { Draw::Sample };
     match m.predict(&given, &a.to, a.n, how)? {
@@ -741,188 +731,6 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     outln!("{}", report.table().trim_end());
     outln!("report: {}", out.display());
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct CalibrateArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Validation items the thresholds are fitted on.
-    #[arg(long, default_value_t = 2000)]
-    val_items: usize,
-    /// Test items the fitted thresholds are measured on.
-    #[arg(long, default_value_t = 2000)]
-    test_items: usize,
-    /// Prior samples estimating log p(x) and log p(y) in the ratio scores.
-    #[arg(long, default_value_t = 64)]
-    prior_samples: usize,
-}
-
-pub fn calibrate(a: CalibrateArgs) -> Result<()> {
-    if a.prior_samples == 0 {
-        bail!("--prior-samples must be at least 1");
-    }
-    let m = a.model.load()?;
-    let cfg = &m.checkpoint.config;
-    let data = mmvae_model::io::data::load_train_data(cfg, a.data_dir.as_deref())?;
-    let test = mmvae_model::io::data::load_test(&cfg.data, a.data_dir.as_deref())?;
-    let opts = ScoreOptions {
-        prior_samples: a.prior_samples,
-        seed: a.model.seed,
-        ..ScoreOptions::default()
-    };
-    let c = consistency::calibrate(&m, &data.val, a.val_items, &test, a.test_items, opts)?;
-    let path = c.save(&a.model.checkpoint)?;
-    outln!("{}", c.table().trim_end());
-    outln!("calibration: {}", path.display());
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// The image of one pair.
-    #[arg(long, requires = "text", conflicts_with = "pairs")]
-    image: Option<PathBuf>,
-    /// The caption of one pair.
-    #[arg(long, requires = "image")]
-    text: Option<String>,
-    /// Many pairs: CSV with a header naming `image` and `text` columns, or
-    /// JSON lines (`.jsonl`) with those keys; paths relative to the file.
-    #[arg(long, required_unless_present = "image")]
-    pairs: Option<PathBuf>,
-    /// Where to write the scores of --pairs (CSV; default: stdout).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Score only the readable pairs of --pairs, listing the others, instead
-    /// of stopping.
-    #[arg(long)]
-    skip_bad: bool,
-    /// Decide with this score (overlap, text-ratio, image-ratio) instead of
-    /// the calibrated default.
-    #[arg(long)]
-    score: Option<String>,
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-pub fn check(a: CheckArgs) -> Result<()> {
-    let m = a.model.load()?;
-    let cal = consistency::Calibration::load(&m)?;
-    let score = match &a.score {
-        Some(s) => consistency::Score::parse(s)?,
-        None => cal.default_score,
-    };
-    let k = consistency::Score::ALL
-        .iter()
-        .position(|&s| s == score)
-        .unwrap_or(0);
-    let threshold = cal.thresholds[&score];
-    let (side, colours) = (m.side(), m.colours());
-    // (where, image, text) of each pair to score.
-    let mut items: Vec<(String, Image, String)> = Vec::new();
-    if let (Some(img), Some(text)) = (&a.image, &a.text) {
-        let im = m.read_image(img)?;
-        // Unknown words are an error here, not silently <unk>.
-        m.text_batch(std::slice::from_ref(text), true)?;
-        items.push((img.display().to_string(), im, text.clone()));
-    } else if let Some(pf) = &a.pairs {
-        let read = mmvae_data::pairs::read_pairs(pf)?;
-        let mut errors = read.errors;
-        for p in read.pairs {
-            let at = format!("{} line {}", pf.display(), p.line);
-            match m.read_image(&p.image) {
-                Err(e) => errors.push(format!("{at}: {e}")),
-                Ok(im) => match m.text_batch(std::slice::from_ref(&p.text), true) {
-                    Err(e) => errors.push(format!("{at}: {e}")),
-                    Ok(_) => items.push((p.image.display().to_string(), im, p.text)),
-                },
-            }
-        }
-        if !errors.is_empty() {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            if !a.skip_bad {
-                bail!(
-                    "{}: {} bad line(s) (listed above); fix them or pass --skip-bad",
-                    pf.display(),
-                    errors.len()
-                );
-            }
-            eprintln!(
-                "skipped {} bad line(s); scoring {}",
-                errors.len(),
-                items.len()
-            );
-        }
-        if items.is_empty() {
-            bail!("{}: no pair could be scored", pf.display());
-        }
-    }
-    let pixels = colours * side * side;
-    let mut flat = Vec::with_capacity(items.len() * pixels);
-    for it in &items {
-        flat.extend_from_slice(&it.1.pixels);
-    }
-    let images = mmvae_model::burn::tensor::Tensor::<2>::from_data(
-        mmvae_model::burn::tensor::TensorData::new(flat, [items.len(), pixels]),
-        &m.device,
-    );
-    let captions: Vec<String> = items.iter().map(|i| i.2.clone()).collect();
-    let pairs: Vec<(usize, usize)> = (0..items.len()).map(|i| (i, i)).collect();
-    let scores = consistency::score_pairs(&m, images, &captions, &pairs, cal.options)?;
-    if a.pairs.is_none() {
-        let r = scores[0];
-        for (s, v) in consistency::Score::ALL.iter().zip(r) {
-            outln!("{:<12} {v:>12.3}", s.name());
-        }
-        let yes = r[k] >= threshold;
-        outln!(
-            "{} ({} {:.3} {} threshold {:.3})",
-            if yes { "match" } else { "mismatch" },
-            score.name(),
-            r[k],
-            if yes { ">=" } else { "<" },
-            threshold
-        );
-        return Ok(());
-    }
-    let mut csv = String::from("image,text,overlap,text_ratio,image_ratio,match\n");
-    for (it, r) in items.iter().zip(&scores) {
-        csv += &format!(
-            "{},{},{:.4},{:.4},{:.4},{}\n",
-            csv_field(&it.0),
-            csv_field(&it.2),
-            r[0],
-            r[1],
-            r[2],
-            r[k] >= threshold
-        );
-    }
-    match &a.out {
-        Some(o) => {
-            fsutil::write_atomic(o, csv.as_bytes())?;
-            let matches = scores.iter().filter(|r| r[k] >= threshold).count();
-            outln!(
-                "{} pairs scored, {matches} match (by {}); scores: {}",
-                scores.len(),
-                score.name(),
-                o.display()
-            );
-        }
-        None => outln!("{}", csv.trim_end()),
-    }
     Ok(())
 }
 

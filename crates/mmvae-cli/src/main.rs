@@ -3,7 +3,21 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `println!` that ends the program quietly when stdout is a closed pipe
+/// (e.g. `mmvae caption ... | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod commands;
+mod consistency;
 mod serve;
 mod sweep;
 
@@ -47,10 +61,10 @@ enum Command {
     /// Fit the consistency-check thresholds on the validation split, measure
     /// them on the test split (precision, recall, F1, AUROC against random
     /// and one-attribute mismatches), and save them with the checkpoint.
-    Calibrate(commands::CalibrateArgs),
+    Calibrate(consistency::CalibrateArgs),
     /// Does a caption match an image? Scores one pair (--image, --text) or a
     /// file of pairs (--pairs) and decides with the calibrated threshold.
-    Check(commands::CheckArgs),
+    Check(consistency::CheckArgs),
     /// Write one self-contained HTML page about a checkpoint: config,
     /// training curves, metrics, sample grids, captions, consistency and
     /// retrieval examples, an interpolation and a t-SNE of the latent space.
@@ -101,8 +115,8 @@ fn main() -> ExitCode {
         Command::Reconstruct(a) => commands::reconstruct(a),
         Command::Sample(a) => commands::sample(a),
         Command::Eval(a) => commands::eval(a),
-        Command::Calibrate(a) => commands::calibrate(a),
-        Command::Check(a) => commands::check(a),
+        Command::Calibrate(a) => consistency::calibrate(a),
+        Command::Check(a) => consistency::check(a),
         Command::Report(a) => commands::report(a),
         Command::Plot { command } => commands::plot(command),
         Command::Interpolate(a) => commands::interpolate(a),

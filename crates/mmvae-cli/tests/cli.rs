@@ -1869,6 +1869,60 @@ fn three_weakly_paired_modalities_train_evaluate_and_generate_any_from_any() {
     assert_eq!(cells.len(), 7);
     assert!(cells.values().all(|r| r.as_object().unwrap().len() == 3));
     assert!(json["test_loss"]["nll/digit"].as_f64().is_some(), "{json}");
+    // Any two modalities checked against each other: thresholds fitted on
+    // the validation split, then an image of a seven with the digit 7 and
+    // with the digit 3.
+    let cal = ok(
+        d,
+        &words("calibrate --checkpoint run/best --data-dir data --pair digit,image --val-items 50 --test-items 60 --prior-samples 16"),
+    );
+    assert!(
+        cal.contains("consistency of image and digit") && cal.contains("digit-ratio"),
+        "{cal}"
+    );
+    let cj: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.join("run/best/consistency-image-digit.json")).unwrap(),
+    )
+    .unwrap();
+    let default = cj["default_score"].as_str().unwrap();
+    assert!(cj["test"][default]["auroc"].as_f64().unwrap() > 0.7, "{cj}");
+    let ratio = |digit: &str| -> f64 {
+        let out = ok(
+            d,
+            &words(&format!(
+                "check --checkpoint run/best --given image=seven.png --given digit={digit}"
+            )),
+        );
+        assert!(out.contains("match ("), "{out}");
+        let line = out.lines().find(|l| l.starts_with("digit-ratio")).unwrap();
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let (right, wrong) = (ratio("7"), ratio("3"));
+    assert!(
+        right > wrong,
+        "digit-ratio of a seven: 7 {right}, 3 {wrong}"
+    );
+    let e = fails(
+        d,
+        &words("check --checkpoint run/best --given image=seven.png"),
+    );
+    assert!(e.contains("exactly two"), "{e}");
+    let e = fails(
+        d,
+        &[
+            "check",
+            "--checkpoint",
+            "run/best",
+            "--given",
+            "text=a handwritten seven",
+            "--given",
+            "digit=7",
+        ],
+    );
+    assert!(
+        e.contains("calibrate --checkpoint DIR --pair text,digit"),
+        "{e}"
+    );
     // A config whose modalities the dataset cannot feed is refused.
     std::fs::write(
         d.join("two-labels.toml"),

@@ -24,7 +24,7 @@ impl Loaded {
     /// The input of modality `m` from a command-line value: an image file,
     /// a caption (every word must be in the vocabulary), or a class given
     /// by its index or its name.
-    fn given_input(&self, m: usize, value: &str) -> Result<Input> {
+    pub fn given_input(&self, m: usize, value: &str) -> Result<Input> {
         let name = &self.model.names[m];
         match &self.model.experts[m] {
             Expert::Image(_) => {

@@ -11,6 +11,7 @@ pub mod inception;
 pub mod likelihood;
 pub mod matrix;
 pub mod metrics;
+pub mod pair_check;
 pub mod probe;
 pub mod report;
 pub mod retrieval;

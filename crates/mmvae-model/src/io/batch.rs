@@ -35,6 +35,39 @@ impl Input {
         }
     }
 
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            Input::Image(x) => x.dims()[0],
+            Input::Tokens { ids, .. } => ids.dims()[0],
+            Input::Label(l) => l.dims()[0],
+        }
+    }
+
+    /// Rows `start..start + len`.
+    pub fn narrow(&self, start: usize, len: usize) -> Input {
+        match self {
+            Input::Image(x) => Input::Image(x.clone().narrow(0, start, len)),
+            Input::Tokens { ids, last } => Input::Tokens {
+                ids: ids.clone().narrow(0, start, len),
+                last: last.clone().narrow(0, start, len),
+            },
+            Input::Label(l) => Input::Label(l.clone().narrow(0, start, len)),
+        }
+    }
+
+    /// The rows at `rows` (`[k]` indices), in that order.
+    pub fn select(&self, rows: Tensor<1, Int>) -> Input {
+        match self {
+            Input::Image(x) => Input::Image(x.clone().select(0, rows)),
+            Input::Tokens { ids, last } => Input::Tokens {
+                ids: ids.clone().select(0, rows.clone()),
+                last: last.clone().select(0, rows),
+            },
+            Input::Label(l) => Input::Label(l.clone().select(0, rows)),
+        }
+    }
+
     /// The rows repeated `n` times, block after block.
     pub fn repeat(&self, n: usize) -> Input {
         match self {

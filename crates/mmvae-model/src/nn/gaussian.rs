@@ -36,6 +36,14 @@ impl Gaussian {
         }
     }
 
+    /// The rows at `rows` (`[k]` indices), in that order.
+    pub fn select_rows(&self, rows: Tensor<1, Int>) -> Gaussian {
+        Gaussian::new(
+            self.mu.clone().select(0, rows.clone()),
+            self.logvar.clone().select(0, rows),
+        )
+    }
+
     /// The batch tiled `n` times: `[b, latent]` → `[n·b, latent]`.
     pub fn repeat_rows(&self, n: usize) -> Gaussian {
         Gaussian {
