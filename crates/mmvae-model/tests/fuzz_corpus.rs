@@ -16,6 +16,7 @@ use mmvae_data::celeba::AttrSet;
 use mmvae_data::DatasetKind;
 use mmvae_model::eval::consistency::{Calibration, Score, ScoreOptions, ScoreResult};
 use mmvae_model::eval::metrics::Binary;
+use mmvae_model::eval::pair_check::{PairCalibration, PairScore};
 use mmvae_model::io::checkpoint::{match_tensors, parse_weights, TrainState, FORMAT};
 use mmvae_model::prior::{TextPriorConfig, TextPriorInfo};
 use mmvae_model::{burn, TrainConfig};
@@ -133,6 +134,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "seed-consistency.json",
         serde_json::to_vec_pretty(&cal).unwrap(),
     ));
+    let pair = PairCalibration {
+        dataset: "mnist".into(),
+        first: "image".into(),
+        second: "digit".into(),
+        default_score: PairScore::SecondRatio,
+        thresholds: PairScore::ALL.iter().map(|&s| (s, -1.5)).collect(),
+        options: ScoreOptions::default(),
+        val_items: 10,
+        val: PairScore::ALL.iter().map(|&s| (s, b)).collect(),
+        test_items: 10,
+        test: PairScore::ALL.iter().map(|&s| (s, b)).collect(),
+    };
+    s.push((
+        "pair_calibration",
+        "seed-consistency-image-digit.json",
+        serde_json::to_vec_pretty(&pair).unwrap(),
+    ));
     s
 }
 
@@ -153,11 +171,26 @@ fn replay(target: &str, data: &[u8]) -> Result<(), String> {
         "calibration" => Calibration::from_json(data, Path::new("ck/consistency.json"), "mnist")
             .map(|c| drop(c.table()))
             .map_err(e),
+        "pair_calibration" => PairCalibration::from_json(
+            data,
+            Path::new("ck/consistency-image-digit.json"),
+            "mnist",
+            ("image", "digit"),
+        )
+        .map(|c| drop(c.table()))
+        .map_err(e),
         t => panic!("no replay for target {t}"),
     }
 }
 
-const TARGETS: [&str; 5] = ["config", "state", "weights", "prior_info", "calibration"];
+const TARGETS: [&str; 6] = [
+    "config",
+    "state",
+    "weights",
+    "prior_info",
+    "calibration",
+    "pair_calibration",
+];
 
 #[test]
 fn every_seed_is_checked_in_and_parses() {
