@@ -120,8 +120,7 @@ fn run_cell(
         compute: Compute::Cpu,
         threads: a.threads.unwrap_or_else(default_threads),
     };
-    let t = std::time::Instant::now();
-    train::train(&cfg, &opts, |r| {
+    let summary = train::train(&cfg, &opts, |r| {
         println!(
             "  epoch {:>3}  val loss {:.3}  {:.0} samples/s",
             r.epoch,
@@ -130,7 +129,8 @@ fn run_cell(
         )
     })
     .with_context(|| format!("training cell {} seed {seed}", cell.name))?;
-    let train_seconds = t.elapsed().as_secs_f64();
+    // The run's whole training time, over every resumed part of it.
+    let train_seconds = summary.elapsed_s;
     let m = infer::load(&dir.join("best"), Compute::Cpu)?;
     let kind = cfg.data.dataset;
     let clf = if kind.is_labelled() {
