@@ -527,15 +527,19 @@ impl PairCalibration {
         );
         for score in PairScore::ALL {
             let name = score.name(&self.first, &self.second);
-            let (v, t) = (&self.val[&score], self.test.get(&score));
+            // A file may lack a score's results; its threshold was checked
+            // on load.
+            let f1 = |b: Option<&Binary>| b.map_or("-".into(), |b| format!("{:.4}", b.f1));
+            let auroc = |b: Option<&Binary>| b.map_or("-".into(), |b| format!("{:.4}", b.auroc));
+            let (v, t) = (self.val.get(&score), self.test.get(&score));
             s += &format!(
-                "{:<18} {:>10.3}  {:>9.4} {:>9.4}  {:>9} {:>9}{}\n",
+                "{:<18} {:>10.3}  {:>9} {:>9}  {:>9} {:>9}{}\n",
                 name,
                 self.thresholds[&score],
-                v.f1,
-                v.auroc,
-                t.map_or("-".into(), |b| format!("{:.4}", b.f1)),
-                t.map_or("-".into(), |b| format!("{:.4}", b.auroc)),
+                f1(v),
+                auroc(v),
+                f1(t),
+                auroc(t),
                 if score == self.default_score {
                     "  (default)"
                 } else {
@@ -620,6 +624,60 @@ mod tests {
         assert!(
             score_modality_pairs(&model, forward, &b.inputs[0], &b.inputs[2], &[(6, 0)], opts)
                 .is_err()
+        );
+    }
+
+    /// Found by the `pair_calibration` fuzz target: a file without one
+    /// score's validation results loaded, then `table()` indexed them.
+    #[test]
+    fn a_calibration_missing_results_loads_and_prints_dashes() {
+        let b = Binary {
+            threshold: 0.5,
+            precision: 0.9,
+            recall: 0.8,
+            f1: 0.85,
+            auroc: 0.95,
+        };
+        let all = |v: Binary| PairScore::ALL.iter().map(|&s| (s, v)).collect();
+        let mut c = PairCalibration {
+            dataset: "mnist".into(),
+            first: "image".into(),
+            second: "digit".into(),
+            default_score: PairScore::SecondRatio,
+            thresholds: PairScore::ALL.iter().map(|&s| (s, -1.5)).collect(),
+            options: ScoreOptions::default(),
+            val_items: 10,
+            val: all(b),
+            test_items: 10,
+            test: all(b),
+        };
+        c.val.remove(&PairScore::FirstRatio);
+        let json = serde_json::to_vec(&c).unwrap();
+        let path = Path::new("ck/consistency-image-digit.json");
+        let loaded = PairCalibration::from_json(&json, path, "mnist", ("image", "digit")).unwrap();
+        let table = loaded.table();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("image-ratio"))
+            .unwrap();
+        assert!(row.contains(" - ") && row.contains("0.8500"), "{table}");
+        // A missing threshold, another dataset or other modalities are refused.
+        c.thresholds.remove(&PairScore::Overlap);
+        let e = PairCalibration::from_json(
+            &serde_json::to_vec(&c).unwrap(),
+            path,
+            "mnist",
+            ("image", "digit"),
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("no threshold for the overlap score"));
+        assert!(PairCalibration::from_json(&json, path, "shapes-l1", ("image", "digit")).is_err());
+        let e = PairCalibration::from_json(&json, path, "mnist", ("image", "text")).unwrap_err();
+        assert!(
+            e.to_string().contains("calibrated for image and digit"),
+            "{e}"
         );
     }
 
