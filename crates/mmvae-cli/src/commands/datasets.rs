@@ -1,0 +1,138 @@
+//! `mmvae data`: check, fetch and look at datasets.
+
+use super::*;
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download a dataset from its canonical mirror and verify its SHA-256 sums.
+    Fetch {
+        /// mnist or fashion-mnist (multimnist and polymnist are built from mnist; celeba must be
+        /// downloaded by hand, see docs/datasets.md).
+        name: String,
+        /// Destination folder (default: $MMVAE_DATA/<name>, else data/<name>).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+        /// Another base URL serving the same files.
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+    /// Read both splits of a dataset and report what was read: item counts,
+    /// load time, and for your own pairs every kind of bad line or image
+    /// (exit 1 if there is any).
+    Check {
+        /// A dataset name (mnist, celeba, shapes-l3, …), or the captions file
+        /// (or folder) of your own image–caption pairs.
+        dataset: String,
+        /// Where a named dataset's files are (as for `train`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Pairs: the side images are cropped and resized to.
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
+        /// Pairs: 1 (grey) or 3 (RGB).
+        #[arg(long, default_value_t = 3)]
+        channels: usize,
+        /// Write the first 8 test items as a PNG grid: one row per item,
+        /// one column per image it holds (PolyMNIST's m0 … m4).
+        #[arg(long)]
+        grid: Option<PathBuf>,
+    },
+}
+
+pub fn data(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Fetch { name, dest, mirror } => {
+            let kind = DatasetKind::parse(&name)?;
+            let dest = dest.unwrap_or_else(|| {
+                std::env::var_os(dataset::DATA_ENV)
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("data"))
+                    .join(kind.base_name())
+            });
+            for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
+                match f {
+                    fetch::Fetched::Downloaded(p) => {
+                        outln!("downloaded and verified {}", p.display())
+                    }
+                    fetch::Fetched::AlreadyPresent(p) => {
+                        outln!("already present and verified {}", p.display())
+                    }
+                }
+            }
+            Ok(())
+        }
+        DataCommand::Check {
+            dataset,
+            data_dir,
+            image_size,
+            channels,
+            grid,
+        } => {
+            let named = DatasetKind::parse(&dataset)
+                .ok()
+                .filter(|k| k.is_labelled());
+            let opts = mmvae_data::pairs::PairsOptions {
+                side: image_size,
+                channels,
+                bad: mmvae_data::pairs::BadItems::Skip,
+            };
+            if named.is_none() && (!(8..=512).contains(&image_size) || !matches!(channels, 1 | 3)) {
+                bail!("--image-size must be in 8..=512 and --channels 1 or 3");
+            }
+            let mut bad = 0;
+            for split in [Split::Train, Split::Test] {
+                let start = std::time::Instant::now();
+                let set = match named {
+                    Some(kind) => load_split(kind, split, data_dir.as_deref(), None)?,
+                    None => mmvae_data::pairs::load_split(
+                        Path::new(&dataset),
+                        split,
+                        &opts,
+                        default_threads(),
+                    )
+                    .with_context(|| {
+                        format!("`{dataset}` is neither a dataset name nor a pairs file")
+                    })?,
+                };
+                let images = set.image_names();
+                let modalities = if images.len() > 1 {
+                    format!(" ({} images per item: {})", images.len(), images.join(", "))
+                } else {
+                    String::new()
+                };
+                outln!(
+                    "{split:?}: {} items of {}x{}x{}{modalities} in {:.2}s",
+                    set.len(),
+                    set.channels,
+                    set.rows,
+                    set.cols,
+                    start.elapsed().as_secs_f64()
+                );
+                for note in &set.notes {
+                    outln!("  {note}");
+                }
+                bad += set.skipped;
+                if let (Some(path), Split::Test) = (&grid, split) {
+                    let views = set.image_names().len();
+                    let imgs: Vec<imageio::Image> = (0..set.len().min(8))
+                        .flat_map(|i| (0..views).map(move |v| (i, v)))
+                        .map(|(i, v)| {
+                            imageio::Image::from_bytes(
+                                set.channels,
+                                set.cols,
+                                set.rows,
+                                set.view_image(v, i),
+                            )
+                        })
+                        .collect();
+                    imageio::save_grid(path, &imgs, views)?;
+                    outln!("test items written to {}", path.display());
+                }
+            }
+            if bad > 0 {
+                bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
+            }
+            Ok(())
+        }
+    }
+}

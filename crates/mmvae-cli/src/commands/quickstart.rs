@@ -1,0 +1,193 @@
+//! `mmvae quickstart`: the whole pipeline in a few minutes on a shipped recipe.
+
+use super::training::{choose_prior_temperature, print_epoch};
+use super::*;
+
+/// The text prior temperatures the quickstart chooses from (on validation).
+const QUICKSTART_TEMPERATURES: &[f32] = &[0.1, 0.25, 0.5, 1.0];
+
+#[derive(Args, Debug)]
+pub struct QuickstartArgs {
+    /// Dataset: shapes-l1 … shapes-l5 (rendered in code, nothing to
+    /// download), mnist, fashion-mnist, multimnist or celeba.
+    #[arg(long, default_value = "shapes-l2")]
+    dataset: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output folder; an earlier quickstart there is replaced.
+    #[arg(long, default_value = "runs/quickstart")]
+    out: PathBuf,
+    /// Training images used (more = better and slower; default 8,000 for
+    /// shapes, 20,000 otherwise).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Epochs of the evaluation classifier (on the same training images).
+    #[arg(long, default_value_t = 3)]
+    classifier_epochs: usize,
+}
+
+/// The shipped configuration of a dataset.
+pub fn shipped_config(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::Mnist => include_str!("../../../../configs/mnist.toml"),
+        DatasetKind::FashionMnist => include_str!("../../../../configs/fashion-mnist.toml"),
+        DatasetKind::Shapes(Level::L1) => include_str!("../../../../configs/shapes-l1.toml"),
+        DatasetKind::Shapes(Level::L2) => include_str!("../../../../configs/shapes-l2.toml"),
+        DatasetKind::Shapes(Level::L3) => include_str!("../../../../configs/shapes-l3.toml"),
+        DatasetKind::Shapes(Level::L4) => include_str!("../../../../configs/shapes-l4.toml"),
+        DatasetKind::Shapes(Level::L5) => include_str!("../../../../configs/shapes-l5.toml"),
+        DatasetKind::MultiMnist => include_str!("../../../../configs/multimnist.toml"),
+        DatasetKind::PolyMnist => include_str!("../../../../configs/polymnist.toml"),
+        DatasetKind::Vision => include_str!("../../../../configs/vision.toml"),
+        DatasetKind::CelebA(_) => include_str!("../../../../configs/celeba.toml"),
+        DatasetKind::Pairs => include_str!("../../../../configs/pairs.toml"),
+    }
+}
+
+pub fn quickstart(a: QuickstartArgs) -> Result<()> {
+    let kind = DatasetKind::parse(&a.dataset)?;
+    if !kind.is_labelled() {
+        bail!("quickstart scores coherence with a classifier and needs a labelled dataset; train on {kind} with `mmvae train --config configs/{kind}.toml --data-dir <captions file>`");
+    }
+    let cfg_text = shipped_config(kind);
+    let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
+    cfg.set_epochs(a.epochs);
+    let train_limit = a
+        .train_limit
+        .unwrap_or(if kind.is_synthetic() { 8_000 } else { 20_000 });
+    cfg.data.train_limit = Some(train_limit);
+    if !kind.is_synthetic() {
+        cfg.loss.kl_anneal_steps = 500;
+    }
+    // A short fit of the text prior, in step with the short training.
+    if let Some(p) = cfg.text_prior.as_mut() {
+        p.epochs = p.epochs.min(15);
+    }
+    cfg.validate()?;
+    if a.classifier_epochs == 0 {
+        bail!("--classifier-epochs must be at least 1");
+    }
+    if a.out.exists() {
+        std::fs::remove_dir_all(&a.out).with_context(|| format!("clearing {}", a.out.display()))?;
+    }
+    eprintln!(
+        "[1/5] training an MVAE on {kind} ({train_limit} images, {} epochs)",
+        cfg.optim.epochs
+    );
+    let opts = TrainOptions {
+        out_dir: a.out.clone(),
+        data_dir: a.data_dir.clone(),
+        resume: false,
+        progress: true,
+        compute: Compute::Cpu,
+        threads: default_threads(),
+    };
+    train::train(&cfg, &opts, print_epoch)?;
+
+    eprintln!(
+        "[2/5] training the evaluation classifier ({} epochs)",
+        a.classifier_epochs
+    );
+    let train_set = load_split(kind, Split::Train, a.data_dir.as_deref(), None)?;
+    let test = load_split(kind, Split::Test, a.data_dir.as_deref(), None)?;
+    let mut copts = ClassifierTrainOptions::for_dataset(kind);
+    copts.epochs = a.classifier_epochs;
+    copts.train_limit = Some(train_limit);
+    let cdir = a.out.join("classifier");
+    let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;
+
+    eprintln!("[3/5] generating and captioning");
+    let ck = a.out.join("best");
+    let mut m = infer::load(&ck, Compute::Cpu)?;
+    if m.text_prior.is_some() {
+        choose_prior_temperature(&mut m, &clf, QUICKSTART_TEMPERATURES, a.data_dir.as_deref())?;
+    }
+    m.seed(0);
+    let captioner = m.captioner();
+    let mut grid = Vec::new();
+    // One row per class (at most 12 classes, spread over all of them).
+    let shown = kind.num_classes().min(12);
+    for c in (0..shown).map(|k| k * kind.num_classes() / shown) {
+        let text = captioner.render(mmvae_data::captions::CaptionSet::Train, 1, c);
+        grid.extend(m.generate(&text, 8, Draw::Sample)?);
+    }
+    let gen = a.out.join("text-to-image.png");
+    imageio::save_grid(&gen, &grid, 8)?;
+    let imgs: Vec<Image> = (0..8)
+        .map(|i| Image::from_bytes(test.channels, test.cols, test.rows, test.image(i)))
+        .collect();
+    let caps = m.caption(&imgs, Draw::Sample, None)?;
+    let inputs = a.out.join("test-images.png");
+    imageio::save_grid(&inputs, &imgs, 8)?;
+    let (samples, sample_caps) = m.sample(16, None);
+    let samples_png = a.out.join("joint-samples.png");
+    imageio::save_grid(&samples_png, &samples, 4)?;
+
+    eprintln!("[4/5] evaluating on 1000 test items");
+    let report = eval::evaluate(
+        &m,
+        Some((&clf, &info)),
+        &test,
+        &EvalOptions {
+            limit: Some(1000),
+            joint_samples: 1000,
+            ..EvalOptions::default()
+        },
+    );
+    let eval_json = a.out.join("eval.json");
+    fsutil::write_atomic(
+        &eval_json,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+
+    eprintln!("[5/5] writing the HTML report");
+    let html_path = a.out.join("report.html");
+    let html = mmvae_report::report::build(
+        &m,
+        &test,
+        &Saved::read(&m, Some(&eval_json))?,
+        &ReportOptions {
+            tsne_items: 300,
+            ..ReportOptions::default()
+        },
+    )?;
+    fsutil::write_atomic(&html_path, html.as_bytes())?;
+
+    outln!(
+        "\nquickstart on {kind} done (a short run; docs/results.md has the full-length recipes)."
+    );
+    outln!(
+        "text -> image, one row per class ('{}', ...): {}",
+        captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0),
+        gen.display()
+    );
+    outln!("captions of the test images in {}:", inputs.display());
+    for (i, c) in caps.iter().enumerate() {
+        outln!(
+            "  {i}: {c}  (true: {})",
+            captioner.render(
+                mmvae_data::captions::CaptionSet::Train,
+                0,
+                test.labels[i] as usize
+            )
+        );
+    }
+    outln!(
+        "joint prior samples: {} (first captions: {})",
+        samples_png.display(),
+        sample_caps[..4].join(" | ")
+    );
+    outln!("{}", report.table().trim_end());
+    outln!(
+        "outputs: {}  (checkpoint {}, metrics {}, eval {}, HTML report {})",
+        a.out.display(),
+        ck.display(),
+        a.out.join("metrics.jsonl").display(),
+        eval_json.display(),
+        html_path.display()
+    );
+    Ok(())
+}
