@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod html;
+mod image_text;
 pub mod modalities;
 pub mod plot;
 pub mod report;
