@@ -104,7 +104,24 @@ enum Command {
     Devices,
 }
 
+/// Keep freed tensor buffers in the heap for reuse. By default glibc's
+/// malloc hands every allocation above a dynamic threshold back to the
+/// kernel when it is freed, so each training step faults the pages of its
+/// large tensors in again; a fixed 32 MiB threshold (glibc's largest) and a
+/// 256 MiB trim threshold make training steps 10–20% faster at the same
+/// peak memory (docs/performance.md).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets two of the allocator's parameters, before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Train(a) => commands::train(a),
