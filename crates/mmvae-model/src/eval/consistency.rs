@@ -72,6 +72,22 @@ pub struct ScoreOptions {
     pub batch_size: usize,
 }
 
+impl ScoreOptions {
+    /// Refuse settings outside 1..=[`MAX_SCORE_SETTING`] (a calibration
+    /// file read from disk), naming the field.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for (v, field) in [
+            (self.prior_samples, "options.prior_samples"),
+            (self.batch_size, "options.batch_size"),
+        ] {
+            if !(1..=MAX_SCORE_SETTING).contains(&v) {
+                return Err(format!("`{field}` is {v}, outside 1..={MAX_SCORE_SETTING}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ScoreOptions {
     fn default() -> Self {
         Self {
@@ -241,6 +257,27 @@ fn class_with(kind: DatasetKind, attrs: &[usize]) -> Option<usize> {
     (0..kind.num_classes()).find(|&c| kind.attributes(c) == attrs)
 }
 
+/// Item `i`'s random mismatch: another item of `labels` whose class
+/// differs, drawn from `seed`; with the generator's state after the draw,
+/// for any further draws of that item.
+pub(crate) fn random_mismatch(labels: &[usize], i: usize, seed: u64) -> Result<(usize, u64)> {
+    let n = labels.len();
+    let mut h = splitmix64(seed ^ splitmix64(i as u64 ^ 0xC0FFEE));
+    let mut j = (h % n as u64) as usize;
+    let mut tries = 0;
+    while labels[j] == labels[i] && tries < 4 * n {
+        h = splitmix64(h);
+        j = (h % n as u64) as usize;
+        tries += 1;
+    }
+    if labels[j] == labels[i] {
+        return Err(ModelError::Invalid(
+            "every item has the same class: no mismatched pairs to score".into(),
+        ));
+    }
+    Ok((j, h))
+}
+
 /// Build the pairs of `n` items of `data` (the first `n`), deterministically
 /// from `seed`. Captions come from the training phrasings of `stream`.
 pub fn pair_suite(
@@ -272,20 +309,7 @@ pub fn pair_suite(
     let mut hard = Vec::with_capacity(n);
     for i in 0..n {
         let label = hb.labels[i];
-        let mut h = splitmix64(seed ^ splitmix64(i as u64 ^ 0xC0FFEE));
-        // Random mismatch: another item whose class differs.
-        let mut j = (h % n as u64) as usize;
-        let mut tries = 0;
-        while hb.labels[j] == label && tries < 4 * n {
-            h = splitmix64(h);
-            j = (h % n as u64) as usize;
-            tries += 1;
-        }
-        if hb.labels[j] == label {
-            return Err(ModelError::Invalid(
-                "every item has the same class: no mismatched pairs to score".into(),
-            ));
-        }
+        let (j, mut h) = random_mismatch(&hb.labels, i, seed)?;
         random.push((i, j));
         // Hard mismatch: one slot changed to another value, same phrasing.
         h = splitmix64(h);
@@ -481,17 +505,7 @@ impl Calibration {
         {
             return Err(bad(format!("no threshold for the {} score", s.name())));
         }
-        let o = &c.options;
-        for (v, field) in [
-            (o.prior_samples, "options.prior_samples"),
-            (o.batch_size, "options.batch_size"),
-        ] {
-            if !(1..=MAX_SCORE_SETTING).contains(&v) {
-                return Err(bad(format!(
-                    "`{field}` is {v}, outside 1..={MAX_SCORE_SETTING}"
-                )));
-            }
-        }
+        c.options.check().map_err(bad)?;
         Ok(c)
     }
 

@@ -18,14 +18,14 @@
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use mmvae_data::captions::{splitmix64, CaptionSet, Captioner};
+use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::{fsutil, ImageLabelSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
-use crate::eval::consistency::{ScoreOptions, MAX_CALIBRATION_BYTES, MAX_SCORE_SETTING};
+use crate::eval::consistency::{random_mismatch, ScoreOptions, MAX_CALIBRATION_BYTES};
 use crate::eval::metrics::{self, Binary};
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch, Input};
@@ -315,21 +315,7 @@ pub fn labelled_pairs(
     let hb = HostBatch::gather(&m.model.layout(), data, &idx, src, &m.checkpoint.vocab);
     let mut random = Vec::with_capacity(n);
     for i in 0..n {
-        let label = hb.labels[i];
-        let mut h = splitmix64(seed ^ splitmix64(i as u64 ^ 0xC0FFEE));
-        let mut j = (h % n as u64) as usize;
-        let mut tries = 0;
-        while hb.labels[j] == label && tries < 4 * n {
-            h = splitmix64(h);
-            j = (h % n as u64) as usize;
-            tries += 1;
-        }
-        if hb.labels[j] == label {
-            return Err(ModelError::Invalid(
-                "every item has the same class: no mismatched pairs to score".into(),
-            ));
-        }
-        random.push((i, j));
+        random.push((i, random_mismatch(&hb.labels, i, seed)?.0));
     }
     Ok(LabelledPairs {
         inputs: hb.to_device(&m.device).inputs,
@@ -501,17 +487,7 @@ impl PairCalibration {
                 s.name(&c.first, &c.second)
             )));
         }
-        let o = &c.options;
-        for (v, field) in [
-            (o.prior_samples, "options.prior_samples"),
-            (o.batch_size, "options.batch_size"),
-        ] {
-            if !(1..=MAX_SCORE_SETTING).contains(&v) {
-                return Err(bad(format!(
-                    "`{field}` is {v}, outside 1..={MAX_SCORE_SETTING}"
-                )));
-            }
-        }
+        c.options.check().map_err(bad)?;
         Ok(c)
     }
 
