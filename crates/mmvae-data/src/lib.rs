@@ -23,6 +23,6 @@ pub mod vision;
 
 pub use captions::{CaptionSet, Captioner};
 pub use celeba::AttrSet;
-pub use dataset::{DatasetKind, ImageLabelSet, Split};
+pub use dataset::{DatasetKind, ImageLabelSet, LabelSource, Split};
 pub use error::DataError;
 pub use tokenizer::{TokenLevel, Vocab};

@@ -40,7 +40,7 @@ impl Loaded {
                 Ok(Input::Tokens { ids, last })
             }
             Expert::Label(l) => {
-                let names = self.checkpoint.config.data.dataset.class_names();
+                let names = self.label_names(m);
                 let class = value
                     .parse::<usize>()
                     .ok()
@@ -48,7 +48,7 @@ impl Loaded {
                     .filter(|&c| c < l.classes)
                     .ok_or_else(|| {
                         ModelError::Invalid(format!(
-                            "--given {name}={value}: not a class (give 0..{} or a class name such as `{}`)",
+                            "--given {name}={value}: not a value of {name} (give 0..{} or a name such as `{}`)",
                             l.classes - 1,
                             names.first().map_or("", String::as_str)
                         ))
@@ -59,6 +59,13 @@ impl Loaded {
                 )))
             }
         }
+    }
+
+    /// The names of the values of label modality `m`: the dataset's class
+    /// names, or the values of the attribute slot it is named after.
+    pub fn label_names(&self, m: usize) -> Vec<String> {
+        let kind = self.checkpoint.config.data.dataset;
+        kind.label_names(kind.label_source(&self.model.names[m]))
     }
 
     /// `n` draws of modality `to` from the posterior given the `(name,
@@ -122,7 +129,7 @@ impl Loaded {
                 None,
             ))),
             Expert::Label(l) => {
-                let names = self.checkpoint.config.data.dataset.class_names();
+                let names = self.label_names(target);
                 Prediction::Labels(
                     l.decode(z)
                         .into_iter()

@@ -135,10 +135,14 @@ pub fn cross_generation_section(m: &Loaded, test: &ImageLabelSet, items: usize) 
                         .collect(),
                 ),
                 _ => Prediction::Captions(if is_label(m, name) {
-                    let names = test.kind.class_names();
+                    let source = test.kind.label_source(name);
+                    let names = test.kind.label_names(source);
                     hb.labels
                         .iter()
-                        .map(|&l| names.get(l).cloned().unwrap_or_else(|| l.to_string()))
+                        .map(|&l| {
+                            let v = test.kind.label_value(source, l);
+                            names.get(v).cloned().unwrap_or_else(|| v.to_string())
+                        })
                         .collect()
                 } else {
                     hb.captions.clone()

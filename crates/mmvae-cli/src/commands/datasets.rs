@@ -79,6 +79,15 @@ pub fn data(c: DataCommand) -> Result<()> {
             if named.is_none() && (!(8..=512).contains(&image_size) || !matches!(channels, 1 | 3)) {
                 bail!("--image-size must be in 8..=512 and --channels 1 or 3");
             }
+            if let Some(kind) = named.filter(|k| k.slots().len() > 1) {
+                // What a `label` modality named after a slot reads.
+                let slots: Vec<String> = kind
+                    .slots()
+                    .iter()
+                    .map(|(name, values)| format!("{name} ({values})"))
+                    .collect();
+                outln!("Attribute slots (values): {}", slots.join(", "));
+            }
             let mut bad = 0;
             for split in [Split::Train, Split::Test] {
                 let start = std::time::Instant::now();

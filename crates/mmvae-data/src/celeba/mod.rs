@@ -228,6 +228,24 @@ pub fn crop_resize(img: &image::DynamicImage) -> Vec<u8> {
     crate::imageio::crop_resize(img, SIDE, CHANNELS, CROP_FRACTION)
 }
 
+/// A face for a CelebA model from an image file: one of
+/// [`SIDE`]×[`SIDE`] as it is, any other size (an aligned CelebA photo is
+/// 178×218) cropped and resized as the dataset's loader does.
+pub fn load_face(path: &Path) -> Result<crate::imageio::Image> {
+    use crate::imageio;
+    let bytes = fsutil::read_limited(path, imageio::MAX_IMAGE_BYTES, "the image file")?;
+    let img = imageio::decode_image(&bytes, path)?;
+    if img.width() as usize == SIDE && img.height() as usize == SIDE {
+        return imageio::image_from_bytes(&bytes, path, CHANNELS, SIDE, SIDE);
+    }
+    Ok(imageio::Image::from_bytes(
+        CHANNELS,
+        SIDE,
+        SIDE,
+        &crop_resize(&img),
+    ))
+}
+
 fn decode(path: &Path, line: usize, attr_file: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| {
         DataError::format(
@@ -582,8 +600,36 @@ mod tests {
             e("Young,Smilling")
         );
         assert!(e("Young,young").contains("twice"));
-        let many: Vec<&str> = TABLE.iter().take(17).map(|a| a.name).collect();
-        assert!(e(&many.join(",")).contains("at most 16"));
+        let many: Vec<&str> = TABLE.iter().take(19).map(|a| a.name).collect();
+        assert!(e(&many.join(",")).contains("at most 18"));
+    }
+
+    #[test]
+    fn celeba19_is_the_eighteen_attributes_of_the_mvae_experiment() {
+        let s = AttrSet::celeba19();
+        assert_eq!(s.len(), 18);
+        assert_eq!(s.dataset_name(), "celeba19");
+        let k = crate::DatasetKind::parse("celeba19").unwrap();
+        assert_eq!(k, crate::DatasetKind::CelebA(s));
+        assert_eq!(k.name(), "celeba19");
+        assert_eq!(k.base_name(), "celeba");
+        let slots: Vec<&str> = k.slots().iter().map(|s| s.0).collect();
+        assert_eq!(slots.len(), 18);
+        for want in [
+            "bald",
+            "bangs",
+            "male",
+            "smiling",
+            "hat",
+            "receding_hairline",
+        ] {
+            assert!(slots.contains(&want), "{want} in {slots:?}");
+        }
+        assert!(k.slots().iter().all(|s| s.1 == 2));
+        // The same set named by its attributes is the same dataset.
+        let listed =
+            crate::DatasetKind::parse(&format!("celeba:{}", CELEBA19_ATTRIBUTES.join(",")));
+        assert_eq!(listed.unwrap(), k);
     }
 
     #[test]

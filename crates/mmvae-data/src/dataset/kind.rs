@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// What a `label` modality reads of an item (see [`DatasetKind::label_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSource {
+    /// The item's class.
+    Class,
+    /// The value of one attribute slot (an index into [`DatasetKind::slots`]).
+    Slot(usize),
+}
+
 /// The image–label datasets the toolkit knows. Adding one means adding a
 /// variant here; everything else is shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +91,9 @@ impl DatasetKind {
         if let Some(list) = s.strip_prefix("celeba:") {
             return Ok(DatasetKind::CelebA(AttrSet::parse(list)?));
         }
+        if s == "celeba19" {
+            return Ok(DatasetKind::CelebA(AttrSet::celeba19()));
+        }
         Self::ALL
             .into_iter()
             .chain([DatasetKind::Pairs])
@@ -93,7 +105,7 @@ impl DatasetKind {
                     .map(|k| k.name())
                     .collect();
                 DataError::Invalid(format!(
-                    "unknown dataset `{s}` (expected one of: {}, or celeba:ATTRIBUTE,…)",
+                    "unknown dataset `{s}` (expected one of: {}, celeba19, or celeba:ATTRIBUTE,…)",
                     names.join(", ")
                 ))
             })
@@ -185,6 +197,42 @@ impl DatasetKind {
             }
             DatasetKind::Vision => self.classes_of().slot_values(),
             DatasetKind::Pairs => Vec::new(),
+        }
+    }
+
+    /// What a `label` modality called `name` reads: the attribute slot of
+    /// that name where the dataset has one (CelebA's `male`, shapes'
+    /// `shape`), else the class.
+    pub fn label_source(self, name: &str) -> LabelSource {
+        match self.slots().iter().position(|s| s.0 == name) {
+            Some(k) => LabelSource::Slot(k),
+            None => LabelSource::Class,
+        }
+    }
+
+    /// The value a label read from `source` has for an item of `class`.
+    pub fn label_value(self, source: LabelSource, class: usize) -> usize {
+        match source {
+            LabelSource::Class => class,
+            LabelSource::Slot(k) => self.attributes(class)[k],
+        }
+    }
+
+    /// How many values a label read from `source` takes.
+    pub fn label_count(self, source: LabelSource) -> usize {
+        match source {
+            LabelSource::Class => self.num_classes(),
+            LabelSource::Slot(k) => self.slots()[k].1,
+        }
+    }
+
+    /// The names of the values of a label read from `source`, in value
+    /// order: the class names, or the slot's values (`no`/`yes` for a
+    /// CelebA attribute).
+    pub fn label_names(self, source: LabelSource) -> Vec<String> {
+        match source {
+            LabelSource::Class => self.class_names(),
+            LabelSource::Slot(k) => self.slot_values().swap_remove(k),
         }
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 mod kind;
 
-pub use kind::DatasetKind;
+pub use kind::{DatasetKind, LabelSource};
 
 /// `0..len` in a seeded pseudo-random order. Subsets taken from it mix the
 /// classes whatever order a split stores its items in (the shapes splits

@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::Captioner;
-use mmvae_data::ImageLabelSet;
+use mmvae_data::{ImageLabelSet, LabelSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -47,11 +47,37 @@ struct Readers<'a> {
     captioner: Captioner,
 }
 
+/// What one generated modality shows of a batch of items.
+struct Shown {
+    /// The attribute slots the modality shows (all of them, or the one
+    /// slot a slot label reads).
+    slots: Vec<usize>,
+    /// Per row, the value of each of `slots` (`None` where not recognised).
+    values: Vec<Vec<Option<usize>>>,
+}
+
+impl Shown {
+    /// Whether row `i` shows every one of its slots as in `want` (a value
+    /// per slot of the dataset).
+    fn matches(&self, i: usize, want: &[usize]) -> bool {
+        self.values[i].len() == self.slots.len()
+            && self
+                .slots
+                .iter()
+                .zip(&self.values[i])
+                .all(|(&k, v)| *v == want.get(k).copied())
+    }
+}
+
 impl Readers<'_> {
-    /// Per row, the attribute values output `o` shows (`None` where a slot
-    /// is not recognised), or `None` when this modality cannot be read.
-    fn read(&self, m: &Loaded, o: usize, z: Tensor<2>) -> Option<Vec<Vec<Option<usize>>>> {
+    /// What output `o` shows, or `None` when this modality cannot be read.
+    fn read(&self, m: &Loaded, o: usize, z: Tensor<2>) -> Option<Shown> {
         let kind = m.checkpoint.config.data.dataset;
+        let all: Vec<usize> = (0..kind.slots().len()).collect();
+        let every = |values: Vec<Vec<Option<usize>>>| Shown {
+            slots: all.clone(),
+            values,
+        };
         match &m.model.experts[o] {
             Expert::Image(img) => {
                 let name = &m.model.names[o];
@@ -60,28 +86,54 @@ impl Readers<'_> {
                 }
                 let clf = self.clf?;
                 let probs = img.decode(m.model.with_private(z, true));
-                Some(
+                Some(every(
                     clf.predict(probs)
                         .into_iter()
                         .map(|p| p.into_iter().map(Some).collect())
                         .collect(),
-                )
+                ))
             }
-            Expert::Text(t) => Some(
+            Expert::Text(t) => Some(every(
                 t.decoder
                     .decode(z, m.model.max_len, None)
                     .iter()
                     .map(|ids| self.captioner.slots_of(&m.checkpoint.vocab.decode(ids)))
                     .collect(),
-            ),
-            Expert::Label(l) => Some(
-                l.decode(z)
-                    .into_iter()
-                    .map(|c| kind.attributes(c).into_iter().map(Some).collect())
-                    .collect(),
-            ),
+            )),
+            Expert::Label(l) => {
+                let values = l.decode(z).into_iter();
+                Some(match kind.label_source(&m.model.names[o]) {
+                    LabelSource::Class => every(
+                        values
+                            .map(|c| kind.attributes(c).into_iter().map(Some).collect())
+                            .collect(),
+                    ),
+                    LabelSource::Slot(k) => Shown {
+                        slots: vec![k],
+                        values: values.map(|v| vec![Some(v)]).collect(),
+                    },
+                })
+            }
         }
     }
+}
+
+/// Up to this many modalities every non-empty input subset is scored (63
+/// for six).
+pub const EVERY_SUBSET_UP_TO: usize = 6;
+
+/// The input subsets scored: every non-empty subset of up to
+/// [`EVERY_SUBSET_UP_TO`] modalities; beyond that (CelebA-19's nineteen)
+/// the full set, each modality alone and every set of all but one.
+pub fn scored_subsets(m: usize) -> Vec<Subset> {
+    if m <= EVERY_SUBSET_UP_TO {
+        return Subset::all_nonempty(m);
+    }
+    let full = Subset::full(m);
+    let mut out = vec![full];
+    out.extend((0..m).map(Subset::single));
+    out.extend((0..m).map(|i| Subset(full.0 & !(1 << i))));
+    out
 }
 
 /// Names of the members of `s`, joined by `+`.
@@ -112,7 +164,7 @@ pub fn coherence_matrix(
         reads: clf.map_or(&[], |c| c.1),
         captioner: m.captioner(),
     };
-    let subsets = Subset::all_nonempty(nm);
+    let subsets = scored_subsets(nm);
     // (right, scored) per subset and output.
     let mut counts = vec![vec![(0usize, 0usize); nm]; subsets.len()];
     let mut readable = vec![true; nm];
@@ -132,10 +184,8 @@ pub fn coherence_matrix(
             for o in 0..model.experts.len() {
                 match readers.read(m, o, z.clone()) {
                     Some(got) => {
-                        for (g, w) in got.iter().zip(&want) {
-                            let right =
-                                g.len() == w.len() && g.iter().zip(w).all(|(a, b)| *a == Some(*b));
-                            counts[si][o].0 += right as usize;
+                        for (i, w) in want.iter().enumerate() {
+                            counts[si][o].0 += got.matches(i, w) as usize;
                             counts[si][o].1 += 1;
                         }
                     }
@@ -184,20 +234,35 @@ fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> 
             Distribution::Normal(0.0, 1.0),
             &m.device,
         );
-        let reads: Vec<Vec<Vec<Option<usize>>>> = (0..m.model.experts.len())
+        let reads: Vec<Shown> = (0..m.model.experts.len())
             .filter_map(|o| readers.read(m, o, z.clone()))
             .collect();
         if reads.len() < 2 {
             return (0.0, 0);
         }
+        let slots = m.checkpoint.config.data.dataset.slots().len();
         for i in 0..k {
-            let first = &reads[0][i];
-            let whole = first.iter().all(Option::is_some);
-            agree += (whole && reads[1..].iter().all(|r| &r[i] == first)) as usize;
+            agree += agrees(&reads, i, slots) as usize;
             total += 1;
         }
     }
     (agree as f64 / total.max(1) as f64, total)
+}
+
+/// Whether row `i` of every reading recognises each slot it shows, and
+/// every slot shown by several readings has one value.
+fn agrees(reads: &[Shown], i: usize, slots: usize) -> bool {
+    let mut seen: Vec<Option<usize>> = vec![None; slots];
+    for r in reads {
+        for (&k, v) in r.slots.iter().zip(&r.values[i]) {
+            match (v, seen[k]) {
+                (None, _) => return false,
+                (Some(v), Some(s)) if *v != s => return false,
+                (Some(v), _) => seen[k] = Some(*v),
+            }
+        }
+    }
+    true
 }
 
 impl CoherenceMatrix {
@@ -244,5 +309,62 @@ impl CoherenceMatrix {
             ));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subset_is_scored_up_to_six_modalities_and_a_linear_set_beyond() {
+        assert_eq!(scored_subsets(5), Subset::all_nonempty(5));
+        assert_eq!(scored_subsets(6).len(), 63);
+        let s = scored_subsets(19);
+        assert_eq!(s.len(), 1 + 19 + 19);
+        let mut sizes: Vec<usize> = s.iter().map(|x| x.len()).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        assert_eq!(sizes, vec![1, 18, 19]);
+        let distinct: std::collections::BTreeSet<Subset> = s.iter().copied().collect();
+        assert_eq!(distinct.len(), s.len());
+    }
+
+    #[test]
+    fn readings_agree_when_every_slot_they_share_has_one_value() {
+        let every = |v: Vec<Option<usize>>| Shown {
+            slots: vec![0, 1, 2],
+            values: vec![v],
+        };
+        let slot = |k: usize, v: usize| Shown {
+            slots: vec![k],
+            values: vec![vec![Some(v)]],
+        };
+        let image = every(vec![Some(1), Some(0), Some(2)]);
+        assert!(agrees(
+            &[
+                every(vec![Some(1), Some(0), Some(2)]),
+                slot(1, 0),
+                slot(2, 2)
+            ],
+            0,
+            3
+        ));
+        assert!(!agrees(
+            &[every(vec![Some(1), Some(0), Some(2)]), slot(1, 1)],
+            0,
+            3
+        ));
+        // A slot that is not recognised is not coherent.
+        assert!(!agrees(
+            &[every(vec![Some(1), None, Some(2)]), slot(0, 1)],
+            0,
+            3
+        ));
+        // Scoring against the item: only the slots an output shows count.
+        assert!(slot(2, 2).matches(0, &[0, 0, 2]));
+        assert!(!slot(2, 2).matches(0, &[0, 0, 1]));
+        assert!(image.matches(0, &[1, 0, 2]));
+        assert!(!image.matches(0, &[1, 1, 2]));
     }
 }

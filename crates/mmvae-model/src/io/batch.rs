@@ -274,7 +274,16 @@ impl HostBatch {
                         last,
                     }
                 }
-                ModalityKind::Label => HostInput::Label(labels.iter().map(|&l| l as i64).collect()),
+                ModalityKind::Label => {
+                    // A label named after an attribute slot reads that slot.
+                    let source = data.kind.label_source(name);
+                    HostInput::Label(
+                        labels
+                            .iter()
+                            .map(|&l| data.kind.label_value(source, l) as i64)
+                            .collect(),
+                    )
+                }
             })
             .collect();
         HostBatch {

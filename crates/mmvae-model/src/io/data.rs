@@ -1,7 +1,7 @@
 //! Loading the splits a run needs, and the vocabulary built from them.
 
 use mmvae_data::captions::{CaptionSet, Captioner};
-use mmvae_data::dataset::{DatasetKind, ImageLabelSet, Split};
+use mmvae_data::dataset::{DatasetKind, ImageLabelSet, LabelSource, Split};
 use mmvae_data::{TokenLevel, Vocab};
 use std::path::Path;
 
@@ -32,13 +32,21 @@ pub fn build_vocab(captioner: &Captioner, level: TokenLevel) -> Vocab {
 
 /// Refuse a `model.max_len` that would cut captions short: every training
 /// and held-out caption (a dataset's own captions where it has them), with
-/// `<bos>` and `<eos>`, must fit.
+/// `<bos>` and `<eos>`, must fit. A model without a caption modality has
+/// nothing to check.
 pub fn check_max_len(
     cfg: &TrainConfig,
     captioner: &Captioner,
     own: Option<&[&str]>,
     vocab: &Vocab,
 ) -> Result<()> {
+    if !cfg
+        .modalities
+        .iter()
+        .any(|m| m.kind() == ModalityKind::Text)
+    {
+        return Ok(());
+    }
     let mut longest = (0, String::new());
     let mut see = |c: &str| {
         let n = vocab.token_count(c) + 2;
@@ -142,7 +150,13 @@ pub fn load_train_data(cfg: &TrainConfig, cli_dir: Option<&Path>) -> Result<Trai
         Some(caps) => Vocab::build_at(cfg.data.tokenizer, caps),
         None => build_vocab(&captioner, cfg.data.tokenizer),
     };
-    check_max_len(cfg, &captioner, own.as_deref(), &vocab)?;
+    if cfg
+        .modalities
+        .iter()
+        .any(|m| m.kind() == ModalityKind::Text)
+    {
+        check_max_len(cfg, &captioner, own.as_deref(), &vocab)?;
+    }
     check_modalities(cfg, &train, &val)?;
     Ok(TrainData {
         train,
@@ -283,6 +297,24 @@ pub fn check_modalities(
                     images.join(", ")
                 )));
             }
+        } else if kind == ModalityKind::Label {
+            // Labels named after an attribute slot read that slot; at most
+            // one reads the class.
+            let class_readers: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| train.kind.label_source(n) == LabelSource::Class)
+                .collect();
+            if class_readers.len() > 1 {
+                let slots: Vec<&str> = train.kind.slots().iter().map(|s| s.0).collect();
+                return Err(crate::error::ModelError::Config(format!(
+                    "`modalities`: dataset {} has one class per item, {} label modalities read it ({}); name a label after an attribute slot ({}) to read that slot",
+                    cfg.data.dataset.dir_name(),
+                    class_readers.len(),
+                    class_readers.join(", "),
+                    slots.join(", ")
+                )));
+            }
         } else if names.len() > 1 {
             return Err(crate::error::ModelError::Config(format!(
                 "`modalities`: dataset {} has one {kind} per item, the config lists {} ({})",
@@ -294,6 +326,18 @@ pub fn check_modalities(
     }
     for m in &cfg.modalities {
         if let ExpertConfig::Label { model } = &m.expert {
+            if let LabelSource::Slot(k) = train.kind.label_source(&m.name) {
+                let (slot, values) = train.kind.slots()[k];
+                if model.classes < values {
+                    return Err(crate::error::ModelError::Config(format!(
+                        "`modalities.{}.model.classes` = {} but attribute slot `{slot}` of dataset {} has {values} values",
+                        m.name,
+                        model.classes,
+                        cfg.data.dataset.dir_name()
+                    )));
+                }
+                continue;
+            }
             let top = train
                 .labels
                 .iter()
@@ -323,6 +367,71 @@ pub fn load_test(data: &DataConfig, cli_dir: Option<&Path>) -> Result<ImageLabel
 mod tests {
     use super::*;
     use crate::modality::{LabelModel, ModalityConfig};
+
+    fn label(name: &str, classes: usize) -> ModalityConfig {
+        ModalityConfig::new(
+            name,
+            ExpertConfig::Label {
+                model: LabelModel { classes, hidden: 4 },
+            },
+        )
+    }
+
+    #[test]
+    fn labels_named_after_a_slot_read_it_and_one_label_reads_the_class() {
+        let kind = DatasetKind::Shapes(mmvae_data::shapes::Level::L2);
+        let set = |labels: Vec<u32>| {
+            let n = labels.len();
+            ImageLabelSet::new(kind, 3, (2, 2), vec![0; n * 12], labels)
+        };
+        let classes = kind.num_classes();
+        let (train, val) = (set((0..classes as u32).collect()), set(vec![0]));
+        let with = |extra: Vec<ModalityConfig>| {
+            let mut c = TrainConfig::tiny(kind);
+            c.modalities.extend(extra);
+            check_modalities(&c, &train, &val)
+        };
+        with(vec![
+            label("shape", 3),
+            label("size", 2),
+            label("class", classes),
+        ])
+        .unwrap();
+        // The batch feeds each its own value.
+        let layout = crate::io::batch::Layout {
+            names: vec!["shape".into(), "size".into(), "what".into()],
+            kinds: vec![ModalityKind::Label; 3],
+            max_len: 4,
+        };
+        let captioner = Captioner::new(kind, 0);
+        let source = crate::io::batch::CaptionSource {
+            captioner,
+            set: CaptionSet::Train,
+            stream: 0,
+        };
+        let vocab = build_vocab(&captioner, TokenLevel::Word);
+        let items: Vec<usize> = (0..classes).collect();
+        let hb = HostBatch::gather(&layout, &train, &items, source, &vocab);
+        let want = |f: &dyn Fn(usize) -> usize| {
+            crate::io::batch::HostInput::Label((0..classes).map(|c| f(c) as i64).collect())
+        };
+        // Shapes level 2's slots: size, then shape.
+        assert_eq!(hb.inputs[0], want(&|c| kind.attributes(c)[1]));
+        assert_eq!(hb.inputs[1], want(&|c| kind.attributes(c)[0]));
+        assert_eq!(hb.inputs[2], want(&|c| c));
+        let e = with(vec![label("class", classes), label("digit", classes)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("class, digit") && e.contains("size, shape"),
+            "{e}"
+        );
+        let e = with(vec![label("shape", 2)]).unwrap_err().to_string();
+        assert!(
+            e.contains("modalities.shape.model.classes") && e.contains("3 values"),
+            "{e}"
+        );
+    }
 
     fn cfg(f: f64, unpaired: Unpaired) -> TrainConfig {
         let mut c = TrainConfig::tiny(DatasetKind::Mnist);

@@ -8,8 +8,9 @@
 
 use crate::config::{Fusion, UnimodalTarget};
 
-/// The most modalities a model may have (a subset is a bit mask).
-pub const MAX_MODALITIES: usize = 16;
+/// The most modalities a model may have (a subset is a bit mask; CelebA-19
+/// has nineteen).
+pub const MAX_MODALITIES: usize = 20;
 
 /// A set of modalities, as bits over the model's modality order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
