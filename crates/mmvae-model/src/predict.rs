@@ -47,8 +47,13 @@ impl Loaded {
                     .or_else(|| names.iter().position(|n| n == value))
                     .filter(|&c| c < l.classes)
                     .ok_or_else(|| {
+                        let kind = self.checkpoint.config.data.dataset;
+                        let what = match kind.label_source(name) {
+                            mmvae_data::LabelSource::Class => "a class".to_string(),
+                            mmvae_data::LabelSource::Slot(_) => format!("a value of {name}"),
+                        };
                         ModelError::Invalid(format!(
-                            "--given {name}={value}: not a value of {name} (give 0..{} or a name such as `{}`)",
+                            "--given {name}={value}: not {what} (give 0..{} or a name such as `{}`)",
                             l.classes - 1,
                             names.first().map_or("", String::as_str)
                         ))

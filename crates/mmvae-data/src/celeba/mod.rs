@@ -5,8 +5,9 @@
 //! wearing lipstick").
 //!
 //! The attribute set is a choice ([`AttrSet`]): by default the nine of
-//! [`DEFAULT_ATTRIBUTES`] (dataset `celeba`), or any of the forty, up to 16
-//! (dataset `celeba:Young,Male,Bangs,…`). A class is the subset present, as a
+//! [`DEFAULT_ATTRIBUTES`] (dataset `celeba`), the eighteen of
+//! [`CELEBA19_ATTRIBUTES`] (dataset `celeba19`), or any of the forty, up to
+//! 18 (dataset `celeba:Young,Male,Bangs,…`). A class is the subset present, as a
 //! bit mask, so nine attributes make 512 classes and nine binary attribute
 //! slots; the caption names each present attribute by a word no other uses,
 //! so it also serves as a multi-hot attribute list.

@@ -201,12 +201,13 @@ impl DatasetKind {
     }
 
     /// What a `label` modality called `name` reads: the attribute slot of
-    /// that name where the dataset has one (CelebA's `male`, shapes'
-    /// `shape`), else the class.
+    /// that name where the dataset's class is made of several (CelebA's
+    /// `male`, shapes' `shape`), else the class.
     pub fn label_source(self, name: &str) -> LabelSource {
-        match self.slots().iter().position(|s| s.0 == name) {
-            Some(k) => LabelSource::Slot(k),
-            None => LabelSource::Class,
+        let slots = self.slots();
+        match slots.iter().position(|s| s.0 == name) {
+            Some(k) if slots.len() > 1 => LabelSource::Slot(k),
+            _ => LabelSource::Class,
         }
     }
 

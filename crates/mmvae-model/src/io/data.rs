@@ -307,12 +307,19 @@ pub fn check_modalities(
                 .collect();
             if class_readers.len() > 1 {
                 let slots: Vec<&str> = train.kind.slots().iter().map(|s| s.0).collect();
+                let hint = if slots.len() > 1 {
+                    format!(
+                        "; name a label after an attribute slot ({}) to read that slot",
+                        slots.join(", ")
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(crate::error::ModelError::Config(format!(
-                    "`modalities`: dataset {} has one class per item, {} label modalities read it ({}); name a label after an attribute slot ({}) to read that slot",
+                    "`modalities`: dataset {} has one label per item (its class), the config lists {} ({}){hint}",
                     cfg.data.dataset.dir_name(),
                     class_readers.len(),
                     class_readers.join(", "),
-                    slots.join(", ")
                 )));
             }
         } else if names.len() > 1 {
