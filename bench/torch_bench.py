@@ -102,15 +102,22 @@ class Mvae(nn.Module):
         self.ie, self.id = Expert(784, hidden, latent), ImageDecoder(784, hidden, latent)
         self.te, self.td = TextEncoder(vocab, 64, 128, latent), TextDecoder(vocab, 64, 128, latent)
 
-    def loss(self, x, tokens, last):
-        b = x.shape[0]
-        qx, qy = self.ie(x), self.te(tokens, last)
-        qs = [poe([qx, qy]), poe([qx]), poe([qy])]
-        klv = torch.cat([kl(*q) for q in qs])
-        z = torch.cat([rsample(*q) for q in qs])
-        img = F.binary_cross_entropy_with_logits(self.id(z), x.repeat(3, 1), reduction="none").sum(1)
-        txt = self.td.nll(z, tokens.repeat(3, 1))
-        return (img + 50.0 * txt + klv).sum() / b
+    def loss(self, x, tokens, last, beta=1.0):
+        return poe_elbos(self, x, tokens, last, beta)
+
+
+def poe_elbos(m, x, tokens, last, beta=1.0):
+    """The joint and both single-modality ELBOs of a product of experts (each
+    reconstructing both modalities), text weight 50, the KL scaled by beta;
+    `m` holds the experts `ie`, `te` and decoders `id`, `td`."""
+    b = x.shape[0]
+    qx, qy = m.ie(x), m.te(tokens, last)
+    qs = [poe([qx, qy]), poe([qx]), poe([qy])]
+    klv = torch.cat([kl(*q) for q in qs])
+    z = torch.cat([rsample(*q) for q in qs])
+    img = F.binary_cross_entropy_with_logits(m.id(z), x.repeat(3, 1), reduction="none").sum(1)
+    txt = m.td.nll(z, tokens.repeat(3, 1))
+    return (img + 50.0 * txt + beta * klv).sum() / b
 
 
 class ConvVae(nn.Module):

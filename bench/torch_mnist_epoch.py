@@ -28,9 +28,8 @@ import struct
 import time
 
 import torch
-import torch.nn.functional as F
 
-from torch_bench import Mvae, kl, poe, rsample
+from torch_bench import Mvae
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEMPLATES = [
@@ -97,7 +96,7 @@ def main():
         tokens, last = tokens_of(idxs)
         opt.zero_grad(set_to_none=True)
         beta = min(1.0, step / 2000.0)
-        loss = loss_of(m, x, tokens, last, beta)
+        loss = m.loss(x, tokens, last, beta)
         loss.backward()
         opt.step()
         loss.item()
@@ -108,7 +107,7 @@ def main():
         for s in range(n, images.shape[0], b):
             idxs = list(range(s, min(s + b, images.shape[0])))
             tokens, last = tokens_of(idxs)
-            val += loss_of(m, images[idxs], tokens, last, 1.0).item() * len(idxs)
+            val += m.loss(images[idxs], tokens, last).item() * len(idxs)
     secs = time.perf_counter() - t0
     print(json.dumps({
         "framework": f"pytorch-{torch.__version__}",
@@ -121,18 +120,6 @@ def main():
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "threads": torch.get_num_threads(),
     }))
-
-
-def loss_of(m, x, tokens, last, beta):
-    """The bench model's loss with the KL scaled by beta."""
-    b = x.shape[0]
-    qx, qy = m.ie(x), m.te(tokens, last)
-    qs = [poe([qx, qy]), poe([qx]), poe([qy])]
-    klv = torch.cat([kl(*q) for q in qs])
-    z = torch.cat([rsample(*q) for q in qs])
-    img = F.binary_cross_entropy_with_logits(m.id(z), x.repeat(3, 1), reduction="none").sum(1)
-    txt = m.td.nll(z, tokens.repeat(3, 1))
-    return (img + 50.0 * txt + beta * klv).sum() / b
 
 
 if __name__ == "__main__":

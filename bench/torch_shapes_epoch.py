@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_bench import TextDecoder, TextEncoder, kl, poe, rsample
+from torch_bench import TextDecoder, TextEncoder, poe_elbos
 
 SIDE, COLOURS, LATENT, HIDDEN = 64, 3, 32, 256
 WIDTHS = [16, 32, 64, 128]
@@ -73,14 +73,7 @@ class Model(nn.Module):
         self.te, self.td = TextEncoder(vocab, 32, 64, LATENT), TextDecoder(vocab, 32, 64, LATENT)
 
     def loss(self, x, tokens, last, beta):
-        b = x.shape[0]
-        qx, qy = self.ie(x), self.te(tokens, last)
-        qs = [poe([qx, qy]), poe([qx]), poe([qy])]
-        klv = torch.cat([kl(*q) for q in qs])
-        z = torch.cat([rsample(*q) for q in qs])
-        img = F.binary_cross_entropy_with_logits(self.id(z), x.repeat(3, 1), reduction="none").sum(1)
-        txt = self.td.nll(z, tokens.repeat(3, 1))
-        return (img + 50.0 * txt + beta * klv).sum() / b
+        return poe_elbos(self, x, tokens, last, beta)
 
 
 def batch(b, g):
