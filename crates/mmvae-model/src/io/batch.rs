@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use mmvae_data::captions::{CaptionSet, Captioner};
 use mmvae_data::tokenizer::EOS;
-use mmvae_data::{ImageLabelSet, Vocab};
+use mmvae_data::{ImageLabelSet, LabelSource, Vocab};
 
 use crate::modality::ModalityKind;
 
@@ -243,6 +243,16 @@ impl HostBatch {
             });
             labels.push(label);
         }
+        // Labels named after an attribute slot read it: each item's slot
+        // values, computed once for all of them.
+        let reads_slot = layout.kinds.iter().zip(&layout.names).any(|(kind, name)| {
+            *kind == ModalityKind::Label && data.kind.label_source(name) != LabelSource::Class
+        });
+        let slot_values: Vec<Vec<usize>> = if reads_slot {
+            labels.iter().map(|&l| data.kind.attributes(l)).collect()
+        } else {
+            Vec::new()
+        };
         let inputs = layout
             .kinds
             .iter()
@@ -274,16 +284,10 @@ impl HostBatch {
                         last,
                     }
                 }
-                ModalityKind::Label => {
-                    // A label named after an attribute slot reads that slot.
-                    let source = data.kind.label_source(name);
-                    HostInput::Label(
-                        labels
-                            .iter()
-                            .map(|&l| data.kind.label_value(source, l) as i64)
-                            .collect(),
-                    )
-                }
+                ModalityKind::Label => HostInput::Label(match data.kind.label_source(name) {
+                    LabelSource::Class => labels.iter().map(|&l| l as i64).collect(),
+                    LabelSource::Slot(k) => slot_values.iter().map(|v| v[k] as i64).collect(),
+                }),
             })
             .collect();
         HostBatch {
