@@ -17,8 +17,9 @@ pub enum DataCommand {
         mirror: Option<String>,
     },
     /// Read both splits of a dataset and report what was read: item counts,
-    /// load time, and for your own pairs every kind of bad line or image
-    /// (exit 1 if there is any).
+    /// load time, the attribute slots a `label` modality can read, and for
+    /// your own pairs every kind of bad line or image (exit 1 if there is
+    /// any).
     Check {
         /// A dataset name (mnist, celeba, shapes-l3, …), or the captions file
         /// (or folder) of your own image–caption pairs.
