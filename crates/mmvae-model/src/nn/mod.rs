@@ -1,6 +1,7 @@
 //! Building blocks shared across the model: diagonal Gaussians (the
-//! experts' posteriors and their product and mixture) and side-by-side
-//! softmax heads.
+//! experts' posteriors and their product and mixture), side-by-side
+//! softmax heads and a GRU's sequence forward pass.
 
 pub mod gaussian;
+pub mod gru;
 pub mod heads;

@@ -30,7 +30,7 @@ impl GruTextEncoder {
     /// `last`: `[batch]` index of each `<eos>` → posterior over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
         let e = self.embed.forward(tokens); // [b, t, embed]
-        let hs = self.gru.forward(e, None); // [b, t, hidden]
+        let hs = crate::nn::gru::forward(&self.gru, e, None); // [b, t, hidden]
         Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
     }
 }
@@ -63,7 +63,7 @@ impl GruTextDecoder {
         let (inputs, targets) = shift(tokens); // [b, t-1] each
         let h0 = self.start(z.clone());
         let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
-        let hs = self.gru.forward(x, Some(h0)); // [b, t-1, hidden]
+        let hs = crate::nn::gru::forward(&self.gru, x, Some(h0)); // [b, t-1, hidden]
         caption_nll(log_softmax(self.out.forward(hs), 2), targets)
     }
 }
@@ -81,7 +81,7 @@ impl StepDecoder for GruTextDecoder {
         let hidden = h.dims()[1];
         let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
         let x = Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1)], 2);
-        let h = self.gru.forward(x, Some(h)).reshape([b, hidden]); // [b, hidden]
+        let h = crate::nn::gru::forward(&self.gru, x, Some(h)).reshape([b, hidden]); // [b, hidden]
         (log_softmax(self.out.forward(h.clone()), 1), h)
     }
 
