@@ -607,7 +607,8 @@ mod tests {
 
     #[test]
     fn celeba19_is_the_eighteen_attributes_of_the_mvae_experiment() {
-        let s = AttrSet::celeba19();
+        let s = AttrSet::CELEBA19;
+        assert_eq!(AttrSet::parse(&CELEBA19_ATTRIBUTES.join(",")).unwrap(), s);
         assert_eq!(s.len(), 18);
         assert_eq!(s.dataset_name(), "celeba19");
         let k = crate::DatasetKind::parse("celeba19").unwrap();

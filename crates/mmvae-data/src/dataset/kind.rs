@@ -92,7 +92,7 @@ impl DatasetKind {
             return Ok(DatasetKind::CelebA(AttrSet::parse(list)?));
         }
         if s == "celeba19" {
-            return Ok(DatasetKind::CelebA(AttrSet::celeba19()));
+            return Ok(DatasetKind::CelebA(AttrSet::CELEBA19));
         }
         Self::ALL
             .into_iter()
