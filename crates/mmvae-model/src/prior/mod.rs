@@ -449,9 +449,10 @@ mod tests {
         ad.seed(7);
         let mut prior = cfg.init(2, &ad);
         let mut optim = AdamConfig::new().init();
+        let sharding = crate::train::parallel::Sharding::new(2);
         for epoch in 0..cfg.epochs {
             for chunk in shuffled(tr.n, epoch as u64).chunks(cfg.batch_size) {
-                let grads = step_gradients(&prior, &tr, chunk, 2, 2, &ad);
+                let grads = step_gradients(&prior, &tr, chunk, 2, &sharding, &ad);
                 prior = optim.step(cfg.lr, prior, grads);
             }
         }
@@ -500,7 +501,14 @@ mod tests {
         let idx: Vec<usize> = (0..n).collect();
         let after = |threads: usize| {
             ad.seed(5);
-            let g = step_gradients(&prior, &p, &idx, 3, threads, &ad);
+            let g = step_gradients(
+                &prior,
+                &p,
+                &idx,
+                3,
+                &crate::train::parallel::Sharding::new(threads),
+                &ad,
+            );
             let mut optim = burn::optim::SgdConfig::new().init();
             let m = optim.step(0.1, prior.clone(), g).valid();
             let (_, qy) = p.rows(&idx, 3, &dev);
