@@ -68,7 +68,7 @@ pub const TUNING_CALLS: usize = 1 + 2 * TRIAL_STEPS;
 /// the model and the machine (on 2 cores sharing one pool is faster for
 /// 4096-pixel MLP layers, one core per shard for convolutions and smaller
 /// layers), and both compute the same values bit for bit, so the choice
-/// changes speed only: the first steps alternate between them and the
+/// changes speed only: the first steps time each of them and the
 /// faster is kept for the rest of the run.
 pub struct Sharding {
     shards: usize,
@@ -78,7 +78,11 @@ pub struct Sharding {
 #[derive(Default)]
 struct Tuner {
     calls: usize,
-    seconds: [f64; 2],
+    /// Each way's fastest timed step (its first step is not timed: it
+    /// makes the way's threads and heap arenas).
+    fastest: [Option<f64>; 2],
+    /// Steps each way has run in the trial.
+    runs: [usize; 2],
     chosen: Option<CoreSharing>,
 }
 
@@ -86,7 +90,11 @@ impl Tuner {
     const WAYS: [CoreSharing; 2] = [CoreSharing::SharedKernelPool, CoreSharing::CorePerShard];
 
     /// The sharing of the next call: the first call warms up, the next
-    /// `2 · TRIAL_STEPS` alternate, then the faster one.
+    /// `TRIAL_STEPS` share the pool, the `TRIAL_STEPS` after them run a
+    /// core per shard, then the faster way. The shared pool's trial comes
+    /// first and whole: its shard threads have exited when the per-shard
+    /// pools start, so those take over their heap arenas instead of adding
+    /// their own.
     fn next(&mut self) -> (CoreSharing, Option<usize>) {
         if let Some(c) = self.chosen {
             return (c, None);
@@ -96,16 +104,23 @@ impl Tuner {
         match k {
             0 => (CoreSharing::SharedKernelPool, None),
             _ => {
-                let way = (k - 1) % 2;
+                let way = usize::from(k > TRIAL_STEPS);
                 (Self::WAYS[way], Some(way))
             }
         }
     }
 
     fn record(&mut self, way: usize, seconds: f64) {
-        self.seconds[way] += seconds;
+        self.runs[way] += 1;
+        if self.runs[way] > 1 {
+            let f = &mut self.fastest[way];
+            *f = Some(f.map_or(seconds, |b| b.min(seconds)));
+        }
         if self.calls >= TUNING_CALLS {
-            let faster = usize::from(self.seconds[1] < self.seconds[0]);
+            let faster = match self.fastest {
+                [Some(shared), Some(own)] => usize::from(own < shared),
+                _ => 0,
+            };
             self.chosen = Some(Self::WAYS[faster]);
         }
     }
@@ -264,9 +279,8 @@ where
     });
     if let Some(way) = trial {
         sharding.lock().record(way, started.elapsed().as_secs_f64());
-        // The two ways allocate on different threads, so each leaves its
-        // freed buffers cached in other heap arenas: give them back between
-        // the trial steps, so a run's peak memory is that of one way.
+        // Give the freed buffers of the trial steps back to the kernel, so
+        // the way not kept does not hold them.
         release_free_heap();
     }
     let mut report = vec![0.0f32; results.first().map(|r| r.1.len()).unwrap_or(0)];
@@ -467,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tuner_warms_up_alternates_then_keeps_the_faster_way() {
+    fn the_tuner_warms_up_times_each_way_then_keeps_the_faster() {
         let mut t = Tuner::default();
         assert_eq!(t.next(), (CoreSharing::SharedKernelPool, None));
         let mut seen = Vec::new();
@@ -478,10 +492,9 @@ mod tests {
             // One core per shard is twice as fast here.
             t.record(k, if k == 1 { 1.0 } else { 2.0 });
         }
-        assert_eq!(
-            &seen[..2],
-            &[CoreSharing::SharedKernelPool, CoreSharing::CorePerShard]
-        );
+        let (shared, own) = seen.split_at(TRIAL_STEPS);
+        assert!(shared.iter().all(|&w| w == CoreSharing::SharedKernelPool));
+        assert!(own.iter().all(|&w| w == CoreSharing::CorePerShard));
         assert_eq!(t.chosen, Some(CoreSharing::CorePerShard));
         assert_eq!(t.next(), (CoreSharing::CorePerShard, None));
         // And the other way round.
