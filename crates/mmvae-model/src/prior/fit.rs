@@ -184,7 +184,7 @@ pub(super) fn step_gradients(
         Distribution::Normal(0.0, 1.0),
         device,
     ));
-    let per = n.div_ceil(sharding.shards().clamp(1, n.max(1)));
+    let per = n.div_ceil(sharding.shards().min(n.max(1)));
     let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
     let (grads, _, _) = crate::train::parallel::parallel_gradients(
         prior,
