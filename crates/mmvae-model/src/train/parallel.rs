@@ -90,11 +90,8 @@ impl Tuner {
     const WAYS: [CoreSharing; 2] = [CoreSharing::SharedKernelPool, CoreSharing::CorePerShard];
 
     /// The sharing of the next call: the first call warms up, the next
-    /// `TRIAL_STEPS` share the pool, the `TRIAL_STEPS` after them run a
-    /// core per shard, then the faster way. The shared pool's trial comes
-    /// first and whole: its shard threads have exited when the per-shard
-    /// pools start, so those take over their heap arenas instead of adding
-    /// their own.
+    /// `2 · TRIAL_STEPS` alternate between the two ways (so a drift in
+    /// step time over the first steps favours neither), then the faster.
     fn next(&mut self) -> (CoreSharing, Option<usize>) {
         if let Some(c) = self.chosen {
             return (c, None);
@@ -104,7 +101,7 @@ impl Tuner {
         match k {
             0 => (CoreSharing::SharedKernelPool, None),
             _ => {
-                let way = usize::from(k > TRIAL_STEPS);
+                let way = (k - 1) % 2;
                 (Self::WAYS[way], Some(way))
             }
         }
@@ -481,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tuner_warms_up_times_each_way_then_keeps_the_faster() {
+    fn the_tuner_warms_up_alternates_then_keeps_the_faster() {
         let mut t = Tuner::default();
         assert_eq!(t.next(), (CoreSharing::SharedKernelPool, None));
         let mut seen = Vec::new();
@@ -492,9 +489,12 @@ mod tests {
             // One core per shard is twice as fast here.
             t.record(k, if k == 1 { 1.0 } else { 2.0 });
         }
-        let (shared, own) = seen.split_at(TRIAL_STEPS);
-        assert!(shared.iter().all(|&w| w == CoreSharing::SharedKernelPool));
-        assert!(own.iter().all(|&w| w == CoreSharing::CorePerShard));
+        for pair in seen.chunks(2) {
+            assert_eq!(
+                pair,
+                [CoreSharing::SharedKernelPool, CoreSharing::CorePerShard]
+            );
+        }
         assert_eq!(t.chosen, Some(CoreSharing::CorePerShard));
         assert_eq!(t.next(), (CoreSharing::CorePerShard, None));
         // And the other way round.
