@@ -1,16 +1,15 @@
 //! Data-parallel training steps on the CPU: a batch is split into shards,
 //! each shard's forward and backward pass runs on its own thread with its
-//! own autodiff graph, and the gradients are summed. How the shards share
-//! the cores with burn-flex's kernel threads ([`CoreSharing`]) is chosen by
-//! timing the first steps ([`Sharding`]); both ways compute the same bits.
-//! The noise is drawn on the calling thread before the shards start, so a
-//! run stays repeatable for a given number of shards.
+//! own autodiff graph, and the gradients are summed. burn's CPU kernels for
+//! these layer sizes keep about one core busy, so two shards on two cores
+//! nearly double throughput. The noise is drawn on the calling thread
+//! before the shards start, so a run stays repeatable for a given number of
+//! shards.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::activation::sigmoid;
 
@@ -45,149 +44,6 @@ pub fn shard(hb: &HostBatch, n: usize) -> Vec<HostBatch> {
     out
 }
 
-/// How the shards of a step share the cores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CoreSharing {
-    /// Each shard on its own thread; burn-flex splits a shard's large matrix
-    /// products over rayon's global pool, which the shards share.
-    SharedKernelPool,
-    /// Each shard runs its kernels whole inside its own one-thread pool: the
-    /// shards are the parallelism and never wait on each other's pieces.
-    CorePerShard,
-}
-
-/// Steps timed per way of sharing before one is kept (after a warm-up).
-const TRIAL_STEPS: usize = 3;
-
-/// Calls of [`parallel_gradients`] before a [`Sharding`] has chosen.
-pub const TUNING_CALLS: usize = 1 + 2 * TRIAL_STEPS;
-
-/// The data-parallel split of a training step: the number of shards, and
-/// the [`CoreSharing`] chosen by timing. Which sharing is faster depends on
-/// the model and the machine (on 2 cores sharing one pool is faster for
-/// 4096-pixel MLP layers, one core per shard for convolutions and smaller
-/// layers), and both compute the same values bit for bit, so the choice
-/// changes speed only: the first steps time each of them and the
-/// faster is kept for the rest of the run.
-pub struct Sharding {
-    shards: usize,
-    tuner: Mutex<Tuner>,
-}
-
-#[derive(Default)]
-struct Tuner {
-    calls: usize,
-    /// Each way's fastest timed step (its first step is not timed: it
-    /// makes the way's threads and heap arenas).
-    fastest: [Option<f64>; 2],
-    /// Steps each way has run in the trial.
-    runs: [usize; 2],
-    chosen: Option<CoreSharing>,
-}
-
-impl Tuner {
-    const WAYS: [CoreSharing; 2] = [CoreSharing::SharedKernelPool, CoreSharing::CorePerShard];
-
-    /// The sharing of the next call: the first call warms up, the next
-    /// `2 · TRIAL_STEPS` alternate between the two ways (so a drift in
-    /// step time over the first steps favours neither), then the faster.
-    fn next(&mut self) -> (CoreSharing, Option<usize>) {
-        if let Some(c) = self.chosen {
-            return (c, None);
-        }
-        let k = self.calls;
-        self.calls += 1;
-        match k {
-            0 => (CoreSharing::SharedKernelPool, None),
-            _ => {
-                let way = (k - 1) % 2;
-                (Self::WAYS[way], Some(way))
-            }
-        }
-    }
-
-    fn record(&mut self, way: usize, seconds: f64) {
-        self.runs[way] += 1;
-        if self.runs[way] > 1 {
-            let f = &mut self.fastest[way];
-            *f = Some(f.map_or(seconds, |b| b.min(seconds)));
-        }
-        if self.calls >= TUNING_CALLS {
-            let faster = match self.fastest {
-                [Some(shared), Some(own)] => usize::from(own < shared),
-                _ => 0,
-            };
-            self.chosen = Some(Self::WAYS[faster]);
-        }
-    }
-}
-
-impl Sharding {
-    /// `shards` data-parallel shards per step (at least 1), sharing chosen
-    /// by timing.
-    pub fn new(shards: usize) -> Self {
-        Self {
-            shards: shards.max(1),
-            tuner: Mutex::new(Tuner::default()),
-        }
-    }
-
-    /// `shards` shards that always share the cores `sharing`'s way.
-    pub fn fixed(shards: usize, sharing: CoreSharing) -> Self {
-        Self {
-            shards: shards.max(1),
-            tuner: Mutex::new(Tuner {
-                chosen: Some(sharing),
-                ..Tuner::default()
-            }),
-        }
-    }
-
-    pub fn shards(&self) -> usize {
-        self.shards
-    }
-
-    /// The sharing kept after the trial steps (`None` while they run).
-    pub fn chosen(&self) -> Option<CoreSharing> {
-        self.lock().chosen
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tuner> {
-        self.tuner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Hand the heap's free pages back to the kernel (glibc's `malloc_trim`).
-fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel; glibc
-    // locks each arena while it trims it.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// One single-thread rayon pool per shard, made once and kept
-/// ([`CoreSharing::CorePerShard`]).
-fn shard_pools(n: usize) -> Vec<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<Vec<Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(|| Mutex::new(Vec::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    while pools.len() < n {
-        let i = pools.len();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(move |_| format!("mmvae-shard-{i}"))
-            .build()
-            .expect("a one-thread pool for a training shard");
-        pools.push(Arc::new(pool));
-    }
-    pools[..n].to_vec()
-}
-
 /// Adds every parameter's gradient from `parts` into one [`GradientsParams`].
 struct Merge {
     parts: Vec<GradientsParams>,
@@ -216,13 +72,11 @@ impl ModuleVisitor for Merge {
 /// and return the summed gradients, the summed reports and each shard's
 /// extra output, in shard order. `loss` returns the shard's (already
 /// weighted) scalar loss, its report values and anything else the caller
-/// wants back from the shard. The shards share the cores as `sharding`
-/// says (or is still timing).
+/// wants back from the shard.
 pub fn parallel_gradients<M, S, T, F>(
     model: &M,
     shards: Vec<S>,
     device: &Device,
-    sharding: &Sharding,
     loss: F,
 ) -> (GradientsParams, Vec<f32>, Vec<T>)
 where
@@ -232,22 +86,11 @@ where
     F: Fn(&M, S) -> (Tensor<1>, Vec<f32>, T) + Sync,
 {
     let many = shards.len() > 1;
-    let (sharing, trial) = if many {
-        sharding.lock().next()
-    } else {
-        (CoreSharing::SharedKernelPool, None)
-    };
-    let pools = match sharing {
-        CoreSharing::CorePerShard => shard_pools(shards.len()),
-        CoreSharing::SharedKernelPool => Vec::new(),
-    };
-    let started = std::time::Instant::now();
     let loss = &loss;
     let results: Vec<(GradientsParams, Vec<f32>, T)> = std::thread::scope(|s| {
         let handles: Vec<_> = shards
             .into_iter()
-            .enumerate()
-            .map(|(i, part)| {
+            .map(|part| {
                 // A fork has its own autodiff graph, so the shards do not
                 // serialise on one graph lock.
                 let m = if many {
@@ -255,17 +98,10 @@ where
                 } else {
                     model.clone()
                 };
-                let pool = pools.get(i).cloned();
                 s.spawn(move || {
-                    let run = move || {
-                        crate::device::flush_subnormals();
-                        let (l, report, extra) = loss(&m, part);
-                        (GradientsParams::from_grads(l.backward(), &m), report, extra)
-                    };
-                    match pool {
-                        Some(pool) => pool.install(run),
-                        None => run(),
-                    }
+                    crate::device::flush_subnormals();
+                    let (l, report, extra) = loss(&m, part);
+                    (GradientsParams::from_grads(l.backward(), &m), report, extra)
                 })
             })
             .collect();
@@ -274,12 +110,6 @@ where
             .map(|h| h.join().expect("training shard panicked"))
             .collect()
     });
-    if let Some(way) = trial {
-        sharding.lock().record(way, started.elapsed().as_secs_f64());
-        // Give the freed buffers of the trial steps back to the kernel, so
-        // the way not kept does not hold them.
-        release_free_heap();
-    }
     let mut report = vec![0.0f32; results.first().map(|r| r.1.len()).unwrap_or(0)];
     let mut grads = Vec::with_capacity(results.len());
     let mut extras = Vec::with_capacity(results.len());
@@ -356,14 +186,14 @@ pub struct StepGradients {
 pub fn sharded_gradients(
     model: &Mvae,
     hb: &HostBatch,
-    sharding: &Sharding,
+    shards: usize,
     cfg: &LossConfig,
     plan: &Plan,
     beta: f32,
     critics: &Critics,
     device: &Device,
 ) -> StepGradients {
-    let parts = shard(hb, sharding.shards());
+    let parts = shard(hb, shards);
     let total = hb.size as f32;
     // Noise first, in a fixed order, on this thread.
     let work: Vec<(HostBatch, Tensor<2>, Critics)> = parts
@@ -378,7 +208,7 @@ pub fn sharded_gradients(
         })
         .collect();
     let (grads, report, extras) =
-        parallel_gradients(model, work, device, sharding, |m, (part, eps, critics)| {
+        parallel_gradients(model, work, device, |m, (part, eps, critics)| {
             let batch = part.to_device(device);
             let out = m.loss_with_noise(&batch, cfg, plan, beta, eps);
             let w = part.size as f32 / total;
@@ -440,74 +270,6 @@ mod tests {
     use super::*;
     use crate::config::UnimodalTarget;
 
-    /// Both ways of sharing the cores give the same gradients, bit for bit,
-    /// on layers large enough for burn-flex to split their products over
-    /// rayon's pool (so the choice by timing cannot change a seeded run).
-    #[test]
-    fn both_core_sharings_give_identical_gradients() {
-        use burn::nn::{Linear, LinearConfig};
-        let _rng = crate::testutil::rng_lock();
-        let dev = Device::flex().autodiff();
-        dev.seed(3);
-        let layer: Linear = LinearConfig::new(512, 512).init(&dev);
-        let rows = |seed: u64| {
-            dev.seed(seed);
-            Tensor::<2>::random([64, 512], Distribution::Normal(0.0, 1.0), &dev)
-        };
-        let grads = |sharing: CoreSharing| {
-            let shards = vec![rows(11), rows(12)];
-            let (g, report, _) = parallel_gradients(
-                &layer,
-                shards,
-                &dev,
-                &Sharding::fixed(2, sharing),
-                |m: &Linear, x: Tensor<2>| {
-                    let l = m.forward(x).tanh().powi_scalar(2).sum();
-                    let v = l.clone().into_scalar();
-                    (l, vec![v], ())
-                },
-            );
-            let w = g.get::<2>(layer.weight.id).expect("weight gradient");
-            (w.into_data().try_to_vec::<f32>().unwrap(), report)
-        };
-        let (a, ra) = grads(CoreSharing::SharedKernelPool);
-        let (b, rb) = grads(CoreSharing::CorePerShard);
-        assert_eq!(ra, rb);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
-        assert!(a.iter().any(|x| *x != 0.0));
-    }
-
-    #[test]
-    fn the_tuner_warms_up_alternates_then_keeps_the_faster() {
-        let mut t = Tuner::default();
-        assert_eq!(t.next(), (CoreSharing::SharedKernelPool, None));
-        let mut seen = Vec::new();
-        for _ in 0..2 * TRIAL_STEPS {
-            let (way, trial) = t.next();
-            let k = trial.expect("a timed trial step");
-            seen.push(way);
-            // One core per shard is twice as fast here.
-            t.record(k, if k == 1 { 1.0 } else { 2.0 });
-        }
-        for pair in seen.chunks(2) {
-            assert_eq!(
-                pair,
-                [CoreSharing::SharedKernelPool, CoreSharing::CorePerShard]
-            );
-        }
-        assert_eq!(t.chosen, Some(CoreSharing::CorePerShard));
-        assert_eq!(t.next(), (CoreSharing::CorePerShard, None));
-        // And the other way round.
-        let mut t = Tuner::default();
-        t.next();
-        for _ in 0..2 * TRIAL_STEPS {
-            let (_, trial) = t.next();
-            let k = trial.unwrap();
-            t.record(k, if k == 0 { 1.0 } else { 2.0 });
-        }
-        assert_eq!(t.chosen, Some(CoreSharing::SharedKernelPool));
-    }
-
     #[test]
     fn sharded_gradients_equal_whole_batch_gradients() {
         let _rng = crate::testutil::rng_lock();
@@ -529,16 +291,7 @@ mod tests {
         assert_eq!(parts[1], hb.rows(3, 2));
 
         dev.seed(9);
-        let step = sharded_gradients(
-            &model,
-            &hb,
-            &Sharding::new(2),
-            &loss,
-            &plan,
-            1.0,
-            &Critics::default(),
-            &dev,
-        );
+        let step = sharded_gradients(&model, &hb, 2, &loss, &plan, 1.0, &Critics::default(), &dev);
         let (g2, r2) = (step.grads, step.report);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);
