@@ -15,7 +15,7 @@ use crate::modality::image::{ImageDecoder, ImageEncoder};
 use crate::mvae::{bernoulli_nll, DataShape};
 use crate::nn::gaussian::Gaussian;
 use crate::objective::TargetWeights;
-use crate::train::parallel::{parallel_gradients, sharded_gradients};
+use crate::train::parallel::{parallel_gradients, sharded_gradients, CoreSharing, Sharding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -51,6 +51,9 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     /// Data-parallel shards per step.
     pub threads: usize,
+    /// How the shards shared the cores; absent with one shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_sharing: Option<CoreSharing>,
     /// Where the steps ran: `cpu`, or `wgpu: ` and the adapter's name.
     pub device: String,
 }
@@ -79,6 +82,7 @@ pub fn run(
     batch_size: usize,
     steps: usize,
     threads: usize,
+    sharing: CoreSharing,
     compute: Compute,
 ) -> Result<BenchReport> {
     if batch_size == 0 || steps == 0 {
@@ -89,6 +93,7 @@ pub fn run(
     let device = compute.device()?.autodiff();
     // One shard on a GPU: the data-parallel split is for CPU cores.
     let threads = if compute.is_gpu() { 1 } else { threads };
+    let sharding = Sharding::new(threads.clamp(1, batch_size), sharing);
     device.seed(0);
     let warmup = 3;
     let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
@@ -166,7 +171,7 @@ pub fn run(
                 let step = sharded_gradients(
                     &m,
                     &hb,
-                    threads,
+                    &sharding,
                     &loss_cfg,
                     &plan,
                     1.0,
@@ -196,7 +201,7 @@ pub fn run(
                     start = Instant::now();
                 }
                 // Shards of the batch with their noise, drawn on this thread.
-                let n = threads.clamp(1, batch_size);
+                let n = sharding.shards();
                 let work: Vec<(Tensor<2>, Tensor<2>, usize)> = (0..n)
                     .map(|i| {
                         let (a, b) = (i * batch_size / n, (i + 1) * batch_size / n);
@@ -211,8 +216,12 @@ pub fn run(
                         )
                     })
                     .collect();
-                let (g, _, _) =
-                    parallel_gradients(&m, work, &device, |m: &ConvVae, (x, eps, len)| {
+                let (g, _, _) = parallel_gradients(
+                    &m,
+                    work,
+                    &device,
+                    &sharding,
+                    |m: &ConvVae, (x, eps, len)| {
                         let q: Gaussian = m.enc.forward(x.clone());
                         let z = q.rsample_with(eps);
                         let nll = bernoulli_nll(m.dec.forward(z), x)
@@ -222,7 +231,8 @@ pub fn run(
                         let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
                         let _ = len;
                         (loss, v, ())
-                    });
+                    },
+                );
                 m = optim.step(1e-3, m.clone(), g);
             }
             start.elapsed()
@@ -242,6 +252,7 @@ pub fn run(
         samples_per_s: (steps * batch_size) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
         threads,
+        core_sharing: (sharding.shards() > 1).then_some(sharing),
         device: compute.label(),
     })
 }

@@ -241,6 +241,11 @@ mod tests {
             .as_ref()
             .expect("the recipe fits a text prior");
         assert!(!prior.choose_temperature.is_empty());
+        // Its 4,096-pixel MLP layers are faster on a shared kernel pool.
+        assert_eq!(
+            cfg.optim.core_sharing,
+            mmvae_model::config::CoreSharing::SharedKernelPool
+        );
         for kind in [DatasetKind::Shapes(Level::L2), DatasetKind::Mnist] {
             let (text, own) = recipe(kind);
             assert!(!own);

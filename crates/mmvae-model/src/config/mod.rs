@@ -34,6 +34,25 @@ pub struct OptimConfig {
     /// Clip each gradient tensor's norm to this value (none if absent).
     #[serde(default)]
     pub grad_clip: Option<f32>,
+    /// How the data-parallel shards of a CPU step share the cores with the
+    /// kernels' own threads (speed only: both give the same bits).
+    #[serde(default)]
+    pub core_sharing: CoreSharing,
+}
+
+/// How the data-parallel shards of a training step share the CPU cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoreSharing {
+    /// Each shard runs its kernels whole on its own thread: the shards are
+    /// the parallelism and never wait on each other's pieces (faster for
+    /// convolutions and layers up to about a thousand units).
+    #[default]
+    CorePerShard,
+    /// The shards share one pool of kernel threads, over which burn-flex
+    /// splits each large matrix product (faster for very wide layers, such
+    /// as an MLP over 4,096 pixels on 2 cores).
+    SharedKernelPool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -338,6 +357,7 @@ impl TrainConfig {
                 batch_size: 16,
                 epochs: 1,
                 grad_clip: None,
+                core_sharing: CoreSharing::default(),
             },
             data: DataConfig {
                 dataset,

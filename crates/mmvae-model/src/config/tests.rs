@@ -13,6 +13,30 @@ fn toml_round_trip() {
 }
 
 #[test]
+fn core_sharing_defaults_to_a_core_per_shard_and_reads_both_names() {
+    let c = TrainConfig::tiny(DatasetKind::Mnist);
+    assert_eq!(c.optim.core_sharing, CoreSharing::CorePerShard);
+    // Configs written before the field existed read as the default.
+    let old = c
+        .to_toml()
+        .replace("core_sharing = \"core-per-shard\"\n", "");
+    assert!(!old.contains("core_sharing"));
+    let read = TrainConfig::from_toml_str(&old, Path::new("c.toml")).unwrap();
+    assert_eq!(read.optim.core_sharing, CoreSharing::CorePerShard);
+    let shared = c.to_toml().replace(
+        "core_sharing = \"core-per-shard\"",
+        "core_sharing = \"shared-kernel-pool\"",
+    );
+    let read = TrainConfig::from_toml_str(&shared, Path::new("c.toml")).unwrap();
+    assert_eq!(read.optim.core_sharing, CoreSharing::SharedKernelPool);
+    let bad = c.to_toml().replace("core-per-shard", "one-core");
+    let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one-core") && e.contains("c.toml"), "{e}");
+}
+
+#[test]
 fn bad_values_name_the_field() {
     let mut c = TrainConfig::tiny(DatasetKind::Mnist);
     c.optim.lr = -1.0;

@@ -3,6 +3,7 @@
 //! with validation.
 
 use super::*;
+use crate::train::parallel::Sharding;
 
 /// Posteriors of a split on the host, row-major `[n, latent]` each.
 pub(super) struct Pairs {
@@ -174,7 +175,7 @@ pub(super) fn step_gradients(
     pairs: &Pairs,
     idx: &[usize],
     d: usize,
-    threads: usize,
+    sharding: &Sharding,
     device: &Device,
 ) -> GradientsParams {
     let n = idx.len();
@@ -183,17 +184,22 @@ pub(super) fn step_gradients(
         Distribution::Normal(0.0, 1.0),
         device,
     ));
-    let per = n.div_ceil(threads.clamp(1, n.max(1)));
+    let per = n.div_ceil(sharding.shards().min(n.max(1)));
     let shards: Vec<(&[usize], &[f32])> = idx.chunks(per).zip(eps.chunks(per * d)).collect();
-    let (grads, _, _) =
-        crate::train::parallel::parallel_gradients(prior, shards, device, |m, (rows, e)| {
+    let (grads, _, _) = crate::train::parallel::parallel_gradients(
+        prior,
+        shards,
+        device,
+        sharding,
+        |m, (rows, e)| {
             let qx = pairs.image_rows(rows, d, device);
             let (captions, index) = distinct_captions(pairs, rows, d, device);
             let e = Tensor::<2>::from_data(TensorData::new(e.to_vec(), [rows.len(), d]), device);
             let mix = m.forward(&captions).select(index);
             let nll = mix.log_prob(qx.rsample_with(e)).sum().neg() / n as f32;
             (nll, Vec::new(), ())
-        });
+        },
+    );
     grads
 }
 
@@ -240,11 +246,14 @@ pub fn fit(
     let mut prior = cfg.init(d, &ad);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(TextPrior, usize, f64, f64)> = None;
-    let threads = crate::train::parallel::default_threads();
+    let sharding = Sharding::new(
+        crate::train::parallel::default_threads(),
+        crate::config::CoreSharing::default(),
+    );
     for epoch in 0..cfg.epochs {
         let order = shuffled(tr.n, seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
         for chunk in order.chunks(bs) {
-            let grads = step_gradients(&prior, &tr, chunk, d, threads, &ad);
+            let grads = step_gradients(&prior, &tr, chunk, d, &sharding, &ad);
             prior = optim.step(cfg.lr, prior, grads);
         }
         let valid = prior.valid();

@@ -316,21 +316,18 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), d)
     }
 
+    fn t3(v: Vec<f32>, shape: [usize; 3], d: &Device) -> Tensor<3> {
+        Tensor::from_data(TensorData::new(v, shape), d)
+    }
+
     #[test]
     fn rows_of_a_3d_tensor_select_as_plain_select_does_values_and_gradients() {
         let d = Device::flex().autodiff();
         let v: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
         let idx = || Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0, 2, 3], [4]), &d);
-        let weights = Tensor::<3>::from_data(
-            TensorData::new(
-                (0..24).map(|i| (i % 5) as f32).collect::<Vec<f32>>(),
-                [4, 3, 2],
-            ),
-            &d,
-        );
+        let weights = t3((0..24).map(|i| (i % 5) as f32).collect(), [4, 3, 2], &d);
         let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
-            let x =
-                Tensor::<3>::from_data(TensorData::new(v.clone(), [4, 2, 3]), &d).require_grad();
+            let x = t3(v.clone(), [4, 2, 3], &d).require_grad();
             let y = f(x.clone());
             let loss = (y.clone().reshape([4, 3, 2]) * weights.clone()).sum();
             let g = loss.backward();
@@ -344,9 +341,6 @@ mod tests {
         let g = plain_grad.try_to_vec::<f32>().unwrap();
         assert!(g[6..12].iter().all(|&x| x == 0.0), "{g:?}");
         assert!(g[12..18].iter().any(|&x| x != 0.0), "{g:?}");
-    }
-    fn t3(v: Vec<f32>, shape: [usize; 3], d: &Device) -> Tensor<3> {
-        Tensor::from_data(TensorData::new(v, shape), d)
     }
 
     #[test]
@@ -449,9 +443,10 @@ mod tests {
         ad.seed(7);
         let mut prior = cfg.init(2, &ad);
         let mut optim = AdamConfig::new().init();
+        let sharding = crate::train::parallel::Sharding::new(2, Default::default());
         for epoch in 0..cfg.epochs {
             for chunk in shuffled(tr.n, epoch as u64).chunks(cfg.batch_size) {
-                let grads = step_gradients(&prior, &tr, chunk, 2, 2, &ad);
+                let grads = step_gradients(&prior, &tr, chunk, 2, &sharding, &ad);
                 prior = optim.step(cfg.lr, prior, grads);
             }
         }
@@ -500,7 +495,14 @@ mod tests {
         let idx: Vec<usize> = (0..n).collect();
         let after = |threads: usize| {
             ad.seed(5);
-            let g = step_gradients(&prior, &p, &idx, 3, threads, &ad);
+            let g = step_gradients(
+                &prior,
+                &p,
+                &idx,
+                3,
+                &crate::train::parallel::Sharding::new(threads, Default::default()),
+                &ad,
+            );
             let mut optim = burn::optim::SgdConfig::new().init();
             let m = optim.step(0.1, prior.clone(), g).valid();
             let (_, qy) = p.rows(&idx, 3, &dev);

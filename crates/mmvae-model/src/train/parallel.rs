@@ -1,15 +1,18 @@
 //! Data-parallel training steps on the CPU: a batch is split into shards,
 //! each shard's forward and backward pass runs on its own thread with its
-//! own autodiff graph, and the gradients are summed. burn's CPU kernels for
-//! these layer sizes keep about one core busy, so two shards on two cores
-//! nearly double throughput. The noise is drawn on the calling thread
-//! before the shards start, so a run stays repeatable for a given number of
-//! shards.
+//! own autodiff graph, and the gradients are summed. How the shards share
+//! the cores with burn-flex's kernel threads is the config's
+//! [`CoreSharing`]; both ways compute the same bits.
+//! The noise is drawn on the calling thread before the shards start, so a
+//! run stays repeatable for a given number of shards.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use crate::config::CoreSharing;
 
 use burn::tensor::activation::sigmoid;
 
@@ -44,6 +47,54 @@ pub fn shard(hb: &HostBatch, n: usize) -> Vec<HostBatch> {
     out
 }
 
+/// The data-parallel split of a training step: how many shards, and how
+/// they share the cores with burn-flex's kernel threads. Both ways of
+/// sharing compute the same values bit for bit, so the choice changes
+/// speed only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sharding {
+    shards: usize,
+    sharing: CoreSharing,
+}
+
+impl Sharding {
+    /// `shards` data-parallel shards per step (at least 1).
+    pub fn new(shards: usize, sharing: CoreSharing) -> Self {
+        Self {
+            shards: shards.max(1),
+            sharing,
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    pub fn sharing(&self) -> CoreSharing {
+        self.sharing
+    }
+}
+
+/// One single-thread rayon pool per shard, made once and kept
+/// ([`CoreSharing::CorePerShard`]).
+fn shard_pools(n: usize) -> Vec<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<Vec<Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    while pools.len() < n {
+        let i = pools.len();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(move |_| format!("mmvae-shard-{i}"))
+            .build()
+            .expect("a one-thread pool for a training shard");
+        pools.push(Arc::new(pool));
+    }
+    pools[..n].to_vec()
+}
+
 /// Adds every parameter's gradient from `parts` into one [`GradientsParams`].
 struct Merge {
     parts: Vec<GradientsParams>,
@@ -72,11 +123,13 @@ impl ModuleVisitor for Merge {
 /// and return the summed gradients, the summed reports and each shard's
 /// extra output, in shard order. `loss` returns the shard's (already
 /// weighted) scalar loss, its report values and anything else the caller
-/// wants back from the shard.
+/// wants back from the shard. The shards share the cores as `sharding`
+/// says.
 pub fn parallel_gradients<M, S, T, F>(
     model: &M,
     shards: Vec<S>,
     device: &Device,
+    sharding: &Sharding,
     loss: F,
 ) -> (GradientsParams, Vec<f32>, Vec<T>)
 where
@@ -86,11 +139,16 @@ where
     F: Fn(&M, S) -> (Tensor<1>, Vec<f32>, T) + Sync,
 {
     let many = shards.len() > 1;
+    let pools = match sharding.sharing() {
+        CoreSharing::CorePerShard if many => shard_pools(shards.len()),
+        CoreSharing::CorePerShard | CoreSharing::SharedKernelPool => Vec::new(),
+    };
     let loss = &loss;
     let results: Vec<(GradientsParams, Vec<f32>, T)> = std::thread::scope(|s| {
         let handles: Vec<_> = shards
             .into_iter()
-            .map(|part| {
+            .enumerate()
+            .map(|(i, part)| {
                 // A fork has its own autodiff graph, so the shards do not
                 // serialise on one graph lock.
                 let m = if many {
@@ -98,10 +156,17 @@ where
                 } else {
                     model.clone()
                 };
+                let pool = pools.get(i).cloned();
                 s.spawn(move || {
-                    crate::device::flush_subnormals();
-                    let (l, report, extra) = loss(&m, part);
-                    (GradientsParams::from_grads(l.backward(), &m), report, extra)
+                    let run = move || {
+                        crate::device::flush_subnormals();
+                        let (l, report, extra) = loss(&m, part);
+                        (GradientsParams::from_grads(l.backward(), &m), report, extra)
+                    };
+                    match pool {
+                        Some(pool) => pool.install(run),
+                        None => run(),
+                    }
                 })
             })
             .collect();
@@ -186,14 +251,14 @@ pub struct StepGradients {
 pub fn sharded_gradients(
     model: &Mvae,
     hb: &HostBatch,
-    shards: usize,
+    sharding: &Sharding,
     cfg: &LossConfig,
     plan: &Plan,
     beta: f32,
     critics: &Critics,
     device: &Device,
 ) -> StepGradients {
-    let parts = shard(hb, shards);
+    let parts = shard(hb, sharding.shards());
     let total = hb.size as f32;
     // Noise first, in a fixed order, on this thread.
     let work: Vec<(HostBatch, Tensor<2>, Critics)> = parts
@@ -208,7 +273,7 @@ pub fn sharded_gradients(
         })
         .collect();
     let (grads, report, extras) =
-        parallel_gradients(model, work, device, |m, (part, eps, critics)| {
+        parallel_gradients(model, work, device, sharding, |m, (part, eps, critics)| {
             let batch = part.to_device(device);
             let out = m.loss_with_noise(&batch, cfg, plan, beta, eps);
             let w = part.size as f32 / total;
@@ -270,6 +335,43 @@ mod tests {
     use super::*;
     use crate::config::UnimodalTarget;
 
+    /// Both ways of sharing the cores give the same gradients, bit for bit,
+    /// on layers large enough for burn-flex to split their products over
+    /// rayon's pool (so the choice cannot change a seeded run).
+    #[test]
+    fn both_core_sharings_give_identical_gradients() {
+        use burn::nn::{Linear, LinearConfig};
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex().autodiff();
+        dev.seed(3);
+        let layer: Linear = LinearConfig::new(512, 512).init(&dev);
+        let rows = |seed: u64| {
+            dev.seed(seed);
+            Tensor::<2>::random([64, 512], Distribution::Normal(0.0, 1.0), &dev)
+        };
+        let grads = |sharing: CoreSharing| {
+            let shards = vec![rows(11), rows(12)];
+            let (g, report, _) = parallel_gradients(
+                &layer,
+                shards,
+                &dev,
+                &Sharding::new(2, sharing),
+                |m: &Linear, x: Tensor<2>| {
+                    let l = m.forward(x).tanh().powi_scalar(2).sum();
+                    let v = l.clone().into_scalar();
+                    (l, vec![v], ())
+                },
+            );
+            let w = g.get::<2>(layer.weight.id).expect("weight gradient");
+            (w.into_data().try_to_vec::<f32>().unwrap(), report)
+        };
+        let (a, ra) = grads(CoreSharing::SharedKernelPool);
+        let (b, rb) = grads(CoreSharing::CorePerShard);
+        assert_eq!(ra, rb);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(a.iter().any(|x| *x != 0.0));
+    }
+
     #[test]
     fn sharded_gradients_equal_whole_batch_gradients() {
         let _rng = crate::testutil::rng_lock();
@@ -291,7 +393,16 @@ mod tests {
         assert_eq!(parts[1], hb.rows(3, 2));
 
         dev.seed(9);
-        let step = sharded_gradients(&model, &hb, 2, &loss, &plan, 1.0, &Critics::default(), &dev);
+        let step = sharded_gradients(
+            &model,
+            &hb,
+            &Sharding::new(2, CoreSharing::CorePerShard),
+            &loss,
+            &plan,
+            1.0,
+            &Critics::default(),
+            &dev,
+        );
         let (g2, r2) = (step.grads, step.report);
         // The same noise, drawn as the sharded step drew it, for the whole batch.
         dev.seed(9);

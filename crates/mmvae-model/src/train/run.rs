@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::parallel::{sharded_gradients, Adversary, Critics, Perceptual};
+use super::parallel::{sharded_gradients, Adversary, Critics, Perceptual, Sharding};
 use super::perceptual::FeatureNet;
 use super::{
     add_weighted, beta_at, evaluate_loss, init_model, mean_of, optimizer, plan_stream,
@@ -43,8 +43,8 @@ pub(super) struct Run<'a> {
     /// The perceptual loss's feature network, fixed for the whole run.
     pub feature_net: Option<FeatureNet>,
     pub learner: Learner,
-    /// Data-parallel shards per step.
-    pub threads: usize,
+    /// The data-parallel split of each step, kept for the whole run.
+    pub sharding: Sharding,
     started: Instant,
     elapsed_before: f64,
 }
@@ -91,10 +91,13 @@ impl<'a> Run<'a> {
             feature_net,
             elapsed_before: learner.state.elapsed_s,
             learner,
-            threads: match opts.compute {
-                Compute::Cpu => opts.threads.clamp(1, bs),
-                Compute::Gpu(_) => 1,
-            },
+            sharding: Sharding::new(
+                match opts.compute {
+                    Compute::Cpu => opts.threads.clamp(1, bs),
+                    Compute::Gpu(_) => 1,
+                },
+                cfg.optim.core_sharing,
+            ),
             started: Instant::now(),
         })
     }
@@ -172,13 +175,13 @@ impl<'a> Run<'a> {
             learner,
             device,
             feature_net,
-            threads,
+            sharding,
             ..
         } = self;
         let ctx = StepContext {
             cfg,
             device,
-            threads: *threads,
+            sharding,
             feature_net: feature_net.as_ref(),
             side: data.train.rows,
             colours: data.train.channels,
@@ -306,7 +309,7 @@ impl<'a> Run<'a> {
 struct StepContext<'a> {
     cfg: &'a TrainConfig,
     device: &'a Device,
-    threads: usize,
+    sharding: &'a Sharding,
     feature_net: Option<&'a FeatureNet>,
     side: usize,
     colours: usize,
@@ -346,7 +349,7 @@ impl StepContext<'_> {
         let step = sharded_gradients(
             &l.model,
             hb,
-            self.threads,
+            self.sharding,
             &loss_cfg,
             &plan,
             beta,
