@@ -384,6 +384,39 @@ fn column_order(name: &str) -> (usize, String) {
 mod tests {
     use super::*;
 
+    /// Every sweep file shipped in `sweeps/` loads, and each of its cells'
+    /// configs (paths relative to the repository root) parses with its
+    /// overrides for every seed.
+    #[test]
+    fn shipped_sweeps_load_with_every_cell_config() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut n = 0;
+        for entry in std::fs::read_dir(root.join("sweeps")).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let mut spec = SweepSpec::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            spec.base = root.join(&spec.base);
+            for cell in &mut spec.cells {
+                cell.config = cell.config.as_ref().map(|c| root.join(c));
+            }
+            for cell in &spec.cells {
+                for &seed in &spec.seeds {
+                    let c = spec
+                        .cell_config(cell, seed)
+                        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    assert_eq!(c.seed, seed);
+                    if let Some(toml::Value::Integer(e)) = cell.set.get("optim.epochs") {
+                        assert_eq!(c.optim.epochs as i64, *e, "{}", cell.name);
+                    }
+                }
+            }
+            n += 1;
+        }
+        assert!(n >= 2, "expected the shipped sweep files");
+    }
+
     fn spec_text(base: &Path) -> String {
         format!(
             r#"
