@@ -15,28 +15,14 @@ pub struct BenchArgs {
     /// Data-parallel threads per step (default: one per core, at most 4).
     #[arg(long)]
     threads: Option<usize>,
-    /// How the shards share the cores: each its own core, or one shared
-    /// pool of kernel threads (a config's `optim.core_sharing`).
-    #[arg(long, value_enum, default_value_t = CoreSharingArg::CorePerShard)]
-    core_sharing: CoreSharingArg,
+    /// How the shards share the cores: core-per-shard (each its own core) or
+    /// shared-kernel-pool (one pool of kernel threads), as a config's
+    /// `optim.core_sharing`.
+    #[arg(long, default_value = "core-per-shard")]
+    core_sharing: String,
     /// Compute device: cpu, wgpu, or wgpu:NAME / wgpu:N (see `mmvae devices`).
     #[arg(long, default_value = "cpu")]
     device: String,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum CoreSharingArg {
-    CorePerShard,
-    SharedKernelPool,
-}
-
-impl From<CoreSharingArg> for mmvae_model::config::CoreSharing {
-    fn from(a: CoreSharingArg) -> Self {
-        match a {
-            CoreSharingArg::CorePerShard => Self::CorePerShard,
-            CoreSharingArg::SharedKernelPool => Self::SharedKernelPool,
-        }
-    }
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
@@ -46,7 +32,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         a.batch_size,
         a.steps,
         a.threads.unwrap_or_else(default_threads),
-        a.core_sharing.into(),
+        mmvae_model::config::CoreSharing::parse(&a.core_sharing)?,
         compute(&a.device)?,
     )?;
     outln!("{}", serde_json::to_string(&r)?);

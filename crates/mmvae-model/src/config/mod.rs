@@ -55,6 +55,17 @@ pub enum CoreSharing {
     SharedKernelPool,
 }
 
+impl CoreSharing {
+    /// Parse a config's name for it: `core-per-shard` or
+    /// `shared-kernel-pool`.
+    pub fn parse(s: &str) -> Result<Self> {
+        use serde::de::IntoDeserializer;
+        let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            s.into_deserializer();
+        Self::deserialize(d).map_err(|e| ModelError::Invalid(format!("core sharing: {e}")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {

@@ -34,6 +34,16 @@ fn core_sharing_defaults_to_a_core_per_shard_and_reads_both_names() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("one-core") && e.contains("c.toml"), "{e}");
+    // The same names on the command line (`bench --core-sharing`).
+    assert_eq!(
+        CoreSharing::parse("shared-kernel-pool").unwrap(),
+        CoreSharing::SharedKernelPool
+    );
+    let e = CoreSharing::parse("one-core").unwrap_err().to_string();
+    assert!(
+        e.contains("one-core") && e.contains("core-per-shard"),
+        "{e}"
+    );
 }
 
 #[test]
