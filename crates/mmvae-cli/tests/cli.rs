@@ -2187,6 +2187,7 @@ model = { kind = "mlp", hidden = 16 }
 name = "grey"
 kind = "image"
 model = { kind = "mlp", hidden = 16 }
+cross_weight = 0.0
 [[modalities]]
 name = "text"
 kind = "text"
@@ -2208,6 +2209,11 @@ kl_anneal_steps = 0
 "#;
     std::fs::write(d.join("v.toml"), cfg).unwrap();
     ok(d, &words("train --config v.toml --out run --quiet"));
+    // The grey copy is an input only: read into the others, never decoded
+    // from them.
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"cross/grey->image\""), "{metrics}");
+    assert!(!metrics.contains("->grey\""), "{metrics}");
     ok(
         d,
         &words("classifier train --dataset vision --out clf --epochs 1 --train-limit 200 --quiet"),
@@ -2225,4 +2231,9 @@ kl_anneal_steps = 0
     assert_eq!(m["unread"], serde_json::json!(["grey"]), "{m}");
     assert!(m["cells"]["grey"]["image"].as_f64().is_some(), "{m}");
     assert!(m["cells"]["grey"]["text"].as_f64().is_some(), "{m}");
+    // Each attribute of the image generated from the grey copy.
+    for slot in ["size", "colour", "shape"] {
+        let v = m["by_slot"]["grey"]["image"][slot].as_f64();
+        assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{slot}: {m}");
+    }
 }

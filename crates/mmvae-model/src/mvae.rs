@@ -123,6 +123,18 @@ pub fn bernoulli_nll(logits: Tensor<2>, target: Tensor<2>) -> Tensor<2> {
 }
 
 impl Mvae {
+    /// This model with the decoders of the modalities that weigh nothing
+    /// (`weight[m] == 0`: inputs only) untracked, the others tracked.
+    pub fn with_weighed_decoders_tracked(self, weight: &[f32]) -> Self {
+        let experts = self
+            .experts
+            .into_iter()
+            .zip(weight)
+            .map(|(e, &w)| e.with_decoder_tracked(w != 0.0))
+            .collect();
+        Mvae { experts, ..self }
+    }
+
     /// Number of modalities.
     pub fn modalities(&self) -> usize {
         self.experts.len()

@@ -462,7 +462,11 @@ fn modalities_and_weak_supervision_are_checked() {
         "modalities[2].name",
     );
     bad(&|c| c.modalities.clear(), "modalities");
-    bad(&|c| c.modalities[1].weight = 0.0, "modalities.text.weight");
+    bad(&|c| c.modalities[1].weight = -1.0, "modalities.text.weight");
+    bad(
+        &|c| c.modalities.iter_mut().for_each(|m| m.weight = 0.0),
+        "at least one modality needs a weight > 0",
+    );
     bad(
         &|c| {
             c.modalities[2].expert = ExpertConfig::Label {

@@ -186,9 +186,9 @@ fn check_text_model(model: &TextModel, max_len: usize, at: &str) -> Result<()> {
 fn check_weights(l: &LossConfig, c: &TrainConfig, w: &TargetWeights, at: &str) -> Result<()> {
     for (i, m) in c.modalities.iter().enumerate() {
         check(
-            w.weight[i].is_finite() && w.weight[i] > 0.0,
+            w.weight[i].is_finite() && w.weight[i] >= 0.0,
             &format!("{at}: modalities.{}.weight", m.name),
-            "must be > 0",
+            "must be >= 0 (0: an input only, never reconstructed)",
         )?;
         check(
             w.cross[i].is_finite() && w.cross[i] >= 0.0,
@@ -202,6 +202,11 @@ fn check_weights(l: &LossConfig, c: &TrainConfig, w: &TargetWeights, at: &str) -
             "applies only with fusion \"poe\", \"concat\" or \"attention\" and unimodal_target \"all\" (leave it at 1 otherwise)",
         )?;
     }
+    check(
+        w.weight.iter().any(|&x| x > 0.0),
+        &format!("{at}: modalities"),
+        "at least one modality needs a weight > 0 (something to reconstruct)",
+    )?;
     Ok(())
 }
 

@@ -33,6 +33,12 @@ pub struct CoherenceMatrix {
     pub joint: f64,
     /// The prior samples drawn for `joint`.
     pub joint_samples: usize,
+    /// `inputs` → output → attribute slot → fraction right, where the
+    /// dataset has more than one slot: what a generated image keeps of the
+    /// item even where it misses some attribute (the shape and size of an
+    /// image generated from its edge map, which has no colour).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_slot: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     /// Output modalities that could not be read (an image without an
     /// evaluation classifier), left out of the cells.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +73,26 @@ impl Shown {
                 .zip(&self.values[i])
                 .all(|(&k, v)| *v == want.get(k).copied())
     }
+
+    /// Per slot this modality shows, whether row `i` shows it as in `want`.
+    fn slot_matches<'s>(
+        &'s self,
+        i: usize,
+        want: &'s [usize],
+    ) -> impl Iterator<Item = (usize, bool)> + 's {
+        self.slots.iter().enumerate().map(move |(j, &k)| {
+            let got = self.values[i].get(j).copied().flatten();
+            (k, got.is_some() && got == want.get(k).copied())
+        })
+    }
+}
+
+/// Right answers per scored cell: overall and per attribute slot.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    right: usize,
+    scored: usize,
+    slot_right: Vec<usize>,
 }
 
 impl Readers<'_> {
@@ -165,8 +191,12 @@ pub fn coherence_matrix(
         captioner: m.captioner(),
     };
     let subsets = scored_subsets(nm);
-    // (right, scored) per subset and output.
-    let mut counts = vec![vec![(0usize, 0usize); nm]; subsets.len()];
+    let slots = kind.slots();
+    let blank = Tally {
+        slot_right: vec![0; slots.len()],
+        ..Tally::default()
+    };
+    let mut counts = vec![vec![blank; nm]; subsets.len()];
     let mut readable = vec![true; nm];
     let idx: Vec<usize> = (0..n.min(test.len())).collect();
     for chunk in idx.chunks(bs.max(1)) {
@@ -184,9 +214,13 @@ pub fn coherence_matrix(
             for o in 0..model.experts.len() {
                 match readers.read(m, o, z.clone()) {
                     Some(got) => {
+                        let c = &mut counts[si][o];
                         for (i, w) in want.iter().enumerate() {
-                            counts[si][o].0 += got.matches(i, w) as usize;
-                            counts[si][o].1 += 1;
+                            c.right += got.matches(i, w) as usize;
+                            c.scored += 1;
+                            for (k, ok) in got.slot_matches(i, w) {
+                                c.slot_right[k] += ok as usize;
+                            }
                         }
                     }
                     None => readable[o] = false,
@@ -199,9 +233,20 @@ pub fn coherence_matrix(
     for (si, &s) in subsets.iter().enumerate() {
         let row = out.cells.entry(subset_name(m, s)).or_default();
         for o in (0..nm).filter(|&o| readable[o]) {
-            let (right, total) = counts[si][o];
-            let acc = right as f64 / total.max(1) as f64;
+            let c = &counts[si][o];
+            let acc = c.right as f64 / c.scored.max(1) as f64;
             row.insert(model.names[o].clone(), acc);
+            if slots.len() > 1 {
+                let per: BTreeMap<String, f64> = slots
+                    .iter()
+                    .zip(&c.slot_right)
+                    .map(|((name, _), &r)| (name.to_string(), r as f64 / c.scored.max(1) as f64))
+                    .collect();
+                out.by_slot
+                    .entry(subset_name(m, s))
+                    .or_default()
+                    .insert(model.names[o].clone(), per);
+            }
             if !s.contains(o) {
                 let e = by_size.entry(s.len()).or_insert((0.0, 0));
                 e.0 += acc;
@@ -291,6 +336,7 @@ impl CoherenceMatrix {
             }
             s.push('\n');
         }
+        s.push_str(&self.slot_table());
         for (k, v) in &self.by_inputs {
             s.push_str(&format!(
                 "  mean given {k} input{}: {:.2}%\n",
@@ -312,9 +358,52 @@ impl CoherenceMatrix {
     }
 }
 
+impl CoherenceMatrix {
+    /// Each attribute read right, for every single input and output (empty
+    /// where the dataset has one attribute).
+    fn slot_table(&self) -> String {
+        let mut s = String::new();
+        for (given, row) in self.by_slot.iter().filter(|(k, _)| !k.contains('+')) {
+            for (output, per) in row.iter().filter(|(o, _)| *o != given) {
+                let parts: Vec<String> = per
+                    .iter()
+                    .map(|(slot, v)| format!("{slot} {:.2}%", 100.0 * v))
+                    .collect();
+                s.push_str(&format!("  {given} -> {output}: {}\n", parts.join(", ")));
+            }
+        }
+        if !s.is_empty() {
+            s.insert_str(0, "  each attribute, from one input:\n");
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_attribute_table_lists_single_inputs_and_other_outputs() {
+        let mut cm = CoherenceMatrix::default();
+        let per =
+            |a: f64, b: f64| BTreeMap::from([("size".to_string(), a), ("shape".to_string(), b)]);
+        for given in ["edges", "edges+grey"] {
+            let row = cm.by_slot.entry(given.to_string()).or_default();
+            row.insert("image".into(), per(0.5, 0.25));
+            row.insert("edges".into(), per(1.0, 1.0));
+        }
+        let t = cm.slot_table();
+        assert!(
+            t.contains("edges -> image: shape 25.00%, size 50.00%"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("edges -> edges") && !t.contains("edges+grey"),
+            "{t}"
+        );
+        assert!(CoherenceMatrix::default().slot_table().is_empty());
+    }
 
     #[test]
     fn every_subset_is_scored_up_to_six_modalities_and_a_linear_set_beyond() {
@@ -366,5 +455,15 @@ mod tests {
         assert!(!slot(2, 2).matches(0, &[0, 0, 1]));
         assert!(image.matches(0, &[1, 0, 2]));
         assert!(!image.matches(0, &[1, 1, 2]));
+        // Per slot, a miss in one attribute leaves the others right.
+        let per: Vec<(usize, bool)> = image.slot_matches(0, &[1, 1, 2]).collect();
+        assert_eq!(per, vec![(0, true), (1, false), (2, true)]);
+        let unread = every(vec![Some(1), None, Some(2)]);
+        let per: Vec<bool> = unread.slot_matches(0, &[1, 0, 2]).map(|p| p.1).collect();
+        assert_eq!(per, vec![true, false, true]);
+        assert_eq!(
+            slot(2, 2).slot_matches(0, &[0, 0, 2]).collect::<Vec<_>>(),
+            vec![(2, true)]
+        );
     }
 }

@@ -101,6 +101,24 @@ fn mismatch(kind: ModalityKind, input: &Input) -> ! {
 }
 
 impl Expert {
+    /// This expert with its decoder's parameters tracked for gradients or
+    /// not. An input-only modality's decoder never runs: left tracked, the
+    /// leaves autodiff registers for it each step are never freed.
+    pub fn with_decoder_tracked(self, tracked: bool) -> Self {
+        match self {
+            Expert::Image(e) => Expert::Image(ImageExpert {
+                decoder: e.decoder.set_require_grad(tracked),
+                pixel_scale: e.pixel_scale.map(|p| p.set_require_grad(tracked)),
+                ..e
+            }),
+            Expert::Text(e) => Expert::Text(TextExpert {
+                decoder: e.decoder.set_require_grad(tracked),
+                ..e
+            }),
+            Expert::Label(e) => Expert::Label(e.with_decoder_tracked(tracked)),
+        }
+    }
+
     pub fn kind(&self) -> ModalityKind {
         match self {
             Expert::Image(_) => ModalityKind::Image,

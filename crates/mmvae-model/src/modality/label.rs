@@ -31,6 +31,16 @@ impl LabelModel {
 }
 
 impl LabelExpert {
+    /// This expert with its decoder's parameters tracked for gradients or
+    /// not.
+    pub fn with_decoder_tracked(self, tracked: bool) -> Self {
+        LabelExpert {
+            decode_hidden: self.decode_hidden.set_require_grad(tracked),
+            decode_out: self.decode_out.set_require_grad(tracked),
+            ..self
+        }
+    }
+
     /// # Shapes
     /// `labels`: `[batch]` (class indices) → posterior over `[batch, latent]`
     pub fn encode(&self, labels: Tensor<1, Int>) -> Gaussian {

@@ -11,9 +11,55 @@ use super::plan::{Combine, Plan, PlanSpec, Subset, TargetWeights, TermKl};
 use super::{masked_mean, LossOutput, Terms};
 use crate::config::{Fusion, LossConfig, Objective};
 use crate::io::batch::{Batch, Input};
+use crate::modality::expert::Encoded;
 use crate::modality::ModalityKind;
 use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
+
+/// Each modality's NLL for the terms its decoder read.
+pub(crate) struct DecodedNll {
+    /// Per modality, per term: its row in `nll` (None: not decoded).
+    rows: Vec<Vec<Option<usize>>>,
+    /// Per modality `[terms read, batch]`; None where none was read.
+    nll: Vec<Option<Tensor<2>>>,
+}
+
+impl DecodedNll {
+    /// Modality `m`'s NLL from term `t`'s draw, `[batch]`, if decoded.
+    fn get(&self, m: usize, t: usize) -> Option<Tensor<1>> {
+        let r = self.rows[m][t]?;
+        let n = self.nll[m].as_ref()?;
+        let b = n.dims()[1];
+        Some(n.clone().narrow(0, r, 1).reshape([b]))
+    }
+}
+
+/// The first image modality's logits, decoded from every term's draw.
+struct ImageLogits {
+    modality: usize,
+    /// `[terms · batch, pixels]`, in plan order.
+    logits: Tensor<2>,
+}
+
+impl ImageLogits {
+    /// Term `t`'s block, `[batch, pixels]`.
+    fn term(&self, t: usize, b: usize) -> Tensor<2> {
+        self.logits.clone().narrow(0, t * b, b)
+    }
+
+    /// The blocks of the terms that encode the image (`given`) or do not,
+    /// stacked; None when there are none.
+    fn rows(&self, plan: &Plan, b: usize, given: bool) -> Option<Tensor<2>> {
+        let rows: Vec<Tensor<2>> = plan
+            .terms
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.given.contains(self.modality) == given)
+            .map(|(t, _)| self.term(t, b))
+            .collect();
+        (!rows.is_empty()).then(|| Tensor::cat(rows, 0))
+    }
+}
 
 /// The posteriors of the subsets one loss needs, each computed once.
 pub(crate) struct Posteriors<'a> {
@@ -182,9 +228,62 @@ impl Mvae {
         let shared = encoded.iter().map(|e| e.shared.clone()).collect();
         let mut post = Posteriors::new(self, shared, present, joint_masks);
 
-        // Draw z for every term and measure its KL.
-        let mut z_blocks = Vec::with_capacity(nt);
-        let mut kls = Vec::with_capacity(nt);
+        let (z_blocks, mut kls) = self.draw_terms(plan, &mut post, &eps, b);
+        let private = self.draw_private(plan, &encoded, &eps, b, &mut kls);
+        let (nll, image_logits) = self.decode_terms(batch, plan, &z_blocks, &private);
+
+        let per_item = Self::sum_terms(plan, &post, &kls, &nll, beta);
+        let mut total = per_item.sum() / b as f32;
+        let mut named = Vec::new();
+
+        if cfg.align_weight > 0.0 {
+            let full = Subset::full(nm);
+            let q_joint = post.get(full);
+            let unimodal: Vec<Gaussian> = (0..nm).map(|m| post.get(Subset::single(m))).collect();
+            let valid = post.valid(full);
+            let a = alignment(cfg, &q_joint, &unimodal, self.pair(), &valid) * valid.clone();
+            total = total + a.clone().sum() * (cfg.align_weight / b as f32);
+            named.push(("align".to_string(), masked_mean(a, valid)));
+        }
+        if let (true, Some(image)) = (cfg.cycle_weight > 0.0, &image_logits) {
+            let text = self
+                .index_of_kind(ModalityKind::Text)
+                .expect("validated: the caption cycle needs a text modality");
+            let t_y = plan
+                .terms
+                .iter()
+                .position(|t| t.given == Subset::single(text))
+                .expect("validated: the caption cycle needs the caption-only term");
+            let generated = image.term(t_y, b);
+            let c = self.caption_cycle(generated, &batch.inputs[text], post.present(text));
+            total = total + c * cfg.cycle_weight;
+        }
+        let terms = self.report(plan, &mut post, &nll, &kls, total.clone(), named);
+        let (reconstructed, generated) = match image_logits {
+            Some(image) => (image.rows(plan, b, true), image.rows(plan, b, false)),
+            None => (None, None),
+        };
+        LossOutput {
+            total,
+            terms,
+            reconstructed,
+            generated,
+        }
+    }
+
+    /// Draws z for every term of `plan` from its posterior (noise block t
+    /// of `eps`) and measures the term's KL: `[batch, latent]` and `[batch]`
+    /// per term.
+    fn draw_terms(
+        &self,
+        plan: &Plan,
+        post: &mut Posteriors,
+        eps: &Tensor<2>,
+        b: usize,
+    ) -> (Vec<Tensor<2>>, Vec<Tensor<1>>) {
+        let nm = self.modalities();
+        let mut z_blocks = Vec::with_capacity(plan.len());
+        let mut kls = Vec::with_capacity(plan.len());
         for (t, term) in plan.terms.iter().enumerate() {
             let q = post.get(term.given);
             let z = q.rsample_with(eps.clone().narrow(0, t * b, b).narrow(1, 0, self.latent));
@@ -201,14 +300,26 @@ impl Mvae {
             z_blocks.push(z);
             kls.push(kl);
         }
-        // Private latents: drawn from q(w|x) where the image is given (and
-        // their KL paid), from the prior N(0, I) where it is not.
-        let mut private: Vec<Option<Tensor<2>>> = vec![None; nm];
+        (z_blocks, kls)
+    }
+
+    /// Private latents, per image modality that has one, `[terms · batch,
+    /// width]`: drawn from q(w|x) where the term encodes the image (its KL
+    /// added to the term's), from the prior N(0, I) where it does not.
+    fn draw_private(
+        &self,
+        plan: &Plan,
+        encoded: &[Encoded],
+        eps: &Tensor<2>,
+        b: usize,
+        kls: &mut [Tensor<1>],
+    ) -> Vec<Option<Tensor<2>>> {
+        let mut private: Vec<Option<Tensor<2>>> = vec![None; self.modalities()];
         for (m, e) in encoded.iter().enumerate() {
             let Some(qw) = &e.private else { continue };
             let off = self.private_offset(m);
             let width = self.experts[m].private();
-            let mut rows = Vec::with_capacity(nt);
+            let mut rows = Vec::with_capacity(plan.len());
             for (t, term) in plan.terms.iter().enumerate() {
                 let eps_w = eps.clone().narrow(0, t * b, b).narrow(1, off, width);
                 if term.given.contains(m) {
@@ -220,25 +331,19 @@ impl Mvae {
             }
             private[m] = Some(Tensor::cat(rows, 0));
         }
+        private
+    }
 
-        // Every decoder reads every term's draw as one batch.
-        let z_all = Tensor::cat(z_blocks, 0); // [T·b, latent]
-        let mut nll = Vec::with_capacity(nm); // [T, b] each
-        let mut image_logits = None;
-        for (m, expert) in self.experts.iter().enumerate() {
-            let z_in = match &private[m] {
-                Some(w) => Tensor::cat(vec![z_all.clone(), w.clone()], 1),
-                None => z_all.clone(),
-            };
-            let (n, logits) = expert.reconstruct(z_in, &batch.inputs[m].repeat(nt));
-            if image_logits.is_none() {
-                image_logits = logits.map(|l| (m, l));
-            }
-            nll.push(n.reshape([nt, b]));
-        }
-
-        // The terms, item by item.
-        let row = |t: Tensor<2>, i: usize| t.narrow(0, i, 1).reshape([b]);
+    /// Each item's objective, `[batch]`: its counted terms where it has
+    /// every member of the term's subset (β·KL plus the weighed NLL of the
+    /// targets it has), summed or averaged as the plan combines them.
+    fn sum_terms(
+        plan: &Plan,
+        post: &Posteriors,
+        kls: &[Tensor<1>],
+        nll: &DecodedNll,
+        beta: f32,
+    ) -> Tensor<1> {
         let mut sum: Option<Tensor<1>> = None;
         let mut count: Option<Tensor<1>> = None;
         for (t, term) in plan.terms.iter().enumerate().filter(|(_, t)| t.counts) {
@@ -246,7 +351,8 @@ impl Mvae {
             let mut per = kls[t].clone() * beta;
             for (m, &w) in term.targets.iter().enumerate() {
                 if w != 0.0 {
-                    per = per + row(nll[m].clone(), t) * post.present(m) * w;
+                    let n = nll.get(m, t).expect("a weighed target is decoded");
+                    per = per + n * post.present(m) * w;
                 }
             }
             let per = per * valid.clone();
@@ -254,58 +360,63 @@ impl Mvae {
             count = Some(count.map_or(valid.clone(), |c| c + valid));
         }
         let sum = sum.expect("a plan counts at least one term");
-        let per_item = match plan.combine {
+        match plan.combine {
             Combine::Sum => sum,
             Combine::Mean => sum / count.expect("counted").clamp_min(1.0),
-        };
-        let mut total = per_item.sum() / b as f32;
-        let mut named = Vec::new();
+        }
+    }
 
-        if cfg.align_weight > 0.0 {
-            let full = Subset::full(nm);
-            let q_joint = post.get(full);
-            let unimodal: Vec<Gaussian> = (0..nm).map(|m| post.get(Subset::single(m))).collect();
-            let valid = post.valid(full);
-            let a = alignment(cfg, &q_joint, &unimodal, self.pair(), &valid) * valid.clone();
-            total = total + a.clone().sum() * (cfg.align_weight / b as f32);
-            named.push(("align".to_string(), masked_mean(a, valid)));
-        }
-        if let (true, Some((_, logits))) = (cfg.cycle_weight > 0.0, &image_logits) {
-            let text = self
-                .index_of_kind(ModalityKind::Text)
-                .expect("validated: the caption cycle needs a text modality");
-            let t_y = plan
-                .terms
-                .iter()
-                .position(|t| t.given == Subset::single(text))
-                .expect("validated: the caption cycle needs the caption-only term");
-            let generated = logits.clone().narrow(0, t_y * b, b);
-            let c = self.caption_cycle(generated, &batch.inputs[text], post.present(text));
-            total = total + c * cfg.cycle_weight;
-        }
-        let terms = self.report(plan, &mut post, &nll, &kls, total.clone(), named);
-        let (reconstructed, generated) = match image_logits {
-            Some((m, logits)) => {
-                let pick = |given: bool| {
-                    let rows: Vec<Tensor<2>> = plan
-                        .terms
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, t)| t.given.contains(m) == given)
-                        .map(|(t, _)| logits.clone().narrow(0, t * b, b))
-                        .collect();
-                    (!rows.is_empty()).then(|| Tensor::cat(rows, 0))
-                };
-                (pick(true), pick(false))
-            }
-            None => (None, None),
+    /// Each decoder reads, as one batch, the draws of the terms the plan
+    /// has it decode (the first image modality every term's, for the
+    /// reconstruction and generation grids and the caption cycle).
+    fn decode_terms(
+        &self,
+        batch: &Batch,
+        plan: &Plan,
+        z_blocks: &[Tensor<2>],
+        private: &[Option<Tensor<2>>],
+    ) -> (DecodedNll, Option<ImageLogits>) {
+        let b = batch.size();
+        let first_image = self.index_of_kind(ModalityKind::Image);
+        let mut decoded = DecodedNll {
+            rows: Vec::with_capacity(self.modalities()),
+            nll: Vec::with_capacity(self.modalities()),
         };
-        LossOutput {
-            total,
-            terms,
-            reconstructed,
-            generated,
+        let mut image_logits = None;
+        for (m, expert) in self.experts.iter().enumerate() {
+            let read: Vec<usize> = (0..plan.len())
+                .filter(|&t| first_image == Some(m) || plan.terms[t].decoded[m])
+                .collect();
+            let mut rows = vec![None; plan.len()];
+            for (r, &t) in read.iter().enumerate() {
+                rows[t] = Some(r);
+            }
+            decoded.rows.push(rows);
+            if read.is_empty() {
+                decoded.nll.push(None);
+                continue;
+            }
+            let z = Tensor::cat(read.iter().map(|&t| z_blocks[t].clone()).collect(), 0);
+            let z_in = match &private[m] {
+                Some(w) => {
+                    let w = read
+                        .iter()
+                        .map(|&t| w.clone().narrow(0, t * b, b))
+                        .collect();
+                    Tensor::cat(vec![z, Tensor::cat(w, 0)], 1)
+                }
+                None => z,
+            };
+            let (n, logits) = expert.reconstruct(z_in, &batch.inputs[m].repeat(read.len()));
+            if first_image == Some(m) {
+                image_logits = logits.map(|logits| ImageLogits {
+                    modality: m,
+                    logits,
+                });
+            }
+            decoded.nll.push(Some(n.reshape([read.len(), b])));
         }
+        (decoded, image_logits)
     }
 
     /// The modalities the pairwise alignment terms compare: the image and
@@ -326,24 +437,24 @@ impl Mvae {
         &self,
         plan: &Plan,
         post: &mut Posteriors,
-        nll: &[Tensor<2>],
+        nll: &DecodedNll,
         kls: &[Tensor<1>],
         total: Tensor<1>,
         extra: Vec<(String, Tensor<1>)>,
     ) -> Terms {
         let nm = self.modalities();
-        let b = kls[0].dims()[0];
-        let row = |t: &Tensor<2>, i: usize| t.clone().narrow(0, i, 1).reshape([b]);
         let mut out = vec![("loss".to_string(), total)];
         let full = Subset::full(nm);
         if let Some(j) = plan.terms.iter().position(|t| t.given == full) {
             let valid = post.valid(full);
             out.push(("kl".into(), masked_mean(kls[j].clone(), valid.clone())));
-            for (m, (name, nll_m)) in self.names.iter().zip(nll).enumerate() {
-                out.push((
-                    format!("nll/{name}"),
-                    masked_mean(row(nll_m, j), valid.clone() * post.present(m)),
-                ));
+            for (m, name) in self.names.iter().enumerate() {
+                if let Some(n) = nll.get(m, j) {
+                    out.push((
+                        format!("nll/{name}"),
+                        masked_mean(n, valid.clone() * post.present(m)),
+                    ));
+                }
             }
         }
         for (t, term) in plan.terms.iter().enumerate() {
@@ -352,10 +463,12 @@ impl Mvae {
             }
             let from = term.given.members().next().expect("one member");
             for to in (0..nm).filter(|&to| to != from) {
-                out.push((
-                    format!("cross/{}->{}", self.names[from], self.names[to]),
-                    masked_mean(row(&nll[to], t), post.present(from) * post.present(to)),
-                ));
+                if let Some(n) = nll.get(to, t) {
+                    out.push((
+                        format!("cross/{}->{}", self.names[from], self.names[to]),
+                        masked_mean(n, post.present(from) * post.present(to)),
+                    ));
+                }
             }
         }
         out.extend(extra);

@@ -88,6 +88,12 @@ pub struct Term {
     /// draw (0 = not reconstructed); the modality's likelihood weight and,
     /// for modalities outside `given`, its cross weight, are included.
     pub targets: Vec<f32>,
+    /// Per modality, whether its decoder reads this term's draw: where it
+    /// is reconstructed, and wherever its weight and cross weight are not 0
+    /// (for the metrics). A modality with cross weight 0 is decoded only
+    /// from the subsets that weigh it; one with weight 0 is an input only,
+    /// never decoded.
+    pub decoded: Vec<bool>,
     pub kl: TermKl,
     /// Whether the term enters the objective; a report-only term is
     /// computed for the metrics alone (MoE's joint term).
@@ -168,8 +174,16 @@ impl PlanSpec {
     }
 
     fn term(&self, given: Subset, all: bool, cross: bool) -> Term {
+        let targets = self.targets(given, all, cross);
+        let decoded = (0..self.modalities())
+            .map(|m| {
+                let (w, c) = (self.weights.weight[m], self.weights.cross[m]);
+                targets[m] != 0.0 || (w != 0.0 && c != 0.0)
+            })
+            .collect();
         Term {
-            targets: self.targets(given, all, cross),
+            targets,
+            decoded,
             given,
             kl: TermKl::Prior,
             counts: true,
@@ -342,6 +356,36 @@ mod tests {
         let none = spec(Fusion::Poe, UnimodalTarget::None, 2).plan(0);
         assert_eq!(none.len(), 3);
         assert!(none.terms[0].counts && !none.terms[1].counts && !none.terms[2].counts);
+    }
+
+    #[test]
+    fn a_modality_with_cross_weight_zero_is_decoded_only_where_weighed() {
+        let mut s = spec(Fusion::Poe, UnimodalTarget::All, 3);
+        s.weights.cross[2] = 0.0;
+        s.sampled_subsets = 1;
+        let p = s.plan(3);
+        for t in &p.terms {
+            assert_eq!(t.decoded[2], t.given.contains(2), "{t:?}");
+            assert!(t.decoded[0] && t.decoded[1], "{t:?}");
+            for (d, w) in t.decoded.iter().zip(&t.targets) {
+                assert!(*d || *w == 0.0, "a weighed target is decoded: {t:?}");
+            }
+        }
+        // Under the original MVAE objective the unweighed cross targets of
+        // the other modalities are still decoded, for the metrics.
+        let mut o = spec(Fusion::Poe, UnimodalTarget::Observed, 3);
+        o.weights.cross[2] = 0.0;
+        let p = o.plan(0);
+        assert_eq!(p.terms[1].targets, vec![1.0, 0.0, 0.0]);
+        assert_eq!(p.terms[1].decoded, vec![true, true, false]);
+        // Weight 0: an input only, decoded from no term.
+        let mut i = spec(Fusion::Poe, UnimodalTarget::All, 3);
+        i.weights.weight[1] = 0.0;
+        assert!(i
+            .plan(0)
+            .terms
+            .iter()
+            .all(|t| !t.decoded[1] && t.targets[1] == 0.0));
     }
 
     #[test]

@@ -346,6 +346,10 @@ impl StepContext<'_> {
                 _ => None,
             },
         };
+        l.model = l
+            .model
+            .clone()
+            .with_weighed_decoders_tracked(&weights.weight);
         let step = sharded_gradients(
             &l.model,
             hb,

@@ -27,6 +27,47 @@ fn train_step_changes_weights_and_eval_does_not() {
     }
 }
 
+/// Counts the parameters autodiff tracks and those it does not.
+struct Tracked(usize, usize);
+
+impl ModuleVisitor for Tracked {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if p.is_require_grad() {
+            self.0 += 1;
+        } else {
+            self.1 += 1;
+        }
+    }
+}
+
+#[test]
+fn an_input_only_modality_trains_its_encoder_and_leaves_its_decoder_untracked() {
+    let _rng = testutil::rng_lock();
+    let mut s = Setup::three(Fusion::Poe);
+    s.modalities[2].weight = 0.0;
+    let ad = Device::flex().autodiff();
+    ad.seed(2);
+    let weights = testutil::weights(&s.modalities).weight;
+    let model = s.init(&ad).with_weighed_decoders_tracked(&weights);
+    let mut t = Tracked(0, 0);
+    model.visit(&mut t);
+    // The label decoder's two linear layers, weight and bias each.
+    assert_eq!(t.1, 4);
+    let before = values(&model);
+    let plan = s.plan(&model);
+    let out = model.loss(&s.host().to_device(&ad), &s.loss, &plan, 1.0);
+    let grads = GradientsParams::from_grads(out.total.backward(), &model);
+    let stepped = AdamConfig::new().init().step(1e-2, model, grads);
+    let after = values(&stepped);
+    let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(changed, before.len() - 4, "all but the label decoder move");
+    // Given a weight again, the decoder is tracked again.
+    let back = stepped.with_weighed_decoders_tracked(&[1.0, 1.0, 1.0]);
+    let mut t = Tracked(0, 0);
+    back.visit(&mut t);
+    assert_eq!((t.0, t.1), (before.len(), 0));
+}
+
 #[test]
 fn save_load_round_trip_gives_identical_outputs() {
     let _rng = testutil::rng_lock();

@@ -324,3 +324,46 @@ fn image_only_latent_feeds_the_image_decoder_alone() {
         assert_eq!(base[k], moved[k], "{k}");
     }
 }
+
+#[test]
+fn a_zero_cross_weight_skips_only_the_terms_it_zeroes() {
+    let _rng = testutil::rng_lock();
+    let s = Setup::three(Fusion::Poe);
+    let dev = Device::flex();
+    dev.seed(12);
+    let model = s.init(&dev);
+    let batch = s.host().to_device(&dev);
+    // joint + three single-modality terms, four items each
+    let eps = Tensor::<2>::random([16, 4], Distribution::Normal(0.0, 1.0), &dev);
+    let run = |cross: f32| {
+        let mut t = s.clone();
+        t.modalities[2].cross_weight = cross;
+        let out = model.loss_with_noise(&batch, &t.loss, &t.plan(&model), 1.0, eps.clone());
+        (scalar(out.total), out.terms.to_host())
+    };
+    let (with, terms) = run(1.0);
+    let (without, skipped) = run(0.0);
+    // The label decoded from the image or the caption alone is neither
+    // weighed nor measured; everything else is the same draw, the same NLL.
+    for k in ["cross/image->label", "cross/text->label"] {
+        assert!(terms.contains_key(k) && !skipped.contains_key(k), "{k}");
+    }
+    for k in ["nll/label", "cross/label->image", "cross/image->text", "kl"] {
+        assert_eq!(terms[k], skipped[k], "{k}");
+    }
+    let w = s.modalities[2].weight as f64;
+    let cross = (terms["cross/image->label"] + terms["cross/text->label"]) as f64;
+    assert!(
+        (with - without - w * cross).abs() < 1e-4 * with.abs().max(1.0),
+        "{with} - {without} vs {w} × {cross}"
+    );
+    // Weight 0: the label is an input only, never decoded.
+    let mut t = s.clone();
+    t.modalities[2].weight = 0.0;
+    let input = model
+        .loss_with_noise(&batch, &t.loss, &t.plan(&model), 1.0, eps.clone())
+        .terms
+        .to_host();
+    assert!(input.keys().all(|k| !k.ends_with("label")), "{input:?}");
+    assert_eq!(input["cross/label->image"], terms["cross/label->image"]);
+}
