@@ -359,12 +359,13 @@ impl CoherenceMatrix {
 }
 
 impl CoherenceMatrix {
-    /// Each attribute read right, for every single input and output (empty
-    /// where the dataset has one attribute).
+    /// Each attribute read right, for every single input and every output
+    /// (its own reconstruction included; empty where the dataset has one
+    /// attribute).
     fn slot_table(&self) -> String {
         let mut s = String::new();
         for (given, row) in self.by_slot.iter().filter(|(k, _)| !k.contains('+')) {
-            for (output, per) in row.iter().filter(|(o, _)| *o != given) {
+            for (output, per) in row {
                 let parts: Vec<String> = per
                     .iter()
                     .map(|(slot, v)| format!("{slot} {:.2}%", 100.0 * v))
@@ -384,7 +385,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_attribute_table_lists_single_inputs_and_other_outputs() {
+    fn the_attribute_table_lists_single_inputs_and_every_output() {
         let mut cm = CoherenceMatrix::default();
         let per =
             |a: f64, b: f64| BTreeMap::from([("size".to_string(), a), ("shape".to_string(), b)]);
@@ -399,7 +400,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            !t.contains("edges -> edges") && !t.contains("edges+grey"),
+            t.contains("edges -> edges: shape 100.00%") && !t.contains("edges+grey"),
             "{t}"
         );
         assert!(CoherenceMatrix::default().slot_table().is_empty());
