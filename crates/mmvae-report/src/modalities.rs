@@ -75,6 +75,59 @@ pub fn coherence_section(eval: Option<&serde_json::Value>) -> String {
             100.0 * cm.get("joint").and_then(|v| v.as_f64()).unwrap_or(f64::NAN)
         ));
     }
+    s.push_str(&attribute_table(cm));
+    s
+}
+
+/// Each attribute of each output generated from one input
+/// (`coherence_matrix.by_slot`) as a heat map; empty where the evaluation
+/// has none (datasets with one attribute).
+fn attribute_table(cm: &serde_json::Value) -> String {
+    let Some(by) = cm.get("by_slot").and_then(|b| b.as_object()) else {
+        return String::new();
+    };
+    let mut slots: Vec<&String> = Vec::new();
+    let mut rows = Vec::new();
+    for (given, outputs) in by.iter().filter(|(g, _)| !g.contains('+')) {
+        for (output, per) in outputs.as_object().into_iter().flatten() {
+            let Some(per) = per.as_object() else { continue };
+            for k in per.keys() {
+                if !slots.contains(&k) {
+                    slots.push(k);
+                }
+            }
+            rows.push((given, output, per));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<p>Each attribute on its own, for every output generated from one input: what an output keeps of the item where it misses some attribute.</p><table id=\"coherence-by-attribute\" class=\"heat\"><tr><th>given → generated</th>",
+    );
+    for k in &slots {
+        s.push_str(&format!("<th>{}</th>", escape(k)));
+    }
+    s.push_str("</tr>");
+    for (given, output, per) in rows {
+        s.push_str(&format!(
+            "<tr><th>{} → {}</th>",
+            escape(given),
+            escape(output)
+        ));
+        for k in &slots {
+            match per.get(k.as_str()).and_then(|v| v.as_f64()) {
+                Some(v) => s.push_str(&format!(
+                    "<td style=\"background:{}\">{:.1}%</td>",
+                    heat(v),
+                    100.0 * v
+                )),
+                None => s.push_str("<td>–</td>"),
+            }
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
     s
 }
 
@@ -206,7 +259,11 @@ mod tests {
                     "a+b": { "a": 0.95, "b": 0.9 }
                 },
                 "by_inputs": { "1": 0.25, "2": 0.925 },
-                "joint": 0.4
+                "joint": 0.4,
+                "by_slot": {
+                    "a": { "b": { "shape": 0.75, "size": 1.0 } },
+                    "a+b": { "a": { "shape": 0.5, "size": 0.5 } }
+                }
             }
         });
         let html = coherence_section(Some(&eval));
@@ -228,6 +285,18 @@ mod tests {
             html.contains("1: 25.00%, 2: 92.50%") && html.contains("40.00%"),
             "{html}"
         );
+        // Each attribute, single inputs only.
+        assert!(
+            html.contains("<th>a → b</th><td style=\"background:hsl(90, 70%, 78%)\">75.0%</td>"),
+            "{html}"
+        );
+        assert!(!html.contains("a+b → a"), "{html}");
+        let mut plain = eval.clone();
+        plain["coherence_matrix"]
+            .as_object_mut()
+            .unwrap()
+            .remove("by_slot");
+        assert!(!coherence_section(Some(&plain)).contains("coherence-by-attribute"));
         assert!(coherence_section(None).contains("mmvae eval"));
     }
 }
