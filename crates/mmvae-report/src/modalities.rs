@@ -21,6 +21,19 @@ fn heat(v: f64) -> String {
     format!("hsl({hue:.0}, 70%, 78%)")
 }
 
+/// A table cell showing a fraction as a percentage on its heat colour, or
+/// a dash where there is none.
+fn heat_cell(v: Option<&serde_json::Value>) -> String {
+    match v.and_then(|v| v.as_f64()) {
+        Some(v) => format!(
+            "<td style=\"background:{}\">{:.1}%</td>",
+            heat(v),
+            100.0 * v
+        ),
+        None => "<td>–</td>".into(),
+    }
+}
+
 /// The coherence matrix of an `eval.json` (`coherence_matrix`) as an HTML
 /// heat map, rows the given subsets, columns the generated modalities, and
 /// the mean by number of inputs; a note where the evaluation has none.
@@ -52,14 +65,7 @@ pub fn coherence_section(eval: Option<&serde_json::Value>) -> String {
     for (given, row) in rows {
         s.push_str(&format!("<tr><th>{}</th>", escape(given)));
         for o in &outputs {
-            match row.get(o.as_str()).and_then(|v| v.as_f64()) {
-                Some(v) => s.push_str(&format!(
-                    "<td style=\"background:{}\">{:.1}%</td>",
-                    heat(v),
-                    100.0 * v
-                )),
-                None => s.push_str("<td>–</td>"),
-            }
+            s.push_str(&heat_cell(row.get(o.as_str())));
         }
         s.push_str("</tr>");
     }
@@ -116,14 +122,7 @@ fn attribute_table(cm: &serde_json::Value) -> String {
             escape(output)
         ));
         for k in &slots {
-            match per.get(k.as_str()).and_then(|v| v.as_f64()) {
-                Some(v) => s.push_str(&format!(
-                    "<td style=\"background:{}\">{:.1}%</td>",
-                    heat(v),
-                    100.0 * v
-                )),
-                None => s.push_str("<td>–</td>"),
-            }
+            s.push_str(&heat_cell(per.get(k.as_str())));
         }
         s.push_str("</tr>");
     }

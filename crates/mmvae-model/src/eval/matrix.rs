@@ -87,9 +87,11 @@ impl Shown {
     }
 }
 
-/// Right answers per scored cell: overall and per attribute slot.
+/// Right answers per scored cell: overall and per attribute slot. (Not
+/// [`crate::eval::coherence`]'s tally: an output here may show one slot
+/// only, and is scored on the slots it shows.)
 #[derive(Debug, Clone, Default)]
-struct Tally {
+struct CellCount {
     right: usize,
     scored: usize,
     slot_right: Vec<usize>,
@@ -192,9 +194,9 @@ pub fn coherence_matrix(
     };
     let subsets = scored_subsets(nm);
     let slots = kind.slots();
-    let blank = Tally {
+    let blank = CellCount {
         slot_right: vec![0; slots.len()],
-        ..Tally::default()
+        ..CellCount::default()
     };
     let mut counts = vec![vec![blank; nm]; subsets.len()];
     let mut readable = vec![true; nm];
@@ -356,9 +358,7 @@ impl CoherenceMatrix {
         }
         s
     }
-}
 
-impl CoherenceMatrix {
     /// Each attribute read right, for every single input and every output
     /// (its own reconstruction included; empty where the dataset has one
     /// attribute).

@@ -168,6 +168,14 @@ impl<'a> Run<'a> {
         };
         let layout = self.cfg.layout();
         let last_dir = self.last_dir();
+        // The weights change only between epochs (phases); the optimizer
+        // leaves untracked parameters as they are.
+        let weights = self.cfg.weights_at(epoch);
+        self.learner.model = self
+            .learner
+            .model
+            .clone()
+            .with_weighed_decoders_tracked(&weights.weight);
         let Run {
             cfg,
             data,
@@ -346,10 +354,6 @@ impl StepContext<'_> {
                 _ => None,
             },
         };
-        l.model = l
-            .model
-            .clone()
-            .with_weighed_decoders_tracked(&weights.weight);
         let step = sharded_gradients(
             &l.model,
             hb,
