@@ -17,8 +17,9 @@ use crate::nn::gaussian::Gaussian;
 struct Weighed {
     /// log w of every draw: `[M·n]`.
     lw: Tensor<1>,
-    /// Per modality, its NLL at every draw: `[M·n]` each.
-    nll: Vec<Tensor<1>>,
+    /// Per modality, its NLL at every draw: `[M·n]` each; `None` for a
+    /// modality that weighs nothing (its decoder does not run).
+    nll: Vec<Option<Tensor<1>>>,
     /// log q_mix(z) − log p(z) at every draw: `[M·n]`.
     ratio: Tensor<1>,
     /// The (first) image modality's logits at every draw.
@@ -94,12 +95,16 @@ impl Mvae {
             let mut nll = Vec::with_capacity(nm);
             let mut image_logits = None;
             for (j, e) in m.experts.iter().enumerate() {
+                if weights[j] == 0.0 {
+                    nll.push(None);
+                    continue;
+                }
                 let (l, logits) = e.reconstruct(z.clone(), &targets[j]);
                 lw = lw + l.clone() * present_rows[j].clone() * weights[j];
                 if image_logits.is_none() {
                     image_logits = logits;
                 }
-                nll.push(l);
+                nll.push(Some(l));
             }
             Weighed {
                 lw: lw.neg(),
@@ -169,8 +174,9 @@ impl Mvae {
                 .as_ref()
                 .map(|l| l.clone().narrow(0, m * n, b))
         };
-        if let (true, Some(t)) = (cfg.cycle_weight > 0.0, text) {
-            let generated = first_logits(t).expect("validated: the caption cycle needs an image");
+        // Only where the image is decoded, as in the ELBO.
+        let cycled = text.filter(|_| cfg.cycle_weight > 0.0);
+        if let Some((t, generated)) = cycled.and_then(|t| first_logits(t).map(|g| (t, g))) {
             total = total
                 + self.caption_cycle(generated, &batch.inputs[t], post.present(t))
                     * cfg.cycle_weight;
@@ -180,17 +186,21 @@ impl Mvae {
             ("kl".to_string(), w.ratio.clone().mean()),
         ];
         for m in 0..nm {
-            entries.push((
-                format!("nll/{}", self.names[m]),
-                masked_mean(block(&w.nll[m], m), block_mask(m)),
-            ));
+            if let Some(l) = &w.nll[m] {
+                entries.push((
+                    format!("nll/{}", self.names[m]),
+                    masked_mean(block(l, m), block_mask(m)),
+                ));
+            }
         }
         for from in 0..nm {
             for to in (0..nm).filter(|&to| to != from) {
-                entries.push((
-                    format!("cross/{}->{}", self.names[from], self.names[to]),
-                    masked_mean(block(&w.nll[to], from), block_mask(from) * block_mask(to)),
-                ));
+                if let Some(l) = &w.nll[to] {
+                    entries.push((
+                        format!("cross/{}->{}", self.names[from], self.names[to]),
+                        masked_mean(block(l, from), block_mask(from) * block_mask(to)),
+                    ));
+                }
             }
         }
         entries.extend(named);

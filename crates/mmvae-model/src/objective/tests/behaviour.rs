@@ -43,29 +43,37 @@ impl ModuleVisitor for Tracked {
 #[test]
 fn an_input_only_modality_trains_its_encoder_and_leaves_its_decoder_untracked() {
     let _rng = testutil::rng_lock();
-    let mut s = Setup::three(Fusion::Poe);
-    s.modalities[2].weight = 0.0;
-    let ad = Device::flex().autodiff();
-    ad.seed(2);
-    let weights = testutil::weights(&s.modalities).weight;
-    let model = s.init(&ad).with_weighed_decoders_tracked(&weights);
-    let mut t = Tracked(0, 0);
-    model.visit(&mut t);
-    // The label decoder's two linear layers, weight and bias each.
-    assert_eq!(t.1, 4);
-    let before = values(&model);
-    let plan = s.plan(&model);
-    let out = model.loss(&s.host().to_device(&ad), &s.loss, &plan, 1.0);
-    let grads = GradientsParams::from_grads(out.total.backward(), &model);
-    let stepped = AdamConfig::new().init().step(1e-2, model, grads);
-    let after = values(&stepped);
-    let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
-    assert_eq!(changed, before.len() - 4, "all but the label decoder move");
-    // Given a weight again, the decoder is tracked again.
-    let back = stepped.with_weighed_decoders_tracked(&[1.0, 1.0, 1.0]);
-    let mut t = Tracked(0, 0);
-    back.visit(&mut t);
-    assert_eq!((t.0, t.1), (before.len(), 0));
+    let mut iwae = Setup::three(Fusion::Moe);
+    iwae.loss.objective = Objective::Iwae;
+    iwae.loss.k = 2;
+    for mut s in [Setup::three(Fusion::Poe), iwae] {
+        s.modalities[2].weight = 0.0;
+        let ad = Device::flex().autodiff();
+        ad.seed(2);
+        let weights = testutil::weights(&s.modalities).weight;
+        let model = s.init(&ad).with_weighed_decoders_tracked(&weights);
+        let mut t = Tracked(0, 0);
+        model.visit(&mut t);
+        // The label decoder's two linear layers, weight and bias each.
+        assert_eq!(t.1, 4);
+        let before = values(&model);
+        let plan = s.plan(&model);
+        let out = model.loss(&s.host().to_device(&ad), &s.loss, &plan, 1.0);
+        // Its reconstruction is neither computed nor reported.
+        let terms = out.terms.to_host();
+        assert!(!terms.keys().any(|k| k.ends_with("label")), "{terms:?}");
+        assert!(terms.contains_key("cross/label->image"), "{terms:?}");
+        let grads = GradientsParams::from_grads(out.total.backward(), &model);
+        let stepped = AdamConfig::new().init().step(1e-2, model, grads);
+        let after = values(&stepped);
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, before.len() - 4, "all but the label decoder move");
+        // Given a weight again, the decoder is tracked again.
+        let back = stepped.with_weighed_decoders_tracked(&[1.0, 1.0, 1.0]);
+        let mut t = Tracked(0, 0);
+        back.visit(&mut t);
+        assert_eq!((t.0, t.1), (before.len(), 0));
+    }
 }
 
 #[test]
