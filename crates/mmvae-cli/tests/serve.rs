@@ -4,71 +4,11 @@
 mod common;
 
 use base64::Engine as _;
-use common::{get, png_of, post, post_json, serve, Server};
+use common::{get, ok, png_of, post, post_json, serve, write_dataset, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mmvae"));
-    c.env_remove("MMVAE_DATA");
-    c
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = bin()
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("binary runs");
-    assert!(
-        o.status.success(),
-        "mmvae {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&(*d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
-
-/// A small synthetic MNIST-format dataset: class `c` is a bright bar at row
-/// band `c`.
-fn write_dataset(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for split in ["train", "t10k"] {
-        let mut imgs = vec![0u8; n * 784];
-        let mut lbls = Vec::new();
-        for i in 0..n {
-            let c = i % 10;
-            for y in (c * 2 + 3)..(c * 2 + 6) {
-                for x in 4..24 {
-                    imgs[i * 784 + y * 28 + x] = 200 + (i % 50) as u8;
-                }
-            }
-            lbls.push(c as u8);
-        }
-        std::fs::write(
-            dir.join(format!("{split}-images-idx3-ubyte")),
-            idx(&[n, 28, 28], &imgs),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{split}-labels-idx1-ubyte")),
-            idx(&[n], &lbls),
-        )
-        .unwrap();
-    }
-}
 
 const TINY: &str = r#"
 seed = 3

@@ -1,20 +1,13 @@
 //! Starting `mmvae serve` from a test and talking to it over HTTP.
 
-#![allow(dead_code)]
-
+use super::bin;
 use base64::Engine as _;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mmvae"));
-    c.env_remove("MMVAE_DATA");
-    c
-}
 
 /// A running `mmvae serve`, killed when dropped (also when a test panics).
 pub struct Server {

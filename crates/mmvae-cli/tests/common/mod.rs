@@ -1,0 +1,95 @@
+//! What the tests of the real binary share: running it, and writing a
+//! small synthetic dataset for it.
+
+#![allow(dead_code)]
+
+pub mod server;
+
+pub use server::*;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mmvae"));
+    c.env_remove("MMVAE_DATA");
+    c
+}
+
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = run(dir, args);
+    assert!(
+        o.status.success(),
+        "mmvae {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs a failing command; returns its stderr after checking it is one
+/// `error:` line with exit code 1 and no panic.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = run(dir, args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "mmvae {args:?} should fail cleanly: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    err
+}
+
+/// A command line split at spaces (for arguments without spaces).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+pub fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&(*d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// A small synthetic MNIST-format dataset: class `c` is a bright bar at row
+/// band `c`, so a model can learn it in a few steps.
+pub fn write_dataset(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for split in ["train", "t10k"] {
+        let mut imgs = vec![0u8; n * 784];
+        let mut lbls = Vec::new();
+        for i in 0..n {
+            let c = i % 10;
+            for y in (c * 2 + 3)..(c * 2 + 6) {
+                for x in 4..24 {
+                    imgs[i * 784 + y * 28 + x] = 200 + (i % 50) as u8;
+                }
+            }
+            lbls.push(c as u8);
+        }
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            idx(&[n, 28, 28], &imgs),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            idx(&[n], &lbls),
+        )
+        .unwrap();
+    }
+}
