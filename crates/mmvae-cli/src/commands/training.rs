@@ -12,6 +12,14 @@ pub(super) fn print_epoch(r: &EpochReport) {
         (Some(g), Some(d)) => format!("  adversarial G {g:.2} D {d:.3}"),
         _ => String::new(),
     };
+    let pseudo = match (r.train.get("pseudo_used"), r.train.get("pseudo_agree")) {
+        (Some(u), Some(a)) => format!(
+            "  self-training: {:.1}% filled in, {:.1}% of them agree",
+            100.0 * u,
+            100.0 * a
+        ),
+        _ => String::new(),
+    };
     // The joint term's parts, then each modality read from each other one.
     let mut parts: Vec<String> = r
         .val
@@ -27,7 +35,7 @@ pub(super) fn print_epoch(r: &EpochReport) {
             .filter_map(|(k, v)| k.strip_prefix("cross/").map(|m| format!("{m} {v:.2}"))),
     );
     eprintln!(
-        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  ({}){adv}  {:.0} samples/s  (data wait {:.1}%)  {:.0}s{}",
+        "epoch {:>3}{phase}  step {:>6}  train loss {:>9.3}  val loss {:>9.3}  ({}){adv}{pseudo}  {:.0} samples/s  (data wait {:.1}%)  {:.0}s{}",
         r.epoch,
         r.step,
         r.train["loss"],

@@ -118,6 +118,33 @@ pub struct DataConfig {
     /// item once per epoch, so the pairs make up `paired_fraction` of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired_share: Option<f64>,
+    /// With weak supervision: the model's own confident captions (labels)
+    /// complete the unpaired items that lack one (self-training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_training: Option<SelfTraining>,
+}
+
+/// Self-training (pseudo-labelling) for weak supervision: before each epoch
+/// from `from_epoch` on, the model generates each missing caption or label
+/// of the unpaired training items from the modality they keep (the
+/// posterior mean, greedy decoding); the items whose value at least
+/// `min_confidence` of `draws` posterior draws decode to as well train as
+/// pairs in that epoch. Images are never filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfTraining {
+    /// The first epoch (counted from 1) that trains on filled-in items.
+    pub from_epoch: usize,
+    /// The least share of the draws that must agree with the posterior
+    /// mean's caption (label) for it to be used.
+    pub min_confidence: f64,
+    /// Posterior draws decoded per item to measure that agreement.
+    #[serde(default = "default_draws")]
+    pub draws: usize,
+}
+
+fn default_draws() -> usize {
+    8
 }
 
 fn one_f64() -> f64 {
@@ -383,6 +410,7 @@ impl TrainConfig {
                 paired_fraction: 1.0,
                 unpaired: Unpaired::Random,
                 paired_share: None,
+                self_training: None,
             },
             loss: LossConfig::default(),
             adversarial: None,

@@ -484,6 +484,44 @@ fn modalities_and_weak_supervision_are_checked() {
         &|c| c.data.unpaired = Unpaired::Only("audio".into()),
         "data.unpaired",
     );
+    // Self-training fills in unpaired items, so it needs some.
+    let st = SelfTraining {
+        from_epoch: 2,
+        min_confidence: 0.9,
+        draws: 8,
+    };
+    fn weak(st: &SelfTraining, edit: impl Fn(&mut SelfTraining)) -> impl Fn(&mut TrainConfig) {
+        let mut st = st.clone();
+        edit(&mut st);
+        move |c: &mut TrainConfig| {
+            c.data.paired_fraction = 0.1;
+            c.data.self_training = Some(st.clone());
+        }
+    }
+    bad(
+        &|c| c.data.self_training = Some(st.clone()),
+        "data.self_training",
+    );
+    bad(
+        &|c| {
+            weak(&st, |_| {})(c);
+            c.data.unpaired = Unpaired::Drop;
+        },
+        "data.self_training",
+    );
+    bad(
+        &weak(&st, |s| s.from_epoch = 0),
+        "data.self_training.from_epoch",
+    );
+    bad(
+        &weak(&st, |s| s.min_confidence = 0.0),
+        "data.self_training.min_confidence",
+    );
+    bad(&weak(&st, |s| s.draws = 0), "data.self_training.draws");
+    let mut c = three();
+    weak(&st, |_| {})(&mut c);
+    assert!(c.to_toml().contains("min_confidence = 0.9"));
+    assert_eq!(ok(&c).unwrap(), c);
     // Terms that compare an image and a caption, or two modalities.
     bad(
         &|c| c.loss.unimodal_target = UnimodalTarget::Conditional,

@@ -360,6 +360,37 @@ impl TrainConfig {
                 "has no unpaired items to share with under unpaired = \"drop\"",
             )?;
         }
+        if let Some(st) = &d.self_training {
+            check(
+                d.paired_fraction < 1.0 && d.unpaired != Unpaired::Drop,
+                "data.self_training",
+                "fills in unpaired items: needs data.paired_fraction below 1 and unpaired items kept (not \"drop\")",
+            )?;
+            check(
+                st.from_epoch >= 1,
+                "data.self_training.from_epoch",
+                "counts epochs from 1",
+            )?;
+            check(
+                st.min_confidence.is_finite()
+                    && st.min_confidence > 0.0
+                    && st.min_confidence <= 1.0,
+                "data.self_training.min_confidence",
+                "must be in (0, 1]",
+            )?;
+            check(
+                (1..=64).contains(&st.draws),
+                "data.self_training.draws",
+                "must be in 1..=64",
+            )?;
+            check(
+                self.modalities
+                    .iter()
+                    .any(|m| matches!(m.kind(), ModalityKind::Text | ModalityKind::Label)),
+                "data.self_training",
+                "fills in captions and labels: the model has neither",
+            )?;
+        }
         if let Unpaired::Only(name) = &d.unpaired {
             check(
                 self.modality(name).is_some(),

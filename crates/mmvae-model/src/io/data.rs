@@ -260,6 +260,17 @@ impl Pairing {
             .collect()
     }
 
+    /// The items that keep modality `m` alone (none under `"drop"`, whose
+    /// unpaired items never train).
+    pub fn keeping_only(&self, m: usize) -> Vec<usize> {
+        if self.drop_unpaired {
+            return Vec::new();
+        }
+        (0..self.kept.len())
+            .filter(|&i| self.kept[i] == Some(m))
+            .collect()
+    }
+
     /// Mark, in a batch gathered from training items `indices`, the
     /// modalities each item lacks.
     pub fn apply(&self, hb: &mut HostBatch, indices: &[usize]) {

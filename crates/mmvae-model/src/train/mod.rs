@@ -5,6 +5,7 @@
 pub mod discriminator;
 pub mod parallel;
 pub mod perceptual;
+pub mod pseudo;
 mod run;
 pub mod schedule;
 
@@ -440,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn three_weakly_paired_modalities_train_resume_exactly_and_evaluate() {
+    fn three_weakly_paired_self_trained_modalities_train_resume_exactly_and_evaluate() {
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();
         fixture(&d.path().join("data"), 80);
@@ -457,8 +458,26 @@ mod tests {
         ));
         cfg.model.fusion = crate::config::Fusion::MoPoe;
         cfg.data.paired_fraction = 0.25;
+        // From the second epoch on, the model's own captions and labels
+        // complete the unpaired items.
+        cfg.data.self_training = Some(crate::config::SelfTraining {
+            from_epoch: 2,
+            min_confidence: 0.5,
+            draws: 2,
+        });
         cfg.optim.epochs = 3;
-        let whole = train_tiny(&cfg, d.path(), "whole");
+        // Filled-in items add terms, so the training loss need not fall.
+        let whole = train(&cfg, &opts(d.path().join("whole"), data.clone()), |_| {}).unwrap();
+        assert!(whole.reports.iter().all(|r| r.val["loss"].is_finite()));
+        assert!(!whole.reports[0].train.contains_key("pseudo_used"));
+        for r in &whole.reports[1..] {
+            let used = r.train["pseudo_used"];
+            assert!((0.0..=1.0).contains(&used), "{used}");
+            assert!((0.0..=1.0).contains(&r.train["pseudo_agree"]));
+        }
+        assert!(whole.reports[1..]
+            .iter()
+            .any(|r| r.train["pseudo_used"] > 0.0));
         assert!(whole.reports[0].val.contains_key("nll/digit"));
         assert!(whole.reports[0].val.contains_key("cross/digit->image"));
         let mut first = cfg.clone();

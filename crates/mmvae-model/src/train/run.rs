@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::parallel::{sharded_gradients, Adversary, Critics, Perceptual, Sharding};
 use super::perceptual::FeatureNet;
+use super::pseudo::{PseudoPairs, PseudoStats};
 use super::{
     add_weighted, beta_at, evaluate_loss, init_model, mean_of, optimizer, plan_stream,
     progress_message, same_run, step_loss, EpochReport, Refiner, TrainOptions,
@@ -38,6 +39,8 @@ pub(super) struct Run<'a> {
     pub opts: &'a TrainOptions,
     pub data: TrainData,
     pub pairing: Pairing,
+    /// What self-training filled in for the current epoch.
+    pub pseudo: PseudoPairs,
     pub device: Device,
     pub eval_device: Device,
     /// The perceptual loss's feature network, fixed for the whole run.
@@ -57,6 +60,7 @@ struct EpochTotals {
     adversarial: (f64, f64),
     perceptual: f64,
     data_wait_s: f64,
+    pseudo: Option<PseudoStats>,
 }
 
 impl<'a> Run<'a> {
@@ -85,6 +89,7 @@ impl<'a> Run<'a> {
             cfg,
             opts,
             pairing: Pairing::new(cfg, data.train.len()),
+            pseudo: PseudoPairs::none(data.train.len()),
             data,
             eval_device: device.clone().without_autodiff(),
             device,
@@ -168,6 +173,7 @@ impl<'a> Run<'a> {
         };
         let layout = self.cfg.layout();
         let last_dir = self.last_dir();
+        let pseudo_stats = self.fill_in(epoch);
         // The weights change only between epochs (phases); the optimizer
         // leaves untracked parameters as they are.
         let weights = self.cfg.weights_at(epoch);
@@ -180,6 +186,7 @@ impl<'a> Run<'a> {
             cfg,
             data,
             pairing,
+            pseudo,
             learner,
             device,
             feature_net,
@@ -196,16 +203,20 @@ impl<'a> Run<'a> {
             epoch,
             last_dir: &last_dir,
         };
-        let mut totals = EpochTotals::default();
+        let mut totals = EpochTotals {
+            pseudo: pseudo_stats,
+            ..EpochTotals::default()
+        };
         let mut failure = None;
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(2);
             let (train_set, vocab, order, layout) = (&data.train, &data.vocab, &order, &layout);
-            let pairing = &*pairing;
+            let (pairing, pseudo) = (&*pairing, &*pseudo);
             s.spawn(move || {
                 for chunk in order.chunks(bs) {
                     let mut hb = HostBatch::gather(layout, train_set, chunk, source, vocab);
                     pairing.apply(&mut hb, chunk);
+                    pseudo.apply(&mut hb, chunk);
                     if tx.send(hb).is_err() {
                         break;
                     }
@@ -232,6 +243,25 @@ impl<'a> Run<'a> {
             Some(e) => Err(e),
             None => Ok(totals),
         }
+    }
+
+    /// Self-training: fill in the unpaired items for epoch `epoch` (from
+    /// `data.self_training.from_epoch` on) with the current model.
+    fn fill_in(&mut self, epoch: usize) -> Option<PseudoStats> {
+        let st = self.cfg.data.self_training.as_ref()?;
+        if epoch + 1 < st.from_epoch {
+            return None;
+        }
+        let (pseudo, stats) = PseudoPairs::fill(
+            &self.learner.model.valid(),
+            self.cfg,
+            &self.data,
+            &self.pairing,
+            st,
+            &self.eval_device,
+        );
+        self.pseudo = pseudo;
+        Some(stats)
     }
 
     /// Validate the model after epoch `epoch`, save `last/` (and `best/`),
@@ -296,6 +326,18 @@ impl<'a> Run<'a> {
         }
         if epoch_loss.perceptual_weight > 0.0 && self.feature_net.is_some() {
             train.insert("perceptual".into(), t.perceptual / n);
+        }
+        if let Some(p) = t.pseudo {
+            // The share of the generated values used, and of those the share
+            // that agree with the withheld ones.
+            train.insert(
+                "pseudo_used".into(),
+                p.used as f64 / p.generated.max(1) as f64,
+            );
+            train.insert(
+                "pseudo_agree".into(),
+                p.agreeing as f64 / p.used.max(1) as f64,
+            );
         }
         Ok(EpochReport {
             epoch: epoch + 1,
