@@ -117,7 +117,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let s = train::train(&cfg, &opts, print_epoch)
         .with_context(|| format!("training {}", a.config.display()))?;
     outln!(
-        "trained {} epochs ({} steps) in {:.0}s; best validation loss {:.3}\ncheckpoints: {}/best {}/last\nmetrics: {}/metrics.jsonl",
+        "trained {} epochs ({} steps) in {:.0}s; validation loss of best/ {:.3}\ncheckpoints: {}/best {}/last\nmetrics: {}/metrics.jsonl",
         s.epochs,
         s.steps,
         s.elapsed_s,

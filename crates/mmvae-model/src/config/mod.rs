@@ -38,6 +38,30 @@ pub struct OptimConfig {
     /// kernels' own threads (speed only: both give the same bits).
     #[serde(default)]
     pub core_sharing: CoreSharing,
+    /// Which epoch `best/` keeps: the one with the lowest validation loss
+    /// (`"val-loss"`, the default) or the last one (`"last"`, for recipes
+    /// whose validation loss stops tracking what they are for, such as
+    /// self-training, where wrong filled-in captions raise the caption NLL
+    /// while coherence still grows).
+    #[serde(default, skip_serializing_if = "BestEpoch::is_default")]
+    pub best: BestEpoch,
+}
+
+/// Which epoch a run's `best/` checkpoint holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BestEpoch {
+    /// The lowest validation loss (within the last phase reached).
+    #[default]
+    ValLoss,
+    /// The last epoch trained.
+    Last,
+}
+
+impl BestEpoch {
+    fn is_default(&self) -> bool {
+        *self == BestEpoch::ValLoss
+    }
 }
 
 /// How the data-parallel shards of a training step share the CPU cores.
@@ -396,6 +420,7 @@ impl TrainConfig {
                 epochs: 1,
                 grad_clip: None,
                 core_sharing: CoreSharing::default(),
+                best: BestEpoch::default(),
             },
             data: DataConfig {
                 dataset,

@@ -518,6 +518,18 @@ fn modalities_and_weak_supervision_are_checked() {
         "data.self_training.min_confidence",
     );
     bad(&weak(&st, |s| s.draws = 0), "data.self_training.draws");
+    // Which epoch best/ keeps, by name.
+    let mut c = three();
+    c.optim.best = BestEpoch::Last;
+    assert!(c.to_toml().contains("best = \"last\""));
+    assert_eq!(ok(&c).unwrap(), c);
+    let e = TrainConfig::from_toml_str(
+        &c.to_toml().replace("best = \"last\"", "best = \"first\""),
+        Path::new("m.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("m.toml") && e.contains("first"), "{e}");
     let mut c = three();
     weak(&st, |_| {})(&mut c);
     assert!(c.to_toml().contains("min_confidence = 0.9"));

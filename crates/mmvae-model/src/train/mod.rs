@@ -508,6 +508,21 @@ mod tests {
     }
 
     #[test]
+    fn best_holds_the_last_epoch_when_the_config_asks() {
+        let _rng = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
+        cfg.optim.epochs = 3;
+        cfg.optim.best = crate::config::BestEpoch::Last;
+        let out = d.path().join("run");
+        let r = train(&cfg, &opts(out.clone(), d.path().join("data")), |_| {}).unwrap();
+        assert!(r.reports.iter().all(|e| e.best));
+        assert_eq!(r.best_val_loss, r.reports[2].val["loss"]);
+        assert_eq!(weights(&out.join("best")), weights(&out.join("last")));
+    }
+
+    #[test]
     fn a_resumed_run_repeats_the_uninterrupted_run() {
         let _rng = crate::testutil::rng_lock();
         let d = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use super::{
     add_weighted, beta_at, evaluate_loss, init_model, mean_of, optimizer, plan_stream,
     progress_message, same_run, step_loss, EpochReport, Refiner, TrainOptions,
 };
-use crate::config::TrainConfig;
+use crate::config::{BestEpoch, TrainConfig};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::io::batch::{shuffled, CaptionSource, HostBatch};
@@ -300,7 +300,10 @@ impl<'a> Run<'a> {
         l.state.epoch = epoch + 1;
         l.state.val_loss = val_loss;
         l.state.elapsed_s = self.elapsed_before + self.started.elapsed().as_secs_f64();
-        let best = val_loss < l.state.best_val_loss;
+        let best = match cfg.optim.best {
+            BestEpoch::ValLoss => val_loss < l.state.best_val_loss,
+            BestEpoch::Last => true,
+        };
         if best {
             l.state.best_val_loss = val_loss;
         }
