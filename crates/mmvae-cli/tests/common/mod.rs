@@ -56,15 +56,6 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-pub fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&(*d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
-
 /// A small synthetic MNIST-format dataset: class `c` is a bright bar at row
 /// band `c`, so a model can learn it in a few steps.
 pub fn write_dataset(dir: &Path, n: usize) {
@@ -83,12 +74,12 @@ pub fn write_dataset(dir: &Path, n: usize) {
         }
         std::fs::write(
             dir.join(format!("{split}-images-idx3-ubyte")),
-            idx(&[n, 28, 28], &imgs),
+            mmvae_data::idx::encode(&[n, 28, 28], &imgs),
         )
         .unwrap();
         std::fs::write(
             dir.join(format!("{split}-labels-idx1-ubyte")),
-            idx(&[n], &lbls),
+            mmvae_data::idx::encode(&[n], &lbls),
         )
         .unwrap();
     }
