@@ -14,10 +14,12 @@ use burn::nn::LinearConfig;
 use burn::prelude::Device;
 use mmvae_data::celeba::AttrSet;
 use mmvae_data::DatasetKind;
+use mmvae_model::eval::classifier::ClassifierInfo;
 use mmvae_model::eval::consistency::{Calibration, Score, ScoreOptions, ScoreResult};
 use mmvae_model::eval::metrics::Binary;
 use mmvae_model::eval::pair_check::{PairCalibration, PairScore};
 use mmvae_model::io::checkpoint::{match_tensors, parse_weights, TrainState, FORMAT};
+use mmvae_model::io::weights::{match_optim, parse_optim};
 use mmvae_model::prior::{TextPriorConfig, TextPriorInfo};
 use mmvae_model::{burn, TrainConfig};
 
@@ -34,6 +36,30 @@ fn fixture(file: &str) -> Vec<u8> {
             .join(file),
     )
     .unwrap()
+}
+
+/// The parameters the optim target matches files against: a linear layer
+/// 3 → 2 whose weight and bias have the ids 1 and 2.
+fn params() -> Vec<(u64, Vec<usize>)> {
+    vec![(1, vec![3, 2]), (2, vec![2])]
+}
+
+/// Adam's state for [`params`] after one step, as `optim.bpk` holds it.
+fn optim_seed() -> Vec<u8> {
+    use burn::module::{Param, ParamId};
+    use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+    use burn::prelude::Tensor;
+    let dev = Device::flex().autodiff();
+    let mut m = LinearConfig::new(3, 2).init(&dev);
+    m.weight = Param::initialized(ParamId::from(1), m.weight.val());
+    m.bias = m
+        .bias
+        .map(|b| Param::initialized(ParamId::from(2), b.val()));
+    let mut optim: ModuleOptimizer = AdamConfig::new().init();
+    let loss = m.forward(Tensor::<2>::ones([4, 3], &dev)).sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    let _ = optim.step(1e-3, m, grads);
+    optim.into_bytes().unwrap().to_vec()
 }
 
 /// The model the weights target matches files against.
@@ -91,6 +117,25 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "weights",
         "seed-no-bias.bpk",
         save(LinearConfig::new(3, 2).with_bias(false).init(&dev)),
+    ));
+    s.push(("optim", "seed-adam.bpk", optim_seed()));
+    let clf = ClassifierInfo {
+        dataset: DatasetKind::Mnist,
+        side: 28,
+        colours: 1,
+        classes: 10,
+        heads: vec![10],
+        epochs: 3,
+        seed: 0,
+        test_accuracy: 0.991,
+        test_slot_accuracy: vec![0.991],
+        test_view_accuracy: Vec::new(),
+        reads: Vec::new(),
+    };
+    s.push((
+        "classifier_info",
+        "seed-classifier.json",
+        serde_json::to_vec_pretty(&clf).unwrap(),
     ));
     let info = TextPriorInfo {
         config: TextPriorConfig {
@@ -167,6 +212,10 @@ fn replay(target: &str, data: &[u8]) -> Result<(), String> {
         }
         "state" => TrainState::from_json(data, ck).map(drop).map_err(e),
         "weights" => match_tensors(&parse_weights(data)?, &expected()),
+        "optim" => match_optim(&parse_optim(data)?, &params()),
+        "classifier_info" => ClassifierInfo::from_json(data, Path::new("clf"))
+            .map(drop)
+            .map_err(e),
         "prior_info" => TextPriorInfo::from_json(data, ck).map(drop).map_err(e),
         "calibration" => Calibration::from_json(data, Path::new("ck/consistency.json"), "mnist")
             .map(|c| drop(c.table()))
@@ -183,10 +232,12 @@ fn replay(target: &str, data: &[u8]) -> Result<(), String> {
     }
 }
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 8] = [
     "config",
     "state",
     "weights",
+    "optim",
+    "classifier_info",
     "prior_info",
     "calibration",
     "pair_calibration",

@@ -185,7 +185,55 @@ fn one() -> usize {
     1
 }
 
+/// The longest `classifier.json` read: 1 MiB (one is a few hundred bytes).
+pub const MAX_INFO_BYTES: u64 = 1 << 20;
+
+/// The most heads (attribute slots) a classifier may have.
+pub const MAX_HEADS: usize = 64;
+
+/// The most values one head may have.
+pub const MAX_HEAD_VALUES: usize = 4096;
+
 impl ClassifierInfo {
+    /// Parse and check a `classifier.json` read from `dir`: the image side
+    /// within 4..=[`MAX_SIDE`](crate::io::checkpoint::MAX_SIDE), 1 or 3
+    /// colours, 1 to [`MAX_HEADS`] heads of 2 to [`MAX_HEAD_VALUES`] values
+    /// each, all before a classifier is built from it.
+    pub fn from_json(bytes: &[u8], dir: &Path) -> Result<ClassifierInfo> {
+        let info: ClassifierInfo = serde_json::from_slice(bytes).map_err(|e| {
+            ModelError::checkpoint(dir, format!("classifier.json is unreadable: {e}"))
+        })?;
+        let bad = |msg: String| {
+            Err(ModelError::checkpoint(
+                dir,
+                format!("classifier.json: {msg}"),
+            ))
+        };
+        let max_side = crate::io::checkpoint::MAX_SIDE;
+        if !(4..=max_side).contains(&info.side) {
+            return bad(format!(
+                "image side {} is outside 4..={max_side}",
+                info.side
+            ));
+        }
+        if !matches!(info.colours, 1 | 3) {
+            return bad(format!(
+                "{} colours; 1 (grey) or 3 (RGB) expected",
+                info.colours
+            ));
+        }
+        let heads = info.heads();
+        if !(1..=MAX_HEADS).contains(&heads.len()) {
+            return bad(format!("{} heads, outside 1..={MAX_HEADS}", heads.len()));
+        }
+        if let Some(h) = heads.iter().find(|h| !(2..=MAX_HEAD_VALUES).contains(h)) {
+            return bad(format!(
+                "a head of {h} values, outside 2..={MAX_HEAD_VALUES}"
+            ));
+        }
+        Ok(info)
+    }
+
     fn heads(&self) -> Vec<usize> {
         if self.heads.is_empty() {
             vec![self.classes]
@@ -440,11 +488,11 @@ pub fn load(
     device: &Device,
 ) -> Result<(Classifier, ClassifierInfo)> {
     let ip = dir.join("classifier.json");
-    let bytes = std::fs::read(&ip).map_err(|_| {
-        ModelError::checkpoint(dir, format!("no classifier here; train one with `mmvae classifier train --dataset {kind} --out {}`", dir.display()))
-    })?;
-    let info: ClassifierInfo = serde_json::from_slice(&bytes)
-        .map_err(|e| ModelError::checkpoint(dir, format!("classifier.json is unreadable: {e}")))?;
+    if !ip.is_file() {
+        return Err(ModelError::checkpoint(dir, format!("no classifier here; train one with `mmvae classifier train --dataset {kind} --out {}`", dir.display())));
+    }
+    let bytes = fsutil::read_limited(&ip, MAX_INFO_BYTES, "classifier.json")?;
+    let info = ClassifierInfo::from_json(&bytes, dir)?;
     if info.dataset != kind {
         return Err(ModelError::checkpoint(
             dir,
@@ -462,6 +510,83 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classifier_json_is_refused_outside_its_bounds_before_a_classifier_is_built() {
+        let info = ClassifierInfo {
+            dataset: DatasetKind::Mnist,
+            side: 28,
+            colours: 1,
+            classes: 10,
+            heads: vec![10],
+            epochs: 3,
+            seed: 0,
+            test_accuracy: 0.99,
+            test_slot_accuracy: vec![0.99],
+            test_view_accuracy: Vec::new(),
+            reads: Vec::new(),
+        };
+        let dir = Path::new("runs/classifier-mnist");
+        let json = |i: &ClassifierInfo| serde_json::to_vec(i).unwrap();
+        let back = ClassifierInfo::from_json(&json(&info), dir).unwrap();
+        assert_eq!((back.side, back.heads()), (28, vec![10]));
+        let bad = [
+            (
+                ClassifierInfo {
+                    side: 3,
+                    ..info.clone()
+                },
+                "image side 3",
+            ),
+            (
+                ClassifierInfo {
+                    side: 1 << 40,
+                    ..info.clone()
+                },
+                "outside 4..=512",
+            ),
+            (
+                ClassifierInfo {
+                    colours: 2,
+                    ..info.clone()
+                },
+                "2 colours",
+            ),
+            (
+                ClassifierInfo {
+                    heads: vec![2; 65],
+                    ..info.clone()
+                },
+                "65 heads",
+            ),
+            (
+                ClassifierInfo {
+                    heads: vec![10, 1],
+                    ..info.clone()
+                },
+                "a head of 1 values",
+            ),
+            (
+                ClassifierInfo {
+                    heads: Vec::new(),
+                    classes: 1 << 20,
+                    ..info.clone()
+                },
+                "a head of 1048576 values",
+            ),
+        ];
+        for (i, want) in bad {
+            let e = ClassifierInfo::from_json(&json(&i), dir)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && e.contains("classifier.json"), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let e = ClassifierInfo::from_json(b"{\"side\":\n", dir)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
 
     #[test]
     fn loss_is_the_sum_of_per_head_cross_entropies() {

@@ -4,7 +4,7 @@
 //! (`optim.bpk`). A checkpoint is written to a temporary folder and renamed
 //! into place, so a reader never sees a half-written one.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use mmvae_data::{fsutil, DatasetKind, Vocab};
@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 use crate::config::TrainConfig;
 use crate::error::{ModelError, Result};
 use crate::mvae::{DataShape, Mvae};
+
+use super::weights::check_shapes;
+pub use super::weights::{
+    expected_tensors, load_weights, match_tensors, parse_weights, stored_tensors, StoredTensor,
+    MAX_TENSOR_LIST,
+};
 
 /// Where training stands, saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,10 +73,6 @@ pub const MAX_SIDE: usize = 512;
 
 /// The longest `state.json` read: 1 MiB (one is a few hundred bytes).
 pub const MAX_STATE_BYTES: u64 = 1 << 20;
-
-/// The most bytes a weights file's tensor list (its header) may take:
-/// 16 MiB (a model's is a few KB).
-pub const MAX_TENSOR_LIST: u32 = 16 << 20;
 
 impl TrainState {
     /// The state in the bytes of a `state.json` of the checkpoint `dir`:
@@ -275,208 +277,6 @@ pub fn read_meta(dir: &Path) -> Result<Checkpoint> {
     })
 }
 
-struct Shapes(Vec<Vec<usize>>);
-impl ModuleVisitor for Shapes {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        self.0.push(p.val().dims().to_vec());
-    }
-}
-
-fn shapes<M: Module>(m: &M) -> Vec<Vec<usize>> {
-    let mut s = Shapes(Vec::new());
-    m.visit(&mut s);
-    s.0
-}
-
-/// A tensor a weights file holds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredTensor {
-    pub name: String,
-    pub dtype: burn::store::burn_pack::DType,
-    pub shape: Vec<usize>,
-}
-
-/// Check the fixed header of a weights file (burnpack: magic, version,
-/// tensor list size) against the file's length, before anything is
-/// allocated for it: the tensor list may take at most
-/// [`MAX_TENSOR_LIST`] bytes and must fit in the file.
-fn check_pack_header(head: &[u8], file_len: u64) -> std::result::Result<(), String> {
-    use burn::store::burn_pack::{FORMAT_VERSION, HEADER_SIZE, MAGIC_NUMBER};
-    if head.len() < HEADER_SIZE {
-        return Err(format!(
-            "{file_len} bytes are too short for a weights file header"
-        ));
-    }
-    let u32_at = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
-    if u32_at(0) != MAGIC_NUMBER {
-        return Err("not a burnpack weights file (wrong magic number)".into());
-    }
-    let version = u16::from_le_bytes([head[4], head[5]]);
-    if version > FORMAT_VERSION {
-        return Err(format!(
-            "burnpack version {version}; this build reads versions up to {FORMAT_VERSION}"
-        ));
-    }
-    let list = u32_at(6);
-    if list > MAX_TENSOR_LIST {
-        return Err(format!(
-            "its tensor list takes {list} bytes, more than the limit of {MAX_TENSOR_LIST}"
-        ));
-    }
-    if HEADER_SIZE as u64 + list as u64 > file_len {
-        return Err(format!(
-            "its tensor list of {list} bytes runs past the end of the {file_len}-byte file"
-        ));
-    }
-    Ok(())
-}
-
-fn describe(
-    reader: std::result::Result<burn::store::burn_pack::Reader, burn::store::burn_pack::Error>,
-) -> std::result::Result<Vec<StoredTensor>, String> {
-    // The reader checks each tensor's element count against its byte range
-    // and every range against the file's length; for a file the tensors'
-    // data is only read when loaded.
-    Ok(reader
-        .and_then(|r| r.into_tensors())
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|t| StoredTensor {
-            name: t.name,
-            dtype: t.dtype,
-            shape: t.shape.to_vec(),
-        })
-        .collect())
-}
-
-/// The tensors of a weights file's bytes (as [`stored_tensors`] reads a
-/// file).
-pub fn parse_weights(bytes: &[u8]) -> std::result::Result<Vec<StoredTensor>, String> {
-    use burn::store::burn_pack::{Bytes, Reader};
-    check_pack_header(bytes, bytes.len() as u64)?;
-    describe(Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())))
-}
-
-/// The names, types and shapes of the tensors in the weights file `path`,
-/// from its header alone.
-pub fn stored_tensors(path: &Path) -> std::result::Result<Vec<StoredTensor>, String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut head = Vec::new();
-    (&mut f)
-        .take(burn::store::burn_pack::HEADER_SIZE as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| e.to_string())?;
-    check_pack_header(&head, len)?;
-    describe(burn::store::burn_pack::Reader::from_file(path))
-}
-
-/// The tensors `model` saves: each parameter's path and shape.
-pub fn expected_tensors<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
-    #[derive(Default)]
-    struct Names {
-        path: Vec<String>,
-        out: Vec<(String, Vec<usize>)>,
-    }
-    impl ModuleVisitor for Names {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let shape = p.transform_for_save().val().dims().to_vec();
-            self.out.push((self.path.join("."), shape));
-        }
-    }
-    let mut v = Names::default();
-    model.visit(&mut v);
-    v.out
-}
-
-/// Refuse stored tensors that are not exactly the model's: one missing,
-/// one the model does not have, a shape that differs or an element type
-/// that is not floating point. The message names the first problem and
-/// counts the rest.
-pub fn match_tensors(
-    stored: &[StoredTensor],
-    expected: &[(String, Vec<usize>)],
-) -> std::result::Result<(), String> {
-    use burn::store::burn_pack::DType;
-    let by_name: std::collections::HashMap<&str, &StoredTensor> =
-        stored.iter().map(|t| (t.name.as_str(), t)).collect();
-    let mut problems = Vec::new();
-    for (name, shape) in expected {
-        match by_name.get(name.as_str()) {
-            None => problems.push(format!("tensor `{name}` {shape:?} is missing")),
-            Some(t) if &t.shape != shape => problems.push(format!(
-                "tensor `{name}` is {:?}, the model's is {shape:?}",
-                t.shape
-            )),
-            Some(t)
-                if !matches!(
-                    t.dtype,
-                    DType::F64 | DType::F32 | DType::Flex32 | DType::F16 | DType::BF16
-                ) =>
-            {
-                problems.push(format!("tensor `{name}` holds {:?}, not floats", t.dtype))
-            }
-            Some(_) => {}
-        }
-    }
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    for t in stored {
-        if !known.contains(t.name.as_str()) {
-            problems.push(format!("tensor `{}` is not one of the model's", t.name));
-        }
-    }
-    match problems.len() {
-        0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        n => Err(format!("{} (and {} more problems)", problems[0], n - 1)),
-    }
-}
-
-/// Load weights into `model`, refusing a file whose tensors are not
-/// exactly the model's (names, shapes, floating point): checked from the
-/// file's header before its data is read, and the loaded shapes again.
-pub fn load_weights<M: Module>(model: M, path: &Path) -> std::result::Result<M, String> {
-    match_tensors(&stored_tensors(path)?, &expected_tensors(&model))?;
-    check_shapes(model, |m| m.try_load_file(path).map_err(|e| e.to_string()))
-}
-
-/// `load` applied to `model`, refused when a tensor's shape differs from
-/// the model's.
-fn check_shapes<M: Module>(
-    model: M,
-    load: impl FnOnce(M) -> std::result::Result<M, String>,
-) -> std::result::Result<M, String> {
-    let expected = shapes(&model);
-    let loaded = load(model)?;
-    let got = shapes(&loaded);
-    if got != expected {
-        let msg = match expected
-            .iter()
-            .zip(&got)
-            .enumerate()
-            .find(|(_, (e, g))| e != g)
-        {
-            Some((i, (e, g))) => format!(
-                "tensor shape mismatch at parameter {i}: file has {g:?}, model expects {e:?}"
-            ),
-            None => format!(
-                "tensor shape mismatch: file has {} tensors, model expects {}",
-                got.len(),
-                expected.len()
-            ),
-        };
-        return Err(msg);
-    }
-    Ok(loaded)
-}
-
 pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
     let ck = read_meta(dir)?;
     let model = ck.config.model.init(
@@ -503,8 +303,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Mvae)> {
     Ok((ck, model))
 }
 
-/// Load the optimizer state saved with a checkpoint, if any.
-pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
+/// Load the optimizer state saved with the checkpoint of `model`, refused
+/// unless every state tensor is for one of the model's parameters, with
+/// its shape.
+pub fn load_optim(dir: &Path, optim: ModuleOptimizer, model: &Mvae) -> Result<ModuleOptimizer> {
     let p = dir.join("optim.bpk");
     if !p.is_file() {
         return Err(ModelError::checkpoint(
@@ -512,9 +314,8 @@ pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer>
             "optim.bpk is missing: this checkpoint cannot be resumed",
         ));
     }
-    optim
-        .load(&p)
-        .map_err(|e| ModelError::checkpoint(dir, format!("cannot read optimizer state: {e}")))
+    super::weights::load_optim_state(optim, model, &p)
+        .map_err(|e| ModelError::checkpoint(dir, format!("optim.bpk does not fit the model: {e}")))
 }
 
 #[cfg(test)]

@@ -155,9 +155,8 @@ impl Refiner {
         let discriminator = checkpoint::load_weights(fresh, &dir.join(DISC_WEIGHTS))
             .map_err(|e| ModelError::checkpoint(dir, format!("{DISC_WEIGHTS}: {e}")))?;
         let p = dir.join(DISC_OPTIM);
-        let optim = Self::optimizer(cfg)
-            .load(&p)
-            .map_err(|e| ModelError::checkpoint(dir, format!("cannot read {DISC_OPTIM}: {e}")))?;
+        let optim = crate::io::weights::load_optim_state(Self::optimizer(cfg), &discriminator, &p)
+            .map_err(|e| ModelError::checkpoint(dir, format!("{DISC_OPTIM}: {e}")))?;
         Ok(Refiner {
             cfg: cfg.clone(),
             discriminator,
@@ -548,6 +547,21 @@ mod tests {
         let w = weights(&d.path().join("whole/last"));
         assert!(w.len() > 1000);
         assert_eq!(w, weights(&split.join("last")));
+
+        // Optimizer state from another run (the same layout, other
+        // parameter ids) is refused before it is read, naming the file.
+        std::fs::copy(
+            d.path().join("whole/last/optim.bpk"),
+            split.join("last/optim.bpk"),
+        )
+        .unwrap();
+        let mut o = opts(split.clone(), d.path().join("data"));
+        o.resume = true;
+        let mut more = cfg.clone();
+        more.optim.epochs = 4;
+        let e = train(&more, &o, |_| {}).err().unwrap().to_string();
+        assert!(e.contains("optim.bpk does not fit the model"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]

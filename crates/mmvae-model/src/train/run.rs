@@ -460,9 +460,10 @@ fn resume(
     }
     let (side, colours) = (data.train.rows, data.train.channels);
     let (_, model) = checkpoint::load(&last_dir, device)?;
+    let optim = checkpoint::load_optim(&last_dir, optimizer(cfg), &model)?;
     Ok(Learner {
         model,
-        optim: checkpoint::load_optim(&last_dir, optimizer(cfg))?,
+        optim,
         refiner: match &cfg.adversarial {
             Some(a) if cfg.uses_adversary() => {
                 Some(Refiner::load(a, side, colours, &last_dir, device)?)
