@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fails, ok, run, words, write_dataset};
+use common::{browser, fails, ok, run, words, write_dataset};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -469,17 +469,6 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     report_commands(d);
 }
 
-/// Headless Chromium, if installed (`MMVAE_CHROMIUM` names another binary).
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MMVAE_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser", "google-chrome"].map(|b| d.join(b)))
-        .find(|p| p.is_file())
-}
-
 /// `report`, `plot tsne` and `interpolate` on the trained, evaluated and
 /// calibrated fixture model in `d`; the report is rendered in headless
 /// Chromium where there is one (CI installs it and sets
@@ -533,63 +522,19 @@ fn report_commands(d: &Path) {
     let t2i = &t2i[..t2i.find("</table>").unwrap()];
     assert_eq!(t2i.matches("<tr>").count(), 1 + 10);
 
-    match chromium() {
-        Some(chrome) => {
-            let page = format!("file://{}", d.join("rep/report.html").display());
-            let shot = d.join("rep/shot.png");
-            // A fresh profile: no lock shared with another browser.
-            let profile = format!("--user-data-dir={}", d.join("rep/chromium").display());
-            let o = std::process::Command::new(&chrome)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    &profile,
-                    "--hide-scrollbars",
-                    "--window-size=1200,2400",
-                    &format!("--screenshot={}", shot.display()),
-                    &page,
-                ])
-                .output()
-                .expect("chromium runs");
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let img = image::open(&shot).unwrap().to_rgb8();
-            assert_eq!(img.dimensions(), (1200, 2400));
-            // A rendered page, not a blank or error page: many distinct
-            // colours (charts, sample images) and plenty of dark ink.
-            let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
-            assert!(colours.len() > 200, "{} colours", colours.len());
-            let dark = img.pixels().filter(|p| p.0.iter().all(|&v| v < 80)).count();
-            assert!(dark > 20_000, "{dark} dark pixels");
-            let o = std::process::Command::new(&chrome)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    &profile,
-                    "--dump-dom",
-                    &page,
-                ])
-                .output()
-                .expect("chromium runs");
-            let dom = String::from_utf8_lossy(&o.stdout);
-            for t in [
-                "Training curves",
-                "Latent space (t-SNE)",
-                "q(z|caption)",
-                "id=\"metrics-table\"",
-            ] {
-                assert!(dom.contains(t), "{t} not in the rendered DOM");
-            }
-        }
-        None => {
-            assert!(
-                std::env::var_os("MMVAE_REQUIRE_CHROMIUM").is_none(),
-                "MMVAE_REQUIRE_CHROMIUM is set but no chromium was found"
-            );
-            eprintln!("note: chromium not found; the report was not rendered in a browser");
+    if let Some(chrome) = browser::chromium() {
+        let page = format!("file://{}", d.join("rep/report.html").display());
+        let profile = d.join("rep/chromium");
+        // Charts and sample images: many colours and plenty of dark ink.
+        browser::screenshot(&chrome, &profile, &page, (1200, 2400), &[], (200, 20_000));
+        let dom = browser::rendered_dom(&chrome, &profile, &page, 1000);
+        for t in [
+            "Training curves",
+            "Latent space (t-SNE)",
+            "q(z|caption)",
+            "id=\"metrics-table\"",
+        ] {
+            assert!(dom.contains(t), "{t} not in the rendered DOM");
         }
     }
 

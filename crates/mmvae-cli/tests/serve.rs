@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{get, ok, png_of, post, post_json, serve, write_dataset, Server};
+use common::{browser, get, ok, png_of, post, post_json, serve, write_dataset, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
@@ -240,6 +240,32 @@ fn serve_answers_every_endpoint_refuses_bad_requests_and_limits_its_queue() {
     assert_eq!(v["images"].as_array().unwrap().len(), 4);
     assert_eq!(v["captions"].as_array().unwrap().len(), 4);
     png_of(&v["images"][0]);
+
+    // The page in a browser: its script reads /api/info, and a link that
+    // carries a caption draws that caption's images on load.
+    if let Some(chrome) = browser::chromium() {
+        let profile = d.join("chromium");
+        let page = format!("{}/#generate=a%20handwritten%20seven&n=4", s.base);
+        let dom = browser::rendered_dom(&chrome, &profile, &page, 20_000);
+        assert!(dom.contains("dataset mnist"), "/api/info not shown: {dom}");
+        let generated = &dom[dom.find("<form id=\"generate\"").unwrap()..];
+        let generated = &generated[..generated.find("</section>").unwrap()];
+        assert_eq!(
+            generated.matches("src=\"data:image/png;base64,").count(),
+            4,
+            "{generated}"
+        );
+        // Text and four drawn digits: many shades, some dark ink.
+        let budget = "--virtual-time-budget=20000";
+        browser::screenshot(
+            &chrome,
+            &profile,
+            &page,
+            (1000, 1200),
+            &[budget],
+            (30, 2000),
+        );
+    }
 
     // Check before calibration: a JSON error saying how to calibrate.
     let b64 = base64::engine::general_purpose::STANDARD.encode(&seven);
