@@ -180,7 +180,8 @@ fn decode_values(model: &Mvae, t: usize, z: Tensor<2>, vocab: &Vocab) -> Vec<Val
 }
 
 /// Modality `t` decoded from the mean of `q`, and the share of `draws`
-/// draws from `q` that decode to the same value (its confidence).
+/// draws from `q` that decode to the same value (its confidence). The mean
+/// and the draws are decoded as one batch.
 fn generate(
     model: &Mvae,
     t: usize,
@@ -188,15 +189,18 @@ fn generate(
     draws: usize,
     vocab: &Vocab,
 ) -> Vec<(Value, f64)> {
-    let at_mean = decode_values(model, t, q.mu.clone(), vocab);
-    let mut same = vec![0usize; at_mean.len()];
-    for _ in 0..draws {
-        let drawn = decode_values(model, t, q.rsample(), vocab);
-        for ((count, a), b) in same.iter_mut().zip(&at_mean).zip(&drawn) {
+    let n = q.mu.dims()[0];
+    let mut z = vec![q.mu.clone()];
+    z.extend((0..draws).map(|_| q.rsample()));
+    let mut values = decode_values(model, t, Tensor::cat(z, 0), vocab);
+    let drawn = values.split_off(n.min(values.len()));
+    let mut same = vec![0usize; n];
+    for d in drawn.chunks(n) {
+        for ((count, a), b) in same.iter_mut().zip(&values).zip(d) {
             *count += usize::from(a.same_as(b));
         }
     }
-    at_mean
+    values
         .into_iter()
         .zip(same)
         .map(|(v, c)| (v, c as f64 / draws.max(1) as f64))
@@ -254,6 +258,43 @@ mod tests {
             labels: vec![3, 4],
             captions: vec!["a".into(), "b".into()],
         }
+    }
+
+    #[test]
+    fn confidence_is_the_share_of_draws_that_decode_to_the_means_value() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        let mods = crate::testutil::three_modalities();
+        let model = crate::testutil::tiny_model(crate::config::Fusion::Poe, 0).init(
+            &mods,
+            crate::testutil::SHAPE,
+            &dev,
+        );
+        let vocab = Vocab::build(["a b c d e"]);
+        assert_eq!(vocab.len(), crate::testutil::SHAPE.vocab);
+        let mu = Tensor::<2>::random([40, 4], burn::tensor::Distribution::Normal(0.0, 2.0), &dev);
+        let q = |logvar: f32| Gaussian::new(mu.clone(), Tensor::full([40, 4], logvar, &dev));
+        let (label, text) = (2, 1);
+        // The mean's value is what decoding the mean alone gives.
+        for t in [label, text] {
+            let alone = decode_values(&model, t, mu.clone(), &vocab);
+            let got = generate(&model, t, &q(0.0), 3, &vocab);
+            assert_eq!(got.len(), 40);
+            for ((v, c), a) in got.iter().zip(&alone) {
+                assert!(v.same_as(a));
+                assert!(
+                    [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]
+                        .iter()
+                        .any(|x| (c - x).abs() < 1e-9),
+                    "{c}"
+                );
+            }
+        }
+        // Draws at the mean always agree; draws far from it often do not.
+        let tight = generate(&model, label, &q(-30.0), 5, &vocab);
+        assert!(tight.iter().all(|(_, c)| *c == 1.0));
+        let loose = generate(&model, label, &q(8.0), 5, &vocab);
+        assert!(loose.iter().any(|(_, c)| *c < 1.0));
     }
 
     #[test]
