@@ -24,20 +24,25 @@ impl ModelError {
     /// A problem with a checkpoint file or folder. The message is kept to
     /// one line (a parser's may quote text holding line breaks).
     pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        let msg: String = msg.into();
         ModelError::Checkpoint {
             path: path.into(),
-            msg: if msg.contains(['\n', '\r']) {
-                msg.split(['\n', '\r'])
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                msg
-            },
+            msg: one_line(msg.into()),
         }
     }
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// `msg` on one line: its lines (a decoder's or parser's message may quote
+/// text holding line breaks) trimmed and joined with spaces.
+pub fn one_line(msg: String) -> String {
+    if msg.contains(['\n', '\r']) {
+        msg.split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        msg
+    }
+}

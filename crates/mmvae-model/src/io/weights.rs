@@ -11,6 +11,8 @@ use burn::store::burn_pack::Reader;
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::error::one_line;
+
 /// The most bytes a weights file's tensor list (its header) may take:
 /// 16 MiB (a model's is a few KB).
 pub const MAX_TENSOR_LIST: u32 = 16 << 20;
@@ -79,7 +81,7 @@ fn describe(
     // data is only read when loaded.
     Ok(reader?
         .into_tensors()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| one_line(e.to_string()))?
         .into_iter()
         .map(|t| StoredTensor {
             name: t.name,
@@ -114,7 +116,7 @@ fn open_pack(path: &Path) -> std::result::Result<Reader, String> {
         .read_to_end(&mut head)
         .map_err(|e| e.to_string())?;
     check_pack_header(&head, len)?;
-    Reader::from_file(path).map_err(|e| e.to_string())
+    Reader::from_file(path).map_err(|e| one_line(e.to_string()))
 }
 
 /// A reader of a weights file's bytes, once its fixed header has been
@@ -122,7 +124,7 @@ fn open_pack(path: &Path) -> std::result::Result<Reader, String> {
 fn pack_of(bytes: &[u8]) -> std::result::Result<Reader, String> {
     use burn::store::burn_pack::Bytes;
     check_pack_header(bytes, bytes.len() as u64)?;
-    Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| e.to_string())
+    Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| one_line(e.to_string()))
 }
 
 /// The tensors `model` saves: each parameter's path and shape.
@@ -187,8 +189,12 @@ pub fn match_tensors(
     }
     match problems.len() {
         0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        n => Err(format!("{} (and {} more problems)", problems[0], n - 1)),
+        1 => Err(one_line(problems.remove(0))),
+        n => Err(one_line(format!(
+            "{} (and {} more problems)",
+            problems[0],
+            n - 1
+        ))),
     }
 }
 
@@ -265,7 +271,7 @@ fn describe_optim(
         .collect();
     let tensors = reader
         .into_tensors()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| one_line(e.to_string()))?
         .into_iter()
         .map(|t| StoredState {
             name: t.name,
@@ -359,8 +365,12 @@ pub fn match_optim(
     }
     match problems.len() {
         0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        n => Err(format!("{} (and {} more problems)", problems[0], n - 1)),
+        1 => Err(one_line(problems.remove(0))),
+        n => Err(one_line(format!(
+            "{} (and {} more problems)",
+            problems[0],
+            n - 1
+        ))),
     }
 }
 
@@ -453,6 +463,41 @@ mod tests {
         assert!(e.contains("recorded with rank 7"), "{e}");
         let e = tagged(&|s| s.ranks.push((w ^ 1, 2)));
         assert!(e.contains("a rank is recorded for parameter"), "{e}");
+    }
+
+    #[test]
+    fn a_line_break_in_a_stored_tensor_name_stays_in_one_line() {
+        // Found by the optim fuzz target: a tensor named "1.momedt\npemoment_2"
+        // whose byte range is empty; burn-pack's message quotes the name.
+        let bytes =
+            include_bytes!("../../../../fuzz/corpus/optim/min-line-break-in-a-tensor-name.bpk");
+        let e = parse_optim(bytes).unwrap_err();
+        assert!(e.contains("declares 0 bytes"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e = parse_weights(bytes).unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        // And a name the model lacks, quoted in a mismatch.
+        let stored = StoredOptim {
+            tensors: vec![StoredState {
+                name: "7.a\nb".into(),
+                param: Some(7),
+                dtype: burn::store::burn_pack::DType::F32,
+                shape: vec![2],
+            }],
+            ranks: vec![],
+        };
+        let e = match_optim(&stored, &[(1, vec![2])]).unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e = match_tensors(
+            &[StoredTensor {
+                name: "a\nb".into(),
+                dtype: burn::store::burn_pack::DType::F32,
+                shape: vec![2],
+            }],
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]
