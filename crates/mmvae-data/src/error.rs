@@ -38,19 +38,24 @@ impl DataError {
     /// A problem with the content of the file `path`. The message is kept
     /// to one line (a decoder's own message may span several).
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        let msg: String = msg.into();
         DataError::Format {
             path: path.into(),
-            msg: if msg.contains(['\n', '\r']) {
-                msg.split(['\n', '\r'])
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                msg
-            },
+            msg: one_line(msg.into()),
         }
+    }
+}
+
+/// `msg` on one line: its lines (a decoder's or parser's message may quote
+/// text holding line breaks) trimmed and joined with spaces.
+pub fn one_line(msg: String) -> String {
+    if msg.contains(['\n', '\r']) {
+        msg.split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        msg
     }
 }
 

@@ -1,3 +1,4 @@
+pub use mmvae_data::error::one_line;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +33,3 @@ impl ModelError {
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
-
-/// `msg` on one line: its lines (a decoder's or parser's message may quote
-/// text holding line breaks) trimmed and joined with spaces.
-pub fn one_line(msg: String) -> String {
-    if msg.contains(['\n', '\r']) {
-        msg.split(['\n', '\r'])
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        msg
-    }
-}

@@ -159,7 +159,6 @@ pub fn match_tensors(
     stored: &[StoredTensor],
     expected: &[(String, Vec<usize>)],
 ) -> std::result::Result<(), String> {
-    use burn::store::burn_pack::DType;
     let by_name: std::collections::HashMap<&str, &StoredTensor> =
         stored.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut problems = Vec::new();
@@ -170,12 +169,7 @@ pub fn match_tensors(
                 "tensor `{name}` is {:?}, the model's is {shape:?}",
                 t.shape
             )),
-            Some(t)
-                if !matches!(
-                    t.dtype,
-                    DType::F64 | DType::F32 | DType::Flex32 | DType::F16 | DType::BF16
-                ) =>
-            {
+            Some(t) if !holds_floats(t.dtype) => {
                 problems.push(format!("tensor `{name}` holds {:?}, not floats", t.dtype))
             }
             Some(_) => {}
@@ -187,6 +181,20 @@ pub fn match_tensors(
             problems.push(format!("tensor `{}` is not one of the model's", t.name));
         }
     }
+    verdict(problems)
+}
+
+/// A floating-point element type, as every parameter and state holds.
+fn holds_floats(dtype: burn::store::burn_pack::DType) -> bool {
+    use burn::store::burn_pack::DType;
+    matches!(
+        dtype,
+        DType::F64 | DType::F32 | DType::Flex32 | DType::F16 | DType::BF16
+    )
+}
+
+/// Ok without problems; else the first, on one line, and how many more.
+fn verdict(mut problems: Vec<String>) -> std::result::Result<(), String> {
     match problems.len() {
         0 => Ok(()),
         1 => Err(one_line(problems.remove(0))),
@@ -317,7 +325,6 @@ pub fn match_optim(
     stored: &StoredOptim,
     params: &[(u64, Vec<usize>)],
 ) -> std::result::Result<(), String> {
-    use burn::store::burn_pack::DType;
     let shape_of: HashMap<u64, &Vec<usize>> = params.iter().map(|(id, s)| (*id, s)).collect();
     let mut problems = Vec::new();
     for t in &stored.tensors {
@@ -337,17 +344,10 @@ pub fn match_optim(
                 "state tensor `{name}` is {:?}, its parameter's is {shape:?}",
                 t.shape
             )),
-            Some(_)
-                if !matches!(
-                    t.dtype,
-                    DType::F64 | DType::F32 | DType::Flex32 | DType::F16 | DType::BF16
-                ) =>
-            {
-                problems.push(format!(
-                    "state tensor `{name}` holds {:?}, not floats",
-                    t.dtype
-                ))
-            }
+            Some(_) if !holds_floats(t.dtype) => problems.push(format!(
+                "state tensor `{name}` holds {:?}, not floats",
+                t.dtype
+            )),
             Some(_) => {}
         }
     }
@@ -363,15 +363,7 @@ pub fn match_optim(
             Some(_) => {}
         }
     }
-    match problems.len() {
-        0 => Ok(()),
-        1 => Err(one_line(problems.remove(0))),
-        n => Err(one_line(format!(
-            "{} (and {} more problems)",
-            problems[0],
-            n - 1
-        ))),
-    }
+    verdict(problems)
 }
 
 /// Load the optimizer state of `model` from `path` into `optim`, refusing
