@@ -329,6 +329,15 @@ mod tests {
     use super::*;
     use mmvae_data::{idx, DatasetKind};
 
+    /// The RNG lock (held for the test) and a temporary folder whose
+    /// `data/` holds an 80-item MNIST fixture.
+    fn with_fixture() -> (std::sync::MutexGuard<'static, ()>, tempfile::TempDir) {
+        let lock = crate::testutil::rng_lock();
+        let d = tempfile::tempdir().unwrap();
+        fixture(&d.path().join("data"), 80);
+        (lock, d)
+    }
+
     fn fixture(dir: &Path, n: usize) {
         std::fs::create_dir_all(dir).unwrap();
         for split in ["train", "t10k"] {
@@ -374,9 +383,7 @@ mod tests {
 
     #[test]
     fn non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         let out = d.path().join("run");
         train(&cfg, &opts(out.clone(), d.path().join("data")), |_| {}).unwrap();
@@ -398,9 +405,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_run() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let cfg = TrainConfig::tiny(DatasetKind::Mnist);
         let a = train(
             &cfg,
@@ -441,9 +446,7 @@ mod tests {
 
     #[test]
     fn three_weakly_paired_self_trained_modalities_train_resume_exactly_and_evaluate() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let data = d.path().join("data");
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.modalities.push(crate::config::ModalityConfig::new(
@@ -508,9 +511,7 @@ mod tests {
 
     #[test]
     fn best_holds_the_last_epoch_when_the_config_asks() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.optim.epochs = 3;
         cfg.optim.best = crate::config::BestEpoch::Last;
@@ -523,9 +524,7 @@ mod tests {
 
     #[test]
     fn a_resumed_run_repeats_the_uninterrupted_run() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.optim.epochs = 3;
         let data = d.path().join("data");
@@ -566,9 +565,7 @@ mod tests {
 
     #[test]
     fn every_fusion_and_text_model_trains_and_its_checkpoint_reloads() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let gru = crate::config::TextModel::Gru {
             embed: 8,
             hidden: 16,
@@ -633,9 +630,7 @@ mod tests {
     fn perceptual_loss_trains_from_user_supplied_vgg16_weights() {
         use crate::config::{FeatureNetwork, PerceptualConfig};
         use crate::train::perceptual::Vgg16Features;
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         // Small random "VGG16" weights in torchvision's layout, as a user's
         // converted file would be.
         let dev = Device::flex();
@@ -686,9 +681,7 @@ mod tests {
 
     #[test]
     fn character_level_captions_train_and_are_checked_for_length() {
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.data.tokenizer = mmvae_data::TokenLevel::Char;
         // Word-sized max_len cannot hold a caption's characters.
@@ -720,9 +713,7 @@ mod tests {
     #[test]
     fn moe_importance_weighted_objectives_train() {
         use crate::config::{Fusion, Objective};
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         for objective in [Objective::Iwae, Objective::Dreg] {
             let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
             cfg.model.fusion = Fusion::Moe;
@@ -736,9 +727,7 @@ mod tests {
     #[test]
     fn residual_images_and_learned_likelihoods_train_and_reload() {
         use crate::config::{ImageLikelihood, ImageModel};
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         for (image, likelihood) in [
             (
                 ImageModel::Residual {
@@ -785,9 +774,7 @@ mod tests {
     #[test]
     fn phased_adversarial_training_runs_its_phases_and_resumes() {
         use crate::config::{AdversarialConfig, LossOverride, Phase};
-        let _rng = crate::testutil::rng_lock();
-        let d = tempfile::tempdir().unwrap();
-        fixture(&d.path().join("data"), 80);
+        let (_rng, d) = with_fixture();
         let mut cfg = TrainConfig::tiny(DatasetKind::Mnist);
         cfg.optim.epochs = 3;
         cfg.adversarial = Some(AdversarialConfig {
