@@ -1234,7 +1234,7 @@ fn quickstart_on_shapes_level_one() {
             "--epochs",
             "3",
             "--classifier-epochs",
-            "3",
+            "2",
             "--out",
             "qs",
         ],

@@ -96,7 +96,9 @@ pub fn run(
     let sharding = Sharding::new(threads.clamp(1, batch_size), sharing);
     device.seed(0);
     let warmup = 3;
-    let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
+    let mut optim = crate::train::adam::FusedAdamConfig::default()
+        .with_epsilon(1e-8)
+        .init();
     let t = match model {
         BenchModel::MvaeMlp => {
             let modalities = [

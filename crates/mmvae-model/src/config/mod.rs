@@ -74,8 +74,8 @@ pub enum CoreSharing {
     #[default]
     CorePerShard,
     /// The shards share one pool of kernel threads, over which burn-flex
-    /// splits each large matrix product (faster for very wide layers, such
-    /// as an MLP over 4,096 pixels on 2 cores).
+    /// splits each large matrix product (faster for some very wide layers;
+    /// docs/performance.md has the measurements).
     SharedKernelPool,
 }
 

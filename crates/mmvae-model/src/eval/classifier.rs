@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -393,7 +393,9 @@ pub fn train_classifier(
     let heads: Vec<usize> = train.kind.slots().iter().map(|s| s.1).collect();
     let mut model = Classifier::new(train.rows, train.channels, &heads, &device);
     crate::mvae::force_init(&model);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut optim = crate::train::adam::FusedAdamConfig::default()
+        .with_epsilon(1e-8)
+        .init();
     let n = opts.train_limit.unwrap_or(train.len()).min(train.len());
     for epoch in 0..opts.epochs {
         let order = shuffled(

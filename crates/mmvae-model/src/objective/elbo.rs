@@ -230,7 +230,8 @@ impl Mvae {
 
         let (z_blocks, mut kls) = self.draw_terms(plan, &mut post, &eps, b);
         let private = self.draw_private(plan, &encoded, &eps, b, &mut kls);
-        let (nll, image_logits) = self.decode_terms(batch, plan, &z_blocks, &private);
+        let logits = plan.image_logits || cfg.cycle_weight > 0.0;
+        let (nll, image_logits) = self.decode_terms(batch, plan, &z_blocks, &private, logits);
 
         let per_item = Self::sum_terms(plan, &post, &kls, &nll, beta);
         let mut total = per_item.sum() / b as f32;
@@ -367,17 +368,20 @@ impl Mvae {
     }
 
     /// Each decoder reads, as one batch, the draws of the terms the plan
-    /// has it decode (the first image modality every term's, for the
-    /// reconstruction and generation grids and the caption cycle).
+    /// has it decode; with `image_logits_wanted` (see
+    /// [`Plan::image_logits`]), the first image modality every term's.
     fn decode_terms(
         &self,
         batch: &Batch,
         plan: &Plan,
         z_blocks: &[Tensor<2>],
         private: &[Option<Tensor<2>>],
+        image_logits_wanted: bool,
     ) -> (DecodedNll, Option<ImageLogits>) {
         let b = batch.size();
-        let first_image = self.index_of_kind(ModalityKind::Image);
+        let first_image = self
+            .index_of_kind(ModalityKind::Image)
+            .filter(|_| image_logits_wanted);
         let mut decoded = DecodedNll {
             rows: Vec::with_capacity(self.modalities()),
             nll: Vec::with_capacity(self.modalities()),

@@ -139,6 +139,11 @@ pub struct PlanSpec {
 pub struct Plan {
     pub terms: Vec<Term>,
     pub combine: Combine,
+    /// Whether the first image modality is decoded from every term, where
+    /// no term weighs it too, and its logits returned (for the critics and
+    /// the caption cycle, and the metrics of validation). A training step
+    /// without critics turns it off.
+    pub image_logits: bool,
 }
 
 impl Plan {
@@ -246,6 +251,7 @@ impl PlanSpec {
                 Plan {
                     terms,
                     combine: Combine::Sum,
+                    image_logits: true,
                 }
             }
             Fusion::MoPoe => {
@@ -261,6 +267,7 @@ impl PlanSpec {
                         .map(|s| self.term(s, true, false))
                         .collect(),
                     combine: Combine::Mean,
+                    image_logits: true,
                 }
             }
             Fusion::Moe => {
@@ -275,6 +282,7 @@ impl PlanSpec {
                 Plan {
                     terms,
                     combine: Combine::Mean,
+                    image_logits: true,
                 }
             }
         }

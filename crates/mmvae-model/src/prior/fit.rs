@@ -3,6 +3,7 @@
 //! with validation.
 
 use super::*;
+use crate::train::adam::FusedAdamConfig;
 use crate::train::parallel::Sharding;
 
 /// Posteriors of a split on the host, row-major `[n, latent]` each.
@@ -244,7 +245,7 @@ pub fn fit(
     let va = ValSet::draw(&va, d, bs, device);
     let post = va.nll_caption_posterior;
     let mut prior = cfg.init(d, &ad);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = FusedAdamConfig::default().init();
     let mut best: Option<(TextPrior, usize, f64, f64)> = None;
     let sharding = Sharding::new(
         crate::train::parallel::default_threads(),

@@ -20,7 +20,7 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::Distribution;
@@ -442,7 +442,7 @@ mod tests {
         let ad = dev.clone().autodiff();
         ad.seed(7);
         let mut prior = cfg.init(2, &ad);
-        let mut optim = AdamConfig::new().init();
+        let mut optim = crate::train::adam::FusedAdamConfig::default().init();
         let sharding = crate::train::parallel::Sharding::new(2, Default::default());
         for epoch in 0..cfg.epochs {
             for chunk in shuffled(tr.n, epoch as u64).chunks(cfg.batch_size) {

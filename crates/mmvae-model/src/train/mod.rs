@@ -2,6 +2,7 @@
 //! metrics appended to `metrics.jsonl`, atomic `best/` and `last/`
 //! checkpoints, resuming, and a clean stop if the loss stops being finite.
 
+pub mod adam;
 pub mod discriminator;
 pub mod parallel;
 pub mod perceptual;
@@ -9,8 +10,7 @@ pub mod pseudo;
 mod run;
 pub mod schedule;
 
-use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use mmvae_data::ImageLabelSet;
 use serde::Serialize;
@@ -25,6 +25,7 @@ use crate::io::checkpoint;
 use crate::io::data::VAL_STREAM;
 use crate::mvae::{DataShape, Mvae};
 use crate::objective::TargetWeights;
+use crate::train::adam::FusedAdamConfig;
 use crate::train::discriminator::{discriminator_loss, r1_penalty, PatchDiscriminator};
 use std::collections::BTreeMap;
 
@@ -97,9 +98,9 @@ pub fn init_model(
 }
 
 pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
-    AdamConfig::new()
+    FusedAdamConfig::default()
         .with_epsilon(1e-8)
-        .with_grad_clipping(cfg.optim.grad_clip.map(GradientClippingConfig::Norm))
+        .with_grad_clip_norm(cfg.optim.grad_clip)
         .init()
 }
 
@@ -137,7 +138,7 @@ impl Refiner {
     }
 
     fn optimizer(cfg: &AdversarialConfig) -> ModuleOptimizer {
-        AdamConfig::new()
+        FusedAdamConfig::default()
             .with_beta_1(cfg.beta1)
             .with_epsilon(1e-8)
             .init()

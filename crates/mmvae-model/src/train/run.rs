@@ -377,7 +377,7 @@ impl StepContext<'_> {
         let cfg = self.cfg;
         let (loss_cfg, beta) = step_loss(cfg, self.epoch, l.state.step);
         let weights = cfg.weights_at(self.epoch);
-        let plan = l
+        let mut plan = l
             .model
             .plan(&loss_cfg, &weights, plan_stream(cfg.seed, l.state.step));
         let critics = Critics {
@@ -399,6 +399,8 @@ impl StepContext<'_> {
                 _ => None,
             },
         };
+        // Images decoded where no term weighs them are for the critics.
+        plan.image_logits = critics.adversary.is_some() || critics.perceptual.is_some();
         let step = sharded_gradients(
             &l.model,
             hb,

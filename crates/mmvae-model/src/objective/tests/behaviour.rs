@@ -231,3 +231,44 @@ fn batches_of_any_modalities_shard_and_rebuild() {
         vec![1.0, 1.0, 1.0]
     );
 }
+
+#[test]
+fn images_decoded_only_for_the_critics_leave_the_objective_and_its_gradients() {
+    let _rng = testutil::rng_lock();
+    // Image and caption, the image not reconstructed from the caption alone.
+    let mut s = Setup::image_text();
+    s.modalities[0].cross_weight = 0.0;
+    s.loss = LossConfig::default();
+    let ad = Device::flex().autodiff();
+    ad.seed(3);
+    let model = s.init(&ad);
+    let hb = s.host();
+    let run = |image_logits: bool| {
+        let mut plan = s.plan(&model);
+        plan.image_logits = image_logits;
+        ad.seed(9);
+        let out = model.loss(&hb.to_device(&ad), &s.loss, &plan, 1.0);
+        let terms = out.terms.to_host();
+        let total = scalar(out.total.clone());
+        let mut gv = GradsOf(&out.total.backward(), Vec::new());
+        model.visit(&mut gv);
+        (total, gv.1, terms, out.generated.is_some())
+    };
+    let (all_total, all_grads, all_terms, all_generated) = run(true);
+    let (total, grads, terms, generated) = run(false);
+    assert!(
+        (total - all_total).abs() < 1e-5 * all_total.abs(),
+        "{total} vs {all_total}"
+    );
+    for (a, b) in grads.iter().flatten().zip(all_grads.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+    }
+    // Only the metric of the unweighed decoding is gone.
+    assert!(all_generated && !generated);
+    let name = format!("cross/{}->{}", s.modalities[1].name, s.modalities[0].name);
+    assert!(
+        all_terms.contains_key(&name) && !terms.contains_key(&name),
+        "{terms:?}"
+    );
+    assert_eq!(terms.len() + 1, all_terms.len(), "{terms:?}");
+}
