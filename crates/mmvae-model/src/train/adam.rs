@@ -97,7 +97,10 @@ impl Optimizer for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
-        if device == Device::flex() && is_f32(&tensor) && is_f32(&grad) {
+        let moments_f32 = state
+            .as_ref()
+            .is_none_or(|s| is_f32(&s.momentum.moment_1) && is_f32(&s.momentum.moment_2));
+        if device == Device::flex() && is_f32(&tensor) && is_f32(&grad) && moments_f32 {
             let momentum = state.map(|s| s.momentum);
             let (t, s) = fused_step(&self.config, lr, tensor, grad, momentum, &device);
             (t, Some(AdamState::new(s)))
