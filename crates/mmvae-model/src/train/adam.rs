@@ -143,13 +143,12 @@ fn fused_step<const D: usize>(
     device: &Device,
 ) -> (Tensor<D>, AdaptiveMomentumState<D>) {
     let mut p = values(param);
-    let (time, m, v) = match state {
+    let (time, mut m, mut v) = match state {
         Some(s) => (s.time + 1, values(s.moment_1), values(s.moment_2)),
         // The moments start from the gradient alone; these are overwritten.
         None => (1, values(grad.zeros_like()), values(grad.zeros_like())),
     };
     let g = values(grad);
-    let (mut m, mut v) = (m, v);
     let t = time as i32;
     let b = (1.0 - h.beta_2.powi(t)).sqrt();
     let k = Coefficients {
