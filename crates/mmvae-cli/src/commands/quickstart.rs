@@ -27,9 +27,8 @@ pub struct QuickstartArgs {
     /// Epochs (default: 6 on shapes level 1, 3 otherwise).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Epochs of the evaluation classifier (on the same training images, at
-    /// twice the full classifier's learning rate).
-    #[arg(long, default_value_t = 2)]
+    /// Epochs of the evaluation classifier (on the same training images).
+    #[arg(long, default_value_t = 3)]
     classifier_epochs: usize,
 }
 
@@ -127,7 +126,6 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let test = load_split(kind, Split::Test, a.data_dir.as_deref(), None)?;
     let mut copts = ClassifierTrainOptions::for_dataset(kind);
     copts.epochs = a.classifier_epochs;
-    copts.lr *= 2.0;
     copts.train_limit = Some(train_limit.unwrap_or(CLASSIFIER_IMAGES));
     let cdir = a.out.join("classifier");
     let (clf, info) = classifier::train_classifier(&train_set, &test, &copts, &cdir)?;

@@ -5,6 +5,7 @@
 //! sharing a trunk. Its own test accuracy is measured and stored beside its
 //! weights.
 
+use crate::nn::conv::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -88,10 +89,10 @@ impl Classifier {
     pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.colours, self.side, self.side]);
-        let h = self.pool.forward(relu(self.c1.forward(x)));
-        let mut h = self.pool.forward(relu(self.c2.forward(h)));
+        let h = self.pool.forward(relu(conv2d(&self.c1, x)));
+        let mut h = self.pool.forward(relu(conv2d(&self.c2, h)));
         if let Some(c3) = &self.c3 {
-            h = self.pool.forward(relu(c3.forward(h)));
+            h = self.pool.forward(relu(conv2d(c3, h)));
         }
         relu(self.fc1.forward(h.flatten::<2>(1, 3)))
     }
@@ -105,12 +106,12 @@ impl Classifier {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.colours, self.side, self.side]);
         let mut out = Vec::new();
-        let mut h = self.pool.forward(relu(self.c1.forward(x)));
+        let mut h = self.pool.forward(relu(conv2d(&self.c1, x)));
         out.push(h.clone().flatten::<2>(1, 3));
-        h = self.pool.forward(relu(self.c2.forward(h)));
+        h = self.pool.forward(relu(conv2d(&self.c2, h)));
         out.push(h.clone().flatten::<2>(1, 3));
         if let Some(c3) = &self.c3 {
-            h = self.pool.forward(relu(c3.forward(h)));
+            h = self.pool.forward(relu(conv2d(c3, h)));
             out.push(h.flatten::<2>(1, 3));
         }
         out

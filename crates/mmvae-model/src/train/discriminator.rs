@@ -7,6 +7,7 @@
 //! (the discriminator held fixed), then the discriminator steps on the real
 //! batch against those images, detached.
 
+use crate::nn::conv::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu, softplus};
@@ -57,9 +58,9 @@ impl PatchDiscriminator {
         let [b, _] = images.dims();
         let mut h = images.reshape([b, self.colours, self.side, self.side]) * 2.0 - 1.0;
         for c in &self.convs {
-            h = leaky_relu(c.forward(h), 0.2);
+            h = leaky_relu(conv2d(c, h), 0.2);
         }
-        self.head.forward(h).flatten::<2>(1, 3)
+        conv2d(&self.head, h).flatten::<2>(1, 3)
     }
 
     /// Patches per image.

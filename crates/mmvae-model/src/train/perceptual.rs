@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::nn::conv::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
@@ -163,7 +164,7 @@ impl Vgg16Features {
                 continue;
             }
             let Some(layer) = conv.next() else { break };
-            h = relu(layer.forward(h));
+            h = relu(conv2d(layer, h));
             let last = conv.peek().is_none();
             if last || VGG16.get(i + 1) == Some(&0) {
                 out.push(h.clone().flatten::<2>(1, 3));

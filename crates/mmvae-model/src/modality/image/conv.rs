@@ -3,6 +3,7 @@
 //! stays even and at least 4 (28 → 14 → 7; 64 → 32 → 16 → 8 → 4), doubling
 //! the channels each time.
 
+use crate::nn::conv::{conv2d, conv_transpose2d};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -121,7 +122,7 @@ impl ConvImageEncoder {
         let x = x.reshape([b, self.colours, self.side, self.side]);
         let mut h = x;
         for c in &self.convs {
-            h = relu(c.forward(h)); // [b, c_k, side / 2^k, side / 2^k]
+            h = relu(conv2d(c, h)); // [b, c_k, side / 2^k, side / 2^k]
         }
         let h = relu(self.fc.forward(h.flatten::<2>(1, 3)));
         let o = self.out.forward(h);
@@ -204,9 +205,9 @@ impl ConvImageDecoder {
         let mut h = self.fc2.forward(h).reshape([b, self.c0, self.s0, self.s0]);
         let (n, r) = (self.deconvs.len(), self.refines.len());
         for (i, d) in self.deconvs.iter().enumerate() {
-            h = d.forward(relu(h)); // side doubles
+            h = conv_transpose2d(d, relu(h)); // side doubles
             if i + r >= n {
-                h = self.refines[i + r - n].forward(relu(h)); // same side
+                h = conv2d(&self.refines[i + r - n], relu(h)); // same side
             }
         }
         h.reshape([b, self.colours * self.side * self.side])

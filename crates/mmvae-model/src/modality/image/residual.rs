@@ -7,6 +7,7 @@
 //! stride-2 4×4 convolutions halve the side (28 → 14 → 7; 64 → 32 → 16 → 8
 //! → 4) and double the channels; each resolution has one residual block.
 
+use crate::nn::conv::{conv2d, conv_transpose2d};
 use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
@@ -64,8 +65,8 @@ impl ResidualBlock {
     /// # Shapes
     /// `x`: `[batch, channels, height, width]` → the same
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(relu(x.clone()));
-        let h = self.conv2.forward(relu(h));
+        let h = conv2d(&self.conv1, relu(x.clone()));
+        let h = conv2d(&self.conv2, relu(h));
         x + self.se.forward(h)
     }
 }
@@ -147,11 +148,12 @@ impl ResidualImageEncoder {
     /// `x`: `[batch, colours * side * side]` (planar) → posterior over `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> Gaussian {
         let [b, _] = x.dims();
-        let mut h = self
-            .stem
-            .forward(x.reshape([b, self.colours, self.side, self.side]));
+        let mut h = conv2d(
+            &self.stem,
+            x.reshape([b, self.colours, self.side, self.side]),
+        );
         for (block, down) in self.blocks.iter().zip(&self.downs) {
-            h = down.forward(relu(block.forward(h))); // side halves, channels double
+            h = conv2d(down, relu(block.forward(h))); // side halves, channels double
         }
         if let Some(a) = &self.attention {
             h = a.forward(h);
@@ -221,11 +223,9 @@ impl ResidualImageDecoder {
             h = a.forward(h);
         }
         for (block, up) in self.blocks.iter().zip(&self.ups) {
-            h = up.forward(relu(block.forward(h))); // side doubles, channels halve
+            h = conv_transpose2d(up, relu(block.forward(h))); // side doubles, channels halve
         }
-        self.head
-            .forward(relu(h))
-            .reshape([b, self.colours * self.side * self.side])
+        conv2d(&self.head, relu(h)).reshape([b, self.colours * self.side * self.side])
     }
 }
 
