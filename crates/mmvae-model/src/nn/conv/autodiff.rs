@@ -58,6 +58,10 @@ impl Backward<Flex, 3> for ConvBackward {
     }
 }
 
+/// A batched convolution's forward pass on the CPU backend.
+type FlexConv =
+    fn(FloatTensor<Flex>, FloatTensor<Flex>, FloatTensor<Flex>, Geometry) -> FloatTensor<Flex>;
+
 /// Runs `forward` and registers its backward step when any input is tracked.
 fn record<C: CheckpointStrategy>(
     kind: Kind,
@@ -65,12 +69,7 @@ fn record<C: CheckpointStrategy>(
     weight: FloatTensor<Autodiff<Flex, C>>,
     bias: FloatTensor<Autodiff<Flex, C>>,
     geometry: Geometry,
-    forward: fn(
-        FloatTensor<Flex>,
-        FloatTensor<Flex>,
-        FloatTensor<Flex>,
-        Geometry,
-    ) -> FloatTensor<Flex>,
+    forward: FlexConv,
 ) -> FloatTensor<Autodiff<Flex, C>> {
     match ConvBackward(kind)
         .prepare::<C>([x.node(), weight.node(), bias.node()])
