@@ -1,15 +1,23 @@
 //! The batched convolutions on burn-flex tensors: forward passes and the
-//! gradients of their inputs, each one im2col / col2im and one matrix
-//! product over the whole batch.
+//! gradients of their inputs.
+//!
+//! A convolution and its transpose are the same two maps between the image
+//! side and the positions side of a [`Geometry`], taken in opposite
+//! directions: [`gather`] (im2col, then the weights) and [`scatter`] (the
+//! transposed weights, then col2im). A convolution's forward pass is a
+//! gather and its input gradient a scatter; a transposed convolution's the
+//! other way round. Both weight gradients multiply the positions side by
+//! the image side's columns.
 //!
 //! Weights keep burn's layouts: `[c_out, c_in, k_h, k_w]` for a
-//! convolution, `[c_in, c_out, k_h, k_w]` for a transposed one.
+//! convolution, `[c_in, c_out, k_h, k_w]` for a transposed one; either way
+//! a `[rows, col_rows]` matrix whose rows are the positions side's channels.
 
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
 use super::kernels::{
-    col2im, im2col, matmul, matmul_into, row_sums, swap_outer, swap_outer_into, Geometry, Mat,
+    col2im, im2col, matmul, matmul_into, swap_outer, swap_outer_into, Geometry, Mat,
 };
 
 /// A contiguous `f32` copy-free view of a tensor (copied only when it is
@@ -63,6 +71,95 @@ pub struct Grads {
     pub bias: Option<FlexTensor>,
 }
 
+/// For each chunk of items: the columns of the image side, then the
+/// positions side `weight · cols` into `gather` (`[batch, rows, plane]`),
+/// and `positions · colsᵀ` summed over the chunks into `weight_grad`
+/// (`[rows, col_rows]`), each where given. The columns are built once for
+/// both.
+///
+/// # Shapes
+/// - image: `[batch, channels, image[0], image[1]]`
+/// - weight: `[rows, col_rows]`; positions: `[batch, rows, plane]`
+fn through_columns(
+    image: &[f32],
+    g: &Geometry,
+    gather: Option<(Mat, &mut [f32])>,
+    weight_grad: Option<(&[f32], &mut [f32])>,
+) {
+    let (per_image, plane) = (g.channels * g.image[0] * g.image[1], g.plane());
+    let rows = match (&gather, &weight_grad) {
+        (Some((w, _)), _) => w.rows,
+        (None, Some((_, gw))) => gw.len() / g.col_rows(),
+        (None, None) => return,
+    };
+    let (mut gather, mut weight_grad) = (gather, weight_grad);
+    for (i, (first, items)) in g.chunks().enumerate() {
+        let gc = g.with_batch(items);
+        let cols = im2col(&image[first * per_image..][..items * per_image], &gc);
+        let cols = Mat::rows(&cols, gc.col_rows(), gc.col_len());
+        let run = first * rows * plane..(first + items) * rows * plane;
+        if let Some((w, out)) = gather.as_mut() {
+            // [rows, k] · [k, items · plane] = [rows, items, plane]
+            let y = matmul(*w, cols);
+            swap_outer_into(&y, rows, items, plane, &mut out[run.clone()]);
+        }
+        if let Some((positions, gw)) = weight_grad.as_mut() {
+            // [rows, items · plane] · [items · plane, k]
+            let pt = swap_outer(&positions[run], items, rows, plane);
+            matmul_into(Mat::rows(&pt, rows, gc.col_len()), cols.t(), gw, i > 0);
+        }
+    }
+}
+
+/// The positions side `[batch, rows, plane]` times `weight` (`[rows,
+/// col_rows]`), then added back onto the image side by col2im.
+///
+/// # Shapes
+/// - positions: `[batch, rows, plane]` → `[batch, channels, image[0], image[1]]`
+fn scatter(positions: &[f32], weight: Mat, g: &Geometry) -> Vec<f32> {
+    let (per_image, plane, rows) = (g.channels * g.image[0] * g.image[1], g.plane(), weight.rows);
+    let mut out = vec![0.0f32; g.image_len()];
+    for (first, items) in g.chunks() {
+        let gc = g.with_batch(items);
+        // [rows, items · plane]
+        let pt = swap_outer(
+            &positions[first * rows * plane..][..items * rows * plane],
+            items,
+            rows,
+            plane,
+        );
+        // [k, rows] · [rows, items · plane]
+        let cols = matmul(weight.t(), Mat::rows(&pt, rows, gc.col_len()));
+        out[first * per_image..][..items * per_image].copy_from_slice(&col2im(&cols, &gc));
+    }
+    out
+}
+
+/// The sum of each channel of `[batch, channels, plane]`: within each run
+/// of items (first, count) in item-then-position order, then over the runs.
+fn channel_sums(
+    values: &[f32],
+    batch: usize,
+    channels: usize,
+    runs: impl Iterator<Item = (usize, usize)>,
+) -> Vec<f32> {
+    let plane = values.len() / (batch * channels).max(1);
+    let mut sums = vec![0.0f32; channels];
+    for (first, items) in runs {
+        for (c, total) in sums.iter_mut().enumerate() {
+            let run =
+                (first..first + items).flat_map(|n| &values[(n * channels + c) * plane..][..plane]);
+            *total += run.sum::<f32>();
+        }
+    }
+    sums
+}
+
+fn weight_tensor(values: Vec<f32>, weight: &FlexTensor) -> FlexTensor {
+    let s = weight.layout().shape();
+    tensor(values, [s[0], s[1], s[2], s[3]])
+}
+
 /// A convolution over the image side `g` (its input) with `c_out` output
 /// channels, a chunk of batch items at a time ([`Geometry::chunks`]).
 ///
@@ -73,18 +170,10 @@ pub struct Grads {
 pub fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, g: &Geometry) -> FlexTensor {
     let c_out = weight.layout().shape()[0];
     let (x, w, b) = (Dense::new(x), Dense::new(weight), Dense::new(bias));
-    let (image, plane) = (g.channels * g.image[0] * g.image[1], g.plane());
+    let mut out = vec![0.0f32; g.batch * c_out * g.plane()];
     let w = Mat::rows(w.values(), c_out, g.col_rows());
-    let mut out = vec![0.0f32; g.batch * c_out * plane];
-    for (first, items) in g.chunks() {
-        let gc = g.with_batch(items);
-        let cols = im2col(&x.values()[first * image..][..items * image], &gc);
-        // [c_out, k] · [k, items · plane] = [c_out, items, plane]
-        let y = matmul(w, Mat::rows(&cols, gc.col_rows(), gc.col_len()));
-        let dst = &mut out[first * c_out * plane..][..items * c_out * plane];
-        swap_outer_into(&y, c_out, items, plane, dst);
-    }
-    add_bias(&mut out, b.values(), plane);
+    through_columns(x.values(), g, Some((w, &mut out)), None);
+    add_bias(&mut out, b.values(), g.plane());
     tensor(out, [g.batch, c_out, g.positions[0], g.positions[1]])
 }
 
@@ -96,60 +185,25 @@ pub fn conv2d_backward(
     g: &Geometry,
     wanted: Wanted,
 ) -> Grads {
-    let w_shape = weight.layout().shape().clone();
-    let c_out = w_shape[0];
+    let c_out = weight.layout().shape()[0];
     let (x, w, grad) = (Dense::new(x), Dense::new(weight), Dense::new(grad));
-    let (image, plane) = (g.channels * g.image[0] * g.image[1], g.plane());
     let w = Mat::rows(w.values(), c_out, g.col_rows());
-    let mut gx = vec![0.0f32; if wanted.input { g.image_len() } else { 0 }];
-    let mut gw = vec![
-        0.0f32;
-        if wanted.weight {
-            c_out * g.col_rows()
-        } else {
-            0
-        }
-    ];
-    let mut gb = vec![0.0f32; c_out];
-    for (i, (first, items)) in g.chunks().enumerate() {
-        let gc = g.with_batch(items);
-        // [c_out, items · plane]
-        let gt = swap_outer(
-            &grad.values()[first * c_out * plane..][..items * c_out * plane],
-            items,
-            c_out,
-            plane,
-        );
-        let gt = Mat::rows(&gt, c_out, gc.col_len());
-        if wanted.bias {
-            gb.iter_mut()
-                .zip(row_sums(gt.data, c_out))
-                .for_each(|(a, s)| *a += s);
-        }
-        if wanted.weight {
-            let cols = im2col(&x.values()[first * image..][..items * image], &gc);
-            // [c_out, items · plane] · [items · plane, k]
-            matmul_into(
-                gt,
-                Mat::rows(&cols, gc.col_rows(), gc.col_len()).t(),
-                &mut gw,
-                i > 0,
-            );
-        }
-        if wanted.input {
-            // [k, c_out] · [c_out, items · plane]
-            let cols = matmul(w.t(), gt);
-            gx[first * image..][..items * image].copy_from_slice(&col2im(&cols, &gc));
-        }
-    }
+    let input = wanted.input.then(|| {
+        let gx = scatter(grad.values(), w, g);
+        tensor(gx, [g.batch, g.channels, g.image[0], g.image[1]])
+    });
+    let weight_grad = wanted.weight.then(|| {
+        let mut gw = vec![0.0f32; c_out * g.col_rows()];
+        through_columns(x.values(), g, None, Some((grad.values(), &mut gw)));
+        weight_tensor(gw, weight)
+    });
+    let bias = wanted
+        .bias
+        .then(|| vector(channel_sums(grad.values(), g.batch, c_out, g.chunks())));
     Grads {
-        input: wanted
-            .input
-            .then(|| tensor(gx, [g.batch, g.channels, g.image[0], g.image[1]])),
-        weight: wanted
-            .weight
-            .then(|| tensor(gw, [w_shape[0], w_shape[1], w_shape[2], w_shape[3]])),
-        bias: wanted.bias.then(|| vector(gb)),
+        input,
+        weight: weight_grad,
+        bias,
     }
 }
 
@@ -168,22 +222,7 @@ pub fn conv_transpose2d(
 ) -> FlexTensor {
     let c_in = weight.layout().shape()[0];
     let (x, w, b) = (Dense::new(x), Dense::new(weight), Dense::new(bias));
-    let (image, plane) = (g.channels * g.image[0] * g.image[1], g.plane());
-    let w = Mat::rows(w.values(), c_in, g.col_rows());
-    let mut out = vec![0.0f32; g.image_len()];
-    for (first, items) in g.chunks() {
-        let gc = g.with_batch(items);
-        // [c_in, items · plane]
-        let xt = swap_outer(
-            &x.values()[first * c_in * plane..][..items * c_in * plane],
-            items,
-            c_in,
-            plane,
-        );
-        // [k, c_in] · [c_in, items · plane]
-        let cols = matmul(w.t(), Mat::rows(&xt, c_in, gc.col_len()));
-        out[first * image..][..items * image].copy_from_slice(&col2im(&cols, &gc));
-    }
+    let mut out = scatter(x.values(), Mat::rows(w.values(), c_in, g.col_rows()), g);
     add_bias(&mut out, b.values(), g.image[0] * g.image[1]);
     tensor(out, [g.batch, g.channels, g.image[0], g.image[1]])
 }
@@ -196,15 +235,13 @@ pub fn conv_transpose2d_backward(
     g: &Geometry,
     wanted: Wanted,
 ) -> Grads {
-    let w_shape = weight.layout().shape().clone();
-    let c_in = w_shape[0];
+    let c_in = weight.layout().shape()[0];
     let (x, w, grad) = (Dense::new(x), Dense::new(weight), Dense::new(grad));
-    let (image, plane) = (g.channels * g.image[0] * g.image[1], g.plane());
     let w = Mat::rows(w.values(), c_in, g.col_rows());
     let mut gx = vec![
         0.0f32;
         if wanted.input {
-            g.batch * c_in * plane
+            g.batch * c_in * g.plane()
         } else {
             0
         }
@@ -217,37 +254,24 @@ pub fn conv_transpose2d_backward(
             0
         }
     ];
-    let gb = wanted.bias.then(|| {
-        let per_channel = swap_outer(grad.values(), g.batch, g.channels, g.image[0] * g.image[1]);
-        vector(row_sums(&per_channel, g.channels))
-    });
-    if wanted.input || wanted.weight {
-        for (i, (first, items)) in g.chunks().enumerate() {
-            let gc = g.with_batch(items);
-            // [k, items · plane]
-            let cols = im2col(&grad.values()[first * image..][..items * image], &gc);
-            let cols = Mat::rows(&cols, gc.col_rows(), gc.col_len());
-            if wanted.input {
-                // [c_in, k] · [k, items · plane] = [c_in, items, plane]
-                let y = matmul(w, cols);
-                let dst = &mut gx[first * c_in * plane..][..items * c_in * plane];
-                swap_outer_into(&y, c_in, items, plane, dst);
-            }
-            if wanted.weight {
-                let xs = &x.values()[first * c_in * plane..][..items * c_in * plane];
-                let xt = swap_outer(xs, items, c_in, plane);
-                // [c_in, items · plane] · [items · plane, k]
-                matmul_into(Mat::rows(&xt, c_in, gc.col_len()), cols.t(), &mut gw, i > 0);
-            }
-        }
-    }
+    through_columns(
+        grad.values(),
+        g,
+        wanted.input.then_some((w, gx.as_mut_slice())),
+        wanted.weight.then_some((x.values(), gw.as_mut_slice())),
+    );
     Grads {
         input: wanted
             .input
             .then(|| tensor(gx, [g.batch, c_in, g.positions[0], g.positions[1]])),
-        weight: wanted
-            .weight
-            .then(|| tensor(gw, [w_shape[0], w_shape[1], w_shape[2], w_shape[3]])),
-        bias: gb,
+        weight: wanted.weight.then(|| weight_tensor(gw, weight)),
+        bias: wanted.bias.then(|| {
+            vector(channel_sums(
+                grad.values(),
+                g.batch,
+                g.channels,
+                std::iter::once((0, g.batch)),
+            ))
+        }),
     }
 }

@@ -224,13 +224,6 @@ pub fn swap_outer_into(src: &[f32], a: usize, b: usize, inner: usize, dst: &mut 
     }
 }
 
-/// Sums `[rows, len]` along its rows: one value per row.
-pub fn row_sums(src: &[f32], rows: usize) -> Vec<f32> {
-    src.chunks_exact(src.len() / rows.max(1))
-        .map(|r| r.iter().sum())
-        .collect()
-}
-
 /// A matrix stored in a slice: `(row, column)` is at
 /// `row · row_stride + column · col_stride`.
 #[derive(Clone, Copy)]
@@ -431,6 +424,5 @@ mod tests {
                 assert_eq!(&out[(j * 2 + i) * 4..][..4], &src[(i * 3 + j) * 4..][..4]);
             }
         }
-        assert_eq!(row_sums(&src, 2), vec![66.0, 210.0]);
     }
 }
