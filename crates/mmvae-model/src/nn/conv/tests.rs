@@ -82,7 +82,7 @@ fn conv2d_matches_burn_on_values_and_gradients() {
     ];
     for (config, input) in cases {
         let conv = config.init(&device);
-        compare_params(conv, input, |m, x| conv2d(m, x), |m, x| m.forward(x));
+        compare_params(conv, input, conv2d, |m, x| m.forward(x));
     }
 }
 
@@ -119,12 +119,7 @@ fn conv_transpose2d_matches_burn_on_values_and_gradients() {
     ];
     for (config, input) in cases {
         let deconv = config.init(&device);
-        compare_params(
-            deconv,
-            input,
-            |m, x| conv_transpose2d(m, x),
-            |m, x| m.forward(x),
-        );
+        compare_params(deconv, input, conv_transpose2d, |m, x| m.forward(x));
     }
 }
 
