@@ -15,9 +15,12 @@ three-word captions: the time of a step does not depend on what the images
 show.
 
     python3 bench/torch_shapes_epoch.py
+    python3 bench/torch_shapes_epoch.py --device cuda
 
-Prints one JSON line: seconds for the epoch (training and validation),
-training samples per second and peak resident memory.
+Each batch is drawn on the CPU and moved to the device, as a data loader's
+would be. Prints one JSON line: seconds for the epoch (training and
+validation), training samples per second and peak memory (resident, and on
+CUDA the allocator's peak).
 """
 import argparse
 import json
@@ -89,16 +92,18 @@ def main():
     ap.add_argument("--items", type=int, default=25000)
     ap.add_argument("--val-size", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.manual_seed(1)
+    dev = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
-    m = Model(vocab=17)
+    m = Model(vocab=17).to(dev)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-8)
     b = a.batch_size
     t0 = time.perf_counter()
     steps = a.items // b
     for step in range(steps):
-        x, tokens, last = batch(b, g)
+        x, tokens, last = (t.to(dev) for t in batch(b, g))
         opt.zero_grad(set_to_none=True)
         loss = m.loss(x, tokens, last, 0.02 * min(1.0, step / 4000.0))
         loss.backward()
@@ -107,7 +112,7 @@ def main():
     train_s = time.perf_counter() - t0
     with torch.no_grad():
         for _ in range(0, a.val_size, b):
-            m.loss(*batch(b, g), 0.02).item()
+            m.loss(*(t.to(dev) for t in batch(b, g)), 0.02).item()
     secs = time.perf_counter() - t0
     print(json.dumps({
         "framework": f"pytorch-{torch.__version__}",
@@ -117,6 +122,8 @@ def main():
         "epoch_seconds": secs,
         "samples_per_s": steps * b / train_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "peak_device_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
         "threads": torch.get_num_threads(),
     }))
 

@@ -4,7 +4,7 @@
 //! answers "the posterior given these modalities" and "decode this latent".
 
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softplus};
+use burn::tensor::activation::sigmoid;
 
 use crate::config::{Fusion, ModelConfig};
 use crate::fusion::FusionHead;
@@ -117,9 +117,10 @@ pub fn log_sum_exp_dim<const D: usize>(t: Tensor<D>, dim: usize) -> Tensor<D> {
     (t - m.clone()).exp().sum_dim(dim).log() + m
 }
 
-/// Elementwise Bernoulli negative log-likelihood from logits (stable).
+/// Elementwise Bernoulli negative log-likelihood from logits (stable;
+/// [`crate::nn::bernoulli::nll`]).
 pub fn bernoulli_nll(logits: Tensor<2>, target: Tensor<2>) -> Tensor<2> {
-    softplus(logits.clone(), 1.0) - logits * target
+    crate::nn::bernoulli::nll(logits, target)
 }
 
 impl Mvae {

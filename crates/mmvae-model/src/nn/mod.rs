@@ -1,8 +1,12 @@
 //! Building blocks shared across the model: diagonal Gaussians (the
 //! experts' posteriors and their product and mixture), side-by-side
-//! softmax heads and a GRU's sequence forward pass.
+//! softmax heads, a GRU's sequence forward pass, and the vectorised
+//! arithmetic and tensor views of the hand-written CPU kernels.
 
+pub mod bernoulli;
 pub mod conv;
+mod dense;
+pub mod fastmath;
 pub mod gaussian;
 pub mod gru;
 pub mod heads;

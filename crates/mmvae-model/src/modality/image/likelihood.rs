@@ -9,7 +9,7 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softplus};
+use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
 /// ½·ln(2π).
@@ -104,7 +104,7 @@ impl ImageLikelihood {
             }
         };
         match *self {
-            ImageLikelihood::Bernoulli => softplus(logits.clone(), 1.0) - logits * x,
+            ImageLikelihood::Bernoulli => crate::nn::bernoulli::nll(logits, x),
             ImageLikelihood::Gaussian { scale, .. } => {
                 let ls = log_scale(scale, &logits.device());
                 let z = (x - sigmoid(logits)) * ls.clone().neg().exp();

@@ -16,28 +16,11 @@
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
+use crate::nn::dense::Dense;
+
 use super::kernels::{
     col2im, im2col, matmul, matmul_into, swap_outer, swap_outer_into, Geometry, Mat,
 };
-
-/// A contiguous `f32` copy-free view of a tensor (copied only when it is
-/// strided).
-struct Dense(FlexTensor);
-
-impl Dense {
-    fn new(t: &FlexTensor) -> Self {
-        Self(t.to_contiguous())
-    }
-
-    fn values(&self) -> &[f32] {
-        let (start, end) = self
-            .0
-            .layout()
-            .contiguous_offsets()
-            .expect("contiguous after copy");
-        &self.0.storage::<f32>()[start..end]
-    }
-}
 
 fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
