@@ -117,12 +117,6 @@ pub fn log_sum_exp_dim<const D: usize>(t: Tensor<D>, dim: usize) -> Tensor<D> {
     (t - m.clone()).exp().sum_dim(dim).log() + m
 }
 
-/// Elementwise Bernoulli negative log-likelihood from logits (stable;
-/// [`crate::nn::bernoulli::nll`]).
-pub fn bernoulli_nll(logits: Tensor<2>, target: Tensor<2>) -> Tensor<2> {
-    crate::nn::bernoulli::nll(logits, target)
-}
-
 impl Mvae {
     /// This model with the decoders of the modalities that weigh nothing
     /// (`weight[m] == 0`: inputs only) untracked, the others tracked.

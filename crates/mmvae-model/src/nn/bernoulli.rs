@@ -16,10 +16,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::DType;
 use burn_flex::FlexTensor;
 
-use crate::nn::dense::Dense;
+use crate::nn::dense::{tensor, Dense};
 use crate::nn::fastmath::{exp, ln, vectorised, Kernel};
 
 /// The fused likelihood as an operation of a backend.
@@ -67,10 +67,6 @@ fn log1p_unit(u: f32) -> f32 {
     }
 }
 
-fn like(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
 /// The forward pass on burn-flex tensors.
 fn forward(logits: &FlexTensor, target: &FlexTensor) -> FlexTensor {
     let (l, x) = (Dense::new(logits), Dense::new(target));
@@ -80,7 +76,7 @@ fn forward(logits: &FlexTensor, target: &FlexTensor) -> FlexTensor {
         x: x.values(),
         out: &mut out,
     });
-    like(out, l.dims())
+    tensor(out, l.dims())
 }
 
 struct Nll<'a> {
@@ -115,7 +111,7 @@ fn backward(logits: &FlexTensor, target: &FlexTensor, grad: &FlexTensor) -> [Fle
         d_l: &mut d_l,
         d_x: &mut d_x,
     });
-    [like(d_l, l.dims()), like(d_x, l.dims())]
+    [tensor(d_l, l.dims()), tensor(d_x, l.dims())]
 }
 
 struct NllBackward<'a> {

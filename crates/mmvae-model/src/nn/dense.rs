@@ -1,7 +1,13 @@
 //! Contiguous `f32` views of burn-flex tensors, for the hand-written
 //! kernels of the CPU backend.
 
+use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
+
+/// A tensor of `shape` holding `values` (row-major).
+pub fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
 
 /// A contiguous `f32` copy-free view of a tensor (copied only when it is
 /// strided).

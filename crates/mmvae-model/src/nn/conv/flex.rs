@@ -13,23 +13,13 @@
 //! convolution, `[c_in, c_out, k_h, k_w]` for a transposed one; either way
 //! a `[rows, col_rows]` matrix whose rows are the positions side's channels.
 
-use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
-use crate::nn::dense::Dense;
+use crate::nn::dense::{tensor, Dense};
 
 use super::kernels::{
     col2im, im2col, matmul, matmul_into, swap_outer, swap_outer_into, Geometry, Mat,
 };
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
-fn vector(values: Vec<f32>) -> FlexTensor {
-    let n = values.len();
-    FlexTensor::from_data(TensorData::new(values, vec![n]))
-}
 
 /// Adds `bias[c]` to every value of channel `c` of `[batch, channels, plane]`.
 fn add_bias(values: &mut [f32], bias: &[f32], plane: usize) {
@@ -140,7 +130,7 @@ fn channel_sums(
 
 fn weight_tensor(values: Vec<f32>, weight: &FlexTensor) -> FlexTensor {
     let s = weight.layout().shape();
-    tensor(values, [s[0], s[1], s[2], s[3]])
+    tensor(values, &[s[0], s[1], s[2], s[3]])
 }
 
 /// A convolution over the image side `g` (its input) with `c_out` output
@@ -157,7 +147,7 @@ pub fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, g: &Geomet
     let w = Mat::rows(w.values(), c_out, g.col_rows());
     through_columns(x.values(), g, Some((w, &mut out)), None);
     add_bias(&mut out, b.values(), g.plane());
-    tensor(out, [g.batch, c_out, g.positions[0], g.positions[1]])
+    tensor(out, &[g.batch, c_out, g.positions[0], g.positions[1]])
 }
 
 /// The gradients of [`conv2d`] given the output's gradient `grad`.
@@ -173,16 +163,19 @@ pub fn conv2d_backward(
     let w = Mat::rows(w.values(), c_out, g.col_rows());
     let input = wanted.input.then(|| {
         let gx = scatter(grad.values(), w, g);
-        tensor(gx, [g.batch, g.channels, g.image[0], g.image[1]])
+        tensor(gx, &[g.batch, g.channels, g.image[0], g.image[1]])
     });
     let weight_grad = wanted.weight.then(|| {
         let mut gw = vec![0.0f32; c_out * g.col_rows()];
         through_columns(x.values(), g, None, Some((grad.values(), &mut gw)));
         weight_tensor(gw, weight)
     });
-    let bias = wanted
-        .bias
-        .then(|| vector(channel_sums(grad.values(), g.batch, c_out, g.chunks())));
+    let bias = wanted.bias.then(|| {
+        tensor(
+            channel_sums(grad.values(), g.batch, c_out, g.chunks()),
+            &[c_out],
+        )
+    });
     Grads {
         input,
         weight: weight_grad,
@@ -207,7 +200,7 @@ pub fn conv_transpose2d(
     let (x, w, b) = (Dense::new(x), Dense::new(weight), Dense::new(bias));
     let mut out = scatter(x.values(), Mat::rows(w.values(), c_in, g.col_rows()), g);
     add_bias(&mut out, b.values(), g.image[0] * g.image[1]);
-    tensor(out, [g.batch, g.channels, g.image[0], g.image[1]])
+    tensor(out, &[g.batch, g.channels, g.image[0], g.image[1]])
 }
 
 /// The gradients of [`conv_transpose2d`] given the output's gradient `grad`.
@@ -246,15 +239,16 @@ pub fn conv_transpose2d_backward(
     Grads {
         input: wanted
             .input
-            .then(|| tensor(gx, [g.batch, c_in, g.positions[0], g.positions[1]])),
+            .then(|| tensor(gx, &[g.batch, c_in, g.positions[0], g.positions[1]])),
         weight: wanted.weight.then(|| weight_tensor(gw, weight)),
         bias: wanted.bias.then(|| {
-            vector(channel_sums(
+            let sums = channel_sums(
                 grad.values(),
                 g.batch,
                 g.channels,
                 std::iter::once((0, g.batch)),
-            ))
+            );
+            tensor(sums, &[g.channels])
         }),
     }
 }

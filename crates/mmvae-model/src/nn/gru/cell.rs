@@ -12,20 +12,14 @@
 //!
 //! the operations burn-nn's `Gru` performs, in its order.
 
-use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
-use crate::nn::dense::Dense;
+use crate::nn::dense::{tensor, Dense};
 use crate::nn::fastmath::{sigmoid, tanh, vectorised, Kernel};
 
 /// The gates of a step, `[batch, 3·hidden]` (z, r, n): what the backward
 /// pass needs besides the step's inputs.
 pub type Gates = FlexTensor;
-
-fn matrix(values: Vec<f32>, rows: usize) -> FlexTensor {
-    let cols = values.len() / rows.max(1);
-    FlexTensor::from_data(TensorData::new(values, vec![rows, cols]))
-}
 
 /// `values` split into its three gates' blocks of `n`.
 #[inline(always)]
@@ -58,7 +52,10 @@ pub fn forward(gx: &FlexTensor, gh: &FlexTensor, h: &FlexTensor) -> (FlexTensor,
         out: &mut out,
         gates: &mut gates,
     });
-    (matrix(out, batch), matrix(gates, batch))
+    (
+        tensor(out, &[batch, hidden]),
+        tensor(gates, &[batch, 3 * hidden]),
+    )
 }
 
 /// The forward pass's loop over the rows of a batch.
@@ -139,9 +136,9 @@ pub fn backward(gates: &Gates, gh: &FlexTensor, h: &FlexTensor, grad: &FlexTenso
         out: [&mut d_gx, &mut d_gh, &mut d_h],
     });
     Grads {
-        gx: matrix(d_gx, batch),
-        gh: matrix(d_gh, batch),
-        h: matrix(d_h, batch),
+        gx: tensor(d_gx, &[batch, 3 * hidden]),
+        gh: tensor(d_gh, &[batch, 3 * hidden]),
+        h: tensor(d_h, &[batch, hidden]),
     }
 }
 

@@ -86,11 +86,14 @@ impl FusedWeights {
                 .collect();
             b.map(|b| Tensor::cat(b, 0))
         };
+        // The biases first: without them nothing else is worth joining.
+        let input_bias = biases(|g| &g.input_transform)?;
+        let hidden_bias = biases(|g| &g.hidden_transform)?;
         Some(Self {
             input: weights(|g| &g.input_transform),
-            input_bias: biases(|g| &g.input_transform)?,
+            input_bias,
             hidden: weights(|g| &g.hidden_transform),
-            hidden_bias: biases(|g| &g.hidden_transform)?,
+            hidden_bias,
         })
     }
 }
