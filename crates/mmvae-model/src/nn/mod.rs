@@ -10,3 +10,4 @@ pub mod fastmath;
 pub mod gaussian;
 pub mod gru;
 pub mod heads;
+mod matmul;

@@ -16,10 +16,9 @@
 use burn_flex::FlexTensor;
 
 use crate::nn::dense::{tensor, Dense};
+use crate::nn::matmul::{matmul, matmul_into, Mat};
 
-use super::kernels::{
-    col2im, im2col, matmul, matmul_into, swap_outer, swap_outer_into, Geometry, Mat,
-};
+use super::kernels::{col2im, im2col, swap_outer, swap_outer_into, Geometry};
 
 /// Adds `bias[c]` to every value of channel `c` of `[batch, channels, plane]`.
 fn add_bias(values: &mut [f32], bias: &[f32], plane: usize) {

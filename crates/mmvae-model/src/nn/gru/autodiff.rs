@@ -1,38 +1,44 @@
-//! The fused GRU cell under burn's autodiff: the forward pass keeps the
-//! gates, and the backward step computes the three inputs' gradients with
-//! [`cell::backward`].
+//! The fused GRU recurrence under burn's autodiff: the forward pass keeps
+//! the states, projections and gates, and the backward step computes the
+//! four inputs' gradients with [`sequence::backward`].
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
+use std::sync::Arc;
+
 use burn::backend::{Autodiff, Flex};
 
-use super::cell::{self, Gates};
+use super::sequence::{self, Saved};
 use super::GruBackend;
 
 #[derive(Debug)]
-struct CellBackward;
+struct SequenceBackward;
 
-/// What the backward step reads: the gates, the hidden projection `gh`
-/// (its new-gate block) and the previous state.
-type Saved = (Gates, FloatTensor<Flex>, FloatTensor<Flex>);
-
-impl Backward<Flex, 3> for CellBackward {
-    type State = Saved;
+impl Backward<Flex, 4> for SequenceBackward {
+    /// What the forward pass kept, and the hidden weights.
+    /// (shared: burn's state must be cheap to clone)
+    type State = (Arc<Saved>, FloatTensor<Flex>);
 
     fn backward(
         self,
-        ops: Ops<Self::State, 3>,
+        ops: Ops<Self::State, 4>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_gx, node_gh, node_h] = ops.parents;
+        let [node_gx, node_h0, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (gates, gh, h) = ops.state;
-        let g = cell::backward(&gates, &gh, &h, &grad);
-        for (node, g) in [(node_gx, g.gx), (node_gh, g.gh), (node_h, g.h)] {
+        let (saved, weight) = ops.state;
+        let g = sequence::backward(&saved, &weight, &grad);
+        let pairs = [
+            (node_gx, g.gx),
+            (node_h0, g.h0),
+            (node_weight, g.weight),
+            (node_bias, g.bias),
+        ];
+        for (node, g) in pairs {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, g);
             }
@@ -41,29 +47,25 @@ impl Backward<Flex, 3> for CellBackward {
 }
 
 impl<C: CheckpointStrategy> GruBackend for Autodiff<Flex, C> {
-    fn gru_cell(
+    fn gru_sequence(
         gx: FloatTensor<Self>,
-        gh: FloatTensor<Self>,
-        h: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        match CellBackward
-            .prepare::<C>([gx.node(), gh.node(), h.node()])
+        let nodes = [gx.node(), h0.node(), weight.node(), bias.node()];
+        let (gx, h0) = (gx.into_primitive(), h0.into_primitive());
+        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
+        match SequenceBackward
+            .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (gh, h) = (gh.into_primitive(), h.into_primitive());
-                let (out, gates) = cell::forward(&gx.into_primitive(), &gh, &h);
-                prep.finish((gates, gh, h), out)
+                let (out, saved) = sequence::forward_kept(&gx, &h0, &weight, &bias);
+                prep.finish((Arc::new(saved), weight), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                cell::forward(
-                    &gx.into_primitive(),
-                    &gh.into_primitive(),
-                    &h.into_primitive(),
-                )
-                .0,
-            ),
+            OpsKind::UnTracked(prep) => prep.finish(sequence::forward(&gx, &h0, &weight, &bias)),
         }
     }
 }

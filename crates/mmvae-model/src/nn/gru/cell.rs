@@ -1,8 +1,7 @@
-//! One GRU step (`reset_after`, sigmoid gates, tanh candidate) on
-//! burn-flex tensors, from the gates' pre-activations, and its backward
-//! pass.
+//! One GRU step (`reset_after`, sigmoid gates, tanh candidate) over a
+//! batch, on plain `f32` rows, and its backward step.
 //!
-//! With `gx = x W_x + b_x` and `gh = h W_h + b_h`, each `[batch, 3·hidden]`
+//! With `gx = x W_x + b_x` and `gh = h W_h + b_h`, each `3·hidden` wide
 //! in the order update (z), reset (r), new (n):
 //!
 //! ```text
@@ -10,62 +9,39 @@
 //! h' = n ⊙ (1 − z) + z ⊙ h
 //! ```
 //!
-//! the operations burn-nn's `Gru` performs, in its order.
+//! the operations burn-nn's `Gru` performs, in its order. The input
+//! projections and the gradients that flow to and from the caller
+//! (`gx`, the output's gradient, `gx`'s gradient) are read and written in
+//! the caller's `[batch, time, ·]` layout: row `i` of a step at
+//! `i · stride` from the step's first value. The rest is one contiguous
+//! `[batch, ·]` block per step.
 
-use burn_flex::FlexTensor;
+use crate::nn::fastmath::{sigmoid, tanh, Kernel};
 
-use crate::nn::dense::{tensor, Dense};
-use crate::nn::fastmath::{sigmoid, tanh, vectorised, Kernel};
-
-/// The gates of a step, `[batch, 3·hidden]` (z, r, n): what the backward
-/// pass needs besides the step's inputs.
-pub type Gates = FlexTensor;
-
-/// `values` split into its three gates' blocks of `n`.
+/// Row `i` of `len` values when rows start every `stride` values.
 #[inline(always)]
-fn split3(values: &[f32], n: usize) -> [&[f32]; 3] {
-    [&values[..n], &values[n..2 * n], &values[2 * n..3 * n]]
+fn row(values: &[f32], i: usize, stride: usize, len: usize) -> &[f32] {
+    &values[i * stride..][..len]
 }
 
 #[inline(always)]
-fn split3_mut(values: &mut [f32], n: usize) -> [&mut [f32]; 3] {
-    let (a, rest) = values.split_at_mut(n);
-    let (b, c) = rest.split_at_mut(n);
-    [a, b, &mut c[..n]]
+fn row_mut(values: &mut [f32], i: usize, stride: usize, len: usize) -> &mut [f32] {
+    &mut values[i * stride..][..len]
 }
 
-/// The new hidden state and the gates.
+/// One step forward: the new state and the gates.
 ///
 /// # Shapes
-/// `gx`, `gh`: `[batch, 3·hidden]`, `h`: `[batch, hidden]` → `[batch, hidden]`
-/// (gates `[batch, 3·hidden]`)
-pub fn forward(gx: &FlexTensor, gh: &FlexTensor, h: &FlexTensor) -> (FlexTensor, Gates) {
-    let (gx, gh, h) = (Dense::new(gx), Dense::new(gh), Dense::new(h));
-    let [batch, hidden] = [h.dims()[0], h.dims()[1]];
-    let mut out = vec![0.0f32; batch * hidden];
-    let mut gates = vec![0.0f32; 3 * batch * hidden];
-    vectorised(Forward {
-        hidden,
-        gx: gx.values(),
-        gh: gh.values(),
-        h: h.values(),
-        out: &mut out,
-        gates: &mut gates,
-    });
-    (
-        tensor(out, &[batch, hidden]),
-        tensor(gates, &[batch, 3 * hidden]),
-    )
-}
-
-/// The forward pass's loop over the rows of a batch.
-struct Forward<'a> {
-    hidden: usize,
-    gx: &'a [f32],
-    gh: &'a [f32],
-    h: &'a [f32],
-    out: &'a mut [f32],
-    gates: &'a mut [f32],
+/// `gx`: `batch` rows of `3·hidden` every `gx_stride`; `gh`, `gates`:
+/// `[batch, 3·hidden]`; `h`, `out`: `[batch, hidden]`
+pub struct Forward<'a> {
+    pub hidden: usize,
+    pub gx: &'a [f32],
+    pub gx_stride: usize,
+    pub gh: &'a [f32],
+    pub h: &'a [f32],
+    pub out: &'a mut [f32],
+    pub gates: &'a mut [f32],
 }
 
 impl Kernel for Forward<'_> {
@@ -73,84 +49,103 @@ impl Kernel for Forward<'_> {
 
     #[inline(always)]
     fn run(self) {
-        let hidden = self.hidden;
+        let n = self.hidden;
         let rows = self
             .gx
-            .chunks_exact(3 * hidden)
-            .zip(self.gh.chunks_exact(3 * hidden))
-            .zip(self.h.chunks_exact(hidden))
-            .zip(self.out.chunks_exact_mut(hidden))
-            .zip(self.gates.chunks_exact_mut(3 * hidden));
+            .chunks(self.gx_stride)
+            .zip(self.gh.chunks_exact(3 * n))
+            .zip(self.h.chunks_exact(n))
+            .zip(self.out.chunks_exact_mut(n))
+            .zip(self.gates.chunks_exact_mut(3 * n));
         for ((((gx, gh), h), out), gates) in rows {
-            step_row(gx, gh, h, out, gates);
+            forward_row(gx, gh, h, out, gates);
         }
     }
 }
 
+/// Values computed together: one AVX-512 register of `f32`.
+const LANES: usize = 16;
+
+/// `L` values of `v` from `at`.
 #[inline(always)]
-fn step_row(gx: &[f32], gh: &[f32], h: &[f32], out: &mut [f32], gates: &mut [f32]) {
-    let n = h.len();
-    let ([xz, xr, xn], [hz, hr, hn]) = (split3(gx, n), split3(gh, n));
-    let [gz, gr, gn] = split3_mut(gates, n);
-    let out = &mut out[..n];
-    for j in 0..n {
-        let z = sigmoid(xz[j] + hz[j]);
-        let r = sigmoid(xr[j] + hr[j]);
-        let c = tanh(xn[j] + r * hn[j]);
-        out[j] = c * (1.0 - z) + z * h[j];
-        (gz[j], gr[j], gn[j]) = (z, r, c);
+fn load<const L: usize>(v: &[f32], at: usize) -> [f32; L] {
+    let mut out = [0.0f32; L];
+    out.copy_from_slice(&v[at..at + L]);
+    out
+}
+
+/// `L` values of each of `v`'s three gate blocks of `n`, from `j`.
+#[inline(always)]
+fn load3<const L: usize>(v: &[f32], n: usize, j: usize) -> [[f32; L]; 3] {
+    [load(v, j), load(v, n + j), load(v, 2 * n + j)]
+}
+
+/// Writes `L` values into each of `v`'s blocks of `n`, from `j`.
+#[inline(always)]
+fn store<const L: usize, const G: usize>(v: &mut [f32], n: usize, j: usize, x: [[f32; L]; G]) {
+    for (g, x) in x.iter().enumerate() {
+        v[g * n + j..][..L].copy_from_slice(x);
     }
 }
 
-/// The gradients of a step's three inputs.
-pub struct Grads {
-    /// `[batch, 3·hidden]`
-    pub gx: FlexTensor,
-    /// `[batch, 3·hidden]`
-    pub gh: FlexTensor,
-    /// `[batch, hidden]`
-    pub h: FlexTensor,
+/// A row, `LANES` values at a time: each block is read into local arrays
+/// and computed there, so the compiler vectorises it without having to
+/// prove that the outputs do not overlap the inputs.
+#[inline(always)]
+fn forward_row(gx: &[f32], gh: &[f32], h: &[f32], out: &mut [f32], gates: &mut [f32]) {
+    let n = h.len();
+    let whole = n - n % LANES;
+    for j in (0..whole).step_by(LANES) {
+        forward_lanes::<LANES>([gx, gh, h], [out, gates], n, j);
+    }
+    for j in whole..n {
+        forward_lanes::<1>([gx, gh, h], [out, gates], n, j);
+    }
 }
 
-/// The gradients of `gx`, `gh` and `h` from that of the new state.
+#[inline(always)]
+fn forward_lanes<const L: usize>(
+    inputs: [&[f32]; 3],
+    outputs: [&mut [f32]; 2],
+    n: usize,
+    j: usize,
+) {
+    let [gx, gh, h] = inputs;
+    let [out, gates] = outputs;
+    let ([xz, xr, xn], [hz, hr, hn]) = (load3::<L>(gx, n, j), load3::<L>(gh, n, j));
+    let h = load::<L>(h, j);
+    let (mut z, mut r, mut c, mut o) = ([0.0f32; L], [0.0f32; L], [0.0f32; L], [0.0f32; L]);
+    for k in 0..L {
+        z[k] = sigmoid(xz[k] + hz[k]);
+        r[k] = sigmoid(xr[k] + hr[k]);
+        c[k] = tanh(xn[k] + r[k] * hn[k]);
+        o[k] = c[k] * (1.0 - z[k]) + z[k] * h[k];
+    }
+    store(out, n, j, [o]);
+    store(gates, n, j, [z, r, c]);
+}
+
+/// One step backward. The new state's gradient is the output's (`grad`)
+/// plus what flows back from the later steps (`carry`); from it, the
+/// gradients of `gx`, of `gh` and of `h` through the update gate alone
+/// (`d_h`; `gh`'s own share, `d_gh · W_hᵀ`, is the caller's product).
 ///
 /// # Shapes
-/// `gates`, `gh`: `[batch, 3·hidden]`, `h`, `grad`: `[batch, hidden]`
-pub fn backward(gates: &Gates, gh: &FlexTensor, h: &FlexTensor, grad: &FlexTensor) -> Grads {
-    let (gates, gh, h, grad) = (
-        Dense::new(gates),
-        Dense::new(gh),
-        Dense::new(h),
-        Dense::new(grad),
-    );
-    let [batch, hidden] = [h.dims()[0], h.dims()[1]];
-    let mut d_gx = vec![0.0f32; 3 * batch * hidden];
-    let mut d_gh = vec![0.0f32; 3 * batch * hidden];
-    let mut d_h = vec![0.0f32; batch * hidden];
-    vectorised(Backward {
-        hidden,
-        gates: gates.values(),
-        gh: gh.values(),
-        h: h.values(),
-        grad: grad.values(),
-        out: [&mut d_gx, &mut d_gh, &mut d_h],
-    });
-    Grads {
-        gx: tensor(d_gx, &[batch, 3 * hidden]),
-        gh: tensor(d_gh, &[batch, 3 * hidden]),
-        h: tensor(d_h, &[batch, hidden]),
-    }
-}
-
-/// The backward pass's loop over the rows of a batch.
-struct Backward<'a> {
-    hidden: usize,
-    gates: &'a [f32],
-    gh: &'a [f32],
-    h: &'a [f32],
-    grad: &'a [f32],
-    /// The gradients of gx, gh and h.
-    out: [&'a mut [f32]; 3],
+/// `gates`, `gh`, `d_gh`: `[batch, 3·hidden]`; `h`, `carry`, `d_h`:
+/// `[batch, hidden]`; `grad`: `batch` rows of `hidden` every
+/// `grad_stride`; `d_gx`: `batch` rows of `3·hidden` every `d_gx_stride`
+pub struct Backward<'a> {
+    pub hidden: usize,
+    pub gates: &'a [f32],
+    pub gh: &'a [f32],
+    pub h: &'a [f32],
+    pub grad: &'a [f32],
+    pub grad_stride: usize,
+    pub carry: &'a [f32],
+    pub d_gx: &'a mut [f32],
+    pub d_gx_stride: usize,
+    pub d_gh: &'a mut [f32],
+    pub d_h: &'a mut [f32],
 }
 
 impl Kernel for Backward<'_> {
@@ -158,38 +153,61 @@ impl Kernel for Backward<'_> {
 
     #[inline(always)]
     fn run(self) {
-        let (n, [d_gx, d_gh, d_h]) = (self.hidden, self.out);
-        let rows = self
-            .gates
-            .chunks_exact(3 * n)
-            .zip(self.gh.chunks_exact(3 * n))
-            .zip(self.h.chunks_exact(n))
-            .zip(self.grad.chunks_exact(n))
-            .zip(d_gx.chunks_exact_mut(3 * n))
-            .zip(d_gh.chunks_exact_mut(3 * n))
-            .zip(d_h.chunks_exact_mut(n));
-        for ((((((gates, gh), h), grad), d_gx), d_gh), d_h) in rows {
-            backward_row(gates, gh, h, grad, [d_gx, d_gh, d_h]);
+        let n = self.hidden;
+        for i in 0..self.h.len() / n {
+            let inputs = [
+                row(self.gates, i, 3 * n, 3 * n),
+                row(self.gh, i, 3 * n, 3 * n),
+                row(self.h, i, n, n),
+                row(self.grad, i, self.grad_stride, n),
+                row(self.carry, i, n, n),
+            ];
+            let outputs = [
+                row_mut(self.d_gx, i, self.d_gx_stride, 3 * n),
+                row_mut(self.d_gh, i, 3 * n, 3 * n),
+                row_mut(self.d_h, i, n, n),
+            ];
+            backward_row(inputs, outputs);
         }
     }
 }
 
+/// A row, [`LANES`] values at a time (see [`forward_row`]).
 #[inline(always)]
-fn backward_row(gates: &[f32], gh: &[f32], h: &[f32], grad: &[f32], out: [&mut [f32]; 3]) {
-    let n = h.len();
-    let ([z, r, c], [_, _, hn]) = (split3(gates, n), split3(gh, n));
-    let [d_gx, d_gh, d_h] = out;
-    let grad = &grad[..n];
-    let d_h = &mut d_h[..n];
-    let [dxz, dxr, dxn] = split3_mut(d_gx, n);
-    let [dhz, dhr, dhn] = split3_mut(d_gh, n);
-    for j in 0..n {
-        let (z, r, c, g) = (z[j], r[j], c[j], grad[j]);
-        let dz = g * (h[j] - c) * (z * (1.0 - z));
-        let dn = g * (1.0 - z) * (1.0 - c * c);
-        let dr = dn * hn[j] * (r * (1.0 - r));
-        (dxz[j], dxr[j], dxn[j]) = (dz, dr, dn);
-        (dhz[j], dhr[j], dhn[j]) = (dz, dr, dn * r);
-        d_h[j] = g * z;
+fn backward_row(inputs: [&[f32]; 5], outputs: [&mut [f32]; 3]) {
+    let n = inputs[2].len();
+    let whole = n - n % LANES;
+    let [d_gx, d_gh, d_h] = outputs;
+    for j in (0..whole).step_by(LANES) {
+        backward_lanes::<LANES>(inputs, [&mut *d_gx, &mut *d_gh, &mut *d_h], n, j);
     }
+    for j in whole..n {
+        backward_lanes::<1>(inputs, [&mut *d_gx, &mut *d_gh, &mut *d_h], n, j);
+    }
+}
+
+#[inline(always)]
+fn backward_lanes<const L: usize>(
+    inputs: [&[f32]; 5],
+    outputs: [&mut [f32]; 3],
+    n: usize,
+    j: usize,
+) {
+    let [gates, gh, h, grad, carry] = inputs;
+    let ([z, r, c], [_, _, hn]) = (load3::<L>(gates, n, j), load3::<L>(gh, n, j));
+    let (h, grad, carry) = (load::<L>(h, j), load::<L>(grad, j), load::<L>(carry, j));
+    let (mut dz, mut dr, mut dn, mut dhn, mut dh) =
+        ([0.0f32; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
+    for k in 0..L {
+        let g = grad[k] + carry[k];
+        dz[k] = g * (h[k] - c[k]) * (z[k] * (1.0 - z[k]));
+        dn[k] = g * (1.0 - z[k]) * (1.0 - c[k] * c[k]);
+        dr[k] = dn[k] * hn[k] * (r[k] * (1.0 - r[k]));
+        dhn[k] = dn[k] * r[k];
+        dh[k] = g * z[k];
+    }
+    let [d_gx, d_gh, d_h] = outputs;
+    store(d_gx, n, j, [dz, dr, dn]);
+    store(d_gh, n, j, [dz, dr, dhn]);
+    store(d_h, n, j, [dh]);
 }

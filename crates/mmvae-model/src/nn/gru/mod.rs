@@ -16,6 +16,7 @@
 
 mod autodiff;
 pub mod cell;
+pub mod sequence;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch};
@@ -25,24 +26,26 @@ use burn::nn::GateController;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-/// The fused GRU cell as an operation of a backend.
+/// The fused GRU recurrence as an operation of a backend.
 #[backend_extension(Flex, Autodiff)]
 pub trait GruBackend: Backend {
-    /// See [`cell::forward`].
-    fn gru_cell(
+    /// See [`sequence::forward`].
+    fn gru_sequence(
         gx: FloatTensor<Self>,
-        gh: FloatTensor<Self>,
-        h: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
 impl GruBackend for burn::backend::Flex {
-    fn gru_cell(
+    fn gru_sequence(
         gx: FloatTensor<Self>,
-        gh: FloatTensor<Self>,
-        h: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        cell::forward(&gx, &gh, &h).0
+        sequence::forward(&gx, &h0, &weight, &bias)
     }
 }
 
@@ -98,24 +101,20 @@ impl FusedWeights {
     }
 }
 
-/// The sequence through the fused cell.
+/// The sequence through the fused recurrence: the input projections of
+/// all steps in one product, then [`sequence::forward`].
 fn fused(w: &FusedWeights, x: Tensor<3>, h0: Option<Tensor<2>>) -> Tensor<3> {
-    let [batch, time, _] = x.dims();
-    let [hidden, _] = w.hidden.dims();
-    let mut h = h0.unwrap_or_else(|| Tensor::zeros([batch, hidden], &x.device()));
-    let mut states = Vec::with_capacity(time);
-    for x_t in x.iter_dim(1) {
-        let x_t = x_t.squeeze_dim::<2>(1);
-        let gx = x_t.matmul(w.input.clone()) + w.input_bias.clone().unsqueeze();
-        let gh = h.clone().matmul(w.hidden.clone()) + w.hidden_bias.clone().unsqueeze();
-        h = Tensor::from_dispatch(Dispatch::gru_cell(
-            gx.into_dispatch(),
-            gh.into_dispatch(),
-            h.into_dispatch(),
-        ));
-        states.push(h.clone());
-    }
-    Tensor::stack(states, 1)
+    let [batch, time, input] = x.dims();
+    let [hidden, gates] = w.hidden.dims();
+    let gx =
+        x.reshape([batch * time, input]).matmul(w.input.clone()) + w.input_bias.clone().unsqueeze();
+    let h0 = h0.unwrap_or_else(|| Tensor::zeros([batch, hidden], &gx.device()));
+    Tensor::from_dispatch(Dispatch::gru_sequence(
+        gx.reshape([batch, time, gates]).into_dispatch(),
+        h0.into_dispatch(),
+        w.hidden.clone().into_dispatch(),
+        w.hidden_bias.clone().into_dispatch(),
+    ))
 }
 
 /// burn-nn's arithmetic, step by step, with the states stacked once.

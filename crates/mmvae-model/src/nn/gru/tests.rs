@@ -66,41 +66,52 @@ fn gradients(
     out
 }
 
-/// The fused cell: burn-nn's values and gradients to float rounding, over
-/// several steps, with and without a starting state.
+/// The fused recurrence: burn-nn's values and gradients to float
+/// rounding, with and without a starting state, for hidden sizes below,
+/// at and past a vector register's width (16), and for one step alone
+/// (step-by-step decoding).
 #[test]
 fn fused_matches_burn_nn_values_and_gradients() {
     let _rng = crate::testutil::rng_lock();
     let dev = Device::flex().autodiff();
     dev.seed(5);
-    let gru = GruConfig::new(6, 9, true).init(&dev);
-    let x = Tensor::<3>::random([5, 7, 6], Distribution::Normal(0.0, 1.5), &dev);
-    let h0 = Tensor::<2>::random([5, 9], Distribution::Normal(0.0, 1.0), &dev);
-    let w = Tensor::<3>::random([5, 7, 9], Distribution::Normal(0.0, 1.0), &dev);
-    assert!(
-        FusedWeights::of(&gru, &x).is_some(),
-        "the fused path applies"
-    );
-    let tol = Tolerance::<f32>::absolute(2e-5);
-    let run = |f: &dyn Fn(Tensor<3>, Tensor<2>) -> Tensor<3>| {
-        let (x, h0) = (x.clone().require_grad(), h0.clone().require_grad());
-        let y = f(x.clone(), h0.clone());
-        (y.clone().into_data(), gradients(&gru, y, &w, &x, &h0))
-    };
-    let (ours, our_grads) = run(&|x, h| forward(&gru, x, Some(h)));
-    let (theirs, their_grads) = run(&|x, h| gru.forward(x, Some(h)));
-    ours.assert_approx_eq(&theirs, tol);
-    assert_eq!(our_grads.len(), 14);
-    for (i, (a, b)) in our_grads.iter().zip(&their_grads).enumerate() {
-        a.assert_approx_eq(b, tol);
+    for (hidden, time) in [(9, 7), (21, 3), (16, 1)] {
+        let gru = GruConfig::new(6, hidden, true).init(&dev);
+        let x = Tensor::<3>::random([5, time, 6], Distribution::Normal(0.0, 1.5), &dev);
+        let h0 = Tensor::<2>::random([5, hidden], Distribution::Normal(0.0, 1.0), &dev);
+        let w = Tensor::<3>::random([5, time, hidden], Distribution::Normal(0.0, 1.0), &dev);
         assert!(
-            a.iter::<f32>().any(|v| v != 0.0),
-            "gradient {i} is all zeros"
+            FusedWeights::of(&gru, &x).is_some(),
+            "the fused path applies"
         );
+        let tol = Tolerance::<f32>::absolute(2e-5);
+        let run = |f: &dyn Fn(Tensor<3>, Tensor<2>) -> Tensor<3>| {
+            let (x, h0) = (x.clone().require_grad(), h0.clone().require_grad());
+            let y = f(x.clone(), h0.clone());
+            (y.clone().into_data(), gradients(&gru, y, &w, &x, &h0))
+        };
+        let (ours, our_grads) = run(&|x, h| forward(&gru, x, Some(h)));
+        let (theirs, their_grads) = run(&|x, h| gru.forward(x, Some(h)));
+        ours.assert_approx_eq(&theirs, tol);
+        assert_eq!(our_grads.len(), 14);
+        for (i, (a, b)) in our_grads.iter().zip(&their_grads).enumerate() {
+            a.assert_approx_eq(b, tol);
+            assert!(
+                a.iter::<f32>().any(|v| v != 0.0),
+                "hidden {hidden}: gradient {i} is all zeros"
+            );
+        }
+        // From zeros, with the input's gradient through the whole sequence.
+        let xg = x.clone().require_grad();
+        let ours = forward(&gru, xg.clone(), None);
+        let g = (ours.clone() * w.clone()).sum().backward();
+        let xt = x.clone().require_grad();
+        let theirs = gru.forward(xt.clone(), None);
+        let gt = (theirs.clone() * w.clone()).sum().backward();
+        ours.into_data().assert_approx_eq(&theirs.into_data(), tol);
+        let (ga, gb) = (xg.grad(&g).unwrap(), xt.grad(&gt).unwrap());
+        ga.into_data().assert_approx_eq(&gb.into_data(), tol);
     }
-    forward(&gru, x.clone(), None)
-        .into_data()
-        .assert_approx_eq(&gru.forward(x.clone(), None).into_data(), tol);
 }
 
 /// Without autodiff (generation) the fused cell gives the same values as
