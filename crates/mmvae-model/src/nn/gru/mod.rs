@@ -6,13 +6,14 @@
 //! tensor at every step and records a slice-assign per step for the
 //! backward pass; each step is six matrix products and a dozen elementwise
 //! operations, each a tensor of its own and a node of the autodiff graph.
-//! [`forward`] stacks the states once at the end and, on the CPU backend,
-//! computes a step as two matrix products (the three gates' weights side
-//! by side) and one fused cell ([`cell`]): the gates' sigmoids, the
-//! candidate's tanh (vectorised, [`super::fastmath`]) and the new state in
-//! one pass, with its own backward pass. Elsewhere (other devices, other
-//! float types, other activations, `reset_after = false`, clipping, no
-//! biases) it runs burn-nn's arithmetic step by step ([`unfused`]).
+//! On the CPU backend [`forward`] computes the input projections of all
+//! steps as one matrix product (the three gates' weights side by side) and
+//! the recurrence as one operation with its own backward pass through time
+//! ([`sequence`]): per step one product and one fused cell ([`cell`]), the
+//! gates' sigmoids, the candidate's tanh (vectorised, [`super::fastmath`])
+//! and the new state in one pass. Elsewhere (other devices, other float
+//! types, other activations, `reset_after = false`, clipping, no biases) it
+//! runs burn-nn's arithmetic step by step ([`unfused`]).
 
 mod autodiff;
 pub mod cell;
