@@ -50,15 +50,14 @@ impl Kernel for Forward<'_> {
     #[inline(always)]
     fn run(self) {
         let n = self.hidden;
-        let rows = self
-            .gx
-            .chunks(self.gx_stride)
-            .zip(self.gh.chunks_exact(3 * n))
-            .zip(self.h.chunks_exact(n))
-            .zip(self.out.chunks_exact_mut(n))
-            .zip(self.gates.chunks_exact_mut(3 * n));
-        for ((((gx, gh), h), out), gates) in rows {
-            forward_row(gx, gh, h, out, gates);
+        for i in 0..self.h.len() / n {
+            forward_row(
+                row(self.gx, i, self.gx_stride, 3 * n),
+                row(self.gh, i, 3 * n, 3 * n),
+                row(self.h, i, n, n),
+                row_mut(self.out, i, n, n),
+                row_mut(self.gates, i, 3 * n, 3 * n),
+            );
         }
     }
 }
