@@ -11,3 +11,4 @@ pub mod gaussian;
 pub mod gru;
 pub mod heads;
 mod matmul;
+mod scratch;

@@ -16,9 +16,11 @@
 use burn_flex::FlexTensor;
 
 use crate::nn::dense::{tensor, Dense};
-use crate::nn::matmul::{matmul, matmul_into, Mat};
+use crate::nn::matmul::{matmul_into, Mat};
+use crate::nn::scratch::Scratch;
 
-use super::kernels::{col2im, im2col, swap_outer, swap_outer_into, Geometry};
+use super::columns::{col2im_into, im2col_into};
+use super::geometry::{swap_outer_into, Geometry};
 
 /// Adds `bias[c]` to every value of channel `c` of `[batch, channels, plane]`.
 fn add_bias(values: &mut [f32], bias: &[f32], plane: usize) {
@@ -67,18 +69,25 @@ fn through_columns(
     let (mut gather, mut weight_grad) = (gather, weight_grad);
     for (i, (first, items)) in g.chunks().enumerate() {
         let gc = g.with_batch(items);
-        let cols = im2col(&image[first * per_image..][..items * per_image], &gc);
+        let mut cols = Scratch::take(gc.col_rows() * gc.col_len());
+        im2col_into(
+            &image[first * per_image..][..items * per_image],
+            &gc,
+            &mut cols,
+        );
         let cols = Mat::rows(&cols, gc.col_rows(), gc.col_len());
         let run = first * rows * plane..(first + items) * rows * plane;
+        // [rows, items · plane] (the positions side with the items inside)
+        let mut inner = Scratch::take(run.len());
         if let Some((w, out)) = gather.as_mut() {
             // [rows, k] · [k, items · plane] = [rows, items, plane]
-            let y = matmul(*w, cols);
-            swap_outer_into(&y, rows, items, plane, &mut out[run.clone()]);
+            matmul_into(*w, cols, &mut inner, false);
+            swap_outer_into(&inner, rows, items, plane, &mut out[run.clone()]);
         }
         if let Some((positions, gw)) = weight_grad.as_mut() {
             // [rows, items · plane] · [items · plane, k]
-            let pt = swap_outer(&positions[run], items, rows, plane);
-            matmul_into(Mat::rows(&pt, rows, gc.col_len()), cols.t(), gw, i > 0);
+            swap_outer_into(&positions[run], items, rows, plane, &mut inner);
+            matmul_into(Mat::rows(&inner, rows, gc.col_len()), cols.t(), gw, i > 0);
         }
     }
 }
@@ -94,15 +103,27 @@ fn scatter(positions: &[f32], weight: Mat, g: &Geometry) -> Vec<f32> {
     for (first, items) in g.chunks() {
         let gc = g.with_batch(items);
         // [rows, items · plane]
-        let pt = swap_outer(
+        let mut pt = Scratch::take(items * rows * plane);
+        swap_outer_into(
             &positions[first * rows * plane..][..items * rows * plane],
             items,
             rows,
             plane,
+            &mut pt,
         );
         // [k, rows] · [rows, items · plane]
-        let cols = matmul(weight.t(), Mat::rows(&pt, rows, gc.col_len()));
-        out[first * per_image..][..items * per_image].copy_from_slice(&col2im(&cols, &gc));
+        let mut cols = Scratch::take(gc.col_rows() * gc.col_len());
+        matmul_into(
+            weight.t(),
+            Mat::rows(&pt, rows, gc.col_len()),
+            &mut cols,
+            false,
+        );
+        col2im_into(
+            &cols,
+            &gc,
+            &mut out[first * per_image..][..items * per_image],
+        );
     }
     out
 }

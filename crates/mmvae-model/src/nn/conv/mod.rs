@@ -14,8 +14,9 @@
 //! order of summation (tests compare both, values and gradients).
 
 mod autodiff;
+mod columns;
 mod flex;
-pub mod kernels;
+pub mod geometry;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex};
@@ -23,7 +24,7 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Device, Tensor};
 
-pub use kernels::Geometry;
+pub use geometry::Geometry;
 
 /// The batched convolutions as operations of a backend.
 #[backend_extension(Flex, Autodiff)]
