@@ -5,7 +5,7 @@
 
 pub mod bernoulli;
 pub mod conv;
-mod dense;
+pub(crate) mod dense;
 pub mod fastmath;
 pub mod gaussian;
 pub mod gru;

@@ -9,12 +9,19 @@
 //! element in one pass, split over the kernels' thread pool; its results
 //! are bit for bit burn's, its state is burn's [`AdamState`] (so `optim.bpk`
 //! files are the same), and on a GPU it hands the step to burn's [`Adam`].
+//! The step is a backend operation on burn-flex's tensors, so it updates a
+//! parameter and its moments in place where nothing else holds them, and
+//! copies a shared one once.
 
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{Adam, AdamConfig, AdamState, AdaptiveMomentumState, ModuleOptimizer, Optimizer};
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+use crate::nn::dense::Dense;
 
 /// Elements per parallel piece of a fused step.
 const PIECE: usize = 1 << 15;
@@ -102,7 +109,7 @@ impl Optimizer for FusedAdam {
             .is_none_or(|s| is_f32(&s.momentum.moment_1) && is_f32(&s.momentum.moment_2));
         if device == Device::flex() && is_f32(&tensor) && is_f32(&grad) && moments_f32 {
             let momentum = state.map(|s| s.momentum);
-            let (t, s) = fused_step(&self.config, lr, tensor, grad, momentum, &device);
+            let (t, s) = fused_step(&self.config, lr, tensor, grad, momentum);
             (t, Some(AdamState::new(s)))
         } else {
             self.reference.step(lr, tensor, grad, state)
@@ -118,16 +125,59 @@ fn is_f32<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == burn::tensor::DType::F32
 }
 
-/// The values of `t` on the host (moved out, not copied, where `t` holds
-/// the only reference to them).
-fn values<const D: usize>(t: Tensor<D>) -> TensorData {
-    t.into_data()
+/// The fused step as an operation of a backend (the CPU's only).
+#[backend_extension(Flex)]
+trait AdamBackend: Backend {
+    /// The parameter and both moments after one step of [`Coefficients`].
+    fn adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        coefficients: Coefficients,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// `data`'s `f32` values, in place.
-fn floats(data: &mut TensorData) -> &mut [f32] {
-    data.as_mut_slice::<f32>()
-        .expect("an f32 tensor holds f32 values")
+impl AdamBackend for Flex {
+    fn adam_step(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        k: Coefficients,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (mut p, mut m, mut v) = (owned(param), owned(moment_1), owned(moment_2));
+        let g = Dense::new(&grad);
+        let n = g.values().len();
+        assert!(
+            [&p, &m, &v].iter().all(|t| t.layout().num_elements() == n),
+            "adam_step: the parameter, its gradient and moments differ in size"
+        );
+        floats(&mut p, n)
+            .par_chunks_mut(PIECE)
+            .zip(floats(&mut m, n).par_chunks_mut(PIECE))
+            .zip(floats(&mut v, n).par_chunks_mut(PIECE))
+            .zip(g.values().par_chunks(PIECE))
+            .for_each(|(((p, m), v), g)| k.apply(p, m, v, g));
+        (p, m, v)
+    }
+}
+
+/// `t` contiguous from the start of its buffer: as it is where it already
+/// is, else copied once.
+fn owned(t: FlexTensor) -> FlexTensor {
+    let n = t.layout().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, n)) {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The first `n` values of `t`'s buffer, writable: in place where `t`
+/// holds the only reference to them, else after one copy.
+fn floats(t: &mut FlexTensor, n: usize) -> &mut [f32] {
+    &mut t.storage_mut::<f32>()[..n]
 }
 
 /// One Adam step of `param` on the host, in burn's order of operations:
@@ -140,15 +190,12 @@ fn fused_step<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,
     state: Option<AdaptiveMomentumState<D>>,
-    device: &Device,
 ) -> (Tensor<D>, AdaptiveMomentumState<D>) {
-    let mut p = values(param);
-    let (time, mut m, mut v) = match state {
-        Some(s) => (s.time + 1, values(s.moment_1), values(s.moment_2)),
+    let (time, m, v) = match state {
+        Some(s) => (s.time + 1, s.moment_1, s.moment_2),
         // The moments start from the gradient alone; these are overwritten.
-        None => (1, values(grad.zeros_like()), values(grad.zeros_like())),
+        None => (1, grad.zeros_like(), grad.zeros_like()),
     };
-    let g = values(grad);
     let t = time as i32;
     let b = (1.0 - h.beta_2.powi(t)).sqrt();
     let k = Coefficients {
@@ -161,20 +208,20 @@ fn fused_step<const D: usize>(
         lr: lr as f32,
         first: time == 1,
     };
-    let g = g.as_slice::<f32>().expect("an f32 tensor holds f32 values");
-    floats(&mut p)
-        .par_chunks_mut(PIECE)
-        .zip(floats(&mut m).par_chunks_mut(PIECE))
-        .zip(floats(&mut v).par_chunks_mut(PIECE))
-        .zip(g.par_chunks(PIECE))
-        .for_each(|(((p, m), v), g)| k.apply(p, m, v, g));
-    let tensor = |x: TensorData| Tensor::<D>::from_data(x, device);
-    let state = AdaptiveMomentumState::new(time, tensor(m), tensor(v));
-    (tensor(p), state)
+    let (p, m, v) = Dispatch::adam_step(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        m.into_dispatch(),
+        v.into_dispatch(),
+        k,
+    );
+    let state =
+        AdaptiveMomentumState::new(time, Tensor::from_dispatch(m), Tensor::from_dispatch(v));
+    (Tensor::from_dispatch(p), state)
 }
 
 /// The scalars of one step, `f32` as burn's scalar operations use them.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Coefficients {
     beta_1: f32,
     beta_2: f32,
