@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use crate::nn::fastmath::{vectorised, Kernel};
 use crate::nn::scratch::Scratch;
 
 /// The padded plane of a [`Geometry`] and where each tap and position
@@ -105,6 +106,114 @@ impl Table {
     }
 }
 
+/// One image plane's sums of col2im in its padded buffer, compiled for
+/// the widest vectors the processor has.
+struct PlaneSums<'a> {
+    cols: &'a [f32],
+    g: &'a Geometry,
+    table: &'a Table,
+    item: usize,
+    channel: usize,
+    padded: &'a mut [f32],
+}
+
+impl Kernel for PlaneSums<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let Self {
+            cols,
+            g,
+            table,
+            item,
+            channel,
+            padded,
+        } = self;
+        let (len, plane, taps) = (g.col_len(), g.plane(), table.taps.len());
+        let tap = |t: usize| &cols[(channel * taps + t) * len + item * plane..][..plane];
+        padded.fill(0.0);
+        let kw = g.kernel[1];
+        for ki in 0..g.kernel[0] {
+            let mut kj = 0;
+            while kj < kw {
+                let t = ki * kw + kj;
+                let dst = &mut padded[table.taps[t]..];
+                let across = Across::of(g, kw - kj);
+                match across {
+                    Across::Runs => table.add_runs(g, dst, tap(t)),
+                    Across::Pairs => table.add_pairs(g, dst, tap(t), tap(t + 1)),
+                    Across::Table => scatter_add(dst, tap(t), &table.offsets),
+                }
+                kj += across.taps();
+            }
+        }
+    }
+}
+
+/// How col2im adds one kernel row's taps, along the image's columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Across {
+    /// Stride 1: each position row of a tap is a run of neighbouring pixels.
+    Runs,
+    /// Stride 2, taps next to each other (dilation 1): two taps' position
+    /// rows interleave into one run of pixels.
+    Pairs,
+    /// Any other stride: through the offset table.
+    Table,
+}
+
+impl Across {
+    /// The way for a kernel row's next tap, with `left` taps left in the row.
+    fn of(g: &Geometry, left: usize) -> Self {
+        match (g.stride[1], g.dilation[1]) {
+            (1, _) => Self::Runs,
+            (2, 1) if left >= 2 => Self::Pairs,
+            _ => Self::Table,
+        }
+    }
+
+    /// Taps it adds at once.
+    fn taps(self) -> usize {
+        match self {
+            Self::Runs | Self::Table => 1,
+            Self::Pairs => 2,
+        }
+    }
+}
+
+impl Table {
+    /// `dst[oh · stride · width + ow] += src[oh, ow]` (stride 1 along columns).
+    #[inline(always)]
+    fn add_runs(&self, g: &Geometry, dst: &mut [f32], src: &[f32]) {
+        let (pw, step) = (g.positions[1], g.stride[0] * self.padded[1]);
+        if pw == 0 {
+            return;
+        }
+        for (oh, src) in src.chunks_exact(pw).enumerate() {
+            let dst = &mut dst[oh * step..][..pw];
+            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+        }
+    }
+
+    /// `dst[oh · stride · width + 2·ow] += a[oh, ow]` and `… + 1] +=
+    /// b[oh, ow]` (stride 2 along columns, two neighbouring taps).
+    #[inline(always)]
+    fn add_pairs(&self, g: &Geometry, dst: &mut [f32], a: &[f32], b: &[f32]) {
+        let (pw, step) = (g.positions[1], g.stride[0] * self.padded[1]);
+        if pw == 0 {
+            return;
+        }
+        for (oh, (a, b)) in a.chunks_exact(pw).zip(b.chunks_exact(pw)).enumerate() {
+            let dst = &mut dst[oh * step..][..2 * pw];
+            for ((d, x), y) in dst.chunks_exact_mut(2).zip(a).zip(b) {
+                d[0] += x;
+                d[1] += y;
+            }
+        }
+    }
+}
+
 /// Gathers the image values under the kernel at every position into
 /// `out`, every value of which it writes (the padding's zeros too).
 ///
@@ -116,17 +225,18 @@ pub fn im2col_into(image: &[f32], g: &Geometry, out: &mut [f32]) {
     assert_eq!(image.len(), g.image_len());
     assert_eq!(out.len(), g.col_rows() * g.col_len());
     let table = Table::of(g);
-    let (len, plane, taps) = (g.col_len(), g.plane(), table.taps.len());
-    let per_image = g.image[0] * g.image[1];
-    out.par_chunks_mut((taps * len).max(1))
+    let (len, plane, per_image) = (g.col_len(), g.plane(), g.image[0] * g.image[1]);
+    out.par_chunks_mut((table.taps.len() * len).max(1))
         .enumerate()
         .for_each(|(c, rows)| {
             let mut padded = Scratch::take(table.len());
-            for n in 0..g.batch {
-                let src = &image[(n * g.channels + c) * per_image..][..per_image];
+            for item in 0..g.batch {
+                let src = &image[(item * g.channels + c) * per_image..][..per_image];
                 table.fill(g, src, &mut padded);
+                // A gather reads sixteen values wherever they are, so all
+                // strides take the table.
                 for (t, &start) in table.taps.iter().enumerate() {
-                    let dst = &mut rows[t * len + n * plane..][..plane];
+                    let dst = &mut rows[t * len + item * plane..][..plane];
                     gather(dst, &padded[start..], &table.offsets);
                 }
             }
@@ -145,17 +255,19 @@ pub fn col2im_into(cols: &[f32], g: &Geometry, out: &mut [f32]) {
     assert_eq!(cols.len(), g.col_rows() * g.col_len());
     assert_eq!(out.len(), g.image_len());
     let table = Table::of(g);
-    let (len, plane, taps) = (g.col_len(), g.plane(), table.taps.len());
     out.par_chunks_mut((g.image[0] * g.image[1]).max(1))
         .enumerate()
         .for_each(|(nc, dst)| {
-            let (n, c) = (nc / g.channels, nc % g.channels);
             let mut padded = Scratch::take(table.len());
-            padded.fill(0.0);
-            for (t, &start) in table.taps.iter().enumerate() {
-                let src = &cols[(c * taps + t) * len + n * plane..][..plane];
-                scatter_add(&mut padded[start..], src, &table.offsets);
-            }
+            let plane = PlaneSums {
+                cols,
+                g,
+                table: &table,
+                item: nc / g.channels,
+                channel: nc % g.channels,
+                padded: &mut padded,
+            };
+            vectorised(plane);
             table.crop(g, &padded, dst);
         });
 }
