@@ -6,7 +6,9 @@
 //! stride`), moved by the tap's own start. So a plane's column rows are
 //! table lookups over all its positions at once, with no bounds, no
 //! per-row runs and no padding cases: on AVX-512 sixteen values per gather
-//! instruction.
+//! instruction. col2im adds into the padded plane as runs of neighbouring
+//! pixels where the stride allows ([`Across`]), since a scatter
+//! instruction is slow, and through the table otherwise.
 
 use rayon::prelude::*;
 
@@ -302,7 +304,12 @@ fn gather(dst: &mut [f32], src: &[f32], offsets: &Offsets) {
         unsafe { avx512::gather(dst, src, &offsets.values) };
         return;
     }
-    for (d, &o) in dst.iter_mut().zip(&offsets.values) {
+    gather_portable(dst, src, &offsets.values);
+}
+
+/// [`gather`] one value at a time.
+fn gather_portable(dst: &mut [f32], src: &[f32], offsets: &[u32]) {
+    for (d, &o) in dst.iter_mut().zip(offsets) {
         *d = src[o as usize];
     }
 }
@@ -324,7 +331,12 @@ fn scatter_add(dst: &mut [f32], src: &[f32], offsets: &Offsets) {
         unsafe { avx512::scatter_add(dst, src, &offsets.values) };
         return;
     }
-    for (&v, &o) in src.iter().zip(&offsets.values) {
+    scatter_add_portable(dst, src, &offsets.values);
+}
+
+/// [`scatter_add`] one value at a time.
+fn scatter_add_portable(dst: &mut [f32], src: &[f32], offsets: &[u32]) {
+    for (&v, &o) in src.iter().zip(offsets) {
         dst[o as usize] += v;
     }
 }
@@ -350,9 +362,7 @@ mod avx512 {
                 _mm512_storeu_ps(dst.as_mut_ptr().add(i), v);
             }
         }
-        for (d, &o) in dst[full..].iter_mut().zip(&offsets[full..]) {
-            *d = src[o as usize];
-        }
+        super::gather_portable(&mut dst[full..], src, &offsets[full..]);
     }
 
     /// [`super::scatter_add`], sixteen values per instruction.
@@ -376,9 +386,7 @@ mod avx512 {
                 _mm512_i32scatter_ps::<4>(dst.as_mut_ptr(), at, sum);
             }
         }
-        for (&v, &o) in src[full..].iter().zip(&offsets[full..]) {
-            dst[o as usize] += v;
-        }
+        super::scatter_add_portable(dst, &src[full..], &offsets[full..]);
     }
 }
 
@@ -488,6 +496,24 @@ mod tests {
             let mut image = vec![f32::NAN; g.image_len()];
             col2im_into(&c, &g, &mut image);
             assert_eq!(image, want, "{g:?}");
+        }
+    }
+
+    /// The table's lookups give the same values with and without vector
+    /// instructions (lengths past and short of a vector, every offset).
+    #[test]
+    fn the_tables_vector_and_portable_loops_agree() {
+        let src = ramp(300, 0.01);
+        for n in [5, 16, 37] {
+            let offsets = Offsets::new((0..n).map(|i| (i * 7 % 300) as u32).collect());
+            let (mut vector, mut portable) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            gather(&mut vector, &src, &offsets);
+            gather_portable(&mut portable, &src, &offsets.values);
+            assert_eq!(vector, portable);
+            let (mut vector, mut portable) = (src.clone(), src.clone());
+            scatter_add(&mut vector, &ramp(n, 0.5), &offsets);
+            scatter_add_portable(&mut portable, &ramp(n, 0.5), &offsets.values);
+            assert_eq!(vector, portable);
         }
     }
 }
