@@ -285,24 +285,35 @@ impl Offsets {
         let max = values.iter().copied().max().unwrap_or(0) as usize;
         Self { values, max }
     }
+
+    /// Whether there is anything to look up in a buffer of `len` values,
+    /// after checking that every offset lies inside it.
+    fn any_inside(&self, len: usize, what: &str) -> bool {
+        if self.values.is_empty() {
+            return false;
+        }
+        assert!(self.max < len, "{what} offset outside the padded plane");
+        true
+    }
+}
+
+/// Whether the processor has AVX-512F (the table's vector loops).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// `dst[i] = src[offsets[i]]`.
 fn gather(dst: &mut [f32], src: &[f32], offsets: &Offsets) {
     assert_eq!(dst.len(), offsets.values.len());
-    if offsets.values.is_empty() {
+    if !offsets.any_inside(src.len(), "im2col") {
         return;
     }
-    assert!(
-        offsets.max < src.len(),
-        "im2col offset outside the padded plane"
-    );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if avx512() {
         // SAFETY: the processor has AVX-512F, and every offset lies inside `src`
         // (both checked just above).
-        unsafe { avx512::gather(dst, src, &offsets.values) };
-        return;
+        return unsafe { vector::gather(dst, src, &offsets.values) };
     }
     gather_portable(dst, src, &offsets.values);
 }
@@ -317,19 +328,14 @@ fn gather_portable(dst: &mut [f32], src: &[f32], offsets: &[u32]) {
 /// `dst[offsets[i]] += src[i]`, the offsets all different.
 fn scatter_add(dst: &mut [f32], src: &[f32], offsets: &Offsets) {
     assert_eq!(src.len(), offsets.values.len());
-    if offsets.values.is_empty() {
+    if !offsets.any_inside(dst.len(), "col2im") {
         return;
     }
-    assert!(
-        offsets.max < dst.len(),
-        "col2im offset outside the padded plane"
-    );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if avx512() {
         // SAFETY: the processor has AVX-512F, and every offset lies inside `dst`
         // (both checked just above); the offsets are all different.
-        unsafe { avx512::scatter_add(dst, src, &offsets.values) };
-        return;
+        return unsafe { vector::scatter_add(dst, src, &offsets.values) };
     }
     scatter_add_portable(dst, src, &offsets.values);
 }
@@ -342,7 +348,7 @@ fn scatter_add_portable(dst: &mut [f32], src: &[f32], offsets: &[u32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+mod vector {
     use std::arch::x86_64::*;
 
     /// [`super::gather`], sixteen values per instruction.
