@@ -181,7 +181,7 @@ pub fn run(
                     &crate::train::parallel::Critics::default(),
                     &device,
                 );
-                m = optim.step(1e-3, m.clone(), step.grads);
+                m = optim.step(1e-3, m, step.grads);
             }
             start.elapsed()
         }
@@ -236,7 +236,7 @@ pub fn run(
                         (loss, v, ())
                     },
                 );
-                m = optim.step(1e-3, m.clone(), g);
+                m = optim.step(1e-3, m, g);
             }
             start.elapsed()
         }

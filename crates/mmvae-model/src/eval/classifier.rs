@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ModelError, Result};
 use crate::io::batch::shuffled;
 use crate::nn::heads::{multi_head_argmax, multi_head_nll};
+use crate::nn::linear::linear;
 
 /// Up to 28 px: conv3×3(32) → pool → conv3×3(64) → pool; larger images
 /// (64 px): conv3×3(16) → pool → conv3×3(32) → pool → conv3×3(64) → pool;
@@ -76,7 +77,7 @@ impl Classifier {
     /// `x`: `[batch, colours * side * side]` in `[0, 1]` → logits of all
     /// heads side by side `[batch, sum(heads)]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(self.dropout.forward(self.features(x)))
+        linear(&self.fc2, self.dropout.forward(self.features(x)))
     }
 
     /// Width of [`Classifier::features`].
@@ -94,7 +95,7 @@ impl Classifier {
         if let Some(c3) = &self.c3 {
             h = self.pool.forward(relu(conv2d(c3, h)));
         }
-        relu(self.fc1.forward(h.flatten::<2>(1, 3)))
+        relu(linear(&self.fc1, h.flatten::<2>(1, 3)))
     }
 
     /// The activations after each convolution block (ReLU, then pooling),
@@ -135,7 +136,7 @@ impl Classifier {
     /// or plain-device model).
     pub fn predict_with_features(&self, x: Tensor<2>) -> (Vec<Vec<usize>>, Tensor<2>) {
         let f = self.features(x);
-        let logits = self.fc2.forward(self.dropout.forward(f.clone()));
+        let logits = linear(&self.fc2, self.dropout.forward(f.clone()));
         (multi_head_argmax(logits, &self.heads), f)
     }
 }
@@ -429,7 +430,7 @@ pub fn train_classifier(
             let y = targets(train, chunk, &device);
             let loss = model.loss(model.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model.clone(), grads);
+            model = optim.step(lr, model, grads);
             pb.inc(1);
         }
         pb.finish_and_clear();

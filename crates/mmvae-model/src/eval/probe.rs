@@ -11,6 +11,7 @@ use burn::prelude::*;
 use serde::Serialize;
 
 use crate::nn::heads::{multi_head_argmax, multi_head_nll};
+use crate::nn::linear::linear;
 
 /// One linear softmax head per attribute slot over `[batch, latent]` inputs.
 #[derive(Module, Debug)]
@@ -32,12 +33,12 @@ impl LinearProbe {
     /// # Shapes
     /// `z`: `[batch, latent]`, `targets`: `[batch, heads]`
     fn loss(&self, z: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
-        multi_head_nll(self.linear.forward(z), targets, &self.heads)
+        multi_head_nll(linear(&self.linear, z), targets, &self.heads)
     }
 
     /// Predicted value of every head: `[batch][heads]`.
     fn predict(&self, z: Tensor<2>) -> Vec<Vec<usize>> {
-        multi_head_argmax(self.linear.forward(z), &self.heads)
+        multi_head_argmax(linear(&self.linear, z), &self.heads)
     }
 }
 

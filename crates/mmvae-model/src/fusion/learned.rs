@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// Tokens each expert's output is split into for cross-attention.
 pub const TOKENS: usize = 4;
@@ -98,7 +99,10 @@ impl FusionHead {
                     .map(|(i, e)| flat(e) * col(i))
                     .collect();
                 parts.extend((0..m).map(col));
-                Gaussian::from_concat(f.out.forward(relu(f.hidden.forward(Tensor::cat(parts, 1)))))
+                Gaussian::from_concat(linear(
+                    &f.out,
+                    relu(linear(&f.hidden, Tensor::cat(parts, 1))),
+                ))
             }
             FusionHead::Attention(f) => f.fuse(experts, mask),
         }
@@ -115,7 +119,7 @@ impl AttentionFusion {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let t = self.embeds[i].forward(flat(e).reshape([b, TOKENS, piece])); // [b, T, h]
+                let t = linear(&self.embeds[i], flat(e).reshape([b, TOKENS, piece])); // [b, T, h]
                 t + pos.clone().narrow(0, i, 1) // + [1, T, h]
             })
             .collect();
@@ -152,7 +156,7 @@ impl AttentionFusion {
         let sum = pooled.expect("at least one modality").sum_dim(1); // [b, 1, h]
         let count = (mask.clone().sum_dim(1).reshape([b, 1, 1]) * TOKENS as f32).clamp_min(1.0);
         let pooled = (sum / count).squeeze_dim::<2>(1);
-        Gaussian::from_concat(self.out.forward(relu(pooled)))
+        Gaussian::from_concat(linear(&self.out, relu(pooled)))
     }
 }
 

@@ -6,6 +6,7 @@ use burn::tensor::activation::{log_softmax, relu};
 
 use super::config::LabelModel;
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// Encoder: class → embedding (`hidden`) → ReLU → `[μ, log σ²]`.
 /// Decoder: z → `hidden` → ReLU → class logits; a categorical likelihood.
@@ -47,7 +48,7 @@ impl LabelExpert {
         let [b] = labels.dims();
         let e = self.embed.forward(labels.reshape([b, 1])); // [b, 1, hidden]
         let [_, _, h] = e.dims();
-        Gaussian::from_concat(self.encode_out.forward(relu(e.reshape([b, h]))))
+        Gaussian::from_concat(linear(&self.encode_out, relu(e.reshape([b, h]))))
     }
 
     /// Class log-probabilities.
@@ -56,7 +57,7 @@ impl LabelExpert {
     /// `z`: `[n, latent]` → `[n, classes]`
     pub fn log_probs(&self, z: Tensor<2>) -> Tensor<2> {
         log_softmax(
-            self.decode_out.forward(relu(self.decode_hidden.forward(z))),
+            linear(&self.decode_out, relu(linear(&self.decode_hidden, z))),
             1,
         )
     }

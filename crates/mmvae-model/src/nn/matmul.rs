@@ -52,10 +52,22 @@ impl<'a> Mat<'a> {
 /// current thread pool (burn-flex's threshold for its own products).
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
-/// `lhs · rhs` as a row-major matrix.
+/// `lhs · rhs` as a row-major matrix (the product written straight into
+/// a new buffer, not over zeros).
 pub fn matmul(lhs: Mat, rhs: Mat) -> Vec<f32> {
-    let mut out = vec![0.0f32; lhs.rows * rhs.cols];
-    matmul_into(lhs, rhs, &mut out, false);
+    check(lhs, rhs);
+    let len = lhs.rows * rhs.cols;
+    if lhs.cols == 0 {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the inputs are checked above and `out` has room for the dense
+    // m × n result; with k > 0 and no accumulation the kernels write every
+    // element of it before reading any, so all `len` values are set.
+    unsafe {
+        gemm_raw(lhs, rhs, out.as_mut_ptr(), false);
+        out.set_len(len);
+    }
     out
 }
 
@@ -65,10 +77,32 @@ pub fn matmul(lhs: Mat, rhs: Mat) -> Vec<f32> {
 /// The `gemm` crate splits a product over threads by output blocks, never
 /// along the summed axis, so the values do not depend on the thread count.
 pub fn matmul_into(lhs: Mat, rhs: Mat, out: &mut [f32], accumulate: bool) {
+    check(lhs, rhs);
+    assert_eq!(out.len(), lhs.rows * rhs.cols, "matmul: output size");
+    if lhs.cols == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the inputs are checked above; `out` is the dense m × n output.
+    unsafe { gemm_raw(lhs, rhs, out.as_mut_ptr(), accumulate) }
+}
+
+/// The inner dimensions agree and every index the strides reach lies
+/// inside its slice.
+fn check(lhs: Mat, rhs: Mat) {
     assert_eq!(lhs.cols, rhs.rows, "matmul: inner dimensions differ");
     assert!(lhs.last() <= lhs.data.len() && rhs.last() <= rhs.data.len());
+}
+
+/// The product into `out`, a dense row-major `lhs.rows × rhs.cols` buffer.
+///
+/// # Safety
+/// `lhs` and `rhs` must have passed [`check`], and `out` must be valid for
+/// writes (and for reads with `accumulate`) of `lhs.rows · rhs.cols` values.
+unsafe fn gemm_raw(lhs: Mat, rhs: Mat, out: *mut f32, accumulate: bool) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(out.len(), m * n, "matmul: output size");
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -77,14 +111,13 @@ pub fn matmul_into(lhs: Mat, rhs: Mat, out: &mut [f32], accumulate: bool) {
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: every index the strides reach lies inside its slice (asserted
-    // above for the inputs; the output is a dense m × n row-major buffer).
+    // SAFETY: as the caller guarantees.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             n as isize,
             accumulate,

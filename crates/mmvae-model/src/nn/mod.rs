@@ -1,6 +1,7 @@
 //! Building blocks shared across the model: diagonal Gaussians (the
 //! experts' posteriors and their product and mixture), side-by-side
-//! softmax heads, a GRU's sequence forward pass, and the vectorised
+//! softmax heads, a GRU's sequence forward pass, batched convolutions and
+//! fused fully connected layers for the CPU backend, and the vectorised
 //! arithmetic and tensor views of the hand-written CPU kernels.
 
 pub mod bernoulli;
@@ -10,5 +11,6 @@ pub mod fastmath;
 pub mod gaussian;
 pub mod gru;
 pub mod heads;
+pub mod linear;
 mod matmul;
 mod scratch;

@@ -37,6 +37,7 @@ use crate::nn::gaussian::Gaussian;
 mod config;
 mod fit;
 
+use crate::nn::linear::linear;
 pub use config::*;
 pub use fit::fit;
 
@@ -84,18 +85,16 @@ impl TextPrior {
             "text prior fitted for {latent} latent dimensions"
         );
         let x = Tensor::cat(vec![q.mu.clone(), q.logvar.clone()], 1); // [b, 2d]
-        let h = relu(self.hidden1.forward(x));
-        let h = relu(self.hidden2.forward(h)); // [b, hidden]
+        let h = relu(linear(&self.hidden1, x));
+        let h = relu(linear(&self.hidden2, h)); // [b, hidden]
         let mu = q.mu.clone().unsqueeze_dim::<3>(1)
-            + self.offsets.forward(h.clone()).reshape([b, k, latent]);
+            + linear(&self.offsets, h.clone()).reshape([b, k, latent]);
         // Bounded log-variances keep the likelihood finite early in fitting.
-        let logvar = self
-            .logvars
-            .forward(h.clone())
+        let logvar = linear(&self.logvars, h.clone())
             .reshape([b, k, latent])
             .clamp(-14.0, 4.0);
         Mixture {
-            log_weights: log_softmax(self.logits.forward(h), 1),
+            log_weights: log_softmax(linear(&self.logits, h), 1),
             mu,
             logvar,
         }

@@ -191,7 +191,8 @@ impl Refiner {
         }
         let value = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), d);
-        self.discriminator = self.optim.step(self.cfg.lr, d.clone(), grads);
+        let (optim, lr) = (&mut self.optim, self.cfg.lr);
+        replace_with::replace_with_or_abort(&mut self.discriminator, |d| optim.step(lr, d, grads));
         value
     }
 }

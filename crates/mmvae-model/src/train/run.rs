@@ -420,9 +420,10 @@ impl StepContext<'_> {
                 self.last_dir.display()
             )));
         }
-        l.model = l
-            .optim
-            .step(cfg.lr_at(self.epoch), l.model.clone(), step.grads);
+        // The model moves through the optimizer: with no second reference
+        // to its parameters, the update is in place.
+        let (optim, lr) = (&mut l.optim, cfg.lr_at(self.epoch));
+        replace_with::replace_with_or_abort(&mut l.model, |m| optim.step(lr, m, step.grads));
         let size = hb.size as f64;
         t.perceptual += step.perceptual_loss as f64 * size;
         if let (Some(refiner), Some(_)) = (l.refiner.as_mut(), &critics.adversary) {

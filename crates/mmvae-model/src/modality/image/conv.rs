@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// 3×3 convolution that keeps the side (padding 1).
 pub(crate) fn conv3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
@@ -124,8 +125,8 @@ impl ConvImageEncoder {
         for c in &self.convs {
             h = relu(conv2d(c, h)); // [b, c_k, side / 2^k, side / 2^k]
         }
-        let h = relu(self.fc.forward(h.flatten::<2>(1, 3)));
-        let o = self.out.forward(h);
+        let h = relu(linear(&self.fc, h.flatten::<2>(1, 3)));
+        let o = linear(&self.out, h);
         Gaussian::from_concat(o)
     }
 }
@@ -201,8 +202,8 @@ impl ConvImageDecoder {
     /// `z`: `[batch, latent]` → Bernoulli logits `[batch, colours * side * side]` (planar)
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
-        let h = relu(self.fc1.forward(z));
-        let mut h = self.fc2.forward(h).reshape([b, self.c0, self.s0, self.s0]);
+        let h = relu(linear(&self.fc1, z));
+        let mut h = linear(&self.fc2, h).reshape([b, self.c0, self.s0, self.s0]);
         let (n, r) = (self.deconvs.len(), self.refines.len());
         for (i, d) in self.deconvs.iter().enumerate() {
             h = conv_transpose2d(d, relu(h)); // side doubles

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// pixels → hidden → hidden → (mu, logvar).
 #[derive(Module, Debug)]
@@ -26,9 +27,9 @@ impl MlpImageEncoder {
     /// # Shapes
     /// `x`: `[batch, pixels]` in `[0, 1]` → posterior over `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> Gaussian {
-        let h = relu(self.l1.forward(x));
-        let h = relu(self.l2.forward(h));
-        let o = self.out.forward(h); // [batch, 2 * latent]
+        let h = relu(linear(&self.l1, x));
+        let h = relu(linear(&self.l2, h));
+        let o = linear(&self.out, h); // [batch, 2 * latent]
         Gaussian::from_concat(o)
     }
 }
@@ -53,8 +54,8 @@ impl MlpImageDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]` → Bernoulli logits `[batch, pixels]`
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
-        let h = relu(self.l1.forward(z));
-        let h = relu(self.l2.forward(h));
-        self.out.forward(h)
+        let h = relu(linear(&self.l1, z));
+        let h = relu(linear(&self.l2, h));
+        linear(&self.out, h)
     }
 }

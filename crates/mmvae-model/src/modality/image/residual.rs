@@ -17,6 +17,7 @@ use burn::tensor::activation::{relu, sigmoid};
 
 use crate::modality::image::conv::{conv3, down, down_sides, up};
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// Squeeze-and-Excitation: channel weights from the spatial mean,
 /// `sigmoid(W2 relu(W1 mean(h)))`, reduction 4.
@@ -40,7 +41,7 @@ impl SqueezeExcite {
     pub fn forward(&self, h: Tensor<4>) -> Tensor<4> {
         let [b, c, _, _] = h.dims();
         let pooled = h.clone().mean_dim(3).mean_dim(2).reshape([b, c]); // [b, c]
-        let w = sigmoid(self.excite.forward(relu(self.squeeze.forward(pooled))));
+        let w = sigmoid(linear(&self.excite, relu(linear(&self.squeeze, pooled))));
         h * w.reshape([b, c, 1, 1])
     }
 }
@@ -158,8 +159,8 @@ impl ResidualImageEncoder {
         if let Some(a) = &self.attention {
             h = a.forward(h);
         }
-        let h = relu(self.fc.forward(relu(h).flatten::<2>(1, 3)));
-        Gaussian::from_concat(self.out.forward(h))
+        let h = relu(linear(&self.fc, relu(h).flatten::<2>(1, 3)));
+        Gaussian::from_concat(linear(&self.out, h))
     }
 }
 
@@ -217,8 +218,8 @@ impl ResidualImageDecoder {
     /// `z`: `[batch, latent]` → logits `[batch, colours * side * side]` (planar)
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
         let [b, _] = z.dims();
-        let h = relu(self.fc1.forward(z));
-        let mut h = self.fc2.forward(h).reshape([b, self.c0, self.s0, self.s0]);
+        let h = relu(linear(&self.fc1, z));
+        let mut h = linear(&self.fc2, h).reshape([b, self.c0, self.s0, self.s0]);
         if let Some(a) = &self.attention {
             h = a.forward(h);
         }

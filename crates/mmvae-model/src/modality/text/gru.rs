@@ -2,6 +2,7 @@
 
 use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 use burn::nn::gru::{Gru, GruConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -31,7 +32,7 @@ impl GruTextEncoder {
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
         let e = self.embed.forward(tokens); // [b, t, embed]
         let hs = crate::nn::gru::forward(&self.gru, e, None); // [b, t, hidden]
-        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
+        Gaussian::from_concat(linear(&self.out, at_positions(hs, last)))
     }
 }
 
@@ -64,7 +65,7 @@ impl GruTextDecoder {
         let h0 = self.start(z.clone());
         let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
         let hs = crate::nn::gru::forward(&self.gru, x, Some(h0)); // [b, t-1, hidden]
-        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
+        caption_nll(log_softmax(linear(&self.out, hs), 2), targets)
     }
 }
 
@@ -73,7 +74,7 @@ impl StepDecoder for GruTextDecoder {
     type State = Tensor<2>;
 
     fn start(&self, z: Tensor<2>) -> Tensor<2> {
-        self.init.forward(z).tanh()
+        linear(&self.init, z).tanh()
     }
 
     fn step(&self, z: Tensor<2>, h: Tensor<2>, tok: Tensor<1, Int>) -> (Tensor<2>, Tensor<2>) {
@@ -82,7 +83,7 @@ impl StepDecoder for GruTextDecoder {
         let e = self.embed.forward(tok.reshape([b, 1])); // [b, 1, embed]
         let x = Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1)], 2);
         let h = crate::nn::gru::forward(&self.gru, x, Some(h)).reshape([b, hidden]); // [b, hidden]
-        (log_softmax(self.out.forward(h.clone()), 1), h)
+        (log_softmax(linear(&self.out, h.clone()), 1), h)
     }
 
     fn select(h: Tensor<2>, idx: Tensor<1, Int>) -> Tensor<2> {

@@ -3,6 +3,7 @@
 
 use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -80,7 +81,7 @@ impl LstmTextEncoder {
                 summed / count.expand([b, width])
             }
         };
-        Gaussian::from_concat(self.out.forward(h))
+        Gaussian::from_concat(linear(&self.out, h))
     }
 }
 
@@ -113,7 +114,7 @@ impl LstmTextDecoder {
         let state = self.start(z.clone());
         let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
         let (hs, _) = self.lstm.forward(x, Some(state)); // [b, t-1, hidden]
-        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
+        caption_nll(log_softmax(linear(&self.out, hs), 2), targets)
     }
 }
 
@@ -122,7 +123,7 @@ impl StepDecoder for LstmTextDecoder {
     type State = LstmState<2>;
 
     fn start(&self, z: Tensor<2>) -> LstmState<2> {
-        let h = self.init.forward(z).tanh();
+        let h = linear(&self.init, z).tanh();
         LstmState::new(h.zeros_like(), h)
     }
 
@@ -137,7 +138,7 @@ impl StepDecoder for LstmTextDecoder {
         let x = Tensor::cat(vec![e, z.unsqueeze_dim::<3>(1)], 2);
         let (hs, state) = self.lstm.forward(x, Some(state)); // [b, 1, hidden]
         let hidden = hs.dims()[2];
-        let logits = self.out.forward(hs.reshape([b, hidden]));
+        let logits = linear(&self.out, hs.reshape([b, hidden]));
         (log_softmax(logits, 1), state)
     }
 

@@ -12,6 +12,7 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::Distribution;
 
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 use mmvae_data::tokenizer::SPECIALS;
 
 /// `[batch, time]` token ids → `[batch, vocab]` with 1 where a word occurs
@@ -57,7 +58,7 @@ impl MultiHotEncoder {
     /// over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, _last: Tensor<1, Int>) -> Gaussian {
         let x = multi_hot(tokens, self.vocab); // [b, vocab]
-        Gaussian::from_concat(self.out.forward(relu(self.hidden.forward(x))))
+        Gaussian::from_concat(linear(&self.out, relu(linear(&self.hidden, x))))
     }
 }
 
@@ -81,7 +82,7 @@ impl MultiHotDecoder {
     /// # Shapes
     /// `z`: `[batch, latent]` → `[batch, vocab]`
     pub fn logits(&self, z: Tensor<2>) -> Tensor<2> {
-        self.out.forward(relu(self.hidden.forward(z)))
+        linear(&self.out, relu(linear(&self.hidden, z)))
     }
 
     /// Negative Bernoulli log-likelihood of each caption's word set, summed

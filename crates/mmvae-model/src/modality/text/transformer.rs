@@ -15,6 +15,7 @@ use mmvae_data::tokenizer::PAD;
 
 use crate::modality::text::decoding::{at_positions, caption_nll, shift, StepDecoder};
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 
 /// Longest caption (in tokens, `<bos>` and `<eos>` included) the position
 /// embeddings cover.
@@ -79,7 +80,7 @@ impl TransformerTextEncoder {
         let hs = self
             .body
             .forward(TransformerEncoderInput::new(x).mask_pad(pad)); // [b, t, d]
-        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
+        Gaussian::from_concat(linear(&self.out, at_positions(hs, last)))
     }
 }
 
@@ -129,7 +130,7 @@ impl TransformerTextDecoder {
         let hs = self
             .body
             .forward(TransformerEncoderInput::new(x).mask_attn(mask));
-        log_softmax(self.out.forward(hs), 2)
+        log_softmax(linear(&self.out, hs), 2)
     }
 
     /// Teacher-forced negative log-likelihood of each caption.

@@ -15,6 +15,7 @@
 
 use crate::modality::text::decoding::{at_positions, caption_nll, shift, with_latent, StepDecoder};
 use crate::nn::gaussian::Gaussian;
+use crate::nn::linear::linear;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid};
@@ -61,7 +62,7 @@ impl SLstmCell {
     /// `x`: `[batch, d_in]`, state `[batch, hidden]` each → new state
     pub fn step(&self, x: Tensor<2>, s: SState) -> SState {
         let hidden = self.r.weight.dims()[0];
-        let pre = self.w.forward(x) + self.r.forward(s.h); // [b, 4h]
+        let pre = linear(&self.w, x) + linear(&self.r, s.h); // [b, 4h]
         let gate = |k: usize| pre.clone().narrow(1, k * hidden, hidden);
         let z = gate(0).tanh();
         let i_tilde = gate(1);
@@ -121,11 +122,11 @@ impl MLstmCell {
     pub fn step(&self, x: Tensor<2>, s: MState) -> (Tensor<2>, MState) {
         let [b, _] = x.dims();
         let d = self.q.weight.dims()[1];
-        let q = self.q.forward(x.clone());
-        let k = self.k.forward(x.clone()) / (d as f64).sqrt();
-        let v = self.v.forward(x.clone());
-        let o = sigmoid(self.o.forward(x.clone()));
-        let g = self.gates.forward(x); // [b, 2]
+        let q = linear(&self.q, x.clone());
+        let k = linear(&self.k, x.clone()) / (d as f64).sqrt();
+        let v = linear(&self.v, x.clone());
+        let o = sigmoid(linear(&self.o, x.clone()));
+        let g = linear(&self.gates, x); // [b, 2]
         let i_tilde = g.clone().narrow(1, 0, 1);
         let log_f = log_sigmoid(g.narrow(1, 1, 1));
         let m = (log_f.clone() + s.m.clone()).max_pair(i_tilde.clone()); // [b, 1]
@@ -204,11 +205,11 @@ impl XLstmStack {
     /// # Shapes
     /// `x`: `[batch, d_in]` → (`[batch, hidden]`, new state)
     fn step(&self, x: Tensor<2>, st: XState) -> (Tensor<2>, XState) {
-        let x = self.input.forward(x);
+        let x = linear(&self.input, x);
         let (hm, m) = self.mlstm.step(self.norm_m.forward(x.clone()), st.m);
-        let x = x + self.out_m.forward(hm);
+        let x = x + linear(&self.out_m, hm);
         let s = self.slstm.step(self.norm_s.forward(x.clone()), st.s);
-        let x = x + self.out_s.forward(s.h.clone());
+        let x = x + linear(&self.out_s, s.h.clone());
         (x, XState { m, s })
     }
 
@@ -252,7 +253,7 @@ impl XLstmTextEncoder {
     /// `tokens`: `[batch, time]`, `last`: `[batch]` → posterior over `[batch, latent]`
     pub fn forward(&self, tokens: Tensor<2, Int>, last: Tensor<1, Int>) -> Gaussian {
         let hs = self.stack.forward(self.embed.forward(tokens)); // [b, t, hidden]
-        Gaussian::from_concat(self.out.forward(at_positions(hs, last)))
+        Gaussian::from_concat(linear(&self.out, at_positions(hs, last)))
     }
 }
 
@@ -281,7 +282,7 @@ impl XLstmTextDecoder {
         let (inputs, targets) = shift(tokens); // [b, t-1] each
         let x = with_latent(self.embed.forward(inputs), z); // [b, t-1, embed + latent]
         let hs = self.stack.forward(x); // [b, t-1, hidden]
-        caption_nll(log_softmax(self.out.forward(hs), 2), targets)
+        caption_nll(log_softmax(linear(&self.out, hs), 2), targets)
     }
 }
 
@@ -297,7 +298,7 @@ impl StepDecoder for XLstmTextDecoder {
         let [b] = tok.dims();
         let embed = self.embed.forward(tok.reshape([b, 1])).squeeze_dim::<2>(1);
         let (y, st) = self.stack.step(Tensor::cat(vec![embed, z], 1), st);
-        (log_softmax(self.out.forward(y), 1), st)
+        (log_softmax(linear(&self.out, y), 1), st)
     }
 
     fn select(st: XState, idx: Tensor<1, Int>) -> XState {

@@ -27,6 +27,8 @@ use burn::nn::GateController;
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::nn::linear::affine;
+
 /// The fused GRU recurrence as an operation of a backend.
 #[backend_extension(Flex, Autodiff)]
 pub trait GruBackend: Backend {
@@ -107,8 +109,11 @@ impl FusedWeights {
 fn fused(w: &FusedWeights, x: Tensor<3>, h0: Option<Tensor<2>>) -> Tensor<3> {
     let [batch, time, input] = x.dims();
     let [hidden, gates] = w.hidden.dims();
-    let gx =
-        x.reshape([batch * time, input]).matmul(w.input.clone()) + w.input_bias.clone().unsqueeze();
+    let gx = affine(
+        x.reshape([batch * time, input]),
+        w.input.clone(),
+        w.input_bias.clone(),
+    );
     let h0 = h0.unwrap_or_else(|| Tensor::zeros([batch, hidden], &gx.device()));
     Tensor::from_dispatch(Dispatch::gru_sequence(
         gx.reshape([batch, time, gates]).into_dispatch(),

@@ -90,9 +90,6 @@ fn run(
         hidden,
     };
     let (block, wide) = (d.state(), 3 * d.state());
-    if std::env::var("GRUDBG").is_ok() {
-        eprintln!("gru run {d:?} keep={keep}");
-    }
     let mut states = vec![0.0f32; (time + 1) * block];
     states[..block].copy_from_slice(h0.values());
     let slots = if keep { time } else { time.min(1) };
