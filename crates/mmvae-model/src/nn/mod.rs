@@ -9,6 +9,7 @@ pub mod conv;
 pub(crate) mod dense;
 pub mod fastmath;
 pub mod gaussian;
+mod grads;
 pub mod gru;
 pub mod heads;
 pub mod linear;

@@ -10,8 +10,9 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 
-use super::flex::{self, Grads, Wanted};
+use super::flex;
 use super::{ConvBackend, Geometry};
+use crate::nn::grads::Inputs;
 
 /// Which convolution a backward step differentiates.
 #[derive(Clone, Copy, Debug)]
@@ -32,29 +33,13 @@ impl Backward<Flex, 3> for ConvBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w, node_b] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, w_state, geometry) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(x_state);
-        let w = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(w_state);
-        let wanted = Wanted {
-            input: node_x.is_some(),
-            weight: node_w.is_some(),
-            bias: node_b.is_some(),
+        let (i, geometry) = Inputs::take(ops, grads, checkpointer);
+        let (x, w, grad, wanted) = (&i.x, &i.weight, &i.grad, i.wanted());
+        let g = match self.0 {
+            Kind::Conv => flex::conv2d_backward(x, w, grad, &geometry, wanted),
+            Kind::Transposed => flex::conv_transpose2d_backward(x, w, grad, &geometry, wanted),
         };
-        let Grads {
-            input,
-            weight,
-            bias,
-        } = match self.0 {
-            Kind::Conv => flex::conv2d_backward(&x, &w, &grad, &geometry, wanted),
-            Kind::Transposed => flex::conv_transpose2d_backward(&x, &w, &grad, &geometry, wanted),
-        };
-        for (node, g) in [(node_x, input), (node_w, weight), (node_b, bias)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        g.register(i.parents, grads);
     }
 }
 
@@ -71,28 +56,26 @@ fn record<C: CheckpointStrategy>(
     geometry: Geometry,
     forward: FlexConv,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    match ConvBackward(kind)
+    let prep = ConvBackward(kind)
         .prepare::<C>([x.node(), weight.node(), bias.node()])
         .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let w_state = prep.checkpoint(&weight);
-            let out = forward(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                geometry,
-            );
-            prep.finish((x_state, w_state, geometry), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(
+        .stateful();
+    let run = |x: FloatTensor<Autodiff<Flex, C>>,
+               w: FloatTensor<Autodiff<Flex, C>>,
+               b: FloatTensor<Autodiff<Flex, C>>| {
+        forward(
             x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
+            w.into_primitive(),
+            b.into_primitive(),
             geometry,
-        )),
+        )
+    };
+    match prep {
+        OpsKind::Tracked(mut prep) => {
+            let state = (prep.checkpoint(&x), prep.checkpoint(&weight), geometry);
+            prep.finish(state, run(x, weight, bias))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run(x, weight, bias)),
     }
 }
 

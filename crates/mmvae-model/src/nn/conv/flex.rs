@@ -16,6 +16,7 @@
 use burn_flex::FlexTensor;
 
 use crate::nn::dense::{tensor, Dense};
+use crate::nn::grads::{Grads, Wanted};
 use crate::nn::matmul::{matmul_into, Mat};
 use crate::nn::scratch::Scratch;
 
@@ -28,21 +29,6 @@ fn add_bias(values: &mut [f32], bias: &[f32], plane: usize) {
         let b = bias[i % bias.len()];
         run.iter_mut().for_each(|v| *v += b);
     }
-}
-
-/// Which gradients a backward pass computes.
-#[derive(Clone, Copy, Debug)]
-pub struct Wanted {
-    pub input: bool,
-    pub weight: bool,
-    pub bias: bool,
-}
-
-/// The gradients of a convolution's input, weight and bias (those wanted).
-pub struct Grads {
-    pub input: Option<FlexTensor>,
-    pub weight: Option<FlexTensor>,
-    pub bias: Option<FlexTensor>,
 }
 
 /// For each chunk of items: the columns of the image side, then the

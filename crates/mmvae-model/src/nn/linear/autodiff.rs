@@ -10,8 +10,9 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 
-use super::flex::{self, Grads, Wanted};
+use super::flex;
 use super::{LinearBackend, Products};
+use crate::nn::grads::Inputs;
 
 #[derive(Debug)]
 struct LinearBackward;
@@ -25,26 +26,9 @@ impl Backward<Flex, 3> for LinearBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w, node_b] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, w_state, products) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(x_state);
-        let w = checkpointer.retrieve_node_output::<FloatTensor<Flex>>(w_state);
-        let wanted = Wanted {
-            input: node_x.is_some(),
-            weight: node_w.is_some(),
-            bias: node_b.is_some(),
-        };
-        let Grads {
-            input,
-            weight,
-            bias,
-        } = flex::backward(&x, &w, &grad, products, wanted);
-        for (node, g) in [(node_x, input), (node_w, weight), (node_b, bias)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let (i, products) = Inputs::take(ops, grads, checkpointer);
+        let g = flex::backward(&i.x, &i.weight, &i.grad, products, i.wanted());
+        g.register(i.parents, grads);
     }
 }
 
@@ -55,28 +39,24 @@ impl<C: CheckpointStrategy> LinearBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         products: Products,
     ) -> FloatTensor<Self> {
-        match LinearBackward
+        let prep = LinearBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let out = flex::forward(
-                    &x.into_primitive(),
-                    &weight.into_primitive(),
-                    &bias.into_primitive(),
-                    products,
-                );
-                prep.finish((x_state, w_state, products), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(flex::forward(
+            .stateful();
+        let forward = |x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>| {
+            flex::forward(
                 &x.into_primitive(),
-                &weight.into_primitive(),
-                &bias.into_primitive(),
+                &w.into_primitive(),
+                &b.into_primitive(),
                 products,
-            )),
+            )
+        };
+        match prep {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&weight), products);
+                prep.finish(state, forward(x, weight, bias))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(x, weight, bias)),
         }
     }
 }

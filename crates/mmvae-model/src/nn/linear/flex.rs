@@ -5,6 +5,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::nn::dense::{tensor, Dense};
+use crate::nn::grads::{Grads, Wanted};
 use crate::nn::matmul::{matmul, matmul_into, Mat};
 
 use super::Products;
@@ -12,21 +13,6 @@ use super::Products;
 /// Products of at least this many multiply-adds in all run item by item
 /// over the thread pool.
 const PARALLEL_ITEMS: usize = 1 << 20;
-
-/// Which gradients a backward pass computes.
-#[derive(Clone, Copy, Debug)]
-pub struct Wanted {
-    pub input: bool,
-    pub weight: bool,
-    pub bias: bool,
-}
-
-/// The gradients of a layer's input, weight and bias (those wanted).
-pub struct Grads {
-    pub input: Option<FlexTensor>,
-    pub weight: Option<FlexTensor>,
-    pub bias: Option<FlexTensor>,
-}
 
 /// The rows of each product: all of them, or one item's.
 fn run_rows(rows: usize, products: Products) -> usize {
