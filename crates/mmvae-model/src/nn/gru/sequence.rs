@@ -93,13 +93,16 @@ fn run(
     let mut states = vec![0.0f32; (time + 1) * block];
     states[..block].copy_from_slice(h0.values());
     let slots = if keep { time } else { time.min(1) };
-    let mut gh = vec![0.0f32; slots * wide];
+    // Each slot starts as the bias rows; the step's product adds onto them.
+    let mut gh = bias.values().repeat(slots * batch);
     let mut gates = vec![0.0f32; slots * wide];
     for t in 0..time {
         let slot = if keep { t } else { 0 };
         let gh_t = &mut gh[slot * wide..][..wide];
-        for row in gh_t.chunks_exact_mut(3 * hidden) {
-            row.copy_from_slice(bias.values());
+        if slot < t {
+            for row in gh_t.chunks_exact_mut(3 * hidden) {
+                row.copy_from_slice(bias.values());
+            }
         }
         let (before, after) = states.split_at_mut((t + 1) * block);
         let h = &before[t * block..];
@@ -127,10 +130,10 @@ fn run(
 
 /// `[time, batch, hidden]` → `[batch, time, hidden]`.
 fn batch_major(states: &[f32], d: Dims) -> Vec<f32> {
-    let mut out = vec![0.0f32; d.batch * d.time * d.hidden];
-    for (t, step) in states.chunks_exact(d.state()).enumerate() {
-        for (i, row) in step.chunks_exact(d.hidden).enumerate() {
-            out[(i * d.time + t) * d.hidden..][..d.hidden].copy_from_slice(row);
+    let mut out = Vec::with_capacity(d.batch * d.time * d.hidden);
+    for i in 0..d.batch {
+        for t in 0..d.time {
+            out.extend_from_slice(&states[t * d.state() + i * d.hidden..][..d.hidden]);
         }
     }
     out
