@@ -310,10 +310,14 @@ fn schedules_and_alignments_by_name() {
 fn shipped_configs_parse() {
     // Model init draws from the shared device RNG.
     let _rng = crate::testutil::rng_lock();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
+    // The recipes, and the sweeps' own cells.
+    let files = ["configs", "sweeps/configs"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+        .map(|entry| entry.unwrap().path());
+    for p in files {
         if p.extension().is_some_and(|e| e == "toml") {
             let c = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
             // And each builds its model for its dataset.
@@ -336,7 +340,11 @@ fn shipped_configs_parse() {
             n += 1;
         }
     }
-    assert!(n >= 2, "expected the shipped configs in {}", dir.display());
+    assert!(
+        n >= 25,
+        "expected the shipped configs under {}",
+        root.display()
+    );
 }
 
 #[test]
