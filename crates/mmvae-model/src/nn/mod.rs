@@ -1,8 +1,8 @@
 //! Building blocks shared across the model: diagonal Gaussians (the
 //! experts' posteriors and their product and mixture), side-by-side
-//! softmax heads, a GRU's sequence forward pass, batched convolutions and
-//! fused fully connected layers for the CPU backend, and the vectorised
-//! arithmetic and tensor views of the hand-written CPU kernels.
+//! softmax heads, and the CPU backend's own operations (a GRU's sequence,
+//! batched convolutions, fully connected layers, 2 × 2 max pooling) with
+//! the vectorised arithmetic and tensor views of their kernels.
 
 pub mod bernoulli;
 pub mod conv;
@@ -14,4 +14,5 @@ pub mod gru;
 pub mod heads;
 pub mod linear;
 mod matmul;
+pub mod pool;
 mod scratch;
