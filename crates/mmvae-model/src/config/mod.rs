@@ -559,4 +559,6 @@ impl TrainConfig {
 }
 
 #[cfg(test)]
+mod shipped_tests;
+#[cfg(test)]
 mod tests;
