@@ -75,16 +75,16 @@ pub fn max_pool_2x2(x: &FlexTensor) -> FlexTensor {
     let (h_out, w_out) = (height / 2, width / 2);
     let mut out = vec![0.0f32; batch * channels * h_out * w_out];
     let (plane, plane_out) = (height * width, h_out * w_out);
-    if plane_out > 0 {
-        let pieces = x.values().chunks(plane).zip(out.chunks_mut(plane_out));
-        if batch * channels * plane_out >= PARALLEL {
-            x.values()
-                .par_chunks(plane)
-                .zip(out.par_chunks_mut(plane_out))
-                .for_each(|(p, o)| pool_plane(p, width, o));
-        } else {
-            pieces.for_each(|(p, o)| pool_plane(p, width, o));
-        }
+    if plane_out > 0 && batch * channels * plane_out >= PARALLEL {
+        x.values()
+            .par_chunks(plane)
+            .zip(out.par_chunks_mut(plane_out))
+            .for_each(|(p, o)| pool_plane(p, width, o));
+    } else if plane_out > 0 {
+        x.values()
+            .chunks(plane)
+            .zip(out.chunks_mut(plane_out))
+            .for_each(|(p, o)| pool_plane(p, width, o));
     }
     tensor(out, &[batch, channels, h_out, w_out])
 }
