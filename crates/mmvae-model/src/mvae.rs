@@ -3,8 +3,8 @@
 //! objective is in [`crate::objective`]; this file builds the model and
 //! answers "the posterior given these modalities" and "decode this latent".
 
+use crate::nn::activation::sigmoid;
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 
 use crate::config::{Fusion, ModelConfig};
 use crate::fusion::FusionHead;

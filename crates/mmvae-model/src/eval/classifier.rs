@@ -5,6 +5,7 @@
 //! sharing a trunk. Its own test accuracy is measured and stored beside its
 //! weights.
 
+use crate::nn::activation::relu;
 use crate::nn::conv::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -12,7 +13,6 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmvae_data::captions::splitmix64;
 use mmvae_data::{fsutil, DatasetKind, ImageLabelSet};
@@ -23,7 +23,7 @@ use crate::error::{ModelError, Result};
 use crate::io::batch::shuffled;
 use crate::nn::heads::{multi_head_argmax, multi_head_nll};
 use crate::nn::linear::linear;
-use crate::nn::pool::max_pool2d;
+use crate::nn::pool::relu_max_pool2d;
 
 /// Up to 28 px: conv3×3(32) → pool → conv3×3(64) → pool; larger images
 /// (64 px): conv3×3(16) → pool → conv3×3(32) → pool → conv3×3(64) → pool;
@@ -91,10 +91,10 @@ impl Classifier {
     pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.colours, self.side, self.side]);
-        let h = max_pool2d(&self.pool, relu(conv2d(&self.c1, x)));
-        let mut h = max_pool2d(&self.pool, relu(conv2d(&self.c2, h)));
+        let h = relu_max_pool2d(&self.pool, conv2d(&self.c1, x));
+        let mut h = relu_max_pool2d(&self.pool, conv2d(&self.c2, h));
         if let Some(c3) = &self.c3 {
-            h = max_pool2d(&self.pool, relu(conv2d(c3, h)));
+            h = relu_max_pool2d(&self.pool, conv2d(c3, h));
         }
         relu(linear(&self.fc1, h.flatten::<2>(1, 3)))
     }
@@ -108,12 +108,12 @@ impl Classifier {
         let [b, _] = x.dims();
         let x = x.reshape([b, self.colours, self.side, self.side]);
         let mut out = Vec::new();
-        let mut h = max_pool2d(&self.pool, relu(conv2d(&self.c1, x)));
+        let mut h = relu_max_pool2d(&self.pool, conv2d(&self.c1, x));
         out.push(h.clone().flatten::<2>(1, 3));
-        h = max_pool2d(&self.pool, relu(conv2d(&self.c2, h)));
+        h = relu_max_pool2d(&self.pool, conv2d(&self.c2, h));
         out.push(h.clone().flatten::<2>(1, 3));
         if let Some(c3) = &self.c3 {
-            h = max_pool2d(&self.pool, relu(conv2d(c3, h)));
+            h = relu_max_pool2d(&self.pool, conv2d(c3, h));
             out.push(h.flatten::<2>(1, 3));
         }
         out

@@ -2,8 +2,8 @@
 //! shared latent, and for images an optional private latent) and its
 //! decoder with its likelihood.
 
+use crate::nn::activation::sigmoid;
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 
 use super::config::{ExpertConfig, ModalityKind};
 use super::label::LabelExpert;

@@ -1,9 +1,11 @@
 //! Building blocks shared across the model: diagonal Gaussians (the
 //! experts' posteriors and their product and mixture), side-by-side
 //! softmax heads, and the CPU backend's own operations (a GRU's sequence,
-//! batched convolutions, fully connected layers, 2 × 2 max pooling) with
-//! the vectorised arithmetic and tensor views of their kernels.
+//! batched convolutions, fully connected layers, 2 × 2 max pooling,
+//! activations over the thread pool) with the vectorised arithmetic and
+//! tensor views of their kernels.
 
+pub mod activation;
 pub mod bernoulli;
 pub mod conv;
 pub(crate) mod dense;

@@ -8,7 +8,10 @@
 //! reads each window's four values directly. The values are burn's: the
 //! window in row-major order, a later value taken when it is larger or NaN.
 //! Everywhere else (autodiff, other devices and shapes) it calls the
-//! module's own forward pass.
+//! module's own forward pass. [`relu_max_pool2d`] pools a ReLU's output in
+//! the same pass: the ReLU of each window's maximum, which is the maximum
+//! of the window's ReLUs (both keep a NaN, and every other value is the
+//! largest positive one or `0.0`).
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex};
@@ -18,6 +21,7 @@ use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::nn::activation::{relu, relu_value};
 use crate::nn::dense::{tensor, Dense};
 
 /// Output values at or above which the planes are pooled over the thread
@@ -29,11 +33,17 @@ const PARALLEL: usize = 1 << 16;
 pub trait PoolBackend: Backend {
     /// See [`max_pool_2x2`].
     fn max_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// [`max_pool_2x2`] of the ReLU of `x`.
+    fn relu_max_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl PoolBackend for Flex {
     fn max_pool_2x2(x: FlexTensor) -> FlexTensor {
-        max_pool_2x2(&x)
+        max_pool_2x2(&x, |v| v)
+    }
+
+    fn relu_max_pool_2x2(x: FlexTensor) -> FlexTensor {
+        max_pool_2x2(&x, relu_value)
     }
 }
 
@@ -47,8 +57,9 @@ fn take(m: f32, v: f32) -> f32 {
     }
 }
 
-/// Pools one `height × width` plane into `out` (`height / 2 × width / 2`).
-fn pool_plane(plane: &[f32], width: usize, out: &mut [f32]) {
+/// Pools one `height × width` plane into `out` (`height / 2 × width / 2`),
+/// `then` applied to each maximum.
+fn pool_plane(plane: &[f32], width: usize, out: &mut [f32], then: impl Fn(f32) -> f32) {
     let w_out = width / 2;
     if w_out == 0 {
         return;
@@ -59,17 +70,18 @@ fn pool_plane(plane: &[f32], width: usize, out: &mut [f32]) {
         for (ow, o) in row.iter_mut().enumerate() {
             let (a, b) = (top[2 * ow], top[2 * ow + 1]);
             let (c, d) = (bottom[2 * ow], bottom[2 * ow + 1]);
-            *o = take(take(take(a, b), c), d);
+            *o = then(take(take(take(a, b), c), d));
         }
     }
 }
 
-/// Each 2 × 2 window's maximum, the last odd row and column dropped.
+/// Each 2 × 2 window's maximum, the last odd row and column dropped, and
+/// `then` applied to it.
 ///
 /// # Shapes
 /// - x: `[batch, channels, height, width]`
 /// - output: `[batch, channels, height / 2, width / 2]`
-pub fn max_pool_2x2(x: &FlexTensor) -> FlexTensor {
+pub fn max_pool_2x2(x: &FlexTensor, then: impl Fn(f32) -> f32 + Copy + Sync) -> FlexTensor {
     let x = Dense::new(x);
     let [batch, channels, height, width] = [x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]];
     let (h_out, w_out) = (height / 2, width / 2);
@@ -79,12 +91,12 @@ pub fn max_pool_2x2(x: &FlexTensor) -> FlexTensor {
         x.values()
             .par_chunks(plane)
             .zip(out.par_chunks_mut(plane_out))
-            .for_each(|(p, o)| pool_plane(p, width, o));
+            .for_each(|(p, o)| pool_plane(p, width, o, then));
     } else if plane_out > 0 {
         x.values()
             .chunks(plane)
             .zip(out.chunks_mut(plane_out))
-            .for_each(|(p, o)| pool_plane(p, width, o));
+            .for_each(|(p, o)| pool_plane(p, width, o, then));
     }
     tensor(out, &[batch, channels, h_out, w_out])
 }
@@ -96,15 +108,34 @@ pub fn max_pool_2x2(x: &FlexTensor) -> FlexTensor {
 /// - x: `[batch, channels, height, width]`
 /// - output: `[batch, channels, height_out, width_out]`
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    if !direct(pool, &x) {
+        return pool.forward(x);
+    }
+    Tensor::from_dispatch(Dispatch::max_pool_2x2(x.into_dispatch()))
+}
+
+/// `pool.forward(relu(x))`, in one pass for the 2 × 2 stride-2 form on an
+/// untracked CPU tensor.
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]`
+/// - output: `[batch, channels, height_out, width_out]`
+pub fn relu_max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    if !direct(pool, &x) {
+        return pool.forward(relu(x));
+    }
+    Tensor::from_dispatch(Dispatch::relu_max_pool_2x2(x.into_dispatch()))
+}
+
+/// Whether `pool` of `x` is the 2 × 2 stride-2 form on an untracked `f32`
+/// CPU tensor.
+fn direct(pool: &MaxPool2d, x: &Tensor<4>) -> bool {
     let plain = pool.kernel_size == [2, 2]
         && pool.stride == [2, 2]
         && pool.dilation == [1, 1]
         && matches!(pool.padding, PaddingConfig2d::Valid)
         && !pool.ceil_mode;
-    if !(plain && x.dtype() == DType::F32 && !x.is_autodiff() && x.device() == Device::flex()) {
-        return pool.forward(x);
-    }
-    Tensor::from_dispatch(Dispatch::max_pool_2x2(x.into_dispatch()))
+    plain && x.dtype() == DType::F32 && !x.is_autodiff() && x.device() == Device::flex()
 }
 
 #[cfg(test)]
@@ -146,6 +177,44 @@ mod tests {
         let v: Vec<f32> = ours.iter::<f32>().collect();
         assert!(
             v[0] == 0.0 && v[0].is_sign_negative() && v[1].is_nan(),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn relu_then_pool_matches_burn_bit_for_bit() {
+        let device = Device::flex();
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        let burns = |x: Tensor<4>| pool.forward(burn::tensor::activation::relu(x));
+        for dims in [[2, 3, 8, 8], [3, 2, 7, 9], [8, 64, 32, 32]] {
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            assert_eq!(
+                bits(relu_max_pool2d(&pool, x.clone()).into_data()),
+                bits(burns(x).into_data()),
+                "{dims:?}"
+            );
+        }
+        // All-negative windows, signed zeros and a NaN.
+        let values = vec![
+            -1.0,
+            -0.0,
+            -2.0,
+            -3.0,
+            -0.0,
+            0.0,
+            -0.0,
+            -0.0,
+            1.0,
+            f32::NAN,
+            2.0,
+            3.0,
+        ];
+        let x = Tensor::<4>::from_data(TensorData::new(values, [1, 3, 2, 2]), &device);
+        let ours = relu_max_pool2d(&pool, x.clone()).into_data();
+        assert_eq!(bits(ours.clone()), bits(burns(x).into_data()));
+        let v: Vec<f32> = ours.iter::<f32>().collect();
+        assert!(
+            v[0].to_bits() == 0 && v[1].to_bits() == 0 && v[2].is_nan(),
             "{v:?}"
         );
     }

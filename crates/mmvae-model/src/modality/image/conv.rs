@@ -3,11 +3,11 @@
 //! stays even and at least 4 (28 → 14 → 7; 64 → 32 → 16 → 8 → 4), doubling
 //! the channels each time.
 
+use crate::nn::activation::relu;
 use crate::nn::conv::{conv2d, conv_transpose2d};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::nn::gaussian::Gaussian;
 use crate::nn::linear::linear;

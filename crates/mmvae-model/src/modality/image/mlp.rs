@@ -1,8 +1,8 @@
 //! Fully connected image encoder and decoder.
 
+use crate::nn::activation::relu;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::nn::gaussian::Gaussian;
 use crate::nn::linear::linear;

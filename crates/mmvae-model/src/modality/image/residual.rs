@@ -7,13 +7,13 @@
 //! stride-2 4×4 convolutions halve the side (28 → 14 → 7; 64 → 32 → 16 → 8
 //! → 4) and double the channels; each resolution has one residual block.
 
+use crate::nn::activation::{relu, sigmoid};
 use crate::nn::conv::{conv2d, conv_transpose2d};
 use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, sigmoid};
 
 use crate::modality::image::conv::{conv3, down, down_sides, up};
 use crate::nn::gaussian::Gaussian;

@@ -14,6 +14,7 @@
 //! a `[rows, col_rows]` matrix whose rows are the positions side's channels.
 
 use burn_flex::FlexTensor;
+use rayon::prelude::*;
 
 use crate::nn::dense::{tensor, Dense};
 use crate::nn::grads::{Grads, Wanted};
@@ -23,11 +24,22 @@ use crate::nn::scratch::Scratch;
 use super::columns::{col2im_into, im2col_into};
 use super::geometry::{swap_outer_into, Geometry};
 
+/// Values at or above which the bias is added over the thread pool.
+const PARALLEL_BIAS: usize = 1 << 15;
+
 /// Adds `bias[c]` to every value of channel `c` of `[batch, channels, plane]`.
 fn add_bias(values: &mut [f32], bias: &[f32], plane: usize) {
-    for (i, run) in values.chunks_exact_mut(plane).enumerate() {
+    if plane == 0 {
+        return;
+    }
+    let add = |(i, run): (usize, &mut [f32])| {
         let b = bias[i % bias.len()];
         run.iter_mut().for_each(|v| *v += b);
+    };
+    if values.len() >= PARALLEL_BIAS {
+        values.par_chunks_exact_mut(plane).enumerate().for_each(add);
+    } else {
+        values.chunks_exact_mut(plane).enumerate().for_each(add);
     }
 }
 

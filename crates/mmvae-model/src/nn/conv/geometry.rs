@@ -8,8 +8,13 @@
 //! of every batch item, the image values under the kernel; col2im adds
 //! them back, which is the same map transposed (see [`super::columns`]).
 
+use rayon::prelude::*;
+
 /// Values in one chunk's column matrix (1 MiB of `f32`): see [`Geometry::chunks`].
 pub const CHUNK_VALUES: usize = 1 << 18;
+
+/// Values at or above which a layout swap is split over the thread pool.
+const PARALLEL_SWAP: usize = 1 << 15;
 
 /// The geometry of a 2-D convolution between an image side and a
 /// positions side (see the module's documentation).
@@ -74,14 +79,25 @@ impl Geometry {
 }
 
 /// Swaps the two outer axes of `[a, b, inner]`, giving `[b, a, inner]`,
-/// into `dst` (every value of which it writes).
+/// into `dst` (every value of which it writes); large swaps over the
+/// thread pool.
 pub fn swap_outer_into(src: &[f32], a: usize, b: usize, inner: usize, dst: &mut [f32]) {
     assert_eq!(src.len(), a * b * inner);
     assert_eq!(dst.len(), src.len());
-    for (j, dst) in dst.chunks_exact_mut(a * inner).enumerate() {
+    if src.is_empty() {
+        return;
+    }
+    let fill = |(j, dst): (usize, &mut [f32])| {
         for i in 0..a {
             dst[i * inner..][..inner].copy_from_slice(&src[(i * b + j) * inner..][..inner]);
         }
+    };
+    if src.len() >= PARALLEL_SWAP {
+        dst.par_chunks_exact_mut(a * inner)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        dst.chunks_exact_mut(a * inner).enumerate().for_each(fill);
     }
 }
 
@@ -91,12 +107,19 @@ mod tests {
 
     #[test]
     fn swap_outer_moves_whole_inner_runs() {
-        let src: Vec<f32> = (0..24).map(|v| v as f32).collect(); // [2, 3, 4]
-        let mut out = vec![f32::NAN; 24];
-        swap_outer_into(&src, 2, 3, 4, &mut out);
-        for i in 0..2 {
-            for j in 0..3 {
-                assert_eq!(&out[(j * 2 + i) * 4..][..4], &src[(i * 3 + j) * 4..][..4]);
+        // Serial and over the thread pool.
+        for (a, b, inner) in [(2, 3, 4), (16, 64, 49)] {
+            let n = a * b * inner;
+            let src: Vec<f32> = (0..n).map(|v| v as f32).collect();
+            let mut out = vec![f32::NAN; n];
+            swap_outer_into(&src, a, b, inner, &mut out);
+            for i in 0..a {
+                for j in 0..b {
+                    assert_eq!(
+                        &out[(j * a + i) * inner..][..inner],
+                        &src[(i * b + j) * inner..][..inner]
+                    );
+                }
             }
         }
     }
