@@ -2,10 +2,11 @@
 //! throughput (samples/s) and the process's peak resident memory. The
 //! PyTorch twin of each model is `bench/torch_bench.py`.
 
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
 use crate::device::Compute;
@@ -13,10 +14,14 @@ use crate::error::{ModelError, Result};
 use crate::io::batch::{HostBatch, HostInput};
 use crate::modality::image::{ImageDecoder, ImageEncoder};
 use crate::mvae::DataShape;
+use crate::mvae::Mvae;
 use crate::nn::bernoulli::nll as bernoulli_nll;
 use crate::nn::gaussian::Gaussian;
 use crate::objective::TargetWeights;
-use crate::train::parallel::{parallel_gradients, sharded_gradients, CoreSharing, Sharding};
+use crate::train::adam::FusedAdamConfig;
+use crate::train::parallel::{
+    parallel_gradients, sharded_gradients, CoreSharing, Critics, Sharding,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -78,6 +83,24 @@ struct ConvVae {
     dec: ImageDecoder,
 }
 
+/// Untimed steps before the timed ones.
+const WARMUP: usize = 3;
+
+/// Runs `step` on the model `m` [`WARMUP`] + `steps` times; the time the
+/// last `steps` took.
+fn timed<M>(steps: usize, mut m: M, mut step: impl FnMut(M) -> M) -> Duration {
+    let mut start = Instant::now();
+    for s in 0..WARMUP + steps {
+        if s == WARMUP {
+            start = Instant::now();
+        }
+        m = step(m);
+    }
+    start.elapsed()
+}
+
+/// Times `steps` training steps of `model` on batches of `batch_size`
+/// synthetic items split over `threads` shards.
 pub fn run(
     model: BenchModel,
     batch_size: usize,
@@ -96,150 +119,9 @@ pub fn run(
     let threads = if compute.is_gpu() { 1 } else { threads };
     let sharding = Sharding::new(threads.clamp(1, batch_size), sharing);
     device.seed(0);
-    let warmup = 3;
-    let mut optim = crate::train::adam::FusedAdamConfig::default()
-        .with_epsilon(1e-8)
-        .init();
     let t = match model {
-        BenchModel::MvaeMlp => {
-            let modalities = [
-                ModalityConfig::image("image", ImageModel::Mlp { hidden: 512 }),
-                ModalityConfig::text(
-                    "text",
-                    TextModel::Gru {
-                        embed: 64,
-                        hidden: 128,
-                    },
-                )
-                .with_weight(50.0),
-            ];
-            let cfg = ModelConfig {
-                latent: 64,
-                private_latent: 0,
-                fusion: Fusion::Poe,
-                fusion_hidden: 128,
-                max_len: 10,
-                legacy_image: None,
-                legacy_image_likelihood: None,
-                legacy_text: None,
-            };
-            let loss_cfg = LossConfig::default();
-            let weights = TargetWeights {
-                weight: modalities.iter().map(|m| m.weight).collect(),
-                cross: vec![1.0; 2],
-            };
-            let vocab = 32;
-            let mut m = cfg.init(
-                &modalities,
-                DataShape {
-                    side: 28,
-                    colours: 1,
-                    vocab,
-                },
-                &device,
-            );
-            let plan = m.plan(&loss_cfg, &weights, 0);
-            let mut toks = Vec::new();
-            for i in 0..batch_size {
-                toks.push(1i64);
-                for j in 0..7 {
-                    toks.push(4 + ((i * 7 + j) % (vocab - 4)) as i64);
-                }
-                toks.extend([2, 0]);
-            }
-            let hb = HostBatch {
-                size: batch_size,
-                inputs: vec![
-                    HostInput::Image {
-                        pixels: 784,
-                        values: (0..batch_size * 784)
-                            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-                            .collect(),
-                    },
-                    HostInput::Tokens {
-                        max_len: 10,
-                        ids: toks,
-                        last: vec![8i64; batch_size],
-                    },
-                ],
-                present: vec![1.0; 2 * batch_size],
-                labels: vec![0; batch_size],
-                captions: vec![String::new(); batch_size],
-            };
-            let mut start = Instant::now();
-            for s in 0..warmup + steps {
-                if s == warmup {
-                    start = Instant::now();
-                }
-                let step = sharded_gradients(
-                    &m,
-                    &hb,
-                    &sharding,
-                    &loss_cfg,
-                    &plan,
-                    1.0,
-                    &crate::train::parallel::Critics::default(),
-                    &device,
-                );
-                m = optim.step(1e-3, m, step.grads);
-            }
-            start.elapsed()
-        }
-        BenchModel::ConvVae => {
-            let (enc, dec) = ImageModel::Conv {
-                channels: 32,
-                hidden: 256,
-                max_channels: None,
-                refine: false,
-            }
-            .init(64, 1, 64, &device);
-            let mut m = ConvVae { enc, dec };
-            let pixels: Vec<f32> = (0..batch_size * 4096)
-                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-                .collect();
-            let total = batch_size as f32;
-            let mut start = Instant::now();
-            for s in 0..warmup + steps {
-                if s == warmup {
-                    start = Instant::now();
-                }
-                // Shards of the batch with their noise, drawn on this thread.
-                let n = sharding.shards();
-                let work: Vec<(Tensor<2>, Tensor<2>, usize)> = (0..n)
-                    .map(|i| {
-                        let (a, b) = (i * batch_size / n, (i + 1) * batch_size / n);
-                        let x = Tensor::from_data(
-                            TensorData::new(pixels[a * 4096..b * 4096].to_vec(), [b - a, 4096]),
-                            &device,
-                        );
-                        (
-                            x,
-                            Tensor::random([b - a, 64], Distribution::Normal(0.0, 1.0), &device),
-                            b - a,
-                        )
-                    })
-                    .collect();
-                let (g, _, _) = parallel_gradients(
-                    &m,
-                    work,
-                    &device,
-                    &sharding,
-                    |m: &ConvVae, (x, eps, len)| {
-                        let q: Gaussian = m.enc.forward(x.clone());
-                        let z = q.rsample_with(eps);
-                        let nll = bernoulli_nll(m.dec.forward(z), x)
-                            .sum_dim(1)
-                            .squeeze_dim::<1>(1);
-                        let loss = (nll + q.kl_standard()).sum() / total;
-                        let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
-                        let _ = len;
-                        (loss, v, ())
-                    },
-                );
-                m = optim.step(1e-3, m, g);
-            }
-            start.elapsed()
-        }
+        BenchModel::MvaeMlp => mvae_mlp_steps(batch_size, steps, &sharding, &device),
+        BenchModel::ConvVae => conv_vae_steps(batch_size, steps, &sharding, &device),
     };
     let seconds = t.as_secs_f64();
     Ok(BenchReport {
@@ -257,5 +139,155 @@ pub fn run(
         threads,
         core_sharing: (sharding.shards() > 1).then_some(sharing),
         device: compute.label(),
+    })
+}
+
+/// Adam as the training loop configures it.
+fn adam() -> ModuleOptimizer {
+    FusedAdamConfig::default().with_epsilon(1e-8).init()
+}
+
+/// Words in the MVAE benchmark's vocabulary.
+const MLP_VOCAB: usize = 32;
+
+/// The MVAE benchmark's model (see [`BenchModel::MvaeMlp`]) and its
+/// modalities' weights.
+fn mvae_mlp(device: &Device) -> (Mvae, TargetWeights) {
+    let modalities = [
+        ModalityConfig::image("image", ImageModel::Mlp { hidden: 512 }),
+        ModalityConfig::text(
+            "text",
+            TextModel::Gru {
+                embed: 64,
+                hidden: 128,
+            },
+        )
+        .with_weight(50.0),
+    ];
+    let cfg = ModelConfig {
+        latent: 64,
+        private_latent: 0,
+        fusion: Fusion::Poe,
+        fusion_hidden: 128,
+        max_len: 10,
+        legacy_image: None,
+        legacy_image_likelihood: None,
+        legacy_text: None,
+    };
+    let shape = DataShape {
+        side: 28,
+        colours: 1,
+        vocab: MLP_VOCAB,
+    };
+    let weights = TargetWeights {
+        weight: modalities.iter().map(|m| m.weight).collect(),
+        cross: vec![1.0; 2],
+    };
+    (cfg.init(&modalities, shape, device), weights)
+}
+
+/// A batch of `batch_size` synthetic 28 × 28 images, each with a caption
+/// of seven words between its start and end tokens.
+fn mvae_mlp_batch(batch_size: usize) -> HostBatch {
+    let mut toks = Vec::new();
+    for i in 0..batch_size {
+        toks.push(1i64);
+        for j in 0..7 {
+            toks.push(4 + ((i * 7 + j) % (MLP_VOCAB - 4)) as i64);
+        }
+        toks.extend([2, 0]);
+    }
+    HostBatch {
+        size: batch_size,
+        inputs: vec![
+            HostInput::Image {
+                pixels: 784,
+                values: (0..batch_size * 784)
+                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+                    .collect(),
+            },
+            HostInput::Tokens {
+                max_len: 10,
+                ids: toks,
+                last: vec![8i64; batch_size],
+            },
+        ],
+        present: vec![1.0; 2 * batch_size],
+        labels: vec![0; batch_size],
+        captions: vec![String::new(); batch_size],
+    }
+}
+
+/// The MVAE benchmark's steps: the joint and unimodal ELBOs.
+fn mvae_mlp_steps(
+    batch_size: usize,
+    steps: usize,
+    sharding: &Sharding,
+    device: &Device,
+) -> Duration {
+    let (m, weights) = mvae_mlp(device);
+    let loss_cfg = LossConfig::default();
+    let plan = m.plan(&loss_cfg, &weights, 0);
+    let hb = mvae_mlp_batch(batch_size);
+    let mut optim = adam();
+    timed(steps, m, |m| {
+        let step = sharded_gradients(
+            &m,
+            &hb,
+            sharding,
+            &loss_cfg,
+            &plan,
+            1.0,
+            &Critics::default(),
+            device,
+        );
+        optim.step(1e-3, m, step.grads)
+    })
+}
+
+/// The conv VAE benchmark's steps: see [`BenchModel::ConvVae`].
+fn conv_vae_steps(
+    batch_size: usize,
+    steps: usize,
+    sharding: &Sharding,
+    device: &Device,
+) -> Duration {
+    let (enc, dec) = ImageModel::Conv {
+        channels: 32,
+        hidden: 256,
+        max_channels: None,
+        refine: false,
+    }
+    .init(64, 1, 64, device);
+    let pixels: Vec<f32> = (0..batch_size * 4096)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let total = batch_size as f32;
+    let mut optim = adam();
+    timed(steps, ConvVae { enc, dec }, |m| {
+        // Shards of the batch with their noise, drawn on this thread.
+        let n = sharding.shards();
+        let work: Vec<(Tensor<2>, Tensor<2>)> = (0..n)
+            .map(|i| {
+                let (a, b) = (i * batch_size / n, (i + 1) * batch_size / n);
+                let x = Tensor::from_data(
+                    TensorData::new(pixels[a * 4096..b * 4096].to_vec(), [b - a, 4096]),
+                    device,
+                );
+                let eps = Tensor::random([b - a, 64], Distribution::Normal(0.0, 1.0), device);
+                (x, eps)
+            })
+            .collect();
+        let (g, _, _) = parallel_gradients(&m, work, device, sharding, |m: &ConvVae, (x, eps)| {
+            let q: Gaussian = m.enc.forward(x.clone());
+            let z = q.rsample_with(eps);
+            let nll = bernoulli_nll(m.dec.forward(z), x)
+                .sum_dim(1)
+                .squeeze_dim::<1>(1);
+            let loss = (nll + q.kl_standard()).sum() / total;
+            let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
+            (loss, v, ())
+        });
+        optim.step(1e-3, m, g)
     })
 }
