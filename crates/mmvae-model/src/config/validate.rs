@@ -408,6 +408,18 @@ impl TrainConfig {
         if let Some(p) = &self.text_prior {
             p.validate()?;
         }
+        self.check_model()?;
+        self.check_modalities()?;
+        self.check_optim()?;
+        self.check_images()?;
+        self.check_data()?;
+        check_loss(&self.loss, self, &self.weights_at(usize::MAX), "loss")?;
+        self.check_phases()?;
+        self.check_sections()
+    }
+
+    /// `[model]`.
+    fn check_model(&self) -> Result<()> {
         let m = &self.model;
         check(
             (1..=4096).contains(&m.latent),
@@ -441,7 +453,11 @@ impl TrainConfig {
             "model.max_len",
             "must be in 3..=256",
         )?;
-        self.check_modalities()?;
+        Ok(())
+    }
+
+    /// `[optim]`.
+    fn check_optim(&self) -> Result<()> {
         let o = &self.optim;
         check(
             o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0,
@@ -465,6 +481,11 @@ impl TrainConfig {
                 "must be positive",
             )?;
         }
+        Ok(())
+    }
+
+    /// `[data]`'s sizes and the image fields of the pairs dataset.
+    fn check_images(&self) -> Result<()> {
         let d = &self.data;
         check(d.val_size >= 1, "data.val_size", "must be at least 1")?;
         check(
@@ -497,8 +518,11 @@ impl TrainConfig {
         if let Some(c) = d.channels {
             check(c == 1 || c == 3, "data.channels", "must be 1 or 3")?;
         }
-        self.check_data()?;
-        check_loss(&self.loss, self, &self.weights_at(usize::MAX), "loss")?;
+        Ok(())
+    }
+
+    /// Each phase's fields and objective, and their epochs' sum.
+    fn check_phases(&self) -> Result<()> {
         let mut total = 0usize;
         for (i, p) in self.phases.iter().enumerate() {
             let at = format!("phases[{i}]");
@@ -537,11 +561,17 @@ impl TrainConfig {
         }
         if !self.phases.is_empty() {
             check(
-                total == o.epochs,
+                total == self.optim.epochs,
                 "optim.epochs",
                 &format!("must equal the sum of the phases' epochs ({total})"),
             )?;
         }
+        Ok(())
+    }
+
+    /// The `[adversarial]` and `[perceptual]` sections where the objective
+    /// needs them, and their values.
+    fn check_sections(&self) -> Result<()> {
         let adversarial = self.loss.adversarial_weight > 0.0
             || self
                 .phases
