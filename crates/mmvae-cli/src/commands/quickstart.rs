@@ -2,6 +2,10 @@
 
 use super::training::{choose_prior_temperature, print_epoch};
 use super::*;
+use mmvae_data::captions::CaptionSet;
+use mmvae_data::ImageLabelSet;
+use mmvae_model::eval::EvalReport;
+use mmvae_model::infer::Loaded;
 
 /// The text prior temperatures the quickstart chooses from (on validation)
 /// with a shipped config; its own recipe lists its own.
@@ -69,11 +73,13 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
     }
 }
 
-pub fn quickstart(a: QuickstartArgs) -> Result<()> {
-    let kind = DatasetKind::parse(&a.dataset)?;
-    if !kind.is_labelled() {
-        bail!("quickstart scores coherence with a classifier and needs a labelled dataset; train on {kind} with `mmvae train --config configs/{kind}.toml --data-dir <captions file>`");
-    }
+/// The quick start's config for `kind`: its own recipe at its own length,
+/// or a shipped config shortened; whether it is its own, and the training
+/// images it uses (`None`: all).
+fn quick_config(
+    a: &QuickstartArgs,
+    kind: DatasetKind,
+) -> Result<(TrainConfig, bool, Option<usize>)> {
     let (cfg_text, own) = recipe(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
     let default_limit = if kind.is_synthetic() { 8_000 } else { 20_000 };
@@ -97,6 +103,58 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         p.epochs = p.epochs.min(15);
     }
     cfg.validate()?;
+    Ok((cfg, own, train_limit))
+}
+
+/// The pictures the quick start writes, and the captions it prints.
+struct Pictures {
+    text_to_image: PathBuf,
+    test_images: PathBuf,
+    joint_samples: PathBuf,
+    /// Captions of the first 8 test images.
+    captions: Vec<String>,
+    /// Captions of the joint samples.
+    sample_captions: Vec<String>,
+}
+
+/// Generates from the training phrasing of (at most 12) classes, captions
+/// the first test images and samples the prior, each as a grid in `out`.
+fn pictures(m: &Loaded, kind: DatasetKind, test: &ImageLabelSet, out: &Path) -> Result<Pictures> {
+    m.seed(0);
+    let captioner = m.captioner();
+    let mut grid = Vec::new();
+    // One row per class (at most 12 classes, spread over all of them).
+    let shown = kind.num_classes().min(12);
+    for c in (0..shown).map(|k| k * kind.num_classes() / shown) {
+        let text = captioner.render(CaptionSet::Train, 1, c);
+        grid.extend(m.generate(&text, 8, Draw::Sample)?);
+    }
+    let text_to_image = out.join("text-to-image.png");
+    imageio::save_grid(&text_to_image, &grid, 8)?;
+    let imgs: Vec<Image> = (0..8)
+        .map(|i| Image::from_bytes(test.channels, test.cols, test.rows, test.image(i)))
+        .collect();
+    let captions = m.caption(&imgs, Draw::Sample, None)?;
+    let test_images = out.join("test-images.png");
+    imageio::save_grid(&test_images, &imgs, 8)?;
+    let (samples, sample_captions) = m.sample(16, None);
+    let joint_samples = out.join("joint-samples.png");
+    imageio::save_grid(&joint_samples, &samples, 4)?;
+    Ok(Pictures {
+        text_to_image,
+        test_images,
+        joint_samples,
+        captions,
+        sample_captions,
+    })
+}
+
+pub fn quickstart(a: QuickstartArgs) -> Result<()> {
+    let kind = DatasetKind::parse(&a.dataset)?;
+    if !kind.is_labelled() {
+        bail!("quickstart scores coherence with a classifier and needs a labelled dataset; train on {kind} with `mmvae train --config configs/{kind}.toml --data-dir <captions file>`");
+    }
+    let (cfg, own, train_limit) = quick_config(&a, kind)?;
     if a.classifier_epochs == 0 {
         bail!("--classifier-epochs must be at least 1");
     }
@@ -140,26 +198,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         };
         choose_prior_temperature(&mut m, &clf, temperatures, a.data_dir.as_deref())?;
     }
-    m.seed(0);
-    let captioner = m.captioner();
-    let mut grid = Vec::new();
-    // One row per class (at most 12 classes, spread over all of them).
-    let shown = kind.num_classes().min(12);
-    for c in (0..shown).map(|k| k * kind.num_classes() / shown) {
-        let text = captioner.render(mmvae_data::captions::CaptionSet::Train, 1, c);
-        grid.extend(m.generate(&text, 8, Draw::Sample)?);
-    }
-    let gen = a.out.join("text-to-image.png");
-    imageio::save_grid(&gen, &grid, 8)?;
-    let imgs: Vec<Image> = (0..8)
-        .map(|i| Image::from_bytes(test.channels, test.cols, test.rows, test.image(i)))
-        .collect();
-    let caps = m.caption(&imgs, Draw::Sample, None)?;
-    let inputs = a.out.join("test-images.png");
-    imageio::save_grid(&inputs, &imgs, 8)?;
-    let (samples, sample_caps) = m.sample(16, None);
-    let samples_png = a.out.join("joint-samples.png");
-    imageio::save_grid(&samples_png, &samples, 4)?;
+    let pictures = pictures(&m, kind, &test, &a.out)?;
 
     eprintln!("[4/5] evaluating on 1000 test items");
     let report = eval::evaluate(
@@ -190,32 +229,7 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         },
     )?;
     fsutil::write_atomic(&html_path, html.as_bytes())?;
-
-    outln!(
-        "\nquickstart on {kind} done (a short run; docs/results.md has the full-length recipes)."
-    );
-    outln!(
-        "text -> image, one row per class ('{}', ...): {}",
-        captioner.render(mmvae_data::captions::CaptionSet::Train, 1, 0),
-        gen.display()
-    );
-    outln!("captions of the test images in {}:", inputs.display());
-    for (i, c) in caps.iter().enumerate() {
-        outln!(
-            "  {i}: {c}  (true: {})",
-            captioner.render(
-                mmvae_data::captions::CaptionSet::Train,
-                0,
-                test.labels[i] as usize
-            )
-        );
-    }
-    outln!(
-        "joint prior samples: {} (first captions: {})",
-        samples_png.display(),
-        sample_caps[..4].join(" | ")
-    );
-    outln!("{}", report.table().trim_end());
+    print_summary(&m, kind, &test, &pictures, &report);
     outln!(
         "outputs: {}  (checkpoint {}, metrics {}, eval {}, HTML report {})",
         a.out.display(),
@@ -225,6 +239,42 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
         html_path.display()
     );
     Ok(())
+}
+
+/// What the quick start made: its pictures, the test images' captions
+/// beside their true ones, and the evaluation's table.
+fn print_summary(
+    m: &Loaded,
+    kind: DatasetKind,
+    test: &ImageLabelSet,
+    pictures: &Pictures,
+    report: &EvalReport,
+) {
+    let captioner = m.captioner();
+    outln!(
+        "\nquickstart on {kind} done (a short run; docs/results.md has the full-length recipes)."
+    );
+    outln!(
+        "text -> image, one row per class ('{}', ...): {}",
+        captioner.render(CaptionSet::Train, 1, 0),
+        pictures.text_to_image.display()
+    );
+    outln!(
+        "captions of the test images in {}:",
+        pictures.test_images.display()
+    );
+    for (i, c) in pictures.captions.iter().enumerate() {
+        outln!(
+            "  {i}: {c}  (true: {})",
+            captioner.render(CaptionSet::Train, 0, test.labels[i] as usize)
+        );
+    }
+    outln!(
+        "joint prior samples: {} (first captions: {})",
+        pictures.joint_samples.display(),
+        pictures.sample_captions[..4].join(" | ")
+    );
+    outln!("{}", report.table().trim_end());
 }
 
 #[cfg(test)]
