@@ -99,38 +99,60 @@ pub struct EvalReport {
     pub coherence_matrix: Option<CoherenceMatrix>,
 }
 
+/// `v` as a percentage, 6 wide with 2 decimals.
+fn pct(v: f64) -> String {
+    format!("{:6.2}%", 100.0 * v)
+}
+
+/// One coherence row of the table: strict, and with several attributes
+/// (`multi`) features, letters and F1; then the weakest value.
+fn coherence_row(name: &str, c: &Coherence, multi: bool) -> String {
+    let mut s = format!("  {name:<35}{}", pct(c.strict));
+    if multi {
+        s.push_str(&format!("  features {}", pct(c.features)));
+        if let Some(l) = c.letters {
+            s.push_str(&format!("  letters {}", pct(l)));
+        }
+        if let Some(f) = c.attribute_f1 {
+            s.push_str(&format!("  attribute F1 {f:.4}"));
+        }
+    }
+    // The value whose items score lowest (the first of ties).
+    let weakest =
+        c.strict_by_value
+            .iter()
+            .fold(None, |w: Option<(&String, f64)>, (k, &v)| match w {
+                Some((_, wv)) if wv <= v => w,
+                _ => Some((k, v)),
+            });
+    if let Some((k, v)) = weakest {
+        s.push_str(&format!("  weakest {k} {}", pct(v).trim_start()));
+    }
+    s.push('\n');
+    s
+}
+
 impl EvalReport {
+    /// The report as the aligned text table `mmvae eval` prints.
     pub fn table(&self) -> String {
-        let pct = |v: f64| format!("{:6.2}%", 100.0 * v);
+        let mut s = self.coherence_rows();
+        self.quality_rows(&mut s);
+        if let Some(r) = &self.retrieval {
+            retrieval_rows(r, &mut s);
+        }
+        if let Some(c) = &self.coherence_matrix {
+            s.push_str("conditional coherence (each modality from each subset of the others):\n");
+            s.push_str(&c.table());
+        }
+        s
+    }
+
+    /// The heading line and the coherence groups' rows.
+    fn coherence_rows(&self) -> String {
         let multi = [&self.text_to_image, &self.image_to_text]
             .into_iter()
             .flatten()
             .any(|c| c.per_slot.len() > 1);
-        let row = |name: &str, c: &Coherence| {
-            let mut s = format!("  {name:<35}{}", pct(c.strict));
-            if multi {
-                s.push_str(&format!("  features {}", pct(c.features)));
-                if let Some(l) = c.letters {
-                    s.push_str(&format!("  letters {}", pct(l)));
-                }
-                if let Some(f) = c.attribute_f1 {
-                    s.push_str(&format!("  attribute F1 {f:.4}"));
-                }
-            }
-            // The value whose items score lowest (the first of ties).
-            let weakest =
-                c.strict_by_value
-                    .iter()
-                    .fold(None, |w: Option<(&String, f64)>, (k, &v)| match w {
-                        Some((_, wv)) if wv <= v => w,
-                        _ => Some((k, v)),
-                    });
-            if let Some((k, v)) = weakest {
-                s.push_str(&format!("  weakest {k} {}", pct(v).trim_start()));
-            }
-            s.push('\n');
-            s
-        };
         let mut s = String::new();
         s.push_str(&format!(
             "dataset {}  test items {}  seed {}{}\n",
@@ -163,9 +185,15 @@ impl EvalReport {
             ),
         ] {
             if let Some(c) = c {
-                s.push_str(&row(name, c));
+                s.push_str(&coherence_row(name, c, multi));
             }
         }
+        s
+    }
+
+    /// The classifier's accuracy, the loss, BLEU, perplexity, image quality,
+    /// FID, probes and log-likelihoods, each where measured.
+    fn quality_rows(&self, s: &mut String) {
         if let Some(a) = self.classifier_test_accuracy {
             s.push_str(&format!("  {:<35}{}\n", "classifier test accuracy", pct(a)));
         }
@@ -225,32 +253,29 @@ impl EvalReport {
                 l.items
             ));
         }
-        if let Some(r) = &self.retrieval {
-            for p in &r.pairs {
-                let name = format!("retrieval {} -> {}", p.query, p.target);
-                let class = p
-                    .class_at_1
-                    .map_or(String::new(), |c| format!("  class@1 {}", pct(c)));
-                let d = &p.ranks;
-                s.push_str(&format!(
-                    "  {name:<35}MedR {:.1}  R@1 {}  R@5 {}  R@10 {}{class}\n",
-                    d.median_rank,
-                    pct(d.recall_at_1),
-                    pct(d.recall_at_5),
-                    pct(d.recall_at_10),
-                ));
-            }
-            s.push_str(&format!(
-                "  ({} subset(s) of {} items)\n",
-                r.subsets, r.subset_size
-            ));
-        }
-        if let Some(c) = &self.coherence_matrix {
-            s.push_str("conditional coherence (each modality from each subset of the others):\n");
-            s.push_str(&c.table());
-        }
-        s
     }
+}
+
+/// The retrieval rows: each direction's ranks, then the subsets.
+fn retrieval_rows(r: &RetrievalReport, s: &mut String) {
+    for p in &r.pairs {
+        let name = format!("retrieval {} -> {}", p.query, p.target);
+        let class = p
+            .class_at_1
+            .map_or(String::new(), |c| format!("  class@1 {}", pct(c)));
+        let d = &p.ranks;
+        s.push_str(&format!(
+            "  {name:<35}MedR {:.1}  R@1 {}  R@5 {}  R@10 {}{class}\n",
+            d.median_rank,
+            pct(d.recall_at_1),
+            pct(d.recall_at_5),
+            pct(d.recall_at_10),
+        ));
+    }
+    s.push_str(&format!(
+        "  ({} subset(s) of {} items)\n",
+        r.subsets, r.subset_size
+    ));
 }
 
 #[derive(Debug, Clone, Serialize)]
