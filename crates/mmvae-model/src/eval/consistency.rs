@@ -28,6 +28,7 @@ use crate::error::{ModelError, Result};
 use crate::eval::metrics::{self, Binary};
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
+use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
 
 /// A way to score an image–caption pair.
@@ -124,7 +125,6 @@ pub fn score_pairs(
     opts: ScoreOptions,
 ) -> Result<Vec<PairScores>> {
     let model = &m.model;
-    let dev = &m.device;
     let bs = opts.batch_size.max(1);
     let [n_img, _] = images.dims();
     if let Some(&(i, j)) = pairs
@@ -142,42 +142,116 @@ pub fn score_pairs(
     let z_prior = Tensor::<2>::random(
         [k, model.latent + model.private()],
         Distribution::Normal(0.0, 1.0),
-        dev,
+        &m.device,
     );
     let z_prior_shared = model.shared_part(z_prior.clone()); // [k, latent]
+    let images_side = image_side(model, images.clone(), z_prior, bs);
+    let (tokens, last) = m.text_batch(captions, false)?;
+    let captions_side = caption_side(model, tokens.clone(), last, z_prior_shared, bs);
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(bs) {
+        let (ii, jj) = (
+            indices(chunk.iter().map(|p| p.0), &m.device),
+            indices(chunk.iter().map(|p| p.1), &m.device),
+        );
+        let a = images_side.q.select_rows(ii.clone());
+        let b = captions_side.q.select_rows(jj.clone());
+        let overlap = floats1(a.log_overlap(&b));
+        let text_ll = floats1(
+            model
+                .text_expert()
+                .decoder
+                .nll(a.mu.clone(), tokens.clone().select(0, jj))
+                .neg(),
+        );
+        let x = images.clone().select(0, ii);
+        let logits = model
+            .image_expert()
+            .decoder
+            .forward(model.with_private(b.mu.clone(), false));
+        let img_ll = floats1(
+            (x * logits.clone() - softplus(logits, 1.0))
+                .sum_dim(1)
+                .squeeze_dim::<1>(1),
+        );
+        for (r, &(i, j)) in chunk.iter().enumerate() {
+            out.push([
+                overlap[r],
+                text_ll[r] - captions_side.log_p[j],
+                img_ll[r] - images_side.log_p[i],
+            ]);
+        }
+    }
+    Ok(out)
+}
 
-    // Images: posteriors, and log p(x) ≈ log mean_k p(x | z_k). With logits l,
-    // −log p(x|l) = Σ softplus(l) − x·l, so all images meet all k decodes in
-    // one matrix product.
+/// One modality's side of the pairs: the posterior of each of its items
+/// and its marginal log-likelihood log p(·) ≈ log mean_k p(· | z_k).
+struct Side {
+    q: Gaussian,
+    log_p: Vec<f32>,
+}
+
+/// `values` as a 1-D index tensor.
+fn indices(values: impl Iterator<Item = usize>, device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = values.map(|i| i as i64).collect();
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// The images' posteriors and log p(x) under the `k` prior draws
+/// `z_prior`. With logits l, −log p(x|l) = Σ softplus(l) − x·l, so all
+/// images meet all k decodes in one matrix product.
+///
+/// # Shapes
+/// `images`: `[n, pixels]`, `z_prior`: `[k, latent + private]`
+fn image_side(model: &Mvae, images: Tensor<2>, z_prior: Tensor<2>, bs: usize) -> Side {
+    let [n_img, _] = images.dims();
+    let [k, _] = z_prior.dims();
     let prior_logits = model.image_expert().decoder.forward(z_prior); // [k, pixels]
     let sp = softplus(prior_logits.clone(), 1.0)
         .sum_dim(1)
         .reshape([1, k]); // [1, k]
-    let mut qx: Vec<Gaussian> = Vec::new();
-    let mut log_px: Vec<f32> = Vec::with_capacity(n_img);
+    let mut q: Vec<Gaussian> = Vec::new();
+    let mut log_p: Vec<f32> = Vec::with_capacity(n_img);
     let mut start = 0;
     while start < n_img {
         let len = bs.min(n_img - start);
         let x = images.clone().narrow(0, start, len);
-        qx.push(model.encode_image(x.clone()));
+        q.push(model.encode_image(x.clone()));
         let ll = x.matmul(prior_logits.clone().transpose()) - sp.clone(); // [len, k]
-        log_px.extend(floats1(log_mean_exp_rows(ll.transpose())));
+        log_p.extend(floats1(log_mean_exp_rows(ll.transpose())));
         start += len;
     }
-    let qx = Gaussian::cat_rows(&qx);
+    Side {
+        q: Gaussian::cat_rows(&q),
+        log_p,
+    }
+}
 
-    // Captions: posteriors, their image decodes, and log p(y).
-    let (tokens, last) = m.text_batch(captions, false)?;
+/// The captions' posteriors and log p(y) under the `k` prior draws
+/// `z_shared` (the shared part).
+///
+/// # Shapes
+/// `tokens`: `[n, steps]`, `last`: `[n]`, `z_shared`: `[k, latent]`
+fn caption_side(
+    model: &Mvae,
+    tokens: Tensor<2, Int>,
+    last: Tensor<1, Int>,
+    z_shared: Tensor<2>,
+    bs: usize,
+) -> Side {
     let [n_cap, t] = tokens.dims();
-    let mut qy: Vec<Gaussian> = Vec::new();
-    let mut log_py: Vec<f32> = Vec::with_capacity(n_cap);
+    let [k, _] = z_shared.dims();
+    let mut q: Vec<Gaussian> = Vec::new();
+    let mut log_p: Vec<f32> = Vec::with_capacity(n_cap);
     let mut start = 0;
     while start < n_cap {
         let len = bs.min(n_cap - start);
         let tok = tokens.clone().narrow(0, start, len);
-        qy.push(model.encode_text(tok.clone(), last.clone().narrow(0, start, len)));
+        q.push(model.encode_text(tok.clone(), last.clone().narrow(0, start, len)));
         // [k·len] rows: draw-major, caption-minor.
-        let z = z_prior_shared
+        let z = z_shared
             .clone()
             .unsqueeze_dim::<3>(1)
             .repeat_dim(1, len)
@@ -192,49 +266,13 @@ pub fn score_pairs(
             .nll(z, toks)
             .neg()
             .reshape([k, len]);
-        log_py.extend(floats1(log_mean_exp_rows(ll)));
+        log_p.extend(floats1(log_mean_exp_rows(ll)));
         start += len;
     }
-    let qy = Gaussian::cat_rows(&qy);
-
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(bs) {
-        let n = chunk.len();
-        let ii: Vec<i64> = chunk.iter().map(|p| p.0 as i64).collect();
-        let jj: Vec<i64> = chunk.iter().map(|p| p.1 as i64).collect();
-        let ii = Tensor::<1, Int>::from_data(TensorData::new(ii, [n]), dev);
-        let jj = Tensor::<1, Int>::from_data(TensorData::new(jj, [n]), dev);
-        let a = Gaussian::new(
-            qx.mu.clone().select(0, ii.clone()),
-            qx.logvar.clone().select(0, ii.clone()),
-        );
-        let b = Gaussian::new(
-            qy.mu.clone().select(0, jj.clone()),
-            qy.logvar.clone().select(0, jj.clone()),
-        );
-        let overlap = floats1(a.log_overlap(&b));
-        let text_ll = floats1(
-            model
-                .text_expert()
-                .decoder
-                .nll(a.mu.clone(), tokens.clone().select(0, jj.clone()))
-                .neg(),
-        );
-        let x = images.clone().select(0, ii);
-        let logits = model
-            .image_expert()
-            .decoder
-            .forward(model.with_private(b.mu.clone(), false));
-        let img_ll = floats1(
-            (x * logits.clone() - softplus(logits, 1.0))
-                .sum_dim(1)
-                .squeeze_dim::<1>(1),
-        );
-        for (r, &(i, j)) in chunk.iter().enumerate() {
-            out.push([overlap[r], text_ll[r] - log_py[j], img_ll[r] - log_px[i]]);
-        }
+    Side {
+        q: Gaussian::cat_rows(&q),
+        log_p,
     }
-    Ok(out)
 }
 
 /// Matching pairs and two kinds of mismatches built from a labelled split.
