@@ -171,6 +171,71 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// One image–caption pair to check: where it came from, the image and the
+/// caption.
+struct Pair {
+    at: String,
+    image: Image,
+    text: String,
+}
+
+/// The pairs a `check` scores: `--image` with `--text`, or the lines of
+/// `--pairs` (bad lines listed, and skipped only with `--skip-bad`).
+fn pairs_to_check(a: &CheckArgs, m: &Loaded) -> Result<Vec<Pair>> {
+    let mut items = Vec::new();
+    if let (Some(img), Some(text)) = (&a.image, &a.text) {
+        let image = m.read_image(img)?;
+        // Unknown words are an error here, not silently <unk>.
+        m.text_batch(std::slice::from_ref(text), true)?;
+        items.push(Pair {
+            at: img.display().to_string(),
+            image,
+            text: text.clone(),
+        });
+        return Ok(items);
+    }
+    let Some(pf) = &a.pairs else {
+        return Ok(items);
+    };
+    let read = mmvae_data::pairs::read_pairs(pf)?;
+    let mut errors = read.errors;
+    for p in read.pairs {
+        let at = format!("{} line {}", pf.display(), p.line);
+        match m.read_image(&p.image) {
+            Err(e) => errors.push(format!("{at}: {e}")),
+            Ok(image) => match m.text_batch(std::slice::from_ref(&p.text), true) {
+                Err(e) => errors.push(format!("{at}: {e}")),
+                Ok(_) => items.push(Pair {
+                    at: p.image.display().to_string(),
+                    image,
+                    text: p.text,
+                }),
+            },
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        if !a.skip_bad {
+            bail!(
+                "{}: {} bad line(s) (listed above); fix them or pass --skip-bad",
+                pf.display(),
+                errors.len()
+            );
+        }
+        eprintln!(
+            "skipped {} bad line(s); scoring {}",
+            errors.len(),
+            items.len()
+        );
+    }
+    if items.is_empty() {
+        bail!("{}: no pair could be scored", pf.display());
+    }
+    Ok(items)
+}
+
 pub fn check(a: CheckArgs) -> Result<()> {
     if !a.given.is_empty() {
         return check_given(&a);
@@ -192,66 +257,26 @@ pub fn check(a: CheckArgs) -> Result<()> {
         .position(|&s| s == score)
         .unwrap_or(0);
     let threshold = cal.thresholds[&score];
-    let (side, colours) = (m.side(), m.colours());
-    // (where, image, text) of each pair to score.
-    let mut items: Vec<(String, Image, String)> = Vec::new();
-    if let (Some(img), Some(text)) = (&a.image, &a.text) {
-        let im = m.read_image(img)?;
-        // Unknown words are an error here, not silently <unk>.
-        m.text_batch(std::slice::from_ref(text), true)?;
-        items.push((img.display().to_string(), im, text.clone()));
-    } else if let Some(pf) = &a.pairs {
-        let read = mmvae_data::pairs::read_pairs(pf)?;
-        let mut errors = read.errors;
-        for p in read.pairs {
-            let at = format!("{} line {}", pf.display(), p.line);
-            match m.read_image(&p.image) {
-                Err(e) => errors.push(format!("{at}: {e}")),
-                Ok(im) => match m.text_batch(std::slice::from_ref(&p.text), true) {
-                    Err(e) => errors.push(format!("{at}: {e}")),
-                    Ok(_) => items.push((p.image.display().to_string(), im, p.text)),
-                },
-            }
-        }
-        if !errors.is_empty() {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            if !a.skip_bad {
-                bail!(
-                    "{}: {} bad line(s) (listed above); fix them or pass --skip-bad",
-                    pf.display(),
-                    errors.len()
-                );
-            }
-            eprintln!(
-                "skipped {} bad line(s); scoring {}",
-                errors.len(),
-                items.len()
-            );
-        }
-        if items.is_empty() {
-            bail!("{}: no pair could be scored", pf.display());
-        }
-    }
-    let pixels = colours * side * side;
-    let mut flat = Vec::with_capacity(items.len() * pixels);
-    for it in &items {
-        flat.extend_from_slice(&it.1.pixels);
-    }
+    let items = pairs_to_check(&a, &m)?;
+    let pixels = m.colours() * m.side() * m.side();
+    let flat: Vec<f32> = items
+        .iter()
+        .flat_map(|it| it.image.pixels.iter().copied())
+        .collect();
     let images = mmvae_model::burn::tensor::Tensor::<2>::from_data(
         mmvae_model::burn::tensor::TensorData::new(flat, [items.len(), pixels]),
         &m.device,
     );
-    let captions: Vec<String> = items.iter().map(|i| i.2.clone()).collect();
+    let captions: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
     let pairs: Vec<(usize, usize)> = (0..items.len()).map(|i| (i, i)).collect();
     let scores = consistency::score_pairs(&m, images, &captions, &pairs, cal.options)?;
+    let matches = |r: &consistency::PairScores| r[k] >= threshold;
     if a.pairs.is_none() {
         let r = scores[0];
         for (s, v) in consistency::Score::ALL.iter().zip(r) {
             outln!("{:<12} {v:>12.3}", s.name());
         }
-        let yes = r[k] >= threshold;
+        let yes = matches(&r);
         outln!(
             "{} ({} {:.3} {} threshold {:.3})",
             if yes { "match" } else { "mismatch" },
@@ -266,20 +291,20 @@ pub fn check(a: CheckArgs) -> Result<()> {
     for (it, r) in items.iter().zip(&scores) {
         csv += &format!(
             "{},{},{:.4},{:.4},{:.4},{}\n",
-            csv_field(&it.0),
-            csv_field(&it.2),
+            csv_field(&it.at),
+            csv_field(&it.text),
             r[0],
             r[1],
             r[2],
-            r[k] >= threshold
+            matches(r)
         );
     }
     match &a.out {
         Some(o) => {
             fsutil::write_atomic(o, csv.as_bytes())?;
-            let matches = scores.iter().filter(|r| r[k] >= threshold).count();
+            let n = scores.iter().filter(|r| matches(r)).count();
             outln!(
-                "{} pairs scored, {matches} match (by {}); scores: {}",
+                "{} pairs scored, {n} match (by {}); scores: {}",
                 scores.len(),
                 score.name(),
                 o.display()
