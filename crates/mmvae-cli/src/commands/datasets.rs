@@ -1,6 +1,7 @@
 //! `mmvae data`: check, fetch and look at datasets.
 
 use super::*;
+use mmvae_data::ImageLabelSet;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -42,107 +43,122 @@ pub enum DataCommand {
 
 pub fn data(c: DataCommand) -> Result<()> {
     match c {
-        DataCommand::Fetch { name, dest, mirror } => {
-            let kind = DatasetKind::parse(&name)?;
-            let dest = dest.unwrap_or_else(|| {
-                std::env::var_os(dataset::DATA_ENV)
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("data"))
-                    .join(kind.base_name())
-            });
-            for f in fetch::fetch_dataset(kind, &dest, mirror.as_deref())? {
-                match f {
-                    fetch::Fetched::Downloaded(p) => {
-                        outln!("downloaded and verified {}", p.display())
-                    }
-                    fetch::Fetched::AlreadyPresent(p) => {
-                        outln!("already present and verified {}", p.display())
-                    }
-                }
-            }
-            Ok(())
-        }
+        DataCommand::Fetch { name, dest, mirror } => fetch_data(&name, dest, mirror.as_deref()),
         DataCommand::Check {
             dataset,
             data_dir,
             image_size,
             channels,
             grid,
-        } => {
-            let named = DatasetKind::parse(&dataset)
-                .ok()
-                .filter(|k| k.is_labelled());
-            let opts = mmvae_data::pairs::PairsOptions {
-                side: image_size,
-                channels,
-                bad: mmvae_data::pairs::BadItems::Skip,
-            };
-            if named.is_none() && (!(8..=512).contains(&image_size) || !matches!(channels, 1 | 3)) {
-                bail!("--image-size must be in 8..=512 and --channels 1 or 3");
+        } => check_data(
+            &dataset,
+            data_dir.as_deref(),
+            image_size,
+            channels,
+            grid.as_deref(),
+        ),
+    }
+}
+
+/// `mmvae data fetch`.
+fn fetch_data(name: &str, dest: Option<PathBuf>, mirror: Option<&str>) -> Result<()> {
+    let kind = DatasetKind::parse(name)?;
+    let dest = dest.unwrap_or_else(|| {
+        std::env::var_os(dataset::DATA_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("data"))
+            .join(kind.base_name())
+    });
+    for f in fetch::fetch_dataset(kind, &dest, mirror)? {
+        match f {
+            fetch::Fetched::Downloaded(p) => {
+                outln!("downloaded and verified {}", p.display())
             }
-            if let Some(kind) = named.filter(|k| k.slots().len() > 1) {
-                // What a `label` modality named after a slot reads.
-                let slots: Vec<String> = kind
-                    .slots()
-                    .iter()
-                    .map(|(name, values)| format!("{name} ({values})"))
-                    .collect();
-                outln!("Attribute slots (values): {}", slots.join(", "));
+            fetch::Fetched::AlreadyPresent(p) => {
+                outln!("already present and verified {}", p.display())
             }
-            let mut bad = 0;
-            for split in [Split::Train, Split::Test] {
-                let start = std::time::Instant::now();
-                let set = match named {
-                    Some(kind) => load_split(kind, split, data_dir.as_deref(), None)?,
-                    None => mmvae_data::pairs::load_split(
-                        Path::new(&dataset),
-                        split,
-                        &opts,
-                        default_threads(),
-                    )
-                    .with_context(|| {
-                        format!("`{dataset}` is neither a dataset name nor a pairs file")
-                    })?,
-                };
-                let images = set.image_names();
-                let modalities = if images.len() > 1 {
-                    format!(" ({} images per item: {})", images.len(), images.join(", "))
-                } else {
-                    String::new()
-                };
-                outln!(
-                    "{split:?}: {} items of {}x{}x{}{modalities} in {:.2}s",
-                    set.len(),
-                    set.channels,
-                    set.rows,
-                    set.cols,
-                    start.elapsed().as_secs_f64()
-                );
-                for note in &set.notes {
-                    outln!("  {note}");
-                }
-                bad += set.skipped;
-                if let (Some(path), Split::Test) = (&grid, split) {
-                    let views = set.image_names().len();
-                    let imgs: Vec<imageio::Image> = (0..set.len().min(8))
-                        .flat_map(|i| (0..views).map(move |v| (i, v)))
-                        .map(|(i, v)| {
-                            imageio::Image::from_bytes(
-                                set.channels,
-                                set.cols,
-                                set.rows,
-                                set.view_image(v, i),
-                            )
-                        })
-                        .collect();
-                    imageio::save_grid(path, &imgs, views)?;
-                    outln!("test items written to {}", path.display());
-                }
-            }
-            if bad > 0 {
-                bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
-            }
-            Ok(())
         }
     }
+    Ok(())
+}
+
+/// `mmvae data check`: a named labelled dataset, or else a pairs file.
+fn check_data(
+    dataset: &str,
+    data_dir: Option<&Path>,
+    image_size: usize,
+    channels: usize,
+    grid: Option<&Path>,
+) -> Result<()> {
+    let named = DatasetKind::parse(dataset).ok().filter(|k| k.is_labelled());
+    let opts = mmvae_data::pairs::PairsOptions {
+        side: image_size,
+        channels,
+        bad: mmvae_data::pairs::BadItems::Skip,
+    };
+    if named.is_none() && (!(8..=512).contains(&image_size) || !matches!(channels, 1 | 3)) {
+        bail!("--image-size must be in 8..=512 and --channels 1 or 3");
+    }
+    if let Some(kind) = named.filter(|k| k.slots().len() > 1) {
+        // What a `label` modality named after a slot reads.
+        let slots: Vec<String> = kind
+            .slots()
+            .iter()
+            .map(|(name, values)| format!("{name} ({values})"))
+            .collect();
+        outln!("Attribute slots (values): {}", slots.join(", "));
+    }
+    let mut bad = 0;
+    for split in [Split::Train, Split::Test] {
+        let start = std::time::Instant::now();
+        let set = match named {
+            Some(kind) => load_split(kind, split, data_dir, None)?,
+            None => {
+                mmvae_data::pairs::load_split(Path::new(dataset), split, &opts, default_threads())
+                    .with_context(|| {
+                    format!("`{dataset}` is neither a dataset name nor a pairs file")
+                })?
+            }
+        };
+        let images = set.image_names();
+        let modalities = if images.len() > 1 {
+            format!(" ({} images per item: {})", images.len(), images.join(", "))
+        } else {
+            String::new()
+        };
+        outln!(
+            "{split:?}: {} items of {}x{}x{}{modalities} in {:.2}s",
+            set.len(),
+            set.channels,
+            set.rows,
+            set.cols,
+            start.elapsed().as_secs_f64()
+        );
+        for note in &set.notes {
+            outln!("  {note}");
+        }
+        bad += set.skipped;
+        if let (Some(path), Split::Test) = (grid, split) {
+            save_first_items(&set, path)?;
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
+    }
+    Ok(())
+}
+
+/// The first 8 items of `set` as a grid, one row per item and one column
+/// per image it holds.
+fn save_first_items(set: &ImageLabelSet, path: &Path) -> Result<()> {
+    let views = set.image_names().len();
+    let imgs: Vec<imageio::Image> = (0..set.len().min(8))
+        .flat_map(|i| (0..views).map(move |v| (i, v)))
+        .map(|(i, v)| {
+            imageio::Image::from_bytes(set.channels, set.cols, set.rows, set.view_image(v, i))
+        })
+        .collect();
+    imageio::save_grid(path, &imgs, views)?;
+    outln!("test items written to {}", path.display());
+    Ok(())
 }
