@@ -5,7 +5,7 @@
 use mmvae_data::captions::CaptionSet;
 use mmvae_data::imageio::Image;
 use mmvae_data::ImageLabelSet;
-use mmvae_model::eval::consistency::{self, Score, ScoreOptions};
+use mmvae_model::eval::consistency::{self, PairScores, Score, ScoreOptions};
 use mmvae_model::eval::retrieval::log_overlap_matrix;
 use mmvae_model::infer::{Draw, Endpoint, Loaded};
 use mmvae_model::io::batch::HostBatch;
@@ -104,6 +104,61 @@ pub(crate) fn image_to_text_section(
     ))
 }
 
+/// The positives that score lowest and the one-attribute mismatches that
+/// score highest by score `k`, `half` of each: where the decision is
+/// closest to going wrong. Each row: (a true pair, its index, its score).
+fn closest_to_the_line(
+    pos: &[PairScores],
+    hard: &[PairScores],
+    k: usize,
+    half: usize,
+) -> Vec<(bool, usize, f32)> {
+    let order = |v: &[PairScores], asc: bool| {
+        let mut o: Vec<usize> = (0..v.len()).collect();
+        o.sort_by(|&a, &b| {
+            let c = v[a][k].total_cmp(&v[b][k]);
+            if asc {
+                c
+            } else {
+                c.reverse()
+            }
+        });
+        o
+    };
+    let mut rows = Vec::new();
+    for i in order(pos, true).into_iter().take(half) {
+        rows.push((true, i, pos[i][k]));
+    }
+    for i in order(hard, false).into_iter().take(half) {
+        rows.push((false, i, hard[i][k]));
+    }
+    rows
+}
+
+/// The CSS class and words of a decision (`None`: no calibration) on a
+/// pair that matches or not.
+fn verdict(decision: Option<bool>, is_match: bool) -> (&'static str, &'static str) {
+    match decision {
+        Some(d) if d == is_match => (
+            "ok",
+            if d {
+                "match (right)"
+            } else {
+                "mismatch (right)"
+            },
+        ),
+        Some(d) => (
+            "no",
+            if d {
+                "match (wrong)"
+            } else {
+                "mismatch (wrong)"
+            },
+        ),
+        None => ("", "no calibration"),
+    }
+}
+
 pub(crate) fn consistency_section(
     m: &Loaded,
     test: &ImageLabelSet,
@@ -135,28 +190,7 @@ pub(crate) fn consistency_section(
     let mut pos =
         consistency::score_pairs(m, suite.images.clone(), &suite.captions, &pairs, score_opts)?;
     let hard = pos.split_off(suite.positives.len());
-    // The positives that score lowest and the one-attribute mismatches that
-    // score highest: where the decision is closest to going wrong.
-    let mut rows: Vec<(bool, usize, f32)> = Vec::new();
-    let order = |v: &[[f32; 3]], asc: bool| {
-        let mut o: Vec<usize> = (0..v.len()).collect();
-        o.sort_by(|&a, &b| {
-            let c = v[a][k].total_cmp(&v[b][k]);
-            if asc {
-                c
-            } else {
-                c.reverse()
-            }
-        });
-        o
-    };
-    let half = (opts.examples / 2).max(1);
-    for i in order(&pos, true).into_iter().take(half) {
-        rows.push((true, i, pos[i][k]));
-    }
-    for i in order(&hard, false).into_iter().take(half) {
-        rows.push((false, i, hard[i][k]));
-    }
+    let rows = closest_to_the_line(&pos, &hard, k, (opts.examples / 2).max(1));
     let images = suite.images.clone();
     let [_, px] = images.dims();
     let host: Vec<f32> = images.try_into_vec_as::<f32>().unwrap_or_default();
@@ -173,26 +207,7 @@ pub(crate) fn consistency_section(
         } else {
             suite.hard[i]
         };
-        let decision = threshold.map(|t| v >= t);
-        let (class, verdict) = match decision {
-            Some(d) if d == is_match => (
-                "ok",
-                if d {
-                    "match (right)"
-                } else {
-                    "mismatch (right)"
-                },
-            ),
-            Some(d) => (
-                "no",
-                if d {
-                    "match (wrong)"
-                } else {
-                    "mismatch (wrong)"
-                },
-            ),
-            None => ("", "no calibration"),
-        };
+        let (class, verdict) = verdict(threshold.map(|t| v >= t), is_match);
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{v:.3}</td><td class=\"{class}\">{verdict}</td></tr>",
             png_img(&png(&img), "image", "thumb"),
