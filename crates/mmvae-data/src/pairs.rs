@@ -294,12 +294,12 @@ fn split_of(file: &Path, p: &Pair) -> std::result::Result<Split, String> {
     }
 }
 
+/// A pair's image bytes and the conversion it took (if any), or why it
+/// could not be read.
+type Decoded = std::result::Result<(Vec<u8>, Option<&'static str>), String>;
+
 /// One decoded image, and whether its channels had to be converted.
-fn decode_pair(
-    file: &Path,
-    p: &Pair,
-    opts: &PairsOptions,
-) -> std::result::Result<(Vec<u8>, Option<&'static str>), String> {
+fn decode_pair(file: &Path, p: &Pair, opts: &PairsOptions) -> Decoded {
     let at = format!("line {} of {}", p.line, file.display());
     let bytes = crate::fsutil::read_limited(&p.image, crate::imageio::MAX_IMAGE_BYTES, "the image")
         .map_err(|e| format!("{e} (the image on {at})"))?;
@@ -316,6 +316,28 @@ fn decode_pair(
         crate::imageio::crop_resize(&img, opts.side, opts.channels, 1.0),
         converted,
     ))
+}
+
+/// Each pair's image decoded (see [`decode_pair`]), or its one-line
+/// error, on `threads` threads, in the order of `pairs`.
+fn decode_all(file: &Path, pairs: &[Pair], opts: &PairsOptions, threads: usize) -> Vec<Decoded> {
+    let per = pairs.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(per)
+            .map(|ps| {
+                s.spawn(move || {
+                    ps.iter()
+                        .map(|p| decode_pair(file, p, opts).map_err(|e| one_line(&e)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("decoder thread panicked"))
+            .collect()
+    })
 }
 
 /// Read `split` of the pairs dataset at `path` (a captions file, or a
@@ -352,24 +374,7 @@ pub fn load_split(
         return Err(stop(&problems));
     }
     let px = opts.channels * opts.side * opts.side;
-    let per = chosen.len().div_ceil(threads.max(1)).max(1);
-    let decoded: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = chosen
-            .chunks(per)
-            .map(|ps| {
-                let file = &file;
-                s.spawn(move || {
-                    ps.iter()
-                        .map(|p| decode_pair(file, p, opts).map_err(|e| one_line(&e)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("decoder thread panicked"))
-            .collect()
-    });
+    let decoded = decode_all(&file, &chosen, opts, threads);
     let mut images = Vec::with_capacity(chosen.len() * px);
     let mut captions = Vec::with_capacity(chosen.len());
     let mut converted: std::collections::BTreeMap<&str, usize> = Default::default();
