@@ -261,6 +261,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::coherence::Tally;
     use mmvae_data::DatasetKind;
 
     #[test]
