@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::Captioner;
-use mmvae_data::{ImageLabelSet, LabelSource};
+use mmvae_data::{DatasetKind, ImageLabelSet, LabelSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -230,11 +230,32 @@ pub fn coherence_matrix(
             }
         }
     }
+    let mut out = tabulate(m, kind, &subsets, &counts, &readable);
+    out.unread = (0..nm)
+        .filter(|&o| !readable[o])
+        .map(|o| model.names[o].clone())
+        .collect();
+    (out.joint, out.joint_samples) = joint_coherence(m, &readers, joint_samples, bs);
+    out
+}
+
+/// The matrix of the counts: each subset's accuracy on each readable
+/// output (and per slot, with several), and the mean over the outputs
+/// outside the subset by its size.
+fn tabulate(
+    m: &Loaded,
+    kind: DatasetKind,
+    subsets: &[Subset],
+    counts: &[Vec<CellCount>],
+    readable: &[bool],
+) -> CoherenceMatrix {
+    let model = &m.model;
+    let slots = kind.slots();
     let mut out = CoherenceMatrix::default();
     let mut by_size: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
     for (si, &s) in subsets.iter().enumerate() {
         let row = out.cells.entry(subset_name(m, s)).or_default();
-        for o in (0..nm).filter(|&o| readable[o]) {
+        for o in (0..readable.len()).filter(|&o| readable[o]) {
             let c = &counts[si][o];
             let acc = c.right as f64 / c.scored.max(1) as f64;
             row.insert(model.names[o].clone(), acc);
@@ -260,11 +281,6 @@ pub fn coherence_matrix(
         .into_iter()
         .map(|(k, (sum, c))| (k, sum / c.max(1) as f64))
         .collect();
-    out.unread = (0..nm)
-        .filter(|&o| !readable[o])
-        .map(|o| model.names[o].clone())
-        .collect();
-    (out.joint, out.joint_samples) = joint_coherence(m, &readers, joint_samples, bs);
     out
 }
 
