@@ -193,6 +193,56 @@ struct Hyp {
     done: bool,
 }
 
+/// One step of one row's beam: the `width` most probable extensions of
+/// its hypotheses by one token, given each hypothesis's token
+/// log-probabilities `lp` (`[width, vocab]`), finished ones carried over
+/// unchanged and dead ones (at −∞) filling what is left. Each: the
+/// hypothesis, the index of its parent and the token it feeds the next
+/// step.
+fn extend(beam: &[Hyp], lp: &[f32], width: usize) -> Vec<(Hyp, usize, usize)> {
+    let vocab = lp.len() / width;
+    // Candidates: (score, parent, token or None for a finished carry).
+    let mut cands: Vec<(f64, usize, Option<usize>)> = Vec::new();
+    for (k, h) in beam.iter().enumerate() {
+        if h.logp == f64::NEG_INFINITY {
+            continue;
+        }
+        if h.done {
+            cands.push((h.logp, k, None));
+            continue;
+        }
+        let row = &lp[k * vocab..(k + 1) * vocab];
+        for (v, &l) in row.iter().enumerate() {
+            if v == BOS {
+                continue;
+            }
+            cands.push((h.logp + l as f64, k, Some(v)));
+        }
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut next = Vec::with_capacity(width);
+    for &(score, k, tok) in cands.iter().take(width) {
+        let mut h = beam[k].clone();
+        h.logp = score;
+        match tok {
+            None => {}
+            // <pad> ends a caption as <eos> does (as in greedy decoding).
+            Some(v) if v == EOS || v == PAD => h.done = true,
+            Some(v) => h.tokens.push(v),
+        }
+        next.push((h, k, tok.unwrap_or(PAD)));
+    }
+    while next.len() < width {
+        let dead = Hyp {
+            tokens: Vec::new(),
+            logp: f64::NEG_INFINITY,
+            done: true,
+        };
+        next.push((dead, 0, PAD));
+    }
+    next
+}
+
 /// Beam search of width `width` for each row of `z`: keeps the `width` most
 /// probable prefixes (sum of token log-probabilities, `<eos>` included);
 /// finished ones carry over unchanged. Returns the most probable caption
@@ -242,50 +292,12 @@ pub fn beam_search(
         let mut next_rows = Vec::with_capacity(n);
         let mut next_last = Vec::with_capacity(n);
         for (r, beam) in beams.iter_mut().enumerate() {
-            // Candidates: (score, parent, token or None for a finished carry).
-            let mut cands: Vec<(f64, usize, Option<usize>)> = Vec::new();
-            for (k, h) in beam.iter().enumerate() {
-                if h.logp == f64::NEG_INFINITY {
-                    continue;
-                }
-                if h.done {
-                    cands.push((h.logp, k, None));
-                    continue;
-                }
-                let row = &lp[(r * width + k) * vocab..(r * width + k + 1) * vocab];
-                for (v, &l) in row.iter().enumerate() {
-                    if v == BOS {
-                        continue;
-                    }
-                    cands.push((h.logp + l as f64, k, Some(v)));
-                }
-            }
-            cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let mut next: Vec<Hyp> = Vec::with_capacity(width);
-            for &(score, k, tok) in cands.iter().take(width) {
-                let parent = &beam[k];
-                let mut h = parent.clone();
-                h.logp = score;
-                match tok {
-                    None => {}
-                    // <pad> ends a caption as <eos> does (as in greedy decoding).
-                    Some(v) if v == EOS || v == PAD => h.done = true,
-                    Some(v) => h.tokens.push(v),
-                }
+            let next = extend(beam, &lp[r * width * vocab..(r + 1) * width * vocab], width);
+            for &(_, k, tok) in &next {
                 next_rows.push(r * width + k);
-                next_last.push(tok.unwrap_or(PAD) as i64);
-                next.push(h);
+                next_last.push(tok as i64);
             }
-            while next.len() < width {
-                next_rows.push(r * width);
-                next_last.push(PAD as i64);
-                next.push(Hyp {
-                    tokens: Vec::new(),
-                    logp: f64::NEG_INFINITY,
-                    done: true,
-                });
-            }
-            *beam = next;
+            *beam = next.into_iter().map(|(h, _, _)| h).collect();
         }
         rows = next_rows;
         last = next_last;
