@@ -200,60 +200,12 @@ impl PlanSpec {
     pub fn plan(&self, stream: u64) -> Plan {
         let m = self.modalities();
         let full = Subset::full(m);
-        let singles = || (0..m).map(Subset::single);
         match self.fusion {
-            Fusion::Poe | Fusion::Concat | Fusion::Attention => {
-                let terms = match self.target {
-                    // The single-modality terms are computed for the
-                    // metrics (and the caption cycle) but do not count.
-                    UnimodalTarget::None => {
-                        let mut t = vec![self.term(full, true, false)];
-                        t.extend(singles().filter(|s| *s != full).map(|s| Term {
-                            counts: false,
-                            ..self.term(s, true, true)
-                        }));
-                        t
-                    }
-                    UnimodalTarget::All | UnimodalTarget::Observed => {
-                        let all = self.target == UnimodalTarget::All;
-                        let mut t = vec![self.term(full, true, false)];
-                        t.extend(
-                            singles()
-                                .filter(|s| *s != full)
-                                .map(|s| self.term(s, all, true)),
-                        );
-                        let middle: Vec<Subset> = Subset::all_nonempty(m)
-                            .into_iter()
-                            .filter(|s| s.len() > 1 && *s != full)
-                            .collect();
-                        t.extend(
-                            sample(&middle, self.sampled_subsets, stream)
-                                .into_iter()
-                                .map(|s| self.term(s, all, true)),
-                        );
-                        t
-                    }
-                    UnimodalTarget::Conditional => {
-                        let (image, text) = self
-                            .conditional_pair
-                            .expect("the conditional objective names its image and caption");
-                        let (x, y) = (Subset::single(image), Subset::single(text));
-                        vec![
-                            self.term(full, true, false),
-                            Term {
-                                kl: TermKl::Against(y),
-                                ..self.term(x, true, false)
-                            },
-                            self.term(y, false, false),
-                        ]
-                    }
-                };
-                Plan {
-                    terms,
-                    combine: Combine::Sum,
-                    image_logits: true,
-                }
-            }
+            Fusion::Poe | Fusion::Concat | Fusion::Attention => Plan {
+                terms: self.product_terms(stream),
+                combine: Combine::Sum,
+                image_logits: true,
+            },
             Fusion::MoPoe => {
                 let all = Subset::all_nonempty(m);
                 let chosen = if self.sampled_subsets == 0 || self.sampled_subsets >= all.len() {
@@ -275,7 +227,7 @@ impl PlanSpec {
                     counts: false,
                     ..self.term(full, true, false)
                 }];
-                terms.extend(singles().map(|s| Term {
+                terms.extend((0..m).map(Subset::single).map(|s| Term {
                     kl: TermKl::Mixture,
                     ..self.term(s, true, false)
                 }));
@@ -284,6 +236,56 @@ impl PlanSpec {
                     combine: Combine::Mean,
                     image_logits: true,
                 }
+            }
+        }
+    }
+
+    /// The terms of a product of experts (and of the fusions planned like
+    /// it): the joint term, then by the unimodal target each modality
+    /// alone (and sampled subsets between), or the conditional pair.
+    fn product_terms(&self, stream: u64) -> Vec<Term> {
+        let m = self.modalities();
+        let full = Subset::full(m);
+        let singles = || (0..m).map(Subset::single).filter(move |s| *s != full);
+        match self.target {
+            // The single-modality terms are computed for the metrics (and
+            // the caption cycle) but do not count.
+            UnimodalTarget::None => {
+                let mut t = vec![self.term(full, true, false)];
+                t.extend(singles().map(|s| Term {
+                    counts: false,
+                    ..self.term(s, true, true)
+                }));
+                t
+            }
+            UnimodalTarget::All | UnimodalTarget::Observed => {
+                let all = self.target == UnimodalTarget::All;
+                let mut t = vec![self.term(full, true, false)];
+                t.extend(singles().map(|s| self.term(s, all, true)));
+                let middle: Vec<Subset> = Subset::all_nonempty(m)
+                    .into_iter()
+                    .filter(|s| s.len() > 1 && *s != full)
+                    .collect();
+                t.extend(
+                    sample(&middle, self.sampled_subsets, stream)
+                        .into_iter()
+                        .map(|s| self.term(s, all, true)),
+                );
+                t
+            }
+            UnimodalTarget::Conditional => {
+                let (image, text) = self
+                    .conditional_pair
+                    .expect("the conditional objective names its image and caption");
+                let (x, y) = (Subset::single(image), Subset::single(text));
+                vec![
+                    self.term(full, true, false),
+                    Term {
+                        kl: TermKl::Against(y),
+                        ..self.term(x, true, false)
+                    },
+                    self.term(y, false, false),
+                ]
             }
         }
     }

@@ -63,6 +63,35 @@ struct EpochTotals {
     pseudo: Option<PseudoStats>,
 }
 
+impl EpochTotals {
+    /// The epoch's mean training terms, with the adversarial and
+    /// perceptual terms where they were on, and the self-training shares.
+    fn means(self, adversarial: bool, perceptual: bool) -> BTreeMap<String, f64> {
+        let n = self.seen.max(1) as f64;
+        let mut train = mean_of(self.sums, self.seen);
+        if adversarial {
+            train.insert("adv_g".into(), self.adversarial.0 / n);
+            train.insert("adv_d".into(), self.adversarial.1 / n);
+        }
+        if perceptual {
+            train.insert("perceptual".into(), self.perceptual / n);
+        }
+        if let Some(p) = self.pseudo {
+            // The share of the generated values used, and of those the share
+            // that agree with the withheld ones.
+            train.insert(
+                "pseudo_used".into(),
+                p.used as f64 / p.generated.max(1) as f64,
+            );
+            train.insert(
+                "pseudo_agree".into(),
+                p.agreeing as f64 / p.used.max(1) as f64,
+            );
+        }
+        train
+    }
+}
+
 impl<'a> Run<'a> {
     fn last_dir(&self) -> PathBuf {
         self.opts.out_dir.join("last")
@@ -321,27 +350,10 @@ impl<'a> Run<'a> {
             let best_dir = self.opts.out_dir.join("best");
             checkpoint::save(&best_dir, &l.model, None, cfg, &self.data.vocab, &l.state)?;
         }
-        let n = t.seen.max(1) as f64;
-        let mut train = mean_of(t.sums, t.seen);
-        if epoch_loss.adversarial_weight > 0.0 && l.refiner.is_some() {
-            train.insert("adv_g".into(), t.adversarial.0 / n);
-            train.insert("adv_d".into(), t.adversarial.1 / n);
-        }
-        if epoch_loss.perceptual_weight > 0.0 && self.feature_net.is_some() {
-            train.insert("perceptual".into(), t.perceptual / n);
-        }
-        if let Some(p) = t.pseudo {
-            // The share of the generated values used, and of those the share
-            // that agree with the withheld ones.
-            train.insert(
-                "pseudo_used".into(),
-                p.used as f64 / p.generated.max(1) as f64,
-            );
-            train.insert(
-                "pseudo_agree".into(),
-                p.agreeing as f64 / p.used.max(1) as f64,
-            );
-        }
+        let adversarial = epoch_loss.adversarial_weight > 0.0 && l.refiner.is_some();
+        let perceptual = epoch_loss.perceptual_weight > 0.0 && self.feature_net.is_some();
+        let (seen, data_wait_s) = (t.seen, t.data_wait_s);
+        let train = t.means(adversarial, perceptual);
         Ok(EpochReport {
             epoch: epoch + 1,
             phase: cfg.phase_at(epoch).map(|(_, p)| p.name.clone()),
@@ -351,8 +363,8 @@ impl<'a> Run<'a> {
             train,
             val,
             elapsed_s: l.state.elapsed_s,
-            samples_per_s: t.seen as f64 / train_time.max(1e-9),
-            data_wait: t.data_wait_s / train_time.max(1e-9),
+            samples_per_s: seen as f64 / train_time.max(1e-9),
+            data_wait: data_wait_s / train_time.max(1e-9),
             best,
         })
     }
