@@ -1,6 +1,7 @@
 //! `mmvae eval` and `mmvae classifier`.
 
 use super::*;
+use std::collections::BTreeSet;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -45,7 +46,9 @@ pub struct EvalArgs {
     loglik_items: usize,
 }
 
-pub fn eval(a: EvalArgs) -> Result<()> {
+/// The metric groups `--metrics` and `--loglik` select, checked against
+/// the other options.
+fn selected_metrics(a: &EvalArgs) -> Result<BTreeSet<Metric>> {
     let mut metrics = match &a.metrics {
         Some(list) => Metric::parse_list(list).context("--metrics")?,
         None => Metric::defaults(),
@@ -62,29 +65,47 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if a.loglik_items == 0 || a.loglik_samples == 0 {
         bail!("--loglik-items and --loglik-samples must be at least 1");
     }
+    Ok(metrics)
+}
+
+/// On a dataset without labels, the groups that need them are left out of
+/// the defaults, and an error when asked for.
+fn drop_label_metrics(
+    metrics: &mut BTreeSet<Metric>,
+    asked: bool,
+    kind: DatasetKind,
+) -> Result<()> {
+    if kind.is_labelled() {
+        return Ok(());
+    }
+    if !asked {
+        metrics.retain(|x| !Metric::NEED_LABELS.contains(x));
+    }
+    if let Some(x) = metrics.iter().find(|x| Metric::NEED_LABELS.contains(x)) {
+        bail!(
+            "the {} metric needs class labels; the {kind} dataset has none (use --metrics with {})",
+            x.name(),
+            Metric::ALL
+                .iter()
+                .filter(|x| !Metric::NEED_LABELS.contains(x))
+                .map(|x| x.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let mut metrics = selected_metrics(&a)?;
     let m = a.model.load()?;
     let data_cfg = &m.checkpoint.config.data;
     let kind = data_cfg.dataset;
-    if !kind.is_labelled() {
-        if a.metrics.is_none() {
-            metrics.retain(|x| !Metric::NEED_LABELS.contains(x));
-        }
-        if let Some(x) = metrics.iter().find(|x| Metric::NEED_LABELS.contains(x)) {
-            bail!(
-                "the {} metric needs class labels; the {kind} dataset has none (use --metrics with {})",
-                x.name(),
-                Metric::ALL
-                    .iter()
-                    .filter(|x| !Metric::NEED_LABELS.contains(x))
-                    .map(|x| x.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
+    drop_label_metrics(&mut metrics, a.metrics.is_some(), kind)?;
     let classifier = if kind.is_labelled() {
         let cdir = a
             .classifier
+            .clone()
             .unwrap_or_else(|| classifier::default_dir(kind));
         Some(classifier::load(&cdir, kind, &m.device)?)
     } else {
