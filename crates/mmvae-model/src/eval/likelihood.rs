@@ -17,8 +17,9 @@ use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 
 use crate::infer::Loaded;
-use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::batch::{Batch, CaptionSource, HostBatch};
 use crate::io::data::TEST_STREAM;
+use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
 use crate::objective::Subset;
 
@@ -37,6 +38,68 @@ fn log_mean_exp(v: &[f32]) -> f64 {
     let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
     let s: f64 = v.iter().map(|&x| (x as f64 - m).exp()).sum();
     m + (s / v.len() as f64).ln()
+}
+
+/// log p(x), log p(y) and log p(x, y) of the one item of `b`, each from
+/// `k` draws of its posterior (in that order, from the device's stream).
+fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
+    let x = b.images().repeat_dim(0, k); // [k, pixels]
+    let tok = b.tokens().0.repeat_dim(0, k); // [k, time]
+    let (_, qw) = model.image_experts(b.images());
+    let (image, text) = model.pair();
+    let post_x = model.posterior_given(b, Subset::single(image));
+    let post_y = model.posterior_given(b, Subset::single(text));
+    let post_xy = model.posterior_given(b, Subset::single(image).with(text));
+    let draw = |g: &Gaussian| {
+        let g = g.repeat_rows(k);
+        let z = g.rsample_with(g.mu.random_like(Distribution::Normal(0.0, 1.0)));
+        let log_q = g.log_prob(z.clone());
+        (z, log_q)
+    };
+    // The image-only latent: drawn from q(w|x) wherever the image is
+    // scored, with its own prior and proposal terms.
+    let private = |z: Tensor<2>| match &qw {
+        None => (z, None),
+        Some(qw) => {
+            let (w, log_qw) = draw(qw);
+            let extra = Gaussian::standard_log_prob(w.clone()) - log_qw;
+            (Tensor::cat(vec![z, w], 1), Some(extra))
+        }
+    };
+    let host = |t: Tensor<1>| t.try_into_vec_as::<f32>().unwrap_or_default();
+
+    // log p(x)
+    let (z, log_q) = draw(&post_x);
+    let prior = Gaussian::standard_log_prob(z.clone());
+    let (zw, extra) = private(z);
+    let img = model.image_expert();
+    let mut lw = img.nll(img.decoder.forward(zw), x.clone()).neg() + prior - log_q;
+    if let Some(e) = extra {
+        lw = lw + e;
+    }
+    let lx = log_mean_exp(&host(lw));
+
+    // log p(y)
+    let (z, log_q) = draw(&post_y);
+    let lw = model
+        .text_expert()
+        .decoder
+        .nll(z.clone(), tok.clone())
+        .neg()
+        + Gaussian::standard_log_prob(z)
+        - log_q;
+    let ly = log_mean_exp(&host(lw));
+
+    // log p(x, y)
+    let (z, log_q) = draw(&post_xy);
+    let prior = Gaussian::standard_log_prob(z.clone());
+    let txt = model.text_expert().decoder.nll(z.clone(), tok).neg();
+    let (zw, extra) = private(z);
+    let mut lw = img.nll(img.decoder.forward(zw), x).neg() + txt + prior - log_q;
+    if let Some(e) = extra {
+        lw = lw + e;
+    }
+    [lx, ly, log_mean_exp(&host(lw))]
 }
 
 /// Estimate the three log-likelihoods on the first `items` test items with
@@ -58,64 +121,10 @@ pub fn marginal_log_likelihood(
     let (mut sx, mut sy, mut sxy) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..n {
         let hb = HostBatch::gather(&model.layout(), test, &[i], src, &m.checkpoint.vocab);
-        let b = hb.to_device(&m.device);
-        let x = b.images().repeat_dim(0, k); // [k, pixels]
-        let tok = b.tokens().0.repeat_dim(0, k); // [k, time]
-        let (_, qw) = model.image_experts(b.images());
-        let (image, text) = model.pair();
-        let post_x = model.posterior_given(&b, Subset::single(image));
-        let post_y = model.posterior_given(&b, Subset::single(text));
-        let post_xy = model.posterior_given(&b, Subset::single(image).with(text));
-        let draw = |g: &Gaussian| {
-            let g = g.repeat_rows(k);
-            let z = g.rsample_with(g.mu.random_like(Distribution::Normal(0.0, 1.0)));
-            let log_q = g.log_prob(z.clone());
-            (z, log_q)
-        };
-        // The image-only latent: drawn from q(w|x) wherever the image is
-        // scored, with its own prior and proposal terms.
-        let private = |z: Tensor<2>| match &qw {
-            None => (z, None),
-            Some(qw) => {
-                let (w, log_qw) = draw(qw);
-                let extra = Gaussian::standard_log_prob(w.clone()) - log_qw;
-                (Tensor::cat(vec![z, w], 1), Some(extra))
-            }
-        };
-        let host = |t: Tensor<1>| t.try_into_vec_as::<f32>().unwrap_or_default();
-
-        // log p(x)
-        let (z, log_q) = draw(&post_x);
-        let prior = Gaussian::standard_log_prob(z.clone());
-        let (zw, extra) = private(z);
-        let img = model.image_expert();
-        let mut lw = img.nll(img.decoder.forward(zw), x.clone()).neg() + prior - log_q;
-        if let Some(e) = extra {
-            lw = lw + e;
-        }
-        sx += log_mean_exp(&host(lw));
-
-        // log p(y)
-        let (z, log_q) = draw(&post_y);
-        let lw = model
-            .text_expert()
-            .decoder
-            .nll(z.clone(), tok.clone())
-            .neg()
-            + Gaussian::standard_log_prob(z)
-            - log_q;
-        sy += log_mean_exp(&host(lw));
-
-        // log p(x, y)
-        let (z, log_q) = draw(&post_xy);
-        let prior = Gaussian::standard_log_prob(z.clone());
-        let txt = model.text_expert().decoder.nll(z.clone(), tok).neg();
-        let (zw, extra) = private(z);
-        let mut lw = img.nll(img.decoder.forward(zw), x).neg() + txt + prior - log_q;
-        if let Some(e) = extra {
-            lw = lw + e;
-        }
-        sxy += log_mean_exp(&host(lw));
+        let [lx, ly, lxy] = item_log_likelihoods(model, &hb.to_device(&m.device), k);
+        sx += lx;
+        sy += ly;
+        sxy += lxy;
     }
     let d = n.max(1) as f64;
     LogLikelihood {

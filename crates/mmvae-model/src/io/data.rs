@@ -309,30 +309,7 @@ pub fn check_modalities(
                 )));
             }
         } else if kind == ModalityKind::Label {
-            // Labels named after an attribute slot read that slot; at most
-            // one reads the class.
-            let class_readers: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| train.kind.label_source(n) == LabelSource::Class)
-                .collect();
-            if class_readers.len() > 1 {
-                let slots: Vec<&str> = train.kind.slots().iter().map(|s| s.0).collect();
-                let hint = if slots.len() > 1 {
-                    format!(
-                        "; name a label after an attribute slot ({}) to read that slot",
-                        slots.join(", ")
-                    )
-                } else {
-                    String::new()
-                };
-                return Err(crate::error::ModelError::Config(format!(
-                    "`modalities`: dataset {} has one label per item (its class), the config lists {} ({}){hint}",
-                    cfg.data.dataset.dir_name(),
-                    class_readers.len(),
-                    class_readers.join(", "),
-                )));
-            }
+            check_class_readers(cfg, train, &names)?;
         } else if names.len() > 1 {
             return Err(crate::error::ModelError::Config(format!(
                 "`modalities`: dataset {} has one {kind} per item, the config lists {} ({})",
@@ -344,34 +321,71 @@ pub fn check_modalities(
     }
     for m in &cfg.modalities {
         if let ExpertConfig::Label { model } = &m.expert {
-            if let LabelSource::Slot(k) = train.kind.label_source(&m.name) {
-                let (slot, values) = train.kind.slots()[k];
-                if model.classes < values {
-                    return Err(crate::error::ModelError::Config(format!(
-                        "`modalities.{}.model.classes` = {} but attribute slot `{slot}` of dataset {} has {values} values",
-                        m.name,
-                        model.classes,
-                        cfg.data.dataset.dir_name()
-                    )));
-                }
-                continue;
-            }
-            let top = train
-                .labels
-                .iter()
-                .chain(&val.labels)
-                .copied()
-                .max()
-                .unwrap_or(0) as usize;
-            if top >= model.classes {
-                return Err(crate::error::ModelError::Config(format!(
-                    "`modalities.{}.model.classes` = {} but dataset {} has labels up to {top}",
-                    m.name,
-                    model.classes,
-                    cfg.data.dataset.dir_name()
-                )));
-            }
+            check_label_classes(cfg, train, val, &m.name, model.classes)?;
         }
+    }
+    Ok(())
+}
+
+/// Labels named after an attribute slot read that slot; at most one of
+/// the label modalities `names` reads the class.
+fn check_class_readers(cfg: &TrainConfig, train: &ImageLabelSet, names: &[&str]) -> Result<()> {
+    let class_readers: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| train.kind.label_source(n) == LabelSource::Class)
+        .collect();
+    if class_readers.len() <= 1 {
+        return Ok(());
+    }
+    let slots: Vec<&str> = train.kind.slots().iter().map(|s| s.0).collect();
+    let hint = if slots.len() > 1 {
+        format!(
+            "; name a label after an attribute slot ({}) to read that slot",
+            slots.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    Err(crate::error::ModelError::Config(format!(
+        "`modalities`: dataset {} has one label per item (its class), the config lists {} ({}){hint}",
+        cfg.data.dataset.dir_name(),
+        class_readers.len(),
+        class_readers.join(", "),
+    )))
+}
+
+/// The label modality `name` has a class for every value it reads: of its
+/// attribute slot, or every class label of the two splits.
+fn check_label_classes(
+    cfg: &TrainConfig,
+    train: &ImageLabelSet,
+    val: &ImageLabelSet,
+    name: &str,
+    classes: usize,
+) -> Result<()> {
+    if let LabelSource::Slot(k) = train.kind.label_source(name) {
+        let (slot, values) = train.kind.slots()[k];
+        if classes < values {
+            return Err(crate::error::ModelError::Config(format!(
+                "`modalities.{name}.model.classes` = {classes} but attribute slot `{slot}` of dataset {} has {values} values",
+                cfg.data.dataset.dir_name()
+            )));
+        }
+        return Ok(());
+    }
+    let top = train
+        .labels
+        .iter()
+        .chain(&val.labels)
+        .copied()
+        .max()
+        .unwrap_or(0) as usize;
+    if top >= classes {
+        return Err(crate::error::ModelError::Config(format!(
+            "`modalities.{name}.model.classes` = {classes} but dataset {} has labels up to {top}",
+            cfg.data.dataset.dir_name()
+        )));
     }
     Ok(())
 }
