@@ -10,6 +10,7 @@
 pub mod legacy;
 pub mod loss;
 pub mod model;
+mod sections;
 mod validate;
 
 use mmvae_data::DatasetKind;
