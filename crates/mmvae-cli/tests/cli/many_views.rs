@@ -1,0 +1,180 @@
+//! Many-modality datasets: PolyMNIST with a sweep, and the vision views.
+
+use super::fixture;
+use crate::common::{fails, ok, words};
+
+/// A tiny PolyMNIST model: three of the five image modalities.
+const POLY: &str = r#"
+seed = 1
+[[modalities]]
+name = "m0"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[[modalities]]
+name = "m1"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[[modalities]]
+name = "m3"
+kind = "image"
+model = { kind = "mlp", hidden = 32 }
+[model]
+latent = 8
+fusion = "poe"
+[optim]
+lr = 0.005
+batch_size = 50
+epochs = 1
+[data]
+dataset = "polymnist"
+val_size = 50
+train_limit = 200
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#;
+
+#[test]
+fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
+    let f = fixture();
+    let d = &f.root;
+    let out = ok(
+        d,
+        &words("data check polymnist --data-dir data --grid grid.png"),
+    );
+    assert!(
+        out.contains("5 images per item: m0, m1, m2, m3, m4"),
+        "{out}"
+    );
+    assert!(d.join("grid.png").is_file());
+    ok(
+        d,
+        &words("classifier train --dataset polymnist --data-dir data --out clf --epochs 1 --train-limit 300 --quiet"),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
+    assert_eq!(info["test_view_accuracy"].as_array().unwrap().len(), 5);
+
+    std::fs::write(d.join("poly.toml"), POLY).unwrap();
+    std::fs::write(
+        d.join("grid.toml"),
+        "base = \"poly.toml\"\nout = \"sw\"\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
+    )
+    .unwrap();
+    let sweep = words("sweep grid.toml --data-dir data --classifier clf --limit 40 --table t.md");
+    let first = ok(d, &sweep);
+    assert!(first.contains("poe seed 0: training"), "{first}");
+    let table = std::fs::read_to_string(d.join("t.md")).unwrap();
+    assert!(
+        table.contains("coherence given 1") && table.contains("coherence given 2"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| poe | 0 |") && table.contains("| moe | 0 |"),
+        "{table}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("sw/moe/seed-0/result.json")).unwrap())
+            .unwrap();
+    let cells = result["eval"]["coherence_matrix"]["cells"]
+        .as_object()
+        .unwrap();
+    assert_eq!(cells.len(), 7, "three modalities, seven subsets");
+    assert!(cells.contains_key("m0+m1+m3"));
+    // Joint coherence is measured on prior samples of every readable image.
+    let joint = &result["eval"]["coherence_matrix"]["joint_samples"];
+    assert!(joint.as_u64().unwrap() > 0, "{joint}");
+    // The report shows the coherence matrix and the cross-generation grid.
+    ok(
+        d,
+        &words("report --checkpoint sw/moe/seed-0/best --data-dir data --out r.html"),
+    );
+    let html = std::fs::read_to_string(d.join("r.html")).unwrap();
+    assert!(html.contains("id=\"coherence-matrix\"") && html.contains("<th>m0+m1+m3</th>"));
+    assert!(html.contains("id=\"cross-generation\""));
+    // A finished cell is not rerun.
+    let again = ok(d, &sweep);
+    assert!(
+        again.contains("poe seed 0: done") && again.contains("moe seed 0: done"),
+        "{again}"
+    );
+    assert!(!again.contains("training"), "{again}");
+    // An image modality must name one of the dataset's images.
+    std::fs::write(d.join("bad.toml"), POLY.replace("\"m3\"", "\"m7\"")).unwrap();
+    let e = fails(
+        d,
+        &words("train --config bad.toml --data-dir data --out bad --quiet"),
+    );
+    assert!(e.contains("m7") && e.contains("m0, m1, m2, m3, m4"), "{e}");
+    assert!(!d.join("bad").exists());
+}
+
+#[test]
+fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    let out = ok(d, &words("data check vision"));
+    assert!(
+        out.contains("5 images per item: image, grey, edges, masked, watermark"),
+        "{out}"
+    );
+    let cfg = r#"
+seed = 1
+[[modalities]]
+name = "image"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+[[modalities]]
+name = "grey"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+cross_weight = 0.0
+[[modalities]]
+name = "text"
+kind = "text"
+model = { kind = "gru", embed = 8, hidden = 16 }
+[model]
+latent = 8
+max_len = 10
+[optim]
+lr = 0.003
+batch_size = 25
+epochs = 1
+[data]
+dataset = "vision"
+val_size = 25
+train_limit = 100
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#;
+    std::fs::write(d.join("v.toml"), cfg).unwrap();
+    ok(d, &words("train --config v.toml --out run --quiet"));
+    // The grey copy is an input only: read into the others, never decoded
+    // from them.
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"cross/grey->image\""), "{metrics}");
+    assert!(!metrics.contains("->grey\""), "{metrics}");
+    ok(
+        d,
+        &words("classifier train --dataset vision --out clf --epochs 1 --train-limit 200 --quiet"),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
+    assert_eq!(info["reads"], serde_json::json!(["image"]), "{info}");
+    ok(
+        d,
+        &words("eval --checkpoint run/best --classifier clf --limit 30 --metrics coherence"),
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    let m = &json["coherence_matrix"];
+    assert_eq!(m["unread"], serde_json::json!(["grey"]), "{m}");
+    assert!(m["cells"]["grey"]["image"].as_f64().is_some(), "{m}");
+    assert!(m["cells"]["grey"]["text"].as_f64().is_some(), "{m}");
+    // Each attribute of the image generated from the grey copy.
+    for slot in ["size", "colour", "shape"] {
+        let v = m["by_slot"]["grey"]["image"][slot].as_f64();
+        assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{slot}: {m}");
+    }
+}
