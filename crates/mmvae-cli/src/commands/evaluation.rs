@@ -102,7 +102,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let data_cfg = &m.checkpoint.config.data;
     let kind = data_cfg.dataset;
     drop_label_metrics(&mut metrics, a.metrics.is_some(), kind)?;
-    let classifier = if kind.is_labelled() {
+    // The classifier scores coherence and gives FID its features; the other
+    // groups run without one.
+    let scored = metrics.contains(&Metric::Coherence) || metrics.contains(&Metric::Fid);
+    let classifier = if kind.is_labelled() && scored {
         let cdir = a
             .classifier
             .clone()

@@ -4,6 +4,7 @@ use super::training::{choose_prior_temperature, print_epoch};
 use super::*;
 use mmvae_data::captions::CaptionSet;
 use mmvae_data::ImageLabelSet;
+use mmvae_model::eval::classifier::{Classifier, ClassifierInfo};
 use mmvae_model::eval::EvalReport;
 use mmvae_model::infer::Loaded;
 
@@ -149,6 +150,48 @@ fn pictures(m: &Loaded, kind: DatasetKind, test: &ImageLabelSet, out: &Path) -> 
     })
 }
 
+/// Evaluate on the first 1,000 test items (1,000 prior samples) and save
+/// the JSON in `out`.
+fn evaluate_quick(
+    m: &Loaded,
+    classifier: (&Classifier, &ClassifierInfo),
+    test: &ImageLabelSet,
+    out: &Path,
+) -> Result<(EvalReport, PathBuf)> {
+    let report = eval::evaluate(
+        m,
+        Some(classifier),
+        test,
+        &EvalOptions {
+            limit: Some(1000),
+            joint_samples: 1000,
+            ..EvalOptions::default()
+        },
+    );
+    let eval_json = out.join("eval.json");
+    fsutil::write_atomic(
+        &eval_json,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    Ok((report, eval_json))
+}
+
+/// The HTML report of the quick start's model, in `out`.
+fn write_report(m: &Loaded, test: &ImageLabelSet, eval_json: &Path, out: &Path) -> Result<PathBuf> {
+    let html_path = out.join("report.html");
+    let html = mmvae_report::report::build(
+        m,
+        test,
+        &Saved::read(m, Some(eval_json))?,
+        &ReportOptions {
+            tsne_items: 300,
+            ..ReportOptions::default()
+        },
+    )?;
+    fsutil::write_atomic(&html_path, html.as_bytes())?;
+    Ok(html_path)
+}
+
 pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let kind = DatasetKind::parse(&a.dataset)?;
     if !kind.is_labelled() {
@@ -201,34 +244,9 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let pictures = pictures(&m, kind, &test, &a.out)?;
 
     eprintln!("[4/5] evaluating on 1000 test items");
-    let report = eval::evaluate(
-        &m,
-        Some((&clf, &info)),
-        &test,
-        &EvalOptions {
-            limit: Some(1000),
-            joint_samples: 1000,
-            ..EvalOptions::default()
-        },
-    );
-    let eval_json = a.out.join("eval.json");
-    fsutil::write_atomic(
-        &eval_json,
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
-
+    let (report, eval_json) = evaluate_quick(&m, (&clf, &info), &test, &a.out)?;
     eprintln!("[5/5] writing the HTML report");
-    let html_path = a.out.join("report.html");
-    let html = mmvae_report::report::build(
-        &m,
-        &test,
-        &Saved::read(&m, Some(&eval_json))?,
-        &ReportOptions {
-            tsne_items: 300,
-            ..ReportOptions::default()
-        },
-    )?;
-    fsutil::write_atomic(&html_path, html.as_bytes())?;
+    let html_path = write_report(&m, &test, &eval_json, &a.out)?;
     print_summary(&m, kind, &test, &pictures, &report);
     outln!(
         "outputs: {}  (checkpoint {}, metrics {}, eval {}, HTML report {})",

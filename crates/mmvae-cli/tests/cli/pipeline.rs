@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{bar, fixture, train_args};
-use crate::common::{browser, fails, ok, run};
+use crate::common::{browser, fails, ok, run, words};
 
 #[test]
 fn help_lists_the_commands() {
@@ -206,6 +206,12 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         ],
     );
     assert!(e.contains("mmvae classifier train"), "{e}");
+    // The groups no classifier scores run without one.
+    let t = ok(
+        d,
+        &words("eval --checkpoint run/best --data-dir data --classifier clf --metrics latent,loss --limit 50 --out nolabels.json"),
+    );
+    assert!(t.contains("latent use of text"), "{t}");
     ok(
         d,
         &[
@@ -249,6 +255,14 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         let v = json[k]["strict"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{k} = {v}");
     }
+    // Each modality's use of the 8-wide latent.
+    for name in ["image", "text"] {
+        let u = &json["latent_usage"][name]["shared"];
+        assert_eq!(u["dims"], 8, "{u}");
+        let (active, kl) = (u["active"].as_u64().unwrap(), u["kl"].as_f64().unwrap());
+        assert!(active <= 8 && kl.is_finite() && kl >= 0.0, "{u}");
+    }
+    assert!(table.contains("latent use of image"), "{table}");
     // The coherence matrix: each modality from each subset of the others.
     let cells = &json["coherence_matrix"]["cells"];
     for given in ["image", "text", "image+text"] {

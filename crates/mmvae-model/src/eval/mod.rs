@@ -8,6 +8,7 @@ pub mod coherence;
 pub mod consistency;
 pub mod fid;
 pub mod inception;
+pub mod latent;
 pub mod likelihood;
 pub mod matrix;
 pub mod metrics;
@@ -52,6 +53,9 @@ pub enum Metric {
     Retrieval,
     /// Importance-sampled marginal log-likelihoods (slow; not a default).
     Loglik,
+    /// Each modality's KL from the prior and active units, shared and
+    /// private latent.
+    Latent,
 }
 
 impl Metric {
@@ -59,7 +63,7 @@ impl Metric {
     /// label probes): not available for a dataset without labels.
     pub const NEED_LABELS: [Metric; 3] = [Metric::Coherence, Metric::Fid, Metric::Probe];
 
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Coherence,
         Metric::Loss,
         Metric::Bleu,
@@ -69,6 +73,7 @@ impl Metric {
         Metric::Probe,
         Metric::Retrieval,
         Metric::Loglik,
+        Metric::Latent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +87,7 @@ impl Metric {
             Metric::Probe => "probe",
             Metric::Retrieval => "retrieval",
             Metric::Loglik => "loglik",
+            Metric::Latent => "latent",
         }
     }
 
@@ -184,34 +190,15 @@ pub fn evaluate(
     let mut sub = test.clone();
     sub.truncate(n);
     let split = ctx.split_groups(&sub);
-    let sets = [
-        &drawn.pass.real_features,
-        &drawn.t2i_features,
-        &drawn.pass.recon_features,
-        &drawn.joint_features,
-    ];
-    let fid = ctx.fid_on.then(|| {
-        ctx.fid(
-            "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
-            Classifier::FEATURES,
-            |f| &f.clf,
-            sets,
-        )
-    });
-    let fid_inception = ctx.net.map(|_| {
-        ctx.fid(
-            "Inception-v3 pool3 (2048), pytorch-fid network, user-supplied weights",
-            inception::FEATURES,
-            |f| &f.inception,
-            sets,
-        )
-    });
+    let (fid, fid_inception) = ctx.fids(&drawn);
     let caption_perplexity =
         on(Metric::Perplexity).then(|| ctx.perplexity(&drawn.pass.generated, &drawn.pass.real));
     let linear_probe = on(Metric::Probe)
         .then_some(opts.probe_train.as_ref())
         .flatten()
         .map(|tr| crate::eval::probe::probe_latents(m, tr, 5000, &sub, n));
+    let latent_usage =
+        on(Metric::Latent).then(|| latent::latent_usage(m, test, n, ctx.bs, ctx.train_src));
     let settings = ctx.settings(&drawn, &split, linear_probe.as_ref());
     let pass = drawn.pass;
     let reconstruction = on(Metric::Reconstruction);
@@ -219,6 +206,7 @@ pub fn evaluate(
     EvalReport {
         settings,
         linear_probe,
+        latent_usage,
         caption_perplexity,
         fid,
         fid_inception,
@@ -231,15 +219,9 @@ pub fn evaluate(
         checkpoint: m.checkpoint.dir.display().to_string(),
         test_items: n,
         seed: opts.seed,
-        latent_draw: match opts.draw {
-            Draw::Sample => "z ~ q(z|input) (one sample per item)".into(),
-            Draw::Mean => "z = mean of q(z|input)".into(),
-        },
+        latent_draw: draw_label(opts.draw),
         text_to_image_latent: m.text_to_image_source(),
-        caption_decoding: match opts.beam {
-            Some(w) => format!("beam search, width {w}"),
-            None => "greedy".into(),
-        },
+        caption_decoding: decoding_label(opts.beam),
         classifier_test_accuracy: classifier.map(|c| c.1.test_accuracy),
         text_to_image: drawn.text_to_image.filter(|_| ctx.coherence),
         text_to_image_heldout: drawn.text_to_image_heldout,
@@ -255,6 +237,22 @@ pub fn evaluate(
             // image–caption groups measure.
             coherence_matrix(m, clf, test, n, ctx.train_src, ctx.bs, opts.joint_samples)
         }),
+    }
+}
+
+/// How cross-generation drew its latents, in words for the JSON.
+fn draw_label(draw: Draw) -> String {
+    match draw {
+        Draw::Sample => "z ~ q(z|input) (one sample per item)".into(),
+        Draw::Mean => "z = mean of q(z|input)".into(),
+    }
+}
+
+/// How captions were decoded, in words for the JSON.
+fn decoding_label(beam: Option<usize>) -> String {
+    match beam {
+        Some(w) => format!("beam search, width {w}"),
+        None => "greedy".into(),
     }
 }
 

@@ -237,7 +237,35 @@ impl Ctx<'_> {
 
     /// Fréchet distances of the three generated sets to the test images, in
     /// the features `pick` reads.
-    pub(super) fn fid(
+    /// The Fréchet distances: in the evaluation classifier's features when
+    /// FID is on, and in Inception's when its weights were given.
+    pub(super) fn fids(&self, drawn: &Drawn) -> (Option<FidReport>, Option<FidReport>) {
+        let sets = [
+            &drawn.pass.real_features,
+            &drawn.t2i_features,
+            &drawn.pass.recon_features,
+            &drawn.joint_features,
+        ];
+        let fid = self.fid_on.then(|| {
+            self.fid(
+                "penultimate layer (128) of the in-repo evaluation classifier; not Inception",
+                Classifier::FEATURES,
+                |f| &f.clf,
+                sets,
+            )
+        });
+        let fid_inception = self.net.map(|_| {
+            self.fid(
+                "Inception-v3 pool3 (2048), pytorch-fid network, user-supplied weights",
+                super::inception::FEATURES,
+                |f| &f.inception,
+                sets,
+            )
+        });
+        (fid, fid_inception)
+    }
+
+    fn fid(
         &self,
         features: &'static str,
         dim: usize,
@@ -312,7 +340,8 @@ impl<'a> Ctx<'a> {
     /// modalities) apply to any model.
     pub(super) fn on(&self, metric: Metric) -> bool {
         self.opts.metrics.contains(&metric)
-            && (self.image_text || matches!(metric, Metric::Loss | Metric::Retrieval))
+            && (self.image_text
+                || matches!(metric, Metric::Loss | Metric::Retrieval | Metric::Latent))
     }
 
     /// Seeds the stream, then takes the text → image, image and prior

@@ -5,6 +5,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::coherence::Coherence;
+use super::latent::{LatentUse, ModalityLatentUse};
 use super::likelihood::LogLikelihood;
 use super::matrix::CoherenceMatrix;
 use super::retrieval::RetrievalReport;
@@ -60,6 +61,9 @@ pub struct EvalReport {
     /// the ceiling the decoder puts on text → image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_reconstruction: Option<Coherence>,
+    /// Each modality's use of the shared latent and of its private one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_usage: Option<BTreeMap<String, ModalityLatentUse>>,
     /// Mean negative ELBO terms on the test split (training templates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<BTreeMap<String, f64>>,
@@ -139,6 +143,9 @@ impl EvalReport {
         self.quality_rows(&mut s);
         if let Some(r) = &self.retrieval {
             retrieval_rows(r, &mut s);
+        }
+        if let Some(u) = &self.latent_usage {
+            latent_rows(u, &mut s);
         }
         if let Some(c) = &self.coherence_matrix {
             s.push_str("conditional coherence (each modality from each subset of the others):\n");
@@ -257,6 +264,25 @@ impl EvalReport {
 }
 
 /// The retrieval rows: each direction's ranks, then the subsets.
+/// `KL 12.34 nats, 5/8 active` of one latent.
+fn latent_use(u: &LatentUse) -> String {
+    format!("KL {:.2} nats, {}/{} active", u.kl, u.active, u.dims)
+}
+
+fn latent_rows(usage: &BTreeMap<String, ModalityLatentUse>, s: &mut String) {
+    for (name, u) in usage {
+        let private = u
+            .private
+            .as_ref()
+            .map_or(String::new(), |p| format!("  private: {}", latent_use(p)));
+        s.push_str(&format!(
+            "  {:<35}shared: {}{private}\n",
+            format!("latent use of {name}"),
+            latent_use(&u.shared)
+        ));
+    }
+}
+
 fn retrieval_rows(r: &RetrievalReport, s: &mut String) {
     for p in &r.pairs {
         let name = format!("retrieval {} -> {}", p.query, p.target);

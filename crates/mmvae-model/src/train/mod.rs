@@ -625,7 +625,36 @@ mod tests {
                 crate::config::ExpertConfig::Text { model: text }
             );
             assert_eq!(m.private(), private);
+            if private > 0 {
+                private_latent_use_is_measured(d.path(), &name, private);
+            }
         }
+    }
+
+    /// `eval`'s latent use of the model trained into `root/name`: the
+    /// image's private latent is measured, the caption has none.
+    fn private_latent_use_is_measured(root: &Path, name: &str, private: usize) {
+        let m = crate::infer::load(&root.join(name).join("last"), Compute::Cpu).unwrap();
+        let test = crate::io::data::load_split(
+            DatasetKind::Mnist,
+            mmvae_data::Split::Test,
+            Some(&root.join("data")),
+            None,
+        )
+        .unwrap();
+        let src = crate::io::batch::CaptionSource {
+            captioner: m.captioner(),
+            set: mmvae_data::CaptionSet::Train,
+            stream: crate::io::data::TEST_STREAM,
+        };
+        let used = crate::eval::latent::latent_usage(&m, &test, 40, 16, src);
+        let image = used["image"]
+            .private
+            .expect("the image has a private latent");
+        assert_eq!(image.dims, private);
+        assert!(image.active <= private && image.kl.is_finite() && image.kl >= 0.0);
+        assert_eq!(used["image"].shared.dims, m.model.latent);
+        assert!(used["text"].private.is_none());
     }
 
     #[test]
