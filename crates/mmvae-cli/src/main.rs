@@ -56,7 +56,7 @@ enum Command {
     /// coherence and the conditional coherence matrix (every modality from
     /// every subset), FID, caption BLEU and perplexity, reconstruction PSNR
     /// and SSIM, retrieval MedR and Recall@K, linear probes, importance-
-    /// sampled log-likelihood, test loss.
+    /// sampled log-likelihood, test loss, each modality's latent use.
     Eval(commands::EvalArgs),
     /// Fit the consistency-check thresholds on the validation split, measure
     /// them on the test split (precision, recall, F1, AUROC against random

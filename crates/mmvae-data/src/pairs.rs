@@ -340,6 +340,31 @@ fn decode_all(file: &Path, pairs: &[Pair], opts: &PairsOptions, threads: usize) 
     })
 }
 
+/// What loading the `name` split of `file` left out (bad lines, bad
+/// images: the count and the first) and converted (images per conversion).
+fn skip_notes(
+    name: &str,
+    file: &Path,
+    [lines, images]: [&[String]; 2],
+    converted: std::collections::BTreeMap<&str, usize>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (what, list) in [("lines", lines), ("images", images)] {
+        if !list.is_empty() {
+            notes.push(format!(
+                "{name} split: skipped {} bad {what} of {}, first: {}",
+                list.len(),
+                file.display(),
+                list[0]
+            ));
+        }
+    }
+    for (what, n) in converted {
+        notes.push(format!("{name} split: {n} images {what}"));
+    }
+    notes
+}
+
 /// Read `split` of the pairs dataset at `path` (a captions file, or a
 /// folder holding one of [`CAPTION_FILES`]), decoding images on `threads`
 /// threads. Every item keeps its own caption; labels are all 0.
@@ -392,21 +417,8 @@ pub fn load_split(
             Err(e) => bad_images.push(e),
         }
     }
-    let mut notes = Vec::new();
     let name = format!("{split:?}").to_lowercase();
-    for (what, list) in [("lines", &problems), ("images", &bad_images)] {
-        if !list.is_empty() {
-            notes.push(format!(
-                "{name} split: skipped {} bad {what} of {}, first: {}",
-                list.len(),
-                file.display(),
-                list[0]
-            ));
-        }
-    }
-    for (what, n) in converted {
-        notes.push(format!("{name} split: {n} images {what}"));
-    }
+    let notes = skip_notes(&name, &file, [&problems, &bad_images], converted);
     if captions.is_empty() {
         return Err(DataError::format(
             &file,

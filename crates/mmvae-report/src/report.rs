@@ -378,6 +378,24 @@ pub fn tsne_scatter(
     })
 }
 
+/// The t-SNE of the image and caption posteriors' means, with its caption.
+fn tsne_section(m: &Loaded, test: &ImageLabelSet, opts: &ReportOptions) -> Result<String> {
+    let scatter = tsne_scatter(
+        m,
+        test,
+        opts.tsne_items,
+        &TsneConfig {
+            seed: opts.seed,
+            ..opts.tsne
+        },
+    )?;
+    Ok(format!(
+        "<p>Posterior means of q(z|image) (circles) and q(z|caption) (triangles), coloured by class; perplexity {}.</p>{}",
+        opts.tsne.perplexity,
+        scatter.draw_svg((900, 620))?
+    ))
+}
+
 /// Build the report page.
 pub fn build(
     m: &Loaded,
@@ -445,24 +463,7 @@ pub fn build(
         "Latent interpolation",
         interpolation_section(m, test)?,
     );
-    let scatter = tsne_scatter(
-        m,
-        test,
-        opts.tsne_items,
-        &TsneConfig {
-            seed: opts.seed,
-            ..opts.tsne
-        },
-    )?;
-    page.section(
-        "tsne",
-        "Latent space (t-SNE)",
-        format!(
-            "<p>Posterior means of q(z|image) (circles) and q(z|caption) (triangles), coloured by class; perplexity {}.</p>{}",
-            opts.tsne.perplexity,
-            scatter.draw_svg((900, 620))?
-        ),
-    );
+    page.section("tsne", "Latent space (t-SNE)", tsne_section(m, test, opts)?);
     Ok(page.render())
 }
 

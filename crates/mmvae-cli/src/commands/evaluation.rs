@@ -22,8 +22,9 @@ pub struct EvalArgs {
     #[arg(long)]
     mean: bool,
     /// Metric groups to compute, comma-separated: coherence, loss, bleu,
-    /// perplexity, reconstruction, fid, probe, retrieval, loglik, or all
-    /// (default: all but loglik).
+    /// perplexity, reconstruction, fid, probe, retrieval, loglik, latent
+    /// (each modality's KL and active units), or all (default: all but
+    /// loglik).
     #[arg(long)]
     metrics: Option<String>,
     /// Also estimate log p(x), log p(y) and log p(x,y) by importance sampling
