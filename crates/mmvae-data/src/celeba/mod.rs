@@ -393,6 +393,66 @@ fn load_masks(dir: &Path, split: Split, threads: usize) -> Result<Decoded> {
     Ok((list.columns, masks, images))
 }
 
+/// The attribute columns of `list_attr_celeba.txt`, in the official order.
+const OFFICIAL_COLUMNS: [&str; 40] = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+];
+
+/// A fixture image of `class`: its colour in the centre, dark grey around
+/// it inside the crop, near-white outside.
+fn fixture_image(class: usize, width: u32, height: u32) -> image::RgbImage {
+    let centre = fixture_colour(class);
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let (cx, cy) = (x as f64 / width as f64, y as f64 / height as f64);
+        if (0.3..0.7).contains(&cx) && (0.3..0.7).contains(&cy) {
+            image::Rgb(centre)
+        } else if (0.05..0.95).contains(&cx) && (0.1..0.9).contains(&cy) {
+            image::Rgb([40, 40, 40])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    })
+}
+
 /// Write a small CelebA folder in the official format (for tests and
 /// demos): `n` JPEG images of `width`×`height` whose centre colour encodes
 /// the class and whose border (outside the crop) is grey, attributes that
@@ -403,49 +463,7 @@ fn load_masks(dir: &Path, split: Split, threads: usize) -> Result<Decoded> {
 pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Vec<usize>> {
     let img_dir = dir.join(IMAGE_DIR);
     std::fs::create_dir_all(&img_dir).map_err(|e| DataError::io(&img_dir, e))?;
-    let all = [
-        "5_o_Clock_Shadow",
-        "Arched_Eyebrows",
-        "Attractive",
-        "Bags_Under_Eyes",
-        "Bald",
-        "Bangs",
-        "Big_Lips",
-        "Big_Nose",
-        "Black_Hair",
-        "Blond_Hair",
-        "Blurry",
-        "Brown_Hair",
-        "Bushy_Eyebrows",
-        "Chubby",
-        "Double_Chin",
-        "Eyeglasses",
-        "Goatee",
-        "Gray_Hair",
-        "Heavy_Makeup",
-        "High_Cheekbones",
-        "Male",
-        "Mouth_Slightly_Open",
-        "Mustache",
-        "Narrow_Eyes",
-        "No_Beard",
-        "Oval_Face",
-        "Pale_Skin",
-        "Pointy_Nose",
-        "Receding_Hairline",
-        "Rosy_Cheeks",
-        "Sideburns",
-        "Smiling",
-        "Straight_Hair",
-        "Wavy_Hair",
-        "Wearing_Earrings",
-        "Wearing_Hat",
-        "Wearing_Lipstick",
-        "Wearing_Necklace",
-        "Wearing_Necktie",
-        "Young",
-    ];
-    let mut attr = format!("{n}\n{}\n", all.join(" "));
+    let mut attr = format!("{n}\n{}\n", OFFICIAL_COLUMNS.join(" "));
     let mut part = String::new();
     let mut classes = Vec::new();
     let default = AttrSet::DEFAULT;
@@ -454,7 +472,7 @@ pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Ve
         classes.push(class);
         let file = format!("{:06}.jpg", i + 1);
         let a = default.class_attributes(class);
-        let vals: Vec<&str> = all
+        let vals: Vec<&str> = OFFICIAL_COLUMNS
             .iter()
             .map(
                 |name| match DEFAULT_ATTRIBUTES.iter().position(|x| x == name) {
@@ -467,19 +485,9 @@ pub fn write_fixture(dir: &Path, n: usize, width: u32, height: u32) -> Result<Ve
             .collect();
         attr.push_str(&format!("{file} {}\n", vals.join(" ")));
         part.push_str(&format!("{file} {}\n", i % 3));
-        let centre = fixture_colour(class);
-        let img = image::RgbImage::from_fn(width, height, |x, y| {
-            let (cx, cy) = (x as f64 / width as f64, y as f64 / height as f64);
-            if (0.3..0.7).contains(&cx) && (0.3..0.7).contains(&cy) {
-                image::Rgb(centre)
-            } else if (0.05..0.95).contains(&cx) && (0.1..0.9).contains(&cy) {
-                image::Rgb([40, 40, 40])
-            } else {
-                image::Rgb([250, 250, 250])
-            }
-        });
         let path = img_dir.join(&file);
-        img.save_with_format(&path, image::ImageFormat::Jpeg)
+        fixture_image(class, width, height)
+            .save_with_format(&path, image::ImageFormat::Jpeg)
             .map_err(|e| DataError::format(&path, e.to_string()))?;
     }
     fsutil::write_atomic(&dir.join(ATTR_FILE), attr.as_bytes())?;
