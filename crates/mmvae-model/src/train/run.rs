@@ -189,6 +189,18 @@ impl<'a> Run<'a> {
         pb
     }
 
+    /// Track for gradients the decoders epoch `epoch` weighs: the weights
+    /// change only between epochs (phases), and the optimizer leaves
+    /// untracked parameters as they are.
+    fn track_weighed_decoders(&mut self, epoch: usize) {
+        let weights = self.cfg.weights_at(epoch);
+        self.learner.model = self
+            .learner
+            .model
+            .clone()
+            .with_weighed_decoders_tracked(&weights.weight);
+    }
+
     /// Every step of epoch `epoch`; batches are gathered on their own
     /// thread, two ahead of the step.
     fn train_epoch(&mut self, epoch: usize) -> Result<EpochTotals> {
@@ -203,14 +215,7 @@ impl<'a> Run<'a> {
         let layout = self.cfg.layout();
         let last_dir = self.last_dir();
         let pseudo_stats = self.fill_in(epoch);
-        // The weights change only between epochs (phases); the optimizer
-        // leaves untracked parameters as they are.
-        let weights = self.cfg.weights_at(epoch);
-        self.learner.model = self
-            .learner
-            .model
-            .clone()
-            .with_weighed_decoders_tracked(&weights.weight);
+        self.track_weighed_decoders(epoch);
         let Run {
             cfg,
             data,
