@@ -66,7 +66,7 @@ fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
             (Tensor::cat(vec![z, w], 1), Some(extra))
         }
     };
-    let host = |t: Tensor<1>| t.try_into_vec_as::<f32>().unwrap_or_default();
+    let host = |t: Tensor<1>| t.try_into_vec_as::<f32>().expect("log-weights are f32");
 
     // log p(x)
     let (z, log_q) = draw(&post_x);

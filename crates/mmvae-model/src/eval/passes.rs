@@ -235,8 +235,6 @@ impl Ctx<'_> {
         (joint, features)
     }
 
-    /// Fréchet distances of the three generated sets to the test images, in
-    /// the features `pick` reads.
     /// The Fréchet distances: in the evaluation classifier's features when
     /// FID is on, and in Inception's when its weights were given.
     pub(super) fn fids(&self, drawn: &Drawn) -> (Option<FidReport>, Option<FidReport>) {
@@ -265,6 +263,8 @@ impl Ctx<'_> {
         (fid, fid_inception)
     }
 
+    /// Fréchet distances of the three generated sets to the test images, in
+    /// the features `pick` reads.
     fn fid(
         &self,
         features: &'static str,

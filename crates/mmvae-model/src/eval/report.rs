@@ -263,12 +263,13 @@ impl EvalReport {
     }
 }
 
-/// The retrieval rows: each direction's ranks, then the subsets.
 /// `KL 12.34 nats, 5/8 active` of one latent.
 fn latent_use(u: &LatentUse) -> String {
     format!("KL {:.2} nats, {}/{} active", u.kl, u.active, u.dims)
 }
 
+/// One row per modality: its use of the shared latent, then of its
+/// private one.
 fn latent_rows(usage: &BTreeMap<String, ModalityLatentUse>, s: &mut String) {
     for (name, u) in usage {
         let private = u
@@ -283,6 +284,7 @@ fn latent_rows(usage: &BTreeMap<String, ModalityLatentUse>, s: &mut String) {
     }
 }
 
+/// The retrieval rows: each direction's ranks, then the subsets.
 fn retrieval_rows(r: &RetrievalReport, s: &mut String) {
     for p in &r.pairs {
         let name = format!("retrieval {} -> {}", p.query, p.target);
