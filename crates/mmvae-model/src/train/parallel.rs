@@ -259,7 +259,6 @@ pub fn sharded_gradients(
     device: &Device,
 ) -> StepGradients {
     let parts = shard(hb, sharding.shards());
-    let total = hb.size as f32;
     // Noise first, in a fixed order, on this thread.
     let work: Vec<(HostBatch, Tensor<2>, Critics)> = parts
         .into_iter()
@@ -272,49 +271,16 @@ pub fn sharded_gradients(
             (p, eps, critics.clone())
         })
         .collect();
+    let step = ShardStep {
+        cfg,
+        plan,
+        beta,
+        total: hb.size as f32,
+        device,
+    };
     let (grads, report, extras) =
-        parallel_gradients(model, work, device, sharding, |m, (part, eps, critics)| {
-            let batch = part.to_device(device);
-            let out = m.loss_with_noise(&batch, cfg, plan, beta, eps);
-            let w = part.size as f32 / total;
-            let report = out.terms.to_host();
-            let names: Vec<String> = report.keys().cloned().collect();
-            let values = report.into_values().map(|v| v * w).collect();
-            let mut loss = out.total;
-            let mut extra = (0.0f32, Vec::new(), 0.0f32, names);
-            let b = part.size;
-            // Validated: the critics run only on image + text models, whose
-            // loss returns both kinds of image.
-            if let (Some(p), Some(recon)) = (critics.perceptual, &out.reconstructed) {
-                let copies = recon.dims()[0] / b;
-                let d = p
-                    .network
-                    .distance(
-                        sigmoid(recon.clone()),
-                        batch.images().repeat_dim(0, copies),
-                        p.colours,
-                        p.side,
-                    )
-                    .mean();
-                extra.2 = d.clone().into_scalar::<f32>() * w;
-                loss = loss + d * p.weight;
-            }
-            if let (Some(a), Some(recon), Some(generated)) =
-                (critics.adversary, &out.reconstructed, &out.generated)
-            {
-                let judged = sigmoid(Tensor::cat(
-                    vec![recon.clone().narrow(0, 0, b), generated.clone()],
-                    0,
-                )); // [2b, pixels]
-                let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
-                let g_value = g.clone().into_scalar::<f32>();
-                loss = loss + g * a.weight;
-                extra.0 = g_value * w;
-                extra.1 = judged.detach().try_into_vec_as::<f32>().unwrap_or_default();
-            }
-            (loss * w, values, extra)
-        });
-    let names = extras.first().map(|e| e.3.clone()).unwrap_or_default();
+        parallel_gradients(model, work, device, sharding, |m, w| step.run(m, w));
+    let names = extras.first().map(|e| e.names.clone()).unwrap_or_default();
     let mut out = StepGradients {
         grads,
         report: names.into_iter().zip(report).collect(),
@@ -322,12 +288,88 @@ pub fn sharded_gradients(
         perceptual_loss: 0.0,
         generated: Vec::new(),
     };
-    for (g, px, p, _) in extras {
-        out.generator_loss += g;
-        out.generated.extend(px);
-        out.perceptual_loss += p;
+    for e in extras {
+        out.generator_loss += e.generator_loss;
+        out.generated.extend(e.judged);
+        out.perceptual_loss += e.perceptual_loss;
     }
     out
+}
+
+/// What one shard's step computes besides its loss and report: the
+/// critics' losses, already weighted by the shard's share of the batch.
+struct ShardExtras {
+    generator_loss: f32,
+    judged: Vec<f32>,
+    perceptual_loss: f32,
+    /// The report's term names, in the order of its values.
+    names: Vec<String>,
+}
+
+/// The settings every shard of one step shares.
+struct ShardStep<'a> {
+    cfg: &'a LossConfig,
+    plan: &'a Plan,
+    beta: f32,
+    /// The whole batch's size: each shard's loss is weighted by its share.
+    total: f32,
+    device: &'a Device,
+}
+
+impl ShardStep<'_> {
+    /// One shard's weighted loss, its weighted report values and extras.
+    fn run(
+        &self,
+        m: &Mvae,
+        (part, eps, critics): (HostBatch, Tensor<2>, Critics),
+    ) -> (Tensor<1>, Vec<f32>, ShardExtras) {
+        let batch = part.to_device(self.device);
+        let out = m.loss_with_noise(&batch, self.cfg, self.plan, self.beta, eps);
+        let w = part.size as f32 / self.total;
+        let report = out.terms.to_host();
+        let names: Vec<String> = report.keys().cloned().collect();
+        let values = report.into_values().map(|v| v * w).collect();
+        let mut loss = out.total;
+        let mut extras = ShardExtras {
+            generator_loss: 0.0,
+            judged: Vec::new(),
+            perceptual_loss: 0.0,
+            names,
+        };
+        let b = part.size;
+        // Validated: the critics run only on image + text models, whose
+        // loss returns both kinds of image.
+        if let (Some(p), Some(recon)) = (critics.perceptual, &out.reconstructed) {
+            let copies = recon.dims()[0] / b;
+            let d = p
+                .network
+                .distance(
+                    sigmoid(recon.clone()),
+                    batch.images().repeat_dim(0, copies),
+                    p.colours,
+                    p.side,
+                )
+                .mean();
+            extras.perceptual_loss = d.clone().into_scalar::<f32>() * w;
+            loss = loss + d * p.weight;
+        }
+        if let (Some(a), Some(recon), Some(generated)) =
+            (critics.adversary, &out.reconstructed, &out.generated)
+        {
+            let judged = sigmoid(Tensor::cat(
+                vec![recon.clone().narrow(0, 0, b), generated.clone()],
+                0,
+            )); // [2b, pixels]
+            let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
+            extras.generator_loss = g.clone().into_scalar::<f32>() * w;
+            loss = loss + g * a.weight;
+            extras.judged = judged
+                .detach()
+                .try_into_vec_as::<f32>()
+                .expect("the judged images are f32 on the host");
+        }
+        (loss * w, values, extras)
+    }
 }
 
 #[cfg(test)]
