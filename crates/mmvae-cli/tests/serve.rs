@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{browser, get, ok, png_of, post, post_json, serve, write_dataset, Server};
+use common::{browser, get, ok, png_of, post, post_json, serve, words, write_dataset, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
@@ -392,22 +392,7 @@ fn serve_answers_every_endpoint_refuses_bad_requests_and_limits_its_queue() {
     assert!(statuses.contains(&200), "{statuses:?}");
 
     // Calibrated while serving: check decides as `mmvae check` does.
-    ok(
-        d,
-        &[
-            "calibrate",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--val-items",
-            "40",
-            "--test-items",
-            "40",
-            "--prior-samples",
-            "8",
-        ],
-    );
+    ok(d, &words("calibrate --checkpoint run/best --data-dir data --val-items 40 --test-items 40 --prior-samples 8"));
     std::fs::write(d.join("seven.png"), &seven).unwrap();
     for text in ["the digit seven", "the digit two"] {
         let (st, v) = post_json(&s, "/api/check", json!({"image": b64, "text": text}));

@@ -13,15 +13,7 @@ fn bad_inputs_fail_with_one_line() {
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "r",
-            "--data-dir",
-            "empty",
-        ],
+        &words("train --config tiny.toml --out r --data-dir empty"),
     );
     assert!(e.contains("empty") && e.contains("mmvae data fetch"), "{e}");
     // Invalid TOML and out-of-range values.
@@ -62,15 +54,7 @@ fn bad_inputs_fail_with_one_line() {
     .unwrap();
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "vgg.toml",
-            "--data-dir",
-            "data",
-            "--out",
-            "rv",
-        ],
+        &words("train --config vgg.toml --data-dir data --out rv"),
     );
     assert!(e.contains("missing-vgg.safetensors"), "{e}");
     assert!(!d.join("rv").exists(), "nothing written for a failed start");
@@ -85,15 +69,7 @@ fn bad_inputs_fail_with_one_line() {
     .unwrap();
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "r2",
-            "--data-dir",
-            "bad",
-        ],
+        &words("train --config tiny.toml --out r2 --data-dir bad"),
     );
     assert!(e.contains("gzip") && e.contains("train-images"), "{e}");
     std::fs::remove_file(bad.join("train-images-idx3-ubyte.gz")).unwrap();
@@ -101,15 +77,7 @@ fn bad_inputs_fail_with_one_line() {
     f2.write_all(&[1, 2, 3, 4, 0, 0, 0, 0]).unwrap();
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "tiny.toml",
-            "--out",
-            "r3",
-            "--data-dir",
-            "bad",
-        ],
+        &words("train --config tiny.toml --out r3 --data-dir bad"),
     );
     assert!(e.contains("magic"), "{e}");
     assert!(!d.join("r3/last").exists());

@@ -128,18 +128,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     assert!(!d.join("g/z.png").exists());
 
     // Image -> text: the reconstruction grid's first tile is the input.
-    ok(
-        d,
-        &[
-            "sample",
-            "--checkpoint",
-            "run/best",
-            "--n",
-            "4",
-            "--out",
-            "s.png",
-        ],
-    );
+    ok(d, &words("sample --checkpoint run/best --n 4 --out s.png"));
     let img = mmvae_data::imageio::Image::from_bytes(1, 28, 28, &[0u8; 784]);
     mmvae_data::imageio::save_image(&d.join("in/a.png"), &img).unwrap();
     mmvae_data::imageio::save_image(&d.join("in/b.png"), &img).unwrap();
@@ -156,15 +145,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     );
     let rec = ok(
         d,
-        &[
-            "reconstruct",
-            "--checkpoint",
-            "run/best",
-            "--image",
-            "in/a.png",
-            "--out",
-            "r.png",
-        ],
+        &words("reconstruct --checkpoint run/best --image in/a.png --out r.png"),
     );
     assert!(rec.contains("caption from the same latent"));
 
@@ -174,16 +155,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
         &mmvae_data::imageio::Image::from_bytes(1, 5, 5, &[0; 25]),
     )
     .unwrap();
-    let e = fails(
-        d,
-        &[
-            "caption",
-            "--checkpoint",
-            "run/best",
-            "--image",
-            "small.png",
-        ],
-    );
+    let e = fails(d, &words("caption --checkpoint run/best --image small.png"));
     assert!(e.contains("small.png") && e.contains("5x5"), "{e}");
     std::fs::write(d.join("fake.png"), "not an image").unwrap();
     let e = fails(
@@ -195,15 +167,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     // Eval needs a classifier; train a quick one, then eval writes JSON.
     let e = fails(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--classifier",
-            "clf",
-        ],
+        &words("eval --checkpoint run/best --data-dir data --classifier clf"),
     );
     assert!(e.contains("mmvae classifier train"), "{e}");
     // The groups no classifier scores run without one.
@@ -214,33 +178,11 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     assert!(t.contains("latent use of text"), "{t}");
     ok(
         d,
-        &[
-            "classifier",
-            "train",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            "data",
-            "--out",
-            "clf",
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
+        &words("classifier train --dataset mnist --data-dir data --out clf --epochs 1 --quiet"),
     );
     let table = ok(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--classifier",
-            "clf",
-            "--limit",
-            "100",
-        ],
+        &words("eval --checkpoint run/best --data-dir data --classifier clf --limit 100"),
     );
     assert!(table.contains("text -> image coherence"), "{table}");
     let json: serde_json::Value =
@@ -357,13 +299,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     assert!(many.is_finite() && many > one, "K=100 {many} vs K=1 {one}");
     let e = fails(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--metrics",
-            "coherence,fdi",
-        ],
+        &words("eval --checkpoint run/best --metrics coherence,fdi"),
     );
     assert!(e.contains("unknown metric 'fdi'"), "{e}");
     // FID in Inception-v3 features, with (random) weights in the format a
@@ -373,26 +309,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     );
     net.save_safetensors(&d.join("inception.safetensors"))
         .unwrap();
-    ok(
-        d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--classifier",
-            "clf",
-            "--limit",
-            "8",
-            "--metrics",
-            "fid",
-            "--inception",
-            "inception.safetensors",
-            "--out",
-            "fid.json",
-        ],
-    );
+    ok(d, &words("eval --checkpoint run/best --data-dir data --classifier clf --limit 8 --metrics fid --inception inception.safetensors --out fid.json"));
     let j: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("fid.json")).unwrap()).unwrap();
     assert!(
@@ -408,15 +325,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
     }
     let e = fails(
         d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--metrics",
-            "coherence",
-            "--inception",
-            "inception.safetensors",
-        ],
+        &words("eval --checkpoint run/best --metrics coherence --inception inception.safetensors"),
     );
     assert!(e.contains("needs the fid metric"), "{e}");
 
@@ -429,22 +338,7 @@ fn train_generate_caption_reconstruct_sample_eval_resume() {
 /// Chromium where there is one (CI installs it and sets
 /// MMVAE_REQUIRE_CHROMIUM=1, so there it cannot be skipped).
 fn report_commands(d: &Path) {
-    let out = ok(
-        d,
-        &[
-            "report",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--out",
-            "rep/report.html",
-            "--tsne-items",
-            "60",
-            "--examples",
-            "6",
-        ],
-    );
+    let out = ok(d, &words("report --checkpoint run/best --data-dir data --out rep/report.html --tsne-items 60 --examples 6"));
     assert!(out.contains("metrics from eval.json"), "{out}");
     let html = std::fs::read_to_string(d.join("rep/report.html")).unwrap();
     for id in [
@@ -493,23 +387,7 @@ fn report_commands(d: &Path) {
         }
     }
 
-    let out = ok(
-        d,
-        &[
-            "plot",
-            "tsne",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--items",
-            "40",
-            "--iterations",
-            "250",
-            "--out",
-            "rep/tsne.png",
-        ],
-    );
+    let out = ok(d, &words("plot tsne --checkpoint run/best --data-dir data --items 40 --iterations 250 --out rep/tsne.png"));
     assert!(out.contains("t-SNE of 80 points"), "{out}");
     let img = image::open(d.join("rep/tsne.png")).unwrap();
     assert_eq!((img.width(), img.height()), (1100, 760));
@@ -547,14 +425,7 @@ fn report_commands(d: &Path) {
     assert_eq!(caps[0], to_text[0], "{caps:?} {to_text:?}");
     let read = ok(
         d,
-        &[
-            "caption",
-            "--checkpoint",
-            "run/best",
-            "--image",
-            "pairs/eight.png",
-            "--mean",
-        ],
+        &words("caption --checkpoint run/best --image pairs/eight.png --mean"),
     );
     assert_eq!(caps[4], read.trim(), "{caps:?}");
     let img = image::open(d.join("rep/interp.png")).unwrap();

@@ -1,6 +1,6 @@
 //! The README's first command.
 
-use crate::common::ok;
+use crate::common::{ok, words};
 
 /// The README's first command on the built-in shapes benchmark: nothing to
 /// download, and a short run already generates and captions far above
@@ -8,22 +8,7 @@ use crate::common::ok;
 #[test]
 fn quickstart_on_shapes_level_one() {
     let d = tempfile::tempdir().unwrap();
-    let out = ok(
-        d.path(),
-        &[
-            "quickstart",
-            "--dataset",
-            "shapes-l1",
-            "--train-limit",
-            "8000",
-            "--epochs",
-            "3",
-            "--classifier-epochs",
-            "2",
-            "--out",
-            "qs",
-        ],
-    );
+    let out = ok(d.path(), &words("quickstart --dataset shapes-l1 --train-limit 8000 --epochs 3 --classifier-epochs 2 --out qs"));
     assert!(out.contains("text -> image coherence"), "{out}");
     for f in [
         "text-to-image.png",

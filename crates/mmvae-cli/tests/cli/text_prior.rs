@@ -1,7 +1,7 @@
 //! The text prior: fitted with training or afterwards, and its files.
 
 use super::{fixture, TINY};
-use crate::common::{fails, ok};
+use crate::common::{fails, ok, words};
 
 /// A text prior fitted after training (`[text_prior]`) or later
 /// (`fit-prior`) serves text→image; `--no-text-prior` and bad prior files
@@ -17,16 +17,7 @@ fn fitted_text_prior_serves_text_to_image() {
     .unwrap();
     let out = ok(
         d,
-        &[
-            "train",
-            "--config",
-            "prior.toml",
-            "--out",
-            "run",
-            "--data-dir",
-            "data",
-            "--quiet",
-        ],
+        &words("train --config prior.toml --out run --data-dir data --quiet"),
     );
     assert!(out.contains("text prior: 3 components"), "{out}");
     // No evaluation classifier yet to choose the temperature with: kept,
@@ -111,19 +102,7 @@ fn fitted_text_prior_serves_text_to_image() {
     // eval names where text→image latents came from.
     ok(
         d,
-        &[
-            "classifier",
-            "train",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            "data",
-            "--out",
-            "clf",
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
+        &words("classifier train --dataset mnist --data-dir data --out clf --epochs 1 --quiet"),
     );
     let ev = |extra: &[&str]| {
         let mut args = vec![
@@ -209,22 +188,7 @@ fn fitted_text_prior_serves_text_to_image() {
         e.contains("run/last has no fitted text prior (run fit-prior without --keep-fit)"),
         "{e}"
     );
-    let out = ok(
-        d,
-        &[
-            "fit-prior",
-            "--checkpoint",
-            "run/last",
-            "--data-dir",
-            "data",
-            "--components",
-            "2",
-            "--epochs",
-            "1",
-            "--temperature",
-            "0.2",
-        ],
-    );
+    let out = ok(d, &words("fit-prior --checkpoint run/last --data-dir data --components 2 --epochs 1 --temperature 0.2"));
     assert!(
         out.contains("text prior: 2 components") && out.contains("run/last"),
         "{out}"

@@ -131,36 +131,9 @@ fn three_weakly_paired_modalities_train_evaluate_and_generate_any_from_any() {
     // The coherence matrix covers the 7 subsets and the 3 outputs.
     ok(
         d,
-        &[
-            "classifier",
-            "train",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            "data",
-            "--out",
-            "clf",
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
+        &words("classifier train --dataset mnist --data-dir data --out clf --epochs 1 --quiet"),
     );
-    let table = ok(
-        d,
-        &[
-            "eval",
-            "--checkpoint",
-            "run/best",
-            "--data-dir",
-            "data",
-            "--classifier",
-            "clf",
-            "--limit",
-            "60",
-            "--metrics",
-            "coherence,loss",
-        ],
-    );
+    let table = ok(d, &words("eval --checkpoint run/best --data-dir data --classifier clf --limit 60 --metrics coherence,loss"));
     assert!(
         table.contains("image+text+digit") && table.contains("mean given 2 inputs"),
         "{table}"
@@ -236,16 +209,7 @@ fn three_weakly_paired_modalities_train_evaluate_and_generate_any_from_any() {
     .unwrap();
     let e = fails(
         d,
-        &[
-            "train",
-            "--config",
-            "two-labels.toml",
-            "--data-dir",
-            "data",
-            "--out",
-            "bad",
-            "--quiet",
-        ],
+        &words("train --config two-labels.toml --data-dir data --out bad --quiet"),
     );
     assert!(e.contains("one label per item"), "{e}");
     assert!(!d.join("bad").exists());
