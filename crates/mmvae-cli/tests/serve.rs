@@ -4,33 +4,13 @@
 mod common;
 
 use base64::Engine as _;
-use common::{browser, get, ok, png_of, post, post_json, serve, words, write_dataset, Server};
+use common::{
+    browser, get, ok, png_of, post, post_json, serve, words, write_dataset, Server, TINY,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-
-const TINY: &str = r#"
-seed = 3
-[model]
-latent = 8
-max_len = 10
-image = { kind = "mlp", hidden = 64 }
-text = { kind = "gru", embed = 16, hidden = 32 }
-[optim]
-lr = 0.005
-batch_size = 20
-epochs = 1
-[data]
-dataset = "mnist"
-val_size = 50
-caption_seed = 0
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-image_weight = 1.0
-text_weight = 20.0
-"#;
 
 /// An image and a class label, no text.
 const NO_TEXT: &str = r#"
@@ -165,7 +145,11 @@ fn serve_answers_every_endpoint_refuses_bad_requests_and_limits_its_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     write_dataset(&d.join("data/mnist"), 300);
-    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    std::fs::write(
+        d.join("tiny.toml"),
+        TINY.replace("epochs = 2", "epochs = 1"),
+    )
+    .unwrap();
     let train = |config: &str, out: &str| {
         ok(
             d,

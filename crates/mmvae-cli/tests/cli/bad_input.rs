@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use super::{fixture, train_args, TINY};
+use super::{fixture, train_args};
+use crate::common::TINY;
 use crate::common::{fails, ok, words, write_dataset};
 
 #[test]

@@ -12,31 +12,9 @@ mod quickstart;
 mod text_prior;
 mod weak;
 
-use common::write_dataset;
+use common::{write_dataset, TINY};
 
 use std::path::PathBuf;
-
-const TINY: &str = r#"
-seed = 3
-[model]
-latent = 8
-max_len = 10
-image = { kind = "mlp", hidden = 64 }
-text = { kind = "gru", embed = 16, hidden = 32 }
-[optim]
-lr = 0.005
-batch_size = 20
-epochs = 2
-[data]
-dataset = "mnist"
-val_size = 50
-caption_seed = 0
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-image_weight = 1.0
-text_weight = 20.0
-"#;
 
 /// A tiny training config: seed 3, the given `[model]`, `[optim]` and
 /// `[data]` lines, and a plain MVAE loss.

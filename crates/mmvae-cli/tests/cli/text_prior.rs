@@ -1,6 +1,7 @@
 //! The text prior: fitted with training or afterwards, and its files.
 
-use super::{fixture, TINY};
+use super::fixture;
+use crate::common::TINY;
 use crate::common::{fails, ok, words};
 
 /// A text prior fitted after training (`[text_prior]`) or later

@@ -85,3 +85,27 @@ pub fn write_dataset(dir: &Path, n: usize) {
         .unwrap();
     }
 }
+
+/// A tiny image + caption training config (MLP image, GRU caption, two
+/// epochs) on the `mnist` dataset of [`write_dataset`].
+pub const TINY: &str = r#"
+seed = 3
+[model]
+latent = 8
+max_len = 10
+image = { kind = "mlp", hidden = 64 }
+text = { kind = "gru", embed = 16, hidden = 32 }
+[optim]
+lr = 0.005
+batch_size = 20
+epochs = 2
+[data]
+dataset = "mnist"
+val_size = 50
+caption_seed = 0
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+image_weight = 1.0
+text_weight = 20.0
+"#;
