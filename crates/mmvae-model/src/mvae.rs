@@ -207,31 +207,47 @@ impl Mvae {
     /// The posterior of the shared latent given the inputs present: `inputs[m]`
     /// is `Some` for each modality given (every row), `None` for the rest.
     pub fn posterior_of(&self, inputs: &[Option<&Input>]) -> Gaussian {
-        let encoded: Vec<Option<Gaussian>> = self
+        let shared: Vec<Option<Gaussian>> = self
             .experts
             .iter()
             .zip(inputs)
             .map(|(e, i)| i.map(|i| e.encode(i, self.latent).shared))
             .collect();
-        let first = encoded
-            .iter()
-            .flatten()
-            .next()
-            .expect("at least one modality given")
-            .clone();
         let given = Subset(
-            encoded
+            shared
                 .iter()
                 .enumerate()
                 .filter(|(_, q)| q.is_some())
                 .fold(0, |acc, (m, _)| acc | Subset::single(m).0),
         );
+        self.fuse_encoded(&shared, given)
+    }
+
+    /// The posterior of the shared latent given the members of `given`, from
+    /// their experts' encodings of the shared latent (`shared[m]` is `Some`
+    /// for every member; the others are not read), fused as
+    /// [`Mvae::posterior_of`] fuses them: one batch encoded once serves
+    /// every subset.
+    ///
+    /// # Panics
+    /// When `given` is empty or a member's encoding is missing.
+    pub fn fuse_encoded(&self, shared: &[Option<Gaussian>], given: Subset) -> Gaussian {
+        let member = |m: usize| {
+            shared[m]
+                .as_ref()
+                .filter(|_| given.contains(m))
+                .expect("a member of the subset is encoded")
+        };
+        let first = member(given.members().next().expect("at least one modality given"));
         let rows = first.mu.dims()[0];
         let device = first.mu.device();
-        let experts: Vec<Gaussian> = encoded
-            .into_iter()
-            .map(|q| {
-                q.unwrap_or_else(|| Gaussian::new(first.mu.zeros_like(), first.logvar.zeros_like()))
+        let experts: Vec<Gaussian> = (0..self.modalities())
+            .map(|m| {
+                if given.contains(m) {
+                    member(m).clone()
+                } else {
+                    Gaussian::new(first.mu.zeros_like(), first.logvar.zeros_like())
+                }
             })
             .collect();
         let masks: Vec<Tensor<2>> = (0..self.modalities())

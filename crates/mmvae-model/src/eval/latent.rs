@@ -9,12 +9,8 @@ use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use burn::prelude::*;
-
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
-use crate::modality::expert::Encoded;
-use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
 use crate::objective::Subset;
 
@@ -106,28 +102,6 @@ impl Sums {
     }
 }
 
-/// The shared posterior given modality `i` alone, from every modality's
-/// encoded batch (as [`Mvae::posterior_of`] forms it, without encoding
-/// again).
-fn alone(model: &Mvae, encoded: &[Encoded], i: usize) -> Gaussian {
-    let own = &encoded[i].shared;
-    let rows = own.mu.dims()[0];
-    let device = own.mu.device();
-    let experts: Vec<Gaussian> = (0..encoded.len())
-        .map(|j| {
-            if j == i {
-                own.clone()
-            } else {
-                Gaussian::new(own.mu.zeros_like(), own.logvar.zeros_like())
-            }
-        })
-        .collect();
-    let masks: Vec<Tensor<2>> = (0..encoded.len())
-        .map(|j| Tensor::full([rows, 1], if j == i { 1.0 } else { 0.0 }, &device))
-        .collect();
-    model.fuse(&experts, Subset::single(i), &masks)
-}
-
 /// Each modality's use of the latents over the first `n` test items, in
 /// batches of `bs`, keyed by modality name.
 pub fn latent_usage(
@@ -151,8 +125,10 @@ pub fn latent_usage(
         let hb = HostBatch::gather(&model.layout(), test, chunk, source, &m.checkpoint.vocab);
         let batch = hb.to_device(&m.device);
         let encoded = model.encode_all(&batch);
+        let encodings: Vec<Option<Gaussian>> =
+            encoded.iter().map(|e| Some(e.shared.clone())).collect();
         for (i, (shared, private)) in sums.iter_mut().enumerate() {
-            shared.add_posterior(&alone(model, &encoded, i));
+            shared.add_posterior(&model.fuse_encoded(&encodings, Subset::single(i)));
             if let (Some(q), Some(p)) = (&encoded[i].private, private.as_mut()) {
                 p.add_posterior(q);
             }
@@ -175,6 +151,7 @@ pub fn latent_usage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::prelude::*;
 
     #[test]
     fn active_units_count_the_dimensions_whose_mean_varies_over_the_items() {

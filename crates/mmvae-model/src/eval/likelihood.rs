@@ -45,11 +45,14 @@ fn log_mean_exp(v: &[f32]) -> f64 {
 fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
     let x = b.images().repeat_dim(0, k); // [k, pixels]
     let tok = b.tokens().0.repeat_dim(0, k); // [k, time]
-    let (_, qw) = model.image_experts(b.images());
     let (image, text) = model.pair();
-    let post_x = model.posterior_given(b, Subset::single(image));
-    let post_y = model.posterior_given(b, Subset::single(text));
-    let post_xy = model.posterior_given(b, Subset::single(image).with(text));
+    // Each modality encoded once; the three posteriors fuse those encodings.
+    let encoded = model.encode_all(b);
+    let qw = encoded[image].private.clone();
+    let shared: Vec<Option<Gaussian>> = encoded.into_iter().map(|e| Some(e.shared)).collect();
+    let post_x = model.fuse_encoded(&shared, Subset::single(image));
+    let post_y = model.fuse_encoded(&shared, Subset::single(text));
+    let post_xy = model.fuse_encoded(&shared, Subset::single(image).with(text));
     let draw = |g: &Gaussian| {
         let g = g.repeat_rows(k);
         let z = g.rsample_with(g.mu.random_like(Distribution::Normal(0.0, 1.0)));

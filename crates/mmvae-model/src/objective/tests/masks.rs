@@ -45,6 +45,34 @@ fn masked_product_is_the_product_of_the_present_experts() {
     }
 }
 
+/// One batch encoded once and fused per subset gives, bit for bit, the
+/// posterior that encoding the subset's inputs alone gives, for the
+/// products, the mixtures and the learned fusion.
+#[test]
+fn fusing_one_encoding_per_subset_equals_encoding_each_subset() {
+    let _rng = testutil::rng_lock();
+    for fusion in [Fusion::Poe, Fusion::MoPoe, Fusion::Moe, Fusion::Concat] {
+        let dev = Device::flex();
+        dev.seed(5);
+        let s = Setup::three(fusion);
+        let m = s.init(&dev);
+        let batch = s.host().to_device(&dev);
+        let shared: Vec<Option<Gaussian>> = m
+            .encode_all(&batch)
+            .into_iter()
+            .map(|e| Some(e.shared))
+            .collect();
+        let host = |t: Tensor<2>| t.try_into_vec_as::<f32>().unwrap();
+        for bits in 1..8u32 {
+            let given = Subset(bits);
+            let a = m.fuse_encoded(&shared, given);
+            let b = m.posterior_given(&batch, given);
+            assert_eq!(host(a.mu), host(b.mu), "{fusion:?} {given:?}");
+            assert_eq!(host(a.logvar), host(b.logvar), "{fusion:?} {given:?}");
+        }
+    }
+}
+
 #[test]
 fn mopoe_has_the_seven_subsets_of_three_modalities_and_masks_the_absent() {
     let _rng = testutil::rng_lock();
