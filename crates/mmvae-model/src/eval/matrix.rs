@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 
 use crate::eval::classifier::Classifier;
 use crate::infer::Loaded;
-use crate::io::batch::{CaptionSource, HostBatch, Input};
+use crate::io::batch::{CaptionSource, HostBatch};
 use crate::modality::expert::Expert;
+use crate::nn::gaussian::Gaussian;
 use crate::objective::Subset;
 
 /// The coherence of every (inputs → output) pair and of prior samples.
@@ -205,14 +206,14 @@ pub fn coherence_matrix(
         let hb = HostBatch::gather(&model.layout(), test, chunk, source, &m.checkpoint.vocab);
         let batch = hb.to_device(&m.device);
         let want: Vec<Vec<usize>> = hb.labels.iter().map(|&l| kind.attributes(l)).collect();
+        // Each modality encoded once; every subset fuses those encodings.
+        let shared: Vec<Option<Gaussian>> = model
+            .encode_all(&batch)
+            .into_iter()
+            .map(|e| Some(e.shared))
+            .collect();
         for (si, &s) in subsets.iter().enumerate() {
-            let inputs: Vec<Option<&Input>> = batch
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(i, x)| s.contains(i).then_some(x))
-                .collect();
-            let z = model.posterior_of(&inputs).rsample();
+            let z = model.fuse_encoded(&shared, s).rsample();
             for o in 0..model.experts.len() {
                 match readers.read(m, o, z.clone()) {
                     Some(got) => {
