@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mmvae_data::fsutil;
 use mmvae_model::eval::classifier;
+use mmvae_model::eval::classifiers::Classifiers;
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::sweep::{Leaderboard, RunResult, SweepSpec};
 use mmvae_model::train::parallel::default_threads;
@@ -138,7 +139,7 @@ fn run_cell(
             .classifier
             .clone()
             .unwrap_or_else(|| classifier::default_dir(kind));
-        Some(classifier::load(&cdir, kind, &m.device)?)
+        Some(Classifiers::load(&cdir, kind, &m.device)?)
     } else {
         None
     };
@@ -150,7 +151,7 @@ fn run_cell(
         joint_samples: a.limit.map_or(10_000, |n| n.min(10_000)),
         ..EvalOptions::default()
     };
-    let report = eval::evaluate(&m, clf.as_ref().map(|(c, i)| (c, i)), &test, &opts);
+    let report = eval::evaluate(&m, clf.as_ref(), &test, &opts);
     let eval = serde_json::to_value(&report)?;
     fsutil::write_atomic(
         &dir.join("best").join("eval.json"),

@@ -131,6 +131,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         test_slot_accuracy: vec![0.991],
         test_view_accuracy: Vec::new(),
         reads: Vec::new(),
+        per_modality: Vec::new(),
     };
     s.push((
         "classifier_info",

@@ -111,7 +111,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             .classifier
             .clone()
             .unwrap_or_else(|| classifier::default_dir(kind));
-        Some(classifier::load(&cdir, kind, &m.device)?)
+        Some(Classifiers::load(&cdir, kind, &m.device)?)
     } else {
         None
     };
@@ -149,7 +149,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         loglik: (a.loglik_items, a.loglik_samples),
         ..EvalOptions::default()
     };
-    let report = eval::evaluate(&m, classifier.as_ref().map(|(c, i)| (c, i)), &test, &opts);
+    let report = eval::evaluate(&m, classifier.as_ref(), &test, &opts);
     let out = a
         .out
         .unwrap_or_else(|| a.model.checkpoint.join("eval.json"));
@@ -179,6 +179,11 @@ pub enum ClassifierCommand {
         seed: u64,
         #[arg(long)]
         quiet: bool,
+        /// One classifier for every image modality of a dataset with
+        /// several (PolyMNIST), reading a random one of each item per epoch;
+        /// by default each image modality gets its own.
+        #[arg(long)]
+        one_for_all: bool,
     },
 }
 
@@ -192,6 +197,7 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             train_limit,
             seed,
             quiet,
+            one_for_all,
         } => {
             let kind = DatasetKind::parse(&name)?;
             if !kind.is_labelled() {
@@ -202,6 +208,9 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             let train = load_split(kind, Split::Train, data_dir.as_deref(), None)?;
             let test = load_split(kind, Split::Test, data_dir.as_deref(), None)?;
             let mut opts = ClassifierTrainOptions::for_dataset(kind);
+            if one_for_all {
+                opts = opts.one_for_all(kind);
+            }
             if let Some(e) = epochs {
                 if e == 0 {
                     bail!("--epochs must be at least 1");
@@ -213,7 +222,7 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             opts.progress = !quiet;
             let out = out.unwrap_or_else(|| classifier::default_dir(kind));
             let t = std::time::Instant::now();
-            let (_, info) = classifier::train_classifier(&train, &test, &opts, &out)?;
+            let info = classifiers::train(&train, &test, &opts, &out)?.info;
             let per_slot = if info.test_slot_accuracy.len() > 1 {
                 let names = kind.slots();
                 let parts: Vec<String> = names
@@ -228,7 +237,11 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
                     .iter()
                     .map(|(n, a)| format!("{n} {:.2}%", 100.0 * a))
                     .collect();
-                format!(" (mean over images; {})", parts.join(", "))
+                let how = match info.per_modality.is_empty() {
+                    true => "mean over images",
+                    false => "mean of one classifier per image",
+                };
+                format!(" ({how}; {})", parts.join(", "))
             } else {
                 String::new()
             };

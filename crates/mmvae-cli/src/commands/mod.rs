@@ -11,6 +11,7 @@ use mmvae_data::shapes::Level;
 use mmvae_data::{fetch, fsutil};
 use mmvae_model::device::Compute;
 use mmvae_model::eval::classifier::{self, ClassifierTrainOptions};
+use mmvae_model::eval::classifiers::{self, Classifiers};
 use mmvae_model::eval::{self, EvalOptions, Metric};
 use mmvae_model::infer::{self, Draw, Endpoint};
 use mmvae_model::io::data::load_split;

@@ -4,7 +4,7 @@ use super::training::{choose_prior_temperature, print_epoch};
 use super::*;
 use mmvae_data::captions::CaptionSet;
 use mmvae_data::ImageLabelSet;
-use mmvae_model::eval::classifier::{Classifier, ClassifierInfo};
+use mmvae_model::eval::classifiers::Classifiers;
 use mmvae_model::eval::EvalReport;
 use mmvae_model::infer::Loaded;
 
@@ -154,7 +154,7 @@ fn pictures(m: &Loaded, kind: DatasetKind, test: &ImageLabelSet, out: &Path) -> 
 /// the JSON in `out`.
 fn evaluate_quick(
     m: &Loaded,
-    classifier: (&Classifier, &ClassifierInfo),
+    classifier: &Classifiers,
     test: &ImageLabelSet,
     out: &Path,
 ) -> Result<(EvalReport, PathBuf)> {
@@ -244,7 +244,8 @@ pub fn quickstart(a: QuickstartArgs) -> Result<()> {
     let pictures = pictures(&m, kind, &test, &a.out)?;
 
     eprintln!("[4/5] evaluating on 1000 test items");
-    let (report, eval_json) = evaluate_quick(&m, (&clf, &info), &test, &a.out)?;
+    let clf = Classifiers::one(clf, info);
+    let (report, eval_json) = evaluate_quick(&m, &clf, &test, &a.out)?;
     eprintln!("[5/5] writing the HTML report");
     let html_path = write_report(&m, &test, &eval_json, &a.out)?;
     print_summary(&m, kind, &test, &pictures, &report);

@@ -134,8 +134,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         if !temps.is_empty() && kind.is_labelled() {
             if cdir.join("classifier.json").is_file() {
                 let mut m = infer::load(&out.join("best"), opts.compute)?;
-                let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
-                choose_prior_temperature(&mut m, &clf, temps, opts.data_dir.as_deref()).context(
+                let clfs = Classifiers::load(&cdir, kind, &m.device)?;
+                let clf = image_classifier(&clfs, &m, &cdir)?;
+                choose_prior_temperature(&mut m, clf, temps, opts.data_dir.as_deref()).context(
                     "choosing the text prior's temperature (the model and its prior are saved)",
                 )?;
             } else {
@@ -273,9 +274,25 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
     if let Some(k) = a.rerank {
         m.rerank = check_rerank(k)?;
     }
-    let (clf, _) = classifier::load(&cdir, kind, &m.device)?;
-    choose_prior_temperature(&mut m, &clf, &a.temperatures, a.data_dir.as_deref())?;
+    let clfs = Classifiers::load(&cdir, kind, &m.device)?;
+    let clf = image_classifier(&clfs, &m, &cdir)?;
+    choose_prior_temperature(&mut m, clf, &a.temperatures, a.data_dir.as_deref())?;
     Ok(())
+}
+
+/// The classifier in `clfs` (loaded from `dir`) that reads the model's
+/// image modality, the one its text prior draws.
+fn image_classifier<'c>(
+    clfs: &'c Classifiers,
+    m: &infer::Loaded,
+    dir: &Path,
+) -> Result<&'c classifier::Classifier> {
+    clfs.of_image(&m.model).with_context(|| {
+        format!(
+            "no classifier in {} reads the model's image modality",
+            dir.display()
+        )
+    })
 }
 
 /// Choose the temperature of `m`'s fitted text prior on its run's

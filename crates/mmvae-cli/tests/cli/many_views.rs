@@ -51,9 +51,15 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         d,
         &words("classifier train --dataset polymnist --data-dir data --out clf --epochs 1 --train-limit 300 --quiet"),
     );
+    // One classifier per modality, each in the folder of its name.
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
     assert_eq!(info["test_view_accuracy"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        info["per_modality"],
+        serde_json::json!(["m0", "m1", "m2", "m3", "m4"])
+    );
+    assert!(d.join("clf/m4/classifier.bpk").is_file() && !d.join("clf/classifier.bpk").exists());
 
     std::fs::write(d.join("poly.toml"), POLY).unwrap();
     std::fs::write(
@@ -92,6 +98,18 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     let html = std::fs::read_to_string(d.join("r.html")).unwrap();
     assert!(html.contains("id=\"coherence-matrix\"") && html.contains("<th>m0+m1+m3</th>"));
     assert!(html.contains("id=\"cross-generation\""));
+    // One modality's classifier alone reads that modality only.
+    ok(
+        d,
+        &words("eval --checkpoint sw/moe/seed-0/best --data-dir data --classifier clf/m1 --metrics coherence --limit 20 --out m1.json"),
+    );
+    let m1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("m1.json")).unwrap()).unwrap();
+    assert_eq!(
+        m1["coherence_matrix"]["unread"],
+        serde_json::json!(["m0", "m3"])
+    );
+    assert!(m1["coherence_matrix"]["cells"]["m0+m3"]["m1"].is_number());
     // A finished cell is not rerun.
     let again = ok(d, &sweep);
     assert!(

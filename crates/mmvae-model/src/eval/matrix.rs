@@ -15,7 +15,7 @@ use mmvae_data::{DatasetKind, ImageLabelSet, LabelSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::eval::classifier::Classifier;
+use crate::eval::classifiers::Classifiers;
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::modality::expert::Expert;
@@ -48,9 +48,7 @@ pub struct CoherenceMatrix {
 
 /// Reads the class a generated modality shows.
 struct Readers<'a> {
-    clf: Option<&'a Classifier>,
-    /// The image modalities the classifier reads (empty: all).
-    reads: &'a [String],
+    clf: Option<&'a Classifiers>,
     captioner: Captioner,
 }
 
@@ -109,11 +107,7 @@ impl Readers<'_> {
         };
         match &m.model.experts[o] {
             Expert::Image(img) => {
-                let name = &m.model.names[o];
-                if !self.reads.is_empty() && !self.reads.contains(name) {
-                    return None;
-                }
-                let clf = self.clf?;
+                let clf = self.clf?.of(&m.model.names[o])?;
                 let probs = img.decode(m.model.with_private(z, true));
                 Some(every(
                     clf.predict(probs)
@@ -178,7 +172,7 @@ fn subset_name(m: &Loaded, s: Subset) -> String {
 /// caller through the device).
 pub fn coherence_matrix(
     m: &Loaded,
-    clf: Option<(&Classifier, &[String])>,
+    clf: Option<&Classifiers>,
     test: &ImageLabelSet,
     n: usize,
     source: CaptionSource,
@@ -189,8 +183,7 @@ pub fn coherence_matrix(
     let nm = model.modalities();
     let kind = test.kind;
     let readers = Readers {
-        clf: clf.map(|c| c.0),
-        reads: clf.map_or(&[], |c| c.1),
+        clf,
         captioner: m.captioner(),
     };
     let subsets = scored_subsets(nm);

@@ -4,6 +4,7 @@
 //! log-likelihood.
 
 pub mod classifier;
+pub mod classifiers;
 pub mod coherence;
 pub mod consistency;
 pub mod fid;
@@ -23,7 +24,7 @@ use mmvae_data::ImageLabelSet;
 use std::collections::BTreeSet;
 
 use crate::error::{ModelError, Result};
-use crate::eval::classifier::{Classifier, ClassifierInfo};
+use crate::eval::classifiers::Classifiers;
 use crate::eval::matrix::coherence_matrix;
 use crate::infer::{Draw, Loaded};
 pub use coherence::Coherence;
@@ -180,11 +181,13 @@ impl Default for EvalOptions {
 /// gets the coherence matrix and the test loss.
 pub fn evaluate(
     m: &Loaded,
-    classifier: Option<(&Classifier, &ClassifierInfo)>,
+    classifier: Option<&Classifiers>,
     test: &ImageLabelSet,
     opts: &EvalOptions,
 ) -> EvalReport {
-    let ctx = Ctx::new(m, classifier.map(|c| c.0), test, opts);
+    // The image–caption groups read the model's image modality.
+    let image_clf = classifier.and_then(|c| c.of_image(&m.model));
+    let ctx = Ctx::new(m, image_clf, test, opts);
     let (n, on) = (ctx.n, |metric| ctx.on(metric));
     let drawn = ctx.drawn();
     let mut sub = test.clone();
@@ -222,7 +225,7 @@ pub fn evaluate(
         latent_draw: draw_label(opts.draw),
         text_to_image_latent: m.text_to_image_source(),
         caption_decoding: decoding_label(opts.beam),
-        classifier_test_accuracy: classifier.map(|c| c.1.test_accuracy),
+        classifier_test_accuracy: classifier.map(|c| c.info.test_accuracy),
         text_to_image: drawn.text_to_image.filter(|_| ctx.coherence),
         text_to_image_heldout: drawn.text_to_image_heldout,
         image_to_text: ctx.coherence.then(|| pass.i2t.finish()),
@@ -232,10 +235,17 @@ pub fn evaluate(
         coherence_matrix: opts.metrics.contains(&Metric::Coherence).then(|| {
             // Its own stream, after every other group's draws.
             m.seed(opts.seed ^ 0x4D41_5452_4958);
-            let clf = classifier.map(|(c, info)| (c, info.reads.as_slice()));
             // Its joint coherence draws its own prior samples whatever the
             // image–caption groups measure.
-            coherence_matrix(m, clf, test, n, ctx.train_src, ctx.bs, opts.joint_samples)
+            coherence_matrix(
+                m,
+                classifier,
+                test,
+                n,
+                ctx.train_src,
+                ctx.bs,
+                opts.joint_samples,
+            )
         }),
     }
 }
