@@ -174,6 +174,15 @@ impl Mvae {
             .collect()
     }
 
+    /// Every modality's shared-latent expert, as [`Mvae::fuse_encoded`]
+    /// takes them: a batch encoded once, then fused per subset.
+    pub fn encode_shared(&self, batch: &Batch) -> Vec<Option<Gaussian>> {
+        self.encode_all(batch)
+            .into_iter()
+            .map(|e| Some(e.shared))
+            .collect()
+    }
+
     /// The posterior of the shared latent from the experts of `given`, each
     /// counted only in the rows where its mask is 1 (`masks[m]`: `[n, 1]`):
     /// the product with the prior expert, or the learned fusion network.

@@ -19,7 +19,6 @@ use crate::eval::classifiers::Classifiers;
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::modality::expert::Expert;
-use crate::nn::gaussian::Gaussian;
 use crate::objective::Subset;
 
 /// The coherence of every (inputs → output) pair and of prior samples.
@@ -200,11 +199,7 @@ pub fn coherence_matrix(
         let batch = hb.to_device(&m.device);
         let want: Vec<Vec<usize>> = hb.labels.iter().map(|&l| kind.attributes(l)).collect();
         // Each modality encoded once; every subset fuses those encodings.
-        let shared: Vec<Option<Gaussian>> = model
-            .encode_all(&batch)
-            .into_iter()
-            .map(|e| Some(e.shared))
-            .collect();
+        let shared = model.encode_shared(&batch);
         for (si, &s) in subsets.iter().enumerate() {
             let z = model.fuse_encoded(&shared, s).rsample();
             for o in 0..model.experts.len() {

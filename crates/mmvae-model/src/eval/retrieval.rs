@@ -140,12 +140,7 @@ pub fn retrieval(
         let hb = HostBatch::gather(&m.model.layout(), test, &idx, src, &m.checkpoint.vocab);
         let labels = hb.labels.clone();
         let b = hb.to_device(&m.device);
-        let shared: Vec<Option<Gaussian>> = m
-            .model
-            .encode_all(&b)
-            .into_iter()
-            .map(|e| Some(e.shared))
-            .collect();
+        let shared = m.model.encode_shared(&b);
         let q: Vec<Gaussian> = (0..nm)
             .map(|k| m.model.fuse_encoded(&shared, Subset::single(k)))
             .collect();

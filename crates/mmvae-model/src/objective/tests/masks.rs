@@ -57,11 +57,7 @@ fn fusing_one_encoding_per_subset_equals_encoding_each_subset() {
         let s = Setup::three(fusion);
         let m = s.init(&dev);
         let batch = s.host().to_device(&dev);
-        let shared: Vec<Option<Gaussian>> = m
-            .encode_all(&batch)
-            .into_iter()
-            .map(|e| Some(e.shared))
-            .collect();
+        let shared = m.encode_shared(&batch);
         let host = |t: Tensor<2>| t.try_into_vec_as::<f32>().unwrap();
         for bits in 1..8u32 {
             let given = Subset(bits);
