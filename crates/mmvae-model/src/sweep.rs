@@ -251,6 +251,9 @@ pub fn row_values(r: &RunResult) -> BTreeMap<String, f64> {
     {
         out.insert("joint coherence".into(), x);
     }
+    if let Some(fid) = e.pointer("/coherence_matrix/fid") {
+        fid_values(fid, &mut out);
+    }
     for (name, ptr) in [
         ("text -> image", "/text_to_image/strict"),
         ("image -> text", "/image_to_text/strict"),
@@ -265,6 +268,43 @@ pub fn row_values(r: &RunResult) -> BTreeMap<String, f64> {
     }
     out.insert("train minutes".into(), r.train_seconds / 60.0);
     out
+}
+
+/// The coherence matrix's Fréchet distances: by number of inputs (the
+/// mean over image outputs), of prior samples, and per output (the mean of
+/// its distances by number of inputs).
+fn fid_values(fid: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    let number = |v: &serde_json::Value| v.as_f64();
+    if let Some(by) = fid.get("by_inputs").and_then(|v| v.as_object()) {
+        for (k, v) in by {
+            if let Some(x) = number(v) {
+                out.insert(format!("FID given {k}"), x);
+            }
+        }
+    }
+    if let Some(x) = fid.get("prior_mean").and_then(number) {
+        if fid
+            .get("prior")
+            .and_then(|p| p.as_object())
+            .is_some_and(|p| !p.is_empty())
+        {
+            out.insert("FID prior".into(), x);
+        }
+    }
+    if let Some(per) = fid.get("by_output").and_then(|v| v.as_object()) {
+        for (name, by) in per {
+            let xs: Vec<f64> = by
+                .as_object()
+                .map(|o| o.values().filter_map(number).collect())
+                .unwrap_or_default();
+            if !xs.is_empty() {
+                out.insert(
+                    format!("FID {name}"),
+                    xs.iter().sum::<f64>() / xs.len() as f64,
+                );
+            }
+        }
+    }
 }
 
 /// Every cell's mean ± sd over its finished seeds.
@@ -318,7 +358,8 @@ impl Leaderboard {
             columns: columns
                 .into_iter()
                 .map(|name| Column {
-                    percent: !matches!(name.as_str(), "train minutes" | "test loss" | "FID"),
+                    percent: !(matches!(name.as_str(), "train minutes" | "test loss")
+                        || name.starts_with("FID")),
                     name,
                 })
                 .collect(),
@@ -373,8 +414,11 @@ fn column_order(name: &str) -> (usize, String) {
             "text -> image" => 101,
             "image -> text" => 102,
             "FID" => 103,
-            "test loss" => 104,
-            _ => 105,
+            "test loss" => 107,
+            _ if name.starts_with("FID given ") => 104,
+            "FID prior" => 105,
+            _ if name.starts_with("FID ") => 106,
+            _ => 108,
         }
     };
     (rank, name.to_string())
@@ -553,5 +597,63 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
             "{md}"
         );
         assert!(md.contains("| moe | 0 | 50.00% | 10.00% | 2.00 |"), "{md}");
+    }
+
+    #[test]
+    fn the_matrix_fids_become_columns_after_the_coherence() {
+        let r = RunResult {
+            cell: "poe".into(),
+            seed: 0,
+            train_seconds: 60.0,
+            eval: serde_json::json!({
+                "coherence_matrix": {
+                    "by_inputs": { "1": 0.5, "2": 0.75 },
+                    "joint": 0.25,
+                    "fid": {
+                        "by_inputs": { "1": 30.0, "2": 20.0 },
+                        "by_output": { "m0": { "1": 10.0, "2": 20.0 }, "m1": { "1": 50.0 } },
+                        "prior": { "m0": 40.0, "m1": 60.0 },
+                        "prior_mean": 50.0
+                    }
+                }
+            }),
+        };
+        let v = row_values(&r);
+        assert_eq!(v["FID given 1"], 30.0);
+        assert_eq!(v["FID prior"], 50.0);
+        assert_eq!(v["FID m0"], 15.0, "the mean of its distances by inputs");
+        assert_eq!(v["FID m1"], 50.0);
+        let dir = tempfile::tempdir().unwrap();
+        let base = write_base(dir.path());
+        let sweep = dir.path().join("grid.toml");
+        std::fs::write(&sweep, spec_text(&base)).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let lb = Leaderboard::from_results(&spec, &[r]);
+        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "coherence given 1",
+                "coherence given 2",
+                "joint coherence",
+                "FID given 1",
+                "FID given 2",
+                "FID prior",
+                "FID m0",
+                "FID m1",
+                "train minutes"
+            ]
+        );
+        assert!(
+            lb.columns
+                .iter()
+                .all(|c| c.percent
+                    == (c.name.starts_with("coherence") || c.name.starts_with("joint")))
+        );
+        let md = lb.markdown();
+        assert!(
+            md.contains("| 30.00 | 20.00 | 50.00 | 15.00 | 50.00 | 1.00 |"),
+            "{md}"
+        );
     }
 }

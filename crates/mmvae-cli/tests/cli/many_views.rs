@@ -64,7 +64,7 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     std::fs::write(d.join("poly.toml"), POLY).unwrap();
     std::fs::write(
         d.join("grid.toml"),
-        "base = \"poly.toml\"\nout = \"sw\"\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
+        "base = \"poly.toml\"\nout = \"sw\"\nmetrics = [\"coherence\", \"fid\"]\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
     )
     .unwrap();
     let sweep = words("sweep grid.toml --data-dir data --classifier clf --limit 40 --table t.md");
@@ -77,6 +77,10 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     );
     assert!(
         table.contains("| poe | 0 |") && table.contains("| moe | 0 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("FID given 1") && table.contains("FID prior") && table.contains("FID m3"),
         "{table}"
     );
     let result: serde_json::Value =
@@ -110,6 +114,34 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         serde_json::json!(["m0", "m3"])
     );
     assert!(m1["coherence_matrix"]["cells"]["m0+m3"]["m1"].is_number());
+    // FID alone measures the matrix too, with each image output's Fréchet
+    // distances, and draws the same images: m1's coherence is unchanged.
+    ok(
+        d,
+        &words("eval --checkpoint sw/moe/seed-0/best --data-dir data --classifier clf --metrics fid --limit 20 --out fid.json"),
+    );
+    let fid: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("fid.json")).unwrap()).unwrap();
+    let cm = &fid["coherence_matrix"];
+    for given in ["m0", "m0+m3", "m0+m1+m3"] {
+        assert_eq!(
+            cm["cells"][given]["m1"],
+            m1["coherence_matrix"]["cells"][given]["m1"]
+        );
+    }
+    let f = &cm["fid"];
+    for k in ["1", "2"] {
+        assert!(f["by_inputs"][k].as_f64().unwrap() > 0.0, "{f}");
+    }
+    assert!(
+        f["by_inputs"].get("3").is_none(),
+        "no output lies outside all three"
+    );
+    for o in ["m0", "m1", "m3"] {
+        assert!(f["prior"][o].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["by_output"][o]["2"].is_number(), "{f}");
+    }
+    assert_eq!(f["items"], 20);
     // A finished cell is not rerun.
     let again = ok(d, &sweep);
     assert!(

@@ -15,9 +15,12 @@ use mmvae_data::{DatasetKind, ImageLabelSet, LabelSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::eval::classifier::Classifier;
 use crate::eval::classifiers::Classifiers;
+use crate::eval::matrix_fid::{FidTally, ModalityFid};
+use crate::eval::text_to_image::host;
 use crate::infer::Loaded;
-use crate::io::batch::{CaptionSource, HostBatch};
+use crate::io::batch::{CaptionSource, HostBatch, Input};
 use crate::modality::expert::Expert;
 use crate::objective::Subset;
 
@@ -43,12 +46,21 @@ pub struct CoherenceMatrix {
     /// evaluation classifier), left out of the cells.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unread: Vec<String>,
+    /// Fréchet distances of the generated images per image output, where
+    /// asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fid: Option<ModalityFid>,
 }
+
+/// What the FID of the matrix's images is measured in.
+const FID_FEATURES: &str = "penultimate layer of each image modality's evaluation classifier";
 
 /// Reads the class a generated modality shows.
 struct Readers<'a> {
     clf: Option<&'a Classifiers>,
     captioner: Captioner,
+    /// Whether images' classifier features are kept (for FID).
+    features: bool,
 }
 
 /// What one generated modality shows of a batch of items.
@@ -58,6 +70,9 @@ struct Shown {
     slots: Vec<usize>,
     /// Per row, the value of each of `slots` (`None` where not recognised).
     values: Vec<Vec<Option<usize>>>,
+    /// An image's classifier features (`rows × Classifier::FEATURES`, row
+    /// after row), where the readers keep them.
+    features: Option<Vec<f32>>,
 }
 
 impl Shown {
@@ -103,17 +118,27 @@ impl Readers<'_> {
         let every = |values: Vec<Vec<Option<usize>>>| Shown {
             slots: all.clone(),
             values,
+            features: None,
         };
         match &m.model.experts[o] {
             Expert::Image(img) => {
                 let clf = self.clf?.of(&m.model.names[o])?;
                 let probs = img.decode(m.model.with_private(z, true));
-                Some(every(
-                    clf.predict(probs)
-                        .into_iter()
-                        .map(|p| p.into_iter().map(Some).collect())
-                        .collect(),
-                ))
+                let (preds, features) = if self.features {
+                    let (p, f) = clf.predict_with_features(probs);
+                    (p, Some(host(f)))
+                } else {
+                    (clf.predict(probs), None)
+                };
+                Some(Shown {
+                    features,
+                    ..every(
+                        preds
+                            .into_iter()
+                            .map(|p| p.into_iter().map(Some).collect())
+                            .collect(),
+                    )
+                })
             }
             Expert::Text(t) => Some(every(
                 t.decoder
@@ -133,6 +158,7 @@ impl Readers<'_> {
                     LabelSource::Slot(k) => Shown {
                         slots: vec![k],
                         values: values.map(|v| vec![Some(v)]).collect(),
+                        features: None,
                     },
                 })
             }
@@ -166,17 +192,37 @@ fn subset_name(m: &Loaded, s: Subset) -> String {
         .join("+")
 }
 
-/// Score the first `n` test items (in batches of `bs`) and `joint_samples`
-/// prior samples. Latents are drawn from each posterior (seeded by the
-/// caller through the device).
+/// How a coherence matrix is measured.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixOptions {
+    /// The first this many test items are scored.
+    pub items: usize,
+    /// Where the test items' captions come from.
+    pub source: CaptionSource,
+    /// Items per batch.
+    pub batch_size: usize,
+    /// Prior samples for the joint coherence.
+    pub joint_samples: usize,
+    /// Also the Fréchet distances of the generated images per image
+    /// output ([`ModalityFid`]).
+    pub fid: bool,
+}
+
+/// The running counts of a matrix over the test items' batches.
+struct Counts {
+    cells: Vec<Vec<CellCount>>,
+    readable: Vec<bool>,
+    fid: Option<FidTally>,
+}
+
+/// Score the first `opts.items` test items and `opts.joint_samples` prior
+/// samples. Latents are drawn from each posterior (seeded by the caller
+/// through the device).
 pub fn coherence_matrix(
     m: &Loaded,
     clf: Option<&Classifiers>,
     test: &ImageLabelSet,
-    n: usize,
-    source: CaptionSource,
-    bs: usize,
-    joint_samples: usize,
+    opts: &MatrixOptions,
 ) -> CoherenceMatrix {
     let model = &m.model;
     let nm = model.modalities();
@@ -184,48 +230,94 @@ pub fn coherence_matrix(
     let readers = Readers {
         clf,
         captioner: m.captioner(),
+        features: opts.fid,
     };
     let subsets = scored_subsets(nm);
-    let slots = kind.slots();
     let blank = CellCount {
-        slot_right: vec![0; slots.len()],
+        slot_right: vec![0; kind.slots().len()],
         ..CellCount::default()
     };
-    let mut counts = vec![vec![blank; nm]; subsets.len()];
-    let mut readable = vec![true; nm];
-    let idx: Vec<usize> = (0..n.min(test.len())).collect();
-    for chunk in idx.chunks(bs.max(1)) {
-        let hb = HostBatch::gather(&model.layout(), test, chunk, source, &m.checkpoint.vocab);
-        let batch = hb.to_device(&m.device);
-        let want: Vec<Vec<usize>> = hb.labels.iter().map(|&l| kind.attributes(l)).collect();
-        // Each modality encoded once; every subset fuses those encodings.
-        let shared = model.encode_shared(&batch);
-        for (si, &s) in subsets.iter().enumerate() {
-            let z = model.fuse_encoded(&shared, s).rsample();
-            for o in 0..model.experts.len() {
-                match readers.read(m, o, z.clone()) {
-                    Some(got) => {
-                        let c = &mut counts[si][o];
-                        for (i, w) in want.iter().enumerate() {
-                            c.right += got.matches(i, w) as usize;
-                            c.scored += 1;
-                            for (k, ok) in got.slot_matches(i, w) {
-                                c.slot_right[k] += ok as usize;
-                            }
-                        }
-                    }
-                    None => readable[o] = false,
-                }
+    let mut counts = Counts {
+        cells: vec![vec![blank; nm]; subsets.len()],
+        readable: vec![true; nm],
+        fid: opts
+            .fid
+            .then(|| FidTally::new(subsets.len(), nm, Classifier::FEATURES)),
+    };
+    let idx: Vec<usize> = (0..opts.items.min(test.len())).collect();
+    for chunk in idx.chunks(opts.batch_size.max(1)) {
+        let hb = HostBatch::gather(
+            &model.layout(),
+            test,
+            chunk,
+            opts.source,
+            &m.checkpoint.vocab,
+        );
+        score_batch(m, &readers, &subsets, &hb, &mut counts);
+    }
+    let mut out = tabulate(m, kind, &subsets, &counts.cells, &counts.readable);
+    out.unread = (0..nm)
+        .filter(|&o| !counts.readable[o])
+        .map(|o| model.names[o].clone())
+        .collect();
+    (out.joint, out.joint_samples) = joint_coherence(
+        m,
+        &readers,
+        opts.joint_samples,
+        opts.batch_size,
+        counts.fid.as_mut(),
+    );
+    out.fid = counts.fid.and_then(|t| {
+        let names: Vec<String> = subsets.iter().map(|&s| subset_name(m, s)).collect();
+        t.finish(&model.names, &subsets, &names, FID_FEATURES)
+    });
+    out
+}
+
+/// Generate every readable output of one batch of test items from every
+/// scored subset and count what the readers recognise (and, for FID, keep
+/// the features of the real and generated images).
+fn score_batch(
+    m: &Loaded,
+    readers: &Readers,
+    subsets: &[Subset],
+    hb: &HostBatch,
+    counts: &mut Counts,
+) {
+    let model = &m.model;
+    let kind = m.checkpoint.config.data.dataset;
+    let batch = hb.to_device(&m.device);
+    let want: Vec<Vec<usize>> = hb.labels.iter().map(|&l| kind.attributes(l)).collect();
+    if let Some(tally) = counts.fid.as_mut() {
+        for (o, input) in batch.inputs.iter().enumerate() {
+            let clf = readers.clf.and_then(|c| c.of(&model.names[o]));
+            if let (Input::Image(x), Some(clf)) = (input, clf) {
+                tally.add_real(o, &host(clf.features(x.clone())));
             }
         }
     }
-    let mut out = tabulate(m, kind, &subsets, &counts, &readable);
-    out.unread = (0..nm)
-        .filter(|&o| !readable[o])
-        .map(|o| model.names[o].clone())
-        .collect();
-    (out.joint, out.joint_samples) = joint_coherence(m, &readers, joint_samples, bs);
-    out
+    // Each modality encoded once; every subset fuses those encodings.
+    let shared = model.encode_shared(&batch);
+    for (si, &s) in subsets.iter().enumerate() {
+        let z = model.fuse_encoded(&shared, s).rsample();
+        for o in 0..model.experts.len() {
+            let Some(got) = readers.read(m, o, z.clone()) else {
+                counts.readable[o] = false;
+                continue;
+            };
+            let c = &mut counts.cells[si][o];
+            for (i, w) in want.iter().enumerate() {
+                c.right += got.matches(i, w) as usize;
+                c.scored += 1;
+                for (k, ok) in got.slot_matches(i, w) {
+                    c.slot_right[k] += ok as usize;
+                }
+            }
+            if let (Some(tally), Some(f)) = (counts.fid.as_mut(), &got.features) {
+                tally.add_generated(si, o, f);
+            }
+        }
+    }
 }
 
 /// The matrix of the counts: each subset's accuracy on each readable
@@ -274,10 +366,19 @@ fn tabulate(
 }
 
 /// Prior samples z ~ N(0, I): the fraction whose readable modalities all
-/// show the same (fully recognised) attributes, and the samples drawn.
-fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> (f64, usize) {
+/// show the same (fully recognised) attributes, and the samples drawn (none
+/// where fewer than two modalities are read). With `fid`, their images'
+/// features are kept.
+fn joint_coherence(
+    m: &Loaded,
+    readers: &Readers,
+    samples: usize,
+    bs: usize,
+    mut fid: Option<&mut FidTally>,
+) -> (f64, usize) {
     let (mut agree, mut total) = (0usize, 0usize);
     let mut left = samples;
+    let slots = m.checkpoint.config.data.dataset.slots().len();
     while left > 0 {
         let k = left.min(bs.max(1));
         left -= k;
@@ -286,13 +387,23 @@ fn joint_coherence(m: &Loaded, readers: &Readers, samples: usize, bs: usize) -> 
             Distribution::Normal(0.0, 1.0),
             &m.device,
         );
-        let reads: Vec<Shown> = (0..m.model.experts.len())
-            .filter_map(|o| readers.read(m, o, z.clone()))
+        let reads: Vec<(usize, Shown)> = (0..m.model.experts.len())
+            .filter_map(|o| readers.read(m, o, z.clone()).map(|r| (o, r)))
             .collect();
-        if reads.len() < 2 {
-            return (0.0, 0);
+        if let Some(tally) = fid.as_deref_mut() {
+            for (o, r) in &reads {
+                if let Some(f) = &r.features {
+                    tally.add_prior(*o, f);
+                }
+            }
         }
-        let slots = m.checkpoint.config.data.dataset.slots().len();
+        if reads.len() < 2 {
+            if fid.is_none() {
+                return (0.0, 0);
+            }
+            continue;
+        }
+        let reads: Vec<Shown> = reads.into_iter().map(|(_, r)| r).collect();
         for i in 0..k {
             agree += agrees(&reads, i, slots) as usize;
             total += 1;
@@ -360,6 +471,9 @@ impl CoherenceMatrix {
                 "  not scored (no evaluation classifier): {}\n",
                 self.unread.join(", ")
             ));
+        }
+        if let Some(f) = &self.fid {
+            s.push_str(&f.table());
         }
         s
     }
@@ -430,10 +544,12 @@ mod tests {
         let every = |v: Vec<Option<usize>>| Shown {
             slots: vec![0, 1, 2],
             values: vec![v],
+            features: None,
         };
         let slot = |k: usize, v: usize| Shown {
             slots: vec![k],
             values: vec![vec![Some(v)]],
+            features: None,
         };
         let image = every(vec![Some(1), Some(0), Some(2)]);
         assert!(agrees(

@@ -12,6 +12,7 @@ pub mod inception;
 pub mod latent;
 pub mod likelihood;
 pub mod matrix;
+pub mod matrix_fid;
 pub mod metrics;
 pub mod pair_check;
 mod passes;
@@ -25,7 +26,7 @@ use std::collections::BTreeSet;
 
 use crate::error::{ModelError, Result};
 use crate::eval::classifiers::Classifiers;
-use crate::eval::matrix::coherence_matrix;
+use crate::eval::matrix::{coherence_matrix, MatrixOptions};
 use crate::infer::{Draw, Loaded};
 pub use coherence::Coherence;
 use inception::InceptionV3;
@@ -232,20 +233,19 @@ pub fn evaluate(
         joint: ctx.coherence.then(|| drawn.joint.finish()),
         image_reconstruction: ctx.coherence.then(|| pass.recon.finish()),
         test_loss: split.test_loss,
-        coherence_matrix: opts.metrics.contains(&Metric::Coherence).then(|| {
+        coherence_matrix: ctx.matrix_on().then(|| {
             // Its own stream, after every other group's draws.
             m.seed(opts.seed ^ 0x4D41_5452_4958);
             // Its joint coherence draws its own prior samples whatever the
             // image–caption groups measure.
-            coherence_matrix(
-                m,
-                classifier,
-                test,
-                n,
-                ctx.train_src,
-                ctx.bs,
-                opts.joint_samples,
-            )
+            let mopts = MatrixOptions {
+                items: n,
+                source: ctx.train_src,
+                batch_size: ctx.bs,
+                joint_samples: opts.joint_samples,
+                fid: opts.metrics.contains(&Metric::Fid),
+            };
+            coherence_matrix(m, classifier, test, &mopts)
         }),
     }
 }

@@ -344,6 +344,14 @@ impl<'a> Ctx<'a> {
                 || matches!(metric, Metric::Loss | Metric::Retrieval | Metric::Latent))
     }
 
+    /// Whether the coherence matrix is measured: with coherence, and with
+    /// FID on a model that is not an image–caption pair (whose images'
+    /// distances come with the matrix).
+    pub(super) fn matrix_on(&self) -> bool {
+        let on = |metric| self.opts.metrics.contains(&metric);
+        on(Metric::Coherence) || (on(Metric::Fid) && !self.image_text)
+    }
+
     /// Seeds the stream, then takes the text → image, image and prior
     /// passes in turn.
     pub(super) fn drawn(&self) -> Drawn {
