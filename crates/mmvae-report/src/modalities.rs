@@ -82,6 +82,49 @@ pub fn coherence_section(eval: Option<&serde_json::Value>) -> String {
         ));
     }
     s.push_str(&attribute_table(cm));
+    s.push_str(&fid_table(cm));
+    s
+}
+
+/// Each image output's Fréchet distance by number of inputs and of prior
+/// samples (`coherence_matrix.fid`), with the mean over outputs; empty
+/// where the evaluation measured none.
+fn fid_table(cm: &serde_json::Value) -> String {
+    let Some(fid) = cm.get("fid") else {
+        return String::new();
+    };
+    let by = |v: Option<&serde_json::Value>| v.and_then(|b| b.as_object()).cloned();
+    let (Some(per), Some(mean)) = (by(fid.get("by_output")), by(fid.get("by_inputs"))) else {
+        return String::new();
+    };
+    let ks: Vec<&String> = mean.keys().collect();
+    let number = |v: Option<&serde_json::Value>| match v.and_then(|v| v.as_f64()) {
+        Some(x) => format!("<td>{x:.1}</td>"),
+        None => "<td>–</td>".into(),
+    };
+    let mut s = format!(
+        "<p>Fréchet distance of each generated image modality to the test items' own images of it, by number of inputs (the mean over the subsets without it) and from prior samples; in the {}, lower is better.</p><table id=\"fid-by-modality\"><tr><th>generated</th>",
+        escape(fid.get("features").and_then(|f| f.as_str()).unwrap_or("classifier features"))
+    );
+    for k in &ks {
+        s.push_str(&format!("<th>given {}</th>", escape(k)));
+    }
+    s.push_str("<th>prior</th></tr>");
+    let prior = fid.get("prior");
+    for (name, row) in &per {
+        s.push_str(&format!("<tr><th>{}</th>", escape(name)));
+        for k in &ks {
+            s.push_str(&number(row.get(k.as_str())));
+        }
+        s.push_str(&number(prior.and_then(|p| p.get(name.as_str()))));
+        s.push_str("</tr>");
+    }
+    s.push_str("<tr><th>mean</th>");
+    for k in &ks {
+        s.push_str(&number(mean.get(k.as_str())));
+    }
+    s.push_str(&number(fid.get("prior_mean")));
+    s.push_str("</tr></table>");
     s
 }
 
@@ -297,5 +340,38 @@ mod tests {
             .remove("by_slot");
         assert!(!coherence_section(Some(&plain)).contains("coherence-by-attribute"));
         assert!(coherence_section(None).contains("mmvae eval"));
+        assert!(!html.contains("fid-by-modality"), "no distances measured");
+    }
+
+    #[test]
+    fn the_fid_table_lists_each_image_output_by_inputs_and_prior() {
+        let eval = serde_json::json!({
+            "coherence_matrix": {
+                "cells": { "a": { "b": 0.5 }, "b": { "a": 0.5 } },
+                "fid": {
+                    "features": "test <features>",
+                    "by_output": { "a": { "1": 12.34 }, "b": { "1": 40.0 } },
+                    "by_inputs": { "1": 26.17 },
+                    "prior": { "a": 50.0 },
+                    "prior_mean": 50.0
+                }
+            }
+        });
+        let html = coherence_section(Some(&eval));
+        assert!(html.contains("id=\"fid-by-modality\""), "{html}");
+        assert!(html.contains("test &lt;features&gt;"), "{html}");
+        assert!(html.contains("<th>given 1</th><th>prior</th>"), "{html}");
+        assert!(
+            html.contains("<tr><th>a</th><td>12.3</td><td>50.0</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><th>b</th><td>40.0</td><td>–</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><th>mean</th><td>26.2</td><td>50.0</td></tr>"),
+            "{html}"
+        );
     }
 }

@@ -102,6 +102,7 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     let html = std::fs::read_to_string(d.join("r.html")).unwrap();
     assert!(html.contains("id=\"coherence-matrix\"") && html.contains("<th>m0+m1+m3</th>"));
     assert!(html.contains("id=\"cross-generation\""));
+    assert!(html.contains("id=\"fid-by-modality\"") && html.contains("<th>given 2</th>"));
     // One modality's classifier alone reads that modality only.
     ok(
         d,
