@@ -79,7 +79,14 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
                 println!("{} seed {seed}: to run in {}", cell.name, dir.display());
                 continue;
             }
-            println!("{} seed {seed}: training in {}", cell.name, dir.display());
+            // A run with a saved state resumes: past its last epoch, it is
+            // only scored.
+            let verb = if dir.join("last").join("state.json").exists() {
+                "resuming"
+            } else {
+                "training"
+            };
+            println!("{} seed {seed}: {verb} in {}", cell.name, dir.display());
             let r = run_cell(&a, &spec, cell, seed, &metrics)?;
             fsutil::write_atomic(&done, serde_json::to_string_pretty(&r)?.as_bytes())?;
             results.push(r);

@@ -150,6 +150,19 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         "{again}"
     );
     assert!(!again.contains("training"), "{again}");
+    // Without its result.json a finished run is scored again, not retrained.
+    std::fs::remove_file(d.join("sw/moe/seed-0/result.json")).unwrap();
+    let rescored = ok(d, &sweep);
+    assert!(rescored.contains("moe seed 0: resuming"), "{rescored}");
+    assert!(!rescored.contains("  epoch "), "{rescored}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("sw/moe/seed-0/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["train_seconds"], result["train_seconds"]);
+    assert_eq!(
+        again["eval"]["coherence_matrix"],
+        result["eval"]["coherence_matrix"]
+    );
     // An image modality must name one of the dataset's images.
     std::fs::write(d.join("bad.toml"), POLY.replace("\"m3\"", "\"m7\"")).unwrap();
     let e = fails(
