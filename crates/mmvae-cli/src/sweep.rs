@@ -81,7 +81,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             }
             // A run with a saved state resumes: past its last epoch, it is
             // only scored.
-            let verb = if dir.join("last").join("state.json").exists() {
+            let verb = if has_saved_state(&dir) {
                 "resuming"
             } else {
                 "training"
@@ -109,6 +109,11 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether a run's folder holds a saved training state to resume from.
+fn has_saved_state(dir: &std::path::Path) -> bool {
+    dir.join("last").join("state.json").exists()
+}
+
 /// Train (resuming an interrupted run) and evaluate one cell with one seed.
 fn run_cell(
     a: &SweepArgs,
@@ -123,7 +128,7 @@ fn run_cell(
     let opts = TrainOptions {
         out_dir: dir.clone(),
         data_dir: a.data_dir.clone(),
-        resume: dir.join("last").join("state.json").exists(),
+        resume: has_saved_state(&dir),
         progress: false,
         compute: Compute::Cpu,
         threads: a.threads.unwrap_or_else(default_threads),
