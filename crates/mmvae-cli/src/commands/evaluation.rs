@@ -184,6 +184,12 @@ pub enum ClassifierCommand {
         /// by default each image modality gets its own.
         #[arg(long)]
         one_for_all: bool,
+        /// Read only these images of each item, by name (comma-separated);
+        /// by default the dataset's own (on vision, the source image). A
+        /// classifier of one transformed copy, e.g. `--reads grey`, shows
+        /// how much of each attribute that copy keeps.
+        #[arg(long, value_delimiter = ',')]
+        reads: Vec<String>,
     },
 }
 
@@ -198,6 +204,7 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             seed,
             quiet,
             one_for_all,
+            reads,
         } => {
             let kind = DatasetKind::parse(&name)?;
             if !kind.is_labelled() {
@@ -220,7 +227,16 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             opts.train_limit = train_limit;
             opts.seed = seed;
             opts.progress = !quiet;
-            let out = out.unwrap_or_else(|| classifier::default_dir(kind));
+            // A classifier of some images only is not the dataset's
+            // evaluation classifier: by default it gets a folder of its own.
+            let out = out.unwrap_or_else(|| match reads.is_empty() {
+                true => classifier::default_dir(kind),
+                false => {
+                    let dir = classifier::default_dir(kind);
+                    PathBuf::from(format!("{}-{}", dir.display(), reads.join("-")))
+                }
+            });
+            opts.reads = reads;
             let t = std::time::Instant::now();
             let info = classifiers::train(&train, &test, &opts, &out)?.info;
             let per_slot = if info.test_slot_accuracy.len() > 1 {

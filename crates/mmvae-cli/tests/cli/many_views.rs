@@ -226,6 +226,32 @@ kl_anneal_steps = 0
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
     assert_eq!(info["reads"], serde_json::json!(["image"]), "{info}");
+    // A classifier of the grey copy alone gets a folder of its own, and
+    // says which image it reads; an image the dataset lacks is named.
+    let out = ok(
+        d,
+        &words(
+            "classifier train --dataset vision --reads grey --epochs 1 --train-limit 100 --quiet",
+        ),
+    );
+    assert!(
+        out.contains("runs/classifier-vision-grey") && out.contains("colour"),
+        "{out}"
+    );
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.join("runs/classifier-vision-grey/classifier.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["reads"], serde_json::json!(["grey"]), "{info}");
+    let e = fails(
+        d,
+        &words("classifier train --dataset vision --reads gray --out gray --epochs 1 --quiet"),
+    );
+    assert!(
+        e.contains("\"gray\"") && e.contains("image, grey, edges"),
+        "{e}"
+    );
+    assert!(!d.join("gray").exists());
     ok(
         d,
         &words("eval --checkpoint run/best --classifier clf --limit 30 --metrics coherence"),

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::classifier::{
-    self, check_labelled, fit, read_info, read_views, untested_info, view_accuracy, Classifier,
-    ClassifierInfo, ClassifierTrainOptions,
+    self, check_labelled, fit, read_info, untested_info, view_accuracy, Classifier, ClassifierInfo,
+    ClassifierTrainOptions,
 };
 use crate::error::{ModelError, Result};
 use crate::modality::ModalityKind;
@@ -108,7 +108,7 @@ pub fn train(
     opts: &ClassifierTrainOptions,
     out: &Path,
 ) -> Result<Classifiers> {
-    let views = read_views(train);
+    let views = opts.views(train)?;
     if !opts.per_modality || views.len() < 2 {
         let (net, info) = classifier::train_classifier(train, test, opts, out)?;
         return Ok(Classifiers::one(net, info));
@@ -263,6 +263,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"../m2\" is not a plain folder name"), "{e}");
+    }
+
+    #[test]
+    fn reads_restricts_the_images_read_and_names_a_missing_one() {
+        let _rng = crate::testutil::rng_lock();
+        let (train_set, test_set) = (banded(300), banded(100));
+        let opts = |reads: &[&str]| ClassifierTrainOptions {
+            epochs: 3,
+            batch_size: 30,
+            lr: 3e-3,
+            progress: false,
+            reads: reads.iter().map(|r| r.to_string()).collect(),
+            ..ClassifierTrainOptions::for_dataset(DatasetKind::PolyMnist)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dev = crate::device::cpu_device();
+        // One image named: one network, reading that image only.
+        let one = train(
+            &train_set,
+            &test_set,
+            &opts(&["m2"]),
+            &dir.path().join("m2"),
+        )
+        .unwrap();
+        assert_eq!(one.info.reads, ["m2"]);
+        assert!(one.info.per_modality.is_empty());
+        assert!(one.of("m0").is_none());
+        let (m2, _) = view_accuracy(one.of("m2").unwrap(), &test_set, 2, &dev);
+        assert!(m2 > 0.9, "m2 read at {m2}");
+        assert!((one.info.test_accuracy - m2).abs() < 1e-12);
+        // Two named: one network each, the others left out.
+        let two = train(
+            &train_set,
+            &test_set,
+            &opts(&["m3", "m1"]),
+            &dir.path().join("two"),
+        )
+        .unwrap();
+        assert_eq!(two.info.per_modality, ["m1", "m3"]);
+        assert!(two.of("m4").is_none());
+        // A name the dataset lacks: the error lists its images, and nothing
+        // is written.
+        let e = train(
+            &train_set,
+            &test_set,
+            &opts(&["m1", "m9"]),
+            &dir.path().join("bad"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"m9\"") && e.contains("m0, m1, m2, m3, m4"),
+            "{e}"
+        );
+        assert!(!dir.path().join("bad").exists());
     }
 
     #[test]
