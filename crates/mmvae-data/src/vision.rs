@@ -144,6 +144,56 @@ pub fn add_views(set: &mut ImageLabelSet) {
     set.views = views;
 }
 
+/// How much of the shapes the masked square hides over a set of items:
+/// how many items have none, at least half, at least three quarters and
+/// all of the shape's pixels (the source image's non-black ones) under the
+/// square. Completion cannot restore what no other copy shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaskCover {
+    /// Items with a shape (at least one non-black pixel).
+    pub items: usize,
+    pub none: usize,
+    pub half: usize,
+    pub three_quarters: usize,
+    pub all: usize,
+}
+
+impl MaskCover {
+    /// Count the items of `set`, whose `images` are the vision sources.
+    pub fn of(set: &ImageLabelSet) -> Self {
+        let mut c = Self::default();
+        for i in 0..set.len() {
+            let Some(f) = hidden_fraction(set.image(i), set.rows, i) else {
+                continue;
+            };
+            c.items += 1;
+            c.none += usize::from(f == 0.0);
+            c.half += usize::from(f >= 0.5);
+            c.three_quarters += usize::from(f >= 0.75);
+            c.all += usize::from(f == 1.0);
+        }
+        c
+    }
+}
+
+/// The fraction of item `i`'s shape pixels (non-black in any channel of the
+/// planar RGB `img`) that its masked square covers; `None` for an image
+/// without any.
+pub fn hidden_fraction(img: &[u8], side: usize, i: usize) -> Option<f64> {
+    let plane = side * side;
+    let (x0, y0) = mask_corner(i, side);
+    let (mut shape, mut hidden) = (0usize, 0usize);
+    for p in 0..plane {
+        if (0..3).all(|c| img[c * plane + p] == 0) {
+            continue;
+        }
+        shape += 1;
+        let (x, y) = (p % side, p / side);
+        hidden += usize::from((x0..x0 + MASK).contains(&x) && (y0..y0 + MASK).contains(&y));
+    }
+    (shape > 0).then(|| hidden as f64 / shape as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +246,55 @@ mod tests {
             assert_eq!(mask_corner(i, side), (x0, y0));
         }
         assert_ne!(mask_corner(0, side), mask_corner(1, side));
+    }
+
+    #[test]
+    fn hidden_fraction_counts_the_shape_pixels_under_the_square() {
+        let side = 64;
+        let (x0, y0) = mask_corner(3, side);
+        // A 4×4 block of colour at (x, y), on black.
+        let block = |x: usize, y: usize| {
+            let mut img = vec![0u8; 3 * side * side];
+            for yy in y..y + 4 {
+                for xx in x..x + 4 {
+                    img[2 * side * side + yy * side + xx] = 9;
+                }
+            }
+            img
+        };
+        assert_eq!(hidden_fraction(&block(x0, y0), side, 3), Some(1.0));
+        // Straddling the square's left edge: two of its four columns inside.
+        let straddle = block(x0.max(2) - 2, y0);
+        let want = if x0 >= 2 { 0.5 } else { 1.0 };
+        assert_eq!(hidden_fraction(&straddle, side, 3), Some(want));
+        // Black everywhere: no shape to hide.
+        assert_eq!(hidden_fraction(&vec![0u8; 3 * side * side], side, 3), None);
+        // Over a set: one item hidden entirely, one not at all.
+        let far = |x: usize| if x >= 32 { 0 } else { 60 };
+        let (xa, ya) = mask_corner(0, side);
+        let (xb, yb) = mask_corner(1, side);
+        let mut images = block(xa, ya);
+        images.extend(block(far(xb), far(yb)));
+        let set = ImageLabelSet::new(
+            crate::DatasetKind::Vision,
+            3,
+            (side, side),
+            images,
+            vec![0, 0],
+        );
+        let c = MaskCover::of(&set);
+        let away = hidden_fraction(set.image(1), side, 1);
+        assert_eq!(away, Some(0.0), "mask of item 1 at ({xb}, {yb})");
+        assert_eq!(
+            c,
+            MaskCover {
+                items: 2,
+                none: 1,
+                half: 1,
+                three_quarters: 1,
+                all: 1
+            }
+        );
     }
 
     #[test]

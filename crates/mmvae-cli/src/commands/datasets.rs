@@ -137,6 +137,9 @@ fn check_data(
         for note in &set.notes {
             outln!("  {note}");
         }
+        if set.kind == DatasetKind::Vision {
+            print_mask_cover(&mmvae_data::vision::MaskCover::of(&set));
+        }
         bad += set.skipped;
         if let (Some(path), Split::Test) = (grid, split) {
             save_first_items(&set, path)?;
@@ -146,6 +149,18 @@ fn check_data(
         bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
     }
     Ok(())
+}
+
+/// How much of the shapes the `masked` copies hide, as shares of the items.
+fn print_mask_cover(c: &mmvae_data::vision::MaskCover) {
+    let pct = |k: usize| 100.0 * k as f64 / c.items.max(1) as f64;
+    outln!(
+        "  the masked square hides none of the shape in {:.2}% of items, at least half of it in {:.2}%, three quarters in {:.2}%, all of it in {:.2}%",
+        pct(c.none),
+        pct(c.half),
+        pct(c.three_quarters),
+        pct(c.all)
+    );
 }
 
 /// The first 8 items of `set` as a grid, one row per item and one column

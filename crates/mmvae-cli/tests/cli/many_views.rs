@@ -182,6 +182,13 @@ fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
         out.contains("5 images per item: image, grey, edges, masked, watermark"),
         "{out}"
     );
+    // How much of the shapes the masked copies hide, per split.
+    assert_eq!(
+        out.matches("the masked square hides none of the shape in")
+            .count(),
+        2,
+        "{out}"
+    );
     let cfg = r#"
 seed = 1
 [[modalities]]
