@@ -39,13 +39,21 @@ pub struct SweepArgs {
     /// Also write the leaderboard's markdown table to this file.
     #[arg(long)]
     table: Option<PathBuf>,
+    /// Folder of the runs and the leaderboard (default: the sweep file's
+    /// `out`). A cell already scored there is not scored again, so the same
+    /// grid scored another way (another `--classifier`) needs its own.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Data-parallel shards per step (default: the cores).
     #[arg(long)]
     threads: Option<usize>,
 }
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    let spec = SweepSpec::load(&a.file)?;
+    let mut spec = SweepSpec::load(&a.file)?;
+    if let Some(out) = &a.out {
+        spec.out = Some(out.clone());
+    }
     if let Some(c) = a
         .cells
         .iter()

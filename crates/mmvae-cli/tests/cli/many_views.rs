@@ -163,6 +163,17 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         again["eval"]["coherence_matrix"],
         result["eval"]["coherence_matrix"]
     );
+    // `--out` puts the same grid in another folder, where nothing has run.
+    let elsewhere = ok(
+        d,
+        &words("sweep grid.toml --data-dir data --classifier clf --out sw2 --dry-run"),
+    );
+    let sw2 = std::path::Path::new("sw2").join("poe").join("seed-0");
+    assert!(
+        elsewhere.contains(&format!("poe seed 0: to run in {}", sw2.display())),
+        "{elsewhere}"
+    );
+    assert!(!d.join("sw2/poe").exists());
     // An image modality must name one of the dataset's images.
     std::fs::write(d.join("bad.toml"), POLY.replace("\"m3\"", "\"m7\"")).unwrap();
     let e = fails(
