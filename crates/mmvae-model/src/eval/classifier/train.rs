@@ -25,8 +25,8 @@ pub struct ClassifierTrainOptions {
     pub per_modality: bool,
     /// The image modalities to read, by name; empty: the dataset's own
     /// choice ([`read_views`]). A classifier of one transformed copy (the
-    /// `vision` dataset's `grey` or `masked`) measures how much of each
-    /// attribute that copy keeps: the most a model given it can recover.
+    /// `vision` dataset's `grey` or `edges`) estimates how much of each
+    /// attribute that copy keeps.
     pub reads: Vec<String>,
 }
 
