@@ -227,15 +227,7 @@ pub fn classifier(c: ClassifierCommand) -> Result<()> {
             opts.train_limit = train_limit;
             opts.seed = seed;
             opts.progress = !quiet;
-            // A classifier of some images only is not the dataset's
-            // evaluation classifier: by default it gets a folder of its own.
-            let out = out.unwrap_or_else(|| match reads.is_empty() {
-                true => classifier::default_dir(kind),
-                false => {
-                    let dir = classifier::default_dir(kind);
-                    PathBuf::from(format!("{}-{}", dir.display(), reads.join("-")))
-                }
-            });
+            let out = out.unwrap_or_else(|| classifier::default_dir_reading(kind, &reads));
             opts.reads = reads;
             let t = std::time::Instant::now();
             let info = classifiers::train(&train, &test, &opts, &out)?.info;

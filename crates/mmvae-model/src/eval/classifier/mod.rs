@@ -297,6 +297,21 @@ pub fn default_dir(kind: DatasetKind) -> PathBuf {
     PathBuf::from("runs").join(format!("classifier-{}", kind.dir_name()))
 }
 
+/// Default folder of a classifier of some of a dataset's images only
+/// (`reads`, by name): not the evaluation classifier's, so a folder of its
+/// own, `runs/classifier-<dataset>-<names>`; with none named, that of
+/// [`default_dir`].
+pub fn default_dir_reading(kind: DatasetKind, reads: &[String]) -> PathBuf {
+    match reads {
+        [] => default_dir(kind),
+        _ => PathBuf::from("runs").join(format!(
+            "classifier-{}-{}",
+            kind.dir_name(),
+            reads.join("-")
+        )),
+    }
+}
+
 /// Read and check `dir/classifier.json`: trained on `kind`.
 pub(crate) fn read_info(dir: &Path, kind: DatasetKind) -> Result<ClassifierInfo> {
     let ip = dir.join("classifier.json");
