@@ -65,7 +65,10 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     // Every cell's config is checked before the first run starts.
     for cell in &spec.cells {
         for &seed in &spec.seeds {
-            spec.cell_config(cell, seed)?.validate()?;
+            let cfg = spec.cell_config(cell, seed)?;
+            cfg.validate()?;
+            spec.check_shown(&cfg)
+                .with_context(|| format!("{}: cell {}", a.file.display(), cell.name))?;
         }
     }
     let mut results = Vec::new();

@@ -8,6 +8,8 @@
 //! seeds = [0, 1, 2]
 //! out = "runs/sweep-polymnist"      # default: runs/sweep-<file stem>
 //! metrics = ["coherence"]           # the groups of `mmvae eval --metrics`
+//! set = { "optim.epochs" = 4 }      # every cell's overrides, before its own
+//! show = ["m0 -> m1", "m0+m1 -> m2"] # coherence-matrix cells as columns
 //!
 //! [[cells]]
 //! name = "poe"
@@ -21,7 +23,13 @@
 //!
 //! `set` keys are dotted paths into the config (`model.fusion`,
 //! `loss.beta`); each value replaces the one there (a missing table is
-//! created). The seed of a run replaces the config's `seed`.
+//! created). The sweep's own `set` applies to every cell first, then the
+//! cell's. The seed of a run replaces the config's `seed`.
+//!
+//! `show` names cells of the coherence matrix to list as columns of their
+//! own (the leaderboard otherwise has their means by number of inputs):
+//! `given -> generated`, the given modalities joined by `+` in the
+//! config's order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +56,13 @@ pub struct SweepSpec {
     /// Metric groups measured on each run (`mmvae eval --metrics`).
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
+    /// Dotted config paths and the values that replace them in every cell
+    /// (before the cell's own `set`).
+    #[serde(default)]
+    pub set: toml::Table,
+    /// Coherence-matrix cells listed as columns: `given -> generated`.
+    #[serde(default)]
+    pub show: Vec<String>,
     pub cells: Vec<CellSpec>,
 }
 
@@ -115,11 +130,60 @@ impl SweepSpec {
                 return bad(format!("`cells[{i}].name`: `{}` is given twice", c.name));
             }
         }
+        for (i, text) in self.show.iter().enumerate() {
+            if ShownCell::parse(text).is_none() {
+                return bad(format!(
+                    "`show[{i}]`: `{text}` is not `given -> generated` (e.g. `grey -> image`)"
+                ));
+            }
+        }
         let mut seen = self.seeds.clone();
         seen.sort_unstable();
         seen.dedup();
         if seen.len() != self.seeds.len() {
             return bad("`seeds` repeats a seed".into());
+        }
+        Ok(())
+    }
+
+    /// The coherence-matrix cells of `show`, parsed.
+    pub fn shown(&self) -> Vec<ShownCell> {
+        self.show
+            .iter()
+            .map(|t| ShownCell::parse(t).expect("checked by load"))
+            .collect()
+    }
+
+    /// Check that `show` names modalities of `config`, the given ones in
+    /// the config's order (as the coherence matrix names its subsets).
+    pub fn check_shown(&self, config: &TrainConfig) -> Result<()> {
+        let names: Vec<&str> = config.modalities.iter().map(|m| m.name.as_str()).collect();
+        let index = |n: &str| names.iter().position(|m| *m == n);
+        for (i, cell) in self.shown().iter().enumerate() {
+            let bad = |msg: String| {
+                Err(ModelError::Config(format!(
+                    "`show[{i}]` (`{}`): {msg}",
+                    self.show[i]
+                )))
+            };
+            let at: Vec<Option<usize>> = cell.given.iter().map(|g| index(g)).collect();
+            let unknown = cell
+                .given
+                .iter()
+                .chain(std::iter::once(&cell.generated))
+                .find(|n| index(n).is_none());
+            if let Some(n) = unknown {
+                return bad(format!(
+                    "`{n}` is not a modality of the config ({})",
+                    names.join(", ")
+                ));
+            }
+            if at.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!(
+                    "write the given modalities once each, in the config's order ({})",
+                    names.join(", ")
+                ));
+            }
         }
         Ok(())
     }
@@ -151,6 +215,10 @@ impl SweepSpec {
                 e.to_string().replace('\n', " ")
             ))
         })?;
+        for (key, value) in &self.set {
+            set_dotted(&mut table, key, value.clone())
+                .map_err(|msg| ModelError::Config(format!("the sweep's `set.\"{key}\"`: {msg}")))?;
+        }
         for (key, value) in &cell.set {
             set_dotted(&mut table, key, value.clone()).map_err(|msg| {
                 ModelError::Config(format!("cell `{}`: `set.\"{key}\"`: {msg}", cell.name))
@@ -200,6 +268,36 @@ pub fn set_dotted(
     Ok(())
 }
 
+/// One cell of the coherence matrix: the modalities given and the one
+/// generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownCell {
+    pub given: Vec<String>,
+    pub generated: String,
+}
+
+impl ShownCell {
+    /// `a+b -> c`; `None` unless both sides name modalities.
+    pub fn parse(text: &str) -> Option<ShownCell> {
+        let (given, generated) = text.split_once("->")?;
+        let given: Vec<String> = given.split('+').map(|g| g.trim().to_string()).collect();
+        let generated = generated.trim().to_string();
+        let word = |w: &str| !w.is_empty() && !w.contains(char::is_whitespace);
+        (given.iter().all(|g| word(g)) && word(&generated) && !generated.contains("->"))
+            .then_some(ShownCell { given, generated })
+    }
+
+    /// The subset's key in the evaluation's coherence matrix.
+    fn subset(&self) -> String {
+        self.given.join("+")
+    }
+
+    /// The leaderboard column's name.
+    pub fn column(&self) -> String {
+        format!("{} → {}", self.subset(), self.generated)
+    }
+}
+
 /// What one finished run left: `result.json` in its folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -230,11 +328,22 @@ pub struct Column {
 }
 
 /// The values a run's result gives for the leaderboard's columns, by name:
-/// coherence given k inputs, joint coherence, every pair's coherence
-/// mean, the text↔image figures where present, and the training time.
-pub fn row_values(r: &RunResult) -> BTreeMap<String, f64> {
+/// coherence given k inputs, joint coherence, the `shown` cells of the
+/// coherence matrix, the text↔image figures where present, and the
+/// training time.
+pub fn row_values(r: &RunResult, shown: &[ShownCell]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let e = &r.eval;
+    for cell in shown {
+        let at = e
+            .pointer("/coherence_matrix/cells")
+            .and_then(|c| c.get(cell.subset()))
+            .and_then(|c| c.get(&cell.generated))
+            .and_then(|v| v.as_f64());
+        if let Some(x) = at {
+            out.insert(cell.column(), x);
+        }
+    }
     if let Some(by) = e
         .pointer("/coherence_matrix/by_inputs")
         .and_then(|v| v.as_object())
@@ -325,6 +434,7 @@ pub struct LeaderboardRow {
 impl Leaderboard {
     /// From the finished runs, in the order of the sweep's cells.
     pub fn from_results(spec: &SweepSpec, results: &[RunResult]) -> Leaderboard {
+        let shown = spec.shown();
         let mut columns: Vec<String> = Vec::new();
         let mut rows = Vec::new();
         for cell in &spec.cells {
@@ -332,7 +442,8 @@ impl Leaderboard {
             if runs.is_empty() {
                 continue;
             }
-            let per_run: Vec<BTreeMap<String, f64>> = runs.iter().map(|r| row_values(r)).collect();
+            let per_run: Vec<BTreeMap<String, f64>> =
+                runs.iter().map(|r| row_values(r, &shown)).collect();
             let mut values = BTreeMap::new();
             let names: std::collections::BTreeSet<&String> =
                 per_run.iter().flat_map(|m| m.keys()).collect();
@@ -353,7 +464,8 @@ impl Leaderboard {
                 values,
             });
         }
-        columns.sort_by_key(|c| column_order(c));
+        let shown_names: Vec<String> = shown.iter().map(ShownCell::column).collect();
+        columns.sort_by_key(|c| column_order(c, &shown_names));
         Leaderboard {
             columns: columns
                 .into_iter()
@@ -403,9 +515,12 @@ impl Leaderboard {
     }
 }
 
-/// Columns in reading order: coherence by inputs, joint, the pairs, loss,
-/// time.
-fn column_order(name: &str) -> (usize, String) {
+/// Columns in reading order: coherence by inputs, joint, the shown cells
+/// (in the sweep's order), the pairs, loss, time.
+fn column_order(name: &str, shown: &[String]) -> (usize, usize, String) {
+    if let Some(i) = shown.iter().position(|s| s == name) {
+        return (100, i + 1, String::new());
+    }
     let rank = if let Some(k) = name.strip_prefix("coherence given ") {
         k.parse::<usize>().unwrap_or(99)
     } else {
@@ -421,7 +536,7 @@ fn column_order(name: &str) -> (usize, String) {
             _ => 108,
         }
     };
-    (rank, name.to_string())
+    (rank, 0, name.to_string())
 }
 
 #[cfg(test)]
@@ -451,7 +566,12 @@ mod tests {
                         .cell_config(cell, seed)
                         .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                     assert_eq!(c.seed, seed);
-                    if let Some(toml::Value::Integer(e)) = cell.set.get("optim.epochs") {
+                    spec.check_shown(&c)
+                        .unwrap_or_else(|e| panic!("{} {}: {e}", p.display(), cell.name));
+                    let epochs = cell.set.get("optim.epochs");
+                    if let Some(toml::Value::Integer(e)) =
+                        epochs.or_else(|| spec.set.get("optim.epochs"))
+                    {
                         assert_eq!(c.optim.epochs as i64, *e, "{}", cell.name);
                     }
                 }
@@ -467,6 +587,7 @@ mod tests {
 base = "{}"
 seeds = [0, 3]
 out = "runs/s"
+set = {{ "optim.epochs" = 3, "loss.beta" = 0.5 }}
 
 [[cells]]
 name = "poe"
@@ -503,7 +624,10 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
         assert_eq!(moe.seed, 0);
         assert_eq!(poe.model.fusion, crate::config::Fusion::Poe);
         assert_eq!(moe.model.fusion, crate::config::Fusion::Moe);
+        // The sweep's `set` reaches every cell; a cell's own wins over it.
+        assert_eq!(poe.optim.epochs, 3);
         assert_eq!(moe.optim.epochs, 2);
+        assert_eq!((poe.loss.beta, moe.loss.beta), (0.5, 0.5));
         assert_eq!(
             spec.run_dir(&spec.cells[1], 0),
             Path::new("runs/s/moe/seed-0")
@@ -541,6 +665,14 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
         let spec = SweepSpec::load(&sweep).unwrap();
         let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
         assert!(e.contains("cell x") && e.contains("fusion"), "{e}");
+        let text = format!(
+            "base = \"{}\"\nset = {{ \"model.fusion\" = 3 }}\n[[cells]]\nname = \"x\"\n",
+            base.display()
+        );
+        std::fs::write(&sweep, text).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        assert!(e.contains("fusion"), "{e}");
         let text = format!(
             "base = \"{}\"\n[[cells]]\nname = \"x\"\nset = {{ \"seed.deep\" = 1 }}\n",
             base.display()
@@ -618,7 +750,7 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
                 }
             }),
         };
-        let v = row_values(&r);
+        let v = row_values(&r, &[]);
         assert_eq!(v["FID given 1"], 30.0);
         assert_eq!(v["FID prior"], 50.0);
         assert_eq!(v["FID m0"], 15.0, "the mean of its distances by inputs");
@@ -655,5 +787,85 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
             md.contains("| 30.00 | 20.00 | 50.00 | 15.00 | 50.00 | 1.00 |"),
             "{md}"
         );
+    }
+
+    /// `show` lists coherence-matrix cells as columns after the joint
+    /// coherence, in the sweep's order; it is checked against the config.
+    #[test]
+    fn shown_matrix_cells_become_columns_in_the_sweeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write_base(dir.path());
+        let sweep = dir.path().join("grid.toml");
+        let text = spec_text(&base).replace(
+            "out = \"runs/s\"",
+            "out = \"runs/s\"\nshow = [\"text -> image\", \" image+text->text \"]",
+        );
+        std::fs::write(&sweep, &text).unwrap();
+        let spec = SweepSpec::load(&sweep).unwrap();
+        let config = spec.cell_config(&spec.cells[0], 0).unwrap();
+        spec.check_shown(&config).unwrap();
+        let r = RunResult {
+            cell: "poe".into(),
+            seed: 0,
+            train_seconds: 60.0,
+            eval: serde_json::json!({
+                "coherence_matrix": {
+                    "by_inputs": { "1": 0.5 },
+                    "joint": 0.25,
+                    "cells": {
+                        "image": { "text": 0.75 },
+                        "text": { "image": 0.125 },
+                        "image+text": { "image": 0.5, "text": 0.875 }
+                    }
+                }
+            }),
+        };
+        let lb = Leaderboard::from_results(&spec, &[r]);
+        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "coherence given 1",
+                "joint coherence",
+                "text → image",
+                "image+text → text",
+                "train minutes"
+            ]
+        );
+        assert!(lb.markdown().contains("| 12.50% | 87.50% | 1.00 |"));
+
+        // Unknown modalities and subsets out of the config's order are
+        // refused, naming the entry.
+        for (show, want) in [
+            ("grey -> image", "`grey` is not a modality"),
+            ("image -> grey", "`grey` is not a modality"),
+            ("text+image -> image", "in the config's order"),
+            ("image+image -> text", "in the config's order"),
+        ] {
+            let t = text.replace(
+                "show = [\"text -> image\", \" image+text->text \"]",
+                &format!("show = [\"{show}\"]"),
+            );
+            std::fs::write(&sweep, t).unwrap();
+            let spec = SweepSpec::load(&sweep).unwrap();
+            let e = spec.check_shown(&config).unwrap_err().to_string();
+            assert!(e.contains("show[0]") && e.contains(want), "{show}: {e}");
+        }
+        for bad in [
+            "image",
+            "-> image",
+            "image ->",
+            "a b -> c",
+            "a -> b -> c",
+            "+a -> b",
+        ] {
+            let t = text.replace(
+                "show = [\"text -> image\", \" image+text->text \"]",
+                &format!("show = [\"{bad}\"]"),
+            );
+            std::fs::write(&sweep, t).unwrap();
+            let e = SweepSpec::load(&sweep).unwrap_err().to_string();
+            assert!(e.contains("`show[0]`"), "{bad}: {e}");
+        }
     }
 }

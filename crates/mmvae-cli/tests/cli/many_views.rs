@@ -64,7 +64,7 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     std::fs::write(d.join("poly.toml"), POLY).unwrap();
     std::fs::write(
         d.join("grid.toml"),
-        "base = \"poly.toml\"\nout = \"sw\"\nmetrics = [\"coherence\", \"fid\"]\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
+        "base = \"poly.toml\"\nout = \"sw\"\nmetrics = [\"coherence\", \"fid\"]\nshow = [\"m0 -> m1\", \"m0+m3 -> m1\"]\n[[cells]]\nname = \"poe\"\n[[cells]]\nname = \"moe\"\nset = { \"model.fusion\" = \"moe\" }\n",
     )
     .unwrap();
     let sweep = words("sweep grid.toml --data-dir data --classifier clf --limit 40 --table t.md");
@@ -81,6 +81,10 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
     );
     assert!(
         table.contains("FID given 1") && table.contains("FID prior") && table.contains("FID m3"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| joint coherence | m0 → m1 | m0+m3 → m1 |"),
         "{table}"
     );
     let result: serde_json::Value =
@@ -174,6 +178,20 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         "{elsewhere}"
     );
     assert!(!d.join("sw2/poe").exists());
+    // A `show` cell out of the config's order is refused before any run.
+    let grid = std::fs::read_to_string(d.join("grid.toml")).unwrap();
+    std::fs::write(
+        d.join("grid3.toml"),
+        grid.replace("\"m0+m3 -> m1\"", "\"m3+m0 -> m1\"")
+            .replace("out = \"sw\"", "out = \"sw3\""),
+    )
+    .unwrap();
+    let e = fails(
+        d,
+        &words("sweep grid3.toml --data-dir data --classifier clf --limit 40"),
+    );
+    assert!(e.contains("show[1]") && e.contains("config's order"), "{e}");
+    assert!(!d.join("sw3").exists());
     // An image modality must name one of the dataset's images.
     std::fs::write(d.join("bad.toml"), POLY.replace("\"m3\"", "\"m7\"")).unwrap();
     let e = fails(
