@@ -600,6 +600,10 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
         )
     }
 
+    fn column_names(lb: &Leaderboard) -> Vec<&str> {
+        lb.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
     fn write_base(dir: &Path) -> PathBuf {
         let base = dir.join("base.toml");
         std::fs::write(
@@ -656,31 +660,21 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
             let e = SweepSpec::load(&sweep).unwrap_err().to_string();
             assert!(e.contains(want), "{body}: {e}");
         }
-        // An override the config refuses names the cell and the key.
-        let text = format!(
-            "base = \"{}\"\n[[cells]]\nname = \"x\"\nset = {{ \"model.fusion\" = \"nope\" }}\n",
-            base.display()
-        );
-        std::fs::write(&sweep, text).unwrap();
-        let spec = SweepSpec::load(&sweep).unwrap();
-        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        // An override the config refuses names the cell (or the sweep) and
+        // the key.
+        let config_error = |body: &str| {
+            std::fs::write(&sweep, format!("base = \"{}\"\n{body}", base.display())).unwrap();
+            let spec = SweepSpec::load(&sweep).unwrap();
+            spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string()
+        };
+        let e = config_error("[[cells]]\nname = \"x\"\nset = { \"model.fusion\" = \"nope\" }\n");
         assert!(e.contains("cell x") && e.contains("fusion"), "{e}");
-        let text = format!(
-            "base = \"{}\"\nset = {{ \"model.fusion\" = 3 }}\n[[cells]]\nname = \"x\"\n",
-            base.display()
-        );
-        std::fs::write(&sweep, text).unwrap();
-        let spec = SweepSpec::load(&sweep).unwrap();
-        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        let e = config_error("set = { \"model.fusion\" = 3 }\n[[cells]]\nname = \"x\"\n");
         assert!(e.contains("fusion"), "{e}");
-        let text = format!(
-            "base = \"{}\"\n[[cells]]\nname = \"x\"\nset = {{ \"seed.deep\" = 1 }}\n",
-            base.display()
-        );
-        std::fs::write(&sweep, text).unwrap();
-        let spec = SweepSpec::load(&sweep).unwrap();
-        let e = spec.cell_config(&spec.cells[0], 0).unwrap_err().to_string();
+        let e = config_error("[[cells]]\nname = \"x\"\nset = { \"seed.deep\" = 1 }\n");
         assert!(e.contains("`seed` is a value"), "{e}");
+        let e = config_error("set = { \"seed.deep\" = 1 }\n[[cells]]\nname = \"x\"\n");
+        assert!(e.contains("the sweep's `set.\"seed.deep\"`"), "{e}");
     }
 
     #[test]
@@ -718,7 +712,7 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
         let (m, sd) = lb.rows[0].values["coherence given 1"];
         assert!((m - 0.7).abs() < 1e-12 && (sd - 0.02f64.sqrt()).abs() < 1e-12);
         assert_eq!(lb.rows[1].values["joint coherence"], (0.1, 0.0));
-        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        let names = column_names(&lb);
         assert_eq!(
             names,
             ["coherence given 1", "joint coherence", "train minutes"]
@@ -761,7 +755,7 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
         std::fs::write(&sweep, spec_text(&base)).unwrap();
         let spec = SweepSpec::load(&sweep).unwrap();
         let lb = Leaderboard::from_results(&spec, &[r]);
-        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        let names = column_names(&lb);
         assert_eq!(
             names,
             [
@@ -821,7 +815,7 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
             }),
         };
         let lb = Leaderboard::from_results(&spec, &[r]);
-        let names: Vec<&str> = lb.columns.iter().map(|c| c.name.as_str()).collect();
+        let names = column_names(&lb);
         assert_eq!(
             names,
             [
