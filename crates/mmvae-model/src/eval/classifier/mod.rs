@@ -302,14 +302,11 @@ pub fn default_dir(kind: DatasetKind) -> PathBuf {
 /// own, `runs/classifier-<dataset>-<names>`; with none named, that of
 /// [`default_dir`].
 pub fn default_dir_reading(kind: DatasetKind, reads: &[String]) -> PathBuf {
-    match reads {
-        [] => default_dir(kind),
-        _ => PathBuf::from("runs").join(format!(
-            "classifier-{}-{}",
-            kind.dir_name(),
-            reads.join("-")
-        )),
+    let mut dir = default_dir(kind).into_os_string();
+    if !reads.is_empty() {
+        dir.push(format!("-{}", reads.join("-")));
     }
+    PathBuf::from(dir)
 }
 
 /// Read and check `dir/classifier.json`: trained on `kind`.
@@ -369,6 +366,19 @@ pub(crate) fn load_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A classifier of some images only gets the evaluation classifier's
+    /// folder with the names appended; with none named, that folder.
+    #[test]
+    fn a_reading_classifiers_folder_appends_the_names() {
+        let kind = DatasetKind::Vision;
+        assert_eq!(default_dir_reading(kind, &[]), default_dir(kind));
+        let reads = ["grey".to_string(), "edges".to_string()];
+        assert_eq!(
+            default_dir_reading(kind, &reads),
+            Path::new("runs").join("classifier-vision-grey-edges")
+        );
+    }
 
     #[test]
     fn classifier_json_is_refused_outside_its_bounds_before_a_classifier_is_built() {
