@@ -7,7 +7,6 @@
 //! test whether the model generalises to new phrasings of known words.
 
 use crate::dataset::DatasetKind;
-use crate::shapes::Level;
 use serde::{Deserialize, Serialize};
 
 /// Which template family to draw captions from.
@@ -25,8 +24,10 @@ fn templates(kind: DatasetKind, set: CaptionSet) -> &'static [&'static str] {
     match (kind, set) {
         // A shapes caption is its class name, word for word (the benchmark's
         // fixed grammar); there are no held-out phrasings.
-        (DatasetKind::Shapes(_) | DatasetKind::Vision, CaptionSet::Train) => &["{c}"],
-        (DatasetKind::Shapes(_) | DatasetKind::Vision, CaptionSet::HeldOut) => &[],
+        (DatasetKind::Shapes(_), CaptionSet::Train) => &["{c}"],
+        (DatasetKind::Shapes(_), CaptionSet::HeldOut) => &[],
+        // Computed views keep their source's captions.
+        (DatasetKind::Vision(source), set) => templates(source.kind(), set),
         // The digit string itself.
         (DatasetKind::MultiMnist, CaptionSet::Train) => &["{c}"],
         (DatasetKind::MultiMnist, CaptionSet::HeldOut) => &[],
@@ -144,7 +145,7 @@ impl Captioner {
     pub fn reference(&self, label: usize) -> Option<String> {
         match self.kind {
             DatasetKind::Shapes(l) => Some(l.caption(label)),
-            DatasetKind::Vision => Some(Level::L3.caption(label)),
+            DatasetKind::Vision(source) => Self::new(source.kind(), self.seed).reference(label),
             DatasetKind::MultiMnist => Some(crate::multimnist::caption(label)),
             DatasetKind::CelebA(set) => Some(set.caption(label)),
             DatasetKind::Pairs => None,
@@ -179,7 +180,7 @@ impl Captioner {
     pub fn slots_of(&self, caption: &str) -> Vec<Option<usize>> {
         match self.kind {
             DatasetKind::Shapes(l) => l.parse_caption(caption),
-            DatasetKind::Vision => Level::L3.parse_caption(caption),
+            DatasetKind::Vision(source) => Self::new(source.kind(), self.seed).slots_of(caption),
             DatasetKind::MultiMnist => crate::multimnist::parse_caption(caption),
             DatasetKind::CelebA(set) => set.parse_caption(caption),
             DatasetKind::Pairs => Vec::new(),

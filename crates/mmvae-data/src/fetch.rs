@@ -21,7 +21,7 @@ pub fn source(kind: DatasetKind) -> Option<(&'static str, [Pinned; 4])> {
         DatasetKind::Shapes(_)
         | DatasetKind::MultiMnist
         | DatasetKind::PolyMnist
-        | DatasetKind::Vision
+        | DatasetKind::Vision(_)
         | DatasetKind::CelebA(_)
         | DatasetKind::Pairs => return None,
         DatasetKind::Mnist => (

@@ -26,3 +26,4 @@ pub use celeba::AttrSet;
 pub use dataset::{DatasetKind, ImageLabelSet, LabelSource, Split};
 pub use error::DataError;
 pub use tokenizer::{TokenLevel, Vocab};
+pub use vision::VisionSource;

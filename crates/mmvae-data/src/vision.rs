@@ -4,9 +4,10 @@
 //! greyscale, edges to image, completion of a masked copy, watermark
 //! removal), plus the source's caption.
 //!
-//! The source is shapes level 3 (coloured, textured shapes, captioned):
-//! nothing to download. Each item holds five images, all 64×64 RGB (the
-//! one-channel ones repeated on three channels):
+//! The source ([`VisionSource`]) is shapes level 3 (coloured, textured
+//! shapes, captioned; nothing to download) or CelebA (faces captioned by
+//! their attributes; the user's files). Each item holds five images, all
+//! 64×64 RGB (the one-channel ones repeated on three channels):
 //!
 //! | name | what |
 //! |---|---|
@@ -19,7 +20,53 @@
 //! Every view is a pure function of the source image and the item's index.
 
 use crate::captions::splitmix64;
-use crate::dataset::{ImageLabelSet, View};
+use crate::celeba::AttrSet;
+use crate::dataset::{DatasetKind, ImageLabelSet, View};
+use crate::error::Result;
+use crate::shapes::Level;
+
+/// The dataset whose images the views are computed from, and whose
+/// classes, captions and attribute slots the items keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VisionSource {
+    /// Shapes level 3: coloured, textured shapes on black, rendered in code.
+    Shapes,
+    /// CelebA faces with a chosen attribute set, from the official files.
+    CelebA(AttrSet),
+}
+
+impl VisionSource {
+    /// The source as a dataset of its own.
+    pub fn kind(self) -> DatasetKind {
+        match self {
+            VisionSource::Shapes => DatasetKind::Shapes(Level::L3),
+            VisionSource::CelebA(set) => DatasetKind::CelebA(set),
+        }
+    }
+
+    /// The name of the views of this source: `vision` on shapes,
+    /// `vision-` and the CelebA set's name otherwise (`vision-celeba`,
+    /// `vision-celeba19`, `vision-celeba:Young,Male`).
+    pub fn dataset_name(self) -> String {
+        match self {
+            VisionSource::Shapes => PREFIX.into(),
+            VisionSource::CelebA(set) => format!("{PREFIX}-{}", set.dataset_name()),
+        }
+    }
+
+    /// The source named by a dataset name, where it is one of the views'
+    /// (`None` for any other name).
+    pub fn parse(name: &str) -> Option<Result<Self>> {
+        if name == PREFIX {
+            return Some(Ok(VisionSource::Shapes));
+        }
+        let source = name.strip_prefix(PREFIX)?.strip_prefix('-')?;
+        AttrSet::from_dataset_name(source).map(|set| set.map(VisionSource::CelebA))
+    }
+}
+
+/// The name of the views of shapes level 3, and the start of the others'.
+const PREFIX: &str = "vision";
 
 /// The images of an item, the source first.
 pub const NAMES: [&str; 5] = ["image", "grey", "edges", "masked", "watermark"];
@@ -276,7 +323,7 @@ mod tests {
         let mut images = block(xa, ya);
         images.extend(block(far(xb), far(yb)));
         let set = ImageLabelSet::new(
-            crate::DatasetKind::Vision,
+            crate::DatasetKind::Vision(VisionSource::Shapes),
             3,
             (side, side),
             images,
@@ -295,6 +342,45 @@ mod tests {
                 all: 1
             }
         );
+    }
+
+    #[test]
+    fn the_views_of_celeba_keep_its_faces_labels_and_captions() {
+        use crate::dataset::Split;
+        let d = tempfile::tempdir().unwrap();
+        crate::celeba::write_fixture(&d.path().join("celeba"), 9, 178, 218).unwrap();
+        let set = AttrSet::parse("Smiling,Male").unwrap();
+        let kind = DatasetKind::parse("vision-celeba:Male,Smiling").unwrap();
+        assert_eq!(kind, DatasetKind::Vision(VisionSource::CelebA(set)));
+        let faces =
+            ImageLabelSet::open(DatasetKind::CelebA(set), Some(d.path()), Split::Test, 1).unwrap();
+        let views = ImageLabelSet::open(kind, Some(d.path()), Split::Test, 1).unwrap();
+        assert_eq!(views.kind, kind);
+        assert_eq!(views.image_names(), NAMES);
+        assert_eq!(
+            (views.len(), views.labels.clone()),
+            (3, faces.labels.clone())
+        );
+        for i in 0..views.len() {
+            let face = faces.image(i);
+            assert_eq!(views.image(i), face);
+            let grey_view = views.view_of("grey").unwrap();
+            assert_eq!(views.view_image(grey_view, i), grey(face, 64));
+            let masked_view = views.view_of("masked").unwrap();
+            assert_eq!(views.view_image(masked_view, i), masked(face, 64, i));
+        }
+        // The items speak of the faces' attributes.
+        assert_eq!(kind.slots(), DatasetKind::CelebA(set).slots());
+        let c = crate::Captioner::new(kind, 0);
+        let label = views.labels[0] as usize;
+        assert_eq!(c.reference(label), Some(set.caption(label)));
+        assert_eq!(c.class_of(&set.caption(label)), Some(label));
+        // Not the shapes benchmark: the user's files, found where CelebA's are.
+        assert!(!kind.is_synthetic());
+        let e = ImageLabelSet::open(kind, Some(&d.path().join("none")), Split::Test, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mmlab.ie.cuhk.edu.hk"), "{e}");
     }
 
     #[test]

@@ -97,13 +97,13 @@ impl Loaded {
     }
 
     /// Read an input image for this model: exactly its size for the
-    /// built-in datasets; for CelebA and for a model trained on the user's
-    /// own pairs, any size, centre-cropped and resized as its training
-    /// images were.
+    /// built-in datasets; for CelebA (and the vision views of it) and for a
+    /// model trained on the user's own pairs, any size, centre-cropped and
+    /// resized as its training images were.
     pub fn read_image(&self, path: &std::path::Path) -> mmvae_data::error::Result<Image> {
         let (side, colours) = (self.side(), self.colours());
         let kind = self.checkpoint.config.data.dataset;
-        if let mmvae_data::DatasetKind::CelebA(_) = kind {
+        if let mmvae_data::DatasetKind::CelebA(_) = kind.classes_of() {
             // A photo as CelebA ships it, cropped like the training data.
             mmvae_data::celeba::load_face(path)
         } else if kind.is_labelled() {

@@ -1,7 +1,7 @@
 //! `mmvae data`: check, fetch and look at datasets.
 
 use super::*;
-use mmvae_data::ImageLabelSet;
+use mmvae_data::{ImageLabelSet, VisionSource};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -137,7 +137,7 @@ fn check_data(
         for note in &set.notes {
             outln!("  {note}");
         }
-        if set.kind == DatasetKind::Vision {
+        if set.kind == DatasetKind::Vision(VisionSource::Shapes) {
             print_mask_cover(&mmvae_data::vision::MaskCover::of(&set));
         }
         bad += set.skipped;

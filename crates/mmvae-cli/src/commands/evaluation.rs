@@ -163,7 +163,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 pub enum ClassifierCommand {
     /// Train the evaluation classifier of a dataset and record its test accuracy.
     Train {
-        /// mnist, fashion-mnist, multimnist, polymnist, shapes-l1 … shapes-l5, vision, celeba, celeba19 or celeba:ATTRIBUTE,….
+        /// mnist, fashion-mnist, multimnist, polymnist, shapes-l1 … shapes-l5, vision, celeba, celeba19, celeba:ATTRIBUTE,… or vision-celeba (vision-celeba19, vision-celeba:ATTRIBUTE,…).
         #[arg(long)]
         dataset: String,
         /// Output folder (default: runs/classifier-<dataset>).

@@ -3,7 +3,7 @@
 use super::training::{choose_prior_temperature, print_epoch};
 use super::*;
 use mmvae_data::captions::CaptionSet;
-use mmvae_data::ImageLabelSet;
+use mmvae_data::{ImageLabelSet, VisionSource};
 use mmvae_model::eval::classifiers::Classifiers;
 use mmvae_model::eval::EvalReport;
 use mmvae_model::infer::Loaded;
@@ -15,9 +15,10 @@ const QUICKSTART_TEMPERATURES: &[f32] = &[0.1, 0.25, 0.5, 1.0];
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
     /// Dataset: shapes-l1 (the default, with its own quick recipe,
-    /// configs/quickstart.toml), shapes-l2 … shapes-l5 (rendered in code,
-    /// nothing to download), mnist, fashion-mnist, multimnist or celeba
-    /// (their shipped configs, shortened).
+    /// configs/quickstart.toml), shapes-l2 … shapes-l5 and vision (rendered
+    /// in code, nothing to download), mnist, fashion-mnist, multimnist,
+    /// polymnist, celeba or vision-celeba (their shipped configs,
+    /// shortened; a CelebA attribute set as `celeba:Young,Male`).
     #[arg(long, default_value = "shapes-l1")]
     dataset: String,
     #[arg(long)]
@@ -68,7 +69,12 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L5) => include_str!("../../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../../configs/multimnist.toml"),
         DatasetKind::PolyMnist => include_str!("../../../../configs/polymnist.toml"),
-        DatasetKind::Vision => include_str!("../../../../configs/vision.toml"),
+        DatasetKind::Vision(VisionSource::Shapes) => {
+            include_str!("../../../../configs/vision.toml")
+        }
+        DatasetKind::Vision(VisionSource::CelebA(_)) => {
+            include_str!("../../../../configs/vision-celeba.toml")
+        }
         DatasetKind::CelebA(_) => include_str!("../../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../../configs/pairs.toml"),
     }
@@ -83,6 +89,9 @@ fn quick_config(
 ) -> Result<(TrainConfig, bool, Option<usize>)> {
     let (cfg_text, own) = recipe(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
+    // A shipped config names its dataset's default form (`celeba`); the
+    // quick start trains the one asked for (`celeba:Young,Male`).
+    cfg.data.dataset = kind;
     let default_limit = if kind.is_synthetic() { 8_000 } else { 20_000 };
     let (epochs, train_limit) = if own {
         (a.epochs, a.train_limit)
@@ -321,6 +330,32 @@ mod tests {
             let (text, own) = recipe(kind);
             assert!(!own);
             assert_eq!(text, shipped_config(kind));
+        }
+    }
+
+    /// A shipped config names its dataset's default form; the quick start
+    /// trains the attribute set asked for, on the experts the config lists.
+    #[test]
+    fn the_quick_config_trains_the_dataset_asked_for() {
+        for name in ["celeba:Young,Male", "vision-celeba:Smiling", "vision"] {
+            let a = QuickstartArgs {
+                dataset: name.into(),
+                data_dir: None,
+                out: PathBuf::from("unused"),
+                train_limit: None,
+                epochs: None,
+                classifier_epochs: 1,
+            };
+            let kind = DatasetKind::parse(name).unwrap();
+            let (cfg, own, limit) = quick_config(&a, kind).unwrap();
+            assert_eq!(cfg.data.dataset, kind, "{name}");
+            assert!(!own && limit.is_some(), "{name}");
+            let names: Vec<&str> = cfg.modalities.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(
+                names.contains(&"grey"),
+                name.starts_with("vision"),
+                "{name}"
+            );
         }
     }
 }

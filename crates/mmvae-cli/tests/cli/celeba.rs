@@ -190,3 +190,90 @@ fn celeba19_trains_evaluates_and_generates_faces_from_attributes_and_back() {
     assert!(html.contains("cross-generation") && html.contains("receding_hairline"));
     assert!(html.contains("yes") && html.contains("no"));
 }
+
+#[test]
+fn vision_views_of_celeba_train_score_and_colourise_a_photo() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    mmvae_data::celeba::write_fixture(&d.join("data/celeba"), 60, 178, 218).unwrap();
+    let check = ok(
+        d,
+        &words("data check vision-celeba:Male,Smiling --data-dir data"),
+    );
+    assert!(
+        check.contains("5 images per item: image, grey, edges, masked, watermark"),
+        "{check}"
+    );
+    // How much the square hides is a count of shape pixels on black: the
+    // shapes source's, not a face's.
+    assert!(!check.contains("the masked square hides"), "{check}");
+    let cfg = r#"
+seed = 2
+[[modalities]]
+name = "image"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+[[modalities]]
+name = "grey"
+kind = "image"
+model = { kind = "mlp", hidden = 16 }
+weight = 0.0
+[[modalities]]
+name = "text"
+kind = "text"
+model = { kind = "gru", embed = 8, hidden = 16 }
+weight = 20.0
+[model]
+latent = 8
+max_len = 24
+[optim]
+lr = 0.003
+batch_size = 10
+epochs = 1
+[data]
+dataset = "vision-celeba:Male,Smiling"
+val_size = 10
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#;
+    std::fs::write(d.join("v.toml"), cfg).unwrap();
+    ok(
+        d,
+        &words("train --config v.toml --out run --data-dir data --quiet"),
+    );
+    let metrics = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"cross/grey->image\""), "{metrics}");
+    // The face's classifier, of the chosen attributes, reads the face only.
+    ok(
+        d,
+        &words("classifier train --dataset vision-celeba:Male,Smiling --data-dir data --epochs 1 --out clf --quiet"),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("clf/classifier.json")).unwrap()).unwrap();
+    assert_eq!(info["reads"], serde_json::json!(["image"]), "{info}");
+    assert_eq!(info["heads"], serde_json::json!([2, 2]), "{info}");
+    ok(
+        d,
+        &words("eval --checkpoint run/best --data-dir data --classifier clf --metrics coherence"),
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    let m = &json["coherence_matrix"];
+    assert_eq!(m["unread"], serde_json::json!(["grey"]), "{m}");
+    for slot in ["male", "smiling"] {
+        let v = m["by_slot"]["grey"]["image"][slot].as_f64();
+        assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{slot}: {m}");
+    }
+    // A photo as CelebA ships it (178×218), colourised and captioned.
+    let face = d.join("data/celeba/img_align_celeba/000001.jpg");
+    let given = format!("grey={}", face.display());
+    let ck = ["predict", "--checkpoint", "run/best", "--given", &given];
+    ok(d, &[&ck[..], &["--to", "image", "--out", "c.png"]].concat());
+    // A colour face drawn from the grey copy.
+    let png = image::open(d.join("c.png")).unwrap();
+    assert!(png.width() >= 64 && png.height() >= 64, "{png:?}");
+    assert!(png.color().has_color(), "{:?}", png.color());
+    let said = ok(d, &[&ck[..], &["--to", "text", "--n", "2"]].concat());
+    assert_eq!(said.lines().count(), 2, "{said}");
+}

@@ -321,6 +321,16 @@ impl AttrSet {
         }
     }
 
+    /// The set a dataset name of [`AttrSet::dataset_name`]'s form names
+    /// (`None` for a name that is not CelebA's).
+    pub fn from_dataset_name(name: &str) -> Option<Result<Self>> {
+        match name {
+            "celeba" => Some(Ok(Self::DEFAULT)),
+            "celeba19" => Some(Ok(Self::CELEBA19)),
+            _ => name.strip_prefix("celeba:").map(Self::parse),
+        }
+    }
+
     pub fn num_classes(self) -> usize {
         1 << self.len()
     }

@@ -30,10 +30,11 @@ pub enum DatasetKind {
     /// (see [`crate::polymnist`]); rendered from the MNIST files, or the
     /// published files when a folder holds them.
     PolyMnist,
-    /// MVAE's computer-vision experiment on shapes level 3: the image, its
-    /// greyscale, edges, a masked copy and a watermarked copy, and the
-    /// caption (see [`crate::vision`]); rendered in code.
-    Vision,
+    /// MVAE's computer-vision experiment: the image, its greyscale, edges,
+    /// a masked copy and a watermarked copy, and the caption (see
+    /// [`crate::vision`]); on shapes level 3 rendered in code, on CelebA
+    /// from the user's files.
+    Vision(VisionSource),
     /// The user's own image–caption pairs (see [`crate::pairs`]): no class
     /// labels, each image with its own caption; read from a captions file
     /// named by `data.dir` / `--data-dir`.
@@ -41,7 +42,7 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 11] = [
+    pub const ALL: [DatasetKind; 12] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::MultiMnist,
@@ -52,14 +53,17 @@ impl DatasetKind {
         DatasetKind::Shapes(Level::L4),
         DatasetKind::Shapes(Level::L5),
         DatasetKind::CelebA(AttrSet::DEFAULT),
-        DatasetKind::Vision,
+        DatasetKind::Vision(VisionSource::Shapes),
+        DatasetKind::Vision(VisionSource::CelebA(AttrSet::DEFAULT)),
     ];
 
     /// The name used on the command line and in configs (CelebA with a
-    /// chosen attribute set: `celeba:Young,Male,…`).
+    /// chosen attribute set: `celeba:Young,Male,…`; the vision views of
+    /// CelebA: `vision-celeba`, …).
     pub fn name(self) -> String {
         match self {
             DatasetKind::CelebA(set) => set.dataset_name(),
+            DatasetKind::Vision(source) => source.dataset_name(),
             k => k.base_name().into(),
         }
     }
@@ -69,7 +73,8 @@ impl DatasetKind {
         self.name().replace([':', ','], "-")
     }
 
-    /// The dataset's name without options: where its files live.
+    /// The dataset's name without options: where its files live (the
+    /// source's, for the vision views of CelebA).
     pub fn base_name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
@@ -81,18 +86,18 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
             DatasetKind::PolyMnist => "polymnist",
-            DatasetKind::Vision => "vision",
-            DatasetKind::CelebA(_) => "celeba",
+            DatasetKind::Vision(VisionSource::Shapes) => "vision",
+            DatasetKind::CelebA(_) | DatasetKind::Vision(VisionSource::CelebA(_)) => "celeba",
             DatasetKind::Pairs => "pairs",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        if let Some(list) = s.strip_prefix("celeba:") {
-            return Ok(DatasetKind::CelebA(AttrSet::parse(list)?));
+        if let Some(set) = AttrSet::from_dataset_name(s) {
+            return Ok(DatasetKind::CelebA(set?));
         }
-        if s == "celeba19" {
-            return Ok(DatasetKind::CelebA(AttrSet::CELEBA19));
+        if let Some(source) = VisionSource::parse(s) {
+            return Ok(DatasetKind::Vision(source?));
         }
         Self::ALL
             .into_iter()
@@ -105,7 +110,7 @@ impl DatasetKind {
                     .map(|k| k.name())
                     .collect();
                 DataError::Invalid(format!(
-                    "unknown dataset `{s}` (expected one of: {}, celeba19, or celeba:ATTRIBUTE,…)",
+                    "unknown dataset `{s}` (expected one of: {}, celeba19, celeba:ATTRIBUTE,…, or vision-celeba[19|:ATTRIBUTE,…])",
                     names.join(", ")
                 ))
             })
@@ -113,14 +118,17 @@ impl DatasetKind {
 
     /// Rendered in code: nothing to locate or download.
     pub fn is_synthetic(self) -> bool {
-        matches!(self, DatasetKind::Shapes(_) | DatasetKind::Vision)
+        matches!(
+            self,
+            DatasetKind::Shapes(_) | DatasetKind::Vision(VisionSource::Shapes)
+        )
     }
 
     /// The dataset whose classes, captions and attribute slots this one
     /// uses: itself, or the source of the computed vision views.
     pub fn classes_of(self) -> DatasetKind {
         match self {
-            DatasetKind::Vision => DatasetKind::Shapes(Level::L3),
+            DatasetKind::Vision(source) => source.kind(),
             k => k,
         }
     }
@@ -137,7 +145,7 @@ impl DatasetKind {
     pub fn image_views(self) -> &'static [&'static str] {
         match self {
             DatasetKind::PolyMnist => &polymnist::NAMES,
-            DatasetKind::Vision => &crate::vision::NAMES,
+            DatasetKind::Vision(_) => &crate::vision::NAMES,
             DatasetKind::Mnist
             | DatasetKind::FashionMnist
             | DatasetKind::Shapes(_)
@@ -164,7 +172,7 @@ impl DatasetKind {
                 .map(|n| (*n, multimnist::EMPTY + 1))
                 .collect(),
             DatasetKind::CelebA(set) => set.attributes().iter().map(|a| (a.slot, 2)).collect(),
-            DatasetKind::Vision => self.classes_of().slots(),
+            DatasetKind::Vision(source) => source.kind().slots(),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -195,7 +203,7 @@ impl DatasetKind {
             DatasetKind::CelebA(set) => {
                 vec![vec!["no".to_string(), "yes".to_string()]; set.attributes().len()]
             }
-            DatasetKind::Vision => self.classes_of().slot_values(),
+            DatasetKind::Vision(source) => source.kind().slot_values(),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -244,7 +252,7 @@ impl DatasetKind {
             DatasetKind::Shapes(l) => l.attributes(class),
             DatasetKind::MultiMnist => multimnist::attributes(class),
             DatasetKind::CelebA(set) => set.class_attributes(class),
-            DatasetKind::Vision => self.classes_of().attributes(class),
+            DatasetKind::Vision(source) => source.kind().attributes(class),
             DatasetKind::Pairs => Vec::new(),
         }
     }
@@ -254,7 +262,8 @@ impl DatasetKind {
     pub fn channels(self) -> usize {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::MultiMnist => 1,
-            DatasetKind::Shapes(_) | DatasetKind::Vision => shapes::CHANNELS,
+            DatasetKind::Shapes(_) => shapes::CHANNELS,
+            DatasetKind::Vision(source) => source.kind().channels(),
             DatasetKind::PolyMnist => polymnist::CHANNELS,
             DatasetKind::CelebA(_) | DatasetKind::Pairs => celeba::CHANNELS,
         }
@@ -274,7 +283,7 @@ impl DatasetKind {
                     (0..set.num_classes()).map(|c| set.caption(c)).collect()
                 }
                 DatasetKind::Pairs => vec!["pair".into()],
-                DatasetKind::Vision => self.classes_of().class_names(),
+                DatasetKind::Vision(source) => source.kind().class_names(),
                 _ => Vec::new(),
             })
     }
@@ -300,7 +309,7 @@ impl DatasetKind {
             DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
             | DatasetKind::CelebA(_)
-            | DatasetKind::Vision
+            | DatasetKind::Vision(_)
             | DatasetKind::Pairs => return None,
         })
     }
@@ -308,7 +317,7 @@ impl DatasetKind {
     pub fn num_classes(self) -> usize {
         match self {
             DatasetKind::Shapes(l) => l.num_classes(),
-            DatasetKind::Vision => self.classes_of().num_classes(),
+            DatasetKind::Vision(source) => source.kind().num_classes(),
             DatasetKind::MultiMnist => multimnist::NUM_CLASSES,
             DatasetKind::CelebA(set) => set.num_classes(),
             DatasetKind::Pairs => 1,
@@ -322,7 +331,8 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist | DatasetKind::FashionMnist => (28, 28),
             DatasetKind::PolyMnist => (polymnist::SIDE, polymnist::SIDE),
-            DatasetKind::Shapes(_) | DatasetKind::Vision => (shapes::SIDE, shapes::SIDE),
+            DatasetKind::Shapes(_) => (shapes::SIDE, shapes::SIDE),
+            DatasetKind::Vision(source) => source.kind().image_size(),
             DatasetKind::MultiMnist => (multimnist::SIDE, multimnist::SIDE),
             DatasetKind::CelebA(_) | DatasetKind::Pairs => (celeba::SIDE, celeba::SIDE),
         }
@@ -335,7 +345,7 @@ impl DatasetKind {
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
             | DatasetKind::PolyMnist
-            | DatasetKind::Vision
+            | DatasetKind::Vision(_)
             | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
@@ -343,7 +353,7 @@ impl DatasetKind {
     }
 
     pub(super) fn how_to_get(self) -> String {
-        if let DatasetKind::CelebA(_) = self {
+        if let DatasetKind::CelebA(_) | DatasetKind::Vision(VisionSource::CelebA(_)) = self {
             return celeba::HOW_TO_GET.into();
         }
         if self == DatasetKind::Pairs {

@@ -8,6 +8,7 @@ use crate::idx;
 use crate::multimnist;
 use crate::polymnist;
 use crate::shapes::{self, Level};
+use crate::vision::VisionSource;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -412,9 +413,9 @@ impl ImageLabelSet {
     ) -> Result<Self> {
         match kind {
             DatasetKind::Shapes(level) => Ok(Self::shapes(level, split, threads)),
-            DatasetKind::Vision => {
-                let mut set = Self::shapes(Level::L3, split, threads);
-                set.kind = DatasetKind::Vision;
+            DatasetKind::Vision(source) => {
+                let mut set = Self::open(source.kind(), explicit, split, threads)?;
+                set.kind = kind;
                 crate::vision::add_views(&mut set);
                 Ok(set)
             }
@@ -655,6 +656,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`Wings`"), "{e}");
+        // The vision views of CelebA: named after their source, found where
+        // its files are.
+        let k = DatasetKind::parse("vision-celeba:Bangs,Young").unwrap();
+        assert_eq!(k.name(), "vision-celeba:Young,Bangs");
+        assert_eq!(
+            (k.base_name(), k.dir_name().as_str()),
+            ("celeba", "vision-celeba-Young-Bangs")
+        );
+        assert_eq!(
+            k.classes_of(),
+            DatasetKind::parse("celeba:Young,Bangs").unwrap()
+        );
+        assert_eq!(
+            DatasetKind::parse("vision-celeba19").unwrap(),
+            DatasetKind::Vision(VisionSource::CelebA(AttrSet::CELEBA19))
+        );
+        assert_eq!(
+            DatasetKind::parse("vision").unwrap().classes_of(),
+            DatasetKind::Shapes(Level::L3)
+        );
+        let e = DatasetKind::parse("vision-celeba:Wings")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`Wings`"), "{e}");
+        for bad in ["vision-mnist", "vision-", "visions"] {
+            let e = DatasetKind::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{bad}`")) && e.contains("vision-celeba"),
+                "{e}"
+            );
+        }
         let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();
         assert!(e.contains("shapes-l9") && e.contains("shapes-l1"), "{e}");
         assert!(toml::from_str::<W>("d = \"cifar\"").is_err());

@@ -184,7 +184,7 @@ pub struct ClassifierInfo {
 /// source's classes but not its look, so only the source image is read.
 pub fn read_views(data: &ImageLabelSet) -> Vec<usize> {
     match data.kind {
-        DatasetKind::Vision => vec![0],
+        DatasetKind::Vision(_) => vec![0],
         _ => (0..data.image_names().len()).collect(),
     }
 }
@@ -371,7 +371,7 @@ mod tests {
     /// folder with the names appended; with none named, that folder.
     #[test]
     fn a_reading_classifiers_folder_appends_the_names() {
-        let kind = DatasetKind::Vision;
+        let kind = DatasetKind::Vision(mmvae_data::VisionSource::Shapes);
         assert_eq!(default_dir_reading(kind, &[]), default_dir(kind));
         let reads = ["grey".to_string(), "edges".to_string()];
         assert_eq!(

@@ -40,7 +40,9 @@ impl ClassifierTrainOptions {
             // level 3 classifier reads shape right 89.8% of the time after 4
             // epochs, 98.2% after 12.
             DatasetKind::Shapes(mmvae_data::shapes::Level::L1 | mmvae_data::shapes::Level::L2) => 4,
-            DatasetKind::Shapes(_) | DatasetKind::Vision => 12,
+            DatasetKind::Shapes(_) => 12,
+            // The source image's classifier: as long as its source's.
+            DatasetKind::Vision(source) => Self::for_dataset(source.kind()).epochs,
             DatasetKind::MultiMnist | DatasetKind::CelebA(_) => 4,
             // One classifier per image modality: 98.57–98.72% each after 3.
             DatasetKind::PolyMnist => 3,
