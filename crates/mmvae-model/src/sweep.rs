@@ -62,7 +62,7 @@ pub struct SweepSpec {
     pub set: toml::Table,
     /// Coherence-matrix cells listed as columns: `given -> generated`.
     #[serde(default)]
-    pub show: Vec<String>,
+    pub show: Vec<ShownCell>,
     pub cells: Vec<CellSpec>,
 }
 
@@ -130,13 +130,6 @@ impl SweepSpec {
                 return bad(format!("`cells[{i}].name`: `{}` is given twice", c.name));
             }
         }
-        for (i, text) in self.show.iter().enumerate() {
-            if ShownCell::parse(text).is_none() {
-                return bad(format!(
-                    "`show[{i}]`: `{text}` is not `given -> generated` (e.g. `grey -> image`)"
-                ));
-            }
-        }
         let mut seen = self.seeds.clone();
         seen.sort_unstable();
         seen.dedup();
@@ -146,24 +139,16 @@ impl SweepSpec {
         Ok(())
     }
 
-    /// The coherence-matrix cells of `show`, parsed.
-    pub fn shown(&self) -> Vec<ShownCell> {
-        self.show
-            .iter()
-            .map(|t| ShownCell::parse(t).expect("checked by load"))
-            .collect()
-    }
-
     /// Check that `show` names modalities of `config`, the given ones in
     /// the config's order (as the coherence matrix names its subsets).
     pub fn check_shown(&self, config: &TrainConfig) -> Result<()> {
         let names: Vec<&str> = config.modalities.iter().map(|m| m.name.as_str()).collect();
         let index = |n: &str| names.iter().position(|m| *m == n);
-        for (i, cell) in self.shown().iter().enumerate() {
+        for (i, cell) in self.show.iter().enumerate() {
             let bad = |msg: String| {
                 Err(ModelError::Config(format!(
                     "`show[{i}]` (`{}`): {msg}",
-                    self.show[i]
+                    cell.text()
                 )))
             };
             let at: Vec<Option<usize>> = cell.given.iter().map(|g| index(g)).collect();
@@ -269,11 +254,22 @@ pub fn set_dotted(
 }
 
 /// One cell of the coherence matrix: the modalities given and the one
-/// generated.
+/// generated. Read from a sweep file as text, `a+b -> c`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownCell {
     pub given: Vec<String>,
     pub generated: String,
+}
+
+impl<'de> Deserialize<'de> for ShownCell {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ShownCell::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`show`: `{text}` is not `given -> generated` (e.g. `grey -> image`)"
+            ))
+        })
+    }
 }
 
 impl ShownCell {
@@ -290,6 +286,11 @@ impl ShownCell {
     /// The subset's key in the evaluation's coherence matrix.
     fn subset(&self) -> String {
         self.given.join("+")
+    }
+
+    /// As a sweep file writes it: `a+b -> c`.
+    pub fn text(&self) -> String {
+        format!("{} -> {}", self.subset(), self.generated)
     }
 
     /// The leaderboard column's name.
@@ -434,7 +435,7 @@ pub struct LeaderboardRow {
 impl Leaderboard {
     /// From the finished runs, in the order of the sweep's cells.
     pub fn from_results(spec: &SweepSpec, results: &[RunResult]) -> Leaderboard {
-        let shown = spec.shown();
+        let shown = &spec.show;
         let mut columns: Vec<String> = Vec::new();
         let mut rows = Vec::new();
         for cell in &spec.cells {
@@ -443,7 +444,7 @@ impl Leaderboard {
                 continue;
             }
             let per_run: Vec<BTreeMap<String, f64>> =
-                runs.iter().map(|r| row_values(r, &shown)).collect();
+                runs.iter().map(|r| row_values(r, shown)).collect();
             let mut values = BTreeMap::new();
             let names: std::collections::BTreeSet<&String> =
                 per_run.iter().flat_map(|m| m.keys()).collect();
@@ -859,7 +860,12 @@ set = {{ "model.fusion" = "moe", "optim.epochs" = 2 }}
             );
             std::fs::write(&sweep, t).unwrap();
             let e = SweepSpec::load(&sweep).unwrap_err().to_string();
-            assert!(e.contains("`show[0]`"), "{bad}: {e}");
+            let line = text.lines().position(|l| l.starts_with("show")).unwrap() + 1;
+            assert!(
+                e.contains(&format!("`{bad}` is not `given -> generated`"))
+                    && e.contains(&format!("line {line}")),
+                "{bad}: {e}"
+            );
         }
     }
 }
