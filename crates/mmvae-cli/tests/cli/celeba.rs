@@ -1,6 +1,6 @@
 //! CelebA from its official files, and CelebA-19.
 
-use super::tiny_toml;
+use super::{tiny_toml, vision_toml};
 use crate::common::{fails, ok, words};
 
 #[test]
@@ -207,36 +207,11 @@ fn vision_views_of_celeba_train_score_and_colourise_a_photo() {
     // How much the square hides is a count of shape pixels on black: the
     // shapes source's, not a face's.
     assert!(!check.contains("the masked square hides"), "{check}");
-    let cfg = r#"
-seed = 2
-[[modalities]]
-name = "image"
-kind = "image"
-model = { kind = "mlp", hidden = 16 }
-[[modalities]]
-name = "grey"
-kind = "image"
-model = { kind = "mlp", hidden = 16 }
-weight = 0.0
-[[modalities]]
-name = "text"
-kind = "text"
-model = { kind = "gru", embed = 8, hidden = 16 }
-weight = 20.0
-[model]
-latent = 8
-max_len = 24
-[optim]
-lr = 0.003
-batch_size = 10
-epochs = 1
-[data]
-dataset = "vision-celeba:Male,Smiling"
-val_size = 10
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-"#;
+    let cfg = vision_toml(
+        "dataset = \"vision-celeba:Male,Smiling\"\nval_size = 10",
+        24,
+        10,
+    );
     std::fs::write(d.join("v.toml"), cfg).unwrap();
     ok(
         d,

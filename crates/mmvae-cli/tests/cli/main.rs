@@ -24,6 +24,41 @@ fn tiny_toml(model: &str, optim: &str, data: &str) -> String {
     )
 }
 
+/// A tiny config of a vision dataset's image, its grey copy (an input
+/// only: never decoded) and its caption, with the given `[data]` lines.
+fn vision_toml(data: &str, max_len: usize, batch_size: usize) -> String {
+    format!(
+        r#"seed = 2
+[[modalities]]
+name = "image"
+kind = "image"
+model = {{ kind = "mlp", hidden = 16 }}
+[[modalities]]
+name = "grey"
+kind = "image"
+model = {{ kind = "mlp", hidden = 16 }}
+weight = 0.0
+[[modalities]]
+name = "text"
+kind = "text"
+model = {{ kind = "gru", embed = 8, hidden = 16 }}
+weight = 20.0
+[model]
+latent = 8
+max_len = {max_len}
+[optim]
+lr = 0.003
+batch_size = {batch_size}
+epochs = 1
+[data]
+{data}
+[loss]
+beta = 1.0
+kl_anneal_steps = 0
+"#
+    )
+}
+
 /// `train` on the fixture's tiny config and data, quietly, into `out`.
 fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![

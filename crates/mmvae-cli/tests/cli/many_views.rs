@@ -1,6 +1,6 @@
 //! Many-modality datasets: PolyMNIST with a sweep, and the vision views.
 
-use super::fixture;
+use super::{fixture, vision_toml};
 use crate::common::{fails, ok, words};
 
 /// A tiny PolyMNIST model: three of the five image modalities.
@@ -218,36 +218,11 @@ fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
         2,
         "{out}"
     );
-    let cfg = r#"
-seed = 1
-[[modalities]]
-name = "image"
-kind = "image"
-model = { kind = "mlp", hidden = 16 }
-[[modalities]]
-name = "grey"
-kind = "image"
-model = { kind = "mlp", hidden = 16 }
-cross_weight = 0.0
-[[modalities]]
-name = "text"
-kind = "text"
-model = { kind = "gru", embed = 8, hidden = 16 }
-[model]
-latent = 8
-max_len = 10
-[optim]
-lr = 0.003
-batch_size = 25
-epochs = 1
-[data]
-dataset = "vision"
-val_size = 25
-train_limit = 100
-[loss]
-beta = 1.0
-kl_anneal_steps = 0
-"#;
+    let cfg = vision_toml(
+        "dataset = \"vision\"\nval_size = 25\ntrain_limit = 100",
+        10,
+        25,
+    );
     std::fs::write(d.join("v.toml"), cfg).unwrap();
     ok(d, &words("train --config v.toml --out run --quiet"));
     // The grey copy is an input only: read into the others, never decoded
