@@ -173,9 +173,11 @@ impl SweepSpec {
         Ok(())
     }
 
-    /// The folder of the sweep's runs and leaderboard.
+    /// The folder of the sweep's runs and leaderboard: `out`, which
+    /// [`SweepSpec::load`] sets to `runs/sweep-<file stem>` where the file
+    /// names none (a spec built in code without one: `runs/sweep`).
     pub fn out_dir(&self) -> &Path {
-        self.out.as_deref().expect("set by load")
+        self.out.as_deref().unwrap_or(Path::new("runs/sweep"))
     }
 
     /// The folder of one run.
