@@ -111,6 +111,10 @@ pub fn fetch_files(base_url: &str, files: &[Pinned], dest: &Path) -> Result<Vec<
 
 /// Download `kind` into `dest` (a folder named after the dataset is usual).
 pub fn fetch_dataset(kind: DatasetKind, dest: &Path, mirror: Option<&str>) -> Result<Vec<Fetched>> {
+    // The vision views are computed from their source's files.
+    if let DatasetKind::Vision(source) = kind {
+        return fetch_dataset(source.kind(), dest, mirror);
+    }
     let (base, files) = source(kind).ok_or_else(|| {
         DataError::Invalid(match kind {
             DatasetKind::MultiMnist => {

@@ -4,17 +4,18 @@
 //! greyscale, edges to image, completion of a masked copy, watermark
 //! removal), plus the source's caption.
 //!
-//! The source ([`VisionSource`]) is shapes level 3 (coloured, textured
-//! shapes, captioned; nothing to download) or CelebA (faces captioned by
-//! their attributes; the user's files). Each item holds five images, all
-//! 64×64 RGB (the one-channel ones repeated on three channels):
+//! The source ([`VisionSource`]) is any labelled dataset of one image per
+//! item: shapes level 3 by default (coloured, textured shapes, captioned;
+//! nothing to download), another shapes level, MNIST, Fashion-MNIST,
+//! MultiMNIST, or CelebA (the user's files). Each item holds five images
+//! of the source's size and channels:
 //!
 //! | name | what |
 //! |---|---|
 //! | `image` | the source image |
-//! | `grey` | its luminance (ITU-R BT.601 weights) |
-//! | `edges` | the Sobel gradient magnitude of the luminance |
-//! | `masked` | the image with a 24×24 square, at a seeded position, filled grey |
+//! | `grey` | its luminance (ITU-R BT.601 weights; a grey source's own image), on every channel |
+//! | `edges` | the Sobel gradient magnitude of the luminance, on every channel |
+//! | `masked` | the image with a square of 3/8 the side (24×24 of 64×64), at a seeded position, filled grey |
 //! | `watermark` | the image under a fixed pattern of light diagonal strokes |
 //!
 //! Every view is a pure function of the source image and the item's index.
@@ -22,15 +23,19 @@
 use crate::captions::splitmix64;
 use crate::celeba::AttrSet;
 use crate::dataset::{DatasetKind, ImageLabelSet, View};
-use crate::error::Result;
-use crate::shapes::Level;
+use crate::error::{DataError, Result};
+use crate::shapes::{Level, Slot};
 
 /// The dataset whose images the views are computed from, and whose
-/// classes, captions and attribute slots the items keep.
+/// classes, captions and attribute slots the items keep: a labelled
+/// dataset of one image per item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VisionSource {
-    /// Shapes level 3: coloured, textured shapes on black, rendered in code.
-    Shapes,
+    Mnist,
+    FashionMnist,
+    MultiMnist,
+    /// A shapes level, rendered in code (level 3: the `vision` dataset).
+    Shapes(Level),
     /// CelebA faces with a chosen attribute set, from the official files.
     CelebA(AttrSet),
 }
@@ -39,18 +44,34 @@ impl VisionSource {
     /// The source as a dataset of its own.
     pub fn kind(self) -> DatasetKind {
         match self {
-            VisionSource::Shapes => DatasetKind::Shapes(Level::L3),
+            VisionSource::Mnist => DatasetKind::Mnist,
+            VisionSource::FashionMnist => DatasetKind::FashionMnist,
+            VisionSource::MultiMnist => DatasetKind::MultiMnist,
+            VisionSource::Shapes(level) => DatasetKind::Shapes(level),
             VisionSource::CelebA(set) => DatasetKind::CelebA(set),
         }
     }
 
-    /// The name of the views of this source: `vision` on shapes,
-    /// `vision-` and the CelebA set's name otherwise (`vision-celeba`,
-    /// `vision-celeba19`, `vision-celeba:Young,Male`).
+    /// The source a dataset can be: one of one image per item, with labels
+    /// (not PolyMNIST, the views themselves or the user's pairs).
+    pub fn of(kind: DatasetKind) -> Option<Self> {
+        Some(match kind {
+            DatasetKind::Mnist => VisionSource::Mnist,
+            DatasetKind::FashionMnist => VisionSource::FashionMnist,
+            DatasetKind::MultiMnist => VisionSource::MultiMnist,
+            DatasetKind::Shapes(level) => VisionSource::Shapes(level),
+            DatasetKind::CelebA(set) => VisionSource::CelebA(set),
+            DatasetKind::PolyMnist | DatasetKind::Vision(_) | DatasetKind::Pairs => return None,
+        })
+    }
+
+    /// The name of the views of this source: `vision` on shapes level 3,
+    /// else `vision-` and the source's name (`vision-mnist`,
+    /// `vision-shapes-l5`, `vision-celeba:Young,Male`).
     pub fn dataset_name(self) -> String {
         match self {
-            VisionSource::Shapes => PREFIX.into(),
-            VisionSource::CelebA(set) => format!("{PREFIX}-{}", set.dataset_name()),
+            VisionSource::Shapes(Level::L3) => PREFIX.into(),
+            s => format!("{PREFIX}-{}", s.kind().name()),
         }
     }
 
@@ -58,10 +79,29 @@ impl VisionSource {
     /// (`None` for any other name).
     pub fn parse(name: &str) -> Option<Result<Self>> {
         if name == PREFIX {
-            return Some(Ok(VisionSource::Shapes));
+            return Some(Ok(VisionSource::Shapes(Level::L3)));
         }
         let source = name.strip_prefix(PREFIX)?.strip_prefix('-')?;
-        AttrSet::from_dataset_name(source).map(|set| set.map(VisionSource::CelebA))
+        let kind = match DatasetKind::parse(source) {
+            Ok(kind) => kind,
+            Err(e) => return Some(Err(DataError::Invalid(format!("`{name}`: {e}")))),
+        };
+        Some(VisionSource::of(kind).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "`{name}`: the vision views are computed from a labelled dataset of one image per item, and `{source}` is not one (use mnist, fashion-mnist, multimnist, shapes-l1 … shapes-l5 or celeba)"
+            ))
+        }))
+    }
+
+    /// Whether the source draws on black, so that a pixel that is not
+    /// black belongs to the object (see [`MaskCover`]): every source but
+    /// CelebA and the shapes levels with a background.
+    pub fn on_black(self) -> bool {
+        match self {
+            VisionSource::Mnist | VisionSource::FashionMnist | VisionSource::MultiMnist => true,
+            VisionSource::Shapes(level) => !level.slots().contains(&Slot::Background),
+            VisionSource::CelebA(_) => false,
+        }
     }
 }
 
@@ -70,14 +110,22 @@ const PREFIX: &str = "vision";
 
 /// The images of an item, the source first.
 pub const NAMES: [&str; 5] = ["image", "grey", "edges", "masked", "watermark"];
-/// Side of the masked square, in pixels.
-pub const MASK: usize = 24;
 /// Grey level of the masked square.
 const MASK_GREY: u8 = 128;
 const SEED: u64 = 0x5649_5349_4F4E;
 
-/// Luminance of every pixel of a planar RGB image of `plane` pixels.
-fn luma(img: &[u8], plane: usize) -> Vec<f32> {
+/// Side of the masked square of an image of `side` pixels: 3/8 of it (24
+/// of 64, 10 of 28).
+pub fn mask_side(side: usize) -> usize {
+    side * 3 / 8
+}
+
+/// Luminance of every pixel of a planar image of `channels` planes of
+/// `plane` pixels: BT.601 of RGB, a grey image's own value.
+fn luma(img: &[u8], channels: usize, plane: usize) -> Vec<f32> {
+    if channels == 1 {
+        return img[..plane].iter().map(|&v| f32::from(v)).collect();
+    }
     (0..plane)
         .map(|p| {
             0.299 * f32::from(img[p])
@@ -87,25 +135,25 @@ fn luma(img: &[u8], plane: usize) -> Vec<f32> {
         .collect()
 }
 
-/// A one-channel image `[plane]` repeated on three planes.
-fn three(grey: impl Iterator<Item = u8> + Clone, plane: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 * plane);
-    for _ in 0..3 {
+/// A one-channel image `[plane]` repeated on `channels` planes.
+fn repeat(grey: impl Iterator<Item = u8> + Clone, channels: usize, plane: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(channels * plane);
+    for _ in 0..channels {
         out.extend(grey.clone());
     }
     out
 }
 
-/// The greyscale view.
-pub fn grey(img: &[u8], side: usize) -> Vec<u8> {
-    let l = luma(img, side * side);
-    three(l.iter().map(|&v| (v + 0.5) as u8), side * side)
+/// The greyscale view of a planar image of `channels` planes.
+pub fn grey(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
+    let l = luma(img, channels, side * side);
+    repeat(l.iter().map(|&v| (v + 0.5) as u8), channels, side * side)
 }
 
 /// The edge view: |∇| of the luminance by the 3×3 Sobel operator (borders
 /// replicated), divided by 4 and clipped to 255.
-pub fn edges(img: &[u8], side: usize) -> Vec<u8> {
-    let l = luma(img, side * side);
+pub fn edges(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
+    let l = luma(img, channels, side * side);
     let at = |x: isize, y: isize| {
         let c = |v: isize| v.clamp(0, side as isize - 1) as usize;
         l[c(y) * side + c(x)]
@@ -124,42 +172,44 @@ pub fn edges(img: &[u8], side: usize) -> Vec<u8> {
             g.push(((gx * gx + gy * gy).sqrt() / 4.0).min(255.0) as u8);
         }
     }
-    three(g.into_iter(), side * side)
+    repeat(g.into_iter(), channels, side * side)
 }
 
 /// Top-left corner of item `i`'s masked square.
 pub fn mask_corner(i: usize, side: usize) -> (usize, usize) {
     let h = splitmix64(SEED ^ i as u64);
-    let span = (side - MASK + 1) as u64;
+    let span = (side - mask_side(side) + 1) as u64;
     ((h % span) as usize, ((h >> 32) % span) as usize)
 }
 
 /// The masked view of item `i`.
-pub fn masked(img: &[u8], side: usize, i: usize) -> Vec<u8> {
+pub fn masked(img: &[u8], channels: usize, side: usize, i: usize) -> Vec<u8> {
     let (x0, y0) = mask_corner(i, side);
+    let mask = mask_side(side);
     let mut out = img.to_vec();
     let plane = side * side;
-    for c in 0..3 {
-        for y in y0..y0 + MASK {
-            out[c * plane + y * side + x0..c * plane + y * side + x0 + MASK].fill(MASK_GREY);
+    for c in 0..channels {
+        for y in y0..y0 + mask {
+            out[c * plane + y * side + x0..c * plane + y * side + x0 + mask].fill(MASK_GREY);
         }
     }
     out
 }
 
-/// Whether pixel `(x, y)` is under the watermark: 2-px strokes along the
-/// diagonals `x + y ≡ 0 (mod 16)`.
-pub fn watermarked(x: usize, y: usize) -> bool {
-    (x + y) % 16 < 2
+/// Whether pixel `(x, y)` of an image of `side` pixels is under the
+/// watermark: strokes along the diagonals `x + y ≡ 0 (mod side / 4)`,
+/// `side / 32` pixels wide (at least one; 2 of every 16 on 64×64).
+pub fn watermarked(x: usize, y: usize, side: usize) -> bool {
+    (x + y) % (side / 4).max(2) < (side / 32).max(1)
 }
 
 /// The watermarked view: the pattern blended half-way to white.
-pub fn watermark(img: &[u8], side: usize) -> Vec<u8> {
+pub fn watermark(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
     let plane = side * side;
     let mut out = img.to_vec();
-    for c in 0..3 {
+    for c in 0..channels {
         for p in 0..plane {
-            if watermarked(p % side, p / side) {
+            if watermarked(p % side, p / side, side) {
                 let v = &mut out[c * plane + p];
                 *v = ((u16::from(*v) + 255) / 2) as u8;
             }
@@ -168,11 +218,11 @@ pub fn watermark(img: &[u8], side: usize) -> Vec<u8> {
     out
 }
 
-/// Add the computed views to a set of RGB images (its `images` become the
-/// `image` view).
+/// Add the computed views to a set of one image per item (its `images`
+/// become the `image` view).
 pub fn add_views(set: &mut ImageLabelSet) {
-    assert_eq!(set.channels, 3, "the vision views need RGB images");
-    let side = set.rows;
+    assert_eq!(set.rows, set.cols, "the vision views need square images");
+    let (side, channels) = (set.rows, set.channels);
     let n = set.len();
     let mut views: Vec<View> = NAMES[1..]
         .iter()
@@ -183,21 +233,22 @@ pub fn add_views(set: &mut ImageLabelSet) {
         .collect();
     for i in 0..n {
         let img = set.image(i);
-        views[0].images.extend(grey(img, side));
-        views[1].images.extend(edges(img, side));
-        views[2].images.extend(masked(img, side, i));
-        views[3].images.extend(watermark(img, side));
+        views[0].images.extend(grey(img, channels, side));
+        views[1].images.extend(edges(img, channels, side));
+        views[2].images.extend(masked(img, channels, side, i));
+        views[3].images.extend(watermark(img, channels, side));
     }
     set.views = views;
 }
 
-/// How much of the shapes the masked square hides over a set of items:
-/// how many items have none, at least half, at least three quarters and
-/// all of the shape's pixels (the source image's non-black ones) under the
-/// square. Completion cannot restore what no other copy shows.
+/// How much of the objects the masked square hides over a set of items
+/// drawn on black: how many items have none, at least half, at least three
+/// quarters and all of the object's pixels (the source image's non-black
+/// ones) under the square. Completion cannot restore what no other copy
+/// shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MaskCover {
-    /// Items with a shape (at least one non-black pixel).
+    /// Items with an object (at least one non-black pixel).
     pub items: usize,
     pub none: usize,
     pub half: usize,
@@ -210,7 +261,7 @@ impl MaskCover {
     pub fn of(set: &ImageLabelSet) -> Self {
         let mut c = Self::default();
         for i in 0..set.len() {
-            let Some(f) = hidden_fraction(set.image(i), set.rows, i) else {
+            let Some(f) = hidden_fraction(set.image(i), set.channels, set.rows, i) else {
                 continue;
             };
             c.items += 1;
@@ -223,20 +274,21 @@ impl MaskCover {
     }
 }
 
-/// The fraction of item `i`'s shape pixels (non-black in any channel of the
-/// planar RGB `img`) that its masked square covers; `None` for an image
+/// The fraction of item `i`'s object pixels (non-black in any channel of
+/// the planar `img`) that its masked square covers; `None` for an image
 /// without any.
-pub fn hidden_fraction(img: &[u8], side: usize, i: usize) -> Option<f64> {
+pub fn hidden_fraction(img: &[u8], channels: usize, side: usize, i: usize) -> Option<f64> {
     let plane = side * side;
     let (x0, y0) = mask_corner(i, side);
+    let mask = mask_side(side);
     let (mut shape, mut hidden) = (0usize, 0usize);
     for p in 0..plane {
-        if (0..3).all(|c| img[c * plane + p] == 0) {
+        if (0..channels).all(|c| img[c * plane + p] == 0) {
             continue;
         }
         shape += 1;
         let (x, y) = (p % side, p / side);
-        hidden += usize::from((x0..x0 + MASK).contains(&x) && (y0..y0 + MASK).contains(&y));
+        hidden += usize::from((x0..x0 + mask).contains(&x) && (y0..y0 + mask).contains(&y));
     }
     (shape > 0).then(|| hidden as f64 / shape as f64)
 }
@@ -261,7 +313,7 @@ mod tests {
 
     #[test]
     fn grey_is_the_luminance_on_three_channels() {
-        let g = grey(&half(255, 0, 0), 8);
+        let g = grey(&half(255, 0, 0), 3, 8);
         // 0.299 · 255 = 76.2.
         assert_eq!(g[5], 76);
         assert_eq!(g[64 + 5], 76);
@@ -271,7 +323,7 @@ mod tests {
 
     #[test]
     fn sobel_edges_mark_the_boundary_only() {
-        let e = edges(&half(255, 255, 255), 8);
+        let e = edges(&half(255, 255, 255), 3, 8);
         // Away from the step the gradient is 0; at the step, Sobel's gx is
         // 4 · 255 (1 + 2 + 1 rows of 255), so |∇| / 4 = 255.
         assert_eq!(e[8 + 1], 0);
@@ -286,10 +338,10 @@ mod tests {
         let img = vec![7u8; 3 * side * side];
         for i in 0..50 {
             let (x0, y0) = mask_corner(i, side);
-            assert!(x0 + MASK <= side && y0 + MASK <= side);
-            let m = masked(&img, side, i);
+            assert!(x0 + 24 <= side && y0 + 24 <= side);
+            let m = masked(&img, 3, side, i);
             let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
-            assert_eq!(grey, 3 * MASK * MASK);
+            assert_eq!(grey, 3 * 24 * 24);
             assert_eq!(mask_corner(i, side), (x0, y0));
         }
         assert_ne!(mask_corner(0, side), mask_corner(1, side));
@@ -309,13 +361,16 @@ mod tests {
             }
             img
         };
-        assert_eq!(hidden_fraction(&block(x0, y0), side, 3), Some(1.0));
+        assert_eq!(hidden_fraction(&block(x0, y0), 3, side, 3), Some(1.0));
         // Straddling the square's left edge: two of its four columns inside.
         let straddle = block(x0.max(2) - 2, y0);
         let want = if x0 >= 2 { 0.5 } else { 1.0 };
-        assert_eq!(hidden_fraction(&straddle, side, 3), Some(want));
+        assert_eq!(hidden_fraction(&straddle, 3, side, 3), Some(want));
         // Black everywhere: no shape to hide.
-        assert_eq!(hidden_fraction(&vec![0u8; 3 * side * side], side, 3), None);
+        assert_eq!(
+            hidden_fraction(&vec![0u8; 3 * side * side], 3, side, 3),
+            None
+        );
         // Over a set: one item hidden entirely, one not at all.
         let far = |x: usize| if x >= 32 { 0 } else { 60 };
         let (xa, ya) = mask_corner(0, side);
@@ -323,14 +378,14 @@ mod tests {
         let mut images = block(xa, ya);
         images.extend(block(far(xb), far(yb)));
         let set = ImageLabelSet::new(
-            crate::DatasetKind::Vision(VisionSource::Shapes),
+            crate::DatasetKind::Vision(VisionSource::Shapes(Level::L3)),
             3,
             (side, side),
             images,
             vec![0, 0],
         );
         let c = MaskCover::of(&set);
-        let away = hidden_fraction(set.image(1), side, 1);
+        let away = hidden_fraction(set.image(1), 3, side, 1);
         assert_eq!(away, Some(0.0), "mask of item 1 at ({xb}, {yb})");
         assert_eq!(
             c,
@@ -365,9 +420,9 @@ mod tests {
             let face = faces.image(i);
             assert_eq!(views.image(i), face);
             let grey_view = views.view_of("grey").unwrap();
-            assert_eq!(views.view_image(grey_view, i), grey(face, 64));
+            assert_eq!(views.view_image(grey_view, i), grey(face, 3, 64));
             let masked_view = views.view_of("masked").unwrap();
-            assert_eq!(views.view_image(masked_view, i), masked(face, 64, i));
+            assert_eq!(views.view_image(masked_view, i), masked(face, 3, 64, i));
         }
         // The items speak of the faces' attributes.
         assert_eq!(kind.slots(), DatasetKind::CelebA(set).slots());
@@ -385,14 +440,40 @@ mod tests {
 
     #[test]
     fn the_watermark_lightens_its_strokes_only() {
-        let side = 16;
+        let side = 64;
         let img = vec![100u8; 3 * side * side];
-        let w = watermark(&img, side);
+        let w = watermark(&img, 3, side);
         assert_eq!(w[0], 177, "(0, 0) is on a stroke: (100 + 255) / 2");
-        assert_eq!(w[5], 100, "(5, 0) is not");
-        assert_eq!(w[1], 177, "(1, 0) is on the same stroke");
+        assert_eq!(w[1], 177, "(1, 0) is on the same 2-px stroke");
+        assert_eq!(w[2], 100, "(2, 0) is not");
         assert_eq!(w[15], 100, "(15, 0) is not");
-        assert_eq!(w[16 + 15], 177, "(15, 1): 15 + 1 ≡ 0 (mod 16)");
-        assert_eq!(w[2 * 256], 177, "every channel");
+        assert_eq!(w[16], 177, "(16, 0): every 16 px on 64×64");
+        assert_eq!(w[side + 15], 177, "(15, 1): 15 + 1 ≡ 0 (mod 16)");
+        assert_eq!(w[2 * side * side], 177, "every channel");
+        // On 28×28: 1-px strokes every 7 px.
+        let w = watermark(&[100u8; 28 * 28], 1, 28);
+        let on: Vec<usize> = (0..28).filter(|&x| w[x] == 177).collect();
+        assert_eq!(on, [0, 7, 14, 21]);
+    }
+
+    /// A grey source's views stay on one channel: the grey copy is the
+    /// image, and the square scales with the side.
+    #[test]
+    fn the_views_of_a_grey_image_keep_its_channel_and_scale_the_square() {
+        let side = 28;
+        let img: Vec<u8> = (0..side * side).map(|p| (p % 251) as u8).collect();
+        assert_eq!(grey(&img, 1, side), img);
+        assert_eq!(edges(&img, 1, side).len(), side * side);
+        assert_eq!(mask_side(side), 10);
+        let m = masked(&img, 1, side, 5);
+        let (x0, y0) = mask_corner(5, side);
+        assert!(x0 + 10 <= side && y0 + 10 <= side);
+        for y in 0..side {
+            for x in 0..side {
+                let inside = (x0..x0 + 10).contains(&x) && (y0..y0 + 10).contains(&y);
+                let want = if inside { MASK_GREY } else { img[y * side + x] };
+                assert_eq!(m[y * side + x], want, "({x}, {y})");
+            }
+        }
     }
 }

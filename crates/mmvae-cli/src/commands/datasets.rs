@@ -1,7 +1,7 @@
 //! `mmvae data`: check, fetch and look at datasets.
 
 use super::*;
-use mmvae_data::{ImageLabelSet, VisionSource};
+use mmvae_data::ImageLabelSet;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -90,7 +90,8 @@ fn check_data(
     channels: usize,
     grid: Option<&Path>,
 ) -> Result<()> {
-    let named = DatasetKind::parse(dataset).ok().filter(|k| k.is_labelled());
+    let parsed = DatasetKind::parse(dataset);
+    let named = parsed.as_ref().ok().copied().filter(|k| k.is_labelled());
     let opts = mmvae_data::pairs::PairsOptions {
         side: image_size,
         channels,
@@ -115,8 +116,11 @@ fn check_data(
             Some(kind) => load_split(kind, split, data_dir, None)?,
             None => {
                 mmvae_data::pairs::load_split(Path::new(dataset), split, &opts, default_threads())
-                    .with_context(|| {
-                    format!("`{dataset}` is neither a dataset name nor a pairs file")
+                    .with_context(|| match &parsed {
+                    Err(e) => {
+                        format!("`{dataset}` is neither a dataset name ({e}) nor a pairs file")
+                    }
+                    Ok(_) => format!("`{dataset}` is not a pairs file"),
                 })?
             }
         };
@@ -137,7 +141,7 @@ fn check_data(
         for note in &set.notes {
             outln!("  {note}");
         }
-        if set.kind == DatasetKind::Vision(VisionSource::Shapes) {
+        if matches!(set.kind, DatasetKind::Vision(source) if source.on_black()) {
             print_mask_cover(&mmvae_data::vision::MaskCover::of(&set));
         }
         bad += set.skipped;

@@ -69,12 +69,10 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Shapes(Level::L5) => include_str!("../../../../configs/shapes-l5.toml"),
         DatasetKind::MultiMnist => include_str!("../../../../configs/multimnist.toml"),
         DatasetKind::PolyMnist => include_str!("../../../../configs/polymnist.toml"),
-        DatasetKind::Vision(VisionSource::Shapes) => {
-            include_str!("../../../../configs/vision.toml")
-        }
         DatasetKind::Vision(VisionSource::CelebA(_)) => {
             include_str!("../../../../configs/vision-celeba.toml")
         }
+        DatasetKind::Vision(_) => include_str!("../../../../configs/vision.toml"),
         DatasetKind::CelebA(_) => include_str!("../../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../../configs/pairs.toml"),
     }
@@ -89,9 +87,19 @@ fn quick_config(
 ) -> Result<(TrainConfig, bool, Option<usize>)> {
     let (cfg_text, own) = recipe(kind);
     let mut cfg = TrainConfig::from_toml_str(cfg_text, Path::new("configs/<dataset>.toml"))?;
-    // A shipped config names its dataset's default form (`celeba`); the
-    // quick start trains the one asked for (`celeba:Young,Male`).
+    // A shipped config names its dataset's default form (`celeba`,
+    // `vision`); the quick start trains the one asked for
+    // (`celeba:Young,Male`, `vision-mnist`), with the source's tokenizer
+    // and caption length.
     cfg.data.dataset = kind;
+    if let DatasetKind::Vision(source) = kind {
+        let own = TrainConfig::from_toml_str(
+            shipped_config(source.kind()),
+            Path::new("configs/<source>.toml"),
+        )?;
+        cfg.data.tokenizer = own.data.tokenizer;
+        cfg.model.max_len = own.model.max_len;
+    }
     let default_limit = if kind.is_synthetic() { 8_000 } else { 20_000 };
     let (epochs, train_limit) = if own {
         (a.epochs, a.train_limit)
@@ -337,7 +345,12 @@ mod tests {
     /// trains the attribute set asked for, on the experts the config lists.
     #[test]
     fn the_quick_config_trains_the_dataset_asked_for() {
-        for name in ["celeba:Young,Male", "vision-celeba:Smiling", "vision"] {
+        for name in [
+            "celeba:Young,Male",
+            "vision-celeba:Smiling",
+            "vision",
+            "vision-multimnist",
+        ] {
             let a = QuickstartArgs {
                 dataset: name.into(),
                 data_dir: None,
@@ -356,6 +369,15 @@ mod tests {
                 name.starts_with("vision"),
                 "{name}"
             );
+            // The source's caption length and tokenizer (MultiMNIST's digit
+            // strings are read character by character).
+            let source = TrainConfig::from_toml_str(
+                shipped_config(kind.classes_of()),
+                Path::new("source.toml"),
+            )
+            .unwrap();
+            assert_eq!(cfg.model.max_len, source.model.max_len, "{name}");
+            assert_eq!(cfg.data.tokenizer, source.data.tokenizer, "{name}");
         }
     }
 }

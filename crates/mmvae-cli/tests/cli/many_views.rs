@@ -279,3 +279,54 @@ fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
         assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{slot}: {m}");
     }
 }
+
+/// The views of a grey dataset: one channel each, the square scaled to
+/// the side, and the source's classifier reading the image.
+#[test]
+fn vision_views_of_mnist_train_and_complete_a_masked_digit() {
+    let f = fixture();
+    let d = f.root.as_path();
+    let out = ok(d, &words("data check vision-mnist --data-dir data"));
+    assert!(
+        out.contains("items of 1x28x28 (5 images per item: image, grey, edges, masked, watermark)"),
+        "{out}"
+    );
+    assert!(out.contains("the masked square hides none of the"), "{out}");
+    // PolyMNIST has five images an item already: no source of the views.
+    let e = fails(d, &words("data check vision-polymnist --data-dir data"));
+    assert!(e.contains("one image per item"), "{e}");
+    let cfg = vision_toml(
+        "dataset = \"vision-mnist\"\nval_size = 25\ntrain_limit = 100",
+        10,
+        25,
+    )
+    .replace("name = \"grey\"", "name = \"masked\"");
+    std::fs::write(d.join("m.toml"), cfg).unwrap();
+    ok(
+        d,
+        &words("train --config m.toml --out run --data-dir data --quiet"),
+    );
+    ok(
+        d,
+        &words("classifier train --dataset vision-mnist --data-dir data --out clf --epochs 1 --train-limit 200 --quiet"),
+    );
+    ok(
+        d,
+        &words("eval --checkpoint run/best --data-dir data --classifier clf --limit 30 --metrics coherence"),
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run/best/eval.json")).unwrap()).unwrap();
+    let m = &json["coherence_matrix"];
+    assert_eq!(m["unread"], serde_json::json!(["masked"]), "{m}");
+    let v = m["cells"]["masked"]["image"].as_f64();
+    assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{m}");
+    // A masked digit drawn in full: a grey 28×28 image in, one out.
+    let digit = mmvae_data::imageio::Image::from_bytes(1, 28, 28, &[200u8; 784]);
+    mmvae_data::imageio::save_image(&d.join("masked.png"), &digit).unwrap();
+    ok(
+        d,
+        &words("predict --checkpoint run/best --given masked=masked.png --to image --out full.png"),
+    );
+    let png = image::open(d.join("full.png")).unwrap();
+    assert!(png.width() >= 28 && !png.color().has_color(), "{png:?}");
+}

@@ -42,7 +42,7 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 12] = [
+    pub const ALL: [DatasetKind; 13] = [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::MultiMnist,
@@ -53,7 +53,8 @@ impl DatasetKind {
         DatasetKind::Shapes(Level::L4),
         DatasetKind::Shapes(Level::L5),
         DatasetKind::CelebA(AttrSet::DEFAULT),
-        DatasetKind::Vision(VisionSource::Shapes),
+        DatasetKind::Vision(VisionSource::Shapes(Level::L3)),
+        DatasetKind::Vision(VisionSource::Mnist),
         DatasetKind::Vision(VisionSource::CelebA(AttrSet::DEFAULT)),
     ];
 
@@ -74,7 +75,7 @@ impl DatasetKind {
     }
 
     /// The dataset's name without options: where its files live (the
-    /// source's, for the vision views of CelebA).
+    /// source's, for the vision views of a dataset with files).
     pub fn base_name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
@@ -86,8 +87,11 @@ impl DatasetKind {
             DatasetKind::Shapes(Level::L5) => "shapes-l5",
             DatasetKind::MultiMnist => "multimnist",
             DatasetKind::PolyMnist => "polymnist",
-            DatasetKind::Vision(VisionSource::Shapes) => "vision",
-            DatasetKind::CelebA(_) | DatasetKind::Vision(VisionSource::CelebA(_)) => "celeba",
+            DatasetKind::CelebA(_) => "celeba",
+            DatasetKind::Vision(source) if !source.kind().is_synthetic() => {
+                source.kind().base_name()
+            }
+            DatasetKind::Vision(_) => "vision",
             DatasetKind::Pairs => "pairs",
         }
     }
@@ -110,7 +114,7 @@ impl DatasetKind {
                     .map(|k| k.name())
                     .collect();
                 DataError::Invalid(format!(
-                    "unknown dataset `{s}` (expected one of: {}, celeba19, celeba:ATTRIBUTE,…, or vision-celeba[19|:ATTRIBUTE,…])",
+                    "unknown dataset `{s}` (expected one of: {}, celeba19, celeba:ATTRIBUTE,…, or vision-DATASET for the vision views of another)",
                     names.join(", ")
                 ))
             })
@@ -118,10 +122,16 @@ impl DatasetKind {
 
     /// Rendered in code: nothing to locate or download.
     pub fn is_synthetic(self) -> bool {
-        matches!(
-            self,
-            DatasetKind::Shapes(_) | DatasetKind::Vision(VisionSource::Shapes)
-        )
+        match self {
+            DatasetKind::Shapes(_) => true,
+            DatasetKind::Vision(source) => source.kind().is_synthetic(),
+            DatasetKind::Mnist
+            | DatasetKind::FashionMnist
+            | DatasetKind::MultiMnist
+            | DatasetKind::PolyMnist
+            | DatasetKind::CelebA(_)
+            | DatasetKind::Pairs => false,
+        }
     }
 
     /// The dataset whose classes, captions and attribute slots this one
@@ -345,15 +355,18 @@ impl DatasetKind {
             | DatasetKind::Shapes(_)
             | DatasetKind::MultiMnist
             | DatasetKind::PolyMnist
-            | DatasetKind::Vision(_)
             | DatasetKind::CelebA(_)
             | DatasetKind::Pairs => &[],
             DatasetKind::FashionMnist => &["/usr/share/datasets/fashion-mnist"],
+            DatasetKind::Vision(source) => source.kind().system_dirs(),
         }
     }
 
     pub(super) fn how_to_get(self) -> String {
-        if let DatasetKind::CelebA(_) | DatasetKind::Vision(VisionSource::CelebA(_)) = self {
+        if let DatasetKind::Vision(source) = self {
+            return source.kind().how_to_get();
+        }
+        if let DatasetKind::CelebA(_) = self {
             return celeba::HOW_TO_GET.into();
         }
         if self == DatasetKind::Pairs {

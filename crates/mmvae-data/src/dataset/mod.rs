@@ -680,11 +680,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`Wings`"), "{e}");
-        for bad in ["vision-mnist", "vision-", "visions"] {
+        // Of any labelled dataset of one image per item; shapes level 3's
+        // keep their short name.
+        let k = DatasetKind::parse("vision-shapes-l5").unwrap();
+        assert_eq!(
+            (k.name(), k.base_name()),
+            ("vision-shapes-l5".into(), "vision")
+        );
+        assert!(k.is_synthetic());
+        let k = DatasetKind::parse("vision-mnist").unwrap();
+        assert_eq!((k.name(), k.base_name()), ("vision-mnist".into(), "mnist"));
+        assert_eq!((k.channels(), k.image_size()), (1, (28, 28)));
+        assert!(!k.is_synthetic());
+        assert_eq!(
+            DatasetKind::parse("vision-shapes-l3").unwrap().name(),
+            "vision"
+        );
+        for bad in ["vision-polymnist", "vision-vision", "vision-pairs"] {
             let e = DatasetKind::parse(bad).unwrap_err().to_string();
             assert!(
-                e.contains(&format!("`{bad}`")) && e.contains("vision-celeba"),
+                e.contains(&format!("`{bad}`")) && e.contains("one image per item"),
                 "{e}"
+            );
+        }
+        let e = DatasetKind::parse("vision-cifar").unwrap_err().to_string();
+        assert!(e.contains("`vision-cifar`: unknown dataset `cifar`"), "{e}");
+        for bad in ["vision-cifar", "vision-", "visions"] {
+            let e = DatasetKind::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("unknown dataset") && e.contains("vision-DATASET"),
+                "{bad}: {e}"
             );
         }
         let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();

@@ -371,7 +371,7 @@ mod tests {
     /// folder with the names appended; with none named, that folder.
     #[test]
     fn a_reading_classifiers_folder_appends_the_names() {
-        let kind = DatasetKind::Vision(mmvae_data::VisionSource::Shapes);
+        let kind = DatasetKind::parse("vision").unwrap();
         assert_eq!(default_dir_reading(kind, &[]), default_dir(kind));
         let reads = ["grey".to_string(), "edges".to_string()];
         assert_eq!(
