@@ -32,8 +32,8 @@ pub enum DatasetKind {
     PolyMnist,
     /// MVAE's computer-vision experiment: the image, its greyscale, edges,
     /// a masked copy and a watermarked copy, and the caption (see
-    /// [`crate::vision`]); on shapes level 3 rendered in code, on CelebA
-    /// from the user's files.
+    /// [`crate::vision`]), computed from the images of a source dataset
+    /// (shapes level 3 for `vision`, rendered in code).
     Vision(VisionSource),
     /// The user's own image–caption pairs (see [`crate::pairs`]): no class
     /// labels, each image with its own caption; read from a captions file
@@ -59,8 +59,8 @@ impl DatasetKind {
     ];
 
     /// The name used on the command line and in configs (CelebA with a
-    /// chosen attribute set: `celeba:Young,Male,…`; the vision views of
-    /// CelebA: `vision-celeba`, …).
+    /// chosen attribute set: `celeba:Young,Male,…`; the vision views of a
+    /// source other than shapes level 3: `vision-mnist`, `vision-celeba`, …).
     pub fn name(self) -> String {
         match self {
             DatasetKind::CelebA(set) => set.dataset_name(),
