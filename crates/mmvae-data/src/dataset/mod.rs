@@ -656,6 +656,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`Wings`"), "{e}");
+        let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();
+        assert!(e.contains("shapes-l9") && e.contains("shapes-l1"), "{e}");
+        assert!(toml::from_str::<W>("d = \"cifar\"").is_err());
+    }
+
+    /// The vision views of a source are named after it, found where its
+    /// files are, and refused for a source that is not one image per item.
+    #[test]
+    fn vision_names_follow_their_source() {
         // The vision views of CelebA: named after their source, found where
         // its files are.
         let k = DatasetKind::parse("vision-celeba:Bangs,Young").unwrap();
@@ -712,9 +721,6 @@ mod tests {
                 "{bad}: {e}"
             );
         }
-        let e = DatasetKind::parse("shapes-l9").unwrap_err().to_string();
-        assert!(e.contains("shapes-l9") && e.contains("shapes-l1"), "{e}");
-        assert!(toml::from_str::<W>("d = \"cifar\"").is_err());
     }
 
     #[test]
