@@ -146,14 +146,22 @@ fn repeat(grey: impl Iterator<Item = u8> + Clone, channels: usize, plane: usize)
 
 /// The greyscale view of a planar image of `channels` planes.
 pub fn grey(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
-    let l = luma(img, channels, side * side);
-    repeat(l.iter().map(|&v| (v + 0.5) as u8), channels, side * side)
+    grey_of(&luma(img, channels, side * side), channels)
+}
+
+/// The greyscale view from the luminance `l`.
+fn grey_of(l: &[f32], channels: usize) -> Vec<u8> {
+    repeat(l.iter().map(|&v| (v + 0.5) as u8), channels, l.len())
 }
 
 /// The edge view: |∇| of the luminance by the 3×3 Sobel operator (borders
 /// replicated), divided by 4 and clipped to 255.
 pub fn edges(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
-    let l = luma(img, channels, side * side);
+    edges_of(&luma(img, channels, side * side), channels, side)
+}
+
+/// The edge view from the luminance `l` of a `side`×`side` image.
+fn edges_of(l: &[f32], channels: usize, side: usize) -> Vec<u8> {
     let at = |x: isize, y: isize| {
         let c = |v: isize| v.clamp(0, side as isize - 1) as usize;
         l[c(y) * side + c(x)]
@@ -233,8 +241,9 @@ pub fn add_views(set: &mut ImageLabelSet) {
         .collect();
     for i in 0..n {
         let img = set.image(i);
-        views[0].images.extend(grey(img, channels, side));
-        views[1].images.extend(edges(img, channels, side));
+        let l = luma(img, channels, side * side);
+        views[0].images.extend(grey_of(&l, channels));
+        views[1].images.extend(edges_of(&l, channels, side));
         views[2].images.extend(masked(img, channels, side, i));
         views[3].images.extend(watermark(img, channels, side));
     }
