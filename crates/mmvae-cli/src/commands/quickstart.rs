@@ -72,6 +72,9 @@ pub fn shipped_config(kind: DatasetKind) -> &'static str {
         DatasetKind::Vision(VisionSource::CelebA(_)) => {
             include_str!("../../../../configs/vision-celeba.toml")
         }
+        DatasetKind::Vision(VisionSource::Mnist) => {
+            include_str!("../../../../configs/vision-mnist.toml")
+        }
         DatasetKind::Vision(_) => include_str!("../../../../configs/vision.toml"),
         DatasetKind::CelebA(_) => include_str!("../../../../configs/celeba.toml"),
         DatasetKind::Pairs => include_str!("../../../../configs/pairs.toml"),
@@ -343,12 +346,27 @@ mod tests {
 
     /// A shipped config names its dataset's default form; the quick start
     /// trains the attribute set asked for, on the experts the config lists.
+    /// A source with a vision recipe of its own trains that recipe.
+    #[test]
+    fn the_vision_views_train_their_sources_recipe() {
+        for (name, file) in [
+            ("vision", "dataset = \"vision\""),
+            ("vision-mnist", "dataset = \"vision-mnist\""),
+            ("vision-celeba:Smiling", "dataset = \"vision-celeba\""),
+            ("vision-fashion-mnist", "dataset = \"vision\""),
+        ] {
+            let kind = DatasetKind::parse(name).unwrap();
+            assert!(shipped_config(kind).contains(file), "{name}");
+        }
+    }
+
     #[test]
     fn the_quick_config_trains_the_dataset_asked_for() {
         for name in [
             "celeba:Young,Male",
             "vision-celeba:Smiling",
             "vision",
+            "vision-mnist",
             "vision-multimnist",
         ] {
             let a = QuickstartArgs {
