@@ -102,7 +102,7 @@ impl ModelConfig {
                     self.fusion_hidden,
                     device,
                 )),
-                Fusion::Poe | Fusion::Moe | Fusion::MoPoe => None,
+                Fusion::Poe | Fusion::Moe | Fusion::MoPoe | Fusion::Mvtcae => None,
             },
         };
         force_init(&m);

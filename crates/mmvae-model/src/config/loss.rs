@@ -93,6 +93,12 @@ pub struct LossConfig {
     /// of subsets per step, drawn from all 2^M − 1 (0 = all of them).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sampled_subsets: usize,
+    /// With `fusion = "mvtcae"`: the share α of the KL paid to the
+    /// modalities' own posteriors rather than to the prior (the
+    /// total-correlation weight), in [0, 1]; unset = 0.1, the published
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mvtcae_alpha: Option<f32>,
     /// Weight α of the posterior-matching term
     /// α·[KL(q(z|x,y) ‖ q(z|x)) + KL(q(z|x,y) ‖ q(z|y))] (JMVAE-KL). It makes
     /// each unimodal posterior cover the joint posteriors of its inputs, so
@@ -158,6 +164,16 @@ fn one_sample() -> usize {
     1
 }
 
+impl LossConfig {
+    /// The published default of [`LossConfig::mvtcae_alpha`].
+    pub const MVTCAE_ALPHA: f32 = 0.1;
+
+    /// MVTCAE's α: the configured value, else the published default.
+    pub fn mvtcae_alpha(&self) -> f32 {
+        self.mvtcae_alpha.unwrap_or(Self::MVTCAE_ALPHA)
+    }
+}
+
 impl Default for LossConfig {
     /// β = 1 without annealing, `"all"`, no alignment, cycle or
     /// adversarial term.
@@ -170,6 +186,7 @@ impl Default for LossConfig {
             k: 1,
             unimodal_target: UnimodalTarget::All,
             sampled_subsets: 0,
+            mvtcae_alpha: None,
             align_weight: 0.0,
             align: Alignment::Jmvae,
             temperature: default_temperature(),

@@ -27,6 +27,13 @@ pub enum Fusion {
     /// that many subsets per step instead of all 2^M − 1.
     #[serde(rename = "mopoe")]
     MoPoe,
+    /// Product of experts trained on the total-correlation objective
+    /// (MVTCAE, Hwang et al. 2021): one draw from the joint posterior
+    /// reconstructs every modality, weighted (M − α)/M, and pays
+    /// β·[(1 − α)·KL(q(z|X) ‖ p(z)) + (α/M)·Σ_m KL(q(z|X) ‖ q(z|x_m))], so
+    /// each modality's posterior learns to cover the joint one without
+    /// terms of its own; α is `loss.mvtcae_alpha` (0.1 by default).
+    Mvtcae,
     /// Learned fusion baseline: a network reads the concatenated expert
     /// outputs [μ, log σ²] (absent modalities masked) and returns the
     /// posterior; `model.fusion_hidden` wide. Trained on the same terms as
@@ -46,7 +53,8 @@ impl Fusion {
     }
 
     /// Whether the objective is the PoE-style sum of the joint and the
-    /// single-modality ELBOs (`poe` and the learned fusions).
+    /// single-modality ELBOs (`poe` and the learned fusions); the others'
+    /// terms are fixed by the fusion.
     pub fn sums_subset_elbos(self) -> bool {
         matches!(self, Fusion::Poe | Fusion::Concat | Fusion::Attention)
     }

@@ -150,6 +150,7 @@ fn fusion_names_and_their_constraints() {
         (Fusion::MoPoe, "mopoe"),
         (Fusion::Concat, "concat"),
         (Fusion::Attention, "attention"),
+        (Fusion::Mvtcae, "mvtcae"),
     ] {
         c.model.fusion = f;
         let s = c.to_toml();
@@ -207,6 +208,50 @@ fn fusion_names_and_their_constraints() {
     assert!(e.contains("loss.k"), "{e}");
     c.loss.k = 8;
     assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
+    mvtcae_constraints();
+}
+
+/// MVTCAE's α belongs to it and lies in [0, 1]; it has no caption-only
+/// draw for the critics and the caption cycle to judge, and no subsets to
+/// sample.
+fn mvtcae_constraints() {
+    let refused = |c: &TrainConfig, field: &str| {
+        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field) && e.contains("c.toml"), "{field}: {e}");
+    };
+    let mut c = TrainConfig::tiny(DatasetKind::Mnist);
+    c.loss.mvtcae_alpha = Some(0.3);
+    refused(&c, "loss.mvtcae_alpha");
+    c.model.fusion = Fusion::Mvtcae;
+    let ok = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).unwrap();
+    assert_eq!(ok.loss.mvtcae_alpha(), 0.3);
+    assert!(c.to_toml().contains("mvtcae_alpha = 0.3"));
+    c.loss.mvtcae_alpha = None;
+    assert!(!c.to_toml().contains("mvtcae_alpha"));
+    assert_eq!(c.loss.mvtcae_alpha(), LossConfig::MVTCAE_ALPHA);
+    for bad in [1.5, -0.1, f32::NAN] {
+        c.loss.mvtcae_alpha = Some(bad);
+        refused(&c, "loss.mvtcae_alpha");
+    }
+    c.loss.mvtcae_alpha = None;
+    for (field, set) in [
+        (
+            "loss.cycle_weight",
+            &(|c: &mut TrainConfig| c.loss.cycle_weight = 0.5) as &dyn Fn(&mut TrainConfig),
+        ),
+        ("loss.sampled_subsets", &|c: &mut TrainConfig| {
+            c.loss.sampled_subsets = 1
+        }),
+        ("loss.unimodal_target", &|c: &mut TrainConfig| {
+            c.loss.unimodal_target = UnimodalTarget::Observed
+        }),
+    ] {
+        let mut bad = c.clone();
+        set(&mut bad);
+        refused(&bad, field);
+    }
 }
 
 #[test]

@@ -23,10 +23,11 @@ pub(super) fn check_loss(
     let m = &c.model;
     check_weights(l, c, w, at)?;
     check_terms(l, c, at)?;
+    check_mvtcae(l, c, at)?;
     check(
         m.fusion.sums_subset_elbos() || l.unimodal_target == UnimodalTarget::All,
         &format!("{at}.unimodal_target"),
-        "must be \"all\" (the default) with mixture fusion (moe, mopoe): their terms always reconstruct every modality",
+        "must be \"all\" (the default) with fusion \"moe\", \"mopoe\" or \"mvtcae\": their terms always reconstruct every modality",
     )?;
     check(
         l.beta.is_finite() && l.beta >= 0.0,
@@ -213,6 +214,33 @@ fn check_weights(l: &LossConfig, c: &TrainConfig, w: &TargetWeights, at: &str) -
     Ok(())
 }
 
+/// MVTCAE's α belongs to it; its one joint term has no draw from the
+/// caption alone for the terms that judge one.
+fn check_mvtcae(l: &LossConfig, c: &TrainConfig, at: &str) -> Result<()> {
+    let mvtcae = c.model.fusion == Fusion::Mvtcae;
+    check(
+        l.mvtcae_alpha.is_none() || mvtcae,
+        &format!("{at}.mvtcae_alpha"),
+        "applies only with fusion \"mvtcae\"",
+    )?;
+    check(
+        (0.0..=1.0).contains(&l.mvtcae_alpha()),
+        &format!("{at}.mvtcae_alpha"),
+        "must be in [0, 1]",
+    )?;
+    for (w, field) in [
+        (l.cycle_weight, "cycle_weight"),
+        (l.adversarial_weight, "adversarial_weight"),
+    ] {
+        check(
+            w == 0.0 || !mvtcae,
+            &format!("{at}.{field}"),
+            "judges the images drawn from the caption alone: fusion \"mvtcae\" draws only from the joint posterior",
+        )?;
+    }
+    Ok(())
+}
+
 /// The terms that only make sense for some sets of modalities.
 fn check_terms(l: &LossConfig, c: &TrainConfig, at: &str) -> Result<()> {
     let n = c.modalities.len();
@@ -259,9 +287,9 @@ fn check_terms(l: &LossConfig, c: &TrainConfig, at: &str) -> Result<()> {
         )?;
     }
     check(
-        l.sampled_subsets == 0 || c.model.fusion != Fusion::Moe,
+        l.sampled_subsets == 0 || !matches!(c.model.fusion, Fusion::Moe | Fusion::Mvtcae),
         &format!("{at}.sampled_subsets"),
-        "applies to \"poe\", \"mopoe\" and the learned fusions (the mixture of experts has only single-modality terms)",
+        "applies to \"poe\", \"mopoe\" and the learned fusions (\"moe\" has only single-modality terms, \"mvtcae\" only the joint one)",
     )?;
     check(
         l.sampled_subsets <= 1024,

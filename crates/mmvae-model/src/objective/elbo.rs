@@ -7,7 +7,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::Distribution;
 
 use super::align::alignment;
-use super::plan::{Combine, Plan, PlanSpec, Subset, TargetWeights, TermKl};
+use super::plan::{Combine, Plan, PlanSpec, Subset, TargetWeights, Term, TermKl};
 use super::{masked_mean, LossOutput, Terms};
 use crate::config::{Fusion, LossConfig, Objective};
 use crate::io::batch::{Batch, Input};
@@ -114,6 +114,20 @@ impl<'a> Posteriors<'a> {
         v
     }
 
+    /// 1 where `term` counts for the item: it has every member of the
+    /// term's subset, or with a partial term any of them. `[batch]`
+    pub(crate) fn valid_for(&self, term: &Term) -> Tensor<1> {
+        if !term.partial {
+            return self.valid(term.given);
+        }
+        let b = self.present[0].dims()[0];
+        let mut none = Tensor::<1>::ones([b], &self.present[0].device());
+        for m in term.given.members() {
+            none = none * self.present[m].clone().reshape([b]).neg().add_scalar(1.0);
+        }
+        none.neg().add_scalar(1.0)
+    }
+
     pub(crate) fn present(&self, m: usize) -> Tensor<1> {
         let b = self.present[m].dims()[0];
         self.present[m].clone().reshape([b])
@@ -132,6 +146,7 @@ impl Mvae {
             target: cfg.unimodal_target,
             weights: weights.clone(),
             sampled_subsets: cfg.sampled_subsets,
+            mvtcae_alpha: cfg.mvtcae_alpha(),
             conditional_pair: image.zip(text),
         }
         .plan(stream)
@@ -297,6 +312,14 @@ impl Mvae {
                     Gaussian::mixture_log_prob(&unimodal, &post.present, z.clone())
                         - Gaussian::standard_log_prob(z.clone())
                 }
+                TermKl::TotalCorrelation { alpha } => {
+                    let mut tc = q.kl_standard() * (1.0 - alpha);
+                    for m in 0..nm {
+                        let to_m = q.kl(&post.get(Subset::single(m))) * post.present(m);
+                        tc = tc + to_m * (alpha / nm as f32);
+                    }
+                    tc
+                }
             };
             z_blocks.push(z);
             kls.push(kl);
@@ -348,7 +371,7 @@ impl Mvae {
         let mut sum: Option<Tensor<1>> = None;
         let mut count: Option<Tensor<1>> = None;
         for (t, term) in plan.terms.iter().enumerate().filter(|(_, t)| t.counts) {
-            let valid = post.valid(term.given);
+            let valid = post.valid_for(term);
             let mut per = kls[t].clone() * beta;
             for (m, &w) in term.targets.iter().enumerate() {
                 if w != 0.0 {
@@ -450,7 +473,7 @@ impl Mvae {
         let mut out = vec![("loss".to_string(), total)];
         let full = Subset::full(nm);
         if let Some(j) = plan.terms.iter().position(|t| t.given == full) {
-            let valid = post.valid(full);
+            let valid = post.valid_for(&plan.terms[j]);
             out.push(("kl".into(), masked_mean(kls[j].clone(), valid.clone())));
             for (m, name) in self.names.iter().enumerate() {
                 if let Some(n) = nll.get(m, j) {

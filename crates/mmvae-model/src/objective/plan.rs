@@ -67,7 +67,7 @@ impl Subset {
 }
 
 /// What a term's KL is measured against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TermKl {
     /// KL(q(z|subset) ‖ N(0, I)).
     Prior,
@@ -77,6 +77,10 @@ pub enum TermKl {
     /// log q_mix(z) − log p(z) at the term's draw, q_mix the mixture of the
     /// present unimodal posteriors (MMVAE's estimate).
     Mixture,
+    /// MVTCAE's total-correlation form, (1 − α)·KL(q(z|subset) ‖ N(0, I))
+    /// plus (α/M)·Σ_m KL(q(z|subset) ‖ q(z|x_m)) over the M modalities,
+    /// each where the item has it.
+    TotalCorrelation { alpha: f32 },
 }
 
 /// One term of the objective.
@@ -98,6 +102,10 @@ pub struct Term {
     /// Whether the term enters the objective; a report-only term is
     /// computed for the metrics alone (MoE's joint term).
     pub counts: bool,
+    /// Whether the term also counts for an item that has only some members
+    /// of `given`, fused from those it has (MVTCAE's joint term); otherwise
+    /// only an item that has all of them.
+    pub partial: bool,
 }
 
 /// How the valid terms of one item are combined.
@@ -129,6 +137,8 @@ pub struct PlanSpec {
     /// number of subsets per step (MoPoE, when fewer than all); 0 = none /
     /// all.
     pub sampled_subsets: usize,
+    /// MVTCAE's α (used by `mvtcae` only).
+    pub mvtcae_alpha: f32,
     /// For the conditional objective: (the image modality, the caption
     /// modality).
     pub conditional_pair: Option<(usize, usize)>,
@@ -192,6 +202,7 @@ impl PlanSpec {
             given,
             kl: TermKl::Prior,
             counts: true,
+            partial: false,
         }
     }
 
@@ -222,6 +233,11 @@ impl PlanSpec {
                     image_logits: true,
                 }
             }
+            Fusion::Mvtcae => Plan {
+                terms: vec![self.total_correlation_term()],
+                combine: Combine::Sum,
+                image_logits: true,
+            },
             Fusion::Moe => {
                 let mut terms = vec![Term {
                     counts: false,
@@ -237,6 +253,23 @@ impl PlanSpec {
                     image_logits: true,
                 }
             }
+        }
+    }
+
+    /// MVTCAE's one term: the joint posterior of the modalities an item has
+    /// reconstructs each of them with its weight times (M − α)/M and pays
+    /// the total-correlation KL.
+    /// No single-modality term is drawn: the modalities' posteriors learn
+    /// only through that KL.
+    fn total_correlation_term(&self) -> Term {
+        let m = self.modalities() as f32;
+        let alpha = self.mvtcae_alpha;
+        let joint = self.term(Subset::full(self.modalities()), true, false);
+        Term {
+            targets: joint.targets.iter().map(|w| w * (m - alpha) / m).collect(),
+            kl: TermKl::TotalCorrelation { alpha },
+            partial: true,
+            ..joint
         }
     }
 
@@ -323,6 +356,7 @@ mod tests {
                 cross: (0..m).map(|i| if i == 0 { 0.5 } else { 1.0 }).collect(),
             },
             sampled_subsets: 0,
+            mvtcae_alpha: 0.1,
             conditional_pair: None,
         }
     }
@@ -410,6 +444,23 @@ mod tests {
         assert!(moe.terms[1..]
             .iter()
             .all(|t| t.counts && t.kl == TermKl::Mixture));
+    }
+
+    #[test]
+    fn mvtcae_is_one_joint_term_with_scaled_targets_and_the_total_correlation() {
+        let mut s = spec(Fusion::Mvtcae, UnimodalTarget::All, 4);
+        s.mvtcae_alpha = 0.4;
+        let p = s.plan(0);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.combine, Combine::Sum);
+        let t = &p.terms[0];
+        assert_eq!(t.given, Subset::full(4));
+        assert_eq!(t.kl, TermKl::TotalCorrelation { alpha: 0.4 });
+        // Each weight times (4 − 0.4)/4 = 0.9.
+        for (got, want) in t.targets.iter().zip([0.9, 1.8, 2.7, 3.6]) {
+            assert!((got - want).abs() < 1e-6, "{:?}", t.targets);
+        }
+        assert!(t.counts && t.partial && t.decoded.iter().all(|&d| d));
     }
 
     #[test]

@@ -581,6 +581,7 @@ mod tests {
             (crate::config::Fusion::Poe, 0, gru),
             (crate::config::Fusion::Moe, 0, gru),
             (crate::config::Fusion::MoPoe, 0, gru),
+            (crate::config::Fusion::Mvtcae, 0, gru),
             (crate::config::Fusion::Concat, 0, gru),
             (crate::config::Fusion::Attention, 2, gru),
             (crate::config::Fusion::Poe, 3, gru),

@@ -165,6 +165,7 @@ fn gradients_match_finite_differences_with_three_modalities_for_each_fusion() {
         Fusion::Poe,
         Fusion::Moe,
         Fusion::MoPoe,
+        Fusion::Mvtcae,
         Fusion::Concat,
         Fusion::Attention,
     ] {

@@ -234,6 +234,63 @@ fn mixture_objectives_relate_to_the_poe_terms() {
 }
 
 #[test]
+fn mvtcae_is_the_joint_elbo_with_the_total_correlation_kl() {
+    let _rng = testutil::rng_lock();
+    let dev = Device::flex();
+    let s = Setup::three(Fusion::Mvtcae);
+    let init = |s: &Setup| {
+        dev.seed(10);
+        s.init(&dev)
+    };
+    let model = init(&s);
+    let batch = s.host().to_device(&dev);
+    let eps = Tensor::<2>::random([16, 4], Distribution::Normal(0.0, 1.0), &dev);
+    let beta = 0.8f32;
+    let total = |m: &Mvae, t: &Setup| {
+        scalar(
+            m.loss_with_noise(&batch, &t.loss, &t.plan(m), beta, eps.clone())
+                .total,
+        )
+    };
+    let with_alpha = |alpha: f32| {
+        let mut t = s.clone();
+        t.loss.mvtcae_alpha = Some(alpha);
+        total(&model, &t)
+    };
+    // With α = 0 it is the joint ELBO: β·KL(q(z|X) ‖ N(0, I)) plus the
+    // reconstructions, the same draw as PoE's joint term alone (the same
+    // weights: neither fusion has parameters of its own; PoE's three
+    // report-only single-modality terms read the later noise blocks).
+    let mut poe = s.clone().fusion(Fusion::Poe);
+    poe.loss.unimodal_target = UnimodalTarget::None;
+    let joint = total(&init(&poe), &poe);
+    let zero = with_alpha(0.0);
+    assert!(
+        (zero - joint).abs() < 1e-5 * joint.abs(),
+        "{zero} vs {joint}"
+    );
+    // Otherwise (M − α)/M of the reconstructions, and the KL split: 1 − α
+    // to the prior, α/M to each modality's own posterior.
+    let q = model.posterior_given(&batch, Subset::full(3));
+    let kl_prior = scalar(q.kl_standard().mean());
+    let kl_own: f64 = (0..3)
+        .map(|m| {
+            scalar(
+                q.kl(&model.posterior_given(&batch, Subset::single(m)))
+                    .mean(),
+            )
+        })
+        .sum();
+    let nll = zero - beta as f64 * kl_prior;
+    let alpha = 0.4f64;
+    let want =
+        (3.0 - alpha) / 3.0 * nll + beta as f64 * ((1.0 - alpha) * kl_prior + alpha / 3.0 * kl_own);
+    let got = with_alpha(alpha as f32);
+    assert!(kl_own > 1e-3 && (got - zero).abs() > 1e-4, "{got} {zero}");
+    assert!((got - want).abs() < 1e-4 * want.abs(), "{got} vs {want}");
+}
+
+#[test]
 fn conditional_objective_puts_the_caption_posterior_under_the_image() {
     let _rng = testutil::rng_lock();
     let mut s = Setup::image_text();
