@@ -51,13 +51,7 @@ fn masked_product_is_the_product_of_the_present_experts() {
 #[test]
 fn fusing_one_encoding_per_subset_equals_encoding_each_subset() {
     let _rng = testutil::rng_lock();
-    for fusion in [
-        Fusion::Poe,
-        Fusion::MoPoe,
-        Fusion::Moe,
-        Fusion::Mvtcae,
-        Fusion::Concat,
-    ] {
+    for fusion in MASKED_FUSIONS {
         let dev = Device::flex();
         dev.seed(5);
         let s = Setup::three(fusion);
@@ -100,13 +94,7 @@ fn mopoe_has_the_seven_subsets_of_three_modalities_and_masks_the_absent() {
 #[test]
 fn an_absent_modality_gets_no_gradient_and_its_input_does_not_matter() {
     let _rng = testutil::rng_lock();
-    for fusion in [
-        Fusion::Poe,
-        Fusion::MoPoe,
-        Fusion::Moe,
-        Fusion::Mvtcae,
-        Fusion::Concat,
-    ] {
+    for fusion in MASKED_FUSIONS {
         let ad = Device::flex().autodiff();
         ad.seed(7);
         let mut s = Setup::three(fusion);

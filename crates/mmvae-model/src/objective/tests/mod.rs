@@ -30,6 +30,15 @@ use crate::mvae::Mvae;
 use crate::nn::gaussian::Gaussian;
 use crate::testutil::{self, GradsOf, Perturb, SHAPE};
 
+/// The fusions the mask tests cover: every fixed fusion and one learned.
+const MASKED_FUSIONS: [Fusion; 5] = [
+    Fusion::Poe,
+    Fusion::MoPoe,
+    Fusion::Moe,
+    Fusion::Mvtcae,
+    Fusion::Concat,
+];
+
 /// A model to test: its config, modalities and loss settings.
 #[derive(Clone)]
 struct Setup {
