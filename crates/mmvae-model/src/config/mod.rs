@@ -560,6 +560,8 @@ impl TrainConfig {
 }
 
 #[cfg(test)]
+mod fusion_tests;
+#[cfg(test)]
 mod shipped_tests;
 #[cfg(test)]
 mod tests;
