@@ -215,12 +215,10 @@ pub fn watermarked(x: usize, y: usize, side: usize) -> bool {
 pub fn watermark(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
     let plane = side * side;
     let mut out = img.to_vec();
-    for c in 0..channels {
-        for p in 0..plane {
-            if watermarked(p % side, p / side, side) {
-                let v = &mut out[c * plane + p];
-                *v = ((u16::from(*v) + 255) / 2) as u8;
-            }
+    for p in (0..plane).filter(|&p| watermarked(p % side, p / side, side)) {
+        for c in 0..channels {
+            let v = &mut out[c * plane + p];
+            *v = ((u16::from(*v) + 255) / 2) as u8;
         }
     }
     out
