@@ -110,6 +110,8 @@ fn check_data(
         outln!("Attribute slots (values): {}", slots.join(", "));
     }
     let mut bad = 0;
+    // A vision set's train split, to fit the brightest-value rules on.
+    let mut fitted: Option<ImageLabelSet> = None;
     for split in [Split::Train, Split::Test] {
         let start = std::time::Instant::now();
         let set = match named {
@@ -144,9 +146,15 @@ fn check_data(
         if matches!(set.kind, DatasetKind::Vision(source) if source.on_black()) {
             print_mask_cover(&mmvae_data::vision::MaskCover::of(&set));
         }
+        if let (DatasetKind::Vision(_), Some(train)) = (set.kind, &fitted) {
+            print_peak_rules(train, &set);
+        }
         bad += set.skipped;
         if let (Some(path), Split::Test) = (grid, split) {
             save_first_items(&set, path)?;
+        }
+        if matches!((set.kind, split), (DatasetKind::Vision(_), Split::Train)) {
+            fitted = Some(set);
         }
     }
     if bad > 0 {
@@ -165,6 +173,22 @@ fn print_mask_cover(c: &mmvae_data::vision::MaskCover) {
         pct(c.three_quarters),
         pct(c.all)
     );
+}
+
+/// How well the brightest value of each copy alone names each attribute
+/// of the `test` items, by a rule fitted on the `train` items.
+fn print_peak_rules(train: &ImageLabelSet, test: &ImageLabelSet) {
+    outln!("  the brightest value of each copy alone names (a rule fitted on the train split):");
+    let slots = test.kind.slots();
+    for (v, name) in test.image_names().iter().enumerate() {
+        let acc = mmvae_data::vision::PeakRule::fit(train, v).accuracy(test, v);
+        let named: Vec<String> = slots
+            .iter()
+            .zip(&acc)
+            .map(|((slot, _), a)| format!("{slot} {:.2}%", 100.0 * a))
+            .collect();
+        outln!("    {name}: {}", named.join(", "));
+    }
 }
 
 /// The first 8 items of `set` as a grid, one row per item and one column

@@ -218,6 +218,19 @@ fn vision_views_train_and_only_the_source_image_is_scored_by_the_classifier() {
         2,
         "{out}"
     );
+    // What the brightest value of each copy names, fitted on the train
+    // split: the grey copy's names the colour most of the time.
+    let grey = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("grey: size "))
+        .unwrap_or_else(|| panic!("no grey line: {out}"));
+    let colour: f64 = grey
+        .split("colour ")
+        .nth(1)
+        .and_then(|c| c.split('%').next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no colour share: {grey}"));
+    assert!(colour > 85.0, "{grey}");
     let cfg = vision_toml(
         "dataset = \"vision\"\nval_size = 25\ntrain_limit = 100",
         10,
