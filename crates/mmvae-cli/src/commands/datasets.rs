@@ -1,7 +1,9 @@
 //! `mmvae data`: check, fetch and look at datasets.
 
 use super::*;
+use mmvae_data::vision::PeakRule;
 use mmvae_data::ImageLabelSet;
+use mmvae_data::VisionSource;
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -110,8 +112,9 @@ fn check_data(
         outln!("Attribute slots (values): {}", slots.join(", "));
     }
     let mut bad = 0;
-    // A vision set's train split, to fit the brightest-value rules on.
-    let mut fitted: Option<ImageLabelSet> = None;
+    // The brightest-value rules of a vision set's copies, fitted on its
+    // train split and scored on its test split.
+    let mut rules: Vec<PeakRule> = Vec::new();
     for split in [Split::Train, Split::Test] {
         let start = std::time::Instant::now();
         let set = match named {
@@ -143,24 +146,41 @@ fn check_data(
         for note in &set.notes {
             outln!("  {note}");
         }
-        if matches!(set.kind, DatasetKind::Vision(source) if source.on_black()) {
-            print_mask_cover(&mmvae_data::vision::MaskCover::of(&set));
-        }
-        if let (DatasetKind::Vision(_), Some(train)) = (set.kind, &fitted) {
-            print_peak_rules(train, &set);
+        if let DatasetKind::Vision(source) = set.kind {
+            check_vision_copies(&set, source, split, &mut rules);
         }
         bad += set.skipped;
         if let (Some(path), Split::Test) = (grid, split) {
             save_first_items(&set, path)?;
-        }
-        if matches!((set.kind, split), (DatasetKind::Vision(_), Split::Train)) {
-            fitted = Some(set);
         }
     }
     if bad > 0 {
         bail!("{bad} bad items (listed above); training stops at the first unless `data.bad_items = \"skip\"`");
     }
     Ok(())
+}
+
+/// What the copies of a vision set keep: how much of the objects the masked
+/// square hides (on a source drawn on black), and how well the brightest
+/// value of each copy names each attribute, by `rules` fitted on the train
+/// split and scored on the test split.
+fn check_vision_copies(
+    set: &ImageLabelSet,
+    source: VisionSource,
+    split: Split,
+    rules: &mut Vec<PeakRule>,
+) {
+    if source.on_black() {
+        print_mask_cover(&mmvae_data::vision::MaskCover::of(set));
+    }
+    match split {
+        Split::Train => {
+            *rules = (0..set.image_names().len())
+                .map(|v| PeakRule::fit(set, v))
+                .collect();
+        }
+        Split::Test => print_peak_rules(rules, set),
+    }
 }
 
 /// How much of the shapes the `masked` copies hide, as shares of the items.
@@ -176,15 +196,15 @@ fn print_mask_cover(c: &mmvae_data::vision::MaskCover) {
 }
 
 /// How well the brightest value of each copy alone names each attribute
-/// of the `test` items, by a rule fitted on the `train` items.
-fn print_peak_rules(train: &ImageLabelSet, test: &ImageLabelSet) {
+/// of the `test` items, by the `rules` fitted on the train items (one per
+/// copy, in the order of the set's images).
+fn print_peak_rules(rules: &[PeakRule], test: &ImageLabelSet) {
     outln!("  the brightest value of each copy alone names (a rule fitted on the train split):");
     let slots = test.kind.slots();
-    for (v, name) in test.image_names().iter().enumerate() {
-        let acc = mmvae_data::vision::PeakRule::fit(train, v).accuracy(test, v);
+    for ((v, name), rule) in test.image_names().iter().enumerate().zip(rules) {
         let named: Vec<String> = slots
             .iter()
-            .zip(&acc)
+            .zip(rule.accuracy(test, v))
             .map(|((slot, _), a)| format!("{slot} {:.2}%", 100.0 * a))
             .collect();
         outln!("    {name}: {}", named.join(", "));
