@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// The error a config is refused with when read back from `c.toml`.
+fn refusal(c: &TrainConfig) -> String {
+    TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn fusion_names_and_their_constraints() {
     let mut c = TrainConfig::tiny(DatasetKind::Mnist);
@@ -24,32 +31,24 @@ fn fusion_names_and_their_constraints() {
     // The mixtures' terms always reconstruct both modalities.
     c.model.fusion = Fusion::MoPoe;
     c.loss.unimodal_target = UnimodalTarget::Observed;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("loss.unimodal_target"), "{e}");
     // cross_weight only has a meaning for poe with "all".
     c.loss.unimodal_target = UnimodalTarget::All;
     c.modalities[0].cross_weight = 0.5;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("modalities.image.cross_weight"), "{e}");
     c.model.fusion = Fusion::Poe;
     assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
     // Modality dropout is for the learned fusions; attention cuts each
     // expert's output into four tokens.
     c.loss.modality_dropout = 0.3;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("loss.modality_dropout"), "{e}");
     c.model.fusion = Fusion::Attention;
     assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
     c.model.latent = 3;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("model.latent"), "{e}");
     c.model.latent = 8;
     c.loss.modality_dropout = 0.0;
@@ -57,15 +56,11 @@ fn fusion_names_and_their_constraints() {
     // Importance-weighted bounds are for the mixture of experts.
     c.modalities[0].cross_weight = 1.0;
     c.loss.objective = Objective::Dreg;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("loss.objective"), "{e}");
     c.model.fusion = Fusion::Moe;
     c.loss.k = 0;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c);
     assert!(e.contains("loss.k"), "{e}");
     c.loss.k = 8;
     assert!(TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml")).is_ok());
@@ -77,9 +72,7 @@ fn fusion_names_and_their_constraints() {
 /// sample.
 fn mvtcae_constraints() {
     let refused = |c: &TrainConfig, field: &str| {
-        let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = refusal(c);
         assert!(e.contains(field) && e.contains("c.toml"), "{field}: {e}");
     };
     let mut c = TrainConfig::tiny(DatasetKind::Mnist);
