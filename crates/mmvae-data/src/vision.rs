@@ -320,9 +320,7 @@ impl PeakRule {
         let slots = set.kind.slots();
         let mut counts: Vec<Vec<[usize; 256]>> =
             slots.iter().map(|&(_, n)| vec![[0; 256]; n]).collect();
-        for i in 0..set.len() {
-            let peak = usize::from(peak(set.view_image(v, i)));
-            let attrs = set.kind.attributes(set.labels[i] as usize);
+        for (peak, attrs) in peaks_and_attributes(set, v) {
             for (slot, &value) in counts.iter_mut().zip(&attrs) {
                 slot[value][peak] += 1;
             }
@@ -335,9 +333,7 @@ impl PeakRule {
     /// per slot, reading view `v`.
     pub fn accuracy(&self, set: &ImageLabelSet, v: usize) -> Vec<f64> {
         let mut right = vec![0usize; self.named.len()];
-        for i in 0..set.len() {
-            let peak = usize::from(peak(set.view_image(v, i)));
-            let attrs = set.kind.attributes(set.labels[i] as usize);
+        for (peak, attrs) in peaks_and_attributes(set, v) {
             for ((r, named), &value) in right.iter_mut().zip(&self.named).zip(&attrs) {
                 *r += usize::from(named[peak] == value);
             }
@@ -347,9 +343,19 @@ impl PeakRule {
     }
 }
 
-/// The brightest value of an image, over all its channels.
-fn peak(img: &[u8]) -> u8 {
-    img.iter().copied().max().unwrap_or(0)
+/// Each item's brightest value in view `v` (over all channels) and its
+/// attribute values, in item order.
+fn peaks_and_attributes(
+    set: &ImageLabelSet,
+    v: usize,
+) -> impl Iterator<Item = (usize, Vec<usize>)> + '_ {
+    (0..set.len()).map(move |i| {
+        let peak = set.view_image(v, i).iter().copied().max().unwrap_or(0);
+        (
+            usize::from(peak),
+            set.kind.attributes(set.labels[i] as usize),
+        )
+    })
 }
 
 /// For each brightest level, the value counted most often there (the
