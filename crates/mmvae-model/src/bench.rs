@@ -257,6 +257,7 @@ fn conv_vae_steps(
         hidden: 256,
         max_channels: None,
         refine: false,
+        levels: false,
     }
     .init(64, 1, 64, device);
     let pixels: Vec<f32> = (0..batch_size * 4096)

@@ -193,6 +193,7 @@ fn conv_image_matches_the_cpu() {
             hidden: 8,
             max_channels: None,
             refine: false,
+            levels: false,
         },
         16,
     );

@@ -73,6 +73,13 @@ pub enum ImageModel {
     /// image is large for the same cost). With `refine`, the decoder adds
     /// a 3×3 convolution at half and at full side, the last one drawing
     /// the colours (sharper outlines, about twice the decoder's compute).
+    /// With `levels`, the encoder also reads which of the 256 intensity
+    /// levels occur in each channel, through a linear layer into its
+    /// hidden layer: a cue held in a few exact levels (a colour's
+    /// luminance in a greyscale copy) is then one weight away, where
+    /// convolutions trained from the usual initialisation miss it. The
+    /// levels are a step function of the image: no gradient flows back
+    /// through them (to a generated image the caption cycle re-encodes).
     Conv {
         channels: usize,
         hidden: usize,
@@ -80,6 +87,8 @@ pub enum ImageModel {
         max_channels: Option<usize>,
         #[serde(default, skip_serializing_if = "is_false")]
         refine: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        levels: bool,
     },
     /// Residual: the DCGAN resolutions with a residual block with
     /// Squeeze-and-Excitation at each, and with `attention` one

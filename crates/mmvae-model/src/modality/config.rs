@@ -259,7 +259,8 @@ cross_weight = 0.5
                     channels: 16,
                     hidden: 256,
                     max_channels: None,
-                    refine: false
+                    refine: false,
+                    levels: false,
                 },
                 likelihood: ImageLikelihood::Bernoulli
             }

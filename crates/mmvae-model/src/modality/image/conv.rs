@@ -9,6 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::modality::image::levels::{level_presence, LEVELS};
 use crate::nn::gaussian::Gaussian;
 use crate::nn::linear::linear;
 
@@ -87,18 +88,20 @@ impl ConvSpec {
 }
 
 /// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
-/// with the widths of [`channel_widths`].
+/// with the widths of [`channel_widths`]. With `levels`, a second linear
+/// layer from the image's [`level_presence`] adds into the hidden layer.
 #[derive(Module, Debug)]
 pub struct ConvImageEncoder {
     convs: Vec<Conv2d>,
     fc: Linear,
+    levels: Option<Linear>,
     out: Linear,
     side: usize,
     colours: usize,
 }
 
 impl ConvImageEncoder {
-    pub fn new(spec: ConvSpec, device: &Device) -> Self {
+    pub fn new(spec: ConvSpec, levels: bool, device: &Device) -> Self {
         let (sides, widths) = spec.sides_and_widths();
         let mut c_in = spec.colours;
         let mut convs = Vec::new();
@@ -110,6 +113,8 @@ impl ConvImageEncoder {
         Self {
             convs,
             fc: LinearConfig::new(c_in * last * last, spec.hidden).init(device),
+            levels: levels
+                .then(|| LinearConfig::new(spec.colours * LEVELS, spec.hidden).init(device)),
             out: LinearConfig::new(spec.hidden, 2 * spec.latent).init(device),
             side: spec.side,
             colours: spec.colours,
@@ -120,12 +125,19 @@ impl ConvImageEncoder {
     /// `x`: `[batch, colours * side * side]` (planar) → posterior over `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> Gaussian {
         let [b, _] = x.dims();
-        let x = x.reshape([b, self.colours, self.side, self.side]);
-        let mut h = x;
+        let seen = self
+            .levels
+            .as_ref()
+            .map(|l| linear(l, level_presence(x.clone(), self.colours)));
+        let mut h = x.reshape([b, self.colours, self.side, self.side]);
         for c in &self.convs {
             h = relu(conv2d(c, h)); // [b, c_k, side / 2^k, side / 2^k]
         }
-        let h = relu(linear(&self.fc, h.flatten::<2>(1, 3)));
+        let h = linear(&self.fc, h.flatten::<2>(1, 3));
+        let h = relu(match seen {
+            Some(s) => h + s,
+            None => h,
+        });
         let o = linear(&self.out, h);
         Gaussian::from_concat(o)
     }
@@ -218,6 +230,7 @@ impl ConvImageDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Param;
 
     fn spec(side: usize, colours: usize, channels: usize, max_channels: Option<usize>) -> ConvSpec {
         ConvSpec {
@@ -237,7 +250,7 @@ mod tests {
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
         for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
-            let e = ConvImageEncoder::new(spec(side, colours, 4, None), &dev);
+            let e = ConvImageEncoder::new(spec(side, colours, 4, None), false, &dev);
             let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
             for refine in [false, true] {
@@ -245,6 +258,33 @@ mod tests {
                 assert_eq!(d.forward(q.mu.clone()).dims(), [2, colours * side * side]);
             }
         }
+    }
+
+    #[test]
+    fn the_levels_pathway_adds_into_the_hidden_layer() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        let e = ConvImageEncoder::new(spec(28, 1, 4, None), true, &dev);
+        let levels = e.levels.as_ref().expect("levels layer");
+        assert_eq!(levels.weight.dims(), [256, 16]);
+        let x = Tensor::<2>::full([1, 28 * 28], 0.5, &dev);
+        let mu = |m: &ConvImageEncoder| m.forward(x.clone()).mu;
+        let mut plain = e.clone();
+        plain.levels = None;
+        let total = |t: Tensor<2>| t.abs().sum().into_data().try_into_vec::<f32>().unwrap()[0];
+        let gap = total(mu(&e) - mu(&plain));
+        assert!(gap > 1e-4, "{gap}");
+        // With the levels layer at zero, it is the plain encoder.
+        let mut zeroed = e.clone();
+        let mut off = levels.clone();
+        off.weight = Param::from_tensor(levels.weight.val().zeros_like());
+        off.bias = levels
+            .bias
+            .as_ref()
+            .map(|b| Param::from_tensor(b.val().zeros_like()));
+        zeroed.levels = Some(off);
+        let same = total(mu(&zeroed) - mu(&plain));
+        assert!(same < 1e-6, "{same}");
     }
 
     #[test]
@@ -257,7 +297,7 @@ mod tests {
         let dev = Device::flex();
         // A capped model has the capped layers: 3·32·16 + 32 weights and
         // biases in the encoder's first layer, 32·32·16 + 32 in the others.
-        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), &dev);
+        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), false, &dev);
         let d = ConvImageDecoder::new(spec(64, 3, 32, Some(32)), false, &dev);
         let conv_params: usize = e.convs.iter().map(|c| c.num_params()).sum();
         assert_eq!(conv_params, (3 * 32 * 16 + 32) + 3 * (32 * 32 * 16 + 32));

@@ -1,6 +1,7 @@
 //! The image modality: encoder/decoder chosen by [`ImageModel`].
 
 pub mod conv;
+pub mod levels;
 pub mod likelihood;
 pub mod mlp;
 pub mod residual;
@@ -53,6 +54,7 @@ impl ImageModel {
                 hidden,
                 max_channels,
                 refine,
+                levels,
             } => {
                 let spec = ConvSpec {
                     side,
@@ -63,7 +65,7 @@ impl ImageModel {
                     latent,
                 };
                 (
-                    ImageEncoder::Conv(ConvImageEncoder::new(spec, device)),
+                    ImageEncoder::Conv(ConvImageEncoder::new(spec, levels, device)),
                     ImageDecoder::Conv(ConvImageDecoder::new(spec, refine, device)),
                 )
             }

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// Every parameter's gradient of the loss against central differences.
-fn gradient_check_with(s: &Setup, hb: &HostBatch) {
+/// Every parameter's gradient of the loss against central differences
+/// of step `h`.
+fn gradient_check_with(s: &Setup, hb: &HostBatch, h: f32) {
     let _rng = testutil::rng_lock();
     let ad = Device::flex().autodiff();
     ad.seed(11);
@@ -29,7 +30,6 @@ fn gradient_check_with(s: &Setup, hb: &HostBatch) {
         "{} vs {ad_value}",
         loss_of(&base)
     );
-    let h = 1e-2f32;
     let (mut checked, mut bad) = (0, Vec::new());
     for (target, g) in analytic.iter().enumerate() {
         // Three elements spread over each parameter tensor.
@@ -60,7 +60,7 @@ fn gradient_check_with(s: &Setup, hb: &HostBatch) {
 }
 
 fn gradient_check(s: Setup) {
-    gradient_check_with(&s, &s.host());
+    gradient_check_with(&s, &s.host(), 1e-2);
 }
 
 #[test]
@@ -72,8 +72,22 @@ fn gradients_match_finite_differences_mlp_and_conv() {
             hidden: 6,
             max_channels: None,
             refine,
+            levels: false,
         }));
     }
+    // The levels layer. The levels an image takes are a step function of
+    // it, so there is no caption cycle (which re-encodes generated images);
+    // a smaller step, as the random test pixels take nearly every level and
+    // a weight's change moves every item's hidden units, over more kinks.
+    let mut levels = Setup::image_text().image(ImageModel::Conv {
+        channels: 2,
+        hidden: 6,
+        max_channels: None,
+        refine: false,
+        levels: true,
+    });
+    levels.loss.cycle_weight = 0.0;
+    gradient_check_with(&levels, &levels.host(), 3e-3);
 }
 
 #[test]
@@ -176,7 +190,7 @@ fn gradients_match_finite_differences_with_three_modalities_for_each_fusion() {
         hb.present[3 + 1] = 0.0;
         hb.present[9] = 0.0;
         hb.present[9 + 1] = 0.0;
-        gradient_check_with(&s, &hb);
+        gradient_check_with(&s, &hb, 1e-2);
     }
     let mut s = Setup::three(Fusion::Poe);
     s.loss.sampled_subsets = 1;
