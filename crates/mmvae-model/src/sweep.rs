@@ -22,8 +22,8 @@
 //! ```
 //!
 //! `set` keys are dotted paths into the config (`model.fusion`,
-//! `loss.beta`); each value replaces the one there (a missing table is
-//! created). The sweep's own `set` applies to every cell first, then the
+//! `loss.beta`, `modalities.grey.model.levels`: a modality by its name);
+//! each value replaces the one there (a missing table is created). The sweep's own `set` applies to every cell first, then the
 //! cell's. The seed of a run replaces the config's `seed`.
 //!
 //! `show` names cells of the coherence matrix to list as columns of their
@@ -225,7 +225,8 @@ impl SweepSpec {
 }
 
 /// Replace the value at the dotted path `key` of `table` (creating missing
-/// tables on the way).
+/// tables on the way). A part after an array of tables names the element
+/// whose `name` it is (`modalities.grey.model.levels`).
 pub fn set_dotted(
     table: &mut toml::Table,
     key: &str,
@@ -237,12 +238,29 @@ pub fn set_dotted(
     }
     let (last, path) = parts.split_last().expect("non-empty");
     let mut at = table;
-    for (depth, p) in path.iter().enumerate() {
+    let mut depth = 0;
+    while depth < path.len() {
         let entry = at
-            .entry(p.to_string())
+            .entry(path[depth].to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         at = match entry {
             toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                depth += 1;
+                let Some(name) = parts.get(depth).filter(|_| depth < path.len()) else {
+                    return Err(format!(
+                        "`{}` is a list: name one of its elements, as in `{}.NAME.…`",
+                        parts[..depth].join("."),
+                        parts[..depth].join(".")
+                    ));
+                };
+                named_element(items, name).ok_or_else(|| {
+                    format!(
+                        "`{}` has no element named `{name}`",
+                        parts[..depth].join(".")
+                    )
+                })?
+            }
             _ => {
                 return Err(format!(
                     "`{}` is a value, not a table",
@@ -250,9 +268,18 @@ pub fn set_dotted(
                 ))
             }
         };
+        depth += 1;
     }
     at.insert(last.to_string(), value);
     Ok(())
+}
+
+/// The table among `items` whose `name` is `name`.
+fn named_element<'a>(items: &'a mut [toml::Value], name: &str) -> Option<&'a mut toml::Table> {
+    items.iter_mut().find_map(|item| match item {
+        toml::Value::Table(t) if t.get("name").and_then(|n| n.as_str()) == Some(name) => Some(t),
+        _ => None,
+    })
 }
 
 /// One cell of the coherence matrix: the modalities given and the one
@@ -545,6 +572,38 @@ fn column_order(name: &str, shown: &[String]) -> (usize, usize, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dotted path reaches a table, creates a missing one, and names an
+    /// element of an array of tables by its `name`; what it cannot reach
+    /// is refused with the path.
+    #[test]
+    fn set_reaches_tables_and_named_elements() {
+        let mut t: toml::Table = toml::from_str(
+            "[model]\nlatent = 8\n[[modalities]]\nname = \"image\"\nmodel = { kind = \"conv\" }\n[[modalities]]\nname = \"grey\"\nmodel = { kind = \"conv\" }\n",
+        )
+        .unwrap();
+        let yes = toml::Value::Boolean(true);
+        set_dotted(&mut t, "model.latent", toml::Value::Integer(4)).unwrap();
+        set_dotted(&mut t, "loss.beta", toml::Value::Float(0.5)).unwrap();
+        set_dotted(&mut t, "modalities.grey.model.levels", yes.clone()).unwrap();
+        assert_eq!(t["model"]["latent"].as_integer(), Some(4));
+        assert_eq!(t["loss"]["beta"].as_float(), Some(0.5));
+        let modalities = t["modalities"].as_array().unwrap();
+        assert_eq!(modalities[1]["model"]["levels"].as_bool(), Some(true));
+        assert!(modalities[0]["model"].get("levels").is_none());
+        let refused = |t: &mut toml::Table, key: &str| set_dotted(t, key, yes.clone()).unwrap_err();
+        let e = refused(&mut t, "modalities.edges.model.levels");
+        assert!(
+            e.contains("`modalities` has no element named `edges`"),
+            "{e}"
+        );
+        let e = refused(&mut t, "modalities.grey");
+        assert!(e.contains("`modalities` is a list"), "{e}");
+        let e = refused(&mut t, "model.latent.x");
+        assert!(e.contains("`model.latent` is a value"), "{e}");
+        let e = refused(&mut t, "model..latent");
+        assert!(e.contains("dotted path"), "{e}");
+    }
 
     /// Every sweep file shipped in `sweeps/` loads, and each of its cells'
     /// configs (paths relative to the repository root) parses with its
