@@ -119,6 +119,25 @@ fn polymnist_renders_from_mnist_and_a_sweep_trains_each_cell_once() {
         serde_json::json!(["m0", "m3"])
     );
     assert!(m1["coherence_matrix"]["cells"]["m0+m3"]["m1"].is_number());
+    // `--mean` decodes each cell from the fused posterior's mean: the same
+    // cells whatever the seed, where one sample per item differs by seed.
+    let cells = |extra: &str| {
+        let out = format!("cells{}.json", extra.replace(' ', ""));
+        ok(
+            d,
+            &words(&format!("eval --checkpoint sw/moe/seed-0/best --data-dir data --classifier clf/m1 --metrics coherence --limit 20 {extra} --out {out}")),
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(&out)).unwrap()).unwrap();
+        (
+            v["coherence_matrix"]["cells"].clone(),
+            v["latent_draw"].clone(),
+        )
+    };
+    let (mean1, how) = cells("--mean --seed 1");
+    assert_eq!(how, "z = mean of q(z|input)");
+    assert_eq!(mean1, cells("--mean --seed 2").0);
+    assert_ne!(cells("--seed 1").0, cells("--seed 2").0);
     // FID alone measures the matrix too, with each image output's Fréchet
     // distances, and draws the same images: m1's coherence is unchanged.
     ok(

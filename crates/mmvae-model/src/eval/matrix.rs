@@ -19,7 +19,7 @@ use crate::eval::classifier::Classifier;
 use crate::eval::classifiers::Classifiers;
 use crate::eval::matrix_fid::{FidTally, ModalityFid};
 use crate::eval::text_to_image::host;
-use crate::infer::Loaded;
+use crate::infer::{Draw, Loaded};
 use crate::io::batch::{CaptionSource, HostBatch, Input};
 use crate::modality::expert::Expert;
 use crate::objective::Subset;
@@ -112,7 +112,9 @@ struct CellCount {
 
 impl Readers<'_> {
     /// What output `o` shows, or `None` when this modality cannot be read.
-    fn read(&self, m: &Loaded, o: usize, z: Tensor<2>) -> Option<Shown> {
+    /// `private` says how an image's modality-private latent is drawn from
+    /// its prior (a sample, or its mean: zero).
+    fn read(&self, m: &Loaded, o: usize, z: Tensor<2>, private: Draw) -> Option<Shown> {
         let kind = m.checkpoint.config.data.dataset;
         let all: Vec<usize> = (0..kind.slots().len()).collect();
         let every = |values: Vec<Vec<Option<usize>>>| Shown {
@@ -123,7 +125,7 @@ impl Readers<'_> {
         match &m.model.experts[o] {
             Expert::Image(img) => {
                 let clf = self.clf?.of(&m.model.names[o])?;
-                let probs = img.decode(m.model.with_private(z, true));
+                let probs = img.decode(m.model.with_private(z, private == Draw::Sample));
                 let (preds, features) = if self.features {
                     let (p, f) = clf.predict_with_features(probs);
                     (p, Some(host(f)))
@@ -206,6 +208,10 @@ pub struct MatrixOptions {
     /// Also the Fréchet distances of the generated images per image
     /// output ([`ModalityFid`]).
     pub fid: bool,
+    /// How each cell's latent is drawn from the fused posterior of its
+    /// inputs (a modality-private latent from its prior likewise). Joint
+    /// coherence always samples the prior.
+    pub draw: Draw,
 }
 
 /// The running counts of a matrix over the test items' batches.
@@ -216,8 +222,8 @@ struct Counts {
 }
 
 /// Score the first `opts.items` test items and `opts.joint_samples` prior
-/// samples. Latents are drawn from each posterior (seeded by the caller
-/// through the device).
+/// samples. Latents are drawn from each posterior as `opts.draw` says
+/// (samples seeded by the caller through the device).
 pub fn coherence_matrix(
     m: &Loaded,
     clf: Option<&Classifiers>,
@@ -253,7 +259,7 @@ pub fn coherence_matrix(
             opts.source,
             &m.checkpoint.vocab,
         );
-        score_batch(m, &readers, &subsets, &hb, &mut counts);
+        score_batch(m, &readers, &subsets, &hb, opts.draw, &mut counts);
     }
     let mut out = tabulate(m, kind, &subsets, &counts.cells, &counts.readable);
     out.unread = (0..nm)
@@ -282,6 +288,7 @@ fn score_batch(
     readers: &Readers,
     subsets: &[Subset],
     hb: &HostBatch,
+    draw: Draw,
     counts: &mut Counts,
 ) {
     let model = &m.model;
@@ -299,9 +306,13 @@ fn score_batch(
     // Each modality encoded once; every subset fuses those encodings.
     let shared = model.encode_shared(&batch);
     for (si, &s) in subsets.iter().enumerate() {
-        let z = model.fuse_encoded(&shared, s).rsample();
+        let q = model.fuse_encoded(&shared, s);
+        let z = match draw {
+            Draw::Sample => q.rsample(),
+            Draw::Mean => q.mu,
+        };
         for o in 0..model.experts.len() {
-            let Some(got) = readers.read(m, o, z.clone()) else {
+            let Some(got) = readers.read(m, o, z.clone(), draw) else {
                 counts.readable[o] = false;
                 continue;
             };
@@ -388,7 +399,7 @@ fn joint_coherence(
             &m.device,
         );
         let reads: Vec<(usize, Shown)> = (0..m.model.experts.len())
-            .filter_map(|o| readers.read(m, o, z.clone()).map(|r| (o, r)))
+            .filter_map(|o| readers.read(m, o, z.clone(), Draw::Sample).map(|r| (o, r)))
             .collect();
         if let Some(tally) = fid.as_deref_mut() {
             for (o, r) in &reads {

@@ -244,6 +244,7 @@ pub fn evaluate(
                 batch_size: ctx.bs,
                 joint_samples: opts.joint_samples,
                 fid: opts.metrics.contains(&Metric::Fid),
+                draw: opts.draw,
             };
             coherence_matrix(m, classifier, test, &mopts)
         }),
