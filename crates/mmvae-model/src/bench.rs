@@ -8,7 +8,9 @@ use burn::tensor::Distribution;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-use crate::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
+use crate::config::{
+    Fusion, ImageModel, Levels, LossConfig, ModalityConfig, ModelConfig, TextModel,
+};
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
 use crate::io::batch::{HostBatch, HostInput};
@@ -257,7 +259,7 @@ fn conv_vae_steps(
         hidden: 256,
         max_channels: None,
         refine: false,
-        levels: false,
+        levels: Levels::Off,
     }
     .init(64, 1, 64, device);
     let pixels: Vec<f32> = (0..batch_size * 4096)

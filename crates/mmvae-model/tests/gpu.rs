@@ -10,7 +10,9 @@ use mmvae_model::burn::module::{Module, ModuleVisitor, Param};
 use mmvae_model::burn::optim::{AdamConfig, GradientsParams};
 use mmvae_model::burn::prelude::*;
 use mmvae_model::burn::tensor::Gradients;
-use mmvae_model::config::{Fusion, ImageModel, LossConfig, ModalityConfig, ModelConfig, TextModel};
+use mmvae_model::config::{
+    Fusion, ImageModel, Levels, LossConfig, ModalityConfig, ModelConfig, TextModel,
+};
 use mmvae_model::device::{adapters, Compute};
 use mmvae_model::io::batch::{Batch, Input};
 use mmvae_model::mvae::{DataShape, Mvae};
@@ -193,7 +195,7 @@ fn conv_image_matches_the_cpu() {
             hidden: 8,
             max_channels: None,
             refine: false,
-            levels: false,
+            levels: Levels::Off,
         },
         16,
     );

@@ -24,7 +24,7 @@ use crate::objective::TargetWeights;
 pub use crate::train::perceptual::{FeatureNetwork, PerceptualConfig};
 pub use crate::train::schedule::Anneal;
 pub use loss::{Alignment, LossConfig, LossOverride, Objective, UnimodalTarget};
-pub use model::{Fusion, ImageModel, ModelConfig, TextModel};
+pub use model::{Fusion, ImageModel, Levels, ModelConfig, TextModel};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ImageLikelihood;
+pub use crate::modality::image::levels::Levels;
 
 /// How the modality posteriors are fused into the joint posterior.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -73,9 +74,10 @@ pub enum ImageModel {
     /// image is large for the same cost). With `refine`, the decoder adds
     /// a 3×3 convolution at half and at full side, the last one drawing
     /// the colours (sharper outlines, about twice the decoder's compute).
-    /// With `levels`, the encoder also reads which of the 256 intensity
-    /// levels occur in each channel, through a linear layer into its
-    /// hidden layer: a cue held in a few exact levels (a colour's
+    /// With `levels = "counts"` (or `"presence"`), the encoder also reads
+    /// how many pixels take each of the 256 intensity levels of each
+    /// channel (or only which levels occur), through a linear layer into
+    /// its hidden layer: a cue held in a few exact levels (a colour's
     /// luminance in a greyscale copy) is then one weight away, where
     /// convolutions trained from the usual initialisation miss it. The
     /// levels are a step function of the image: no gradient flows back
@@ -87,8 +89,8 @@ pub enum ImageModel {
         max_channels: Option<usize>,
         #[serde(default, skip_serializing_if = "is_false")]
         refine: bool,
-        #[serde(default, skip_serializing_if = "is_false")]
-        levels: bool,
+        #[serde(default, skip_serializing_if = "Levels::is_off")]
+        levels: Levels,
     },
     /// Residual: the DCGAN resolutions with a residual block with
     /// Squeeze-and-Excitation at each, and with `attention` one

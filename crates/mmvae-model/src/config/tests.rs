@@ -111,7 +111,7 @@ fn bad_values_name_the_field() {
         hidden: 16,
         max_channels,
         refine: false,
-        levels: false,
+        levels: Levels::Off,
     };
     let image = |model| ExpertConfig::Image {
         model,
@@ -134,7 +134,7 @@ fn bad_values_name_the_field() {
         hidden: 16,
         max_channels: None,
         refine: true,
-        levels: false,
+        levels: Levels::Off,
     });
     assert!(t.to_toml().contains("refine = true"));
     let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();

@@ -223,6 +223,7 @@ impl From<ModalityConfig> for RawModality {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Levels;
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     struct List {
@@ -260,7 +261,7 @@ cross_weight = 0.5
                     hidden: 256,
                     max_channels: None,
                     refine: false,
-                    levels: false,
+                    levels: Levels::Off,
                 },
                 likelihood: ImageLikelihood::Bernoulli
             }

@@ -9,7 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::modality::image::levels::{level_presence, LEVELS};
+use crate::modality::image::levels::{Levels, LEVELS};
 use crate::nn::gaussian::Gaussian;
 use crate::nn::linear::linear;
 
@@ -88,20 +88,24 @@ impl ConvSpec {
 }
 
 /// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
-/// with the widths of [`channel_widths`]. With `levels`, a second linear
-/// layer from the image's [`level_presence`] adds into the hidden layer.
+/// with the widths of [`channel_widths`]. With `levels` on, a second linear
+/// layer from the image's level features ([`Levels::features`]) adds into
+/// the hidden layer.
 #[derive(Module, Debug)]
 pub struct ConvImageEncoder {
     convs: Vec<Conv2d>,
     fc: Linear,
+    /// The levels layer: `Some` exactly when `reads` is not `Off`.
     levels: Option<Linear>,
+    #[module(skip)]
+    reads: Levels,
     out: Linear,
     side: usize,
     colours: usize,
 }
 
 impl ConvImageEncoder {
-    pub fn new(spec: ConvSpec, levels: bool, device: &Device) -> Self {
+    pub fn new(spec: ConvSpec, levels: Levels, device: &Device) -> Self {
         let (sides, widths) = spec.sides_and_widths();
         let mut c_in = spec.colours;
         let mut convs = Vec::new();
@@ -113,8 +117,9 @@ impl ConvImageEncoder {
         Self {
             convs,
             fc: LinearConfig::new(c_in * last * last, spec.hidden).init(device),
-            levels: levels
+            levels: (!levels.is_off())
                 .then(|| LinearConfig::new(spec.colours * LEVELS, spec.hidden).init(device)),
+            reads: levels,
             out: LinearConfig::new(spec.hidden, 2 * spec.latent).init(device),
             side: spec.side,
             colours: spec.colours,
@@ -128,7 +133,8 @@ impl ConvImageEncoder {
         let seen = self
             .levels
             .as_ref()
-            .map(|l| linear(l, level_presence(x.clone(), self.colours)));
+            .zip(self.reads.features(x.clone(), self.colours))
+            .map(|(l, f)| linear(l, f));
         let mut h = x.reshape([b, self.colours, self.side, self.side]);
         for c in &self.convs {
             h = relu(conv2d(c, h)); // [b, c_k, side / 2^k, side / 2^k]
@@ -250,7 +256,7 @@ mod tests {
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
         for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
-            let e = ConvImageEncoder::new(spec(side, colours, 4, None), false, &dev);
+            let e = ConvImageEncoder::new(spec(side, colours, 4, None), Levels::Off, &dev);
             let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
             for refine in [false, true] {
@@ -264,7 +270,7 @@ mod tests {
     fn the_levels_pathway_adds_into_the_hidden_layer() {
         let _rng = crate::testutil::rng_lock();
         let dev = Device::flex();
-        let e = ConvImageEncoder::new(spec(28, 1, 4, None), true, &dev);
+        let e = ConvImageEncoder::new(spec(28, 1, 4, None), Levels::Counts, &dev);
         let levels = e.levels.as_ref().expect("levels layer");
         assert_eq!(levels.weight.dims(), [256, 16]);
         let x = Tensor::<2>::full([1, 28 * 28], 0.5, &dev);
@@ -297,7 +303,7 @@ mod tests {
         let dev = Device::flex();
         // A capped model has the capped layers: 3·32·16 + 32 weights and
         // biases in the encoder's first layer, 32·32·16 + 32 in the others.
-        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), false, &dev);
+        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), Levels::Off, &dev);
         let d = ConvImageDecoder::new(spec(64, 3, 32, Some(32)), false, &dev);
         let conv_params: usize = e.convs.iter().map(|c| c.num_params()).sum();
         assert_eq!(conv_params, (3 * 32 * 16 + 32) + 3 * (32 * 32 * 16 + 32));

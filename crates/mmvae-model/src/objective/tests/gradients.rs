@@ -72,7 +72,7 @@ fn gradients_match_finite_differences_mlp_and_conv() {
             hidden: 6,
             max_channels: None,
             refine,
-            levels: false,
+            levels: Levels::Off,
         }));
     }
     // The levels layer. The levels an image takes are a step function of
@@ -84,7 +84,7 @@ fn gradients_match_finite_differences_mlp_and_conv() {
         hidden: 6,
         max_channels: None,
         refine: false,
-        levels: true,
+        levels: Levels::Counts,
     });
     levels.loss.cycle_weight = 0.0;
     gradient_check_with(&levels, &levels.host(), 3e-3);

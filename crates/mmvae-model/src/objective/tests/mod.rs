@@ -21,8 +21,8 @@ use burn::tensor::Distribution;
 use super::align::info_nce;
 use super::*;
 use crate::config::{
-    Alignment, ExpertConfig, Fusion, ImageLikelihood, ImageModel, LossConfig, ModalityConfig,
-    ModelConfig, Objective, TextModel, UnimodalTarget,
+    Alignment, ExpertConfig, Fusion, ImageLikelihood, ImageModel, Levels, LossConfig,
+    ModalityConfig, ModelConfig, Objective, TextModel, UnimodalTarget,
 };
 use crate::io::batch::{Batch, HostBatch};
 use crate::modality::ModalityKind;
