@@ -23,8 +23,9 @@
 //!
 //! `set` keys are dotted paths into the config (`model.fusion`,
 //! `loss.beta`, `modalities.grey.model.levels`: a modality by its name);
-//! each value replaces the one there (a missing table is created). The sweep's own `set` applies to every cell first, then the
-//! cell's. The seed of a run replaces the config's `seed`.
+//! each value replaces the one there (a missing table is created). The
+//! sweep's own `set` applies to every cell first, then the cell's. The
+//! seed of a run replaces the config's `seed`.
 //!
 //! `show` names cells of the coherence matrix to list as columns of their
 //! own (the leaderboard otherwise has their means by number of inputs):

@@ -306,11 +306,7 @@ fn score_batch(
     // Each modality encoded once; every subset fuses those encodings.
     let shared = model.encode_shared(&batch);
     for (si, &s) in subsets.iter().enumerate() {
-        let q = model.fuse_encoded(&shared, s);
-        let z = match draw {
-            Draw::Sample => q.rsample(),
-            Draw::Mean => q.mu,
-        };
+        let z = Loaded::draw(&model.fuse_encoded(&shared, s), draw);
         for o in 0..model.experts.len() {
             let Some(got) = readers.read(m, o, z.clone(), draw) else {
                 counts.readable[o] = false;
