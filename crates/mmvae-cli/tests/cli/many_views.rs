@@ -354,6 +354,18 @@ fn vision_views_of_mnist_train_and_complete_a_masked_digit() {
     assert_eq!(m["unread"], serde_json::json!(["masked"]), "{m}");
     let v = m["cells"]["masked"]["image"].as_f64();
     assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{m}");
+    // The same cell by how much of the digit the square hides: the bands
+    // hold the 30 items, and their completions add up to the cell's.
+    let bands = m["by_cover"]["bands"].as_array().expect("by_cover");
+    let hidden: Vec<&str> = bands.iter().filter_map(|b| b["hidden"].as_str()).collect();
+    assert_eq!(hidden, ["none", "under half", "half or more", "all"]);
+    let items = |b: &serde_json::Value| b["items"].as_u64().unwrap() as f64;
+    assert_eq!(bands.iter().map(items).sum::<f64>(), 30.0, "{m}");
+    let right: f64 = bands
+        .iter()
+        .map(|b| items(b) * b["cells"]["masked"]["image"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((right / 30.0 - v.unwrap()).abs() < 1e-9, "{m}");
     // A masked digit drawn in full: a grey 28×28 image in, one out.
     let digit = mmvae_data::imageio::Image::from_bytes(1, 28, 28, &[200u8; 784]);
     mmvae_data::imageio::save_image(&d.join("masked.png"), &digit).unwrap();

@@ -11,12 +11,14 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mmvae_data::captions::Captioner;
+use mmvae_data::vision::Hidden;
 use mmvae_data::{DatasetKind, ImageLabelSet, LabelSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::eval::classifier::Classifier;
 use crate::eval::classifiers::Classifiers;
+use crate::eval::completion::{ByCover, CoverTally};
 use crate::eval::matrix_fid::{FidTally, ModalityFid};
 use crate::eval::text_to_image::host;
 use crate::infer::{Draw, Loaded};
@@ -50,6 +52,10 @@ pub struct CoherenceMatrix {
     /// asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fid: Option<ModalityFid>,
+    /// The single-input cells by how much of each item's object the masked
+    /// square hides (a vision set drawn on black).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_cover: Option<ByCover>,
 }
 
 /// What the FID of the matrix's images is measured in.
@@ -219,6 +225,7 @@ struct Counts {
     cells: Vec<Vec<CellCount>>,
     readable: Vec<bool>,
     fid: Option<FidTally>,
+    cover: Option<CoverTally>,
 }
 
 /// Score the first `opts.items` test items and `opts.joint_samples` prior
@@ -249,7 +256,10 @@ pub fn coherence_matrix(
         fid: opts
             .fid
             .then(|| FidTally::new(subsets.len(), nm, Classifier::FEATURES)),
+        cover: None,
     };
+    let bands = Hidden::of_items(test);
+    counts.cover = bands.as_ref().map(|_| CoverTally::new(nm));
     let idx: Vec<usize> = (0..opts.items.min(test.len())).collect();
     for chunk in idx.chunks(opts.batch_size.max(1)) {
         let hb = HostBatch::gather(
@@ -259,13 +269,23 @@ pub fn coherence_matrix(
             opts.source,
             &m.checkpoint.vocab,
         );
-        score_batch(m, &readers, &subsets, &hb, opts.draw, &mut counts);
+        let chunk_bands = bands.as_ref().map(|b| &b[chunk[0]..chunk[0] + chunk.len()]);
+        score_batch(
+            m,
+            &readers,
+            &subsets,
+            &hb,
+            chunk_bands,
+            opts.draw,
+            &mut counts,
+        );
     }
     let mut out = tabulate(m, kind, &subsets, &counts.cells, &counts.readable);
     out.unread = (0..nm)
         .filter(|&o| !counts.readable[o])
         .map(|o| model.names[o].clone())
         .collect();
+    out.by_cover = counts.cover.as_ref().map(|t| t.finish(&model.names));
     (out.joint, out.joint_samples) = joint_coherence(
         m,
         &readers,
@@ -282,12 +302,14 @@ pub fn coherence_matrix(
 
 /// Generate every readable output of one batch of test items from every
 /// scored subset and count what the readers recognise (and, for FID, keep
-/// the features of the real and generated images).
+/// the features of the real and generated images; with the items' `bands`,
+/// the single inputs' counts by band).
 fn score_batch(
     m: &Loaded,
     readers: &Readers,
     subsets: &[Subset],
     hb: &HostBatch,
+    bands: Option<&[Option<Hidden>]>,
     draw: Draw,
     counts: &mut Counts,
 ) {
@@ -302,6 +324,9 @@ fn score_batch(
                 tally.add_real(o, &host(clf.features(x.clone())));
             }
         }
+    }
+    if let (Some(tally), Some(b)) = (counts.cover.as_mut(), bands) {
+        tally.add_items(b);
     }
     // Each modality encoded once; every subset fuses those encodings.
     let shared = model.encode_shared(&batch);
@@ -322,6 +347,13 @@ fn score_batch(
             }
             if let (Some(tally), Some(f)) = (counts.fid.as_mut(), &got.features) {
                 tally.add_generated(si, o, f);
+            }
+            if let (Some(tally), Some(b), Some(input)) = (counts.cover.as_mut(), bands, s.only()) {
+                for (i, (w, band)) in want.iter().zip(b).enumerate() {
+                    if let Some(band) = band {
+                        tally.add(*band, input, o, got.matches(i, w));
+                    }
+                }
             }
         }
     }
@@ -478,6 +510,9 @@ impl CoherenceMatrix {
                 "  not scored (no evaluation classifier): {}\n",
                 self.unread.join(", ")
             ));
+        }
+        if let Some(c) = &self.by_cover {
+            s.push_str(&c.table());
         }
         if let Some(f) = &self.fid {
             s.push_str(&f.table());

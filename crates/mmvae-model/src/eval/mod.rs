@@ -6,6 +6,7 @@
 pub mod classifier;
 pub mod classifiers;
 pub mod coherence;
+pub mod completion;
 pub mod consistency;
 pub mod fid;
 pub mod inception;

@@ -44,6 +44,11 @@ impl Subset {
         self.0 == 0
     }
 
+    /// The one member of a set of one modality (`None` for any other set).
+    pub fn only(self) -> Option<usize> {
+        (self.len() == 1).then(|| self.0.trailing_zeros() as usize)
+    }
+
     /// The members, in modality order.
     pub fn members(self) -> impl Iterator<Item = usize> {
         (0..32).filter(move |&i| self.contains(i))
@@ -374,6 +379,9 @@ mod tests {
         );
         assert_eq!(Subset::all_nonempty(1), vec![Subset(1)]);
         assert_eq!(Subset(0b101).members().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(Subset::single(4).only(), Some(4));
+        assert_eq!(Subset(0b101).only(), None);
+        assert_eq!(Subset(0).only(), None);
     }
 
     #[test]

@@ -20,11 +20,16 @@
 //!
 //! Every view is a pure function of the source image and the item's index.
 
-use crate::captions::splitmix64;
 use crate::celeba::AttrSet;
 use crate::dataset::{DatasetKind, ImageLabelSet, View};
 use crate::error::{DataError, Result};
 use crate::shapes::{Level, Slot};
+
+mod mask;
+mod peak;
+
+pub use mask::{hidden_fraction, mask_corner, mask_side, masked, Hidden, MaskCover, MASK_GREY};
+pub use peak::PeakRule;
 
 /// The dataset whose images the views are computed from, and whose
 /// classes, captions and attribute slots the items keep: a labelled
@@ -110,15 +115,6 @@ const PREFIX: &str = "vision";
 
 /// The images of an item, the source first.
 pub const NAMES: [&str; 5] = ["image", "grey", "edges", "masked", "watermark"];
-/// Grey level of the masked square.
-const MASK_GREY: u8 = 128;
-const SEED: u64 = 0x5649_5349_4F4E;
-
-/// Side of the masked square of an image of `side` pixels: 3/8 of it (24
-/// of 64, 10 of 28).
-pub fn mask_side(side: usize) -> usize {
-    side * 3 / 8
-}
 
 /// Luminance of every pixel of a planar image of `channels` planes of
 /// `plane` pixels: BT.601 of RGB, a grey image's own value.
@@ -183,27 +179,6 @@ fn edges_of(l: &[f32], channels: usize, side: usize) -> Vec<u8> {
     repeat(g.into_iter(), channels, side * side)
 }
 
-/// Top-left corner of item `i`'s masked square.
-pub fn mask_corner(i: usize, side: usize) -> (usize, usize) {
-    let h = splitmix64(SEED ^ i as u64);
-    let span = (side - mask_side(side) + 1) as u64;
-    ((h % span) as usize, ((h >> 32) % span) as usize)
-}
-
-/// The masked view of item `i`.
-pub fn masked(img: &[u8], channels: usize, side: usize, i: usize) -> Vec<u8> {
-    let (x0, y0) = mask_corner(i, side);
-    let mask = mask_side(side);
-    let mut out = img.to_vec();
-    let plane = side * side;
-    for c in 0..channels {
-        for y in y0..y0 + mask {
-            out[c * plane + y * side + x0..c * plane + y * side + x0 + mask].fill(MASK_GREY);
-        }
-    }
-    out
-}
-
 /// Whether pixel `(x, y)` of an image of `side` pixels is under the
 /// watermark: strokes along the diagonals `x + y ≡ 0 (mod side / 4)`,
 /// `side / 32` pixels wide (at least one; 2 of every 16 on 64×64).
@@ -248,138 +223,6 @@ pub fn add_views(set: &mut ImageLabelSet) {
     set.views = views;
 }
 
-/// How much of the objects the masked square hides over a set of items
-/// drawn on black: how many items have none, at least half, at least three
-/// quarters and all of the object's pixels (the source image's non-black
-/// ones) under the square. Completion cannot restore what no other copy
-/// shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MaskCover {
-    /// Items with an object (at least one non-black pixel).
-    pub items: usize,
-    pub none: usize,
-    pub half: usize,
-    pub three_quarters: usize,
-    pub all: usize,
-}
-
-impl MaskCover {
-    /// Count the items of `set`, whose `images` are the vision sources.
-    pub fn of(set: &ImageLabelSet) -> Self {
-        let mut c = Self::default();
-        for i in 0..set.len() {
-            let Some(f) = hidden_fraction(set.image(i), set.channels, set.rows, i) else {
-                continue;
-            };
-            c.items += 1;
-            c.none += usize::from(f == 0.0);
-            c.half += usize::from(f >= 0.5);
-            c.three_quarters += usize::from(f >= 0.75);
-            c.all += usize::from(f == 1.0);
-        }
-        c
-    }
-}
-
-/// The fraction of item `i`'s object pixels (non-black in any channel of
-/// the planar `img`) that its masked square covers; `None` for an image
-/// without any.
-pub fn hidden_fraction(img: &[u8], channels: usize, side: usize, i: usize) -> Option<f64> {
-    let plane = side * side;
-    let (x0, y0) = mask_corner(i, side);
-    let mask = mask_side(side);
-    let (mut shape, mut hidden) = (0usize, 0usize);
-    for p in 0..plane {
-        if (0..channels).all(|c| img[c * plane + p] == 0) {
-            continue;
-        }
-        shape += 1;
-        let (x, y) = (p % side, p / side);
-        hidden += usize::from((x0..x0 + mask).contains(&x) && (y0..y0 + mask).contains(&y));
-    }
-    (shape > 0).then(|| hidden as f64 / shape as f64)
-}
-
-/// How well the brightest value of one copy alone names each attribute:
-/// the most frequent value of each attribute slot at each brightest level,
-/// counted on one split ([`PeakRule::fit`]) and scored on another
-/// ([`PeakRule::accuracy`]). A lower bound on how much of each attribute
-/// the copy keeps: on shapes level 3 the grey copy's brightest pixel is
-/// the colour's luminance wherever the texture reaches its full
-/// brightness, which tells red (95 of 255), blue (97) and pink (105)
-/// apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeakRule {
-    /// `[slot][level]`: the value named at that brightest level.
-    named: Vec<[usize; 256]>,
-}
-
-impl PeakRule {
-    /// Count view `v` of the labelled `set`.
-    pub fn fit(set: &ImageLabelSet, v: usize) -> Self {
-        let slots = set.kind.slots();
-        let mut counts: Vec<Vec<[usize; 256]>> =
-            slots.iter().map(|&(_, n)| vec![[0; 256]; n]).collect();
-        for (peak, attrs) in peaks_and_attributes(set, v) {
-            for (slot, &value) in counts.iter_mut().zip(&attrs) {
-                slot[value][peak] += 1;
-            }
-        }
-        let named = counts.iter().map(|slot| name_levels(slot)).collect();
-        Self { named }
-    }
-
-    /// Share of the items of `set` whose attribute the rule names right,
-    /// per slot, reading view `v`.
-    pub fn accuracy(&self, set: &ImageLabelSet, v: usize) -> Vec<f64> {
-        let mut right = vec![0usize; self.named.len()];
-        for (peak, attrs) in peaks_and_attributes(set, v) {
-            for ((r, named), &value) in right.iter_mut().zip(&self.named).zip(&attrs) {
-                *r += usize::from(named[peak] == value);
-            }
-        }
-        let n = set.len().max(1) as f64;
-        right.into_iter().map(|r| r as f64 / n).collect()
-    }
-}
-
-/// Each item's brightest value in view `v` (over all channels) and its
-/// attribute values, in item order.
-fn peaks_and_attributes(
-    set: &ImageLabelSet,
-    v: usize,
-) -> impl Iterator<Item = (usize, Vec<usize>)> + '_ {
-    (0..set.len()).map(move |i| {
-        let peak = set.view_image(v, i).iter().copied().max().unwrap_or(0);
-        (
-            usize::from(peak),
-            set.kind.attributes(set.labels[i] as usize),
-        )
-    })
-}
-
-/// For each brightest level, the value counted most often there (the
-/// lowest on a tie); at a level never seen, the value seen most overall.
-///
-/// # Shapes
-/// `counts`: `[values][256]`
-fn name_levels(counts: &[[usize; 256]]) -> [usize; 256] {
-    let most = |f: &dyn Fn(usize) -> usize| {
-        (0..counts.len())
-            .rev()
-            .max_by_key(|&value| f(value))
-            .unwrap_or(0)
-    };
-    let overall = most(&|value| counts[value].iter().sum());
-    std::array::from_fn(|level| {
-        if counts.iter().all(|c| c[level] == 0) {
-            overall
-        } else {
-            most(&|value| counts[value][level])
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,73 +260,6 @@ mod tests {
         assert_eq!(e[8 + 6], 0);
         assert_eq!(e[8 + 3], 255);
         assert_eq!(e[8 + 4], 255);
-    }
-
-    #[test]
-    fn the_mask_is_a_seeded_square_inside_the_image() {
-        let side = 64;
-        let img = vec![7u8; 3 * side * side];
-        for i in 0..50 {
-            let (x0, y0) = mask_corner(i, side);
-            assert!(x0 + 24 <= side && y0 + 24 <= side);
-            let m = masked(&img, 3, side, i);
-            let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
-            assert_eq!(grey, 3 * 24 * 24);
-            assert_eq!(mask_corner(i, side), (x0, y0));
-        }
-        assert_ne!(mask_corner(0, side), mask_corner(1, side));
-    }
-
-    #[test]
-    fn hidden_fraction_counts_the_shape_pixels_under_the_square() {
-        let side = 64;
-        let (x0, y0) = mask_corner(3, side);
-        // A 4×4 block of colour at (x, y), on black.
-        let block = |x: usize, y: usize| {
-            let mut img = vec![0u8; 3 * side * side];
-            for yy in y..y + 4 {
-                for xx in x..x + 4 {
-                    img[2 * side * side + yy * side + xx] = 9;
-                }
-            }
-            img
-        };
-        assert_eq!(hidden_fraction(&block(x0, y0), 3, side, 3), Some(1.0));
-        // Straddling the square's left edge: two of its four columns inside.
-        let straddle = block(x0.max(2) - 2, y0);
-        let want = if x0 >= 2 { 0.5 } else { 1.0 };
-        assert_eq!(hidden_fraction(&straddle, 3, side, 3), Some(want));
-        // Black everywhere: no shape to hide.
-        assert_eq!(
-            hidden_fraction(&vec![0u8; 3 * side * side], 3, side, 3),
-            None
-        );
-        // Over a set: one item hidden entirely, one not at all.
-        let far = |x: usize| if x >= 32 { 0 } else { 60 };
-        let (xa, ya) = mask_corner(0, side);
-        let (xb, yb) = mask_corner(1, side);
-        let mut images = block(xa, ya);
-        images.extend(block(far(xb), far(yb)));
-        let set = ImageLabelSet::new(
-            crate::DatasetKind::Vision(VisionSource::Shapes(Level::L3)),
-            3,
-            (side, side),
-            images,
-            vec![0, 0],
-        );
-        let c = MaskCover::of(&set);
-        let away = hidden_fraction(set.image(1), 3, side, 1);
-        assert_eq!(away, Some(0.0), "mask of item 1 at ({xb}, {yb})");
-        assert_eq!(
-            c,
-            MaskCover {
-                items: 2,
-                none: 1,
-                half: 1,
-                three_quarters: 1,
-                all: 1
-            }
-        );
     }
 
     #[test]
@@ -562,43 +338,5 @@ mod tests {
                 assert_eq!(m[y * side + x], want, "({x}, {y})");
             }
         }
-    }
-
-    #[test]
-    fn the_level_named_at_each_peak_is_the_most_counted_there() {
-        let mut counts = vec![[0usize; 256]; 3];
-        counts[0][10] = 4;
-        counts[2][10] = 5;
-        counts[1][20] = 2;
-        counts[2][20] = 2;
-        counts[1][30] = 9;
-        let named = name_levels(&counts);
-        assert_eq!(named[10], 2, "the most counted");
-        assert_eq!(named[20], 1, "a tie names the lowest value");
-        assert_eq!(named[30], 1);
-        // Value 1 is counted 11 times in all, 2 seven and 0 four.
-        assert_eq!(named[0], 1, "an unseen level names the value seen most");
-        assert_eq!(named[255], 1);
-    }
-
-    /// On shapes level 3 the grey copy's brightest pixel names the colour
-    /// far better than chance (a fifth) and than the luminance's three
-    /// clusters would if it always fell short of the colour's own (green,
-    /// yellow and one of red, blue and pink: about 60%).
-    #[test]
-    fn the_grey_copys_brightest_pixel_names_most_colours_of_level_3() {
-        use crate::dataset::Split;
-        let kind = DatasetKind::Vision(VisionSource::Shapes(Level::L3));
-        let set = ImageLabelSet::open(kind, None, Split::Test, 2).unwrap();
-        let grey_view = set.view_of("grey").unwrap();
-        let fit = set.select(&(0..2000).collect::<Vec<_>>());
-        let held = set.select(&(2000..3000).collect::<Vec<_>>());
-        let rule = PeakRule::fit(&fit, grey_view);
-        let acc = rule.accuracy(&held, grey_view);
-        assert_eq!(acc.len(), 3, "size, colour, shape");
-        assert!(acc[1] > 0.85, "colour from the grey peak: {acc:?}");
-        // It says next to nothing of the size and the shape (chance: a
-        // half and a third).
-        assert!(acc[0] < 0.6 && acc[2] < 0.45, "{acc:?}");
     }
 }

@@ -1,0 +1,247 @@
+//! The masked copy: a square of 3/8 the side at a seeded position, filled
+//! grey, and how much of an object drawn on black it hides.
+
+use crate::captions::splitmix64;
+use crate::dataset::{DatasetKind, ImageLabelSet};
+
+/// Grey level of the masked square.
+pub const MASK_GREY: u8 = 128;
+const SEED: u64 = 0x5649_5349_4F4E;
+
+/// Side of the masked square of an image of `side` pixels: 3/8 of it (24
+/// of 64, 10 of 28).
+pub fn mask_side(side: usize) -> usize {
+    side * 3 / 8
+}
+
+/// Top-left corner of item `i`'s masked square.
+pub fn mask_corner(i: usize, side: usize) -> (usize, usize) {
+    let h = splitmix64(SEED ^ i as u64);
+    let span = (side - mask_side(side) + 1) as u64;
+    ((h % span) as usize, ((h >> 32) % span) as usize)
+}
+
+/// The masked view of item `i`.
+pub fn masked(img: &[u8], channels: usize, side: usize, i: usize) -> Vec<u8> {
+    let (x0, y0) = mask_corner(i, side);
+    let mask = mask_side(side);
+    let mut out = img.to_vec();
+    let plane = side * side;
+    for c in 0..channels {
+        for y in y0..y0 + mask {
+            out[c * plane + y * side + x0..c * plane + y * side + x0 + mask].fill(MASK_GREY);
+        }
+    }
+    out
+}
+
+/// How much of the objects the masked square hides over a set of items
+/// drawn on black: how many items have none, at least half, at least three
+/// quarters and all of the object's pixels (the source image's non-black
+/// ones) under the square. Completion cannot restore what no other copy
+/// shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaskCover {
+    /// Items with an object (at least one non-black pixel).
+    pub items: usize,
+    pub none: usize,
+    pub half: usize,
+    pub three_quarters: usize,
+    pub all: usize,
+}
+
+impl MaskCover {
+    /// Count the items of `set`, whose `images` are the vision sources.
+    pub fn of(set: &ImageLabelSet) -> Self {
+        let mut c = Self::default();
+        for i in 0..set.len() {
+            let Some(f) = hidden_fraction(set.image(i), set.channels, set.rows, i) else {
+                continue;
+            };
+            c.items += 1;
+            c.none += usize::from(f == 0.0);
+            c.half += usize::from(f >= 0.5);
+            c.three_quarters += usize::from(f >= 0.75);
+            c.all += usize::from(f == 1.0);
+        }
+        c
+    }
+}
+
+/// The fraction of item `i`'s object pixels (non-black in any channel of
+/// the planar `img`) that its masked square covers; `None` for an image
+/// without any.
+pub fn hidden_fraction(img: &[u8], channels: usize, side: usize, i: usize) -> Option<f64> {
+    let plane = side * side;
+    let (x0, y0) = mask_corner(i, side);
+    let mask = mask_side(side);
+    let (mut shape, mut hidden) = (0usize, 0usize);
+    for p in 0..plane {
+        if (0..channels).all(|c| img[c * plane + p] == 0) {
+            continue;
+        }
+        shape += 1;
+        let (x, y) = (p % side, p / side);
+        hidden += usize::from((x0..x0 + mask).contains(&x) && (y0..y0 + mask).contains(&y));
+    }
+    (shape > 0).then(|| hidden as f64 / shape as f64)
+}
+
+/// How much of an item's object its masked square hides, in four disjoint
+/// bands: completion can restore a shape the square leaves in view, and
+/// not one it hides entirely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hidden {
+    /// None of the object's pixels.
+    Nothing,
+    /// Some, under half.
+    UnderHalf,
+    /// Half or more, not all.
+    HalfOrMore,
+    /// Every one.
+    All,
+}
+
+impl Hidden {
+    pub const ALL: [Hidden; 4] = [
+        Hidden::Nothing,
+        Hidden::UnderHalf,
+        Hidden::HalfOrMore,
+        Hidden::All,
+    ];
+
+    /// The band of a hidden fraction in [0, 1].
+    pub fn of(fraction: f64) -> Self {
+        if fraction <= 0.0 {
+            Hidden::Nothing
+        } else if fraction < 0.5 {
+            Hidden::UnderHalf
+        } else if fraction < 1.0 {
+            Hidden::HalfOrMore
+        } else {
+            Hidden::All
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hidden::Nothing => "none",
+            Hidden::UnderHalf => "under half",
+            Hidden::HalfOrMore => "half or more",
+            Hidden::All => "all",
+        }
+    }
+
+    /// Each item's band, where `set` is a vision set whose source draws on
+    /// black (`None` for any other set; `None` for an item without an
+    /// object).
+    pub fn of_items(set: &ImageLabelSet) -> Option<Vec<Option<Hidden>>> {
+        match set.kind {
+            DatasetKind::Vision(source) if source.on_black() => Some(
+                (0..set.len())
+                    .map(|i| {
+                        hidden_fraction(set.image(i), set.channels, set.rows, i).map(Hidden::of)
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shapes::Level;
+    use crate::vision::VisionSource;
+
+    #[test]
+    fn the_mask_is_a_seeded_square_inside_the_image() {
+        let side = 64;
+        let img = vec![7u8; 3 * side * side];
+        for i in 0..50 {
+            let (x0, y0) = mask_corner(i, side);
+            assert!(x0 + 24 <= side && y0 + 24 <= side);
+            let m = masked(&img, 3, side, i);
+            let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
+            assert_eq!(grey, 3 * 24 * 24);
+            assert_eq!(mask_corner(i, side), (x0, y0));
+        }
+        assert_ne!(mask_corner(0, side), mask_corner(1, side));
+    }
+
+    #[test]
+    fn hidden_fraction_counts_the_shape_pixels_under_the_square() {
+        let side = 64;
+        let (x0, y0) = mask_corner(3, side);
+        // A 4×4 block of colour at (x, y), on black.
+        let block = |x: usize, y: usize| {
+            let mut img = vec![0u8; 3 * side * side];
+            for yy in y..y + 4 {
+                for xx in x..x + 4 {
+                    img[2 * side * side + yy * side + xx] = 9;
+                }
+            }
+            img
+        };
+        assert_eq!(hidden_fraction(&block(x0, y0), 3, side, 3), Some(1.0));
+        // Straddling the square's left edge: two of its four columns inside.
+        let straddle = block(x0.max(2) - 2, y0);
+        let want = if x0 >= 2 { 0.5 } else { 1.0 };
+        assert_eq!(hidden_fraction(&straddle, 3, side, 3), Some(want));
+        // Black everywhere: no shape to hide.
+        assert_eq!(
+            hidden_fraction(&vec![0u8; 3 * side * side], 3, side, 3),
+            None
+        );
+        // Over a set: one item hidden entirely, one not at all.
+        let far = |x: usize| if x >= 32 { 0 } else { 60 };
+        let (xa, ya) = mask_corner(0, side);
+        let (xb, yb) = mask_corner(1, side);
+        let mut images = block(xa, ya);
+        images.extend(block(far(xb), far(yb)));
+        let set = ImageLabelSet::new(
+            crate::DatasetKind::Vision(VisionSource::Shapes(Level::L3)),
+            3,
+            (side, side),
+            images,
+            vec![0, 0],
+        );
+        let c = MaskCover::of(&set);
+        let away = hidden_fraction(set.image(1), 3, side, 1);
+        assert_eq!(away, Some(0.0), "mask of item 1 at ({xb}, {yb})");
+        assert_eq!(
+            c,
+            MaskCover {
+                items: 2,
+                none: 1,
+                half: 1,
+                three_quarters: 1,
+                all: 1
+            }
+        );
+        // The same two items by band; a set of another dataset has none.
+        assert_eq!(
+            Hidden::of_items(&set),
+            Some(vec![Some(Hidden::All), Some(Hidden::Nothing)])
+        );
+        let mut plain = set.clone();
+        plain.kind = DatasetKind::Shapes(Level::L3);
+        assert_eq!(Hidden::of_items(&plain), None);
+    }
+
+    #[test]
+    fn the_bands_split_the_hidden_fraction_at_none_half_and_all() {
+        let bands: Vec<Hidden> = [0.0, 0.01, 0.49, 0.5, 0.99, 1.0]
+            .into_iter()
+            .map(Hidden::of)
+            .collect();
+        use Hidden::*;
+        assert_eq!(
+            bands,
+            [Nothing, UnderHalf, UnderHalf, HalfOrMore, HalfOrMore, All]
+        );
+        let names: Vec<&str> = Hidden::ALL.iter().map(|h| h.name()).collect();
+        assert_eq!(names, ["none", "under half", "half or more", "all"]);
+    }
+}
