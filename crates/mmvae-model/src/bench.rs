@@ -260,6 +260,7 @@ fn conv_vae_steps(
         max_channels: None,
         refine: false,
         levels: Levels::Off,
+        holes: None,
     }
     .init(64, 1, 64, device);
     let pixels: Vec<f32> = (0..batch_size * 4096)

@@ -196,6 +196,7 @@ fn conv_image_matches_the_cpu() {
             max_channels: None,
             refine: false,
             levels: Levels::Off,
+            holes: None,
         },
         16,
     );

@@ -82,6 +82,10 @@ pub enum ImageModel {
     /// convolutions trained from the usual initialisation miss it. The
     /// levels are a step function of the image: no gradient flows back
     /// through them (to a generated image the caption cycle re-encodes).
+    /// With `holes = 128`, a pixel whose every channel is at level 128 is a
+    /// hole (the `masked` copy's square): the first convolution reads one
+    /// more channel, 1 at holes and 0 elsewhere, so that the encoder tells
+    /// the hole from the picture, as inpainting networks take their mask.
     Conv {
         channels: usize,
         hidden: usize,
@@ -91,6 +95,12 @@ pub enum ImageModel {
         refine: bool,
         #[serde(default, skip_serializing_if = "Levels::is_off")]
         levels: Levels,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "hole_level"
+        )]
+        holes: Option<u8>,
     },
     /// Residual: the DCGAN resolutions with a residual block with
     /// Squeeze-and-Excitation at each, and with `attention` one
@@ -182,6 +192,14 @@ fn default_max_len() -> usize {
 
 pub(super) fn default_fusion_hidden() -> usize {
     128
+}
+
+/// A conv model's `holes`: a level of 0..=255, refused by name otherwise.
+fn hole_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let v = i64::deserialize(d)?;
+    u8::try_from(v)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("holes = {v}: must be a level in 0..=255")))
 }
 
 fn is_false(b: &bool) -> bool {

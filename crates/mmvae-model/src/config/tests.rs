@@ -112,6 +112,7 @@ fn bad_values_name_the_field() {
         max_channels,
         refine: false,
         levels: Levels::Off,
+        holes: None,
     };
     let image = |model| ExpertConfig::Image {
         model,
@@ -135,12 +136,36 @@ fn bad_values_name_the_field() {
         max_channels: None,
         refine: true,
         levels: Levels::Off,
+        holes: None,
     });
     assert!(t.to_toml().contains("refine = true"));
     let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
     assert_eq!(back.modalities[0].expert, t.modalities[0].expert);
     t.modalities[0].expert = image(conv(None));
     assert!(!t.to_toml().contains("refine"));
+    // `holes` names the level of a hole; left out when off; a level past
+    // 255 is refused with the field named.
+    let holes = ImageModel::Conv {
+        channels: 8,
+        hidden: 16,
+        max_channels: None,
+        refine: false,
+        levels: Levels::Off,
+        holes: Some(128),
+    };
+    t.modalities[0].expert = image(holes);
+    assert!(t.to_toml().contains("holes = 128"));
+    let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
+    assert_eq!(back.modalities[0].expert, image(holes));
+    let e = TrainConfig::from_toml_str(
+        &t.to_toml().replace("holes = 128", "holes = 300"),
+        Path::new("t.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("holes") && e.contains("t.toml"), "{e}");
+    t.modalities[0].expert = image(conv(None));
+    assert!(!t.to_toml().contains("holes"));
 }
 
 #[test]

@@ -262,6 +262,7 @@ cross_weight = 0.5
                     max_channels: None,
                     refine: false,
                     levels: Levels::Off,
+                    holes: None,
                 },
                 likelihood: ImageLikelihood::Bernoulli
             }

@@ -90,7 +90,8 @@ impl ConvSpec {
 /// conv(colours→c, /2) → conv(c→2c, /2) → … → linear → hidden → (mu, logvar),
 /// with the widths of [`channel_widths`]. With `levels` on, a second linear
 /// layer from the image's level features ([`Levels::features`]) adds into
-/// the hidden layer.
+/// the hidden layer. With `holes`, the first convolution reads one more
+/// channel, the image's [`hole_map`] at that level.
 #[derive(Module, Debug)]
 pub struct ConvImageEncoder {
     convs: Vec<Conv2d>,
@@ -99,15 +100,18 @@ pub struct ConvImageEncoder {
     levels: Option<Linear>,
     #[module(skip)]
     reads: Levels,
+    /// The level that marks a hole, where the encoder reads a hole map.
+    #[module(skip)]
+    holes: Option<u8>,
     out: Linear,
     side: usize,
     colours: usize,
 }
 
 impl ConvImageEncoder {
-    pub fn new(spec: ConvSpec, levels: Levels, device: &Device) -> Self {
+    pub fn new(spec: ConvSpec, levels: Levels, holes: Option<u8>, device: &Device) -> Self {
         let (sides, widths) = spec.sides_and_widths();
-        let mut c_in = spec.colours;
+        let mut c_in = spec.colours + usize::from(holes.is_some());
         let mut convs = Vec::new();
         for &c_out in &widths {
             convs.push(down(c_in, c_out, device));
@@ -120,6 +124,7 @@ impl ConvImageEncoder {
             levels: (!levels.is_off())
                 .then(|| LinearConfig::new(spec.colours * LEVELS, spec.hidden).init(device)),
             reads: levels,
+            holes,
             out: LinearConfig::new(spec.hidden, 2 * spec.latent).init(device),
             side: spec.side,
             colours: spec.colours,
@@ -136,6 +141,10 @@ impl ConvImageEncoder {
             .zip(self.reads.features(x.clone(), self.colours))
             .map(|(l, f)| linear(l, f));
         let mut h = x.reshape([b, self.colours, self.side, self.side]);
+        if let Some(level) = self.holes {
+            let map = hole_map(h.clone(), level);
+            h = Tensor::cat(vec![h, map], 1);
+        }
         for c in &self.convs {
             h = relu(conv2d(c, h)); // [b, c_k, side / 2^k, side / 2^k]
         }
@@ -147,6 +156,21 @@ impl ConvImageEncoder {
         let o = linear(&self.out, h);
         Gaussian::from_concat(o)
     }
+}
+
+/// 1 at each pixel whose every channel is at `level` (`round(255 v)` for a
+/// value `v` in [0, 1]), 0 elsewhere: where a masked copy's square is. A
+/// constant of the input: no gradient flows through it.
+///
+/// # Shapes
+/// `x`: `[batch, colours, side, side]` → `[batch, 1, side, side]`
+pub fn hole_map(x: Tensor<4>, level: u8) -> Tensor<4> {
+    x.detach()
+        .mul_scalar(255.0)
+        .round()
+        .equal_elem(f32::from(level))
+        .float()
+        .min_dim(1)
 }
 
 /// latent → hidden → (c·2^(k-1)) × s × s → deconv(×2) … → colours × side × side,
@@ -256,7 +280,7 @@ mod tests {
         assert_eq!(down_sides(64), vec![32, 16, 8, 4]);
         let dev = Device::flex();
         for (side, colours) in [(28, 1), (64, 1), (64, 3)] {
-            let e = ConvImageEncoder::new(spec(side, colours, 4, None), Levels::Off, &dev);
+            let e = ConvImageEncoder::new(spec(side, colours, 4, None), Levels::Off, None, &dev);
             let q = e.forward(Tensor::zeros([2, colours * side * side], &dev));
             assert_eq!(q.mu.dims(), [2, 3]);
             for refine in [false, true] {
@@ -267,10 +291,50 @@ mod tests {
     }
 
     #[test]
+    fn the_hole_map_marks_pixels_at_the_level_on_every_channel() {
+        let dev = Device::flex();
+        // Two channels of 2×2: both at 128; one only; 127 and 129; both
+        // within rounding of 128.
+        let planes = [128.0, 128.0, 127.0, 128.4, 128.0, 0.0, 129.0, 127.8f32];
+        let data: Vec<f32> = planes.iter().map(|l| l / 255.0).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 2, 2, 2]), &dev);
+        let map = hole_map(x, 128);
+        assert_eq!(map.dims(), [1, 1, 2, 2]);
+        let got = map.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(got, [1.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn the_encoder_reads_the_hole_map_as_one_more_channel() {
+        let _rng = crate::testutil::rng_lock();
+        let dev = Device::flex();
+        let e = ConvImageEncoder::new(spec(28, 3, 4, None), Levels::Off, Some(128), &dev);
+        assert_eq!(e.convs[0].weight.dims(), [4, 4, 4, 4], "3 colours + holes");
+        let mut plain = ConvImageEncoder::new(spec(28, 3, 4, None), Levels::Off, None, &dev);
+        assert_eq!(plain.convs[0].weight.dims(), [4, 3, 4, 4]);
+        // The same weights on the colours: only the hole channel differs.
+        let w = e.convs[0].weight.val().slice([0..4, 0..3, 0..4, 0..4]);
+        plain.convs[0].weight = Param::from_tensor(w);
+        plain.convs[0].bias = e.convs[0].bias.clone();
+        plain.convs[1..].clone_from_slice(&e.convs[1..]);
+        plain.fc = e.fc.clone();
+        plain.out = e.out.clone();
+        // Every pixel a hole at 128, none at 129 (0.6 of a level higher).
+        let at = |l: f32| Tensor::<2>::full([1, 3 * 28 * 28], l / 255.0, &dev);
+        let total = |t: Tensor<2>| t.abs().sum().into_data().try_into_vec::<f32>().unwrap()[0];
+        let moved = |m: &ConvImageEncoder| total(m.forward(at(128.0)).mu - m.forward(at(128.6)).mu);
+        let (with, without) = (moved(&e), moved(&plain));
+        assert!(
+            with > 10.0 * without && with > 1e-3,
+            "{with} against {without}"
+        );
+    }
+
+    #[test]
     fn the_levels_pathway_adds_into_the_hidden_layer() {
         let _rng = crate::testutil::rng_lock();
         let dev = Device::flex();
-        let e = ConvImageEncoder::new(spec(28, 1, 4, None), Levels::Counts, &dev);
+        let e = ConvImageEncoder::new(spec(28, 1, 4, None), Levels::Counts, None, &dev);
         let levels = e.levels.as_ref().expect("levels layer");
         assert_eq!(levels.weight.dims(), [256, 16]);
         let x = Tensor::<2>::full([1, 28 * 28], 0.5, &dev);
@@ -303,7 +367,7 @@ mod tests {
         let dev = Device::flex();
         // A capped model has the capped layers: 3·32·16 + 32 weights and
         // biases in the encoder's first layer, 32·32·16 + 32 in the others.
-        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), Levels::Off, &dev);
+        let e = ConvImageEncoder::new(spec(64, 3, 32, Some(32)), Levels::Off, None, &dev);
         let d = ConvImageDecoder::new(spec(64, 3, 32, Some(32)), false, &dev);
         let conv_params: usize = e.convs.iter().map(|c| c.num_params()).sum();
         assert_eq!(conv_params, (3 * 32 * 16 + 32) + 3 * (32 * 32 * 16 + 32));

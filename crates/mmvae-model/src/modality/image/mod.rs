@@ -55,6 +55,7 @@ impl ImageModel {
                 max_channels,
                 refine,
                 levels,
+                holes,
             } => {
                 let spec = ConvSpec {
                     side,
@@ -65,7 +66,7 @@ impl ImageModel {
                     latent,
                 };
                 (
-                    ImageEncoder::Conv(ConvImageEncoder::new(spec, levels, device)),
+                    ImageEncoder::Conv(ConvImageEncoder::new(spec, levels, holes, device)),
                     ImageDecoder::Conv(ConvImageDecoder::new(spec, refine, device)),
                 )
             }

@@ -73,6 +73,7 @@ fn gradients_match_finite_differences_mlp_and_conv() {
             max_channels: None,
             refine,
             levels: Levels::Off,
+            holes: None,
         }));
     }
     // The levels layer. The levels an image takes are a step function of
@@ -85,6 +86,7 @@ fn gradients_match_finite_differences_mlp_and_conv() {
         max_channels: None,
         refine: false,
         levels: Levels::Counts,
+        holes: None,
     });
     levels.loss.cycle_weight = 0.0;
     gradient_check_with(&levels, &levels.host(), 3e-3);
