@@ -358,7 +358,16 @@ fn vision_views_of_mnist_train_and_complete_a_masked_digit() {
     // hold the 30 items, and their completions add up to the cell's.
     let bands = m["by_cover"]["bands"].as_array().expect("by_cover");
     let hidden: Vec<&str> = bands.iter().filter_map(|b| b["hidden"].as_str()).collect();
-    assert_eq!(hidden, ["none", "under half", "half or more", "all"]);
+    assert_eq!(
+        hidden,
+        [
+            "none, apart",
+            "none, at edge",
+            "under half",
+            "half or more",
+            "all"
+        ]
+    );
     let items = |b: &serde_json::Value| b["items"].as_u64().unwrap() as f64;
     assert_eq!(bands.iter().map(items).sum::<f64>(), 30.0, "{m}");
     let right: f64 = bands

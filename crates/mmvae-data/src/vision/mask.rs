@@ -72,28 +72,54 @@ impl MaskCover {
 /// the planar `img`) that its masked square covers; `None` for an image
 /// without any.
 pub fn hidden_fraction(img: &[u8], channels: usize, side: usize, i: usize) -> Option<f64> {
+    cover(img, channels, side, i).map(|c| c.hidden)
+}
+
+/// What item `i`'s masked square does to its object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cover {
+    /// The fraction of the object's pixels under the square.
+    pub hidden: f64,
+    /// Whether an object pixel lies in the one-pixel ring around the
+    /// square: seen in the copy, the object may go on under it.
+    pub at_edge: bool,
+}
+
+/// The [`Cover`] of item `i`'s object (non-black in any channel of the
+/// planar `img`); `None` for an image without one.
+pub fn cover(img: &[u8], channels: usize, side: usize, i: usize) -> Option<Cover> {
     let plane = side * side;
     let (x0, y0) = mask_corner(i, side);
     let mask = mask_side(side);
-    let (mut shape, mut hidden) = (0usize, 0usize);
+    let inside = |v: usize, v0: usize| (v0..v0 + mask).contains(&v);
+    let ring = |v: usize, v0: usize| v + 1 >= v0 && v <= v0 + mask;
+    let (mut shape, mut hidden, mut at_edge) = (0usize, 0usize, false);
     for p in 0..plane {
         if (0..channels).all(|c| img[c * plane + p] == 0) {
             continue;
         }
         shape += 1;
         let (x, y) = (p % side, p / side);
-        hidden += usize::from((x0..x0 + mask).contains(&x) && (y0..y0 + mask).contains(&y));
+        let under = inside(x, x0) && inside(y, y0);
+        hidden += usize::from(under);
+        at_edge |= !under && ring(x, x0) && ring(y, y0);
     }
-    (shape > 0).then(|| hidden as f64 / shape as f64)
+    (shape > 0).then(|| Cover {
+        hidden: hidden as f64 / shape as f64,
+        at_edge,
+    })
 }
 
-/// How much of an item's object its masked square hides, in four disjoint
+/// How much of an item's object its masked square hides, in five disjoint
 /// bands: completion can restore a shape the square leaves in view, and
 /// not one it hides entirely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hidden {
-    /// None of the object's pixels.
-    Nothing,
+    /// None of the object's pixels, and none touches the square.
+    Apart,
+    /// None, but the object reaches the square's edge: the copy alone
+    /// does not say that it stops there.
+    AtEdge,
     /// Some, under half.
     UnderHalf,
     /// Half or more, not all.
@@ -103,17 +129,23 @@ pub enum Hidden {
 }
 
 impl Hidden {
-    pub const ALL: [Hidden; 4] = [
-        Hidden::Nothing,
+    pub const ALL: [Hidden; 5] = [
+        Hidden::Apart,
+        Hidden::AtEdge,
         Hidden::UnderHalf,
         Hidden::HalfOrMore,
         Hidden::All,
     ];
 
-    /// The band of a hidden fraction in [0, 1].
-    pub fn of(fraction: f64) -> Self {
+    /// The band of a cover.
+    pub fn of(c: Cover) -> Self {
+        let fraction = c.hidden;
         if fraction <= 0.0 {
-            Hidden::Nothing
+            if c.at_edge {
+                Hidden::AtEdge
+            } else {
+                Hidden::Apart
+            }
         } else if fraction < 0.5 {
             Hidden::UnderHalf
         } else if fraction < 1.0 {
@@ -125,7 +157,8 @@ impl Hidden {
 
     pub fn name(self) -> &'static str {
         match self {
-            Hidden::Nothing => "none",
+            Hidden::Apart => "none, apart",
+            Hidden::AtEdge => "none, at edge",
             Hidden::UnderHalf => "under half",
             Hidden::HalfOrMore => "half or more",
             Hidden::All => "all",
@@ -139,9 +172,7 @@ impl Hidden {
         match set.kind {
             DatasetKind::Vision(source) if source.on_black() => Some(
                 (0..set.len())
-                    .map(|i| {
-                        hidden_fraction(set.image(i), set.channels, set.rows, i).map(Hidden::of)
-                    })
+                    .map(|i| cover(set.image(i), set.channels, set.rows, i).map(Hidden::of))
                     .collect(),
             ),
             _ => None,
@@ -189,6 +220,28 @@ mod tests {
         let straddle = block(x0.max(2) - 2, y0);
         let want = if x0 >= 2 { 0.5 } else { 1.0 };
         assert_eq!(hidden_fraction(&straddle, 3, side, 3), Some(want));
+        // Beside the square, in view: touching its edge or one pixel off.
+        // (The block's near column at distance 1 or 2 from the square.)
+        let beside = |gap: usize| {
+            let (x, y) = if x0 + mask_side(side) + gap + 4 <= side {
+                (x0 + mask_side(side) + gap - 1, y0)
+            } else {
+                (x0 - gap - 3, y0)
+            };
+            cover(&block(x, y), 3, side, 3).unwrap()
+        };
+        let touching = Cover {
+            hidden: 0.0,
+            at_edge: true,
+        };
+        assert_eq!(beside(1), touching);
+        assert_eq!(
+            beside(2),
+            Cover {
+                at_edge: false,
+                ..touching
+            }
+        );
         // Black everywhere: no shape to hide.
         assert_eq!(
             hidden_fraction(&vec![0u8; 3 * side * side], 3, side, 3),
@@ -223,7 +276,7 @@ mod tests {
         // The same two items by band; a set of another dataset has none.
         assert_eq!(
             Hidden::of_items(&set),
-            Some(vec![Some(Hidden::All), Some(Hidden::Nothing)])
+            Some(vec![Some(Hidden::All), Some(Hidden::Apart)])
         );
         let mut plain = set.clone();
         plain.kind = DatasetKind::Shapes(Level::L3);
@@ -231,17 +284,30 @@ mod tests {
     }
 
     #[test]
-    fn the_bands_split_the_hidden_fraction_at_none_half_and_all() {
+    fn the_bands_split_the_hidden_fraction_and_what_touches_the_square() {
+        let band = |hidden: f64, at_edge: bool| Hidden::of(Cover { hidden, at_edge });
         let bands: Vec<Hidden> = [0.0, 0.01, 0.49, 0.5, 0.99, 1.0]
             .into_iter()
-            .map(Hidden::of)
+            .map(|f| band(f, false))
             .collect();
         use Hidden::*;
         assert_eq!(
             bands,
-            [Nothing, UnderHalf, UnderHalf, HalfOrMore, HalfOrMore, All]
+            [Apart, UnderHalf, UnderHalf, HalfOrMore, HalfOrMore, All]
         );
+        // The edge splits only what hides nothing.
+        assert_eq!(band(0.0, true), AtEdge);
+        assert_eq!(band(0.3, true), UnderHalf);
         let names: Vec<&str> = Hidden::ALL.iter().map(|h| h.name()).collect();
-        assert_eq!(names, ["none", "under half", "half or more", "all"]);
+        assert_eq!(
+            names,
+            [
+                "none, apart",
+                "none, at edge",
+                "under half",
+                "half or more",
+                "all"
+            ]
+        );
     }
 }

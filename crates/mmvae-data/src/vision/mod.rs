@@ -28,7 +28,9 @@ use crate::shapes::{Level, Slot};
 mod mask;
 mod peak;
 
-pub use mask::{hidden_fraction, mask_corner, mask_side, masked, Hidden, MaskCover, MASK_GREY};
+pub use mask::{
+    cover, hidden_fraction, mask_corner, mask_side, masked, Cover, Hidden, MaskCover, MASK_GREY,
+};
 pub use peak::PeakRule;
 
 /// The dataset whose images the views are computed from, and whose

@@ -109,7 +109,7 @@ impl ByCover {
             return String::new();
         }
         let mut s = format!(
-            "  by how much of the shape the masked square hides:\n  {:<14}{:>8}{:>24}",
+            "  by how much of the shape the masked square hides:\n  {:<16}{:>8}{:>24}",
             "hides", "items", "image -> image"
         );
         for o in &outputs {
@@ -123,7 +123,7 @@ impl ByCover {
         for b in &self.bands {
             let share = 100.0 * b.items as f64 / total.max(1) as f64;
             s.push_str(&format!(
-                "  {:<14}{:>7.2}%{:>24}",
+                "  {:<16}{:>7.2}%{:>24}",
                 b.hidden,
                 share,
                 cell(b, SOURCE, SOURCE)
@@ -145,13 +145,13 @@ mod tests {
     fn the_tally_scores_each_band_on_its_own_items() {
         let names: Vec<String> = ["image", "masked", "text"].map(String::from).into();
         let mut t = CoverTally::new(3);
-        t.add_items(&[Some(Hidden::Nothing), Some(Hidden::All), None]);
-        t.add_items(&[Some(Hidden::Nothing)]);
-        // Nothing hidden: the masked copy completes both items, the image
-        // reconstructs one of two.
+        t.add_items(&[Some(Hidden::Apart), Some(Hidden::All), None]);
+        t.add_items(&[Some(Hidden::Apart)]);
+        // Nothing hidden, apart from the square: the masked copy completes
+        // both items, the image reconstructs one of two.
         for right in [true, false] {
-            t.add(Hidden::Nothing, 0, 0, right);
-            t.add(Hidden::Nothing, 1, 0, true);
+            t.add(Hidden::Apart, 0, 0, right);
+            t.add(Hidden::Apart, 1, 0, true);
         }
         // All hidden: completion fails, the caption guesses right.
         t.add(Hidden::All, 0, 0, true);
@@ -159,21 +159,21 @@ mod tests {
         t.add(Hidden::All, 1, 2, true);
         let c = t.finish(&names);
         let band = |h: Hidden| &c.bands[h as usize];
-        assert_eq!(c.bands.len(), 4);
-        assert_eq!(band(Hidden::Nothing).items, 2);
+        assert_eq!(c.bands.len(), 5);
+        assert_eq!(band(Hidden::Apart).items, 2);
         assert_eq!(band(Hidden::All).items, 1);
         assert_eq!(band(Hidden::UnderHalf).items, 0);
         assert!(band(Hidden::UnderHalf).cells.is_empty());
-        assert_eq!(band(Hidden::Nothing).cells["image"]["image"], 0.5);
-        assert_eq!(band(Hidden::Nothing).cells["masked"]["image"], 1.0);
+        assert_eq!(band(Hidden::Apart).cells["image"]["image"], 0.5);
+        assert_eq!(band(Hidden::Apart).cells["masked"]["image"], 1.0);
         assert_eq!(band(Hidden::All).cells["masked"]["image"], 0.0);
         assert_eq!(band(Hidden::All).cells["masked"]["text"], 1.0);
         assert!(!band(Hidden::All).cells.contains_key("text"));
         let table = c.table();
         assert!(table.contains("masked -> image"), "{table}");
-        let none = table.lines().find(|l| l.trim_start().starts_with("none"));
+        let none = table.lines().find(|l| l.contains("none, apart"));
         let none: Vec<&str> = none.unwrap().split_whitespace().collect();
-        assert_eq!(none, ["none", "66.67%", "50.00%", "100.00%", "–"]);
+        assert_eq!(none, ["none,", "apart", "66.67%", "50.00%", "100.00%", "–"]);
         let under = table.lines().find(|l| l.contains("under half")).unwrap();
         assert!(under.contains("0.00%") && under.contains('–'), "{table}");
     }
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn without_a_masked_input_there_is_no_table() {
         let mut t = CoverTally::new(1);
-        t.add(Hidden::Nothing, 0, 0, true);
+        t.add(Hidden::Apart, 0, 0, true);
         assert_eq!(t.finish(&["image".to_string()]).table(), "");
     }
 }
