@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// The one-line error for `text` read as the config file `file`.
+fn refusal(text: &str, file: &str) -> String {
+    TrainConfig::from_toml_str(text, Path::new(file))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn toml_round_trip() {
     let c = TrainConfig::tiny(DatasetKind::Mnist);
@@ -30,9 +37,7 @@ fn core_sharing_defaults_to_a_core_per_shard_and_reads_both_names() {
     let read = TrainConfig::from_toml_str(&shared, Path::new("c.toml")).unwrap();
     assert_eq!(read.optim.core_sharing, CoreSharing::SharedKernelPool);
     let bad = c.to_toml().replace("core-per-shard", "one-core");
-    let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&bad, "c.toml");
     assert!(e.contains("one-core") && e.contains("c.toml"), "{e}");
     // The same names on the command line (`bench --core-sharing`).
     assert_eq!(
@@ -50,18 +55,12 @@ fn core_sharing_defaults_to_a_core_per_shard_and_reads_both_names() {
 fn bad_values_name_the_field() {
     let mut c = TrainConfig::tiny(DatasetKind::Mnist);
     c.optim.lr = -1.0;
-    let e = TrainConfig::from_toml_str(&c.to_toml(), Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&c.to_toml(), "c.toml");
     assert!(e.contains("optim.lr") && e.contains("c.toml"), "{e}");
-    let e = TrainConfig::from_toml_str("seed = 1\n[model\n", Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal("seed = 1\n[model\n", "c.toml");
     assert!(e.contains("c.toml") && !e.contains('\n'), "{e}");
     let bad = c.to_toml().replace("epochs = 1", "epochs = 1\nepochz = 3");
-    let e = TrainConfig::from_toml_str(&bad, Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&bad, "c.toml");
     assert!(e.contains("epochz"), "{e}");
     // Text models: every kind round-trips; a transformer's heads must
     // divide its width.
@@ -100,9 +99,7 @@ fn bad_values_name_the_field() {
             ff: 8,
         },
     };
-    let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&t.to_toml(), "t.toml");
     assert!(e.contains("modalities.text.model.heads"), "{e}");
     // A conv model's width cap round-trips, and may not be below its
     // first layer's width; configs without it still read.
@@ -125,9 +122,7 @@ fn bad_values_name_the_field() {
     t.modalities[0].expert = image(conv(None));
     assert!(!t.to_toml().contains("max_channels"));
     t.modalities[0].expert = image(conv(Some(4)));
-    let e = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&t.to_toml(), "t.toml");
     assert!(e.contains("modalities.image.model.max_channels"), "{e}");
     // `refine` round-trips and is left out when off.
     t.modalities[0].expert = image(ImageModel::Conv {
@@ -157,12 +152,7 @@ fn bad_values_name_the_field() {
     assert!(t.to_toml().contains("holes = 128"));
     let back = TrainConfig::from_toml_str(&t.to_toml(), Path::new("t.toml")).unwrap();
     assert_eq!(back.modalities[0].expert, image(holes));
-    let e = TrainConfig::from_toml_str(
-        &t.to_toml().replace("holes = 128", "holes = 300"),
-        Path::new("t.toml"),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&t.to_toml().replace("holes = 128", "holes = 300"), "t.toml");
     assert!(e.contains("holes") && e.contains("t.toml"), "{e}");
     t.modalities[0].expert = image(conv(None));
     assert!(!t.to_toml().contains("holes"));
@@ -216,9 +206,7 @@ fn phases_schedule_the_loss_and_are_checked() {
     let bad = |edit: &dyn Fn(&mut TrainConfig), field: &str| {
         let mut b = c.clone();
         edit(&mut b);
-        let e = TrainConfig::from_toml_str(&b.to_toml(), Path::new("p.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&b.to_toml(), "p.toml");
         assert!(e.contains(field) && e.contains("p.toml"), "{field}: {e}");
     };
     bad(&|b| b.optim.epochs = 4, "optim.epochs");
@@ -234,12 +222,7 @@ fn phases_schedule_the_loss_and_are_checked() {
     bad(&|b| b.phases[0].epochs = 0, "phases[0].epochs");
     bad(&|b| b.phases[1].lr = Some(2.0), "phases[1].lr");
     bad(&|b| b.phases[0].name = " ".into(), "phases[0].name");
-    let e = TrainConfig::from_toml_str(
-        &text.replace("beta = 2.0", "betta = 2.0"),
-        Path::new("p.toml"),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&text.replace("beta = 2.0", "betta = 2.0"), "p.toml");
     assert!(e.contains("betta"), "{e}");
 }
 
@@ -256,12 +239,7 @@ fn schedules_and_alignments_by_name() {
     assert_eq!(c.loss.align, Alignment::ImageTextKl);
     assert_eq!(c.loss.align_anneal, Anneal::Sigmoid);
     assert_eq!(c.loss.align_anneal_steps, 7);
-    let e = TrainConfig::from_toml_str(
-        &text.replace("\"cyclical\"", "\"cosine\""),
-        Path::new("s.toml"),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&text.replace("\"cyclical\"", "\"cosine\""), "s.toml");
     assert!(e.contains("cosine") && e.contains("s.toml"), "{e}");
 }
 
@@ -336,19 +314,13 @@ loss = { text_weight = 5.0, cross_weight = 0.25 }
         "[model]\n",
         "[model]\ntext = { kind = \"gru\", embed = 8, hidden = 16 }\n",
     );
-    let e = TrainConfig::from_toml_str(&both, Path::new("b.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&both, "b.toml");
     assert!(e.contains("not both") && e.contains("b.toml"), "{e}");
     let half = legacy.replace("text = { kind = \"gru\", embed = 8, hidden = 16 }\n", "");
-    let e = TrainConfig::from_toml_str(&half, Path::new("h.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&half, "h.toml");
     assert!(e.contains("model.text"), "{e}");
     let stray = s.replace("[loss]\n", "[loss]\nimage_weight = 2.0\n");
-    let e = TrainConfig::from_toml_str(&stray, Path::new("s.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&stray, "s.toml");
     assert!(e.contains("loss.image_weight"), "{e}");
 }
 
@@ -449,12 +421,10 @@ fn modalities_and_weak_supervision_are_checked() {
     c.optim.best = BestEpoch::Last;
     assert!(c.to_toml().contains("best = \"last\""));
     assert_eq!(ok(&c).unwrap(), c);
-    let e = TrainConfig::from_toml_str(
+    let e = refusal(
         &c.to_toml().replace("best = \"last\"", "best = \"first\""),
-        Path::new("m.toml"),
-    )
-    .unwrap_err()
-    .to_string();
+        "m.toml",
+    );
     assert!(e.contains("m.toml") && e.contains("first"), "{e}");
     let mut c = three();
     weak(&st, |_| {})(&mut c);
