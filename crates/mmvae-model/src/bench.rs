@@ -289,7 +289,7 @@ fn conv_vae_steps(
                 .sum_dim(1)
                 .squeeze_dim::<1>(1);
             let loss = (nll + q.kl_standard()).sum() / total;
-            let v = loss.clone().try_into_vec_as::<f32>().unwrap_or_default();
+            let v = crate::host::floats(loss.clone());
             (loss, v, ())
         });
         optim.step(1e-3, m, g)

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::device::Compute;
 use crate::error::{ModelError, Result};
+use crate::host::floats;
 use crate::io::batch::frame;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::mvae::Mvae;
@@ -69,10 +70,6 @@ pub fn load(dir: &Path, compute: Compute) -> Result<Loaded> {
         prior_temperature,
         rerank,
     })
-}
-
-fn floats(t: Tensor<2>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap_or_default()
 }
 
 impl Loaded {

@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod fusion;
+pub mod host;
 pub mod infer;
 pub mod io;
 pub mod modality;

@@ -193,7 +193,7 @@ pub(crate) fn consistency_section(
     let rows = closest_to_the_line(&pos, &hard, k, (opts.examples / 2).max(1));
     let images = suite.images.clone();
     let [_, px] = images.dims();
-    let host: Vec<f32> = images.try_into_vec_as::<f32>().unwrap_or_default();
+    let host = mmvae_model::host::floats(images);
     let mut html = String::new();
     for (is_match, i, v) in rows {
         let img = Image {

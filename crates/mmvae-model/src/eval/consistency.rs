@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
 use crate::eval::metrics::{self, Binary};
+use crate::host::{floats, index_tensor};
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::mvae::Mvae;
@@ -102,10 +103,6 @@ impl Default for ScoreOptions {
 /// The three scores of each pair, indexed like [`Score::ALL`].
 pub type PairScores = [f32; 3];
 
-fn floats1(t: Tensor<1>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap_or_default()
-}
-
 /// log mean_k exp(v[k, i]) over the rows: `[k, n]` → `[n]`.
 fn log_mean_exp_rows(v: Tensor<2>) -> Tensor<1> {
     let [k, _] = v.dims();
@@ -151,13 +148,13 @@ pub fn score_pairs(
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(bs) {
         let (ii, jj) = (
-            indices(chunk.iter().map(|p| p.0), &m.device),
-            indices(chunk.iter().map(|p| p.1), &m.device),
+            index_tensor(chunk.iter().map(|p| p.0), &m.device),
+            index_tensor(chunk.iter().map(|p| p.1), &m.device),
         );
         let a = images_side.q.select_rows(ii.clone());
         let b = captions_side.q.select_rows(jj.clone());
-        let overlap = floats1(a.log_overlap(&b));
-        let text_ll = floats1(
+        let overlap = floats(a.log_overlap(&b));
+        let text_ll = floats(
             model
                 .text_expert()
                 .decoder
@@ -169,7 +166,7 @@ pub fn score_pairs(
             .image_expert()
             .decoder
             .forward(model.with_private(b.mu.clone(), false));
-        let img_ll = floats1(
+        let img_ll = floats(
             (x * logits.clone() - softplus(logits, 1.0))
                 .sum_dim(1)
                 .squeeze_dim::<1>(1),
@@ -190,13 +187,6 @@ pub fn score_pairs(
 struct Side {
     q: Gaussian,
     log_p: Vec<f32>,
-}
-
-/// `values` as a 1-D index tensor.
-fn indices(values: impl Iterator<Item = usize>, device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = values.map(|i| i as i64).collect();
-    let n = v.len();
-    Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
 /// The images' posteriors and log p(x) under the `k` prior draws
@@ -220,7 +210,7 @@ fn image_side(model: &Mvae, images: Tensor<2>, z_prior: Tensor<2>, bs: usize) ->
         let x = images.clone().narrow(0, start, len);
         q.push(model.encode_image(x.clone()));
         let ll = x.matmul(prior_logits.clone().transpose()) - sp.clone(); // [len, k]
-        log_p.extend(floats1(log_mean_exp_rows(ll.transpose())));
+        log_p.extend(floats(log_mean_exp_rows(ll.transpose())));
         start += len;
     }
     Side {
@@ -266,7 +256,7 @@ fn caption_side(
             .nll(z, toks)
             .neg()
             .reshape([k, len]);
-        log_p.extend(floats1(log_mean_exp_rows(ll)));
+        log_p.extend(floats(log_mean_exp_rows(ll)));
         start += len;
     }
     Side {
@@ -590,7 +580,7 @@ mod tests {
             TensorData::new(vec![0.0f32, -1000.0, (3.0f32).ln(), -1000.0], [2, 2]),
             &dev,
         );
-        let r = floats1(log_mean_exp_rows(v));
+        let r = floats(log_mean_exp_rows(v));
         assert!((r[0] - (2.0f32).ln()).abs() < 1e-5, "{r:?}");
         assert!((r[1] + 1000.0).abs() < 1e-3, "{r:?}");
     }

@@ -9,6 +9,7 @@ use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::host::floats;
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::nn::gaussian::Gaussian;
@@ -71,16 +72,8 @@ impl Sums {
     }
 
     fn add_posterior(&mut self, q: &Gaussian) {
-        let mu: Vec<f32> =
-            q.mu.clone()
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("f32 means");
-        let kl: Vec<f32> = q
-            .kl_standard()
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("f32 KL");
+        let mu = floats(q.mu.clone());
+        let kl = floats(q.kl_standard());
         self.add(&mu, &kl);
     }
 

@@ -16,6 +16,7 @@ use mmvae_data::captions::CaptionSet;
 use mmvae_data::ImageLabelSet;
 use serde::Serialize;
 
+use crate::host::floats;
 use crate::infer::Loaded;
 use crate::io::batch::{Batch, CaptionSource, HostBatch};
 use crate::io::data::TEST_STREAM;
@@ -69,7 +70,6 @@ fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
             (Tensor::cat(vec![z, w], 1), Some(extra))
         }
     };
-    let host = |t: Tensor<1>| t.try_into_vec_as::<f32>().expect("log-weights are f32");
 
     // log p(x)
     let (z, log_q) = draw(&post_x);
@@ -80,7 +80,7 @@ fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
     if let Some(e) = extra {
         lw = lw + e;
     }
-    let lx = log_mean_exp(&host(lw));
+    let lx = log_mean_exp(&floats(lw));
 
     // log p(y)
     let (z, log_q) = draw(&post_y);
@@ -91,7 +91,7 @@ fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
         .neg()
         + Gaussian::standard_log_prob(z)
         - log_q;
-    let ly = log_mean_exp(&host(lw));
+    let ly = log_mean_exp(&floats(lw));
 
     // log p(x, y)
     let (z, log_q) = draw(&post_xy);
@@ -102,7 +102,7 @@ fn item_log_likelihoods(model: &Mvae, b: &Batch, k: usize) -> [f64; 3] {
     if let Some(e) = extra {
         lw = lw + e;
     }
-    [lx, ly, log_mean_exp(&host(lw))]
+    [lx, ly, log_mean_exp(&floats(lw))]
 }
 
 /// Estimate the three log-likelihoods on the first `items` test items with

@@ -20,7 +20,7 @@ use crate::eval::classifier::Classifier;
 use crate::eval::classifiers::Classifiers;
 use crate::eval::completion::{ByCover, CoverTally};
 use crate::eval::matrix_fid::{FidTally, ModalityFid};
-use crate::eval::text_to_image::host;
+use crate::host::floats;
 use crate::infer::{Draw, Loaded};
 use crate::io::batch::{CaptionSource, HostBatch, Input};
 use crate::modality::expert::Expert;
@@ -134,7 +134,7 @@ impl Readers<'_> {
                 let probs = img.decode(m.model.with_private(z, private == Draw::Sample));
                 let (preds, features) = if self.features {
                     let (p, f) = clf.predict_with_features(probs);
-                    (p, Some(host(f)))
+                    (p, Some(floats(f)))
                 } else {
                     (clf.predict(probs), None)
                 };
@@ -321,7 +321,7 @@ fn score_batch(
         for (o, input) in batch.inputs.iter().enumerate() {
             let clf = readers.clf.and_then(|c| c.of(&model.names[o]));
             if let (Input::Image(x), Some(clf)) = (input, clf) {
-                tally.add_real(o, &host(clf.features(x.clone())));
+                tally.add_real(o, &floats(clf.features(x.clone())));
             }
         }
     }

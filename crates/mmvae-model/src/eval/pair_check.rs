@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ModelError, Result};
 use crate::eval::consistency::{random_mismatch, ScoreOptions, MAX_CALIBRATION_BYTES};
 use crate::eval::metrics::{self, Binary};
+use crate::host::{floats, index_tensor};
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch, Input};
 use crate::modality::expert::Expert;
@@ -156,10 +157,6 @@ impl PairScores {
     }
 }
 
-fn floats1(t: Tensor<1>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap_or_default()
-}
-
 /// The decoder input of expert `e` for shared latents `z`: its private
 /// latent, where it has one, at the prior mean 0.
 ///
@@ -213,7 +210,7 @@ fn side(model: &Mvae, m: usize, input: &Input, z_prior: &Tensor<2>, bs: usize) -
         let (nll, _) = e.reconstruct(decoder_input(e, z), &target);
         let ll = nll.neg().reshape([k, len]);
         let lme = log_sum_exp_dim(ll, 0) - (k as f32).ln(); // [1, len]
-        log_marginal.extend(floats1(lme.squeeze_dim::<1>(0)));
+        log_marginal.extend(floats(lme.squeeze_dim::<1>(0)));
         start += len;
     }
     Side {
@@ -253,16 +250,14 @@ pub fn score_modality_pairs(
     let (ea, eb) = (&model.experts[pair.first], &model.experts[pair.second]);
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(bs) {
-        let n = chunk.len();
-        let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [n]), &device);
-        let ii = index(chunk.iter().map(|p| p.0 as i64).collect());
-        let jj = index(chunk.iter().map(|p| p.1 as i64).collect());
+        let ii = index_tensor(chunk.iter().map(|p| p.0), &device);
+        let jj = index_tensor(chunk.iter().map(|p| p.1), &device);
         let qa = a.q.select_rows(ii.clone());
         let qb = b.q.select_rows(jj.clone());
-        let overlap = floats1(qa.log_overlap(&qb));
+        let overlap = floats(qa.log_overlap(&qb));
         let (nll_b, _) = eb.reconstruct(decoder_input(eb, qa.mu.clone()), &second.select(jj));
         let (nll_a, _) = ea.reconstruct(decoder_input(ea, qb.mu.clone()), &first.select(ii));
-        let (ll_b, ll_a) = (floats1(nll_b.neg()), floats1(nll_a.neg()));
+        let (ll_b, ll_a) = (floats(nll_b.neg()), floats(nll_a.neg()));
         for (r, &(i, j)) in chunk.iter().enumerate() {
             out.push(PairScores {
                 overlap: overlap[r],

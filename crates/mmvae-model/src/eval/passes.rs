@@ -16,8 +16,9 @@ use super::likelihood::{marginal_log_likelihood, LogLikelihood};
 use super::probe::ProbeReport;
 use super::report::{EvalSettings, FidReport, Perplexity};
 use super::retrieval::{retrieval, RetrievalReport};
-use super::text_to_image::{host, inception_features, t2i, Feats};
+use super::text_to_image::{inception_features, t2i, Feats};
 use super::{metrics, EvalOptions, Metric};
+use crate::host::floats;
 use crate::infer::Loaded;
 use crate::io::batch::{CaptionSource, HostBatch};
 use crate::io::data::TEST_STREAM;
@@ -189,10 +190,10 @@ impl Ctx<'_> {
             }
             None => Vec::new(),
         };
-        let got = probs.try_into_vec_as::<f32>().unwrap_or_default();
+        let got = floats(probs);
         let (side, colours) = (m.side(), m.colours());
         let px = colours * side * side;
-        let pixels = hb.images().unwrap_or_default();
+        let pixels = hb.images().expect("an image pass reads batches with images");
         for (k, g) in got.chunks(px).enumerate() {
             let want = &pixels[k * px..(k + 1) * px];
             p.psnr_sum += metrics::psnr(want, g).min(100.0);
@@ -223,7 +224,7 @@ impl Ctx<'_> {
             // Inception features of as many prior samples as test items.
             let want = self.n.saturating_sub(done).min(k);
             let net_imgs = (want > 0).then(|| imgs.clone().narrow(0, 0, want));
-            features.clf.extend(host(f));
+            features.clf.extend(floats(f));
             if let (Some(net), Some(x)) = (self.net, net_imgs) {
                 features.inception.extend(inception_features(net, m, x));
             }

@@ -10,6 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use serde::Serialize;
 
+use crate::host::floats;
 use crate::nn::heads::{multi_head_argmax, multi_head_nll};
 use crate::nn::linear::linear;
 
@@ -136,9 +137,8 @@ fn means(
         );
         y.extend(hb.labels.iter().map(|&l| kind.attributes(l)));
         let b = hb.to_device(&m.device);
-        let host = |t: Tensor<2>| t.try_into_vec_as::<f32>().unwrap_or_default();
-        zi.extend(host(m.model.encode_image(b.images()).mu));
-        zt.extend(host(m.model.encode_caption(&b).mu));
+        zi.extend(floats(m.model.encode_image(b.images()).mu));
+        zt.extend(floats(m.model.encode_caption(&b).mu));
     }
     (zi, zt, y)
 }

@@ -83,8 +83,7 @@ impl RetrievalReport {
 
 fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
     let [_, m] = t.dims();
-    t.try_into_vec_as::<f32>()
-        .unwrap_or_default()
+    crate::host::floats(t)
         .chunks(m)
         .map(|c| c.to_vec())
         .collect()

@@ -10,12 +10,9 @@ use super::classifier::Classifier;
 use super::coherence::{some, Coherence, Tally};
 use super::inception::{self, InceptionV3};
 use crate::error::{ModelError, Result};
+use crate::host::floats;
 use crate::infer::{Draw, Loaded};
 use crate::io::batch::{CaptionSource, HostBatch};
-
-pub(crate) fn host(t: Tensor<2>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap_or_default()
-}
 
 /// Pool3 features of `[n, pixels]` images, 32 at a time (299×299 inputs).
 pub(crate) fn inception_features(net: &InceptionV3, m: &Loaded, images: Tensor<2>) -> Vec<f32> {
@@ -25,7 +22,7 @@ pub(crate) fn inception_features(net: &InceptionV3, m: &Loaded, images: Tensor<2
     while start < n {
         let k = 32.min(n - start);
         let chunk = images.clone().narrow(0, start, k);
-        out.extend(host(net.features(chunk, m.colours(), m.side())));
+        out.extend(floats(net.features(chunk, m.colours(), m.side())));
         start += k;
     }
     out
@@ -46,7 +43,7 @@ impl Feats {
         m: &Loaded,
         images: Tensor<2>,
     ) {
-        self.clf.extend(host(clf));
+        self.clf.extend(floats(clf));
         if let Some(net) = net {
             self.inception.extend(inception_features(net, m, images));
         }

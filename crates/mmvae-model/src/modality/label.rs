@@ -80,14 +80,7 @@ impl LabelExpert {
     /// `z`: `[n, latent]` → `[n]`
     pub fn decode(&self, z: Tensor<2>) -> Vec<usize> {
         let [n, _] = z.dims();
-        self.log_probs(z)
-            .argmax(1)
-            .reshape([n])
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c as usize)
-            .collect()
+        crate::host::indices(self.log_probs(z).argmax(1).reshape([n]))
     }
 }
 

@@ -2,6 +2,7 @@
 //! attribute slot: their summed cross-entropy and their argmaxes. Shared by
 //! the evaluation classifier and the latent linear probes.
 
+use crate::host::indices;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
@@ -35,15 +36,9 @@ pub fn multi_head_argmax(logits: Tensor<2>, heads: &[usize]) -> Vec<Vec<usize>> 
     let mut out = vec![Vec::with_capacity(heads.len()); b];
     let mut off = 0;
     for &n in heads {
-        let ids = logits
-            .clone()
-            .narrow(1, off, n)
-            .argmax(1)
-            .reshape([b])
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default();
+        let ids = indices(logits.clone().narrow(1, off, n).argmax(1).reshape([b]));
         for (o, i) in out.iter_mut().zip(ids) {
-            o.push(i as usize);
+            o.push(i);
         }
         off += n;
     }

@@ -51,11 +51,7 @@ impl Terms {
 
     /// The values on the host, by name.
     pub fn to_host(&self) -> BTreeMap<String, f32> {
-        let v = self
-            .values
-            .clone()
-            .try_into_vec_as::<f32>()
-            .unwrap_or_default();
+        let v = crate::host::floats(self.values.clone());
         self.names.iter().cloned().zip(v).collect()
     }
 }

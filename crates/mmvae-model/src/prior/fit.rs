@@ -3,6 +3,7 @@
 //! with validation.
 
 use super::*;
+use crate::host::floats;
 use crate::train::adam::FusedAdamConfig;
 use crate::train::parallel::Sharding;
 
@@ -13,10 +14,6 @@ pub(super) struct Pairs {
     pub(super) y_mu: Vec<f32>,
     pub(super) y_logvar: Vec<f32>,
     pub(super) n: usize,
-}
-
-pub(super) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap_or_default()
 }
 
 /// q(z|x) and q(z|y) of every item of `data`, captions from `source`.
@@ -33,10 +30,10 @@ pub(super) fn posteriors(
         let b = HostBatch::gather(&model.layout(), data, chunk, source, vocab).to_device(device);
         let qx = model.encode_image(b.images());
         let qy = model.encode_caption(&b);
-        p.x_mu.extend(host(qx.mu));
-        p.x_logvar.extend(host(qx.logvar));
-        p.y_mu.extend(host(qy.mu));
-        p.y_logvar.extend(host(qy.logvar));
+        p.x_mu.extend(floats(qx.mu));
+        p.x_logvar.extend(floats(qx.logvar));
+        p.y_mu.extend(floats(qy.mu));
+        p.y_logvar.extend(floats(qy.logvar));
     }
     p
 }
@@ -180,7 +177,7 @@ pub(super) fn step_gradients(
     device: &Device,
 ) -> GradientsParams {
     let n = idx.len();
-    let eps = host(Tensor::<2>::random(
+    let eps = floats(Tensor::<2>::random(
         [n, d],
         Distribution::Normal(0.0, 1.0),
         device,

@@ -310,6 +310,7 @@ pub fn load(
 mod tests {
     use super::fit::*;
     use super::*;
+    use crate::host::floats as host;
 
     fn t2(v: Vec<f32>, shape: [usize; 2], d: &Device) -> Tensor<2> {
         Tensor::from_data(TensorData::new(v, shape), d)

@@ -363,10 +363,7 @@ impl ShardStep<'_> {
             let g = generator_loss(a.loss, a.discriminator.forward(judged.clone())).mean();
             extras.generator_loss = g.clone().into_scalar::<f32>() * w;
             loss = loss + g * a.weight;
-            extras.judged = judged
-                .detach()
-                .try_into_vec_as::<f32>()
-                .expect("the judged images are f32 on the host");
+            extras.judged = crate::host::floats(judged.detach());
         }
         (loss * w, values, extras)
     }

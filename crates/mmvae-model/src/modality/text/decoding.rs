@@ -35,7 +35,7 @@ pub fn collect_tokens(
                 .categorical(1)
                 .reshape([b]),
         };
-        let ids: Vec<i64> = tok.clone().try_into_vec_as::<i64>().unwrap_or_default();
+        let ids = crate::host::ints(tok.clone());
         for (i, &id) in ids.iter().enumerate() {
             if done[i] {
                 continue;
@@ -288,7 +288,7 @@ pub fn beam_search(
         let toks = Tensor::<1, Int>::from_data(TensorData::new(last.clone(), [n]), device);
         let logp = step(&rows, toks);
         let [_, vocab] = logp.dims();
-        let lp: Vec<f32> = logp.try_into_vec_as::<f32>().unwrap_or_default();
+        let lp = crate::host::floats(logp);
         let mut next_rows = Vec::with_capacity(n);
         let mut next_last = Vec::with_capacity(n);
         for (r, beam) in beams.iter_mut().enumerate() {

@@ -121,10 +121,7 @@ impl MultiHotDecoder {
                 Tensor::<2>::random([b, v], Distribution::Uniform(0.0, 1.0), &p.device()).lower(p)
             }
         };
-        let on: Vec<bool> = on
-            .int()
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default()
+        let on: Vec<bool> = crate::host::ints(on.int())
             .into_iter()
             .map(|x| x != 0)
             .collect();
