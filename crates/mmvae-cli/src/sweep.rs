@@ -158,10 +158,7 @@ fn run_cell(
     let m = infer::load(&dir.join("best"), Compute::Cpu)?;
     let kind = cfg.data.dataset;
     let clf = if kind.is_labelled() {
-        let cdir = a
-            .classifier
-            .clone()
-            .unwrap_or_else(|| classifier::default_dir(kind));
+        let cdir = classifier::dir_or_default(a.classifier.as_deref(), kind);
         Some(Classifiers::load(&cdir, kind, &m.device)?)
     } else {
         None

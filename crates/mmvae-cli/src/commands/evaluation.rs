@@ -107,10 +107,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     // groups run without one.
     let scored = metrics.contains(&Metric::Coherence) || metrics.contains(&Metric::Fid);
     let classifier = if kind.is_labelled() && scored {
-        let cdir = a
-            .classifier
-            .clone()
-            .unwrap_or_else(|| classifier::default_dir(kind));
+        let cdir = classifier::dir_or_default(a.classifier.as_deref(), kind);
         Some(Classifiers::load(&cdir, kind, &m.device)?)
     } else {
         None

@@ -236,10 +236,7 @@ pub fn fit_prior(a: FitPriorArgs) -> Result<()> {
             if !kind.is_labelled() {
                 bail!("choosing a temperature needs class labels to score draws; the {kind} dataset has none");
             }
-            let cdir = a
-                .classifier
-                .clone()
-                .unwrap_or_else(|| classifier::default_dir(kind));
+            let cdir = classifier::dir_or_default(a.classifier.as_deref(), kind);
             if !cdir.join("classifier.json").is_file() {
                 bail!(
                     "no evaluation classifier in {} to choose a temperature with (mmvae classifier train --dataset {kind}, or --classifier DIR)",

@@ -193,7 +193,9 @@ impl Ctx<'_> {
         let got = floats(probs);
         let (side, colours) = (m.side(), m.colours());
         let px = colours * side * side;
-        let pixels = hb.images().expect("an image pass reads batches with images");
+        let pixels = hb
+            .images()
+            .expect("an image pass reads batches with images");
         for (k, g) in got.chunks(px).enumerate() {
             let want = &pixels[k * px..(k + 1) * px];
             p.psnr_sum += metrics::psnr(want, g).min(100.0);

@@ -192,9 +192,7 @@ impl FeatureNet {
     pub fn load(network: &FeatureNetwork, kind: DatasetKind, device: &Device) -> Result<Self> {
         match network {
             FeatureNetwork::Classifier { dir } => {
-                let dir = dir
-                    .clone()
-                    .unwrap_or_else(|| crate::eval::classifier::default_dir(kind));
+                let dir = crate::eval::classifier::dir_or_default(dir.as_deref(), kind);
                 let (c, _) = crate::eval::classifier::load(&dir, kind, device)?;
                 Ok(FeatureNet::Classifier(c))
             }

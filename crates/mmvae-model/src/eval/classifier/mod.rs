@@ -297,6 +297,12 @@ pub fn default_dir(kind: DatasetKind) -> PathBuf {
     PathBuf::from("runs").join(format!("classifier-{}", kind.dir_name()))
 }
 
+/// The folder a command reads a dataset's classifier from: the one the
+/// user named, else [`default_dir`].
+pub fn dir_or_default(named: Option<&Path>, kind: DatasetKind) -> PathBuf {
+    named.map_or_else(|| default_dir(kind), Path::to_path_buf)
+}
+
 /// Default folder of a classifier of some of a dataset's images only
 /// (`reads`, by name): not the evaluation classifier's, so a folder of its
 /// own, `runs/classifier-<dataset>-<names>`; with none named, that of
@@ -366,6 +372,18 @@ pub(crate) fn load_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command reads the classifier folder named, else the dataset's own.
+    #[test]
+    fn a_named_classifier_folder_wins_over_the_default() {
+        let kind = DatasetKind::parse("shapes-l3").unwrap();
+        let default = Path::new("runs").join("classifier-shapes-l3");
+        assert_eq!(dir_or_default(None, kind), default);
+        assert_eq!(
+            dir_or_default(Some(Path::new("mine")), kind),
+            Path::new("mine")
+        );
+    }
 
     /// A classifier of some images only gets the evaluation classifier's
     /// folder with the names appended; with none named, that folder.
