@@ -7,11 +7,14 @@
 
 use mmvae_model::burn::prelude::*;
 use mmvae_model::config::LossConfig;
-use mmvae_model::io::batch::{Batch, Input};
 use mmvae_model::io::checkpoint;
 use mmvae_model::objective::TargetWeights;
 use serde::Deserialize;
 use std::path::Path;
+
+mod common;
+
+use common::image_text_batch;
 
 #[derive(Deserialize)]
 struct Case {
@@ -24,29 +27,6 @@ struct Case {
 }
 
 const SIDE: usize = 4;
-
-fn batch(device: &Device) -> Batch {
-    let b = 4;
-    let px: Vec<f32> = (0..b * SIDE * SIDE)
-        .map(|i| ((i * 37) % 11) as f32 / 10.0)
-        .collect();
-    let toks: Vec<i64> = vec![
-        1, 4, 5, 2, 0, 0, 1, 6, 7, 8, 2, 0, 1, 4, 8, 2, 0, 0, 1, 5, 5, 6, 2, 0,
-    ];
-    Batch {
-        inputs: vec![
-            Input::Image(Tensor::from_data(
-                TensorData::new(px, [b, SIDE * SIDE]),
-                device,
-            )),
-            Input::Tokens {
-                ids: Tensor::from_data(TensorData::new(toks, [b, 6]), device),
-                last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
-            },
-        ],
-        present: Tensor::ones([b, 2], device),
-    }
-}
 
 fn close(a: f32, b: f32, what: &str) {
     assert!(
@@ -80,7 +60,7 @@ fn format_1_checkpoints_load_and_give_the_same_objective() {
             .map(|i| ((i * 29 % 23) as f32 - 11.0) / 7.0)
             .collect();
         let out = model.loss_with_noise(
-            &batch(&device),
+            &image_text_batch(SIDE, &device),
             &loss,
             &plan,
             loss.beta,

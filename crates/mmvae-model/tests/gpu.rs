@@ -14,12 +14,14 @@ use mmvae_model::config::{
     Fusion, ImageModel, Levels, LossConfig, ModalityConfig, ModelConfig, TextModel,
 };
 use mmvae_model::device::{adapters, Compute};
-use mmvae_model::io::batch::{Batch, Input};
 use mmvae_model::mvae::{DataShape, Mvae};
 use mmvae_model::objective::{Plan, TargetWeights};
 
+mod common;
+
+use common::{image_text_batch, LEN};
+
 const VOCAB: usize = 9;
-const LEN: usize = 6;
 
 /// The GPU to test on, or `None` (with a note) where the machine has none.
 fn gpu() -> Option<Device> {
@@ -36,29 +38,6 @@ fn gpu() -> Option<Device> {
     let compute = Compute::parse(&spec).expect("MMVAE_TEST_DEVICE");
     eprintln!("testing on {}", compute.label());
     Some(compute.device().expect("the adapter comes up"))
-}
-
-fn batch(side: usize, device: &Device) -> Batch {
-    let b = 4;
-    let px: Vec<f32> = (0..b * side * side)
-        .map(|i| ((i * 37) % 11) as f32 / 10.0)
-        .collect();
-    let toks: Vec<i64> = vec![
-        1, 4, 5, 2, 0, 0, 1, 6, 7, 8, 2, 0, 1, 4, 8, 2, 0, 0, 1, 5, 5, 6, 2, 0,
-    ];
-    Batch {
-        inputs: vec![
-            Input::Image(Tensor::from_data(
-                TensorData::new(px, [b, side * side]),
-                device,
-            )),
-            Input::Tokens {
-                ids: Tensor::from_data(TensorData::new(toks, [b, LEN]), device),
-                last: Tensor::from_data(TensorData::new(vec![3i64, 4, 3, 4], [b]), device),
-            },
-        ],
-        present: Tensor::ones([b, 2], device),
-    }
 }
 
 /// Every float parameter's gradient, flattened, in visiting order.
@@ -83,7 +62,7 @@ fn loss_and_grads(
     device: &Device,
 ) -> (f32, Vec<Vec<f32>>) {
     let out = m.loss_with_noise(
-        &batch(side, device),
+        &image_text_batch(side, device),
         cfg,
         plan,
         1.0,
@@ -166,7 +145,7 @@ fn matches_cpu(image: ImageModel, side: usize) {
     let mut last = first;
     for _ in 0..30 {
         let out = m.loss_with_noise(
-            &batch(side, &gpu),
+            &image_text_batch(side, &gpu),
             &loss_cfg,
             &plan,
             1.0,
