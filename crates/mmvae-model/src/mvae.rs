@@ -28,6 +28,10 @@ pub struct Mvae {
     /// The modalities' names, in order.
     #[module(skip)]
     pub names: Vec<String>,
+    /// Whose encoder reads each modality's input: its own index, or that of
+    /// the modality it shares an encoder with (`share_encoder`).
+    #[module(skip)]
+    pub encoder_of: Vec<usize>,
     /// The learned fusion network (`concat`, `attention`); none for the
     /// product and mixtures of experts.
     pub fusion_head: Option<FusionHead>,
@@ -89,6 +93,16 @@ impl ModelConfig {
             max_len: self.max_len,
             fusion: self.fusion,
             names: modalities.iter().map(|m| m.name.clone()).collect(),
+            encoder_of: modalities
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    m.share_encoder
+                        .as_ref()
+                        .and_then(|n| modalities.iter().position(|o| &o.name == n))
+                        .unwrap_or(i)
+                })
+                .collect(),
             fusion_head: match self.fusion {
                 Fusion::Concat => Some(FusionHead::concat(
                     n,
@@ -165,12 +179,19 @@ impl Mvae {
         self.latent + self.experts[..m].iter().map(Expert::private).sum::<usize>()
     }
 
+    /// Modality `m`'s expert output for `input` (no prior expert), read by
+    /// its own encoder or the one it shares.
+    pub fn encode_modality(&self, m: usize, input: &Input) -> Encoded {
+        self.experts[self.encoder_of[m]].encode(input, self.latent)
+    }
+
     /// Every modality's expert output (no prior expert).
     pub fn encode_all(&self, batch: &Batch) -> Vec<Encoded> {
-        self.experts
+        batch
+            .inputs
             .iter()
-            .zip(&batch.inputs)
-            .map(|(e, i)| e.encode(i, self.latent))
+            .enumerate()
+            .map(|(m, i)| self.encode_modality(m, i))
             .collect()
     }
 
@@ -216,11 +237,10 @@ impl Mvae {
     /// The posterior of the shared latent given the inputs present: `inputs[m]`
     /// is `Some` for each modality given (every row), `None` for the rest.
     pub fn posterior_of(&self, inputs: &[Option<&Input>]) -> Gaussian {
-        let shared: Vec<Option<Gaussian>> = self
-            .experts
+        let shared: Vec<Option<Gaussian>> = inputs
             .iter()
-            .zip(inputs)
-            .map(|(e, i)| i.map(|i| e.encode(i, self.latent).shared))
+            .enumerate()
+            .map(|(m, i)| i.map(|i| self.encode_modality(m, i).shared))
             .collect();
         let given = Subset(
             shared
@@ -327,7 +347,7 @@ impl Mvae {
     /// # Shapes
     /// `images`: `[batch, pixels]` → `[batch, latent]`, `[batch, private]`
     pub fn image_experts(&self, images: Tensor<2>) -> (Gaussian, Option<Gaussian>) {
-        let e = self.experts[self.image_index()].encode(&Input::Image(images), self.latent);
+        let e = self.encode_modality(self.image_index(), &Input::Image(images));
         (e.shared, e.private)
     }
 

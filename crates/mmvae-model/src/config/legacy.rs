@@ -61,12 +61,14 @@ impl TrainConfig {
                     },
                     weight: image_weight,
                     cross_weight: l.legacy_cross_weight.take().unwrap_or(1.0),
+                    share_encoder: None,
                 },
                 ModalityConfig {
                     name: "text".into(),
                     expert: ExpertConfig::Text { model: text },
                     weight: text_weight,
                     cross_weight: 1.0,
+                    share_encoder: None,
                 },
             ];
         }

@@ -392,6 +392,7 @@ impl TrainConfig {
                     },
                     weight: 1.0,
                     cross_weight: 1.0,
+                    share_encoder: None,
                 },
                 ModalityConfig {
                     name: "text".into(),
@@ -403,6 +404,7 @@ impl TrainConfig {
                     },
                     weight: 10.0,
                     cross_weight: 1.0,
+                    share_encoder: None,
                 },
             ],
             model: ModelConfig {

@@ -15,6 +15,7 @@ impl TrainConfig {
         }
         self.check_model()?;
         self.check_modalities()?;
+        self.check_shared_encoders()?;
         self.check_optim()?;
         self.check_images()?;
         self.check_data()?;

@@ -324,6 +324,56 @@ loss = { text_weight = 5.0, cross_weight = 0.25 }
     assert!(e.contains("loss.image_weight"), "{e}");
 }
 
+/// `share_encoder` names another modality of the same kind that owns its
+/// encoder; it reads and writes back, and anything else is refused by name.
+#[test]
+fn shared_encoders_name_an_owner_of_the_same_kind() {
+    let with = |share: &[(&str, &str)]| {
+        let mut c = TrainConfig::tiny(DatasetKind::parse("vision").unwrap());
+        for name in ["grey", "masked"] {
+            let mut m = c.modalities[0].clone();
+            m.name = name.into();
+            m.weight = 0.0;
+            c.modalities.push(m);
+        }
+        for (m, owner) in share {
+            let at = c.modalities.iter().position(|x| x.name == *m).unwrap();
+            c.modalities[at].share_encoder = Some(owner.to_string());
+        }
+        TrainConfig::from_toml_str(&c.to_toml(), Path::new("v.toml"))
+    };
+    let c = with(&[("masked", "image")]).unwrap();
+    assert_eq!(c.modalities[3].share_encoder.as_deref(), Some("image"));
+    assert!(c.to_toml().contains("share_encoder = \"image\""));
+    assert!(with(&[])
+        .unwrap()
+        .modalities
+        .iter()
+        .all(|m| m.share_encoder.is_none()));
+    assert!(!with(&[]).unwrap().to_toml().contains("share_encoder"));
+    for (share, want) in [
+        (
+            vec![("masked", "nope")],
+            "`nope`, which is not a modality (image, text, grey, masked)",
+        ),
+        (vec![("masked", "masked")], "names the modality itself"),
+        (
+            vec![("text", "image")],
+            "whose kind is image, and `text` is text",
+        ),
+        (
+            vec![("masked", "grey"), ("grey", "image")],
+            "`grey`, which shares an encoder itself",
+        ),
+    ] {
+        let e = with(&share).unwrap_err().to_string();
+        assert!(
+            e.contains(want) && e.contains("v.toml") && e.contains("share_encoder"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn modalities_and_weak_supervision_are_checked() {
     let three = || {

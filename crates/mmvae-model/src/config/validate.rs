@@ -371,6 +371,47 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Each `share_encoder`: another modality of the same kind, with an
+    /// encoder of its own.
+    pub(super) fn check_shared_encoders(&self) -> Result<()> {
+        for m in &self.modalities {
+            let Some(name) = &m.share_encoder else {
+                continue;
+            };
+            let field = format!("modalities.{}.share_encoder", m.name);
+            let Some(owner) = self.modalities.iter().find(|o| &o.name == name) else {
+                let names: Vec<&str> = self.modalities.iter().map(|o| o.name.as_str()).collect();
+                return check(
+                    false,
+                    &field,
+                    &format!(
+                        "is `{name}`, which is not a modality ({})",
+                        names.join(", ")
+                    ),
+                );
+            };
+            check(owner.name != m.name, &field, "names the modality itself")?;
+            check(
+                owner.kind() == m.kind(),
+                &field,
+                &format!(
+                    "is `{name}`, whose kind is {}, and `{}` is {}: an encoder reads inputs of its own kind",
+                    owner.kind(),
+                    m.name,
+                    m.kind()
+                ),
+            )?;
+            check(
+                owner.share_encoder.is_none(),
+                &field,
+                &format!(
+                    "is `{name}`, which shares an encoder itself: name the modality that owns it"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Weak supervision's settings.
     pub(super) fn check_data(&self) -> Result<()> {
         let d = &self.data;

@@ -192,7 +192,7 @@ fn side(model: &Mvae, m: usize, input: &Input, z_prior: &Tensor<2>, bs: usize) -
     let mut start = 0;
     while start < n {
         let len = bs.min(n - start);
-        qs.push(e.encode(&input.narrow(start, len), model.latent).shared);
+        qs.push(model.encode_modality(m, &input.narrow(start, len)).shared);
         start += len;
     }
     let chunk = (MARGINAL_ROWS / k).max(1);

@@ -19,6 +19,10 @@
 //! kind = "label"
 //! model = { classes = 10, hidden = 64 }
 //! ```
+//!
+//! A modality may read its input with another modality's encoder
+//! (`share_encoder = "image"`: one set of weights, trained by both), as
+//! for a transformed copy of the image that shows the same objects.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +95,10 @@ pub struct ModalityConfig {
     /// is one-to-many, so its pixel likelihood pulls every such image
     /// towards one class-average blur; below 1 this pull eases.
     pub cross_weight: f32,
+    /// The modality of the same kind whose encoder reads this one's input
+    /// (`None`: its own). Its own `model` section then builds only the
+    /// decoder that counts; the encoder it also sizes is not used.
+    pub share_encoder: Option<String>,
 }
 
 impl ModalityConfig {
@@ -101,6 +109,7 @@ impl ModalityConfig {
             expert,
             weight: 1.0,
             cross_weight: 1.0,
+            share_encoder: None,
         }
     }
 
@@ -144,6 +153,8 @@ struct RawModality {
     weight: f32,
     #[serde(default = "one")]
     cross_weight: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    share_encoder: Option<String>,
 }
 
 fn one() -> f32 {
@@ -185,6 +196,7 @@ impl TryFrom<RawModality> for ModalityConfig {
             expert,
             weight: r.weight,
             cross_weight: r.cross_weight,
+            share_encoder: r.share_encoder,
         })
     }
 }
@@ -216,6 +228,7 @@ impl From<ModalityConfig> for RawModality {
             likelihood,
             weight: m.weight,
             cross_weight: m.cross_weight,
+            share_encoder: m.share_encoder,
         }
     }
 }

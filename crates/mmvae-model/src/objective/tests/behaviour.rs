@@ -272,3 +272,54 @@ fn images_decoded_only_for_the_critics_leave_the_objective_and_its_gradients() {
     );
     assert_eq!(terms.len() + 1, all_terms.len(), "{terms:?}");
 }
+
+/// A modality that shares another's encoder (`share_encoder`) is read by
+/// that encoder: the same pixels give the same posterior through either
+/// modality, and a loss on the sharing modality alone reaches the owner's
+/// encoder and not the sharer's own.
+#[test]
+fn a_shared_encoder_reads_the_sharing_modality_and_learns_from_it() {
+    use crate::io::batch::Input;
+    use crate::modality::expert::Expert;
+    let _rng = testutil::rng_lock();
+    let (cfg, mut modalities) = testutil::tiny_image_text(0);
+    let mut copy = modalities[0].clone();
+    copy.name = "copy".into();
+    copy.share_encoder = Some("image".into());
+    modalities.push(copy);
+    let ad = Device::flex().autodiff();
+    ad.seed(3);
+    let model = cfg.init(&modalities, SHAPE, &ad);
+    assert_eq!(model.encoder_of, vec![0, 1, 0]);
+    let x = Input::Image(Tensor::<2>::random(
+        [4, 16],
+        Distribution::Uniform(0.0, 1.0),
+        &ad,
+    ));
+    let mu = |q: Gaussian| crate::host::floats(q.mu);
+    let shared = model.encode_modality(2, &x);
+    assert_eq!(
+        mu(shared.shared.clone()),
+        mu(model.encode_modality(0, &x).shared)
+    );
+    // The sharer's own encoder reads the pixels otherwise.
+    assert_ne!(
+        mu(shared.shared.clone()),
+        mu(model.experts[2].encode(&x, model.latent).shared)
+    );
+    let grads = shared.shared.mu.sum().backward();
+    let encoder_grads = |e: &Expert| {
+        let Expert::Image(e) = e else {
+            panic!("an image expert")
+        };
+        let mut g = GradsOf(&grads, Vec::new());
+        e.encoder.visit(&mut g);
+        g.1.into_iter().flatten().filter(|v| *v != 0.0).count()
+    };
+    assert!(encoder_grads(&model.experts[0]) > 0, "the owner learns");
+    assert_eq!(
+        encoder_grads(&model.experts[2]),
+        0,
+        "the sharer's own is idle"
+    );
+}
