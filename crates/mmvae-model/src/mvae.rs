@@ -132,14 +132,20 @@ pub fn log_sum_exp_dim<const D: usize>(t: Tensor<D>, dim: usize) -> Tensor<D> {
 }
 
 impl Mvae {
-    /// This model with the decoders of the modalities that weigh nothing
-    /// (`weight[m] == 0`: inputs only) untracked, the others tracked.
-    pub fn with_weighed_decoders_tracked(self, weight: &[f32]) -> Self {
+    /// This model with the parameters a step uses tracked for gradients
+    /// and the others not: the decoders of the modalities that weigh
+    /// nothing (`weight[m] == 0`: inputs only) and the own encoders of
+    /// those that share another's never run.
+    pub fn with_used_parameters_tracked(self, weight: &[f32]) -> Self {
         let experts = self
             .experts
             .into_iter()
             .zip(weight)
-            .map(|(e, &w)| e.with_decoder_tracked(w != 0.0))
+            .enumerate()
+            .map(|(m, (e, &w))| {
+                e.with_decoder_tracked(w != 0.0)
+                    .with_encoder_tracked(self.encoder_of[m] == m)
+            })
             .collect();
         Mvae { experts, ..self }
     }

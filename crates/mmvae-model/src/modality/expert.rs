@@ -119,6 +119,24 @@ impl Expert {
         }
     }
 
+    /// This expert with its encoder's parameters tracked for gradients or
+    /// not. The encoder of a modality that reads its input with another's
+    /// (`share_encoder`) never runs, and untracked it costs nothing (see
+    /// [`Expert::with_decoder_tracked`]).
+    pub fn with_encoder_tracked(self, tracked: bool) -> Self {
+        match self {
+            Expert::Image(e) => Expert::Image(ImageExpert {
+                encoder: e.encoder.set_require_grad(tracked),
+                ..e
+            }),
+            Expert::Text(e) => Expert::Text(TextExpert {
+                encoder: e.encoder.set_require_grad(tracked),
+                ..e
+            }),
+            Expert::Label(e) => Expert::Label(e.with_encoder_tracked(tracked)),
+        }
+    }
+
     pub fn kind(&self) -> ModalityKind {
         match self {
             Expert::Image(_) => ModalityKind::Image,

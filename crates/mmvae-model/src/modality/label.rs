@@ -42,6 +42,14 @@ impl LabelExpert {
         }
     }
 
+    pub fn with_encoder_tracked(self, tracked: bool) -> Self {
+        LabelExpert {
+            embed: self.embed.set_require_grad(tracked),
+            encode_out: self.encode_out.set_require_grad(tracked),
+            ..self
+        }
+    }
+
     /// # Shapes
     /// `labels`: `[batch]` (class indices) → posterior over `[batch, latent]`
     pub fn encode(&self, labels: Tensor<1, Int>) -> Gaussian {

@@ -189,16 +189,17 @@ impl<'a> Run<'a> {
         pb
     }
 
-    /// Track for gradients the decoders epoch `epoch` weighs: the weights
-    /// change only between epochs (phases), and the optimizer leaves
-    /// untracked parameters as they are.
-    fn track_weighed_decoders(&mut self, epoch: usize) {
+    /// Track for gradients the parameters epoch `epoch` uses (the decoders
+    /// it weighs, the encoders that are not shared): the weights change
+    /// only between epochs (phases), and the optimizer leaves untracked
+    /// parameters as they are.
+    fn track_used_parameters(&mut self, epoch: usize) {
         let weights = self.cfg.weights_at(epoch);
         self.learner.model = self
             .learner
             .model
             .clone()
-            .with_weighed_decoders_tracked(&weights.weight);
+            .with_used_parameters_tracked(&weights.weight);
     }
 
     /// Every step of epoch `epoch`; batches are gathered on their own
@@ -215,7 +216,7 @@ impl<'a> Run<'a> {
         let layout = self.cfg.layout();
         let last_dir = self.last_dir();
         let pseudo_stats = self.fill_in(epoch);
-        self.track_weighed_decoders(epoch);
+        self.track_used_parameters(epoch);
         let Run {
             cfg,
             data,

@@ -51,7 +51,7 @@ fn an_input_only_modality_trains_its_encoder_and_leaves_its_decoder_untracked() 
         let ad = Device::flex().autodiff();
         ad.seed(2);
         let weights = testutil::weights(&s.modalities).weight;
-        let model = s.init(&ad).with_weighed_decoders_tracked(&weights);
+        let model = s.init(&ad).with_used_parameters_tracked(&weights);
         let mut t = Tracked(0, 0);
         model.visit(&mut t);
         // The label decoder's two linear layers, weight and bias each.
@@ -69,7 +69,7 @@ fn an_input_only_modality_trains_its_encoder_and_leaves_its_decoder_untracked() 
         let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert_eq!(changed, before.len() - 4, "all but the label decoder move");
         // Given a weight again, the decoder is tracked again.
-        let back = stepped.with_weighed_decoders_tracked(&[1.0, 1.0, 1.0]);
+        let back = stepped.with_used_parameters_tracked(&[1.0, 1.0, 1.0]);
         let mut t = Tracked(0, 0);
         back.visit(&mut t);
         assert_eq!((t.0, t.1), (before.len(), 0));
@@ -322,4 +322,17 @@ fn a_shared_encoder_reads_the_sharing_modality_and_learns_from_it() {
         0,
         "the sharer's own is idle"
     );
+    // Idle, it is not tracked in training: autodiff would register its
+    // leaves every step and never free them.
+    let tracked = |e: &Expert| {
+        let Expert::Image(e) = e else {
+            panic!("an image expert")
+        };
+        let mut t = Tracked(0, 0);
+        e.encoder.visit(&mut t);
+        (t.0 > 0, t.1 > 0)
+    };
+    let model = model.with_used_parameters_tracked(&[1.0, 1.0, 1.0]);
+    assert_eq!(tracked(&model.experts[0]), (true, false));
+    assert_eq!(tracked(&model.experts[2]), (false, true));
 }
