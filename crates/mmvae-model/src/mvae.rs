@@ -93,6 +93,8 @@ impl ModelConfig {
             max_len: self.max_len,
             fusion: self.fusion,
             names: modalities.iter().map(|m| m.name.clone()).collect(),
+            // A name that is no modality falls back to the modality's own
+            // encoder here; `TrainConfig::validate` refuses it first.
             encoder_of: modalities
                 .iter()
                 .enumerate()
