@@ -453,6 +453,7 @@ impl InceptionV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::floats as host;
 
     /// Image k of the reference script: ((7x + 13y + 5c + 11k) mod 17) / 16.
     fn test_images(channels: usize, side: usize, count: usize, d: &Device) -> Tensor<2> {
@@ -467,10 +468,6 @@ mod tests {
             }
         }
         Tensor::from_data(TensorData::new(v, [count, channels * side * side]), d)
-    }
-
-    fn host(t: Tensor<2>) -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap()
     }
 
     #[test]

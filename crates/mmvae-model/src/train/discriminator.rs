@@ -140,11 +140,8 @@ pub fn r1_penalty(d: &PatchDiscriminator, images: Tensor<2>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::floats as vals;
     use burn::optim::{AdamConfig, GradientsParams};
-
-    fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap()
-    }
 
     /// A small fixed discriminator for 8×8 grey images on an autodiff
     /// device, seeded.

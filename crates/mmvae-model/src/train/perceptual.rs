@@ -239,10 +239,7 @@ impl FeatureNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(t: Tensor<2>) -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap()
-    }
+    use crate::host::floats as host;
 
     #[test]
     fn vgg16_round_trips_through_torchvision_names() {

@@ -131,10 +131,7 @@ impl ImageLikelihood {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vals(t: Tensor<2>) -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap()
-    }
+    use crate::host::floats as vals;
 
     #[test]
     fn closed_forms() {
