@@ -1,7 +1,7 @@
 //! `mmvae data`: check, fetch and look at datasets.
 
 use super::*;
-use mmvae_data::vision::PeakRule;
+use mmvae_data::vision::{Copies, Edges, PeakRule};
 use mmvae_data::ImageLabelSet;
 use mmvae_data::VisionSource;
 
@@ -40,6 +40,14 @@ pub enum DataCommand {
         /// one column per image it holds (PolyMNIST's m0 … m4).
         #[arg(long)]
         grid: Option<PathBuf>,
+        /// Vision datasets: the masked square's side in pixels, as
+        /// `data.mask_side` (default 3/8 of the image's).
+        #[arg(long)]
+        mask_side: Option<usize>,
+        /// Vision datasets: edges of the `luminance` or of each `colour`
+        /// channel, as `data.edges`.
+        #[arg(long, default_value = "luminance")]
+        edges: Edges,
     },
 }
 
@@ -52,11 +60,13 @@ pub fn data(c: DataCommand) -> Result<()> {
             image_size,
             channels,
             grid,
+            mask_side,
+            edges,
         } => check_data(
             &dataset,
             data_dir.as_deref(),
-            image_size,
-            channels,
+            (image_size, channels),
+            Copies { mask_side, edges },
             grid.as_deref(),
         ),
     }
@@ -84,16 +94,20 @@ fn fetch_data(name: &str, dest: Option<PathBuf>, mirror: Option<&str>) -> Result
     Ok(())
 }
 
-/// `mmvae data check`: a named labelled dataset, or else a pairs file.
+/// `mmvae data check`: a named labelled dataset, or else a pairs file of
+/// images `(side, channels)`; a vision set's copies made as `copies` says.
 fn check_data(
     dataset: &str,
     data_dir: Option<&Path>,
-    image_size: usize,
-    channels: usize,
+    (image_size, channels): (usize, usize),
+    copies: Copies,
     grid: Option<&Path>,
 ) -> Result<()> {
     let parsed = DatasetKind::parse(dataset);
     let named = parsed.as_ref().ok().copied().filter(|k| k.is_labelled());
+    if copies != Copies::default() && !matches!(named, Some(DatasetKind::Vision(_))) {
+        bail!("--mask-side and --edges set how the vision copies are made: `{dataset}` has none");
+    }
     let opts = mmvae_data::pairs::PairsOptions {
         side: image_size,
         channels,
@@ -118,7 +132,9 @@ fn check_data(
     for split in [Split::Train, Split::Test] {
         let start = std::time::Instant::now();
         let set = match named {
-            Some(kind) => load_split(kind, split, data_dir, None)?,
+            Some(kind) => {
+                ImageLabelSet::open_with(kind, data_dir, split, default_threads(), copies)?
+            }
             None => {
                 mmvae_data::pairs::load_split(Path::new(dataset), split, &opts, default_threads())
                     .with_context(|| match &parsed {

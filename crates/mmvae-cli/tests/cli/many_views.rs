@@ -326,6 +326,30 @@ fn vision_views_of_mnist_train_and_complete_a_masked_digit() {
         "{out}"
     );
     assert!(out.contains("the masked square hides none of the"), "{out}");
+    // A smaller square hides less; one as wide as the image is refused, as
+    // are copies of a dataset that has none.
+    let hides_none = |out: &str| -> f64 {
+        let at = out.find("hides none of the shape in ").unwrap() + 27;
+        out[at..].split('%').next().unwrap().parse().unwrap()
+    };
+    let small = ok(
+        d,
+        &words("data check vision-mnist --data-dir data --mask-side 4 --edges colour"),
+    );
+    assert!(hides_none(&small) > hides_none(&out), "{small}\n{out}");
+    let e = fails(
+        d,
+        &words("data check vision-mnist --data-dir data --mask-side 28"),
+    );
+    assert!(
+        e.contains("`data.mask_side` = 28") && e.contains("1 to 27"),
+        "{e}"
+    );
+    let e = fails(d, &words("data check mnist --data-dir data --mask-side 4"));
+    assert!(
+        e.contains("--mask-side") && e.contains("`mnist` has none"),
+        "{e}"
+    );
     // PolyMNIST has five images an item already: no source of the views.
     let e = fails(d, &words("data check vision-polymnist --data-dir data"));
     assert!(e.contains("one image per item"), "{e}");

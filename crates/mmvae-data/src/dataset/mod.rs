@@ -171,6 +171,9 @@ pub struct ImageLabelSet {
     /// Items the loader left out (bad lines or images, where the dataset
     /// allows skipping them).
     pub skipped: usize,
+    /// How the vision copies in `views` were made (`None`: the set has
+    /// none).
+    pub copies: Option<crate::vision::Copies>,
 }
 
 impl ImageLabelSet {
@@ -193,6 +196,7 @@ impl ImageLabelSet {
             captions: None,
             notes: Vec::new(),
             skipped: 0,
+            copies: None,
         }
     }
 
@@ -279,6 +283,7 @@ impl ImageLabelSet {
                 .map(|c| indices.iter().map(|&i| c[i].clone()).collect()),
             notes: Vec::new(),
             skipped: 0,
+            copies: self.copies,
         }
     }
 
@@ -306,6 +311,7 @@ impl ImageLabelSet {
             captions: self.captions.as_mut().map(|c| c.split_off(at)),
             notes: Vec::new(),
             skipped: 0,
+            copies: self.copies,
         }
     }
 
@@ -404,19 +410,34 @@ impl ImageLabelSet {
     }
 
     /// Load `split` of any dataset: render a shapes level, or find and read
-    /// the IDX files (`explicit` folder first, see [`locate`]).
+    /// the IDX files (`explicit` folder first, see [`locate`]). A vision
+    /// set's copies are made as documented ([`Copies::default`]).
+    ///
+    /// [`Copies::default`]: crate::vision::Copies
     pub fn open(
         kind: DatasetKind,
         explicit: Option<&Path>,
         split: Split,
         threads: usize,
     ) -> Result<Self> {
+        Self::open_with(kind, explicit, split, threads, Default::default())
+    }
+
+    /// [`open`](Self::open), a vision set's copies made as `copies` says
+    /// (ignored by every other dataset).
+    pub fn open_with(
+        kind: DatasetKind,
+        explicit: Option<&Path>,
+        split: Split,
+        threads: usize,
+        copies: crate::vision::Copies,
+    ) -> Result<Self> {
         match kind {
             DatasetKind::Shapes(level) => Ok(Self::shapes(level, split, threads)),
             DatasetKind::Vision(source) => {
                 let mut set = Self::open(source.kind(), explicit, split, threads)?;
                 set.kind = kind;
-                crate::vision::add_views(&mut set);
+                crate::vision::add_views(&mut set, copies)?;
                 Ok(set)
             }
             DatasetKind::Mnist | DatasetKind::FashionMnist => {

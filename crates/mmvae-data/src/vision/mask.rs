@@ -1,5 +1,5 @@
-//! The masked copy: a square of 3/8 the side at a seeded position, filled
-//! grey, and how much of an object drawn on black it hides.
+//! The masked copy: a square (by default 3/8 the side) at a seeded
+//! position, filled grey, and how much of an object drawn on black it hides.
 
 use crate::captions::splitmix64;
 use crate::dataset::{DatasetKind, ImageLabelSet};
@@ -8,23 +8,22 @@ use crate::dataset::{DatasetKind, ImageLabelSet};
 pub const MASK_GREY: u8 = 128;
 const SEED: u64 = 0x5649_5349_4F4E;
 
-/// Side of the masked square of an image of `side` pixels: 3/8 of it (24
-/// of 64, 10 of 28).
+/// The default side of the masked square of an image of `side` pixels: 3/8
+/// of it (24 of 64, 10 of 28).
 pub fn mask_side(side: usize) -> usize {
     side * 3 / 8
 }
 
-/// Top-left corner of item `i`'s masked square.
-pub fn mask_corner(i: usize, side: usize) -> (usize, usize) {
+/// Top-left corner of item `i`'s masked square of `mask` pixels.
+pub fn mask_corner(i: usize, side: usize, mask: usize) -> (usize, usize) {
     let h = splitmix64(SEED ^ i as u64);
-    let span = (side - mask_side(side) + 1) as u64;
+    let span = (side - mask + 1) as u64;
     ((h % span) as usize, ((h >> 32) % span) as usize)
 }
 
-/// The masked view of item `i`.
-pub fn masked(img: &[u8], channels: usize, side: usize, i: usize) -> Vec<u8> {
-    let (x0, y0) = mask_corner(i, side);
-    let mask = mask_side(side);
+/// The masked view of item `i`, its square `mask` pixels wide.
+pub fn masked(img: &[u8], channels: usize, side: usize, mask: usize, i: usize) -> Vec<u8> {
+    let (x0, y0) = mask_corner(i, side, mask);
     let mut out = img.to_vec();
     let plane = side * side;
     for c in 0..channels {
@@ -51,11 +50,16 @@ pub struct MaskCover {
 }
 
 impl MaskCover {
-    /// Count the items of `set`, whose `images` are the vision sources.
+    /// Count the items of `set`, whose `images` are the vision sources
+    /// (none for a set without the computed copies).
     pub fn of(set: &ImageLabelSet) -> Self {
         let mut c = Self::default();
+        let Some(copies) = set.copies else {
+            return c;
+        };
+        let mask = copies.mask(set.rows);
         for i in 0..set.len() {
-            let Some(f) = hidden_fraction(set.image(i), set.channels, set.rows, i) else {
+            let Some(f) = hidden_fraction(set.image(i), set.channels, set.rows, mask, i) else {
                 continue;
             };
             c.items += 1;
@@ -69,10 +73,16 @@ impl MaskCover {
 }
 
 /// The fraction of item `i`'s object pixels (non-black in any channel of
-/// the planar `img`) that its masked square covers; `None` for an image
-/// without any.
-pub fn hidden_fraction(img: &[u8], channels: usize, side: usize, i: usize) -> Option<f64> {
-    cover(img, channels, side, i).map(|c| c.hidden)
+/// the planar `img`) that its masked square of `mask` pixels covers; `None`
+/// for an image without any.
+pub fn hidden_fraction(
+    img: &[u8],
+    channels: usize,
+    side: usize,
+    mask: usize,
+    i: usize,
+) -> Option<f64> {
+    cover(img, channels, side, mask, i).map(|c| c.hidden)
 }
 
 /// What item `i`'s masked square does to its object.
@@ -86,11 +96,11 @@ pub struct Cover {
 }
 
 /// The [`Cover`] of item `i`'s object (non-black in any channel of the
-/// planar `img`); `None` for an image without one.
-pub fn cover(img: &[u8], channels: usize, side: usize, i: usize) -> Option<Cover> {
+/// planar `img`) by its square of `mask` pixels; `None` for an image
+/// without one.
+pub fn cover(img: &[u8], channels: usize, side: usize, mask: usize, i: usize) -> Option<Cover> {
     let plane = side * side;
-    let (x0, y0) = mask_corner(i, side);
-    let mask = mask_side(side);
+    let (x0, y0) = mask_corner(i, side, mask);
     let inside = |v: usize, v0: usize| (v0..v0 + mask).contains(&v);
     let ring = |v: usize, v0: usize| v + 1 >= v0 && v <= v0 + mask;
     let (mut shape, mut hidden, mut at_edge) = (0usize, 0usize, false);
@@ -169,12 +179,16 @@ impl Hidden {
     /// black (`None` for any other set; `None` for an item without an
     /// object).
     pub fn of_items(set: &ImageLabelSet) -> Option<Vec<Option<Hidden>>> {
+        let copies = set.copies?;
         match set.kind {
-            DatasetKind::Vision(source) if source.on_black() => Some(
-                (0..set.len())
-                    .map(|i| cover(set.image(i), set.channels, set.rows, i).map(Hidden::of))
-                    .collect(),
-            ),
+            DatasetKind::Vision(source) if source.on_black() => {
+                let (side, mask) = (set.rows, copies.mask(set.rows));
+                Some(
+                    (0..set.len())
+                        .map(|i| cover(set.image(i), set.channels, side, mask, i).map(Hidden::of))
+                        .collect(),
+                )
+            }
             _ => None,
         }
     }
@@ -190,21 +204,24 @@ mod tests {
     fn the_mask_is_a_seeded_square_inside_the_image() {
         let side = 64;
         let img = vec![7u8; 3 * side * side];
-        for i in 0..50 {
-            let (x0, y0) = mask_corner(i, side);
-            assert!(x0 + 24 <= side && y0 + 24 <= side);
-            let m = masked(&img, 3, side, i);
-            let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
-            assert_eq!(grey, 3 * 24 * 24);
-            assert_eq!(mask_corner(i, side), (x0, y0));
+        for mask in [24, 12] {
+            for i in 0..50 {
+                let (x0, y0) = mask_corner(i, side, mask);
+                assert!(x0 + mask <= side && y0 + mask <= side);
+                let m = masked(&img, 3, side, mask, i);
+                let grey = m.iter().filter(|&&v| v == MASK_GREY).count();
+                assert_eq!(grey, 3 * mask * mask);
+                assert_eq!(mask_corner(i, side, mask), (x0, y0));
+            }
+            assert_ne!(mask_corner(0, side, mask), mask_corner(1, side, mask));
         }
-        assert_ne!(mask_corner(0, side), mask_corner(1, side));
     }
 
     #[test]
     fn hidden_fraction_counts_the_shape_pixels_under_the_square() {
         let side = 64;
-        let (x0, y0) = mask_corner(3, side);
+        let mask = mask_side(side);
+        let (x0, y0) = mask_corner(3, side, mask);
         // A 4×4 block of colour at (x, y), on black.
         let block = |x: usize, y: usize| {
             let mut img = vec![0u8; 3 * side * side];
@@ -215,11 +232,11 @@ mod tests {
             }
             img
         };
-        assert_eq!(hidden_fraction(&block(x0, y0), 3, side, 3), Some(1.0));
+        assert_eq!(hidden_fraction(&block(x0, y0), 3, side, mask, 3), Some(1.0));
         // Straddling the square's left edge: two of its four columns inside.
         let straddle = block(x0.max(2) - 2, y0);
         let want = if x0 >= 2 { 0.5 } else { 1.0 };
-        assert_eq!(hidden_fraction(&straddle, 3, side, 3), Some(want));
+        assert_eq!(hidden_fraction(&straddle, 3, side, mask, 3), Some(want));
         // Beside the square, in view: touching its edge or one pixel off.
         // (The block's near column at distance 1 or 2 from the square.)
         let beside = |gap: usize| {
@@ -228,7 +245,7 @@ mod tests {
             } else {
                 (x0 - gap - 3, y0)
             };
-            cover(&block(x, y), 3, side, 3).unwrap()
+            cover(&block(x, y), 3, side, mask, 3).unwrap()
         };
         let touching = Cover {
             hidden: 0.0,
@@ -244,13 +261,13 @@ mod tests {
         );
         // Black everywhere: no shape to hide.
         assert_eq!(
-            hidden_fraction(&vec![0u8; 3 * side * side], 3, side, 3),
+            hidden_fraction(&vec![0u8; 3 * side * side], 3, side, mask, 3),
             None
         );
         // Over a set: one item hidden entirely, one not at all.
         let far = |x: usize| if x >= 32 { 0 } else { 60 };
-        let (xa, ya) = mask_corner(0, side);
-        let (xb, yb) = mask_corner(1, side);
+        let (xa, ya) = mask_corner(0, side, mask);
+        let (xb, yb) = mask_corner(1, side, mask);
         let mut images = block(xa, ya);
         images.extend(block(far(xb), far(yb)));
         let set = ImageLabelSet::new(
@@ -260,8 +277,13 @@ mod tests {
             images,
             vec![0, 0],
         );
+        // A set without the computed copies has no square to count.
+        assert_eq!(MaskCover::of(&set), MaskCover::default());
+        assert_eq!(Hidden::of_items(&set), None);
+        let mut set = set;
+        set.copies = Some(crate::vision::Copies::default());
         let c = MaskCover::of(&set);
-        let away = hidden_fraction(set.image(1), 3, side, 1);
+        let away = hidden_fraction(set.image(1), 3, side, mask, 1);
         assert_eq!(away, Some(0.0), "mask of item 1 at ({xb}, {yb})");
         assert_eq!(
             c,

@@ -14,16 +14,18 @@
 //! |---|---|
 //! | `image` | the source image |
 //! | `grey` | its luminance (ITU-R BT.601 weights; a grey source's own image), on every channel |
-//! | `edges` | the Sobel gradient magnitude of the luminance, on every channel |
-//! | `masked` | the image with a square of 3/8 the side (24×24 of 64×64), at a seeded position, filled grey |
+//! | `edges` | the Sobel gradient magnitude of the luminance, on every channel (or of each channel, [`Edges::Colour`]) |
+//! | `masked` | the image with a square of 3/8 the side (24×24 of 64×64; or [`Copies::mask_side`]), at a seeded position, filled grey |
 //! | `watermark` | the image under a fixed pattern of light diagonal strokes |
 //!
-//! Every view is a pure function of the source image and the item's index.
+//! Every view is a pure function of the source image, the item's index and
+//! the [`Copies`] settings.
 
 use crate::celeba::AttrSet;
 use crate::dataset::{DatasetKind, ImageLabelSet, View};
 use crate::error::{DataError, Result};
 use crate::shapes::{Level, Slot};
+use serde::{Deserialize, Serialize};
 
 mod mask;
 mod peak;
@@ -118,6 +120,66 @@ const PREFIX: &str = "vision";
 /// The images of an item, the source first.
 pub const NAMES: [&str; 5] = ["image", "grey", "edges", "masked", "watermark"];
 
+/// What the edge map is the Sobel gradient magnitude of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edges {
+    /// The luminance, on every channel (MVAE's edge map): colour is kept
+    /// only as edge strength.
+    #[default]
+    Luminance,
+    /// Each channel of its own: an edge takes the colour of what it
+    /// bounds. The same as `luminance` on a grey source.
+    Colour,
+}
+
+impl Edges {
+    pub fn is_luminance(&self) -> bool {
+        *self == Edges::Luminance
+    }
+}
+
+impl std::str::FromStr for Edges {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "luminance" => Ok(Edges::Luminance),
+            "colour" => Ok(Edges::Colour),
+            _ => Err(format!("`{s}`: the edges are of `luminance` or `colour`")),
+        }
+    }
+}
+
+/// How the transformed copies are made: the masked square's size and what
+/// the edges are taken of. The default is the experiment as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Copies {
+    /// Side of the masked square in pixels, under the image's side;
+    /// absent: 3/8 of the image's ([`mask_side`]).
+    pub mask_side: Option<usize>,
+    pub edges: Edges,
+}
+
+impl Copies {
+    /// The masked square's side on images of `side` pixels.
+    pub fn mask(&self, side: usize) -> usize {
+        self.mask_side.unwrap_or_else(|| mask_side(side))
+    }
+
+    /// Refuse a square that is empty or does not leave part of an image of
+    /// `side` pixels in view.
+    pub fn check(&self, side: usize) -> Result<()> {
+        match self.mask_side {
+            Some(m) if m == 0 || m >= side => Err(DataError::Invalid(format!(
+                "`data.mask_side` = {m}: the masked square must be 1 to {} pixels wide on these {side}-pixel images",
+                side - 1
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Luminance of every pixel of a planar image of `channels` planes of
 /// `plane` pixels: BT.601 of RGB, a grey image's own value.
 fn luma(img: &[u8], channels: usize, plane: usize) -> Vec<f32> {
@@ -158,8 +220,29 @@ pub fn edges(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
     edges_of(&luma(img, channels, side * side), channels, side)
 }
 
+/// The colour edge view: |∇| of each channel by the 3×3 Sobel operator, as
+/// [`edges`] computes it of the luminance.
+pub fn colour_edges(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
+    let plane = side * side;
+    (0..channels)
+        .flat_map(|c| {
+            let p: Vec<f32> = img[c * plane..(c + 1) * plane]
+                .iter()
+                .map(|&v| f32::from(v))
+                .collect();
+            sobel(&p, side)
+        })
+        .collect()
+}
+
 /// The edge view from the luminance `l` of a `side`×`side` image.
 fn edges_of(l: &[f32], channels: usize, side: usize) -> Vec<u8> {
+    repeat(sobel(l, side).into_iter(), channels, side * side)
+}
+
+/// |∇| of one `side`×`side` plane by the 3×3 Sobel operator (borders
+/// replicated), divided by 4 and clipped to 255.
+fn sobel(l: &[f32], side: usize) -> Vec<u8> {
     let at = |x: isize, y: isize| {
         let c = |v: isize| v.clamp(0, side as isize - 1) as usize;
         l[c(y) * side + c(x)]
@@ -178,7 +261,7 @@ fn edges_of(l: &[f32], channels: usize, side: usize) -> Vec<u8> {
             g.push(((gx * gx + gy * gy).sqrt() / 4.0).min(255.0) as u8);
         }
     }
-    repeat(g.into_iter(), channels, side * side)
+    g
 }
 
 /// Whether pixel `(x, y)` of an image of `side` pixels is under the
@@ -201,11 +284,13 @@ pub fn watermark(img: &[u8], channels: usize, side: usize) -> Vec<u8> {
     out
 }
 
-/// Add the computed views to a set of one image per item (its `images`
-/// become the `image` view).
-pub fn add_views(set: &mut ImageLabelSet) {
+/// Add the views computed as `copies` says to a set of one image per item
+/// (its `images` become the `image` view).
+pub fn add_views(set: &mut ImageLabelSet, copies: Copies) -> Result<()> {
     assert_eq!(set.rows, set.cols, "the vision views need square images");
     let (side, channels) = (set.rows, set.channels);
+    copies.check(side)?;
+    let mask = copies.mask(side);
     let n = set.len();
     let mut views: Vec<View> = NAMES[1..]
         .iter()
@@ -218,11 +303,16 @@ pub fn add_views(set: &mut ImageLabelSet) {
         let img = set.image(i);
         let l = luma(img, channels, side * side);
         views[0].images.extend(grey_of(&l, channels));
-        views[1].images.extend(edges_of(&l, channels, side));
-        views[2].images.extend(masked(img, channels, side, i));
+        views[1].images.extend(match copies.edges {
+            Edges::Luminance => edges_of(&l, channels, side),
+            Edges::Colour => colour_edges(img, channels, side),
+        });
+        views[2].images.extend(masked(img, channels, side, mask, i));
         views[3].images.extend(watermark(img, channels, side));
     }
     set.views = views;
+    set.copies = Some(copies);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -265,6 +355,26 @@ mod tests {
     }
 
     #[test]
+    fn colour_edges_keep_each_channel_of_the_step() {
+        let img = half(200, 100, 0);
+        let c = colour_edges(&img, 3, 8);
+        // At the step each channel's |∇| / 4 is its own value, and 0 away
+        // from it; luminance edges put 0.299 · 200 + 0.587 · 100 = 118.5
+        // on every channel.
+        for (ch, want) in [(0, 200), (1, 100), (2, 0)] {
+            assert_eq!(c[ch * 64 + 8 + 3], want, "channel {ch}");
+            assert_eq!(c[ch * 64 + 8 + 1], 0);
+        }
+        let l = edges(&img, 3, 8);
+        assert!([l[8 + 3], l[64 + 8 + 3], l[128 + 8 + 3]]
+            .iter()
+            .all(|&v| v == 118));
+        assert_eq!("colour".parse::<Edges>(), Ok(Edges::Colour));
+        assert_eq!("luminance".parse::<Edges>(), Ok(Edges::Luminance));
+        assert!("sobel".parse::<Edges>().unwrap_err().contains("`sobel`"));
+    }
+
+    #[test]
     fn the_views_of_celeba_keep_its_faces_labels_and_captions() {
         use crate::dataset::Split;
         let d = tempfile::tempdir().unwrap();
@@ -287,7 +397,41 @@ mod tests {
             let grey_view = views.view_of("grey").unwrap();
             assert_eq!(views.view_image(grey_view, i), grey(face, 3, 64));
             let masked_view = views.view_of("masked").unwrap();
-            assert_eq!(views.view_image(masked_view, i), masked(face, 3, 64, i));
+            assert_eq!(views.view_image(masked_view, i), masked(face, 3, 64, 24, i));
+        }
+        assert_eq!(views.copies, Some(Copies::default()));
+        // Copies made otherwise: a smaller square, edges of each channel.
+        let copies = Copies {
+            mask_side: Some(12),
+            edges: Edges::Colour,
+        };
+        let other = ImageLabelSet::open_with(kind, Some(d.path()), Split::Test, 1, copies).unwrap();
+        assert_eq!(other.copies, Some(copies));
+        let (edges_view, masked_view) = (
+            other.view_of("edges").unwrap(),
+            other.view_of("masked").unwrap(),
+        );
+        for i in 0..other.len() {
+            let face = faces.image(i);
+            assert_eq!(other.view_image(edges_view, i), colour_edges(face, 3, 64));
+            assert_eq!(other.view_image(masked_view, i), masked(face, 3, 64, 12, i));
+            assert_ne!(
+                other.view_image(masked_view, i),
+                views.view_image(masked_view, i)
+            );
+        }
+        for side in [0, 64] {
+            let too = Copies {
+                mask_side: Some(side),
+                ..copies
+            };
+            let e = ImageLabelSet::open_with(kind, Some(d.path()), Split::Test, 1, too)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("`data.mask_side` = ") && e.contains("1 to 63"),
+                "{e}"
+            );
         }
         // The items speak of the faces' attributes.
         assert_eq!(kind.slots(), DatasetKind::CelebA(set).slots());
@@ -330,8 +474,9 @@ mod tests {
         assert_eq!(grey(&img, 1, side), img);
         assert_eq!(edges(&img, 1, side).len(), side * side);
         assert_eq!(mask_side(side), 10);
-        let m = masked(&img, 1, side, 5);
-        let (x0, y0) = mask_corner(5, side);
+        assert_eq!(colour_edges(&img, 1, side), edges(&img, 1, side));
+        let m = masked(&img, 1, side, 10, 5);
+        let (x0, y0) = mask_corner(5, side, 10);
         assert!(x0 + 10 <= side && y0 + 10 <= side);
         for y in 0..side {
             for x in 0..side {

@@ -13,6 +13,7 @@ pub mod model;
 mod sections;
 mod validate;
 
+use mmvae_data::vision::{Copies, Edges};
 use mmvae_data::DatasetKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -112,6 +113,14 @@ pub struct DataConfig {
     /// naming it, or `"skip"` bad items and count them at the end.
     #[serde(default)]
     pub bad_items: mmvae_data::pairs::BadItems,
+    /// Vision datasets only: the side of the masked copy's square in
+    /// pixels, under the images' side (default 3/8 of it: 24 on 64×64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_side: Option<usize>,
+    /// Vision datasets only: the edge map is the Sobel magnitude of the
+    /// `"luminance"` (default, MVAE's) or of each `"colour"` channel.
+    #[serde(default, skip_serializing_if = "Edges::is_luminance")]
+    pub edges: Edges,
     /// Use only the first N training images (all if absent).
     #[serde(default)]
     pub train_limit: Option<usize>,
@@ -333,6 +342,14 @@ pub struct TrainConfig {
 }
 
 impl DataConfig {
+    /// How a vision dataset's copies are made.
+    pub fn copies(&self) -> Copies {
+        Copies {
+            mask_side: self.mask_side,
+            edges: self.edges,
+        }
+    }
+
     /// How a `pairs` dataset is read (defaults where the config is silent).
     pub fn pairs_options(&self) -> mmvae_data::pairs::PairsOptions {
         let d = mmvae_data::pairs::PairsOptions::default();
@@ -431,6 +448,8 @@ impl TrainConfig {
                 image_size: None,
                 channels: None,
                 bad_items: Default::default(),
+                mask_side: None,
+                edges: Edges::Luminance,
                 train_limit: Some(64),
                 val_size: 16,
                 caption_seed: 0,

@@ -374,6 +374,58 @@ fn shared_encoders_name_an_owner_of_the_same_kind() {
     }
 }
 
+/// `data.mask_side` and `data.edges` set how a vision dataset's copies
+/// are made, and only a vision dataset's.
+#[test]
+fn the_vision_copies_are_set_on_vision_datasets_only() {
+    let read = |dataset: &str, edit: &dyn Fn(&mut TrainConfig)| {
+        let mut c = TrainConfig::tiny(DatasetKind::parse(dataset).unwrap());
+        edit(&mut c);
+        TrainConfig::from_toml_str(&c.to_toml(), Path::new("d.toml"))
+    };
+    let small = |c: &mut TrainConfig| {
+        c.data.mask_side = Some(12);
+        c.data.edges = Edges::Colour;
+    };
+    let c = read("vision", &small).unwrap();
+    assert_eq!(
+        c.data.copies(),
+        Copies {
+            mask_side: Some(12),
+            edges: Edges::Colour
+        }
+    );
+    assert!(c.to_toml().contains("mask_side = 12") && c.to_toml().contains("edges = \"colour\""));
+    let plain = read("vision", &|_| {}).unwrap();
+    assert_eq!(plain.data.copies(), Copies::default());
+    assert!(!plain.to_toml().contains("mask_side") && !plain.to_toml().contains("edges ="));
+    let refused = |dataset: &str, edit: &dyn Fn(&mut TrainConfig), field: &str, want: &str| {
+        let e = read(dataset, edit).unwrap_err().to_string();
+        assert!(
+            e.contains(field) && e.contains(want) && e.contains("d.toml"),
+            "{e}"
+        );
+    };
+    refused(
+        "mnist",
+        &|c| c.data.mask_side = Some(12),
+        "data.mask_side",
+        "only the vision datasets",
+    );
+    refused(
+        "shapes-l3",
+        &|c| c.data.edges = Edges::Colour,
+        "data.edges",
+        "only the vision datasets",
+    );
+    refused(
+        "vision",
+        &|c| c.data.mask_side = Some(0),
+        "data.mask_side",
+        "at least 1",
+    );
+}
+
 #[test]
 fn modalities_and_weak_supervision_are_checked() {
     let three = || {

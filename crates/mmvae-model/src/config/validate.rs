@@ -470,6 +470,27 @@ impl TrainConfig {
                 &format!("names no modality `{name}` (give \"random\", \"first\", \"alternate\" or a modality's name)"),
             )?;
         }
-        Ok(())
+        self.check_copies()
+    }
+
+    /// `data.mask_side` and `data.edges`: how the vision copies are made.
+    fn check_copies(&self) -> Result<()> {
+        let d = &self.data;
+        let vision = matches!(d.dataset, DatasetKind::Vision(_));
+        for (set, field) in [
+            (d.mask_side.is_some(), "data.mask_side"),
+            (!d.edges.is_luminance(), "data.edges"),
+        ] {
+            check(
+                !set || vision,
+                field,
+                "sets how the vision copies are made: only the vision datasets have them",
+            )?;
+        }
+        check(
+            d.mask_side != Some(0),
+            "data.mask_side",
+            "must be at least 1 (pixels)",
+        )
     }
 }

@@ -107,7 +107,13 @@ pub fn load_configured(
     cli: Option<&Path>,
 ) -> Result<ImageLabelSet> {
     if data.dataset != DatasetKind::Pairs {
-        return load_split(data.dataset, split, cli, data.dir.as_deref());
+        return Ok(ImageLabelSet::open_with(
+            data.dataset,
+            cli.or(data.dir.as_deref()),
+            split,
+            render_threads(),
+            data.copies(),
+        )?);
     }
     let path = cli.or(data.dir.as_deref()).ok_or_else(|| {
         crate::error::ModelError::Config(
@@ -399,6 +405,38 @@ pub fn load_test(data: &DataConfig, cli_dir: Option<&Path>) -> Result<ImageLabel
 mod tests {
     use super::*;
     use crate::modality::{LabelModel, ModalityConfig};
+    use mmvae_data::vision::{self, Copies, Edges};
+
+    /// A run's test split is made as its `[data]` says: the vision copies
+    /// with its square and edges, which the checkpoint's config carries to
+    /// `eval`.
+    #[test]
+    fn a_configured_split_makes_the_vision_copies_as_the_config_says() {
+        let mut c = TrainConfig::tiny(DatasetKind::parse("vision-shapes-l1").unwrap());
+        c.data.mask_side = Some(8);
+        c.data.edges = Edges::Colour;
+        let set = load_test(&c.data, None).unwrap();
+        assert_eq!(set.copies, Some(c.data.copies()));
+        let (edges, masked) = (
+            set.view_of("edges").unwrap(),
+            set.view_of("masked").unwrap(),
+        );
+        for i in [0, 1, set.len() - 1] {
+            let img = set.image(i);
+            assert_eq!(set.view_image(masked, i), vision::masked(img, 3, 64, 8, i));
+            assert_eq!(set.view_image(edges, i), vision::colour_edges(img, 3, 64));
+        }
+        c.data.mask_side = None;
+        c.data.edges = Edges::Luminance;
+        let plain = load_test(&c.data, None).unwrap();
+        assert_eq!(plain.copies, Some(Copies::default()));
+        let img = plain.image(0);
+        assert_eq!(
+            plain.view_image(masked, 0),
+            vision::masked(img, 3, 64, 24, 0)
+        );
+        assert_eq!(plain.view_image(edges, 0), vision::edges(img, 3, 64));
+    }
 
     fn label(name: &str, classes: usize) -> ModalityConfig {
         ModalityConfig::new(
